@@ -1,0 +1,81 @@
+# Shared set-up steps for scripts/up and scripts/test: each installs or starts what is
+# missing and leaves alone what is already there.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export NR_PYTHON="${NR_PYTHON:-$ROOT/.venv/bin/python}"
+PG_HOST=127.0.0.1
+PG_PORT=5432
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing $*: install it (apt-get install $*) or run this script as root" >&2
+    exit 1
+  fi
+  if [ -z "${NR_APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null
+    export NR_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+ensure_postgres() {
+  if port_open "$PG_HOST" "$PG_PORT"; then return; fi
+  log "starting Postgres"
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n1)"
+  local hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 50); do port_open "$PG_HOST" "$PG_PORT" && return; sleep 0.2; done
+  echo "Postgres did not start on $PG_HOST:$PG_PORT" >&2
+  exit 1
+}
+
+ensure_database() {
+  local db="$1"
+  if ! psql -h "$PG_HOST" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" postgres | grep -q 1; then
+    log "creating database $db"
+    psql -h "$PG_HOST" -U postgres -qc "CREATE DATABASE \"$db\"" postgres
+  fi
+}
+
+nats_bin() { command -v nats-server || echo /usr/sbin/nats-server; }
+
+ensure_nats() {
+  [ -x "$(nats_bin)" ] || apt_install nats-server
+  if port_open 127.0.0.1 4222; then return; fi
+  log "starting nats-server with JetStream"
+  mkdir -p /var/lib/nats-server 2>/dev/null || true
+  local store=/var/lib/nats-server
+  [ -w "$store" ] || store="$ROOT/.data/nats"
+  mkdir -p "$store"
+  nohup "$(nats_bin)" -a 127.0.0.1 -p 4222 -js -sd "$store" >"$ROOT/.data/nats.log" 2>&1 &
+  for _ in $(seq 1 50); do port_open 127.0.0.1 4222 && return; sleep 0.1; done
+  echo "nats-server did not start; see .data/nats.log" >&2
+  exit 1
+}
+
+ensure_python() {
+  if [ -x "$NR_PYTHON" ] && "$NR_PYTHON" -c 'import psycopg2, nats, msgpack' 2>/dev/null; then return; fi
+  log "preparing the Python environment (.venv)"
+  if [ "$NR_PYTHON" = "$ROOT/.venv/bin/python" ]; then
+    python3 -m venv "$ROOT/.venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$ROOT/.venv"; }
+  fi
+  "$NR_PYTHON" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+}
+
+ensure_all() {
+  mkdir -p "$ROOT/.data"
+  ensure_postgres
+  ensure_nats
+  ensure_python
+  ensure_database noderouter
+}

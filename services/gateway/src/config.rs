@@ -1,0 +1,27 @@
+//! Gateway configuration.
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayConfig {
+    /// Public HTTP address.
+    #[arg(long, env = "NR_HTTP_ADDR", default_value = "127.0.0.1:3000")]
+    pub http_addr: String,
+    #[command(flatten)]
+    pub nats: nr_config::NatsArgs,
+    #[command(flatten)]
+    pub store: nr_config::StoreArgs,
+    /// Largest JSON body of a sync or async call, bytes.
+    #[arg(long, env = "NR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest bundle upload, bytes.
+    #[arg(long, env = "NR_MAX_BUNDLE_BYTES", default_value_t = 50 * 1024 * 1024)]
+    pub max_bundle_bytes: usize,
+    /// Time limit of a sync call when the manifest sets no `timeout_s`, seconds. The
+    /// runner enforces it; the gateway waits this long plus a small margin.
+    #[arg(long, env = "NR_SYNC_TIMEOUT_S", default_value_t = 30.0)]
+    pub sync_timeout_s: f64,
+    /// How long a deploy (checks included) may take, seconds.
+    #[arg(long, env = "NR_DEPLOY_TIMEOUT_S", default_value_t = 180.0)]
+    pub deploy_timeout_s: f64,
+}

@@ -1,0 +1,138 @@
+//! Gateway: the public HTTP API. It authenticates callers, keeps a live view of the
+//! deployed apps (`apps`), forwards sync calls to the runners over NATS (`sync`) and
+//! takes bundle uploads for deploy (`admin`).
+
+mod admin;
+pub mod apps;
+pub mod config;
+pub mod error;
+mod sync;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use nr_infra::store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayConfig;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct GatewayDeps {
+    pub nats: async_nats::Client,
+    pub store: Store,
+    /// Routes of services mounted on the public address (notify's WebSocket hub).
+    pub extra_routes: Router,
+}
+
+pub(crate) struct AppState {
+    pub(crate) config: GatewayConfig,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) store: Store,
+    pub(crate) apps: apps::AppCache,
+}
+
+#[derive(Clone)]
+pub(crate) struct RequestId(pub String);
+
+pub struct Gateway {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    addr: SocketAddr,
+    follower_stop: CancellationToken,
+}
+
+/// Takes `X-Request-Id` from the caller or makes one, and echoes it in the response.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+impl Gateway {
+    pub async fn build(config: GatewayConfig, deps: GatewayDeps) -> anyhow::Result<Gateway> {
+        let js = jetstream::new(deps.nats.clone());
+        nr_infra::bus::ensure_streams(&js).await?;
+        let state = Arc::new(AppState {
+            apps: apps::AppCache::new(Duration::from_secs_f64(config.sync_timeout_s.max(0.001))),
+            config,
+            nats: deps.nats,
+            store: deps.store,
+        });
+        let follower_stop = CancellationToken::new();
+        let weak = Arc::downgrade(&state);
+        nr_infra::apps::follow(js, follower_stop.clone(), move |ev| {
+            if let Some(state) = weak.upgrade() {
+                state.apps.apply(ev);
+            }
+        })
+        .await?;
+
+        let body_limit = state.config.max_body_bytes;
+        let bundle_limit = state.config.max_bundle_bytes;
+        let api = Router::new()
+            .route("/api/sync/{app}", post(sync::sync_call))
+            .layer(DefaultBodyLimit::max(body_limit));
+        let admin = Router::new()
+            .route("/admin/api/apps/deploy", post(admin::deploy))
+            .layer(DefaultBodyLimit::max(bundle_limit + 64 * 1024));
+        let router = Router::new()
+            .route("/admin/api/apps", get(admin::list_apps))
+            .merge(api)
+            .merge(admin)
+            .with_state(state.clone())
+            .merge(nr_telemetry::health_router("gateway"))
+            .merge(deps.extra_routes)
+            .fallback(not_found)
+            .layer(middleware::from_fn(request_id));
+
+        let listener = tokio::net::TcpListener::bind(&state.config.http_addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Gateway {
+            listener,
+            router,
+            addr,
+            follower_stop,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.addr, "gateway listening");
+        let shutdown = stop.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
+        self.follower_stop.cancel();
+        Ok(())
+    }
+}

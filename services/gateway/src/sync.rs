@@ -1,0 +1,99 @@
+//! `POST /api/sync/<app>`: runs the app's `execute` and returns its dict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::client::RequestErrorKind;
+use async_nats::HeaderMap;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use nr_contracts::{headers, subjects};
+
+use crate::error::ApiError;
+use crate::{AppState, RequestId};
+
+/// Slack between the app's time limit (enforced by the runner) and the gateway's wait.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// Checks the body is one JSON object (an empty body counts as `{}`).
+pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => Ok(()),
+        Some(b'{') => serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map(|_| ())
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}"))),
+        Some(_) => Err(ApiError::BadRequest(
+            "request body must be a JSON object, e.g. {\"action\": \"list\"}".into(),
+        )),
+    }
+}
+
+pub(crate) async fn sync_call(
+    State(state): State<Arc<AppState>>,
+    Path(app): Path<String>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let entry = state
+        .apps
+        .get(&app)
+        .ok_or_else(|| ApiError::NotFound(format!("app '{app}' is not deployed")))?;
+    check_json_object(&body)?;
+    let mut h = HeaderMap::new();
+    h.insert(headers::APP_REV, entry.rev.to_string().as_str());
+    h.insert(headers::REQUEST_ID, request_id.as_str());
+    let request = async_nats::Request::new()
+        .payload(body)
+        .headers(h)
+        .timeout(Some(entry.timeout + MARGIN));
+    let reply = state
+        .nats
+        .send_request(subjects::runner_exec(&app), request)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => ApiError::Unavailable(format!(
+                "no runner is available to execute app '{app}'; start a runner and retry"
+            )),
+            RequestErrorKind::TimedOut => ApiError::Timeout(format!(
+                "app '{app}' did not answer within {} s",
+                entry.timeout.as_secs_f64()
+            )),
+            RequestErrorKind::MaxPayloadExceeded => {
+                ApiError::PayloadTooLarge("request body exceeds the message size limit".into())
+            }
+            _ => ApiError::Internal(anyhow::anyhow!("runner request failed: {e}")),
+        })?;
+    let status = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::STATUS))
+        .and_then(|v| v.as_str().parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        reply.payload,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_objects_and_empty_bodies_pass_other_shapes_do_not() {
+        assert!(check_json_object(&Bytes::from_static(b"")).is_ok());
+        assert!(check_json_object(&Bytes::from_static(b" {\"a\":1}")).is_ok());
+        assert!(check_json_object(&Bytes::from_static(b"[1]")).is_err());
+        assert!(check_json_object(&Bytes::from_static(b"{\"a\":")).is_err());
+        assert!(check_json_object(&Bytes::from_static(b"{} trailing")).is_err());
+    }
+}

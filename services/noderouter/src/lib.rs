@@ -1,0 +1,169 @@
+//! The five services in one process: the embedded default for a laptop or a test.
+//! `start` connects to NATS, Postgres and the object store once and hands the same
+//! clients to gateway, deploy, registry, runner and notify.
+
+pub mod bundle;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of the all-in-one process (each service's own binary has its own flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlatformConfig {
+    #[command(flatten)]
+    pub gateway: nr_gateway::GatewayConfig,
+    #[command(flatten)]
+    pub db: nr_config::DbArgs,
+    /// Python interpreter that runs apps (needs psycopg2 for `conn` injection).
+    #[arg(long, env = "NR_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Most workers per app; 0 means the number of cores.
+    #[arg(long, env = "NR_RUNNER_POOL", default_value_t = 0)]
+    pub pool_size: usize,
+    /// Working directory for unpacked bundles and worker sockets.
+    #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
+    pub runner_dir: PathBuf,
+}
+
+impl PlatformConfig {
+    pub fn runner(&self) -> nr_runner::RunnerConfig {
+        nr_runner::RunnerConfig {
+            nats: self.gateway.nats.clone(),
+            store: self.gateway.store.clone(),
+            health: nr_config::HealthArgs { health_addr: None },
+            database_url: self.db.database_url.clone(),
+            python: self.python.clone(),
+            pool_size: self.pool_size,
+            sync_timeout_s: self.gateway.sync_timeout_s,
+            import_timeout_s: 120.0,
+            work_dir: self.runner_dir.clone(),
+        }
+    }
+}
+
+/// A running platform.
+pub struct Platform {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+}
+
+impl Platform {
+    /// Starts all five services; returns once the gateway accepts requests.
+    pub async fn start(config: PlatformConfig) -> anyhow::Result<Platform> {
+        let nats_url = &config.gateway.nats.nats_url;
+        let nats = nr_infra::bus::connect(nats_url, "noderouter").await?;
+        let store = nr_infra::store::open(&config.gateway.store.object_store_url)?;
+        let db = nr_infra::db::connect(&config.db.database_url, config.db.db_pool)
+            .await
+            .context("Postgres is required (set DATABASE_URL)")?;
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let registry = nr_registry::Registry::build(
+            nr_registry::RegistryConfig {
+                nats: config.gateway.nats.clone(),
+                db: config.db.clone(),
+                health: nr_config::HealthArgs { health_addr: None },
+            },
+            nr_registry::RegistryDeps {
+                nats: nats.clone(),
+                db,
+            },
+        )
+        .await?;
+        let deploy = nr_deploy::Deploy::build(
+            nr_deploy::DeployConfig {
+                nats: config.gateway.nats.clone(),
+                store: config.gateway.store.clone(),
+                health: nr_config::HealthArgs { health_addr: None },
+                max_bundle_bytes: config.gateway.max_bundle_bytes as u64,
+            },
+            nr_deploy::DeployDeps {
+                nats: nats.clone(),
+                store: store.clone(),
+            },
+        )
+        .await?;
+        let runner = nr_runner::Runner::build(
+            config.runner(),
+            nr_runner::RunnerDeps {
+                nats: nats.clone(),
+                store: store.clone(),
+            },
+        )
+        .await?;
+        let notify = nr_notify::Notify::build(
+            nr_notify::NotifyConfig {
+                http_addr: String::new(),
+                nats: config.gateway.nats.clone(),
+            },
+            nr_notify::NotifyDeps { nats: nats.clone() },
+        )
+        .await?;
+        let gateway = nr_gateway::Gateway::build(
+            config.gateway.clone(),
+            nr_gateway::GatewayDeps {
+                nats: nats.clone(),
+                store,
+                extra_routes: notify.router(),
+            },
+        )
+        .await?;
+        let addr = gateway.addr();
+
+        let s = stop.clone();
+        tasks.spawn(async move { ("registry", registry.run_until_stopped(s).await) });
+        let s = stop.clone();
+        tasks.spawn(async move { ("deploy", deploy.run_until_stopped(s).await) });
+        let s = stop.clone();
+        tasks.spawn(async move { ("runner", runner.run_until_stopped(s).await) });
+        let s = stop.clone();
+        tasks.spawn(async move { ("notify", notify.run_until_stopped(s).await) });
+        let s = stop.clone();
+        tasks.spawn(async move { ("gateway", gateway.run_until_stopped(s).await) });
+        Ok(Platform { addr, stop, tasks })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that stops the platform when cancelled.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs until the stop token is cancelled or a service ends; then stops the rest and
+    /// reports which service ended and why.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            self.stop.cancel();
+            match joined {
+                Ok((name, Ok(()))) => tracing::info!(service = name, "stopped"),
+                Ok((name, Err(e))) => {
+                    tracing::error!(service = name, error = %e, "service failed");
+                    first_error.get_or_insert(e.context(format!("{name} failed")));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a service task panicked: {e}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.wait().await
+    }
+}

@@ -1,0 +1,26 @@
+//! `nr-notify`: the notify service on its own.
+
+use clap::Parser;
+use nr_notify::{Notify, NotifyConfig, NotifyDeps};
+
+#[derive(Parser)]
+#[command(name = "nr-notify", about = "NodeRouter notify: the WebSocket hub")]
+struct Cli {
+    #[command(flatten)]
+    config: NotifyConfig,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    nr_telemetry::init();
+    let cli = Cli::parse();
+    let stop = nr_telemetry::shutdown_on_signal();
+    let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-notify").await?;
+    let addr = cli.config.http_addr.clone();
+    let notify = Notify::build(cli.config, NotifyDeps { nats }).await?;
+    let router = notify.router().merge(nr_telemetry::health_router("notify"));
+    let (bound, serve) = nr_telemetry::serve(&addr, router, stop.clone()).await?;
+    tracing::info!(%bound, "notify listening");
+    tokio::spawn(serve);
+    notify.run_until_stopped(stop).await
+}

@@ -1,0 +1,293 @@
+"""NodeRouter app host.
+
+One host process per app revision. It imports the app's ``main.py`` exactly once (so
+module-level code such as the author guide's ``_migrate()`` runs once per version per
+runner, under a Postgres advisory lock that serialises it across runners), then forks
+workers on request. Each worker inherits the imported module, connects back to the
+runner's Unix socket and serves calls one at a time.
+
+Control channel (host <-> runner): JSON lines on the host's original stdin/stdout.
+Worker channel: frames of ``[u32 header_len][u32 body_len][header JSON][body]``.
+"""
+
+import asyncio
+import datetime
+import decimal
+import importlib.util
+import inspect
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import traceback
+import uuid
+
+_LEN = struct.Struct(">II")
+
+
+def _log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+# ── JSON ──────────────────────────────────────────────────────────────────────
+
+
+def _default(value):
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError("object of type %s is not JSON serialisable" % type(value).__name__)
+
+
+def _dumps(value):
+    return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":")).encode()
+
+
+# ── Frames ────────────────────────────────────────────────────────────────────
+
+
+def _recv_exact(reader, n):
+    data = reader.read(n)
+    if data is None or len(data) < n:
+        raise EOFError
+    return data
+
+
+def recv_frame(reader):
+    hlen, blen = _LEN.unpack(_recv_exact(reader, 8))
+    header = json.loads(_recv_exact(reader, hlen)) if hlen else {}
+    body = _recv_exact(reader, blen) if blen else b""
+    return header, body
+
+
+def send_frame(sock, header, body=b""):
+    h = json.dumps(header, default=_default, separators=(",", ":")).encode()
+    sock.sendall(_LEN.pack(len(h), len(body)) + h + body)
+
+
+# ── Import ────────────────────────────────────────────────────────────────────
+
+
+def _import_lock(app_name):
+    """Session-level advisory lock so two runners never run module code concurrently."""
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        return None
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("noderouter:import:" + app_name,))
+        return conn
+    except Exception as exc:  # the import still runs, unserialised
+        _log("[noderouter] import lock unavailable for %s: %s" % (app_name, exc))
+        return None
+
+
+def load_app(app_name, app_dir):
+    libs = os.path.join(app_dir, "libs")
+    if os.path.isdir(libs):
+        sys.path.insert(0, libs)
+    sys.path.insert(0, app_dir)
+    os.chdir(app_dir)
+    lock = _import_lock(app_name)
+    try:
+        spec = importlib.util.spec_from_file_location("main", os.path.join(app_dir, "main.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["main"] = module
+        spec.loader.exec_module(module)
+    finally:
+        if lock is not None:
+            try:
+                lock.close()
+            except Exception:
+                pass
+    execute = getattr(module, "execute", None)
+    if not callable(execute):
+        raise TypeError("main.py does not define a callable execute(data, conn=None)")
+    params = inspect.signature(execute).parameters
+    wants_conn = "conn" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+    is_async = inspect.iscoroutinefunction(execute)
+    return module, execute, wants_conn, is_async
+
+
+# ── Worker ────────────────────────────────────────────────────────────────────
+
+
+class ConnHolder:
+    """The worker's warm psycopg2 connection, handed back clean after every call."""
+
+    def __init__(self):
+        self.conn = None
+
+    def get(self):
+        if self.conn is not None and not self.conn.closed:
+            return self.conn
+        import psycopg2
+
+        self.conn = psycopg2.connect(os.environ.get("DATABASE_URL", ""))
+        return self.conn
+
+    def clean(self):
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            import psycopg2.extensions as ext
+
+            if conn.closed:
+                self.conn = None
+                return
+            status = conn.get_transaction_status()
+            if status == ext.TRANSACTION_STATUS_UNKNOWN:
+                conn.close()
+                self.conn = None
+            elif status != ext.TRANSACTION_STATUS_IDLE:
+                conn.rollback()
+        except Exception:
+            try:
+                conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+
+def _actions_of(result):
+    if not isinstance(result, dict) or "_actions" not in result:
+        return []
+    raw = result.pop("_actions")
+    out = []
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
+                out.append({"name": item["name"], "payload": item.get("payload")})
+    return out
+
+
+def serve_worker(sock, execute, wants_conn, is_async):
+    reader = sock.makefile("rb")
+    holder = ConnHolder()
+    if wants_conn:
+        try:
+            holder.get()
+        except Exception as exc:
+            _log("[noderouter] cannot open the worker's database connection: %s" % exc)
+    loop = asyncio.new_event_loop() if is_async else None
+    while True:
+        try:
+            header, body = recv_frame(reader)
+        except (EOFError, OSError):
+            os._exit(0)
+        reply = {"id": header.get("id")}
+        out = b""
+        try:
+            data = json.loads(body) if body else {}
+            extra = header.get("inject") or {}
+            if extra and isinstance(data, dict):
+                data.update(extra)
+            if wants_conn:
+                try:
+                    conn = holder.get()
+                except Exception as exc:
+                    raise RuntimeError("database connection unavailable: %s" % exc)
+                result = execute(data, conn=conn)
+            else:
+                result = execute(data)
+            if inspect.isawaitable(result):
+                result = (loop or asyncio.new_event_loop()).run_until_complete(result)
+            actions = _actions_of(result)
+            if not isinstance(result, dict):
+                raise TypeError("execute() returned %s; it must return a dict" % type(result).__name__)
+            try:
+                out = _dumps(result)
+            except (TypeError, ValueError) as exc:
+                raise TypeError("execute() returned a dict that JSON cannot carry: %s" % exc)
+            reply["ok"] = True
+            if actions:
+                reply["actions"] = actions
+        except BaseException as exc:  # includes SystemExit from app code
+            reply["ok"] = False
+            reply["error"] = "%s: %s" % (type(exc).__name__, exc)
+            reply["traceback"] = traceback.format_exc()
+        finally:
+            holder.clean()
+        try:
+            send_frame(sock, reply, out)
+        except OSError:
+            os._exit(0)
+
+
+_CONTROL_FDS = []
+
+
+def fork_worker(token, sock_path, execute, wants_conn, is_async):
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        for fd in _CONTROL_FDS:  # the host's control pipes are not the worker's
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(sock_path)
+        send_frame(sock, {"hello": token, "pid": os.getpid()})
+        serve_worker(sock, execute, wants_conn, is_async)
+    except BaseException:
+        traceback.print_exc()
+    os._exit(1)
+
+
+def main():
+    app_name, app_dir, sock_path = sys.argv[1:4]
+    # Keep the control channel private: app prints go to stderr, which the runner logs.
+    ctl = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    ctl_in = os.fdopen(os.dup(0), "r")
+    _CONTROL_FDS.extend([ctl.fileno(), ctl_in.fileno()])
+
+    def reply(obj):
+        ctl.write(json.dumps(obj) + "\n")
+        ctl.flush()
+
+    try:
+        _, execute, wants_conn, is_async = load_app(app_name, app_dir)
+    except BaseException as exc:
+        reply({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()})
+        return
+    reply({"ok": True, "wants_conn": wants_conn, "is_async": is_async})
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
+    for line in ctl_in:
+        try:
+            cmd = json.loads(line)
+        except ValueError:
+            continue
+        if cmd.get("cmd") == "fork":
+            try:
+                pid = fork_worker(cmd["token"], sock_path, execute, wants_conn, is_async)
+                reply({"pid": pid})
+            except OSError as exc:
+                reply({"error": str(exc)})
+        elif cmd.get("cmd") == "exit":
+            break
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+//! Runner configuration.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunnerConfig {
+    #[command(flatten)]
+    pub nats: nr_config::NatsArgs,
+    #[command(flatten)]
+    pub store: nr_config::StoreArgs,
+    #[command(flatten)]
+    pub health: nr_config::HealthArgs,
+    /// `DATABASE_URL` handed to apps (module code, injected `conn`).
+    #[arg(
+        long = "app-database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/noderouter"
+    )]
+    pub database_url: String,
+    /// Python interpreter that runs apps (needs psycopg2 for `conn` injection).
+    #[arg(long, env = "NR_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Most workers per app; 0 means the number of cores.
+    #[arg(long, env = "NR_RUNNER_POOL", default_value_t = 0)]
+    pub pool_size: usize,
+    /// Time limit of a sync call when the manifest sets no `timeout_s`, seconds.
+    #[arg(long, env = "NR_SYNC_TIMEOUT_S", default_value_t = 30.0)]
+    pub sync_timeout_s: f64,
+    /// Time limit for importing an app (module-level code included), seconds.
+    #[arg(long, env = "NR_IMPORT_TIMEOUT_S", default_value_t = 120.0)]
+    pub import_timeout_s: f64,
+    /// Working directory for unpacked bundles and the worker socket.
+    #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
+    pub work_dir: PathBuf,
+}
+
+impl RunnerConfig {
+    pub fn pool(&self) -> usize {
+        if self.pool_size == 0 {
+            nr_config::cores()
+        } else {
+            self.pool_size
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! `runner.exec.<app>`: sync calls from the gateway, served by one runner of the queue
+//! group. The reply carries `Nr-Status` (an HTTP status) and a JSON body.
+
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, Message};
+use futures::StreamExt;
+use nr_contracts::events::{ActionTriggered, ACTION_TRIGGERED};
+use nr_contracts::{headers, subjects, Envelope};
+use tokio_util::sync::CancellationToken;
+
+use crate::host::{CallError, FiredAction};
+use crate::{HostError, Inner};
+
+pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut sub = inner
+        .nats
+        .queue_subscribe(
+            subjects::RUNNER_EXEC_ALL,
+            subjects::RUNNER_QUEUE_GROUP.into(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RUNNER_EXEC_ALL))?;
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = sub.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let inner = inner.clone();
+            tokio::spawn(async move { handle(inner, msg).await });
+        }
+        let _ = sub.unsubscribe().await;
+    });
+    Ok(())
+}
+
+fn error_body(message: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default()
+}
+
+async fn handle(inner: Arc<Inner>, msg: Message) {
+    let Some(reply_to) = msg.reply.clone() else {
+        return;
+    };
+    let app = subjects::app_of_runner_exec(&msg.subject).unwrap_or_default();
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    let min_rev = header(headers::APP_REV)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let request_id = header(headers::REQUEST_ID).unwrap_or_default();
+
+    let (status, body, actions, host) = match inner.host_for(app, min_rev).await {
+        Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), vec![], None),
+        Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), vec![], None),
+        Err(e @ HostError::Internal(_)) => {
+            tracing::error!(app, error = %e, "runner error");
+            (503, error_body("the runner cannot serve this app right now"), vec![], None)
+        }
+        Ok(host) => match host.call(&msg.payload, &request_id, None).await {
+            Ok(reply) => (200, reply.body, reply.actions, Some(host)),
+            Err(CallError::Exception { error, traceback }) => {
+                tracing::warn!(app, request_id = %request_id, error = %error, traceback = %traceback, "execute raised");
+                (500, error_body(&error), vec![], None)
+            }
+            Err(CallError::Timeout(limit)) => (
+                504,
+                error_body(&format!(
+                    "app '{app}' did not answer within its time limit of {} s; the call was stopped",
+                    limit.as_secs_f64()
+                )),
+                vec![],
+                None,
+            ),
+            Err(CallError::Crashed(message)) => {
+                tracing::error!(app, request_id = %request_id, "{message}");
+                (502, error_body(&message), vec![], None)
+            }
+            Err(CallError::Unavailable(message)) => {
+                tracing::error!(app, request_id = %request_id, "{message}");
+                (503, error_body(&message), vec![], None)
+            }
+        },
+    };
+    let mut reply_headers = HeaderMap::new();
+    reply_headers.insert(headers::STATUS, status.to_string().as_str());
+    if let Err(e) = inner
+        .nats
+        .publish_with_headers(reply_to, reply_headers, body.into())
+        .await
+    {
+        tracing::warn!(app, error = %e, "cannot send runner reply");
+    }
+    if let (Some(host), false) = (host, actions.is_empty()) {
+        publish_actions(&inner, app, &host.manifest, actions, Some(request_id), None).await;
+    }
+}
+
+/// Publishes each `_actions` entry to `action.triggered.<app>.<name>`, after the reply.
+pub(crate) async fn publish_actions(
+    inner: &Inner,
+    app: &str,
+    manifest: &nr_contracts::manifest::RuntimeManifest,
+    actions: Vec<FiredAction>,
+    request_id: Option<String>,
+    job_id: Option<String>,
+) {
+    for action in actions {
+        if !subjects::is_subject_token(&action.name) {
+            tracing::warn!(app, action = %action.name, "action name is not a valid slug; not published");
+            continue;
+        }
+        let declared = manifest.actions.iter().any(|a| a.name == action.name);
+        if !declared {
+            tracing::warn!(app, action = %action.name, "app fired an action its manifest does not declare; published anyway, but nobody can subscribe to it");
+        }
+        let event = Envelope::new(
+            ACTION_TRIGGERED,
+            &inner.id,
+            ActionTriggered {
+                app_name: app.to_owned(),
+                action_name: action.name.clone(),
+                payload: action.payload,
+                declared,
+                request_id: request_id.clone().filter(|r| !r.is_empty()),
+                job_id: job_id.clone(),
+            },
+        );
+        let subject = subjects::action_triggered(app, &action.name);
+        if let Err(e) = nr_infra::bus::publish_event(&inner.js, &subject, &event, None).await {
+            tracing::warn!(app, action = %action.name, error = %e, "cannot publish action");
+        }
+    }
+}

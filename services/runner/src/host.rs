@@ -1,0 +1,419 @@
+//! One app revision loaded in the runner: its Python host process (which imported the
+//! app once) and the pool of workers forked from it.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use nr_contracts::manifest::RuntimeManifest;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::frame::{read_frame, write_frame};
+
+/// How the runner starts Python hosts and receives their workers' connections.
+pub struct Spawner {
+    pub python: String,
+    pub database_url: String,
+    pub py_dir: PathBuf,
+    pub sock_path: PathBuf,
+    pending: Mutex<HashMap<String, oneshot::Sender<UnixStream>>>,
+}
+
+#[derive(Deserialize)]
+struct Hello {
+    hello: String,
+}
+
+impl Spawner {
+    pub fn new(python: String, database_url: String, py_dir: PathBuf, sock_path: PathBuf) -> Self {
+        Self {
+            python,
+            database_url,
+            py_dir,
+            sock_path,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Accepts worker connections and hands each to the fork request that announced its
+    /// token. A connection with an unknown token is dropped.
+    pub async fn accept_loop(self: Arc<Self>, listener: UnixListener, shutdown: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let hello = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    read_frame::<_, Hello>(&mut stream),
+                )
+                .await;
+                if let Ok(Ok((hello, _))) = hello {
+                    let waiter = this.lock_pending().remove(&hello.hello);
+                    if let Some(tx) = waiter {
+                        let _ = tx.send(stream);
+                    }
+                }
+            });
+        }
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<UnixStream>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What to load.
+pub struct LoadSpec {
+    pub app: String,
+    pub rev: u64,
+    pub sha256: String,
+    pub version: String,
+    pub dir: PathBuf,
+    pub manifest: RuntimeManifest,
+    pub timeout: Duration,
+    pub pool: usize,
+    pub import_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{error}")]
+    Import { error: String, traceback: String },
+    #[error("{0}")]
+    Host(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{error}")]
+    Exception { error: String, traceback: String },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Crashed(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct FiredAction {
+    pub name: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+pub struct CallReply {
+    pub body: Vec<u8>,
+    pub actions: Vec<FiredAction>,
+}
+
+#[derive(Deserialize)]
+struct ReplyHeader {
+    #[serde(default)]
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    traceback: Option<String>,
+    #[serde(default)]
+    actions: Vec<FiredAction>,
+}
+
+#[derive(Deserialize)]
+struct LoadReply {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    traceback: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ForkReply {
+    #[serde(default)]
+    pid: Option<i32>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+struct Control {
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    child: Child,
+}
+
+struct Worker {
+    stream: UnixStream,
+    pid: i32,
+}
+
+impl Worker {
+    /// Kills the worker and everything it started (it leads its own process group).
+    fn kill(&self) {
+        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+    }
+}
+
+pub struct AppHost {
+    pub app: String,
+    pub rev: u64,
+    pub sha256: String,
+    pub version: String,
+    pub manifest: RuntimeManifest,
+    timeout: Duration,
+    control: tokio::sync::Mutex<Control>,
+    idle: Mutex<Vec<Worker>>,
+    slots: Arc<Semaphore>,
+    spawner: Arc<Spawner>,
+    dir: PathBuf,
+    next_id: AtomicU64,
+}
+
+const STDERR_TAIL: usize = 40;
+
+impl AppHost {
+    /// Starts the host process, waits for the import to finish, and warms one worker.
+    pub async fn load(spawner: Arc<Spawner>, spec: LoadSpec) -> Result<Arc<AppHost>, LoadError> {
+        let mut child = Command::new(&spawner.python)
+            .arg("-u")
+            .arg(spawner.py_dir.join("nr_host.py"))
+            .arg(&spec.app)
+            .arg(&spec.dir)
+            .arg(&spawner.sock_path)
+            .env("DATABASE_URL", &spawner.database_url)
+            .env("PYTHONPATH", &spawner.py_dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("NR_APP_NAME", &spec.app)
+            .env("NR_APP_VERSION", &spec.version)
+            .current_dir(&spec.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| LoadError::Host(format!("cannot start {}: {e}", spawner.python)))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(LoadError::Host("host process has no pipes".into()));
+        };
+        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        {
+            let tail = tail.clone();
+            let app = spec.app.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "app", app = %app, "{line}");
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.len() == STDERR_TAIL {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            });
+        }
+        let mut stdout = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(spec.import_timeout, stdout.next_line()).await;
+        let line = match first {
+            Err(_) => {
+                return Err(LoadError::Import {
+                    error: format!(
+                        "importing main.py took longer than {:?}",
+                        spec.import_timeout
+                    ),
+                    traceback: String::new(),
+                })
+            }
+            Ok(Ok(Some(line))) => line,
+            Ok(_) => {
+                let status = child.wait().await.ok();
+                // Give the stderr reader a moment to drain.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let tail: Vec<String> = tail
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                return Err(LoadError::Import {
+                    error: format!(
+                        "the Python process exited while importing main.py ({})",
+                        status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "unknown status".into())
+                    ),
+                    traceback: tail.join("\n"),
+                });
+            }
+        };
+        let reply: LoadReply = serde_json::from_str(&line)
+            .map_err(|e| LoadError::Host(format!("unreadable host reply {line:?}: {e}")))?;
+        if !reply.ok {
+            return Err(LoadError::Import {
+                error: reply.error.unwrap_or_else(|| "import failed".into()),
+                traceback: reply.traceback.unwrap_or_default(),
+            });
+        }
+        let host = Arc::new(AppHost {
+            app: spec.app,
+            rev: spec.rev,
+            sha256: spec.sha256,
+            version: spec.version,
+            manifest: spec.manifest,
+            timeout: spec.timeout,
+            control: tokio::sync::Mutex::new(Control {
+                stdin,
+                stdout,
+                child,
+            }),
+            idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(spec.pool.max(1))),
+            spawner,
+            dir: spec.dir,
+            next_id: AtomicU64::new(1),
+        });
+        let warm = host
+            .fork_worker()
+            .await
+            .map_err(|e| LoadError::Host(e.to_string()))?;
+        host.lock_idle().push(warm);
+        Ok(host)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Worker>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn fork_worker(&self) -> Result<Worker, CallError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = oneshot::channel();
+        self.spawner.lock_pending().insert(token.clone(), tx);
+        let result = async {
+            let mut ctl = self.control.lock().await;
+            let cmd = format!("{{\"cmd\":\"fork\",\"token\":\"{token}\"}}\n");
+            ctl.stdin
+                .write_all(cmd.as_bytes())
+                .await
+                .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?;
+            let line = tokio::time::timeout(Duration::from_secs(10), ctl.stdout.next_line())
+                .await
+                .map_err(|_| CallError::Unavailable("app host did not fork a worker".into()))?
+                .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?
+                .ok_or_else(|| CallError::Unavailable("app host exited".into()))?;
+            drop(ctl);
+            let reply: ForkReply = serde_json::from_str(&line)
+                .map_err(|e| CallError::Unavailable(format!("unreadable fork reply: {e}")))?;
+            let pid = match (reply.pid, reply.error) {
+                (Some(pid), _) => pid,
+                (None, e) => {
+                    return Err(CallError::Unavailable(format!(
+                        "cannot fork a worker: {}",
+                        e.unwrap_or_default()
+                    )))
+                }
+            };
+            let stream = tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .map_err(|_| CallError::Unavailable("worker did not connect".into()))?
+                .map_err(|_| CallError::Unavailable("worker did not connect".into()))?;
+            Ok(Worker { stream, pid })
+        }
+        .await;
+        if result.is_err() {
+            self.spawner.lock_pending().remove(&token);
+        }
+        result
+    }
+
+    /// Runs `execute` on a free worker. `inject` entries are merged into `data`.
+    pub async fn call(
+        &self,
+        body: &[u8],
+        request_id: &str,
+        inject: Option<&serde_json::Value>,
+    ) -> Result<CallReply, CallError> {
+        let _permit = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| CallError::Unavailable("worker pool closed".into()))?;
+        let idle = self.lock_idle().pop();
+        let mut worker = match idle {
+            Some(w) => w,
+            None => self.fork_worker().await?,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let header = serde_json::json!({"id": id, "rid": request_id, "inject": inject});
+        let body = if body.is_empty() {
+            b"{}".as_slice()
+        } else {
+            body
+        };
+        let exchange = async {
+            write_frame(&mut worker.stream, &header, body).await?;
+            read_frame::<_, ReplyHeader>(&mut worker.stream).await
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => {
+                worker.kill();
+                Err(CallError::Timeout(self.timeout))
+            }
+            Ok(Err(e)) => {
+                worker.kill();
+                Err(CallError::Crashed(format!(
+                    "the worker process running app '{}' died during the call ({e}); it was replaced",
+                    self.app
+                )))
+            }
+            Ok(Ok((header, out))) => {
+                self.lock_idle().push(worker);
+                if header.ok {
+                    Ok(CallReply {
+                        body: out,
+                        actions: header.actions,
+                    })
+                } else {
+                    Err(CallError::Exception {
+                        error: header.error.unwrap_or_else(|| "execute() failed".into()),
+                        traceback: header.traceback.unwrap_or_default(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Drop for AppHost {
+    fn drop(&mut self) {
+        for w in self.lock_idle().drain(..) {
+            w.kill();
+        }
+        if let Ok(mut ctl) = self.control.try_lock() {
+            let _ = ctl.child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

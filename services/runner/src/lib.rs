@@ -1,0 +1,368 @@
+//! The runner: executes apps in long-lived Python worker processes.
+//!
+//! - `host`: one app revision = one Python host process that imported the app once,
+//!   plus a pool of workers forked from it.
+//! - `catalog` (here): which revision of each app is current, kept from the `NR_APPS`
+//!   stream; a request that names a newer revision loads it first (hot reload).
+//! - `exec`: the `runner.exec.<app>` queue-group handler.
+//! - `frame`: the runner–worker pipe protocol.
+
+pub mod config;
+mod exec;
+pub mod frame;
+pub mod host;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use bytes::Bytes;
+use nr_contracts::events::{AppChange, AppUpdated};
+use nr_contracts::manifest::RuntimeManifest;
+use nr_contracts::{decode, subjects, Envelope};
+use nr_infra::apps::AppEvent;
+use nr_infra::store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use config::RunnerConfig;
+use host::{AppHost, LoadError, LoadSpec, Spawner};
+
+const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
+const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
+
+/// Shared connections a runner uses; built by the caller so several services in one
+/// process can share them.
+#[derive(Clone)]
+pub struct RunnerDeps {
+    pub nats: async_nats::Client,
+    pub store: Store,
+}
+
+pub struct Runner {
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) config: RunnerConfig,
+    pub(crate) nats: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    store: Store,
+    spawner: Arc<Spawner>,
+    bundles_dir: PathBuf,
+    hosts: RwLock<HashMap<String, Arc<AppHost>>>,
+    known: Mutex<HashMap<String, AppEvent>>,
+    failed: Mutex<HashMap<String, (u64, String)>>,
+    load_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    live: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostError {
+    #[error("app '{0}' is not deployed")]
+    NotFound(String),
+    #[error("app '{app}' version {version} failed to load: {error}")]
+    LoadFailed {
+        app: String,
+        version: String,
+        error: String,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runner {
+    /// Prepares the work directory and the worker socket, loads every deployed app,
+    /// and subscribes to `runner.exec.*`.
+    pub async fn build(config: RunnerConfig, deps: RunnerDeps) -> anyhow::Result<Runner> {
+        let id = format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let root = std::path::absolute(&config.work_dir)
+            .with_context(|| format!("bad runner directory {}", config.work_dir.display()))?
+            .join(&id);
+        let py_dir = root.join("py");
+        std::fs::create_dir_all(py_dir.join("noderouter"))
+            .with_context(|| format!("cannot create {}", py_dir.display()))?;
+        std::fs::write(py_dir.join("nr_host.py"), HOST_SCRIPT)?;
+        std::fs::write(py_dir.join("noderouter").join("__init__.py"), SDK_INIT)?;
+        let bundles_dir = root.join("apps");
+        std::fs::create_dir_all(&bundles_dir)?;
+        let sock_path = root.join("workers.sock");
+        let listener = tokio::net::UnixListener::bind(&sock_path)
+            .with_context(|| format!("cannot listen on {}", sock_path.display()))?;
+        let spawner = Arc::new(Spawner::new(
+            config.python.clone(),
+            config.database_url.clone(),
+            py_dir,
+            sock_path,
+        ));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(spawner.clone().accept_loop(listener, shutdown.clone()));
+
+        let js = jetstream::new(deps.nats.clone());
+        nr_infra::bus::ensure_streams(&js).await?;
+        let inner = Arc::new(Inner {
+            id,
+            config,
+            nats: deps.nats,
+            js: js.clone(),
+            store: deps.store,
+            spawner,
+            bundles_dir,
+            hosts: RwLock::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            load_locks: Mutex::new(HashMap::new()),
+            live: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&inner);
+        nr_infra::apps::follow(js, shutdown.clone(), move |ev| {
+            let Some(inner) = weak.upgrade() else { return };
+            let app = ev.event.data.app_name.clone();
+            let rev = ev.rev;
+            lock(&inner.known).insert(app.clone(), ev);
+            if inner.live.load(Ordering::Acquire) {
+                tokio::spawn(async move {
+                    if let Err(e) = inner.host_for(&app, rev).await {
+                        if !matches!(e, HostError::NotFound(_)) {
+                            tracing::warn!(app = %app, rev, error = %e, "hot reload failed; previous version keeps serving");
+                        }
+                    }
+                });
+            }
+        })
+        .await?;
+        inner.live.store(true, Ordering::Release);
+        let initial: Vec<(String, u64)> = lock(&inner.known)
+            .iter()
+            .map(|(app, ev)| (app.clone(), ev.rev))
+            .collect();
+        for (app, rev) in initial {
+            if let Err(e) = inner.host_for(&app, rev).await {
+                if !matches!(e, HostError::NotFound(_)) {
+                    tracing::warn!(app = %app, error = %e, "app failed to load at start");
+                }
+            }
+        }
+        exec::start(inner.clone(), shutdown.clone()).await?;
+        tracing::info!(runner = %inner.id, pool = inner.config.pool(), "runner ready");
+        Ok(Runner { inner, shutdown })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Serves until `stop` is cancelled, then stops every worker.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        stop.cancelled().await;
+        self.shutdown.cancel();
+        let hosts: Vec<Arc<AppHost>> = self
+            .inner
+            .hosts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        drop(hosts);
+        if let Some(root) = self.inner.bundles_dir.parent() {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        tracing::info!(runner = %self.inner.id, "runner stopped");
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn current(&self, app: &str) -> Option<Arc<AppHost>> {
+        self.hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .cloned()
+    }
+
+    /// The host serving `app` at revision `min_rev` or later, loading it when this
+    /// runner is behind. Loads of one app are serialised; other apps are unaffected.
+    pub(crate) async fn host_for(
+        &self,
+        app: &str,
+        min_rev: u64,
+    ) -> Result<Arc<AppHost>, HostError> {
+        if let Some(h) = self.current(app) {
+            if h.rev >= min_rev {
+                return Ok(h);
+            }
+        }
+        let app_lock = lock(&self.load_locks)
+            .entry(app.to_owned())
+            .or_default()
+            .clone();
+        let _guard = app_lock.lock().await;
+        let current = self.current(app);
+        if let Some(h) = &current {
+            if h.rev >= min_rev {
+                return Ok(h.clone());
+            }
+        }
+        if let Some((rev, error)) = lock(&self.failed).get(app).cloned() {
+            if rev >= min_rev {
+                return current.ok_or_else(|| HostError::LoadFailed {
+                    app: app.to_owned(),
+                    version: String::new(),
+                    error,
+                });
+            }
+        }
+        let known = lock(&self.known).get(app).cloned();
+        let ev = match known {
+            Some(ev) if ev.rev >= min_rev => ev,
+            _ if min_rev > 0 => self.fetch_event(app, min_rev).await?,
+            _ => return Err(HostError::NotFound(app.to_owned())),
+        };
+        if ev.event.data.change == AppChange::Deleted {
+            self.hosts
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(app);
+            return Err(HostError::NotFound(app.to_owned()));
+        }
+        match self.load(ev.rev, &ev.event.data).await {
+            Ok(host) => {
+                self.hosts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(app.to_owned(), host.clone());
+                lock(&self.failed).remove(app);
+                tracing::info!(app, version = %host.version, rev = host.rev, "app loaded");
+                Ok(host)
+            }
+            Err(e) => {
+                let error = match &e {
+                    LoadError::Import { error, traceback } if !traceback.is_empty() => {
+                        format!("{error}\n{traceback}")
+                    }
+                    other => other.to_string(),
+                };
+                tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %error, "app failed to load");
+                lock(&self.failed).insert(app.to_owned(), (ev.rev, e.to_string()));
+                current.ok_or_else(|| HostError::LoadFailed {
+                    app: app.to_owned(),
+                    version: ev.event.data.version.clone(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Reads one catalogue event by sequence (a caller saw a revision before we did).
+    async fn fetch_event(&self, app: &str, rev: u64) -> Result<AppEvent, HostError> {
+        let stream = self
+            .js
+            .get_stream(subjects::STREAM_APPS)
+            .await
+            .map_err(|e| HostError::Internal(format!("cannot open NR_APPS: {e}")))?;
+        let msg = stream
+            .get_raw_message(rev)
+            .await
+            .map_err(|_| HostError::NotFound(app.to_owned()))?;
+        if subjects::app_of_app_updated(&msg.subject) != Some(app) {
+            return Err(HostError::NotFound(app.to_owned()));
+        }
+        let event: Envelope<AppUpdated> = decode(&msg.payload)
+            .map_err(|e| HostError::Internal(format!("bad app.updated event {rev}: {e}")))?;
+        Ok(AppEvent { rev, event })
+    }
+
+    async fn load(&self, rev: u64, ev: &AppUpdated) -> Result<Arc<AppHost>, LoadError> {
+        let path = object_store::path::Path::from(ev.bundle_key.as_str());
+        let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
+            .await
+            .map_err(|e| LoadError::Host(format!("cannot read bundle {}: {e}", ev.bundle_key)))?;
+        let dir = self.bundles_dir.join(&ev.app_name).join(format!(
+            "{rev}-{}",
+            ev.sha256.get(..12).unwrap_or(&ev.sha256)
+        ));
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || unpack(&bytes, &target))
+            .await
+            .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
+            .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
+        let manifest = RuntimeManifest::from_value(&ev.manifest);
+        let timeout = manifest
+            .timeout_s
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .unwrap_or(self.config.sync_timeout_s);
+        AppHost::load(
+            self.spawner.clone(),
+            LoadSpec {
+                app: ev.app_name.clone(),
+                rev,
+                sha256: ev.sha256.clone(),
+                version: ev.version.clone(),
+                dir,
+                manifest,
+                timeout: Duration::from_secs_f64(timeout),
+                pool: self.config.pool(),
+                import_timeout: Duration::from_secs_f64(self.config.import_timeout_s.max(1.0)),
+            },
+        )
+        .await
+    }
+}
+
+/// Unpacks a bundle into `dir`. Deploy has vetted the zip; entries that would escape
+/// the directory are still skipped. A single wrapping folder is stripped.
+fn unpack(bytes: &[u8], dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+    let names: Vec<String> = zip
+        .file_names()
+        .filter_map(Result::ok)
+        .map(|n| n.into_owned())
+        .collect();
+    let prefix = if names.iter().any(|n| n == "manifest.json") {
+        String::new()
+    } else {
+        names
+            .iter()
+            .find(|n| n.ends_with("/manifest.json") && n.matches('/').count() == 1)
+            .map(|n| n.trim_end_matches("manifest.json").to_owned())
+            .unwrap_or_default()
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i)?;
+        let Some(rel) = entry.enclosed_name() else {
+            continue;
+        };
+        let Ok(rel) = rel.strip_prefix(&prefix) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() || entry.is_symlink() {
+            continue;
+        }
+        let out = dir.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&out)?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::File::create(&out)?;
+        std::io::copy(&mut entry, &mut file)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Event payloads carried in [`crate::Envelope::data`].
+
+use serde::{Deserialize, Serialize};
+
+pub const APP_UPDATED: &str = "app.updated";
+
+/// Why an app's current version changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppChange {
+    Deployed,
+    RolledBack,
+    Deleted,
+}
+
+/// `app.updated.<app>`: a version of an app became current, or the app was deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppUpdated {
+    pub app_name: String,
+    pub change: AppChange,
+    /// Semver of the current version (of the deleted one for `deleted`).
+    pub version: String,
+    /// SHA-256 of the bundle zip, hex.
+    pub sha256: String,
+    /// Object-store key of the bundle.
+    pub bundle_key: String,
+    /// The manifest as deployed, unknown fields included.
+    pub manifest: serde_json::Value,
+    #[serde(default)]
+    pub previous_version: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{decode, encode, Envelope};
+
+    fn sample() -> Envelope<AppUpdated> {
+        Envelope {
+            id: "0190b6a4-0000-7000-8000-000000000000".into(),
+            kind: APP_UPDATED.into(),
+            source: "deploy/test".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            data: AppUpdated {
+                app_name: "notes".into(),
+                change: AppChange::Deployed,
+                version: "1.0.0".into(),
+                sha256: "ab".into(),
+                bundle_key: "bundles/notes/ab.zip".into(),
+                manifest: serde_json::json!({"app_name": "notes", "version": "1.0.0"}),
+                previous_version: None,
+            },
+        }
+    }
+
+    #[test]
+    fn app_updated_round_trips_through_named_msgpack() {
+        let env = sample();
+        let bytes = encode(&env).unwrap();
+        let back: Envelope<AppUpdated> = decode(&bytes).unwrap();
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn app_updated_is_a_map_with_field_names_readable_as_generic_value() {
+        let bytes = encode(&sample()).unwrap();
+        // A consumer in another language sees a map keyed by names, not a positional array.
+        let generic: serde_json::Value = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(generic["type"], "app.updated");
+        assert_eq!(generic["data"]["app_name"], "notes");
+        assert_eq!(generic["data"]["change"], "deployed");
+        assert_eq!(generic["data"]["manifest"]["version"], "1.0.0");
+    }
+}
+
+pub const ACTION_TRIGGERED: &str = "action.triggered";
+
+/// `action.triggered.<app>.<action>`: an entry of an app's `_actions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionTriggered {
+    pub app_name: String,
+    pub action_name: String,
+    /// What the app put in the entry's `payload` (null when absent).
+    pub payload: serde_json::Value,
+    /// False when the manifest does not declare the action (delivered all the same).
+    pub declared: bool,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+}

@@ -1,0 +1,102 @@
+//! Every NATS subject and JetStream stream name the platform uses.
+//!
+//! App names are restricted to `[A-Za-z0-9_-]`, so they are always a single subject
+//! token and can never inject a wildcard or a separator.
+
+/// Event log of app versions becoming current (deploy, rollback, delete). Kept.
+pub const STREAM_APPS: &str = "NR_APPS";
+/// Async job work items, work-queue retention.
+pub const STREAM_JOBS: &str = "NR_JOBS";
+/// Job progress and completion events, kept for a while.
+pub const STREAM_JOB_EVENTS: &str = "NR_JOB_EVENTS";
+/// `_actions` fired by apps, kept for a while for replay by outside consumers.
+pub const STREAM_ACTIONS: &str = "NR_ACTIONS";
+
+pub const APP_UPDATED_ALL: &str = "app.updated.>";
+pub const JOB_SUBMITTED_ALL: &str = "job.submitted.>";
+pub const JOB_PROGRESS_ALL: &str = "job.progress.>";
+pub const ACTION_TRIGGERED_ALL: &str = "action.triggered.>";
+
+/// Wildcard the runners' queue group listens on.
+pub const RUNNER_EXEC_ALL: &str = "runner.exec.*";
+/// Queue group shared by every runner, so each request reaches exactly one.
+pub const RUNNER_QUEUE_GROUP: &str = "nr-runners";
+
+/// Deploy intake (request/reply): a staged bundle to check and publish.
+pub const DEPLOY_SUBMIT: &str = "deploy.submit";
+pub const DEPLOY_QUEUE_GROUP: &str = "nr-deploy";
+
+/// Registry lookups (request/reply).
+pub const REGISTRY_APPS_LIST: &str = "registry.apps.list";
+pub const REGISTRY_QUEUE_GROUP: &str = "nr-registry";
+
+pub fn app_updated(app: &str) -> String {
+    format!("app.updated.{app}")
+}
+
+pub fn job_submitted(app: &str) -> String {
+    format!("job.submitted.{app}")
+}
+
+pub fn job_progress(app: &str, job_id: &str) -> String {
+    format!("job.progress.{app}.{job_id}")
+}
+
+pub fn action_triggered(app: &str, action: &str) -> String {
+    format!("action.triggered.{app}.{action}")
+}
+
+pub fn runner_exec(app: &str) -> String {
+    format!("runner.exec.{app}")
+}
+
+/// The app name carried by a `runner.exec.<app>` subject.
+pub fn app_of_runner_exec(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("runner.exec.")
+        .filter(|s| !s.is_empty() && !s.contains('.'))
+}
+
+/// The app name carried by an `app.updated.<app>` subject.
+pub fn app_of_app_updated(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("app.updated.")
+        .filter(|s| !s.is_empty() && !s.contains('.'))
+}
+
+/// True when `token` can be used as one subject token (the app-name alphabet).
+pub fn is_subject_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_built_from_one_token_per_name() {
+        assert_eq!(app_updated("notes"), "app.updated.notes");
+        assert_eq!(runner_exec("a-b_c"), "runner.exec.a-b_c");
+        assert_eq!(job_progress("a", "j1"), "job.progress.a.j1");
+        assert_eq!(action_triggered("a", "x"), "action.triggered.a.x");
+    }
+
+    #[test]
+    fn app_is_recovered_from_exec_subject_and_nested_tokens_are_refused() {
+        assert_eq!(app_of_runner_exec("runner.exec.notes"), Some("notes"));
+        assert_eq!(app_of_runner_exec("runner.exec.a.b"), None);
+        assert_eq!(app_of_runner_exec("runner.exec."), None);
+        assert_eq!(app_of_app_updated("app.updated.x"), Some("x"));
+    }
+
+    #[test]
+    fn subject_tokens_reject_wildcards_and_separators() {
+        assert!(is_subject_token("app_1-x"));
+        for bad in ["", "a.b", "a*", ">", "a b"] {
+            assert!(!is_subject_token(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Follows the app catalogue: the latest `app.updated` event of every app, then every
+//! new one, from the `NR_APPS` stream. Gateways and runners keep their view of which
+//! version is current this way, with no lookup on the request path.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use nr_contracts::{decode, events::AppUpdated, subjects, Envelope};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// One catalogue entry: the event and its stream sequence (the app's revision).
+#[derive(Debug, Clone)]
+pub struct AppEvent {
+    pub rev: u64,
+    pub event: Envelope<AppUpdated>,
+}
+
+/// Starts following the catalogue. `on_event` is called in stream order. Returns once
+/// every event that existed at the start has been handed over, so the caller starts
+/// serving with a complete view; the follower keeps running until `shutdown`.
+pub async fn follow<F>(
+    js: jetstream::Context,
+    shutdown: CancellationToken,
+    mut on_event: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut(AppEvent) + Send + 'static,
+{
+    let stream = js
+        .get_stream(subjects::STREAM_APPS)
+        .await
+        .context("cannot open stream NR_APPS")?;
+    let last = stream
+        .get_info()
+        .await
+        .context("cannot read stream NR_APPS")?
+        .state
+        .last_sequence;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subjects::APP_UPDATED_ALL.into(),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .context("cannot create app catalogue consumer")?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("cannot read app catalogue")?;
+    let (caught_up_tx, mut caught_up_rx) = watch::channel(last == 0);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "app catalogue read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let Ok(info) = msg.info() else { continue };
+            let rev = info.stream_sequence;
+            let pending = info.pending;
+            match decode::<Envelope<AppUpdated>>(&msg.payload) {
+                Ok(event) => on_event(AppEvent { rev, event }),
+                Err(e) => tracing::warn!(rev, error = %e, "undecodable app.updated event skipped"),
+            }
+            if rev >= last || pending == 0 {
+                let _ = caught_up_tx.send(true);
+            }
+        }
+    });
+    caught_up_rx
+        .wait_for(|done| *done)
+        .await
+        .map(|_| ())
+        .map_err(|_| anyhow::anyhow!("app catalogue follower stopped before catching up"))
+}

@@ -1,0 +1,109 @@
+//! NATS connection, JetStream streams and event publishing.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, message::PublishMessage as Publish, stream};
+use nr_contracts::{encode, subjects, Envelope};
+use serde::Serialize;
+
+/// Connects to NATS, naming the connection after the service for `nats server report`.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))
+}
+
+/// Creates the platform's streams when missing. Safe to call from every service at start.
+pub async fn ensure_streams(js: &jetstream::Context) -> anyhow::Result<()> {
+    let day = Duration::from_secs(24 * 3600);
+    let configs = [
+        stream::Config {
+            name: subjects::STREAM_APPS.into(),
+            subjects: vec![subjects::APP_UPDATED_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::STREAM_JOBS.into(),
+            subjects: vec![subjects::JOB_SUBMITTED_ALL.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::STREAM_JOB_EVENTS.into(),
+            subjects: vec![subjects::JOB_PROGRESS_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: day,
+            ..Default::default()
+        },
+        stream::Config {
+            name: subjects::STREAM_ACTIONS.into(),
+            subjects: vec![subjects::ACTION_TRIGGERED_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: 7 * day,
+            ..Default::default()
+        },
+    ];
+    for config in configs {
+        let name = config.name.clone();
+        js.get_or_create_stream(config)
+            .await
+            .with_context(|| format!("cannot create or open stream {name}"))?;
+    }
+    Ok(())
+}
+
+/// Why a publish did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFailure {
+    /// Another writer appended to the subject since `expected_last_subject_seq`.
+    #[error("another change to this subject landed first")]
+    Conflict,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Publishes an event to JetStream with its id as `Nats-Msg-Id`, optionally fenced on
+/// the subject's last sequence (optimistic concurrency). Returns the stream sequence.
+pub async fn publish_event<T: Serialize>(
+    js: &jetstream::Context,
+    subject: &str,
+    event: &Envelope<T>,
+    expected_last_subject_seq: Option<u64>,
+) -> Result<u64, PublishFailure> {
+    let payload = encode(event).map_err(anyhow::Error::from)?;
+    let mut publish = Publish::build()
+        .payload(payload.into())
+        .message_id(&event.id);
+    if let Some(seq) = expected_last_subject_seq {
+        publish = publish.expected_last_subject_sequence(seq);
+    }
+    let ack = js
+        .send_publish(subject.to_owned(), publish)
+        .await
+        .map_err(|e| anyhow::anyhow!("publish to {subject} failed: {e}"))?;
+    match ack.await {
+        Ok(ack) => Ok(ack.sequence),
+        Err(e) => {
+            // JetStream answers 10071 "wrong last sequence" when the fence fails.
+            let text = e.to_string();
+            if text.contains("wrong last sequence") || text.contains("10071") {
+                Err(PublishFailure::Conflict)
+            } else {
+                Err(PublishFailure::Other(anyhow::anyhow!(
+                    "publish to {subject} was not acknowledged: {text}"
+                )))
+            }
+        }
+    }
+}

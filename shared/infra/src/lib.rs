@@ -1,0 +1,10 @@
+//! Connections to the platform's backing services: NATS/JetStream (streams, event
+//! publishing, the app catalogue follower), the object store and Postgres.
+//!
+//! No service logic lives here; every service uses these to talk to the same
+//! infrastructure the same way.
+
+pub mod apps;
+pub mod bus;
+pub mod db;
+pub mod store;
