@@ -24,6 +24,9 @@ pub struct PlatformConfig {
     /// Most workers per app; 0 means the number of cores.
     #[arg(long, env = "NR_RUNNER_POOL", default_value_t = 0)]
     pub pool_size: usize,
+    /// Runners started in this process (0 leaves execution to runners elsewhere).
+    #[arg(long, env = "NR_RUNNERS", default_value_t = 1)]
+    pub runners: usize,
     /// Working directory for unpacked bundles and worker sockets.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub runner_dir: PathBuf,
@@ -89,14 +92,19 @@ impl Platform {
             },
         )
         .await?;
-        let runner = nr_runner::Runner::build(
-            config.runner(),
-            nr_runner::RunnerDeps {
-                nats: nats.clone(),
-                store: store.clone(),
-            },
-        )
-        .await?;
+        let mut runners = Vec::new();
+        for _ in 0..config.runners {
+            runners.push(
+                nr_runner::Runner::build(
+                    config.runner(),
+                    nr_runner::RunnerDeps {
+                        nats: nats.clone(),
+                        store: store.clone(),
+                    },
+                )
+                .await?,
+            );
+        }
         let notify = nr_notify::Notify::build(
             nr_notify::NotifyConfig {
                 http_addr: String::new(),
@@ -120,8 +128,10 @@ impl Platform {
         tasks.spawn(async move { ("registry", registry.run_until_stopped(s).await) });
         let s = stop.clone();
         tasks.spawn(async move { ("deploy", deploy.run_until_stopped(s).await) });
-        let s = stop.clone();
-        tasks.spawn(async move { ("runner", runner.run_until_stopped(s).await) });
+        for runner in runners {
+            let s = stop.clone();
+            tasks.spawn(async move { ("runner", runner.run_until_stopped(s).await) });
+        }
         let s = stop.clone();
         tasks.spawn(async move { ("notify", notify.run_until_stopped(s).await) });
         let s = stop.clone();

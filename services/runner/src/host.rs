@@ -22,6 +22,7 @@ use crate::frame::{read_frame, write_frame};
 
 /// How the runner starts Python hosts and receives their workers' connections.
 pub struct Spawner {
+    pub runner_id: String,
     pub python: String,
     pub database_url: String,
     pub py_dir: PathBuf,
@@ -35,8 +36,15 @@ struct Hello {
 }
 
 impl Spawner {
-    pub fn new(python: String, database_url: String, py_dir: PathBuf, sock_path: PathBuf) -> Self {
+    pub fn new(
+        runner_id: String,
+        python: String,
+        database_url: String,
+        py_dir: PathBuf,
+        sock_path: PathBuf,
+    ) -> Self {
         Self {
+            runner_id,
             python,
             database_url,
             py_dir,
@@ -202,6 +210,7 @@ impl AppHost {
             .env("PYTHONPATH", &spawner.py_dir)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("NR_APP_NAME", &spec.app)
+            .env("NR_RUNNER_ID", &spawner.runner_id)
             .env("NR_APP_VERSION", &spec.version)
             .current_dir(&spec.dir)
             .stdin(Stdio::piped())

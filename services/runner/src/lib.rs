@@ -99,6 +99,7 @@ impl Runner {
         let listener = tokio::net::UnixListener::bind(&sock_path)
             .with_context(|| format!("cannot listen on {}", sock_path.display()))?;
         let spawner = Arc::new(Spawner::new(
+            id.clone(),
             config.python.clone(),
             config.database_url.clone(),
             py_dir,

@@ -1,1 +1,183 @@
-//! placeholder
+//! Test harness: real infrastructure, isolated per test.
+//!
+//! - [`TestNats`]: a private `nats-server -js` on a free port with its own store, so
+//!   tests never share streams.
+//! - [`TestDb`]: a fresh Postgres database on the local server, dropped afterwards.
+//! - [`python`]: the interpreter the runner uses (the project's `.venv` when present).
+//! - [`zip_files`]: builds a bundle zip in memory.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `NR_PYTHON`, else the project's `.venv`, else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("NR_PYTHON") {
+        if !p.is_empty() {
+            return p;
+        }
+    }
+    let venv = workspace_root().join(".venv/bin/python");
+    if venv.exists() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".into()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn nats_server_bin() -> String {
+    for candidate in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    "nats-server".into()
+}
+
+/// A private NATS server with JetStream, killed on drop.
+pub struct TestNats {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNats {
+    pub async fn start() -> anyhow::Result<TestNats> {
+        let dir = tempfile::tempdir()?;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut child = Command::new(nats_server_bin())
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start nats-server (scripts/test installs it)")?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(TestNats {
+                        child,
+                        url: format!("nats://127.0.0.1:{port}"),
+                        port,
+                        _dir: dir,
+                    });
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken in the meantime: try another
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        anyhow::bail!("nats-server did not start")
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the local Postgres server is (`NR_TEST_PG`, default trust auth on loopback).
+pub fn pg_admin_url() -> String {
+    std::env::var("NR_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh database, dropped (with its connections) on drop.
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> anyhow::Result<TestDb> {
+        use sqlx::Connection as _;
+        let name = format!("nr_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = pg_admin_url();
+        let mut conn = sqlx::PgConnection::connect(&format!("{admin}/postgres"))
+            .await
+            .context("cannot reach Postgres (scripts/test starts it)")?;
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{name}\"").as_str()).await?;
+        conn.close().await?;
+        Ok(TestDb {
+            url: format!("{admin}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = pg_admin_url();
+        let _ = Command::new("psql")
+            .arg(format!("{admin}/postgres"))
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A zip holding `files` (path, content) in order.
+pub fn zip_files(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        for (name, body) in files {
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            if w.start_file(*name, opts).is_ok() {
+                let _ = w.write_all(body.as_bytes());
+            }
+        }
+        let _ = w.finish();
+    }
+    buf.into_inner()
+}
+
+/// A manifest for tests: `{"app_name": name, "version": version}` plus `extra` fields.
+pub fn manifest(name: &str, version: &str, extra: serde_json::Value) -> String {
+    let mut m = serde_json::json!({"app_name": name, "version": version});
+    if let (Some(obj), Some(more)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in more {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    m.to_string()
+}
+
+/// A unique app name for a test.
+pub fn app_name(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}

@@ -1,0 +1,187 @@
+//! The platform started for a test: all five services in this process, on port 0,
+//! against a private NATS server, a fresh database and real Python workers.
+#![allow(dead_code)]
+
+use clap::Parser;
+use noderouter::{Platform, PlatformConfig};
+use nr_testkit::{TestDb, TestNats};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: PlatformConfig,
+}
+
+pub struct Harness {
+    pub platform: Option<Platform>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub nats: TestNats,
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn config_for(
+    nats: &TestNats,
+    db: &TestDb,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> PlatformConfig {
+    let mut args: Vec<String> = vec![
+        "test".into(),
+        "--http-addr".into(),
+        "127.0.0.1:0".into(),
+        "--nats-url".into(),
+        nats.url.clone(),
+        "--database-url".into(),
+        db.url.clone(),
+        "--object-store-url".into(),
+        dir.join("objects").to_string_lossy().into_owned(),
+        "--runner-dir".into(),
+        dir.join("runner").to_string_lossy().into_owned(),
+        "--python".into(),
+        nr_testkit::python(),
+        "--pool-size".into(),
+        "2".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Args::parse_from(args).config
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Harness {
+        if std::env::var_os("RUST_LOG").is_some() {
+            nr_telemetry::init();
+        }
+        let nats = TestNats::start().await.expect("nats");
+        let db = TestDb::create().await.expect("db");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = Platform::start(config_for(&nats, &db, dir.path(), extra))
+            .await
+            .expect("platform starts");
+        Harness {
+            url: platform.url(),
+            platform: Some(platform),
+            http: reqwest::Client::new(),
+            nats,
+            db,
+            dir,
+        }
+    }
+
+    pub async fn deploy(&self, file_name: &str, zip: Vec<u8>) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(zip).file_name(file_name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let res = self
+            .http
+            .post(format!("{}/admin/api/apps/deploy", self.url))
+            .multipart(form)
+            .send()
+            .await
+            .expect("deploy request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Deploys and asserts success.
+    pub async fn deploy_ok(&self, app: &str, files: &[(&str, &str)]) -> Value {
+        let (status, body) = self
+            .deploy(&format!("{app}.zip"), nr_testkit::zip_files(files))
+            .await;
+        assert_eq!(status, StatusCode::OK, "deploy of {app} failed: {body}");
+        body
+    }
+
+    pub async fn sync(&self, app: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}/api/sync/{app}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("sync request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn nats_client(&self) -> async_nats::Client {
+        async_nats::connect(&self.nats.url)
+            .await
+            .expect("nats client")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(p) = self.platform.take() {
+            p.stop_token().cancel();
+        }
+    }
+}
+
+/// The author guide's starter `main.py` for `slug`: a module-level migration creating
+/// `<slug>_items`, and `create`/`list` actions on the injected connection.
+pub fn guide_starter_main(slug: &str) -> String {
+    r#"import os, contextlib, logging, psycopg2
+
+log = logging.getLogger(__name__)
+
+def _migrate() -> None:
+    dsn = os.getenv("DATABASE_URL", "")
+    if not dsn:
+        log.warning("[<slug>] DATABASE_URL not set — skipping migration")
+        return
+    with psycopg2.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("""
+                CREATE TABLE IF NOT EXISTS <slug>_items (
+                    id SERIAL PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+                )
+            """)
+        conn.commit()
+    log.info("[<slug>] migration ok")
+
+# ── Runs on every deploy / hot-reload ─────────────────────────────────────
+_migrate()
+
+@contextlib.contextmanager
+def _get_conn(conn=None):
+    if conn is not None:
+        yield conn
+    else:
+        with psycopg2.connect(os.getenv("DATABASE_URL")) as own:
+            yield own
+
+def execute(data: dict, conn=None) -> dict:
+    action = str(data.get("action", "")).strip()
+    if action == "list":
+        return _list(conn=conn)
+    if action == "create":
+        return _create(data, conn=conn)
+    return {"message": "ok"}
+
+def _list(conn=None) -> dict:
+    with _get_conn(conn) as c:
+        with c.cursor() as cur:
+            cur.execute("SELECT id, name FROM <slug>_items ORDER BY id DESC")
+            rows = cur.fetchall()
+    return {"rows": [{"id": r[0], "name": r[1]} for r in rows]}
+
+def _create(data: dict, conn=None) -> dict:
+    with _get_conn(conn) as c:
+        with c.cursor() as cur:
+            cur.execute("INSERT INTO <slug>_items (name) VALUES (%s) RETURNING id", (data["name"],))
+            new_id = cur.fetchone()[0]
+        c.commit()
+    return {"id": new_id}
+"#
+    .replace("<slug>", slug)
+}
