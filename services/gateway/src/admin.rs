@@ -4,14 +4,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
-use axum::extract::{Multipart, State};
-use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use nr_contracts::requests::{AppList, DeployReply, DeployReport, DeploySubmit};
 use nr_contracts::{decode, encode, subjects};
 use object_store::path::Path;
 
 use crate::error::ApiError;
 use crate::AppState;
+
+/// The admin API routes (`/admin/api/...`).
+pub(crate) fn routes(bundle_limit: usize) -> Router<Arc<AppState>> {
+    Router::new()
+        .route(
+            "/admin/api/apps/deploy",
+            post(deploy).layer(DefaultBodyLimit::max(bundle_limit + 64 * 1024)),
+        )
+        .route("/admin/api/apps", get(list_apps))
+}
 
 /// `POST /admin/api/apps/deploy`, multipart field `file` holding the bundle zip.
 pub(crate) async fn deploy(

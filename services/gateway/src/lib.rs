@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use nr_infra::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -95,13 +95,9 @@ impl Gateway {
         let api = Router::new()
             .route("/api/sync/{app}", post(sync::sync_call))
             .layer(DefaultBodyLimit::max(body_limit));
-        let admin = Router::new()
-            .route("/admin/api/apps/deploy", post(admin::deploy))
-            .layer(DefaultBodyLimit::max(bundle_limit + 64 * 1024));
         let router = Router::new()
-            .route("/admin/api/apps", get(admin::list_apps))
             .merge(api)
-            .merge(admin)
+            .merge(admin::routes(bundle_limit))
             .with_state(state.clone())
             .merge(nr_telemetry::health_router("gateway"))
             .merge(deps.extra_routes)
