@@ -1,6 +1,14 @@
-//! Deploy configuration.
+//! Deploy configuration: flags, each with an environment variable. `docs/deploy.md`
+//! lists them with their defaults.
 
-use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+
+use crate::archive::Limits;
+use crate::check::Checker;
+use crate::import::ImportCheck;
 
 #[derive(Debug, Clone, Args)]
 pub struct DeployConfig {
@@ -13,4 +21,93 @@ pub struct DeployConfig {
     /// Largest bundle accepted, bytes (the gateway answers 413 above it).
     #[arg(long, env = "NR_MAX_BUNDLE_BYTES", default_value_t = 50 * 1024 * 1024)]
     pub max_bundle_bytes: u64,
+    #[command(flatten)]
+    pub checks: CheckArgs,
+    /// Python interpreter for the import check: the runner's, with the same packages.
+    #[arg(long, env = "NR_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Postgres URL handed to the app as `DATABASE_URL` during the import check, as the
+    /// runner does (module-level migrations run against it).
+    #[arg(long = "database-url", env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// Limits and switches of the bundle checks.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Most entries (files and folders) in a bundle zip.
+    #[arg(long, env = "NR_DEPLOY_MAX_ENTRIES", default_value_t = Limits::default().max_entries)]
+    pub max_bundle_entries: usize,
+    /// Largest inflated size of one file of a bundle, bytes.
+    #[arg(long, env = "NR_DEPLOY_MAX_ENTRY_BYTES", default_value_t = Limits::default().max_entry_bytes)]
+    pub max_entry_bytes: u64,
+    /// Largest inflated size of all files of a bundle together, bytes.
+    #[arg(long, env = "NR_DEPLOY_MAX_UNPACKED_BYTES", default_value_t = Limits::default().max_total_bytes)]
+    pub max_unpacked_bytes: u64,
+    /// Largest inflated/compressed ratio of one file (zip bomb guard).
+    #[arg(long, env = "NR_DEPLOY_MAX_RATIO", default_value_t = Limits::default().max_ratio)]
+    pub max_compression_ratio: u64,
+    /// Files inflating to less than this many bytes are exempt from the ratio limit.
+    #[arg(long, env = "NR_DEPLOY_RATIO_MIN_BYTES", default_value_t = Limits::default().ratio_min_bytes)]
+    pub ratio_min_bytes: u64,
+    /// Time limit of the import check (compiling and importing main.py), seconds.
+    #[arg(long, env = "NR_DEPLOY_IMPORT_TIMEOUT_S", default_value_t = 60.0)]
+    pub deploy_import_timeout_s: f64,
+    /// Run the import check (`false` only where deploy has no Python; the runner still
+    /// refuses to serve a version that does not import).
+    #[arg(long, env = "NR_DEPLOY_IMPORT_CHECK", default_value_t = true, action = ArgAction::Set)]
+    pub import_check: bool,
+    /// Where bundles are unpacked while they are checked (the system temp dir if unset).
+    #[arg(long, env = "NR_DEPLOY_DIR")]
+    pub deploy_dir: Option<PathBuf>,
+}
+
+impl Default for CheckArgs {
+    fn default() -> Self {
+        let l = Limits::default();
+        CheckArgs {
+            max_bundle_entries: l.max_entries,
+            max_entry_bytes: l.max_entry_bytes,
+            max_unpacked_bytes: l.max_total_bytes,
+            max_compression_ratio: l.max_ratio,
+            ratio_min_bytes: l.ratio_min_bytes,
+            deploy_import_timeout_s: 60.0,
+            import_check: true,
+            deploy_dir: None,
+        }
+    }
+}
+
+impl CheckArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_entries: self.max_bundle_entries,
+            max_entry_bytes: self.max_entry_bytes,
+            max_total_bytes: self.max_unpacked_bytes,
+            max_ratio: self.max_compression_ratio.max(1),
+            ratio_min_bytes: self.ratio_min_bytes,
+        }
+    }
+}
+
+impl DeployConfig {
+    /// The checker this configuration describes.
+    pub fn checker(&self) -> Checker {
+        let timeout = if self.checks.deploy_import_timeout_s.is_finite()
+            && self.checks.deploy_import_timeout_s > 0.0
+        {
+            self.checks.deploy_import_timeout_s
+        } else {
+            60.0
+        };
+        Checker {
+            limits: self.checks.limits(),
+            import: self.checks.import_check.then(|| ImportCheck {
+                python: self.python.clone(),
+                database_url: self.database_url.clone(),
+                timeout: Duration::from_secs_f64(timeout),
+            }),
+            work_dir: self.checks.deploy_dir.clone(),
+        }
+    }
 }

@@ -30,6 +30,9 @@ pub struct PlatformConfig {
     /// Working directory for unpacked bundles and worker sockets.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub runner_dir: PathBuf,
+    /// Deploy's bundle limits and import check (docs/deploy.md).
+    #[command(flatten)]
+    pub deploy_checks: nr_deploy::CheckArgs,
 }
 
 impl PlatformConfig {
@@ -85,6 +88,9 @@ impl Platform {
                 store: config.gateway.store.clone(),
                 health: nr_config::HealthArgs { health_addr: None },
                 max_bundle_bytes: config.gateway.max_bundle_bytes as u64,
+                checks: config.deploy_checks.clone(),
+                python: config.python.clone(),
+                database_url: Some(config.db.database_url.clone()),
             },
             nr_deploy::DeployDeps {
                 nats: nats.clone(),

@@ -64,3 +64,69 @@ pub struct AppSummary {
 pub struct AppList {
     pub apps: Vec<AppSummary>,
 }
+
+/// `deploy.rollback`: make an earlier version of an app current again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    pub app_name: String,
+    /// The version to make current, as listed by `registry.apps.versions`.
+    pub version: String,
+    /// Which bundle of that version, when it was deployed more than once with different
+    /// contents; the most recent one otherwise.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// `deploy.delete`: remove an app from service. Its bundles and versions are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    pub app_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteReport {
+    pub app_name: String,
+    /// The version that was current when the app was deleted.
+    pub version: String,
+    /// Stream sequence of the published `app.updated` (change `deleted`) event.
+    pub rev: u64,
+}
+
+/// Reply to `deploy.delete`. (`deploy.rollback` answers with a [`DeployReply`].)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum DeleteReply {
+    Deleted(DeleteReport),
+    Refused(DeployRefusal),
+}
+
+/// `registry.apps.versions`: every version of one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppVersionsRequest {
+    pub app_name: String,
+}
+
+/// One version of an app as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppVersion {
+    pub version: String,
+    pub sha256: String,
+    /// RFC 3339 time of the event that first made this bundle current.
+    pub deployed_at: String,
+    /// Stream sequence of the first and of the latest event that made it current.
+    pub first_rev: u64,
+    pub last_rev: u64,
+    /// True for the version serving now (never for a deleted app).
+    pub current: bool,
+}
+
+/// Reply to `registry.apps.versions`; `found` is false for an app never deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppVersions {
+    pub app_name: String,
+    pub found: bool,
+    pub deleted: bool,
+    pub current_version: Option<String>,
+    /// Newest first (by the revision that first deployed each bundle).
+    pub versions: Vec<AppVersion>,
+}

@@ -25,9 +25,15 @@ pub const RUNNER_QUEUE_GROUP: &str = "nr-runners";
 /// Deploy intake (request/reply): a staged bundle to check and publish.
 pub const DEPLOY_SUBMIT: &str = "deploy.submit";
 pub const DEPLOY_QUEUE_GROUP: &str = "nr-deploy";
+/// Deploy (request/reply): make an earlier version of an app current again.
+pub const DEPLOY_ROLLBACK: &str = "deploy.rollback";
+/// Deploy (request/reply): delete an app (its versions stay for a later rollback).
+pub const DEPLOY_DELETE: &str = "deploy.delete";
 
 /// Registry lookups (request/reply).
 pub const REGISTRY_APPS_LIST: &str = "registry.apps.list";
+/// Every version of one app, newest first (request/reply).
+pub const REGISTRY_APP_VERSIONS: &str = "registry.apps.versions";
 pub const REGISTRY_QUEUE_GROUP: &str = "nr-registry";
 
 pub fn app_updated(app: &str) -> String {

@@ -1,0 +1,142 @@
+//! Every check of a bundle in order, shared by the deploy service and `noderouter app
+//! lint` so both say the same thing:
+//!
+//! 1. zip safety and layout ([`crate::archive`]), unpacking into a private directory;
+//! 2. the manifest ([`crate::manifest`]) and the wrapping folder's name;
+//! 3. `main.py` present; the frontend checklist ([`crate::frontend`], warnings);
+//! 4. (deploy only) conflicts with the other apps ([`crate::conflicts`]);
+//! 5. the import check ([`crate::import`]).
+//!
+//! [`Checker::inspect`] runs 1–3; the caller runs 4, then [`Checker::import`].
+
+use std::path::{Path, PathBuf};
+
+use crate::archive::{self, Limits};
+use crate::conflicts::AppFacts;
+use crate::findings::{Finding, Refused};
+use crate::import::ImportCheck;
+use crate::{frontend, manifest};
+
+#[derive(Debug, Clone)]
+pub struct Checker {
+    pub limits: Limits,
+    /// `None` skips the import check.
+    pub import: Option<ImportCheck>,
+    /// Where bundles are unpacked for the import check (the system's temp dir if none).
+    pub work_dir: Option<PathBuf>,
+}
+
+/// A bundle that passed the static checks, unpacked in a private directory that is
+/// removed when this is dropped.
+#[derive(Debug)]
+pub struct Inspected {
+    pub app_name: String,
+    pub version: String,
+    /// The manifest as written, unknown fields included.
+    pub manifest: serde_json::Value,
+    pub warnings: Vec<Finding>,
+    pub facts: AppFacts,
+    scratch: tempfile::TempDir,
+}
+
+impl Inspected {
+    pub fn app_dir(&self) -> PathBuf {
+        self.scratch.path().join("app")
+    }
+}
+
+impl Checker {
+    /// Zip safety, layout, manifest, `main.py`, frontend. Blocking work runs off the
+    /// async threads.
+    pub async fn inspect(
+        &self,
+        bytes: bytes::Bytes,
+        file_name: &str,
+    ) -> Result<Inspected, Refused> {
+        let limits = self.limits.clone();
+        let work_dir = self.work_dir.clone();
+        let file_name = file_name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            inspect_blocking(&bytes, &file_name, &limits, work_dir.as_deref())
+        })
+        .await
+        .map_err(Refused::internal)?
+    }
+
+    /// The import check, when configured.
+    pub async fn import(&self, bundle: &Inspected) -> Result<(), Refused> {
+        match &self.import {
+            Some(check) => {
+                check
+                    .run(
+                        &bundle.app_name,
+                        &bundle.version,
+                        &bundle.app_dir(),
+                        bundle.scratch.path(),
+                    )
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn inspect_blocking(
+    bytes: &[u8],
+    file_name: &str,
+    limits: &Limits,
+    work_dir: Option<&Path>,
+) -> Result<Inspected, Refused> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("nr-deploy-");
+    let scratch = match work_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Refused::internal(format!("cannot create {}: {e}", dir.display())))?;
+            builder.tempdir_in(dir)
+        }
+        None => builder.tempdir(),
+    }
+    .map_err(|e| Refused::internal(format!("cannot create a scratch directory: {e}")))?;
+    let app_dir = scratch.path().join("app");
+    let unpacked = archive::unpack(bytes, limits, Some(&app_dir))?;
+
+    let raw = unpacked
+        .texts
+        .get("manifest.json")
+        .cloned()
+        .unwrap_or_default();
+    let bundle_name = archive::bundle_name(file_name);
+    let m = manifest::check_manifest(&raw, bundle_name)?;
+    let mut warnings = Vec::new();
+    if !unpacked.root.is_empty() {
+        let folder = unpacked.root.trim_end_matches('/');
+        if folder != m.app_name {
+            return Err(archive::wrong_folder(folder, &m.app_name));
+        }
+        warnings.push(archive::wrapped_warning(folder));
+    }
+    if !unpacked.has_file("main.py") {
+        return Err(Refused::one(
+            422,
+            "bundle.main_py",
+            Some("main.py"),
+            None,
+            "main.py is missing: every app needs main.py defining execute(data, conn=None)",
+        ));
+    }
+    warnings.extend(m.warnings);
+    warnings.extend(frontend::check(&unpacked.texts));
+    Ok(Inspected {
+        app_name: m.app_name,
+        version: m.version,
+        manifest: m.manifest,
+        warnings,
+        facts: m.facts,
+        scratch,
+    })
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

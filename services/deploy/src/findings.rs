@@ -1,0 +1,112 @@
+//! What every check reports: findings (rule, file, line, message) and refusals (an HTTP
+//! status that fits, a one-line summary and every finding).
+
+pub use nr_contracts::requests::Finding;
+
+pub fn finding(
+    rule: &str,
+    file: Option<&str>,
+    line: Option<u32>,
+    message: impl Into<String>,
+) -> Finding {
+    Finding {
+        rule: rule.to_owned(),
+        file: file.map(str::to_owned),
+        line,
+        message: message.into(),
+    }
+}
+
+/// A refused bundle or request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// 400 unreadable, 404 unknown app or version, 409 conflict, 413 too large,
+    /// 422 breaks a rule of the contract, 500 the platform failed.
+    pub status: u16,
+    pub error: String,
+    pub details: Vec<Finding>,
+}
+
+impl Refused {
+    /// A refusal with one finding; its message is the summary.
+    pub fn one(
+        status: u16,
+        rule: &str,
+        file: Option<&str>,
+        line: Option<u32>,
+        message: impl Into<String>,
+    ) -> Refused {
+        let message = message.into();
+        Refused {
+            status,
+            error: message.clone(),
+            details: vec![finding(rule, file, line, message)],
+        }
+    }
+
+    /// A refusal with several findings, summarised by the first.
+    pub fn many(status: u16, details: Vec<Finding>) -> Refused {
+        let error = match details.as_slice() {
+            [] => "refused".to_owned(),
+            [one] => one.message.clone(),
+            [first, rest @ ..] => format!(
+                "{} (and {} more problem{}; see details)",
+                first.message,
+                rest.len(),
+                if rest.len() == 1 { "" } else { "s" }
+            ),
+        };
+        Refused {
+            status,
+            error,
+            details,
+        }
+    }
+
+    /// The platform failed (logged by the caller); nothing the author can fix.
+    pub fn internal(error: impl std::fmt::Display) -> Refused {
+        tracing::error!(error = %error, "deploy failed inside the platform");
+        Refused {
+            status: 500,
+            error: "deploy failed inside the platform; see the deploy service log".into(),
+            details: vec![],
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.status)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// `file:line` (or the file alone) for a finding, as the CLI prints it.
+pub fn location(f: &Finding) -> Option<String> {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => Some(format!("{file}:{line}")),
+        (Some(file), None) => Some(file.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_with_several_findings_is_summarised_by_the_first() {
+        let r = Refused::many(
+            422,
+            vec![
+                finding("a", None, None, "first thing"),
+                finding("b", None, None, "second thing"),
+                finding("c", None, None, "third thing"),
+            ],
+        );
+        assert_eq!(r.error, "first thing (and 2 more problems; see details)");
+        assert_eq!(r.details.len(), 3);
+        assert_eq!(Refused::one(400, "x", None, None, "only").error, "only");
+    }
+}

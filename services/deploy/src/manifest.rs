@@ -1,0 +1,676 @@
+//! The rules of `manifest.json`: the author guide's fields, the plugin contract's
+//! `api_version`, `nav` and `permissions`, and unknown fields. Pure: bytes in, verdict
+//! out. Every error of one manifest is reported at once, each with its field and line.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Map, Value};
+
+use crate::conflicts::AppFacts;
+use crate::findings::{finding, Finding, Refused};
+use crate::jsonpos;
+
+/// The contract version of this platform. A bundle's `api_version` is compared with it.
+pub const PLATFORM_API_VERSION: &str = "1.0.0";
+
+const FILE: &str = "manifest.json";
+
+/// Fields the platform knows; anything else is kept and warned about.
+pub const KNOWN_FIELDS: &[&str] = &[
+    "app_name",
+    "display_name",
+    "version",
+    "description",
+    "required_permission",
+    "actions",
+    "api_version",
+    "nav",
+    "permissions",
+    "timeout_s",
+];
+
+const ACTION_FIELDS: &[&str] = &["name", "display_name", "description", "required_permission"];
+const NAV_FIELDS: &[&str] = &["id", "label", "icon", "href", "permission", "children"];
+const PERMISSION_FIELDS: &[&str] = &["name", "description"];
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`: the guide's app name (64 characters at most).
+pub fn is_valid_app_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
+}
+
+/// An action name: same alphabet as an app name, because it becomes a NATS subject
+/// token (`action.triggered.<app>.<action>`).
+pub fn is_action_slug(name: &str) -> bool {
+    is_valid_app_name(name)
+}
+
+/// A strict semver (`1.2.3`, optionally `-pre` and `+build`): no `v` prefix, no leading
+/// zeros, no ranges, no missing parts, no surrounding spaces.
+pub fn parse_semver(text: &str) -> Result<semver::Version, String> {
+    if text.trim() != text {
+        return Err("it has surrounding spaces".into());
+    }
+    semver::Version::parse(text).map_err(|e| e.to_string())
+}
+
+/// A permission token `<resource>:<action>`: each part starts with a letter or digit and
+/// holds letters, digits, `_`, `-` and `.`; 64 characters at most per part.
+pub fn is_permission_token(token: &str) -> bool {
+    let part = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.len() <= 64
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+    };
+    match token.split_once(':') {
+        Some((resource, action)) => part(resource) && part(action),
+        None => false,
+    }
+}
+
+/// A Lucide icon name: lowercase kebab case (`calendar`, `refresh-cw`).
+pub fn is_lucide_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('-').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+/// A nav node id (`sales:root`, `sales.reports`): letters, digits, `_ - . :`.
+pub fn is_nav_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
+}
+
+/// A nav `href`: a path on this platform (`/apps/sales/`), never an external URL.
+pub fn is_local_href(href: &str) -> bool {
+    href.starts_with('/')
+        && !href.starts_with("//")
+        && !href.contains('\\')
+        && !href.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// How a bundle's `api_version` relates to the platform's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiCompat {
+    /// Same major and minor (patch ignored).
+    Ok,
+    /// Loaded; the message says why the author may want to look.
+    Warn(String),
+    /// Not loaded; the message says why.
+    Refuse(String),
+}
+
+/// Provider/consumer semantics of the plugin contract: same major and minor is ok, an
+/// older minor a warning, a newer minor or another major refused, malformed refused,
+/// absent treated as `1.0.0` with a warning (bundles written to the guide have none).
+pub fn check_api_version(declared: Option<&str>, platform: &semver::Version) -> ApiCompat {
+    let Some(text) = declared else {
+        return ApiCompat::Warn(format!(
+            "api_version is absent; treated as 1.0.0 (add \"api_version\": \"{platform}\" to manifest.json)"
+        ));
+    };
+    let v = match parse_semver(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiCompat::Refuse(format!(
+                "api_version {text:?} is not a strict semver such as \"{platform}\": {e}"
+            ))
+        }
+    };
+    if v.major != platform.major {
+        ApiCompat::Refuse(format!(
+            "api_version {v} is another major version than this platform's {platform}: the contract changed incompatibly; update the bundle to {}.x",
+            platform.major
+        ))
+    } else if v.minor > platform.minor {
+        ApiCompat::Refuse(format!(
+            "api_version {v} needs a newer platform than this one ({platform}); upgrade the platform or write the bundle against {platform}"
+        ))
+    } else if v.minor < platform.minor {
+        ApiCompat::Warn(format!(
+            "api_version {v} is older than this platform's {platform}: it loads, and newer features exist"
+        ))
+    } else {
+        ApiCompat::Ok
+    }
+}
+
+/// `/actions/1/name` → `actions[1].name`, as an author reads a field.
+pub fn display_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        if token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty() {
+            out.push_str(&format!("[{token}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&token);
+        }
+    }
+    out
+}
+
+/// A manifest that passed.
+#[derive(Debug, Clone)]
+pub struct ManifestOk {
+    pub app_name: String,
+    pub version: String,
+    /// The manifest as written, unknown fields included.
+    pub manifest: Value,
+    pub warnings: Vec<Finding>,
+    /// What other apps can conflict with.
+    pub facts: AppFacts,
+}
+
+struct Ctx {
+    lines: HashMap<String, u32>,
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Ctx {
+    fn line(&self, pointer: &str) -> Option<u32> {
+        self.lines.get(pointer).copied()
+    }
+
+    fn error(&mut self, rule: &str, pointer: &str, message: String) {
+        let line = self.line(pointer);
+        self.errors.push(finding(rule, Some(FILE), line, message));
+    }
+
+    fn warn(&mut self, rule: &str, pointer: &str, message: String) {
+        let line = self.line(pointer);
+        self.warnings.push(finding(rule, Some(FILE), line, message));
+    }
+
+    fn unknown_fields(&mut self, obj: &Map<String, Value>, pointer: &str, known: &[&str]) {
+        for key in obj.keys() {
+            if !known.contains(&key.as_str()) {
+                let p = format!("{pointer}/{}", jsonpos::pointer_token(key));
+                let field = display_path(&p);
+                self.warn(
+                    "manifest.unknown_field",
+                    &p,
+                    format!(
+                        "unknown field {field:?}: kept in the stored manifest, but the platform does not use it (known here: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// An optional string field; `null` counts as absent.
+    fn opt_str<'v>(
+        &mut self,
+        rule: &str,
+        obj: &'v Map<String, Value>,
+        pointer: &str,
+        key: &str,
+    ) -> Option<&'v str> {
+        match obj.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                let p = format!("{pointer}/{key}");
+                let field = display_path(&p);
+                self.error(
+                    rule,
+                    &p,
+                    format!("{field} must be a string, not {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A permission field: absent, null or empty is open; otherwise a token.
+    fn permission(&mut self, rule: &str, obj: &Map<String, Value>, pointer: &str, key: &str) {
+        if let Some(token) = self.opt_str(rule, obj, pointer, key) {
+            if !token.is_empty() && !is_permission_token(token) {
+                let p = format!("{pointer}/{key}");
+                let field = display_path(&p);
+                self.error(
+                    rule,
+                    &p,
+                    format!("{field} {token:?} must be empty (open to any signed-in user) or a <resource>:<action> token such as \"sales:access\""),
+                );
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Checks `manifest.json` of a bundle named `bundle_name` (the zip's file name without
+/// `.zip`, or the folder's name). Errors refuse with 422; warnings come back with it.
+pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refused> {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let manifest: Value = serde_json::from_str(text).map_err(|e| {
+        Refused::one(
+            422,
+            "manifest.json",
+            Some(FILE),
+            Some(e.line() as u32),
+            format!("manifest.json is not valid JSON: {e}"),
+        )
+    })?;
+    let Some(obj) = manifest.as_object() else {
+        return Err(Refused::one(
+            422,
+            "manifest.json",
+            Some(FILE),
+            Some(1),
+            format!(
+                "manifest.json must be a JSON object, not {}",
+                kind(&manifest)
+            ),
+        ));
+    };
+    let mut c = Ctx {
+        lines: jsonpos::lines(text),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    // app_name
+    let app_name = match obj.get("app_name") {
+        Some(Value::String(s)) => {
+            if !is_valid_app_name(s) {
+                c.error(
+                    "manifest.app_name",
+                    "/app_name",
+                    format!("app_name {s:?} must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{{0,63}}$ (letters, digits, _ and -, starting with a letter or digit, at most 64 characters)"),
+                );
+            } else if !bundle_name.is_empty() && s != bundle_name {
+                c.error(
+                    "manifest.app_name",
+                    "/app_name",
+                    format!("app_name {s:?} does not match the bundle name {bundle_name:?}: name the zip {s}.zip (or the folder {s})"),
+                );
+            }
+            s.clone()
+        }
+        Some(other) => {
+            c.error(
+                "manifest.app_name",
+                "/app_name",
+                format!("app_name must be a string, not {}", kind(other)),
+            );
+            String::new()
+        }
+        None => {
+            c.errors.push(finding(
+                "manifest.app_name",
+                Some(FILE),
+                None,
+                "app_name is required: the app's name, equal to the zip's name without .zip",
+            ));
+            String::new()
+        }
+    };
+
+    // version
+    let version = match obj.get("version") {
+        Some(Value::String(s)) => {
+            if let Err(e) = parse_semver(s) {
+                c.error(
+                    "manifest.version",
+                    "/version",
+                    format!("version {s:?} is not a strict semver (MAJOR.MINOR.PATCH such as \"1.0.0\"; no \"v\" prefix, no leading zeros, no ranges): {e}"),
+                );
+            }
+            s.clone()
+        }
+        Some(other) => {
+            c.error(
+                "manifest.version",
+                "/version",
+                format!(
+                    "version must be a string such as \"1.0.0\", not {}",
+                    kind(other)
+                ),
+            );
+            String::new()
+        }
+        None => {
+            c.errors.push(finding(
+                "manifest.version",
+                Some(FILE),
+                None,
+                "version is required, a semver string such as \"1.0.0\"",
+            ));
+            String::new()
+        }
+    };
+
+    if let Some(name) = c.opt_str("manifest.display_name", obj, "", "display_name") {
+        let n = name.chars().count();
+        if n > 40 {
+            c.warn(
+                "manifest.display_name",
+                "/display_name",
+                format!("display_name is {n} characters; keep it under 40 so it fits the admin UI"),
+            );
+        }
+    }
+    c.opt_str("manifest.description", obj, "", "description");
+    c.permission(
+        "manifest.required_permission",
+        obj,
+        "",
+        "required_permission",
+    );
+
+    match obj.get("timeout_s") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t.is_finite() && t > 0.0) => {}
+        Some(other) => c.error(
+            "manifest.timeout_s",
+            "/timeout_s",
+            format!("timeout_s must be a positive number of seconds, not {other}"),
+        ),
+    }
+
+    check_actions(&mut c, obj);
+
+    // api_version
+    let platform = semver::Version::new(1, 0, 0);
+    let declared = match obj.get("api_version") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(other) => Err(other),
+    };
+    match declared {
+        Err(other) => c.error(
+            "manifest.api_version",
+            "/api_version",
+            format!(
+                "api_version must be a string such as \"{PLATFORM_API_VERSION}\", not {}",
+                kind(other)
+            ),
+        ),
+        Ok(declared) => match check_api_version(declared, &platform) {
+            ApiCompat::Ok => {}
+            ApiCompat::Warn(m) => c.warn("manifest.api_version", "/api_version", m),
+            ApiCompat::Refuse(m) => c.error("manifest.api_version", "/api_version", m),
+        },
+    }
+
+    let mut facts = AppFacts::default();
+    match obj.get("nav") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(nodes)) => {
+            let mut seen: BTreeMap<String, String> = BTreeMap::new();
+            for (i, node) in nodes.iter().enumerate() {
+                check_nav_node(&mut c, node, &format!("/nav/{i}"), 1, &mut seen);
+            }
+            facts.nav_ids = seen.into_keys().collect();
+        }
+        Some(other) => c.error(
+            "manifest.nav",
+            "/nav",
+            format!("nav must be an array of menu nodes, not {}", kind(other)),
+        ),
+    }
+    match obj.get("permissions") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, item) in items.iter().enumerate() {
+                let p = format!("/permissions/{i}");
+                let Some(o) = item.as_object() else {
+                    c.error("manifest.permissions", &p, format!("{} must be an object {{\"name\": \"<resource>:<action>\", \"description\": \"...\"}}, not {}", display_path(&p), kind(item)));
+                    continue;
+                };
+                c.unknown_fields(o, &p, PERMISSION_FIELDS);
+                c.opt_str("manifest.permissions", o, &p, "description");
+                match o.get("name") {
+                    Some(Value::String(name)) if is_permission_token(name) => {
+                        if let Some(first) = seen.get(name) {
+                            c.warn("manifest.permissions", &format!("{p}/name"), format!("permission {name:?} is declared twice (permissions[{first}] and permissions[{i}])"));
+                        } else {
+                            seen.insert(name.clone(), i);
+                        }
+                    }
+                    Some(Value::String(name)) => c.error("manifest.permissions", &format!("{p}/name"), format!("{}.name {name:?} must be a <resource>:<action> token such as \"sales:read\"", display_path(&p))),
+                    _ => c.error("manifest.permissions", &p, format!("{}.name is required: a <resource>:<action> token such as \"sales:read\"", display_path(&p))),
+                }
+            }
+            facts.permissions = seen.into_keys().collect();
+        }
+        Some(other) => c.error(
+            "manifest.permissions",
+            "/permissions",
+            format!(
+                "permissions must be an array of {{name, description}}, not {}",
+                kind(other)
+            ),
+        ),
+    }
+
+    c.unknown_fields(obj, "", KNOWN_FIELDS);
+
+    if !c.errors.is_empty() {
+        return Err(Refused::many(422, c.errors));
+    }
+    Ok(ManifestOk {
+        app_name,
+        version,
+        manifest,
+        warnings: c.warnings,
+        facts,
+    })
+}
+
+fn check_actions(c: &mut Ctx, obj: &Map<String, Value>) {
+    let actions = match obj.get("actions") {
+        None | Some(Value::Null) => return,
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            c.error(
+                "manifest.actions",
+                "/actions",
+                format!(
+                    "actions must be an array of action descriptors, not {}",
+                    kind(other)
+                ),
+            );
+            return;
+        }
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, action) in actions.iter().enumerate() {
+        let p = format!("/actions/{i}");
+        let at = display_path(&p);
+        let Some(o) = action.as_object() else {
+            c.error(
+                "manifest.actions",
+                &p,
+                format!(
+                    "{at} must be an object with name and display_name, not {}",
+                    kind(action)
+                ),
+            );
+            continue;
+        };
+        c.unknown_fields(o, &p, ACTION_FIELDS);
+        match o.get("name") {
+            Some(Value::String(name)) if is_action_slug(name) => {
+                if let Some(first) = seen.get(name) {
+                    c.error("manifest.actions", &format!("{p}/name"), format!("action {name:?} is declared twice (actions[{first}] and actions[{i}]); action names must be unique"));
+                } else {
+                    seen.insert(name.clone(), i);
+                }
+            }
+            Some(Value::String(name)) => c.error(
+                "manifest.actions",
+                &format!("{p}/name"),
+                format!("{at}.name {name:?} must be a slug: letters, digits, _ and -, starting with a letter or digit, at most 64 characters"),
+            ),
+            Some(other) => c.error("manifest.actions", &format!("{p}/name"), format!("{at}.name must be a string, not {}", kind(other))),
+            None => c.error("manifest.actions", &p, format!("{at}.name is required (a slug such as \"deal_closed\")")),
+        }
+        match o.get("display_name") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
+            Some(Value::String(_)) => c.error(
+                "manifest.actions",
+                &format!("{p}/display_name"),
+                format!("{at}.display_name must not be empty"),
+            ),
+            Some(other) => c.error(
+                "manifest.actions",
+                &format!("{p}/display_name"),
+                format!("{at}.display_name must be a string, not {}", kind(other)),
+            ),
+            None => c.error(
+                "manifest.actions",
+                &p,
+                format!("{at}.display_name is required (the label users see when they subscribe)"),
+            ),
+        }
+        c.opt_str("manifest.actions", o, &p, "description");
+        c.permission("manifest.actions", o, &p, "required_permission");
+    }
+}
+
+const MAX_NAV_DEPTH: usize = 8;
+
+fn check_nav_node(
+    c: &mut Ctx,
+    node: &Value,
+    p: &str,
+    depth: usize,
+    seen: &mut BTreeMap<String, String>,
+) {
+    let at = display_path(p);
+    let Some(o) = node.as_object() else {
+        c.error(
+            "manifest.nav",
+            p,
+            format!(
+                "{at} must be an object with id and label, not {}",
+                kind(node)
+            ),
+        );
+        return;
+    };
+    if depth > MAX_NAV_DEPTH {
+        c.error(
+            "manifest.nav",
+            p,
+            format!("{at} is nested more than {MAX_NAV_DEPTH} levels deep"),
+        );
+        return;
+    }
+    c.unknown_fields(o, p, NAV_FIELDS);
+    match o.get("id") {
+        Some(Value::String(id)) if is_nav_id(id) => {
+            if let Some(first) = seen.get(id) {
+                c.error(
+                    "manifest.nav",
+                    &format!("{p}/id"),
+                    format!(
+                        "nav id {id:?} is used twice ({first} and {at}); nav ids must be unique"
+                    ),
+                );
+            } else {
+                seen.insert(id.clone(), at.clone());
+            }
+        }
+        Some(Value::String(id)) => c.error(
+            "manifest.nav",
+            &format!("{p}/id"),
+            format!(
+                "{at}.id {id:?} must hold letters, digits, _ - . : (such as \"sales:reports\")"
+            ),
+        ),
+        Some(other) => c.error(
+            "manifest.nav",
+            &format!("{p}/id"),
+            format!("{at}.id must be a string, not {}", kind(other)),
+        ),
+        None => c.error(
+            "manifest.nav",
+            p,
+            format!("{at}.id is required, unique across all apps (such as \"sales:root\")"),
+        ),
+    }
+    match o.get("label") {
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        Some(Value::String(_)) => c.error(
+            "manifest.nav",
+            &format!("{p}/label"),
+            format!("{at}.label must not be empty"),
+        ),
+        Some(other) => c.error(
+            "manifest.nav",
+            &format!("{p}/label"),
+            format!("{at}.label must be a string, not {}", kind(other)),
+        ),
+        None => c.error(
+            "manifest.nav",
+            p,
+            format!("{at}.label is required (the text of the menu entry)"),
+        ),
+    }
+    if let Some(icon) = c.opt_str("manifest.nav", o, p, "icon") {
+        if !is_lucide_name(icon) {
+            c.error("manifest.nav", &format!("{p}/icon"), format!("{at}.icon {icon:?} must be a Lucide icon name in kebab case, such as \"calendar\" or \"bar-chart-2\""));
+        }
+    }
+    if let Some(href) = c.opt_str("manifest.nav", o, p, "href") {
+        if !is_local_href(href) {
+            c.error("manifest.nav", &format!("{p}/href"), format!("{at}.href {href:?} must be a path on this platform starting with / (such as \"/apps/sales/\"), not an external URL"));
+        }
+    }
+    c.permission("manifest.nav", o, p, "permission");
+    match o.get("children") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(children)) => {
+            for (i, child) in children.iter().enumerate() {
+                check_nav_node(c, child, &format!("{p}/children/{i}"), depth + 1, seen);
+            }
+        }
+        Some(other) => c.error(
+            "manifest.nav",
+            &format!("{p}/children"),
+            format!(
+                "{at}.children must be an array of menu nodes, not {}",
+                kind(other)
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "manifest_tests.rs"]
+mod tests;

@@ -1,0 +1,517 @@
+//! The deploy service on NATS: `deploy.submit`, `deploy.rollback`, `deploy.delete`, each
+//! in the `nr-deploy` queue group, each answered with a typed reply.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use nr_contracts::events::{AppChange, AppUpdated, APP_UPDATED};
+use nr_contracts::requests::{
+    DeleteReply, DeleteReport, DeleteRequest, DeployRefusal, DeployReply, DeployReport,
+    DeploySubmit, RollbackRequest,
+};
+use nr_contracts::{decode, encode, subjects, Envelope};
+use nr_infra::bus::PublishFailure;
+use nr_infra::store::Store;
+use object_store::path::Path;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::Checker;
+use crate::conflicts::{self, AppFacts, Catalogue};
+use crate::findings::{Finding, Refused};
+use crate::manifest::is_valid_app_name;
+use crate::{archive, DeployConfig};
+
+#[derive(Clone)]
+pub struct DeployDeps {
+    pub nats: async_nats::Client,
+    pub store: Store,
+}
+
+pub struct Deploy {
+    shutdown: CancellationToken,
+}
+
+struct Inner {
+    id: String,
+    config: DeployConfig,
+    checker: Checker,
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    store: Store,
+    /// The current apps, followed from `NR_APPS`, for cross-app conflicts.
+    catalogue: RwLock<Catalogue>,
+    /// Highest `NR_APPS` sequence applied to the catalogue.
+    applied: watch::Sender<u64>,
+}
+
+/// How long a check waits for the catalogue to catch up with the stream.
+const CATALOGUE_WAIT: Duration = Duration::from_secs(5);
+
+impl Deploy {
+    pub async fn build(config: DeployConfig, deps: DeployDeps) -> anyhow::Result<Deploy> {
+        let js = jetstream::new(deps.nats.clone());
+        nr_infra::bus::ensure_streams(&js).await?;
+        let inner = Arc::new(Inner {
+            id: format!("deploy-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            checker: config.checker(),
+            config,
+            nats: deps.nats,
+            js: js.clone(),
+            store: deps.store,
+            catalogue: RwLock::new(Catalogue::default()),
+            applied: watch::channel(0).0,
+        });
+        let shutdown = CancellationToken::new();
+        let weak = Arc::downgrade(&inner);
+        nr_infra::apps::follow(js, shutdown.clone(), move |ev| {
+            if let Some(inner) = weak.upgrade() {
+                inner
+                    .catalogue
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&ev.event.data);
+                inner.applied.send_modify(|seq| *seq = (*seq).max(ev.rev));
+            }
+        })
+        .await?;
+
+        for subject in [
+            subjects::DEPLOY_SUBMIT,
+            subjects::DEPLOY_ROLLBACK,
+            subjects::DEPLOY_DELETE,
+        ] {
+            let mut sub = inner
+                .nats
+                .queue_subscribe(subject, subjects::DEPLOY_QUEUE_GROUP.into())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
+            let stop = shutdown.clone();
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                loop {
+                    let msg = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        m = sub.next() => m,
+                    };
+                    let Some(msg) = msg else { break };
+                    let inner = inner.clone();
+                    tokio::spawn(async move { inner.handle(msg).await });
+                }
+            });
+        }
+        Ok(Deploy { shutdown })
+    }
+
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        stop.cancelled().await;
+        self.shutdown.cancel();
+        Ok(())
+    }
+}
+
+fn refusal(r: Refused) -> DeployRefusal {
+    DeployRefusal {
+        status: r.status,
+        error: r.error,
+        details: r.details,
+    }
+}
+
+impl Inner {
+    async fn handle(&self, msg: async_nats::Message) {
+        let Some(reply_to) = msg.reply.clone() else {
+            return;
+        };
+        let malformed = |e: nr_contracts::WireError| {
+            refusal(Refused::one(
+                400,
+                "request",
+                None,
+                None,
+                format!("malformed request: {e}"),
+            ))
+        };
+        let bytes = match msg.subject.as_str() {
+            subjects::DEPLOY_SUBMIT => {
+                let reply = match decode::<DeploySubmit>(&msg.payload) {
+                    Ok(req) => self.submit(req).await,
+                    Err(e) => DeployReply::Refused(malformed(e)),
+                };
+                encode(&reply)
+            }
+            subjects::DEPLOY_ROLLBACK => {
+                let reply = match decode::<RollbackRequest>(&msg.payload) {
+                    Ok(req) => match self.rollback(req).await {
+                        Ok(report) => DeployReply::Deployed(report),
+                        Err(r) => DeployReply::Refused(refusal(r)),
+                    },
+                    Err(e) => DeployReply::Refused(malformed(e)),
+                };
+                encode(&reply)
+            }
+            subjects::DEPLOY_DELETE => {
+                let reply = match decode::<DeleteRequest>(&msg.payload) {
+                    Ok(req) => match self.delete(req).await {
+                        Ok(report) => DeleteReply::Deleted(report),
+                        Err(r) => DeleteReply::Refused(refusal(r)),
+                    },
+                    Err(e) => DeleteReply::Refused(malformed(e)),
+                };
+                encode(&reply)
+            }
+            other => {
+                tracing::warn!(subject = other, "unexpected deploy subject");
+                return;
+            }
+        };
+        send(&self.nats, reply_to, bytes).await;
+    }
+
+    #[tracing::instrument(skip_all, fields(file = %req.file_name))]
+    async fn submit(&self, req: DeploySubmit) -> DeployReply {
+        let staged = Path::from(req.staging_key.as_str());
+        let reply = match self.submit_staged(&staged, &req.file_name).await {
+            Ok(report) => DeployReply::Deployed(report),
+            Err(r) => {
+                if r.status < 500 {
+                    tracing::info!(status = r.status, error = %r.error, "deploy refused");
+                }
+                DeployReply::Refused(refusal(r))
+            }
+        };
+        if let Err(e) = self.store.delete(&staged).await {
+            tracing::debug!(error = %e, "staged upload already gone");
+        }
+        reply
+    }
+
+    async fn submit_staged(&self, staged: &Path, file_name: &str) -> Result<DeployReport, Refused> {
+        let bytes = async { self.store.get(staged).await?.bytes().await }
+            .await
+            .map_err(|e| Refused::internal(format!("cannot read staged upload: {e}")))?;
+        if bytes.len() as u64 > self.config.max_bundle_bytes {
+            return Err(Refused::one(
+                413,
+                "bundle.size",
+                None,
+                None,
+                format!(
+                    "the bundle is {} bytes; the limit is {} bytes (NR_MAX_BUNDLE_BYTES)",
+                    bytes.len(),
+                    self.config.max_bundle_bytes
+                ),
+            ));
+        }
+        // The state this deploy is based on: whatever lands on the app's subject while
+        // the bundle is checked makes this deploy lose with 409 (never last-write-wins).
+        // The bundle's name is the app's name once the manifest check passes.
+        let name = archive::bundle_name(file_name).to_owned();
+        let based_on = if is_valid_app_name(&name) {
+            Some(self.last_event(&name).await.map_err(Refused::internal)?)
+        } else {
+            None
+        };
+
+        let bundle = self.checker.inspect(bytes.clone(), file_name).await?;
+        let app = bundle.app_name.clone();
+        let mut warnings = bundle.warnings.clone();
+        warnings.extend(self.cross_app(&app, &bundle.facts).await?);
+        self.checker.import(&bundle).await?;
+
+        let (last_seq, previous) = match based_on {
+            Some(b) => b,
+            None => self.last_event(&app).await.map_err(Refused::internal)?,
+        };
+        let previous_version = previous
+            .filter(|p| p.change != AppChange::Deleted)
+            .map(|p| p.version);
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let bundle_key = format!("bundles/{app}/{sha256}.zip");
+        self.store
+            .put(&Path::from(bundle_key.as_str()), bytes.into())
+            .await
+            .map_err(|e| Refused::internal(format!("cannot store bundle {bundle_key}: {e}")))?;
+        let event = AppUpdated {
+            app_name: app.clone(),
+            change: AppChange::Deployed,
+            version: bundle.version.clone(),
+            sha256: sha256.clone(),
+            bundle_key,
+            manifest: bundle.manifest.clone(),
+            previous_version: previous_version.clone(),
+        };
+        let rev = self.publish(event, last_seq).await?;
+        tracing::info!(app = %app, version = %bundle.version, rev, "deployed");
+        Ok(DeployReport {
+            app_name: app,
+            version: bundle.version.clone(),
+            sha256,
+            previous_version,
+            rev,
+            warnings,
+        })
+    }
+
+    /// Conflicts with the other apps, on a catalogue at least as new as the stream was
+    /// when the check started. Errors refuse with 409; warnings come back.
+    async fn cross_app(&self, app: &str, facts: &AppFacts) -> Result<Vec<Finding>, Refused> {
+        let last = self.stream_last_seq().await.map_err(Refused::internal)?;
+        let mut rx = self.applied.subscribe();
+        if tokio::time::timeout(CATALOGUE_WAIT, rx.wait_for(|seq| *seq >= last))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                last,
+                "app catalogue behind the stream; checking conflicts on what it has"
+            );
+        }
+        let found = {
+            let catalogue = self.catalogue.read().unwrap_or_else(|p| p.into_inner());
+            conflicts::check(app, facts, &catalogue)
+        };
+        if !found.errors.is_empty() {
+            return Err(Refused::many(409, found.errors));
+        }
+        Ok(found.warnings)
+    }
+
+    #[tracing::instrument(skip_all, fields(app = %req.app_name, version = %req.version))]
+    async fn rollback(&self, req: RollbackRequest) -> Result<DeployReport, Refused> {
+        let app = req.app_name;
+        let history = self.history(&app).await?;
+        let Some((last_seq, current)) = history.last().cloned() else {
+            return Err(not_found(&app));
+        };
+        let target = history.iter().rev().find(|(_, ev)| {
+            ev.change != AppChange::Deleted
+                && ev.version == req.version
+                && req.sha256.as_ref().is_none_or(|s| *s == ev.sha256)
+        });
+        let Some((_, target)) = target.cloned() else {
+            let mut known: Vec<&str> = history
+                .iter()
+                .filter(|(_, e)| e.change != AppChange::Deleted)
+                .map(|(_, e)| e.version.as_str())
+                .collect();
+            known.dedup();
+            let which = match &req.sha256 {
+                Some(s) => format!("version {:?} with sha256 {s}", req.version),
+                None => format!("version {:?}", req.version),
+            };
+            return Err(Refused::one(
+                404,
+                "rollback.version",
+                None,
+                None,
+                format!(
+                    "app {app:?} has no {which}; its versions are: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let path = Path::from(target.bundle_key.as_str());
+        if let Err(e) = self.store.head(&path).await {
+            return Err(match e {
+                object_store::Error::NotFound { .. } => Refused::one(
+                    409,
+                    "rollback.bundle",
+                    None,
+                    None,
+                    format!("the bundle of {app} {} ({}) is no longer in the object store; deploy it again", target.version, target.bundle_key),
+                ),
+                other => Refused::internal(format!("cannot read {}: {other}", target.bundle_key)),
+            });
+        }
+        let warnings = self
+            .cross_app(&app, &AppFacts::from_manifest(&target.manifest))
+            .await?;
+        let previous_version =
+            (current.change != AppChange::Deleted).then(|| current.version.clone());
+        let event = AppUpdated {
+            app_name: app.clone(),
+            change: AppChange::RolledBack,
+            version: target.version.clone(),
+            sha256: target.sha256.clone(),
+            bundle_key: target.bundle_key.clone(),
+            manifest: target.manifest.clone(),
+            previous_version: previous_version.clone(),
+        };
+        let rev = self.publish(event, last_seq).await?;
+        tracing::info!(rev, "rolled back");
+        Ok(DeployReport {
+            app_name: app,
+            version: target.version,
+            sha256: target.sha256,
+            previous_version,
+            rev,
+            warnings,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(app = %req.app_name))]
+    async fn delete(&self, req: DeleteRequest) -> Result<DeleteReport, Refused> {
+        let app = req.app_name;
+        if !is_valid_app_name(&app) {
+            return Err(not_found(&app));
+        }
+        let (last_seq, current) = self.last_event(&app).await.map_err(Refused::internal)?;
+        let current = match current {
+            Some(c) if c.change != AppChange::Deleted => c,
+            _ => return Err(not_found(&app)),
+        };
+        let version = current.version.clone();
+        let event = AppUpdated {
+            change: AppChange::Deleted,
+            previous_version: Some(current.version.clone()),
+            ..current
+        };
+        let rev = self.publish(event, last_seq).await?;
+        tracing::info!(rev, "deleted");
+        Ok(DeleteReport {
+            app_name: app,
+            version,
+            rev,
+        })
+    }
+
+    /// Publishes the event, fenced on the app subject's sequence `last_seq`.
+    async fn publish(&self, data: AppUpdated, last_seq: u64) -> Result<u64, Refused> {
+        let app = data.app_name.clone();
+        let subject = subjects::app_updated(&app);
+        let event = Envelope::new(APP_UPDATED, &self.id, data);
+        match nr_infra::bus::publish_event(&self.js, &subject, &event, Some(last_seq)).await {
+            Ok(rev) => Ok(rev),
+            Err(PublishFailure::Conflict) => Err(Refused::one(
+                409,
+                "conflict.concurrent",
+                None,
+                None,
+                format!("another change of {app:?} (a deploy, rollback or delete) finished while this one was checked; nothing was changed by this one: look at the current version and try again"),
+            )),
+            Err(PublishFailure::Other(e)) => Err(Refused::internal(e)),
+        }
+    }
+
+    async fn stream_last_seq(&self) -> anyhow::Result<u64> {
+        let mut stream = self
+            .js
+            .get_stream(subjects::STREAM_APPS)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open NR_APPS: {e}"))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read NR_APPS: {e}"))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Sequence and event of the app's current state (0 and none for a new app).
+    async fn last_event(&self, app: &str) -> anyhow::Result<(u64, Option<AppUpdated>)> {
+        let subject = subjects::app_updated(app);
+        let stream = self
+            .js
+            .get_stream(subjects::STREAM_APPS)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open NR_APPS: {e}"))?;
+        match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(msg) => {
+                let prev: Envelope<AppUpdated> = decode(&msg.payload)?;
+                Ok((msg.sequence, Some(prev.data)))
+            }
+            Err(e)
+                if e.kind()
+                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+            {
+                Ok((0, None))
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read the last event of {subject}: {e}"
+            )),
+        }
+    }
+
+    /// Every event of the app, oldest first, from the event log.
+    async fn history(&self, app: &str) -> Result<Vec<(u64, AppUpdated)>, Refused> {
+        if !is_valid_app_name(app) {
+            return Err(not_found(app));
+        }
+        let (last, _) = self.last_event(app).await.map_err(Refused::internal)?;
+        if last == 0 {
+            return Ok(Vec::new());
+        }
+        let stream = self
+            .js
+            .get_stream(subjects::STREAM_APPS)
+            .await
+            .map_err(|e| Refused::internal(format!("cannot open NR_APPS: {e}")))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::app_updated(app),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next())
+                .await
+                .map_err(|_| {
+                    Refused::internal(format!("reading the history of {app} timed out"))
+                })?;
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    return Err(Refused::internal(format!(
+                        "cannot read the history of {app}: {e}"
+                    )))
+                }
+                None => break,
+            };
+            let Ok(info) = msg.info() else { continue };
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            match decode::<Envelope<AppUpdated>>(&msg.payload) {
+                Ok(ev) => out.push((seq, ev.data)),
+                Err(e) => tracing::warn!(seq, error = %e, "undecodable app.updated event skipped"),
+            }
+            if pending == 0 || seq >= last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn not_found(app: &str) -> Refused {
+    Refused::one(
+        404,
+        "app.not_found",
+        None,
+        None,
+        format!("no app named {app:?} is deployed"),
+    )
+}
+
+async fn send<E: std::fmt::Display>(
+    nats: &async_nats::Client,
+    reply_to: async_nats::Subject,
+    bytes: Result<Vec<u8>, E>,
+) {
+    match bytes {
+        Ok(bytes) => {
+            if let Err(e) = nats.publish(reply_to, bytes.into()).await {
+                tracing::warn!(error = %e, "cannot send deploy reply");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot encode deploy reply"),
+    }
+}
