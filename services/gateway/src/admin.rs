@@ -1,13 +1,16 @@
-//! Admin API: deploy a bundle, list apps.
+//! Admin API: deploy a bundle, list apps, list an app's versions, roll back, delete.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
-use axum::routing::{get, post};
+use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use nr_contracts::requests::{AppList, DeployReply, DeployReport, DeploySubmit};
+use nr_contracts::requests::{
+    AppList, AppVersions, AppVersionsRequest, DeleteReply, DeleteReport, DeleteRequest,
+    DeployRefusal, DeployReply, DeployReport, DeploySubmit, RollbackRequest,
+};
 use nr_contracts::{decode, encode, subjects};
 use object_store::path::Path;
 
@@ -19,9 +22,15 @@ pub(crate) fn routes(bundle_limit: usize) -> Router<Arc<AppState>> {
     Router::new()
         .route(
             "/admin/api/apps/deploy",
-            post(deploy).layer(DefaultBodyLimit::max(bundle_limit + 64 * 1024)),
+            post(deploy)
+                .layer(DefaultBodyLimit::max(bundle_limit + 64 * 1024))
+                // An app may be named `deploy`; this static path shadows `{app}`.
+                .delete(delete_app_named_deploy),
         )
         .route("/admin/api/apps", get(list_apps))
+        .route("/admin/api/apps/{app}", delete(delete_app))
+        .route("/admin/api/apps/{app}/versions", get(versions))
+        .route("/admin/api/apps/{app}/rollback", post(rollback))
 }
 
 /// `POST /admin/api/apps/deploy`, multipart field `file` holding the bundle zip.
@@ -108,15 +117,147 @@ pub(crate) async fn deploy(
             }
             Ok(Json(report))
         }
-        DeployReply::Refused(r) if r.status >= 500 => {
-            Err(ApiError::Internal(anyhow::anyhow!(r.error)))
-        }
-        DeployReply::Refused(r) => Err(ApiError::Refused {
-            status: r.status,
-            error: r.error,
-            details: serde_json::to_value(&r.details).unwrap_or_default(),
-        }),
+        DeployReply::Refused(r) => Err(refused(r)),
     }
+}
+
+/// A deploy-side refusal as the API answers it: its status, message and findings.
+fn refused(r: DeployRefusal) -> ApiError {
+    if r.status >= 500 {
+        return ApiError::Internal(anyhow::anyhow!(r.error));
+    }
+    ApiError::Refused {
+        status: r.status,
+        error: r.error,
+        details: serde_json::to_value(&r.details).unwrap_or_default(),
+    }
+}
+
+/// Sends a request to the deploy service and returns the reply's payload.
+async fn ask_deploy(
+    state: &AppState,
+    subject: &'static str,
+    payload: Vec<u8>,
+) -> Result<bytes::Bytes, ApiError> {
+    let request = async_nats::Request::new()
+        .payload(payload.into())
+        .timeout(Some(Duration::from_secs_f64(state.config.deploy_timeout_s)));
+    let reply = state
+        .nats
+        .send_request(subject, request)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => {
+                ApiError::Unavailable("the deploy service is not running".into())
+            }
+            RequestErrorKind::TimedOut => {
+                ApiError::Timeout("the deploy service did not answer in time".into())
+            }
+            _ => ApiError::Internal(anyhow::anyhow!("deploy request failed: {e}")),
+        })?;
+    Ok(reply.payload)
+}
+
+/// Waits until this gateway serves revision `rev`, so the caller's next request sees
+/// the change.
+async fn serve_from(state: &AppState, app: &str, rev: u64) {
+    if !state.apps.wait_for(rev, Duration::from_secs(10)).await {
+        tracing::warn!(app, rev, "gateway has not seen the new revision yet");
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RollbackBody {
+    version: String,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+/// `POST /admin/api/apps/{app}/rollback` with `{"version": "1.0.0"}` (and `sha256` to
+/// pick one bundle of a version deployed twice): that version becomes current again.
+pub(crate) async fn rollback(
+    State(state): State<Arc<AppState>>,
+    UrlPath(app): UrlPath<String>,
+    body: bytes::Bytes,
+) -> Result<Json<DeployReport>, ApiError> {
+    let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be JSON such as {{\"version\": \"1.0.0\"}}: {e}"
+        ))
+    })?;
+    let payload = encode(&RollbackRequest {
+        app_name: app,
+        version: body.version,
+        sha256: body.sha256,
+    })
+    .map_err(anyhow::Error::from)?;
+    let reply = ask_deploy(&state, subjects::DEPLOY_ROLLBACK, payload).await?;
+    match decode::<DeployReply>(&reply).map_err(anyhow::Error::from)? {
+        DeployReply::Deployed(report) => {
+            serve_from(&state, &report.app_name, report.rev).await;
+            Ok(Json(report))
+        }
+        DeployReply::Refused(r) => Err(refused(r)),
+    }
+}
+
+/// `DELETE /admin/api/apps/{app}`: the app stops being served; its versions are kept
+/// (a rollback brings it back).
+pub(crate) async fn delete_app(
+    State(state): State<Arc<AppState>>,
+    UrlPath(app): UrlPath<String>,
+) -> Result<Json<DeleteReport>, ApiError> {
+    delete_named(&state, app).await
+}
+
+pub(crate) async fn delete_app_named_deploy(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<DeleteReport>, ApiError> {
+    delete_named(&state, "deploy".into()).await
+}
+
+async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport>, ApiError> {
+    let payload = encode(&DeleteRequest { app_name: app }).map_err(anyhow::Error::from)?;
+    let reply = ask_deploy(state, subjects::DEPLOY_DELETE, payload).await?;
+    match decode::<DeleteReply>(&reply).map_err(anyhow::Error::from)? {
+        DeleteReply::Deleted(report) => {
+            serve_from(state, &report.app_name, report.rev).await;
+            Ok(Json(report))
+        }
+        DeleteReply::Refused(r) => Err(refused(r)),
+    }
+}
+
+/// `GET /admin/api/apps/{app}/versions`: every version of the app, newest first, and
+/// which one is current.
+pub(crate) async fn versions(
+    State(state): State<Arc<AppState>>,
+    UrlPath(app): UrlPath<String>,
+) -> Result<Json<AppVersions>, ApiError> {
+    let payload = encode(&AppVersionsRequest {
+        app_name: app.clone(),
+    })
+    .map_err(anyhow::Error::from)?;
+    let reply = state
+        .nats
+        .request(subjects::REGISTRY_APP_VERSIONS, payload.into())
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => {
+                ApiError::Unavailable("the registry is not running".into())
+            }
+            RequestErrorKind::TimedOut => {
+                ApiError::Timeout("the registry did not answer in time".into())
+            }
+            _ => ApiError::Internal(anyhow::anyhow!("registry request failed: {e}")),
+        })?;
+    let versions: AppVersions = decode(&reply.payload).map_err(anyhow::Error::from)?;
+    if !versions.found {
+        return Err(ApiError::NotFound(format!(
+            "no app named {app:?} has been deployed"
+        )));
+    }
+    Ok(Json(versions))
 }
 
 /// `GET /admin/api/apps`: deployed apps with their current version.

@@ -1,5 +1,6 @@
 //! `noderouter`: all five services in one process (`up`) and the author CLI (`app`).
 
+mod author;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ enum Command {
         #[arg(long)]
         examples: Option<PathBuf>,
     },
-    /// Author tools: scaffold, pack and deploy an app.
+    /// Author tools: scaffold, lint, pack and deploy an app; list, roll back and delete versions.
     #[command(subcommand)]
     App(AppCommand),
 }
@@ -44,6 +45,27 @@ enum AppCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Run every deploy check locally (zip safety, manifest, frontend, import) with the
+    /// messages deploy gives. Exits 1 when deploy would refuse the app.
+    Lint {
+        /// App folder or bundle zip.
+        path: PathBuf,
+        /// Python interpreter for the import check (the runner's, with its packages).
+        #[arg(long, env = "NR_PYTHON", default_value = "python3")]
+        python: String,
+        /// Handed to the app as DATABASE_URL during the import check (its module-level
+        /// migrations run against it); unset, the app sees none.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+        /// Skip the import check (main.py is not run).
+        #[arg(long)]
+        no_import: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        checks: nr_deploy::CheckArgs,
+    },
     /// Zip an app folder the way the platform expects (contents at the root).
     Pack {
         dir: PathBuf,
@@ -51,15 +73,58 @@ enum AppCommand {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
-    /// Upload an app folder or zip and print the deploy report.
+    /// Upload an app folder or zip (with a progress bar) and print the deploy report.
     Deploy {
         path: PathBuf,
-        #[arg(long, env = "NR_URL", default_value = "http://127.0.0.1:3000")]
-        url: String,
-        /// Bearer token, when the platform requires one.
-        #[arg(long, env = "NR_TOKEN")]
-        token: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// List an app's versions, newest first; `*` marks the current one.
+    Versions {
+        app: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an earlier version of an app current again (or restore a deleted app).
+    Rollback {
+        app: String,
+        version: String,
+        /// Which bundle, when the version was deployed more than once with other contents.
+        #[arg(long)]
+        sha256: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Stop serving an app. Its versions are kept; `rollback` restores it.
+    Delete {
+        app: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RemoteArgs {
+    /// Base URL of the platform.
+    #[arg(long, env = "NR_URL", default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// Bearer token, when the platform requires one.
+    #[arg(long, env = "NR_TOKEN")]
+    token: Option<String>,
+}
+
+impl RemoteArgs {
+    fn remote(self) -> author::Remote {
+        author::Remote {
+            url: self.url,
+            token: self.token,
+        }
+    }
 }
 
 #[tokio::main]
@@ -68,6 +133,27 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up { config, examples } => up(config, examples).await,
         Command::App(AppCommand::New { name, dir }) => scaffold::new_app(&name, &dir),
+        Command::App(AppCommand::Lint {
+            path,
+            python,
+            database_url,
+            no_import,
+            json,
+            checks,
+        }) => {
+            let opts = author::LintOptions {
+                python,
+                database_url,
+                import: !no_import,
+                checks,
+                json,
+            };
+            if author::lint(&path, opts).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
         Command::App(AppCommand::Pack { dir, out }) => {
             let name = bundle::dir_name(&dir)?;
             let bytes = bundle::pack_dir(&dir)?;
@@ -83,10 +169,20 @@ async fn main() -> anyhow::Result<()> {
             println!("{} ({} bytes)", out.display(), bytes.len());
             Ok(())
         }
-        Command::App(AppCommand::Deploy { path, url, token }) => {
-            let report = deploy_path(&url, &path, token.as_deref()).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+        Command::App(AppCommand::Deploy { path, remote, json }) => {
+            author::deploy(&remote.remote(), &path, json).await
+        }
+        Command::App(AppCommand::Versions { app, remote, json }) => {
+            author::versions(&remote.remote(), &app, json).await
+        }
+        Command::App(AppCommand::Rollback {
+            app,
+            version,
+            sha256,
+            remote,
+        }) => author::rollback(&remote.remote(), &app, &version, sha256.as_deref()).await,
+        Command::App(AppCommand::Delete { app, remote }) => {
+            author::delete(&remote.remote(), &app).await
         }
     }
 }
@@ -140,21 +236,7 @@ async fn deploy_path(
     path: &Path,
     token: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
-    let (file_name, bytes) = if path.is_dir() {
-        (
-            format!("{}.zip", bundle::dir_name(path)?),
-            bundle::pack_dir(path)?,
-        )
-    } else {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .context("no file name")?;
-        (
-            name,
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-        )
-    };
+    let (file_name, bytes) = author::load_bundle(path)?;
     let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name);
     let form = reqwest::multipart::Form::new().part("file", part);
     let mut req = reqwest::Client::new()

@@ -62,6 +62,7 @@ const MANIFEST: &str = r#"{
   "app_name": "<slug>",
   "display_name": "<slug>",
   "version": "1.0.0",
+  "api_version": "1.0.0",
   "description": "One-line description shown in the admin UI.",
   "required_permission": "",
   "actions": []

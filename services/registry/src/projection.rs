@@ -41,7 +41,18 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     let display_name = d.manifest.get("display_name").and_then(|v| v.as_str());
     let description = d.manifest.get("description").and_then(|v| v.as_str());
     let deleted = d.change == AppChange::Deleted;
+    // The event's own time, so a replay rebuilds the same history.
+    let at =
+        time::OffsetDateTime::parse(&event.time, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+    // A deleted app whose name differs only in case gives its name key to the new one.
     sqlx::query(
+        "DELETE FROM noderouter_core.apps WHERE app_key = lower($1) AND app_name <> $1 AND deleted",
+    )
+    .bind(&d.app_name)
+    .execute(&mut *tx)
+    .await?;
+    let upsert = sqlx::query(
         "INSERT INTO noderouter_core.apps (app_name, app_key, display_name, description, current_version, \
              current_sha256, bundle_key, manifest, rev, deleted) \
          VALUES ($1, lower($1), $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -60,11 +71,21 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     .bind(seq)
     .bind(deleted)
     .execute(&mut *tx)
-    .await?;
+    .await;
+    if let Err(sqlx::Error::Database(e)) = &upsert {
+        if e.is_unique_violation() {
+            // Deploy refuses names differing only in case from a live app; one that
+            // slipped through a race must not stall the projection for every app.
+            tracing::error!(seq, app = %d.app_name, "app name differs only in case from a live app; event not projected");
+            drop(tx);
+            return advance_only(db, seq as u64).await;
+        }
+    }
+    upsert?;
     if !deleted {
         sqlx::query(
-            "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+            "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
              ON CONFLICT (app_name, sha256) DO UPDATE SET last_rev = EXCLUDED.last_rev",
         )
         .bind(&d.app_name)
@@ -73,11 +94,23 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .bind(&d.bundle_key)
         .bind(&d.manifest)
         .bind(seq)
+        .bind(at)
         .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The highest stream sequence the projection has applied.
+pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
+    )
+    .bind(PROJECTION)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map_or(0, |(s,)| s.max(0) as u64))
 }
 
 async fn advance_only(db: &PgPool, seq: u64) -> anyhow::Result<()> {
