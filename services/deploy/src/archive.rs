@@ -69,7 +69,7 @@ pub fn unsafe_name(raw: &[u8]) -> Option<&'static str> {
     }
     if raw.contains(&b'\\') {
         return Some(
-            "uses backslashes: zip paths use /, and a backslash may escape the root on Windows",
+            "uses backslashes: zip paths use /, and a backslash may escape the root on Windows (Windows PowerShell 5.1's Compress-Archive writes them: pack with `noderouter app pack`, 7-Zip, or `tar -a -c -f my_app.zip *` inside the folder)",
         );
     }
     if raw[0] == b'/' {

@@ -157,8 +157,9 @@ impl Lookups {
             subjects::REGISTRY_APPS_LIST => match list_apps(&self.db).await {
                 Ok(list) => encode(&list),
                 Err(e) => {
+                    // An empty reply fails fast at the caller instead of a timeout.
                     tracing::error!(error = %e, "app list failed");
-                    return;
+                    Ok(Vec::new())
                 }
             },
             subjects::REGISTRY_APP_VERSIONS => {
@@ -166,6 +167,7 @@ impl Lookups {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "malformed versions lookup");
+                        let _ = self.nats.publish(reply, Vec::new().into()).await;
                         return;
                     }
                 };
@@ -174,7 +176,7 @@ impl Lookups {
                     Ok(v) => encode(&v),
                     Err(e) => {
                         tracing::error!(error = %e, app = %req.app_name, "versions lookup failed");
-                        return;
+                        Ok(Vec::new())
                     }
                 }
             }
