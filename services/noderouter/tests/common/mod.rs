@@ -1,6 +1,6 @@
 //! The platform started for a test: all five services in this process, on port 0,
 //! against a private NATS server, a fresh database and real Python workers.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use clap::Parser;
 use noderouter::{Platform, PlatformConfig};
