@@ -36,6 +36,16 @@ def _app_frame_line(tb, app_dir):
     return line
 
 
+def _app_traceback(exc, app_dir):
+    """The traceback from the app's first frame on, with paths relative to its folder."""
+    me = os.path.realpath(__file__)
+    tb = exc.__traceback__
+    while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) == me:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return text.replace(os.path.join(app_dir, ""), "")
+
+
 def _import_lock(app_name):
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:
@@ -84,7 +94,7 @@ def check(app_name, app_dir):
         sys.modules["main"] = module
         exec(code, module.__dict__)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from app code too
-        tb = traceback.format_exc()
+        tb = _app_traceback(exc, app_dir)
         return {"ok": False, "rule": "main.import", "line": _app_frame_line(exc.__traceback__, app_dir),
                 "message": "main.py fails on import: %s: %s" % (type(exc).__name__, exc), "traceback": tb}
     finally:

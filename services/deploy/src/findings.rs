@@ -63,12 +63,13 @@ impl Refused {
         }
     }
 
-    /// The platform failed (logged by the caller); nothing the author can fix.
+    /// The platform failed; nothing the author can fix. The cause is kept in `error`
+    /// for logs and the local CLI; the gateway never echoes a 5xx's text to a caller.
     pub fn internal(error: impl std::fmt::Display) -> Refused {
         tracing::error!(error = %error, "deploy failed inside the platform");
         Refused {
             status: 500,
-            error: "deploy failed inside the platform; see the deploy service log".into(),
+            error: format!("deploy failed inside the platform: {error}"),
             details: vec![],
         }
     }

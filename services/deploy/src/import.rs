@@ -66,7 +66,15 @@ impl ImportCheck {
             .await
             .map_err(|e| Refused::internal(format!("cannot write the app SDK: {e}")))?;
 
-        let mut cmd = tokio::process::Command::new(&self.python);
+        // The child runs in the app's folder: a relative interpreter path (`.venv/bin/python`)
+        // must not be looked up from there.
+        let python = if self.python.contains('/') {
+            std::path::absolute(&self.python)
+                .map_err(|e| Refused::internal(format!("cannot resolve {}: {e}", self.python)))?
+        } else {
+            std::path::PathBuf::from(&self.python)
+        };
+        let mut cmd = tokio::process::Command::new(&python);
         cmd.arg("-B")
             .arg(&script)
             .arg(app)

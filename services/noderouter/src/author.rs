@@ -108,9 +108,8 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
         }
         Err(r) if r.status >= 500 => Err(anyhow::anyhow!(
             "the checks could not run: {}",
-            r.details
-                .first()
-                .map_or(r.error.clone(), |d| d.message.clone())
+            r.error
+                .trim_start_matches("deploy failed inside the platform: ")
         )),
         Err(r) => {
             if opts.json {
