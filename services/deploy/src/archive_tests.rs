@@ -328,3 +328,50 @@ fn ignored_names() {
     assert!(is_ignored(".DS_Store") && is_ignored("a/.DS_Store"));
     assert!(!is_ignored("main.py") && !is_ignored("DS_Store"));
 }
+
+#[test]
+fn path_property_plain_segments_pass_and_any_escape_is_caught() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let alphabet = b"abcXYZ019_-.";
+    for _ in 0..2000 {
+        let segments: Vec<String> = (0..1 + next(4))
+            .map(|_| {
+                let mut s: String = (0..1 + next(8))
+                    .map(|_| alphabet[next(alphabet.len() as u64) as usize] as char)
+                    .collect();
+                if s.chars().all(|c| c == '.') {
+                    s.push('a');
+                }
+                s
+            })
+            .collect();
+        let plain = segments.join("/");
+        assert_eq!(unsafe_name(plain.as_bytes()), None, "{plain:?}");
+        assert_eq!(
+            unsafe_name(format!("{plain}/").as_bytes()),
+            None,
+            "{plain:?}/"
+        );
+        let at = next(segments.len() as u64 + 1) as usize;
+        let mut escaped = segments.clone();
+        escaped.insert(at, "..".into());
+        assert!(
+            unsafe_name(escaped.join("/").as_bytes()).is_some(),
+            "{escaped:?}"
+        );
+        for bad in [
+            format!("/{plain}"),
+            format!("C:{plain}"),
+            plain.replacen('/', "\\", 1) + "\\x",
+            format!("{plain}\0"),
+        ] {
+            assert!(unsafe_name(bad.as_bytes()).is_some(), "{bad:?}");
+        }
+    }
+}
