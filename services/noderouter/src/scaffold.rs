@@ -215,6 +215,7 @@ mod tests {
         assert_eq!(css_prefix("calculator"), "cal");
         assert_eq!(css_prefix("notes"), "notes");
         assert_eq!(css_prefix("hello-world"), "hw");
-        assert_eq!(css_prefix("9lives"), "a9li");
+        assert_eq!(css_prefix("9lives"), "a9lives");
+        assert_eq!(css_prefix("123456789"), "a123");
     }
 }
