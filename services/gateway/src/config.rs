@@ -11,6 +11,8 @@ pub struct GatewayConfig {
     pub nats: nr_config::NatsArgs,
     #[command(flatten)]
     pub store: nr_config::StoreArgs,
+    #[command(flatten)]
+    pub db: nr_config::DbArgs,
     /// Largest JSON body of a sync or async call, bytes.
     #[arg(long, env = "NR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -21,6 +23,9 @@ pub struct GatewayConfig {
     /// runner enforces it; the gateway waits this long plus a small margin.
     #[arg(long, env = "NR_SYNC_TIMEOUT_S", default_value_t = 30.0)]
     pub sync_timeout_s: f64,
+    /// Attempts an async job gets when its runner dies under it.
+    #[arg(long, env = "NR_JOB_MAX_ATTEMPTS", default_value_t = 3)]
+    pub job_max_attempts: i32,
     /// How long a deploy (checks included) may take, seconds.
     #[arg(long, env = "NR_DEPLOY_TIMEOUT_S", default_value_t = 180.0)]
     pub deploy_timeout_s: f64,

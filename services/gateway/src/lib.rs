@@ -6,6 +6,7 @@ mod admin;
 pub mod apps;
 pub mod config;
 pub mod error;
+mod jobs;
 mod sync;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use error::ApiError;
 pub struct GatewayDeps {
     pub nats: async_nats::Client,
     pub store: Store,
+    pub db: sqlx::PgPool,
     /// Routes of services mounted on the public address (notify's WebSocket hub).
     pub extra_routes: Router,
 }
@@ -37,7 +39,11 @@ pub(crate) struct AppState {
     pub(crate) config: GatewayConfig,
     pub(crate) nats: async_nats::Client,
     pub(crate) store: Store,
+    pub(crate) db: sqlx::PgPool,
+    pub(crate) js: jetstream::Context,
     pub(crate) apps: apps::AppCache,
+    /// This gateway's name, returned as `node` when a job is submitted.
+    pub(crate) node: String,
 }
 
 #[derive(Clone)]
@@ -80,6 +86,12 @@ impl Gateway {
             config,
             nats: deps.nats,
             store: deps.store,
+            db: deps.db,
+            js: js.clone(),
+            node: format!(
+                "gateway-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
         });
         let follower_stop = CancellationToken::new();
         let weak = Arc::downgrade(&state);
@@ -94,6 +106,7 @@ impl Gateway {
         let bundle_limit = state.config.max_bundle_bytes;
         let api = Router::new()
             .route("/api/sync/{app}", post(sync::sync_call))
+            .merge(jobs::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)

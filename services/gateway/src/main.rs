@@ -17,11 +17,14 @@ async fn main() -> anyhow::Result<()> {
     let stop = nr_telemetry::shutdown_on_signal();
     let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-gateway").await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
+    let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
+    nr_infra::db::migrate(&db).await?;
     let gateway = Gateway::build(
         cli.config,
         GatewayDeps {
             nats,
             store,
+            db,
             extra_routes: axum::Router::new(),
         },
     )

@@ -16,14 +16,21 @@ use tokio_util::sync::CancellationToken;
 pub struct PlatformConfig {
     #[command(flatten)]
     pub gateway: nr_gateway::GatewayConfig,
-    #[command(flatten)]
-    pub db: nr_config::DbArgs,
     /// Python interpreter that runs apps (needs psycopg2 for `conn` injection).
     #[arg(long, env = "NR_PYTHON", default_value = "python3")]
     pub python: String,
     /// Most workers per app; 0 means the number of cores.
     #[arg(long, env = "NR_RUNNER_POOL", default_value_t = 0)]
     pub pool_size: usize,
+    /// Time limit of an async job when the manifest sets none, seconds.
+    #[arg(long, env = "NR_JOB_TIMEOUT_S", default_value_t = 300.0)]
+    pub job_timeout_s: f64,
+    /// Lease on a running job, seconds (a job whose runner died reruns after it).
+    #[arg(long, env = "NR_JOB_LEASE_S", default_value_t = 30.0)]
+    pub job_lease_s: f64,
+    /// Address-space limit of each worker process, MiB (0: none).
+    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
+    pub worker_memory_mb: u64,
     /// Runners started in this process (0 leaves execution to runners elsewhere).
     #[arg(long, env = "NR_RUNNERS", default_value_t = 1)]
     pub runners: usize,
@@ -41,11 +48,15 @@ impl PlatformConfig {
             nats: self.gateway.nats.clone(),
             store: self.gateway.store.clone(),
             health: nr_config::HealthArgs { health_addr: None },
-            database_url: self.db.database_url.clone(),
+            database_url: self.gateway.db.database_url.clone(),
             python: self.python.clone(),
             pool_size: self.pool_size,
             sync_timeout_s: self.gateway.sync_timeout_s,
             import_timeout_s: 120.0,
+            job_timeout_s: self.job_timeout_s,
+            job_lease_s: self.job_lease_s,
+            job_concurrency: 0,
+            worker_memory_mb: self.worker_memory_mb,
             work_dir: self.runner_dir.clone(),
         }
     }
@@ -64,7 +75,7 @@ impl Platform {
         let nats_url = &config.gateway.nats.nats_url;
         let nats = nr_infra::bus::connect(nats_url, "noderouter").await?;
         let store = nr_infra::store::open(&config.gateway.store.object_store_url)?;
-        let db = nr_infra::db::connect(&config.db.database_url, config.db.db_pool)
+        let db = nr_infra::db::connect(&config.gateway.db.database_url, config.gateway.db.db_pool)
             .await
             .context("Postgres is required (set DATABASE_URL)")?;
         let stop = CancellationToken::new();
@@ -73,12 +84,12 @@ impl Platform {
         let registry = nr_registry::Registry::build(
             nr_registry::RegistryConfig {
                 nats: config.gateway.nats.clone(),
-                db: config.db.clone(),
+                db: config.gateway.db.clone(),
                 health: nr_config::HealthArgs { health_addr: None },
             },
             nr_registry::RegistryDeps {
                 nats: nats.clone(),
-                db,
+                db: db.clone(),
             },
         )
         .await?;
@@ -90,7 +101,7 @@ impl Platform {
                 max_bundle_bytes: config.gateway.max_bundle_bytes as u64,
                 checks: config.deploy_checks.clone(),
                 python: config.python.clone(),
-                database_url: Some(config.db.database_url.clone()),
+                database_url: Some(config.gateway.db.database_url.clone()),
             },
             nr_deploy::DeployDeps {
                 nats: nats.clone(),
@@ -106,6 +117,7 @@ impl Platform {
                     nr_runner::RunnerDeps {
                         nats: nats.clone(),
                         store: store.clone(),
+                        db: db.clone(),
                     },
                 )
                 .await?,
@@ -124,6 +136,7 @@ impl Platform {
             nr_gateway::GatewayDeps {
                 nats: nats.clone(),
                 store,
+                db: db.clone(),
                 extra_routes: notify.router(),
             },
         )

@@ -176,9 +176,28 @@ def _actions_of(result):
     return out
 
 
+def _limit_memory():
+    """Caps the worker's address space so a runaway app gets MemoryError, not the box."""
+    try:
+        mb = int(os.environ.get("NR_WORKER_MEMORY_MB", "0"))
+    except ValueError:
+        mb = 0
+    if mb > 0:
+        import resource
+
+        limit = mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def serve_worker(sock, execute, wants_conn, is_async):
     reader = sock.makefile("rb")
     holder = ConnHolder()
+    try:
+        import noderouter as sdk
+    except ImportError:
+        sdk = None
+    if sdk is not None:
+        sdk._emit = lambda header: send_frame(sock, header)
     if wants_conn:
         try:
             holder.get()
@@ -197,6 +216,8 @@ def serve_worker(sock, execute, wants_conn, is_async):
             extra = header.get("inject") or {}
             if extra and isinstance(data, dict):
                 data.update(extra)
+            if sdk is not None:
+                sdk._job_id = extra.get("_job_id")
             if wants_conn:
                 try:
                     conn = holder.get()
@@ -249,6 +270,7 @@ def fork_worker(token, sock_path, execute, wants_conn, is_async):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(sock_path)
         send_frame(sock, {"hello": token, "pid": os.getpid()})
+        _limit_memory()
         serve_worker(sock, execute, wants_conn, is_async)
     except BaseException:
         traceback.print_exc()

@@ -31,12 +31,34 @@ pub struct RunnerConfig {
     /// Time limit for importing an app (module-level code included), seconds.
     #[arg(long, env = "NR_IMPORT_TIMEOUT_S", default_value_t = 120.0)]
     pub import_timeout_s: f64,
+    /// Time limit of an async job when the manifest sets no `job_timeout_s`, seconds.
+    #[arg(long, env = "NR_JOB_TIMEOUT_S", default_value_t = 300.0)]
+    pub job_timeout_s: f64,
+    /// Lease a runner holds on a running job, seconds: a job whose runner died is run
+    /// again this long after the runner's last renewal.
+    #[arg(long, env = "NR_JOB_LEASE_S", default_value_t = 30.0)]
+    pub job_lease_s: f64,
+    /// Jobs one runner runs at once; 0 means twice the number of cores.
+    #[arg(long, env = "NR_JOB_CONCURRENCY", default_value_t = 0)]
+    pub job_concurrency: usize,
+    /// Address-space limit of each worker process, MiB (0: none). An app over it gets
+    /// MemoryError.
+    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
+    pub worker_memory_mb: u64,
     /// Working directory for unpacked bundles and the worker socket.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub work_dir: PathBuf,
 }
 
 impl RunnerConfig {
+    pub fn job_concurrency(&self) -> usize {
+        if self.job_concurrency == 0 {
+            2 * nr_config::cores()
+        } else {
+            self.job_concurrency
+        }
+    }
+
     pub fn pool(&self) -> usize {
         if self.pool_size == 0 {
             nr_config::cores()

@@ -63,7 +63,7 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
             tracing::error!(app, error = %e, "runner error");
             (503, error_body("the runner cannot serve this app right now"), vec![], None)
         }
-        Ok(host) => match host.call(&msg.payload, &request_id, None).await {
+        Ok(host) => match host.call(&msg.payload, &request_id).await {
             Ok(reply) => (200, reply.body, reply.actions, Some(host)),
             Err(CallError::Exception { error, traceback }) => {
                 tracing::warn!(app, request_id = %request_id, error = %error, traceback = %traceback, "execute raised");
@@ -82,6 +82,7 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
                 tracing::error!(app, request_id = %request_id, "{message}");
                 (502, error_body(&message), vec![], None)
             }
+            Err(CallError::Cancelled) => (503, error_body("the call was cancelled"), vec![], None),
             Err(CallError::Unavailable(message)) => {
                 tracing::error!(app, request_id = %request_id, "{message}");
                 (503, error_body(&message), vec![], None)

@@ -23,6 +23,8 @@ use crate::frame::{read_frame, write_frame};
 /// How the runner starts Python hosts and receives their workers' connections.
 pub struct Spawner {
     pub runner_id: String,
+    /// Address-space cap of each worker, MiB (0: none).
+    pub worker_memory_mb: u64,
     pub python: String,
     pub database_url: String,
     pub py_dir: PathBuf,
@@ -45,6 +47,7 @@ impl Spawner {
     ) -> Self {
         Self {
             runner_id,
+            worker_memory_mb: 0,
             python,
             database_url,
             py_dir,
@@ -119,6 +122,15 @@ pub enum CallError {
     Crashed(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// A progress report sent by the app during a call (`noderouter.progress`).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub percent: i32,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -135,6 +147,11 @@ pub struct CallReply {
 
 #[derive(Deserialize)]
 struct ReplyHeader {
+    /// Present on a progress frame; the final reply has none.
+    #[serde(default)]
+    progress: Option<i32>,
+    #[serde(default)]
+    message: Option<String>,
     #[serde(default)]
     ok: bool,
     #[serde(default)]
@@ -211,6 +228,7 @@ impl AppHost {
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("NR_APP_NAME", &spec.app)
             .env("NR_RUNNER_ID", &spawner.runner_id)
+            .env("NR_WORKER_MEMORY_MB", spawner.worker_memory_mb.to_string())
             .env("NR_APP_VERSION", &spec.version)
             .current_dir(&spec.dir)
             .stdin(Stdio::piped())
@@ -357,13 +375,8 @@ impl AppHost {
         result
     }
 
-    /// Runs `execute` on a free worker. `inject` entries are merged into `data`.
-    pub async fn call(
-        &self,
-        body: &[u8],
-        request_id: &str,
-        inject: Option<&serde_json::Value>,
-    ) -> Result<CallReply, CallError> {
+    /// Runs `execute` on a free pooled worker.
+    pub async fn call(&self, body: &[u8], request_id: &str) -> Result<CallReply, CallError> {
         let _permit = self
             .slots
             .acquire()
@@ -374,31 +387,100 @@ impl AppHost {
             Some(w) => w,
             None => self.fork_worker().await?,
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let header = serde_json::json!({"id": id, "rid": request_id, "inject": inject});
+        let header = serde_json::json!({
+            "id": self.next_id.fetch_add(1, Ordering::Relaxed),
+            "rid": request_id,
+        });
+        let result = self
+            .exchange(&mut worker, &header, body, self.timeout, None, None)
+            .await;
+        match &result {
+            Ok(_) | Err(CallError::Exception { .. }) => self.lock_idle().push(worker),
+            Err(_) => worker.kill(),
+        }
+        result
+    }
+
+    /// Runs one async job in a worker of its own, forked for it and stopped after it:
+    /// isolated from the sync pool and from other jobs, without importing the app again.
+    pub async fn run_job(
+        &self,
+        body: &[u8],
+        job_id: &str,
+        limit: Duration,
+        progress: tokio::sync::mpsc::UnboundedSender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<CallReply, CallError> {
+        let mut worker = self.fork_worker().await?;
+        let header = serde_json::json!({
+            "id": self.next_id.fetch_add(1, Ordering::Relaxed),
+            "rid": job_id,
+            "inject": {"_job_id": job_id},
+        });
+        let result = self
+            .exchange(
+                &mut worker,
+                &header,
+                body,
+                limit,
+                Some(progress),
+                Some(cancel),
+            )
+            .await;
+        worker.kill();
+        result
+    }
+
+    /// Sends one call and reads frames until the final reply, forwarding progress.
+    async fn exchange(
+        &self,
+        worker: &mut Worker,
+        header: &serde_json::Value,
+        body: &[u8],
+        limit: Duration,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+        cancel: Option<CancellationToken>,
+    ) -> Result<CallReply, CallError> {
         let body = if body.is_empty() {
             b"{}".as_slice()
         } else {
             body
         };
+        let stream = &mut worker.stream;
         let exchange = async {
-            write_frame(&mut worker.stream, &header, body).await?;
-            read_frame::<_, ReplyHeader>(&mut worker.stream).await
+            write_frame(stream, header, body).await?;
+            loop {
+                let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                match h.progress {
+                    Some(percent) => {
+                        if let Some(tx) = &progress {
+                            let _ = tx.send(Progress {
+                                percent,
+                                message: h.message,
+                            });
+                        }
+                    }
+                    None => return Ok::<_, std::io::Error>((h, out)),
+                }
+            }
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => {
-                worker.kill();
-                Err(CallError::Timeout(self.timeout))
+        let cancelled = async {
+            match &cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
             }
-            Ok(Err(e)) => {
-                worker.kill();
-                Err(CallError::Crashed(format!(
-                    "the worker process running app '{}' died during the call ({e}); it was replaced",
-                    self.app
-                )))
-            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, exchange) => r,
+            _ = cancelled => return Err(CallError::Cancelled),
+        };
+        match outcome {
+            Err(_) => Err(CallError::Timeout(limit)),
+            Ok(Err(e)) => Err(CallError::Crashed(format!(
+                "the worker process running app '{}' died during the call ({e}); it was replaced",
+                self.app
+            ))),
             Ok(Ok((header, out))) => {
-                self.lock_idle().push(worker);
                 if header.ok {
                     Ok(CallReply {
                         body: out,

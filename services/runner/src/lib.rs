@@ -11,6 +11,7 @@ pub mod config;
 mod exec;
 pub mod frame;
 pub mod host;
+mod jobs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
 pub struct RunnerDeps {
     pub nats: async_nats::Client,
     pub store: Store,
+    /// The platform's database (the job queue).
+    pub db: sqlx::PgPool,
 }
 
 pub struct Runner {
@@ -52,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) config: RunnerConfig,
     pub(crate) nats: async_nats::Client,
     pub(crate) js: jetstream::Context,
+    pub(crate) db: sqlx::PgPool,
+    pub(crate) jobs: jobs::JobTable,
     store: Store,
     spawner: Arc<Spawner>,
     bundles_dir: PathBuf,
@@ -98,13 +103,15 @@ impl Runner {
         let sock_path = root.join("workers.sock");
         let listener = tokio::net::UnixListener::bind(&sock_path)
             .with_context(|| format!("cannot listen on {}", sock_path.display()))?;
-        let spawner = Arc::new(Spawner::new(
+        let mut spawner = Spawner::new(
             id.clone(),
             config.python.clone(),
             config.database_url.clone(),
             py_dir,
             sock_path,
-        ));
+        );
+        spawner.worker_memory_mb = config.worker_memory_mb;
+        let spawner = Arc::new(spawner);
         let shutdown = CancellationToken::new();
         tokio::spawn(spawner.clone().accept_loop(listener, shutdown.clone()));
 
@@ -115,6 +122,8 @@ impl Runner {
             config,
             nats: deps.nats,
             js: js.clone(),
+            db: deps.db,
+            jobs: jobs::JobTable::default(),
             store: deps.store,
             spawner,
             bundles_dir,
@@ -154,6 +163,7 @@ impl Runner {
             }
         }
         exec::start(inner.clone(), shutdown.clone()).await?;
+        jobs::start(inner.clone(), shutdown.clone()).await?;
         tracing::info!(runner = %inner.id, pool = inner.config.pool(), "runner ready");
         Ok(Runner { inner, shutdown })
     }

@@ -20,8 +20,10 @@ async fn main() -> anyhow::Result<()> {
     let stop = nr_telemetry::shutdown_on_signal();
     let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-runner").await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
+    let db = nr_infra::db::connect(&cli.config.database_url, 4).await?;
+    nr_infra::db::migrate(&db).await?;
     let health = cli.config.health.health_addr.clone();
-    let runner = Runner::build(cli.config, RunnerDeps { nats, store }).await?;
+    let runner = Runner::build(cli.config, RunnerDeps { nats, store, db }).await?;
     if let Some(addr) = health {
         let (bound, serve) =
             nr_telemetry::serve(&addr, nr_telemetry::health_router("runner"), stop.clone()).await?;

@@ -89,3 +89,60 @@ pub struct ActionTriggered {
     #[serde(default)]
     pub job_id: Option<String>,
 }
+
+pub const JOB_SUBMITTED: &str = "job.submitted";
+pub const JOB_PROGRESS: &str = "job.progress";
+
+/// `job.submitted.<app>`: a work item. The job row in `noderouter_core.job_queue` is
+/// authoritative; this only says there is one to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSubmitted {
+    pub job_id: String,
+    pub app_name: String,
+    /// Revision of the app the job was submitted against (runs at it or later).
+    pub app_rev: u64,
+}
+
+/// Job states, as stored in `job_queue.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+/// `job.progress.<app>.<job_id>`: progress 0–99 while running, then the final state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub job_id: String,
+    pub app_name: String,
+    pub status: JobStatus,
+    pub progress: i32,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Who submitted the job (`sub` of the caller), so a hub can route it.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
+}

@@ -18,6 +18,9 @@ pub struct RuntimeManifest {
     /// Per-app time limit for a sync call, seconds.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// Per-app time limit for an async job, seconds.
+    #[serde(default)]
+    pub job_timeout_s: Option<f64>,
     #[serde(default)]
     pub actions: Vec<ActionDecl>,
 }

@@ -52,6 +52,13 @@ pub fn action_triggered(app: &str, action: &str) -> String {
     format!("action.triggered.{app}.{action}")
 }
 
+/// Core NATS broadcast asking whichever runner holds a job to stop it.
+pub fn job_cancel(job_id: &str) -> String {
+    format!("job.cancel.{job_id}")
+}
+
+pub const JOB_CANCEL_ALL: &str = "job.cancel.*";
+
 pub fn runner_exec(app: &str) -> String {
     format!("runner.exec.{app}")
 }

@@ -43,9 +43,10 @@ pub fn config_for(
         dir.join("runner").to_string_lossy().into_owned(),
         "--python".into(),
         nr_testkit::python(),
-        "--pool-size".into(),
-        "2".into(),
     ];
+    if !extra.contains(&"--pool-size") {
+        args.extend(["--pool-size".into(), "2".into()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Args::parse_from(args).config
 }
@@ -108,6 +109,41 @@ impl Harness {
             .expect("sync request");
         let status = res.status();
         (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn submit(&self, app: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}/api/async/{app}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("async request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/api/async/jobs/{id}", self.url))
+            .send()
+            .await
+            .expect("job request")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls a job until `done` says so (or 30 s pass) and returns its last state.
+    pub async fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let job = self.job(id).await;
+            if done(&job) || std::time::Instant::now() > deadline {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn nats_client(&self) -> async_nats::Client {

@@ -1,4 +1,43 @@
-"""NodeRouter SDK for apps, importable as ``noderouter`` inside the runner."""
+"""NodeRouter SDK for apps, importable as ``noderouter`` inside the runner.
 
-__all__ = ["__version__"]
-__version__ = "0.1.0"
+    from noderouter import progress
+
+    def execute(data, conn=None):
+        for i in range(10):
+            ...
+            progress((i + 1) * 10)          # 0-99 while working; 100 is written on completion
+        return {"done": True}
+
+``progress`` records the job's progress in ``noderouter_core.job_queue`` and publishes it
+on ``job.progress.<app>.<job_id>``. Outside an async job it does nothing, so the same
+code runs on the sync path.
+"""
+
+__all__ = ["progress", "job_id", "__version__"]
+__version__ = "1.0.0"
+
+# Set by the runner's worker loop: a function sending one frame header to the runner,
+# and the id of the job being run (None on the sync path).
+_emit = None
+_job_id = None
+
+
+def job_id():
+    """The id of the async job being run, or None on the sync path."""
+    return _job_id
+
+
+def progress(percent, message=None):
+    """Report progress (0-99) of the current async job. Returns True when recorded."""
+    if _emit is None or _job_id is None:
+        return False
+    try:
+        value = int(percent)
+    except (TypeError, ValueError):
+        raise ValueError("progress() takes a number from 0 to 99, got %r" % (percent,))
+    value = max(0, min(99, value))
+    frame = {"progress": value}
+    if message is not None:
+        frame["message"] = str(message)[:500]
+    _emit(frame)
+    return True

@@ -1,0 +1,643 @@
+//! The runner's execution contract, against real NATS, Postgres and Python workers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Harness;
+use futures::StreamExt;
+use nr_contracts::events::{ActionTriggered, JobProgress};
+use nr_contracts::{decode, Envelope};
+use nr_testkit::{app_name, manifest};
+use reqwest::StatusCode;
+use serde_json::json;
+
+fn is_final(job: &serde_json::Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injected_connection_comes_back_clean_after_every_call() {
+    let h = Harness::start_with(&["--pool-size", "1"]).await;
+    let app = app_name("hygiene");
+    let main = format!(
+        r#"
+import os, psycopg2
+with psycopg2.connect(os.environ["DATABASE_URL"]) as c:
+    with c.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS {app}_t (n INT)")
+    c.commit()
+
+def execute(data, conn=None):
+    a = data.get("action")
+    status = conn.get_transaction_status()
+    with conn.cursor() as cur:
+        if a == "leave_open":
+            cur.execute("INSERT INTO {app}_t VALUES (1)")
+        elif a == "close":
+            conn.close()
+            return {{"closed": True}}
+        elif a == "fail":
+            cur.execute("SELECT 1/0")
+        cur.execute("SELECT count(*) FROM {app}_t") if not conn.closed else None
+        n = cur.fetchone()[0]
+    return {{"status_at_start": status, "rows": n}}
+"#
+    );
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", &main),
+        ],
+    )
+    .await;
+    let (_, body) = h.sync(&app, json!({"action": "leave_open"})).await;
+    assert_eq!(body["rows"], 1, "{body}");
+    // The uncommitted insert was rolled back and the next call starts idle (status 0).
+    let (_, body) = h.sync(&app, json!({})).await;
+    assert_eq!(body, json!({"status_at_start": 0, "rows": 0}));
+    // An aborted transaction is cleaned too.
+    let (status, _) = h.sync(&app, json!({"action": "fail"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let (_, body) = h.sync(&app, json!({})).await;
+    assert_eq!(body, json!({"status_at_start": 0, "rows": 0}));
+    // A connection the app closed is replaced.
+    let (_, body) = h.sync(&app, json!({"action": "close"})).await;
+    assert_eq!(body["closed"], true);
+    let (status, body) = h.sync(&app, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_def_execute_is_awaited_and_apps_without_conn_get_none() {
+    let h = Harness::start().await;
+    let app = app_name("coro");
+    let main = "import asyncio\n\nasync def execute(data):\n    await asyncio.sleep(0.01)\n    return {'echo': data.get('x')}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let (status, body) = h.sync(&app, json!({"x": [1, 2]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"echo": [1, 2]}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_app_gets_its_own_vendored_libs() {
+    let h = Harness::start().await;
+    let main = "import sys, os\nsys.path.insert(0, os.path.join(os.path.dirname(__file__), 'libs'))\nimport vendored\n\ndef execute(data):\n    return {'version': vendored.VERSION}\n";
+    let a = app_name("liba");
+    let b = app_name("libb");
+    for (app, version) in [(&a, "1.0"), (&b, "2.0")] {
+        let lib = format!("VERSION = '{version}'\n");
+        h.deploy_ok(
+            app,
+            &[
+                ("manifest.json", &manifest(app, "1.0.0", json!({}))),
+                ("main.py", main),
+                ("libs/vendored/__init__.py", &lib),
+            ],
+        )
+        .await;
+    }
+    assert_eq!(h.sync(&a, json!({})).await.1["version"], "1.0");
+    assert_eq!(h.sync(&b, json!({})).await.1["version"], "2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_stripped_from_the_reply_and_published_on_nats() {
+    let h = Harness::start().await;
+    let app = app_name("acts");
+    let main = "def execute(data):\n    return {'ok': 1, '_actions': [{'name': 'done', 'payload': {'x': 1}}, 'plain', {'name': 'undeclared'}, {'payload': 3}]}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(
+                    &app,
+                    "1.0.0",
+                    json!({"actions": [{"name": "done", "display_name": "Done"}]}),
+                ),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let nats = h.nats_client().await;
+    let mut sub = nats
+        .subscribe(format!("action.triggered.{app}.>"))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let (status, body) = h.sync(&app, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"ok": 1}), "_actions must not reach the caller");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let ev: Envelope<ActionTriggered> = decode(&msg.payload).unwrap();
+        assert_eq!(ev.kind, "action.triggered");
+        got.push((msg.subject.to_string(), ev.data));
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got[0].0, format!("action.triggered.{app}.done"));
+    assert_eq!(got[0].1.payload, json!({"x": 1}));
+    assert!(got[0].1.declared);
+    assert_eq!(got[1].0, format!("action.triggered.{app}.undeclared"));
+    assert!(!got[1].1.declared);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err(),
+        "strings and nameless entries are ignored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_fails_across_five_redeploys_under_load() {
+    let h = Arc::new(Harness::start().await);
+    let app = app_name("steady");
+    let deploy = |n: u32| {
+        let h = h.clone();
+        let app = app.clone();
+        async move {
+            h.deploy_ok(
+                &app,
+                &[
+                    ("manifest.json", &manifest(&app, &format!("1.0.{n}"), json!({}))),
+                    ("main.py", &format!("import time\ntime.sleep(0.2)\n\ndef execute(data):\n    return {{'v': {n}}}\n")),
+                ],
+            )
+            .await;
+        }
+    };
+    deploy(0).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut loaders = Vec::new();
+    for _ in 0..8 {
+        let (h, app, stop, ok, failed) = (
+            h.clone(),
+            app.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        loaders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = h.sync(&app, json!({})).await;
+                if status == StatusCode::OK {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.lock().unwrap().push((status, body));
+                }
+            }
+        }));
+    }
+    for n in 1..=5 {
+        deploy(n).await;
+        assert_eq!(h.sync(&app, json!({})).await.1["v"], n);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loaders {
+        l.await.unwrap();
+    }
+    assert!(
+        failed.lock().unwrap().is_empty(),
+        "failed calls: {:?}",
+        failed.lock().unwrap()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 50,
+        "too little load: {}",
+        ok.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_code_runs_once_per_version_per_runner_and_never_concurrently() {
+    let h = Harness::start_with(&["--runners", "2"]).await;
+    let app = app_name("once");
+    let main = format!(
+        r#"
+import os, time, psycopg2
+with psycopg2.connect(os.environ["DATABASE_URL"]) as c:
+    with c.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS {app}_loads (runner TEXT, started TIMESTAMPTZ, finished TIMESTAMPTZ)")
+        cur.execute("INSERT INTO {app}_loads VALUES (%s, clock_timestamp(), NULL)", (os.environ.get("NR_RUNNER_ID", "deploy-check"),))
+    c.commit()
+    time.sleep(0.3)
+    with c.cursor() as cur:
+        cur.execute("UPDATE {app}_loads SET finished = clock_timestamp() WHERE runner = %s AND finished IS NULL", (os.environ.get("NR_RUNNER_ID", "deploy-check"),))
+    c.commit()
+
+def execute(data):
+    return {{}}
+"#
+    );
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", &main),
+        ],
+    )
+    .await;
+    for _ in 0..20 {
+        h.sync(&app, json!({})).await;
+    }
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let mut rows: Vec<(String, time::OffsetDateTime, Option<time::OffsetDateTime>)> = Vec::new();
+    for _ in 0..50 {
+        rows = sqlx::query_as(&format!(
+            "SELECT runner, started, finished FROM {app}_loads WHERE runner LIKE 'runner-%' ORDER BY started"
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if rows.len() == 2 && rows.iter().all(|r| r.2.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 2, "one load per runner: {rows:?}");
+    assert_ne!(rows[0].0, rows[1].0);
+    assert!(
+        rows[0].2.unwrap() <= rows[1].1,
+        "module code overlapped across runners: {rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_over_its_memory_limit_fails_that_call_only() {
+    let h = Harness::start_with(&["--worker-memory-mb", "300"]).await;
+    let app = app_name("hog");
+    let other = app_name("calm");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", "def execute(data):\n    if data.get('hog'):\n        b = bytearray(1024 * 1024 * 1024)\n    return {'ok': True}\n"),
+        ],
+    )
+    .await;
+    h.deploy_ok(
+        &other,
+        &[
+            ("manifest.json", &manifest(&other, "1.0.0", json!({}))),
+            ("main.py", "def execute(d):\n    return {'ok': True}\n"),
+        ],
+    )
+    .await;
+    let (status, body) = h.sync(&app, json!({"hog": true})).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("MemoryError"),
+        "{body}"
+    );
+    assert_eq!(h.sync(&app, json!({})).await.0, StatusCode::OK);
+    assert_eq!(h.sync(&other, json!({})).await.0, StatusCode::OK);
+}
+
+const JOB_APP: &str = r#"
+import os, time, psycopg2
+from noderouter import progress
+
+def execute(data, conn=None):
+    a = data.get("action")
+    if a == "guide":
+        # The author guide's style: write progress straight to the row.
+        for p in (10, 20, 30):
+            with psycopg2.connect(os.environ["DATABASE_URL"]) as c:
+                with c.cursor() as cur:
+                    cur.execute("UPDATE noderouter_core.job_queue SET progress = %s, updated_at = NOW() WHERE id = %s", (p, data["_job_id"]))
+                c.commit()
+            time.sleep(0.05)
+        return {"style": "guide", "job": data["_job_id"]}
+    if a == "sdk":
+        for p in (40, 50, 60):
+            progress(p)
+            time.sleep(0.05)
+        return {"style": "sdk", "_actions": [{"name": "finished", "payload": {"n": 1}}]}
+    if a == "fail":
+        raise RuntimeError("report source missing")
+    if a == "sleep":
+        import subprocess
+        child = subprocess.Popen(["sleep", "120"])
+        with psycopg2.connect(os.environ["DATABASE_URL"]) as c:
+            with c.cursor() as cur:
+                cur.execute("CREATE TABLE IF NOT EXISTS job_pids (job TEXT, pid INT)")
+                cur.execute("INSERT INTO job_pids VALUES (%s, %s), (%s, %s)", (data["_job_id"], os.getpid(), data["_job_id"], child.pid))
+            c.commit()
+        time.sleep(120)
+    return {"ok": True}
+"#;
+
+fn pids_alive(pids: &[i32]) -> Vec<i32> {
+    pids.iter()
+        .copied()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+async fn job_pids(h: &Harness, job: &str) -> Vec<i32> {
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    for _ in 0..100 {
+        let rows: Result<Vec<(i32,)>, _> =
+            sqlx::query_as("SELECT pid FROM job_pids WHERE job = $1")
+                .bind(job)
+                .fetch_all(&pool)
+                .await;
+        if let Ok(rows) = rows {
+            if rows.len() == 2 {
+                return rows.into_iter().map(|r| r.0).collect();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {job} never recorded its pids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_jobs_run_to_completion_with_both_progress_styles_published() {
+    let h = Harness::start().await;
+    let app = app_name("jobs");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(
+                    &app,
+                    "1.0.0",
+                    json!({"actions": [{"name": "finished", "display_name": "Finished"}]}),
+                ),
+            ),
+            ("main.py", JOB_APP),
+        ],
+    )
+    .await;
+    let nats = h.nats_client().await;
+    let mut events = nats
+        .subscribe(format!("job.progress.{app}.>"))
+        .await
+        .unwrap();
+    let mut actions = nats
+        .subscribe(format!("action.triggered.{app}.>"))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+
+    for (action, expected) in [("guide", vec![10, 20, 30]), ("sdk", vec![40, 50, 60])] {
+        let (status, sub) = h.submit(&app, json!({"action": action})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{sub}");
+        assert_eq!(sub["status"], "pending");
+        assert!(sub["node"].as_str().is_some());
+        let id = sub["job_id"].as_str().unwrap().to_owned();
+        let job = h.wait_job(&id, is_final).await;
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!(job["progress"], 100);
+        assert_eq!(job["result"]["style"], action);
+        assert!(job["result"].get("_actions").is_none(), "{job}");
+        if action == "guide" {
+            assert_eq!(job["result"]["job"], id.as_str(), "_job_id injected");
+        }
+        for key in [
+            "id",
+            "app_name",
+            "status",
+            "progress",
+            "result",
+            "error_message",
+            "created_at",
+            "updated_at",
+        ] {
+            assert!(job.get(key).is_some(), "job lacks {key}: {job}");
+        }
+        // Every progress change and the final state were published.
+        let mut seen = Vec::new();
+        while !seen.iter().any(|(s, _): &(String, i32)| s == "completed") {
+            let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+                .await
+                .unwrap()
+                .unwrap();
+            let ev: Envelope<JobProgress> = decode(&msg.payload).unwrap();
+            assert_eq!(ev.data.job_id, id);
+            seen.push((ev.data.status.as_str().to_owned(), ev.data.progress));
+        }
+        let running: Vec<i32> = seen
+            .iter()
+            .filter(|(s, _)| s == "running")
+            .map(|(_, p)| *p)
+            .filter(|p| *p > 0)
+            .collect();
+        assert_eq!(running, expected, "progress events: {seen:?}");
+        assert_eq!(seen.last().unwrap(), &("completed".to_owned(), 100));
+    }
+    let msg = tokio::time::timeout(Duration::from_secs(5), actions.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let ev: Envelope<ActionTriggered> = decode(&msg.payload).unwrap();
+    assert_eq!(ev.data.action_name, "finished");
+    assert!(ev.data.job_id.is_some());
+
+    let (_, sub) = h.submit(&app, json!({"action": "fail"})).await;
+    let job = h.wait_job(sub["job_id"].as_str().unwrap(), is_final).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error_message"], "RuntimeError: report source missing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_job_fails_and_its_process_tree_is_gone() {
+    let h = Harness::start().await;
+    let app = app_name("slowjob");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_timeout_s": 2})),
+            ),
+            ("main.py", JOB_APP),
+        ],
+    )
+    .await;
+    let (_, sub) = h.submit(&app, json!({"action": "sleep"})).await;
+    let id = sub["job_id"].as_str().unwrap().to_owned();
+    let pids = job_pids(&h, &id).await;
+    assert_eq!(pids_alive(&pids).len(), 2);
+    let job = h.wait_job(&id, is_final).await;
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error_message"], "job timed out after 2 s");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        pids_alive(&pids).is_empty(),
+        "left behind: {:?}",
+        pids_alive(&pids)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_it_and_it_stays_cancelled() {
+    let h = Harness::start().await;
+    let app = app_name("cancel");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", JOB_APP),
+        ],
+    )
+    .await;
+    let (_, sub) = h.submit(&app, json!({"action": "sleep"})).await;
+    let id = sub["job_id"].as_str().unwrap().to_owned();
+    let pids = job_pids(&h, &id).await;
+    let res = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    for _ in 0..40 {
+        if pids_alive(&pids).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pids_alive(&pids).is_empty(), "job processes still running");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.job(&id).await["status"], "cancelled");
+    // A finished job cannot be cancelled; an unknown one is 404.
+    let res = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let res = h
+        .http
+        .get(format!("{}/api/async/jobs/not-a-job", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_runner_is_killed_runs_again_elsewhere_exactly_once() {
+    // The platform under test has no runner; a second process holds the only one.
+    let h = Harness::start_with(&["--runners", "0", "--job-lease-s", "2"]).await;
+    let app = app_name("survive");
+    let main = format!(
+        r#"
+import os, time, psycopg2
+def execute(data, conn=None):
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS {app}_runs (runner TEXT)")
+        cur.execute("INSERT INTO {app}_runs VALUES (%s)", (os.environ["NR_RUNNER_ID"],))
+    conn.commit()
+    time.sleep(float(data.get("seconds", 3)))
+    return {{"runner": os.environ["NR_RUNNER_ID"]}}
+"#
+    );
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", &main),
+        ],
+    )
+    .await;
+    let spawn_runner = |dir: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+            .args([
+                "up",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--nats-url",
+                &h.nats.url,
+                "--database-url",
+                &h.db.url,
+            ])
+            .args([
+                "--object-store-url",
+                &h.dir.path().join("objects").to_string_lossy(),
+            ])
+            .args(["--runner-dir", &h.dir.path().join(dir).to_string_lossy()])
+            .args(["--python", &nr_testkit::python(), "--job-lease-s", "2"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = spawn_runner("doomed");
+    let (_, sub) = h.submit(&app, json!({"seconds": 30})).await;
+    let id = sub["job_id"].as_str().unwrap().to_owned();
+    let running = h.wait_job(&id, |j| j["status"] == "running").await;
+    assert_eq!(running["status"], "running", "{running}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    doomed.kill().unwrap(); // SIGKILL
+    doomed.wait().unwrap();
+    // Kill -9 leaves the forked job worker orphaned; it is in its own process group.
+    let mut rescuer = spawn_runner("rescuer");
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let mut attempt = 0;
+    for _ in 0..200 {
+        let (a,): (i32,) =
+            sqlx::query_as("SELECT attempt FROM noderouter_core.job_queue WHERE id = $1::uuid")
+                .bind(&id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        attempt = a;
+        if a >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(attempt, 2, "the job was not taken over");
+    // Shorten the rerun: cancel it, then check it ran twice and completed never.
+    let job = h.job(&id).await;
+    assert_eq!(job["status"], "running");
+    let (runs,): (i64,) = sqlx::query_as(&format!("SELECT count(DISTINCT runner) FROM {app}_runs"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(runs, 2, "the second attempt ran on the other runner");
+    let res = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    rescuer.kill().unwrap();
+    rescuer.wait().unwrap();
+}
