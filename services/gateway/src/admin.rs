@@ -14,8 +14,10 @@ use nr_contracts::requests::{
 use nr_contracts::{decode, encode, subjects};
 use object_store::path::Path;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
+use nr_auth::perms;
 
 /// The admin API routes (`/admin/api/...`).
 pub(crate) fn routes(bundle_limit: usize) -> Router<Arc<AppState>> {
@@ -36,8 +38,10 @@ pub(crate) fn routes(bundle_limit: usize) -> Router<Arc<AppState>> {
 /// `POST /admin/api/apps/deploy`, multipart field `file` holding the bundle zip.
 pub(crate) async fn deploy(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     mut multipart: Multipart,
 ) -> Result<Json<DeployReport>, ApiError> {
+    caller.require(perms::APPS_DEPLOY)?;
     let limit = state.config.max_bundle_bytes;
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
@@ -177,9 +181,11 @@ struct RollbackBody {
 /// pick one bundle of a version deployed twice): that version becomes current again.
 pub(crate) async fn rollback(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     UrlPath(app): UrlPath<String>,
     body: bytes::Bytes,
 ) -> Result<Json<DeployReport>, ApiError> {
+    caller.require(perms::APPS_DEPLOY)?;
     let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON such as {{\"version\": \"1.0.0\"}}: {e}"
@@ -205,14 +211,18 @@ pub(crate) async fn rollback(
 /// (a rollback brings it back).
 pub(crate) async fn delete_app(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<DeleteReport>, ApiError> {
+    caller.require(perms::APPS_DEPLOY)?;
     delete_named(&state, app).await
 }
 
 pub(crate) async fn delete_app_named_deploy(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
 ) -> Result<Json<DeleteReport>, ApiError> {
+    caller.require(perms::APPS_DEPLOY)?;
     delete_named(&state, "deploy".into()).await
 }
 
@@ -232,8 +242,10 @@ async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport
 /// which one is current.
 pub(crate) async fn versions(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<AppVersions>, ApiError> {
+    caller.require(perms::APPS_READ)?;
     let payload = encode(&AppVersionsRequest {
         app_name: app.clone(),
     })
@@ -263,7 +275,9 @@ pub(crate) async fn versions(
 /// `GET /admin/api/apps`: deployed apps with their current version.
 pub(crate) async fn list_apps(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
 ) -> Result<Json<AppList>, ApiError> {
+    caller.require(perms::APPS_READ)?;
     let reply = state
         .nats
         .request(subjects::REGISTRY_APPS_LIST, bytes::Bytes::new())

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 #[derive(Debug)]
 pub struct AppEntry {
     pub rev: u64,
+    /// The manifest as deployed (nav fragments and other fields read as they are).
+    pub raw_manifest: serde_json::Value,
     pub version: String,
     pub manifest: RuntimeManifest,
     pub timeout: Duration,
@@ -41,6 +43,19 @@ impl AppCache {
             .cloned()
     }
 
+    /// Every deployed app, by name.
+    pub fn all(&self) -> Vec<(String, Arc<AppEntry>)> {
+        let mut all: Vec<(String, Arc<AppEntry>)> = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     pub fn apply(&self, ev: AppEvent) {
         let d = ev.event.data;
         {
@@ -58,6 +73,7 @@ impl AppCache {
                     d.app_name,
                     Arc::new(AppEntry {
                         rev: ev.rev,
+                        raw_manifest: d.manifest.clone(),
                         version: d.version,
                         manifest,
                         timeout,

@@ -13,6 +13,8 @@ pub struct GatewayConfig {
     pub store: nr_config::StoreArgs,
     #[command(flatten)]
     pub db: nr_config::DbArgs,
+    #[command(flatten)]
+    pub auth: nr_auth::AuthArgs,
     /// Largest JSON body of a sync or async call, bytes.
     #[arg(long, env = "NR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -4,8 +4,10 @@
 
 mod admin;
 pub mod apps;
+pub mod auth;
 pub mod config;
 pub mod error;
+mod identity;
 mod jobs;
 mod sync;
 
@@ -44,12 +46,16 @@ pub(crate) struct AppState {
     pub(crate) apps: apps::AppCache,
     /// This gateway's name, returned as `node` when a job is submitted.
     pub(crate) node: String,
+    pub(crate) jwt: Arc<nr_auth::jwt::Jwt>,
+    pub(crate) rbac: Arc<nr_auth::rbac::Rbac>,
+    pub(crate) auth_args: nr_auth::AuthArgs,
 }
 
 #[derive(Clone)]
 pub(crate) struct RequestId(pub String);
 
 pub struct Gateway {
+    state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     router: Router,
     addr: SocketAddr,
@@ -81,7 +87,16 @@ impl Gateway {
     pub async fn build(config: GatewayConfig, deps: GatewayDeps) -> anyhow::Result<Gateway> {
         let js = jetstream::new(deps.nats.clone());
         nr_infra::bus::ensure_streams(&js).await?;
+        let jwt = Arc::new(nr_auth::jwt::Jwt::from_args(&config.auth)?);
+        if jwt.ephemeral {
+            tracing::warn!("NR_JWT_SECRET is not set: sessions use a random key and end when this process stops");
+        }
+        let rbac = nr_auth::rbac::Rbac::new(deps.db.clone());
+        rbac.follow(deps.nats.clone()).await?;
         let state = Arc::new(AppState {
+            jwt,
+            rbac,
+            auth_args: config.auth.clone(),
             apps: apps::AppCache::new(Duration::from_secs_f64(config.sync_timeout_s.max(0.001))),
             config,
             nats: deps.nats,
@@ -102,11 +117,16 @@ impl Gateway {
         })
         .await?;
 
+        if let Some(password) = identity::bootstrap_admin(&state).await? {
+            println!("Created user 'admin' with password: {password}  (shown once; set NR_ADMIN_PASSWORD to choose it)");
+        }
+
         let body_limit = state.config.max_body_bytes;
         let bundle_limit = state.config.max_bundle_bytes;
         let api = Router::new()
             .route("/api/sync/{app}", post(sync::sync_call))
             .merge(jobs::routes())
+            .merge(identity::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)
@@ -115,11 +135,13 @@ impl Gateway {
             .merge(nr_telemetry::health_router("gateway"))
             .merge(deps.extra_routes)
             .fallback(not_found)
+            .layer(middleware::from_fn(error::uniform_errors))
             .layer(middleware::from_fn(request_id));
 
         let listener = tokio::net::TcpListener::bind(&state.config.http_addr).await?;
         let addr = listener.local_addr()?;
         Ok(Gateway {
+            state: state.clone(),
             listener,
             router,
             addr,
@@ -129,6 +151,19 @@ impl Gateway {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A session token for the `admin` user (for the operator's own tools).
+    pub async fn admin_token(&self) -> anyhow::Result<String> {
+        let (id, _, _) = self
+            .state
+            .rbac
+            .credentials("admin")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("there is no admin user"))?;
+        let roles = vec![nr_auth::ADMIN_ROLE.to_owned()];
+        Ok(self.state.jwt.issue(&id, "admin", roles)?.0)
     }
 
     pub fn port(&self) -> u16 {

@@ -11,11 +11,35 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nr_contracts::{headers, subjects};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::{AppState, RequestId};
 
 /// Slack between the app's time limit (enforced by the runner) and the gateway's wait.
 const MARGIN: Duration = Duration::from_secs(2);
+
+/// 415 unless the body is declared JSON (`application/json` or `*/*+json`); a request
+/// without a content type is read as JSON.
+pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ct == "application/json" || ct.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be JSON: send Content-Type: application/json (got {ct:?})"
+        )))
+    }
+}
 
 /// Checks the body is one JSON object (an empty body counts as `{}`).
 pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
@@ -35,12 +59,16 @@ pub(crate) async fn sync_call(
     State(state): State<Arc<AppState>>,
     Path(app): Path<String>,
     axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let entry = state
         .apps
         .get(&app)
         .ok_or_else(|| ApiError::NotFound(format!("app '{app}' is not deployed")))?;
+    caller.require(entry.manifest.required_permission.as_deref().unwrap_or(""))?;
+    check_content_type(&headers)?;
     check_json_object(&body)?;
     let mut h = HeaderMap::new();
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());

@@ -65,6 +65,7 @@ impl PlatformConfig {
 /// A running platform.
 pub struct Platform {
     addr: SocketAddr,
+    admin_token: String,
     stop: CancellationToken,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
@@ -142,6 +143,7 @@ impl Platform {
         )
         .await?;
         let addr = gateway.addr();
+        let admin_token = gateway.admin_token().await?;
 
         let s = stop.clone();
         tasks.spawn(async move { ("registry", registry.run_until_stopped(s).await) });
@@ -155,11 +157,21 @@ impl Platform {
         tasks.spawn(async move { ("notify", notify.run_until_stopped(s).await) });
         let s = stop.clone();
         tasks.spawn(async move { ("gateway", gateway.run_until_stopped(s).await) });
-        Ok(Platform { addr, stop, tasks })
+        Ok(Platform {
+            addr,
+            admin_token,
+            stop,
+            tasks,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A session token of the `admin` user, for deploying the examples and for tests.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     pub fn url(&self) -> String {

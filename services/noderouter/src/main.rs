@@ -25,7 +25,7 @@ enum Command {
     /// Run gateway, deploy, registry, runner and notify in this process.
     Up {
         #[command(flatten)]
-        config: PlatformConfig,
+        config: Box<PlatformConfig>,
         /// Deploy every app folder found in this directory once the platform is up.
         #[arg(long)]
         examples: Option<PathBuf>,
@@ -131,7 +131,7 @@ impl RemoteArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { config, examples } => up(config, examples).await,
+        Command::Up { config, examples } => up(*config, examples).await,
         Command::App(AppCommand::New { name, dir }) => scaffold::new_app(&name, &dir),
         Command::App(AppCommand::Lint {
             path,
@@ -192,6 +192,7 @@ async fn up(config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result
     let stop = nr_telemetry::shutdown_on_signal();
     let platform = Platform::start(config).await?;
     let url = platform.url();
+    let admin_token = platform.admin_token().to_owned();
     let token = platform.stop_token();
     tokio::spawn(async move {
         stop.cancelled().await;
@@ -206,7 +207,7 @@ async fn up(config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result
             .collect();
         entries.sort();
         for app in entries {
-            match deploy_path(&url, &app, None).await {
+            match deploy_path(&url, &app, Some(&admin_token)).await {
                 Ok(report) => deployed.push(format!(
                     "{} {}",
                     report["app_name"].as_str().unwrap_or_default(),

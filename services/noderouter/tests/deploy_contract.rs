@@ -826,9 +826,16 @@ async fn versions_rollback_and_delete_work_end_to_end() {
     assert_eq!(h.sync("deploy", json!({})).await.0, StatusCode::NOT_FOUND);
 }
 
+/// The admin token the CLI authenticates with (`NR_TOKEN`).
+static CLI_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 fn cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
         .args(args)
+        .env(
+            "NR_TOKEN",
+            CLI_TOKEN.get().map(String::as_str).unwrap_or(""),
+        )
         .env("NR_PYTHON", nr_testkit::python())
         .env_remove("DATABASE_URL")
         .output()
@@ -846,6 +853,7 @@ fn text(o: &std::process::Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_author_cli_scaffolds_lints_packs_deploys_and_rolls_back() {
     let h = Harness::start().await;
+    let _ = CLI_TOKEN.set(h.platform.as_ref().unwrap().admin_token().to_owned());
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let app_dir = format!("{d}/app_hello_cli");

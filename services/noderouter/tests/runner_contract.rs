@@ -626,10 +626,17 @@ def execute(data, conn=None):
     // Shorten the rerun: cancel it, then check it ran twice and completed never.
     let job = h.job(&id).await;
     assert_eq!(job["status"], "running");
-    let (runs,): (i64,) = sqlx::query_as(&format!("SELECT count(DISTINCT runner) FROM {app}_runs"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let mut runs: i64 = 0;
+    for _ in 0..100 {
+        (runs,) = sqlx::query_as(&format!("SELECT count(DISTINCT runner) FROM {app}_runs"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if runs == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(runs, 2, "the second attempt ran on the other runner");
     let res = h
         .http

@@ -7,6 +7,7 @@
 //! from the start rebuilds the tables identically.
 
 pub mod projection;
+pub mod rbac;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,8 @@ impl Registry {
                 }
             }
         });
+
+        rbac::start(&js, deps.nats.clone(), deps.db.clone(), shutdown.clone()).await?;
 
         let lookups = Arc::new(Lookups {
             nats: deps.nats.clone(),

@@ -83,6 +83,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     }
     upsert?;
     if !deleted {
+        catalogue_permissions(&mut tx, &d.app_name, &d.manifest).await?;
         sqlx::query(
             "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
@@ -99,6 +100,54 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Adds the permissions an app declares (`permissions[]`) or requires
+/// (`required_permission`, `actions[].required_permission`) to the RBAC catalogue.
+async fn catalogue_permissions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    app: &str,
+    manifest: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    if let Some(list) = manifest.get("permissions").and_then(|v| v.as_array()) {
+        for p in list {
+            let name = p
+                .get("name")
+                .or_else(|| p.get("token"))
+                .and_then(|v| v.as_str());
+            let description = p.get("description").and_then(|v| v.as_str()).unwrap_or("");
+            if let Some(name) = name {
+                found.push((name.to_owned(), description.to_owned()));
+            }
+        }
+    }
+    let required = std::iter::once(manifest.get("required_permission")).chain(
+        manifest
+            .get("actions")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .map(|a| a.get("required_permission")),
+    );
+    for p in required.flatten().filter_map(|v| v.as_str()) {
+        if !p.trim().is_empty() {
+            found.push((p.trim().to_owned(), String::new()));
+        }
+    }
+    for (name, description) in found {
+        sqlx::query(
+            "INSERT INTO noderouter_core.permissions (name, description, source) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET description = CASE WHEN EXCLUDED.description <> '' \
+                 THEN EXCLUDED.description ELSE permissions.description END",
+        )
+        .bind(&name)
+        .bind(&description)
+        .bind(app)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -146,3 +146,76 @@ pub struct JobProgress {
     #[serde(default)]
     pub submitted_by: Option<String>,
 }
+
+pub const RBAC_CHANGED: &str = "rbac.changed";
+
+/// One change to identity or access, appended to `rbac.log` (stream `NR_RBAC`) and
+/// projected into Postgres by the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RbacChange {
+    /// The first user, holding the `admin` role; published once on `rbac.bootstrap`.
+    Bootstrap {
+        id: String,
+        username: String,
+        password_hash: String,
+    },
+    UserCreated {
+        id: String,
+        username: String,
+        password_hash: String,
+    },
+    UserDisabled {
+        id: String,
+        disabled: bool,
+    },
+    PasswordSet {
+        id: String,
+        password_hash: String,
+    },
+    UserRolesSet {
+        id: String,
+        roles: Vec<String>,
+    },
+    RoleCreated {
+        name: String,
+        description: String,
+    },
+    RoleDeleted {
+        name: String,
+    },
+    PermissionGranted {
+        role: String,
+        permission: String,
+    },
+    PermissionRevoked {
+        role: String,
+        permission: String,
+    },
+    TokenIssued {
+        id: String,
+        name: String,
+        owner: String,
+        roles: Vec<String>,
+        secret_hash: String,
+        #[serde(default)]
+        expires_at: Option<String>,
+    },
+    TokenRevoked {
+        id: String,
+    },
+    SessionRevoked {
+        jti: String,
+        expires_at: String,
+    },
+    Subscribed {
+        user_id: String,
+        app_name: String,
+        action_name: String,
+    },
+    Unsubscribed {
+        user_id: String,
+        app_name: String,
+        action_name: String,
+    },
+}

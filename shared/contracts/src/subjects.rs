@@ -12,6 +12,15 @@ pub const STREAM_JOB_EVENTS: &str = "NR_JOB_EVENTS";
 /// `_actions` fired by apps, kept for a while for replay by outside consumers.
 pub const STREAM_ACTIONS: &str = "NR_ACTIONS";
 
+/// Identity and access changes (users, roles, grants, tokens, subscriptions). Kept.
+pub const STREAM_RBAC: &str = "NR_RBAC";
+pub const RBAC_LOG: &str = "rbac.log";
+/// The first admin, published once with an expected subject sequence of 0.
+pub const RBAC_BOOTSTRAP: &str = "rbac.bootstrap";
+/// Core NATS: the registry has applied the `NR_RBAC` event whose sequence is the
+/// payload; gateways and hubs drop cached access decisions.
+pub const RBAC_APPLIED: &str = "rbac.applied";
+
 pub const APP_UPDATED_ALL: &str = "app.updated.>";
 pub const JOB_SUBMITTED_ALL: &str = "job.submitted.>";
 pub const JOB_PROGRESS_ALL: &str = "job.progress.>";

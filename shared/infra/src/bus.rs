@@ -53,6 +53,14 @@ pub async fn ensure_streams(js: &jetstream::Context) -> anyhow::Result<()> {
             max_age: 7 * day,
             ..Default::default()
         },
+        stream::Config {
+            name: subjects::STREAM_RBAC.into(),
+            subjects: vec![subjects::RBAC_LOG.into(), subjects::RBAC_BOOTSTRAP.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
     ];
     for config in configs {
         let name = config.name.clone();

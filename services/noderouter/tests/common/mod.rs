@@ -14,6 +14,8 @@ struct Args {
     config: PlatformConfig,
 }
 
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 pub struct Harness {
     pub platform: Option<Platform>,
     pub url: String,
@@ -43,12 +45,29 @@ pub fn config_for(
         dir.join("runner").to_string_lossy().into_owned(),
         "--python".into(),
         nr_testkit::python(),
+        "--admin-password".into(),
+        ADMIN_PASSWORD.into(),
+        "--jwt-secret".into(),
+        "test-secret-0123456789abcdef".into(),
     ];
     if !extra.contains(&"--pool-size") {
         args.extend(["--pool-size".into(), "2".into()]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     Args::parse_from(args).config
+}
+
+/// An HTTP client that sends `token` as its bearer credential.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl Harness {
@@ -66,10 +85,11 @@ impl Harness {
         let platform = Platform::start(config_for(&nats, &db, dir.path(), extra))
             .await
             .expect("platform starts");
+        let http = client_with_token(platform.admin_token());
         Harness {
             url: platform.url(),
             platform: Some(platform),
-            http: reqwest::Client::new(),
+            http,
             nats,
             db,
             dir,

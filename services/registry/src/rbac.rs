@@ -1,0 +1,214 @@
+//! Projects the `NR_RBAC` event log (users, roles, grants, tokens, sessions,
+//! subscriptions) into Postgres, then announces each applied sequence on
+//! `rbac.applied` so gateways and hubs drop cached access decisions.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use nr_contracts::events::RbacChange;
+use nr_contracts::{decode, subjects, Envelope};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+const PROJECTION: &str = "rbac";
+const CONSUMER: &str = "registry-rbac";
+
+pub(crate) async fn start(
+    js: &jetstream::Context,
+    nats: async_nats::Client,
+    db: PgPool,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let stream = js
+        .get_stream(subjects::STREAM_RBAC)
+        .await
+        .context("cannot open NR_RBAC")?;
+    let consumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(CONSUMER.into()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .context("cannot create the RBAC consumer")?;
+    let mut messages = consumer.messages().await.context("cannot read NR_RBAC")?;
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => break,
+                n = messages.next() => n,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "RBAC consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            match apply(&db, seq, &msg.payload).await {
+                Ok(()) => {
+                    let _ = msg.ack().await;
+                    let _ = nats
+                        .publish(subjects::RBAC_APPLIED, seq.to_string().into())
+                        .await;
+                }
+                Err(e) => tracing::error!(seq, error = %e, "RBAC projection failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Applies one change at `seq`; a sequence already applied is skipped.
+pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO noderouter_core.projection_offsets (projection, stream_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(PROJECTION)
+    .execute(&mut *tx)
+    .await?;
+    let advanced = sqlx::query(
+        "UPDATE noderouter_core.projection_offsets SET stream_seq = $2, updated_at = NOW() \
+         WHERE projection = $1 AND stream_seq < $2",
+    )
+    .bind(PROJECTION)
+    .bind(seq as i64)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if advanced == 0 {
+        return Ok(());
+    }
+    let change = match decode::<Envelope<RbacChange>>(payload) {
+        Ok(e) => e.data,
+        Err(e) => {
+            tracing::warn!(seq, error = %e, "undecodable RBAC event skipped");
+            tx.commit().await?;
+            return Ok(());
+        }
+    };
+    let q = |sql: &'static str| sqlx::query(sql);
+    match change {
+        RbacChange::Bootstrap {
+            id,
+            username,
+            password_hash,
+        } => {
+            q("INSERT INTO noderouter_core.users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&username).bind(&password_hash).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.user_roles (user_id, role) VALUES ($1, 'admin') ON CONFLICT DO NOTHING")
+                .bind(&id).execute(&mut *tx).await?;
+        }
+        RbacChange::UserCreated {
+            id,
+            username,
+            password_hash,
+        } => {
+            q("INSERT INTO noderouter_core.users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&username).bind(&password_hash).execute(&mut *tx).await?;
+        }
+        RbacChange::UserDisabled { id, disabled } => {
+            q("UPDATE noderouter_core.users SET disabled = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(disabled)
+                .execute(&mut *tx)
+                .await?;
+        }
+        RbacChange::PasswordSet { id, password_hash } => {
+            q("UPDATE noderouter_core.users SET password_hash = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(&password_hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        RbacChange::UserRolesSet { id, roles } => {
+            q("DELETE FROM noderouter_core.user_roles WHERE user_id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            q("INSERT INTO noderouter_core.user_roles (user_id, role) \
+               SELECT $1, r FROM unnest($2::text[]) AS r WHERE EXISTS (SELECT 1 FROM noderouter_core.roles WHERE name = r) \
+               AND EXISTS (SELECT 1 FROM noderouter_core.users WHERE id = $1) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&roles).execute(&mut *tx).await?;
+        }
+        RbacChange::RoleCreated { name, description } => {
+            q("INSERT INTO noderouter_core.roles (name, description) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description")
+                .bind(&name).bind(&description).execute(&mut *tx).await?;
+        }
+        RbacChange::RoleDeleted { name } => {
+            q("DELETE FROM noderouter_core.roles WHERE name = $1 AND NOT builtin")
+                .bind(&name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        RbacChange::PermissionGranted { role, permission } => {
+            q("INSERT INTO noderouter_core.role_permissions (role, permission) SELECT $1, $2 \
+               WHERE EXISTS (SELECT 1 FROM noderouter_core.roles WHERE name = $1) ON CONFLICT DO NOTHING")
+                .bind(&role).bind(&permission).execute(&mut *tx).await?;
+        }
+        RbacChange::PermissionRevoked { role, permission } => {
+            q("DELETE FROM noderouter_core.role_permissions WHERE role = $1 AND permission = $2")
+                .bind(&role)
+                .bind(&permission)
+                .execute(&mut *tx)
+                .await?;
+        }
+        RbacChange::TokenIssued {
+            id,
+            name,
+            owner,
+            roles,
+            secret_hash,
+            expires_at,
+        } => {
+            let expires = expires_at.and_then(|t| {
+                time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+            });
+            q("INSERT INTO noderouter_core.api_tokens (id, name, owner, roles, secret_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&name).bind(&owner).bind(&roles).bind(&secret_hash).bind(expires).execute(&mut *tx).await?;
+        }
+        RbacChange::TokenRevoked { id } => {
+            q("UPDATE noderouter_core.api_tokens SET revoked_at = COALESCE(revoked_at, NOW()) WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        }
+        RbacChange::SessionRevoked { jti, expires_at } => {
+            let expires = time::OffsetDateTime::parse(
+                &expires_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc() + time::Duration::days(1));
+            q("INSERT INTO noderouter_core.revoked_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(&jti).bind(expires).execute(&mut *tx).await?;
+            q("DELETE FROM noderouter_core.revoked_tokens WHERE expires_at < NOW() - INTERVAL '1 day'").execute(&mut *tx).await?;
+        }
+        RbacChange::Subscribed {
+            user_id,
+            app_name,
+            action_name,
+        } => {
+            q("INSERT INTO noderouter_core.subscriptions (user_id, app_name, action_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&user_id).bind(&app_name).bind(&action_name).execute(&mut *tx).await?;
+        }
+        RbacChange::Unsubscribed {
+            user_id,
+            app_name,
+            action_name,
+        } => {
+            q("DELETE FROM noderouter_core.subscriptions WHERE user_id = $1 AND app_name = $2 AND action_name = $3")
+                .bind(&user_id).bind(&app_name).bind(&action_name).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! Session tokens (HS256, issued here) and external tokens (JWKS file, by `kid`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{AuthArgs, AuthError, PrincipalKind};
+
+/// The claims every token must carry, with these exact types: a token whose `exp` is a
+/// string or whose `roles` is not a list of strings does not decode and is refused.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub iss: String,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Audience; checked by the validation, kept for re-encoding.
+    pub aud: serde_json::Value,
+}
+
+pub struct Jwt {
+    encoding: EncodingKey,
+    local_key: DecodingKey,
+    local: Validation,
+    external: HashMap<String, (DecodingKey, Validation)>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    /// True when the key was generated for this process.
+    pub ephemeral: bool,
+}
+
+const MAX_LEEWAY_S: u64 = 120;
+
+fn validation(alg: Algorithm, iss: &str, aud: &str, leeway: u64) -> Validation {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.set_issuer(&[iss]);
+    v.set_audience(&[aud]);
+    v.leeway = leeway.min(MAX_LEEWAY_S);
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    v
+}
+
+impl Jwt {
+    pub fn from_args(args: &AuthArgs) -> anyhow::Result<Jwt> {
+        let (secret, ephemeral) = match &args.jwt_secret {
+            Some(s) if s.len() >= 16 => (s.clone(), false),
+            Some(_) => anyhow::bail!("NR_JWT_SECRET must be at least 16 characters"),
+            None => (crate::password::random_secret(), true),
+        };
+        let mut external = HashMap::new();
+        if let Some(path) = &args.external_jwks {
+            let (Some(iss), Some(aud)) = (&args.external_issuer, &args.external_audience) else {
+                anyhow::bail!("NR_EXTERNAL_JWKS needs NR_EXTERNAL_ISSUER and NR_EXTERNAL_AUDIENCE");
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read JWKS {}: {e}", path.display()))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("JWKS {} is not valid: {e}", path.display()))?;
+            for jwk in &set.keys {
+                let Some(kid) = jwk.common.key_id.clone() else {
+                    anyhow::bail!("every key in {} needs a kid", path.display());
+                };
+                let alg = match jwk.common.key_algorithm {
+                    Some(KeyAlgorithm::RS256) => Algorithm::RS256,
+                    Some(KeyAlgorithm::ES256) => Algorithm::ES256,
+                    Some(KeyAlgorithm::EdDSA) => Algorithm::EdDSA,
+                    other => anyhow::bail!(
+                        "key {kid} in {}: algorithm {other:?} is not allowed (RS256, ES256 or EdDSA)",
+                        path.display()
+                    ),
+                };
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| anyhow::anyhow!("key {kid} in {}: {e}", path.display()))?;
+                external.insert(kid, (key, validation(alg, iss, aud, args.jwt_leeway_s)));
+            }
+        }
+        Ok(Jwt {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            local_key: DecodingKey::from_secret(secret.as_bytes()),
+            local: validation(
+                Algorithm::HS256,
+                &args.jwt_issuer,
+                &args.jwt_audience,
+                args.jwt_leeway_s,
+            ),
+            external,
+            issuer: args.jwt_issuer.clone(),
+            audience: args.jwt_audience.clone(),
+            ttl: Duration::from_secs(args.session_ttl_s.max(60)),
+            ephemeral,
+        })
+    }
+
+    /// A session token for `sub`. Returns it with its claims.
+    pub fn issue(
+        &self,
+        sub: &str,
+        name: &str,
+        roles: Vec<String>,
+    ) -> anyhow::Result<(String, Claims)> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = Claims {
+            sub: sub.to_owned(),
+            roles,
+            exp: now + self.ttl.as_secs() as i64,
+            iat: now,
+            iss: self.issuer.clone(),
+            jti: uuid::Uuid::now_v7().to_string(),
+            name: Some(name.to_owned()),
+            aud: serde_json::Value::String(self.audience.clone()),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a token. Session tokens are HS256 without `kid`; any other token must
+    /// name a `kid` from the JWKS file and use that key's algorithm.
+    pub fn verify(&self, token: &str) -> Result<(Claims, PrincipalKind), AuthError> {
+        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let (key, validation, kind) = match (&header.kid, header.alg) {
+            (None, Algorithm::HS256) => (&self.local_key, &self.local, PrincipalKind::User),
+            (Some(kid), _) => match self.external.get(kid) {
+                Some((key, v)) => (key, v, PrincipalKind::External),
+                None => return Err(AuthError::Invalid(format!("unknown key id {kid:?}"))),
+            },
+            (None, alg) => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {alg:?} is not accepted"
+                )))
+            }
+        };
+        let data = decode::<Claims>(token, key, validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        Ok((data.claims, kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: AuthArgs,
+    }
+
+    fn jwt() -> Jwt {
+        Jwt::from_args(&T::parse_from(["t", "--jwt-secret", "0123456789abcdef0123"]).a).unwrap()
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        use base64_engine::encode_url;
+        encode_url(&serde_json::to_vec(v).unwrap())
+    }
+
+    mod base64_engine {
+        // Minimal base64url without padding, for forging test tokens.
+        pub fn encode_url(bytes: &[u8]) -> String {
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=chunk.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    fn sign(header: serde_json::Value, claims: serde_json::Value) -> String {
+        use hmac_sign::sign as s;
+        let input = format!("{}.{}", b64(&header), b64(&claims));
+        format!("{input}.{}", s(input.as_bytes()))
+    }
+
+    mod hmac_sign {
+        pub fn sign(input: &[u8]) -> String {
+            let key = jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123");
+            jsonwebtoken::crypto::sign(input, &key, jsonwebtoken::Algorithm::HS256).unwrap()
+        }
+    }
+
+    fn good_claims() -> serde_json::Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        serde_json::json!({"sub": "u1", "roles": ["r"], "exp": now + 600, "iat": now, "iss": "noderouter", "aud": "noderouter", "jti": "j1"})
+    }
+
+    #[test]
+    fn an_issued_token_verifies() {
+        let j = jwt();
+        let (t, c) = j.issue("u1", "ann", vec!["admin".into()]).unwrap();
+        let (back, kind) = j.verify(&t).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(kind, PrincipalKind::User);
+    }
+
+    #[test]
+    fn a_hand_signed_token_with_good_claims_verifies() {
+        let t = sign(
+            serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+            good_claims(),
+        );
+        assert!(jwt().verify(&t).is_ok());
+    }
+
+    #[test]
+    fn tampered_expired_wrong_audience_and_wrong_types_are_refused() {
+        let j = jwt();
+        let (t, _) = j.issue("u1", "ann", vec![]).unwrap();
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let forged = b64(&serde_json::json!({"sub": "admin"}));
+        parts[1] = &forged;
+        assert!(j.verify(&parts.join(".")).is_err(), "tampered");
+
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = good_claims();
+        c["exp"] = serde_json::json!(now - 3600);
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "expired"
+        );
+
+        let mut c = good_claims();
+        c["aud"] = serde_json::json!("someone-else");
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "audience"
+        );
+
+        let mut c = good_claims();
+        c["iss"] = serde_json::json!("evil");
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "issuer"
+        );
+
+        let mut c = good_claims();
+        c["exp"] = serde_json::json!((now + 600).to_string());
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "string exp"
+        );
+
+        let mut c = good_claims();
+        c["roles"] = serde_json::json!("admin");
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "string roles"
+        );
+
+        let mut c = good_claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert!(
+            j.verify(&sign(serde_json::json!({"alg": "HS256"}), c))
+                .is_err(),
+            "no exp"
+        );
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_refused() {
+        let j = jwt();
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none"})),
+            b64(&good_claims())
+        );
+        assert!(j.verify(&none).is_err());
+        let hs512 = sign(serde_json::json!({"alg": "HS512"}), good_claims());
+        assert!(j.verify(&hs512).is_err());
+        let unknown_kid = sign(
+            serde_json::json!({"alg": "HS256", "kid": "k9"}),
+            good_claims(),
+        );
+        assert!(j.verify(&unknown_kid).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! Who is calling, and what they may do.
+//!
+//! - `jwt`: session tokens issued by the platform (HS256) and, optionally, tokens of an
+//!   external issuer verified with keys from a configured JWKS file.
+//! - `password`: argon2 hashing.
+//! - `rbac`: a cached view of the RBAC projection (roles, grants, user roles, API tokens,
+//!   revoked sessions), dropped whenever the registry applies a change.
+//! - [`Principal`]: the authenticated caller and its effective permissions.
+
+pub mod config;
+pub mod jwt;
+pub mod password;
+pub mod rbac;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+pub use config::AuthArgs;
+
+/// The role that holds every permission.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// Built-in permissions of the platform itself.
+pub mod perms {
+    pub const APPS_DEPLOY: &str = "apps:deploy";
+    pub const APPS_READ: &str = "apps:read";
+    pub const JOBS_READ_ALL: &str = "jobs:read_all";
+    pub const RBAC_MANAGE: &str = "rbac:manage";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A platform user with a session token (cookie or bearer).
+    User,
+    /// A machine token made by an admin.
+    ApiToken,
+    /// A token from the configured external issuer.
+    External,
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub sub: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub kind: PrincipalKind,
+    pub jti: Option<String>,
+    /// Expiry of the session token (Unix seconds), for logout.
+    pub exp: Option<i64>,
+    permissions: Arc<HashSet<String>>,
+}
+
+impl Principal {
+    pub fn new(
+        sub: String,
+        name: String,
+        roles: Vec<String>,
+        kind: PrincipalKind,
+        permissions: Arc<HashSet<String>>,
+    ) -> Self {
+        Self {
+            sub,
+            name,
+            roles,
+            kind,
+            jti: None,
+            exp: None,
+            permissions,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == ADMIN_ROLE)
+    }
+
+    /// True when the caller holds `permission`; an empty permission is open to any
+    /// authenticated caller.
+    pub fn has(&self, permission: &str) -> bool {
+        permission.trim().is_empty() || self.is_admin() || self.permissions.contains(permission)
+    }
+
+    pub fn permissions(&self) -> &HashSet<String> {
+        &self.permissions
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: send a bearer token or log in")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the account is disabled")]
+    Disabled,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}

@@ -1,0 +1,314 @@
+//! A cached view of the RBAC projection. Every entry carries the generation it was read
+//! in; when the registry announces an applied change (`rbac.applied`) the generation
+//! moves on and older entries are read again, so a change takes effect at once on every
+//! gateway and hub, without a restart.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use moka::future::Cache;
+use nr_contracts::subjects;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::jwt::Jwt;
+use crate::{AuthError, Principal, PrincipalKind};
+
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub disabled: bool,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct TokenRow {
+    owner: String,
+    name: String,
+    roles: Vec<String>,
+    secret_hash: String,
+    usable: bool,
+}
+
+type Tagged<T> = (u64, T);
+
+pub struct Rbac {
+    db: PgPool,
+    generation: AtomicU64,
+    applied: watch::Sender<u64>,
+    roles: Cache<String, Tagged<Arc<HashSet<String>>>>,
+    users: Cache<String, Tagged<Option<UserRow>>>,
+    tokens: Cache<String, Tagged<Option<TokenRow>>>,
+    revoked: Cache<String, Tagged<bool>>,
+}
+
+/// API tokens look like `nrt_<id>.<secret>`.
+pub const TOKEN_PREFIX: &str = "nrt_";
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn new_cache<V: Clone + Send + Sync + 'static>(capacity: u64) -> Cache<String, V> {
+    Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(Duration::from_secs(300))
+        .build()
+}
+
+impl Rbac {
+    pub fn new(db: PgPool) -> Arc<Rbac> {
+        Arc::new(Rbac {
+            db,
+            generation: AtomicU64::new(0),
+            applied: watch::channel(0).0,
+            roles: new_cache(10_000),
+            users: new_cache(100_000),
+            tokens: new_cache(100_000),
+            revoked: new_cache(1_000_000),
+        })
+    }
+
+    /// Drops cached decisions when the registry applies an RBAC change.
+    pub async fn follow(self: &Arc<Self>, nats: async_nats::Client) -> anyhow::Result<()> {
+        let mut sub = nats
+            .subscribe(subjects::RBAC_APPLIED)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RBAC_APPLIED))?;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Some(this) = weak.upgrade() else { break };
+                let seq = std::str::from_utf8(&msg.payload)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                this.invalidate();
+                this.applied.send_modify(|s| *s = (*s).max(seq));
+            }
+        });
+        Ok(())
+    }
+
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Waits until the registry has applied the change at `seq` (bounded by `limit`).
+    pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
+    }
+
+    async fn cached<T: Clone + Send + Sync + 'static, F, Fut>(
+        &self,
+        cache: &Cache<String, Tagged<T>>,
+        key: &str,
+        load: F,
+    ) -> Result<T, AuthError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let generation = self.generation();
+        if let Some((g, v)) = cache.get(key).await {
+            if g == generation {
+                return Ok(v);
+            }
+        }
+        let value = load().await.map_err(|e| AuthError::Internal(e.into()))?;
+        cache
+            .insert(key.to_owned(), (generation, value.clone()))
+            .await;
+        Ok(value)
+    }
+
+    /// Union of the permissions granted to `roles`.
+    pub async fn permissions_for(
+        &self,
+        roles: &[String],
+    ) -> Result<Arc<HashSet<String>>, AuthError> {
+        if roles.len() == 1 {
+            return self.role_permissions(&roles[0]).await;
+        }
+        let mut all = HashSet::new();
+        for role in roles {
+            all.extend(self.role_permissions(role).await?.iter().cloned());
+        }
+        Ok(Arc::new(all))
+    }
+
+    async fn role_permissions(&self, role: &str) -> Result<Arc<HashSet<String>>, AuthError> {
+        let db = self.db.clone();
+        let r = role.to_owned();
+        self.cached(&self.roles, role, || async move {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT permission FROM noderouter_core.role_permissions WHERE role = $1",
+            )
+            .bind(r)
+            .fetch_all(&db)
+            .await?;
+            Ok(Arc::new(rows.into_iter().map(|r| r.0).collect()))
+        })
+        .await
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<UserRow>, AuthError> {
+        let db = self.db.clone();
+        let key = id.to_owned();
+        self.cached(&self.users, id, || async move {
+            let row: Option<(String, String, bool)> = sqlx::query_as(
+                "SELECT id, username, disabled FROM noderouter_core.users WHERE id = $1",
+            )
+            .bind(&key)
+            .fetch_optional(&db)
+            .await?;
+            let Some((id, username, disabled)) = row else {
+                return Ok(None);
+            };
+            let roles: Vec<(String,)> = sqlx::query_as(
+                "SELECT role FROM noderouter_core.user_roles WHERE user_id = $1 ORDER BY role",
+            )
+            .bind(&id)
+            .fetch_all(&db)
+            .await?;
+            Ok(Some(UserRow {
+                id,
+                username,
+                disabled,
+                roles: roles.into_iter().map(|r| r.0).collect(),
+            }))
+        })
+        .await
+    }
+
+    /// Looks a user up by name with its password hash (login; not cached).
+    pub async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(String, String, bool)>, AuthError> {
+        sqlx::query_as(
+            "SELECT id, password_hash, disabled FROM noderouter_core.users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.db)
+        .await
+        .map_err(|e| AuthError::Internal(e.into()))
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, AuthError> {
+        let db = self.db.clone();
+        let key = id.to_owned();
+        self.cached(&self.tokens, id, || async move {
+            let row: Option<(String, String, Vec<String>, String, bool)> = sqlx::query_as(
+                "SELECT owner, name, roles, secret_hash, \
+                     (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > NOW())) \
+                 FROM noderouter_core.api_tokens WHERE id = $1",
+            )
+            .bind(&key)
+            .fetch_optional(&db)
+            .await?;
+            Ok(
+                row.map(|(owner, name, roles, secret_hash, usable)| TokenRow {
+                    owner,
+                    name,
+                    roles,
+                    secret_hash,
+                    usable,
+                }),
+            )
+        })
+        .await
+    }
+
+    pub async fn is_revoked(&self, jti: &str) -> Result<bool, AuthError> {
+        let db = self.db.clone();
+        let key = jti.to_owned();
+        self.cached(&self.revoked, jti, || async move {
+            let row: Option<(i32,)> =
+                sqlx::query_as("SELECT 1 FROM noderouter_core.revoked_tokens WHERE jti = $1")
+                    .bind(&key)
+                    .fetch_optional(&db)
+                    .await?;
+            Ok(row.is_some())
+        })
+        .await
+    }
+
+    /// Authenticates a bearer credential: an API token (`nrt_…`) or a JWT.
+    pub async fn authenticate(&self, jwt: &Jwt, credential: &str) -> Result<Principal, AuthError> {
+        if let Some(rest) = credential.strip_prefix(TOKEN_PREFIX) {
+            let (id, secret) = rest
+                .split_once('.')
+                .ok_or_else(|| AuthError::Invalid("malformed API token".into()))?;
+            let token = self
+                .token(id)
+                .await?
+                .ok_or_else(|| AuthError::Invalid("unknown API token".into()))?;
+            if !constant_time_eq(&hash_secret(secret), &token.secret_hash) {
+                return Err(AuthError::Invalid("unknown API token".into()));
+            }
+            if !token.usable {
+                return Err(AuthError::Revoked);
+            }
+            let owner = self.user(&token.owner).await?;
+            if owner.as_ref().is_none_or(|o| o.disabled) {
+                return Err(AuthError::Disabled);
+            }
+            let permissions = self.permissions_for(&token.roles).await?;
+            return Ok(Principal::new(
+                format!("token:{id}"),
+                token.name,
+                token.roles,
+                PrincipalKind::ApiToken,
+                permissions,
+            ));
+        }
+        let (claims, kind) = jwt.verify(credential)?;
+        if self.is_revoked(&claims.jti).await? {
+            return Err(AuthError::Revoked);
+        }
+        let (name, roles) = match kind {
+            PrincipalKind::User => {
+                // A platform user's roles are read live, so a change applies at once.
+                let user = self
+                    .user(&claims.sub)
+                    .await?
+                    .ok_or_else(|| AuthError::Invalid("unknown user".into()))?;
+                if user.disabled {
+                    return Err(AuthError::Disabled);
+                }
+                (user.username, user.roles)
+            }
+            _ => (
+                claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+                claims.roles.clone(),
+            ),
+        };
+        let permissions = self.permissions_for(&roles).await?;
+        let mut p = Principal::new(claims.sub, name, roles, kind, permissions);
+        p.jti = Some(claims.jti);
+        p.exp = Some(claims.exp);
+        Ok(p)
+    }
+}
