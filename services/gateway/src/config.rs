@@ -25,6 +25,10 @@ pub struct GatewayConfig {
     /// runner enforces it; the gateway waits this long plus a small margin.
     #[arg(long, env = "NR_SYNC_TIMEOUT_S", default_value_t = 30.0)]
     pub sync_timeout_s: f64,
+    /// Keys signing runner requests (comma-separated; the first signs). Unset:
+    /// development mode, requests are not signed.
+    #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
+    pub runner_secret: Option<String>,
     /// Attempts an async job gets when its runner dies under it.
     #[arg(long, env = "NR_JOB_MAX_ATTEMPTS", default_value_t = 3)]
     pub job_max_attempts: i32,

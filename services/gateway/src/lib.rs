@@ -49,6 +49,7 @@ pub(crate) struct AppState {
     pub(crate) jwt: Arc<nr_auth::jwt::Jwt>,
     pub(crate) rbac: Arc<nr_auth::rbac::Rbac>,
     pub(crate) auth_args: nr_auth::AuthArgs,
+    pub(crate) runner_keys: nr_auth::signing::Keys,
 }
 
 #[derive(Clone)]
@@ -93,7 +94,14 @@ impl Gateway {
         }
         let rbac = nr_auth::rbac::Rbac::new(deps.db.clone());
         rbac.follow(deps.nats.clone()).await?;
+        let runner_keys = nr_auth::signing::Keys::parse(config.runner_secret.as_deref());
+        if runner_keys.is_empty() {
+            tracing::warn!(
+                "RUNNER_SECRET is not set: runner requests are not signed (development mode)"
+            );
+        }
         let state = Arc::new(AppState {
+            runner_keys,
             jwt,
             rbac,
             auth_args: config.auth.clone(),

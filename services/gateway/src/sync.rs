@@ -73,13 +73,19 @@ pub(crate) async fn sync_call(
     let mut h = HeaderMap::new();
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
     h.insert(headers::REQUEST_ID, request_id.as_str());
+    let subject = subjects::runner_exec(&app);
+    if let Some(stamp) = nr_auth::signing::sign(&state.runner_keys, &subject, &body) {
+        for (name, value) in stamp {
+            h.insert(name, value.as_str());
+        }
+    }
     let request = async_nats::Request::new()
         .payload(body)
         .headers(h)
         .timeout(Some(entry.timeout + MARGIN));
     let reply = state
         .nats
-        .send_request(subjects::runner_exec(&app), request)
+        .send_request(subject, request)
         .await
         .map_err(|e| match e.kind() {
             RequestErrorKind::NoResponders => ApiError::Unavailable(format!(

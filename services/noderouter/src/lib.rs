@@ -57,6 +57,7 @@ impl PlatformConfig {
             job_lease_s: self.job_lease_s,
             job_concurrency: 0,
             worker_memory_mb: self.worker_memory_mb,
+            runner_secret: self.gateway.runner_secret.clone(),
             work_dir: self.runner_dir.clone(),
         }
     }

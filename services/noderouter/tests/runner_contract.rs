@@ -648,3 +648,84 @@ def execute(data, conn=None):
     rescuer.kill().unwrap();
     rescuer.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
+    use nr_auth::signing::{sign, Keys};
+    // Rotation: the gateway signs with the new key; runners accept the new and the old.
+    let h = Harness::start_with(&["--runner-secret", "new-key-123,old-key-456"]).await;
+    let app = app_name("signed");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", "def execute(d):\n    return {'ran': True}\n"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        h.sync(&app, json!({})).await.0,
+        StatusCode::OK,
+        "the gateway stamps its requests"
+    );
+
+    let nats = h.nats_client().await;
+    let subject = format!("runner.exec.{app}");
+    let status = |m: &async_nats::Message| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get("Nr-Status"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let ask = |headers: async_nats::HeaderMap, body: &'static str| {
+        let nats = nats.clone();
+        let subject = subject.clone();
+        async move {
+            nats.request_with_headers(subject, headers, body.into())
+                .await
+                .unwrap()
+        }
+    };
+    let stamped = |keys: &str, body: &[u8]| {
+        let mut h = async_nats::HeaderMap::new();
+        for (k, v) in sign(&Keys::parse(Some(keys)), &subject, body).unwrap() {
+            h.insert(k, v.as_str());
+        }
+        h
+    };
+
+    assert_eq!(
+        status(&ask(async_nats::HeaderMap::new(), "{}").await),
+        "401",
+        "unsigned"
+    );
+    let old = stamped("old-key-456", b"{}");
+    assert_eq!(
+        status(&ask(old.clone(), "{}").await),
+        "200",
+        "a key being rotated out still verifies"
+    );
+    assert_eq!(status(&ask(old, "{}").await), "401", "replayed");
+    let tampered = stamped("new-key-123", b"{}");
+    assert_eq!(
+        status(&ask(tampered, "{\"x\":1}").await),
+        "401",
+        "tampered body"
+    );
+    assert_eq!(
+        status(&ask(stamped("wrong-key", b"{}"), "{}").await),
+        "401",
+        "unknown key"
+    );
+    let mut stale = stamped("new-key-123", b"{}");
+    let old_ms = (time::OffsetDateTime::now_utc().unix_timestamp() - 120) * 1000;
+    stale.insert("Nr-Sig-Ts", old_ms.to_string().as_str());
+    let reply = ask(stale, "{}").await;
+    assert_eq!(status(&reply), "401", "stale");
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("runner refused"),
+        "{body}"
+    );
+}

@@ -45,6 +45,10 @@ pub struct RunnerConfig {
     /// MemoryError.
     #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
     pub worker_memory_mb: u64,
+    /// Keys that sign runner requests (comma-separated; any verifies). Unset:
+    /// development mode, unsigned requests are served.
+    #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
+    pub runner_secret: Option<String>,
     /// Working directory for unpacked bundles and the worker socket.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub work_dir: PathBuf,

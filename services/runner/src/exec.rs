@@ -55,6 +55,25 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
+    use nr_auth::signing::{HEADER_NONCE, HEADER_SIG, HEADER_TS};
+    if let Err(e) = inner.signatures.verify(
+        &msg.subject,
+        &msg.payload,
+        header(HEADER_TS).as_deref(),
+        header(HEADER_NONCE).as_deref(),
+        header(HEADER_SIG).as_deref(),
+    ) {
+        tracing::warn!(app, request_id = %request_id, error = %e, "runner request refused");
+        let mut h = HeaderMap::new();
+        h.insert(headers::STATUS, "401");
+        let body = serde_json::to_vec(&serde_json::json!({"error": format!("runner refused the request: {e}"), "code": "unauthorized"}))
+            .unwrap_or_default();
+        let _ = inner
+            .nats
+            .publish_with_headers(reply_to, h, body.into())
+            .await;
+        return;
+    }
 
     let (status, body, actions, host) = match inner.host_for(app, min_rev).await {
         Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), vec![], None),

@@ -57,6 +57,7 @@ pub(crate) struct Inner {
     pub(crate) js: jetstream::Context,
     pub(crate) db: sqlx::PgPool,
     pub(crate) jobs: jobs::JobTable,
+    pub(crate) signatures: nr_auth::signing::Verifier,
     store: Store,
     spawner: Arc<Spawner>,
     bundles_dir: PathBuf,
@@ -117,6 +118,9 @@ impl Runner {
 
         let js = jetstream::new(deps.nats.clone());
         nr_infra::bus::ensure_streams(&js).await?;
+        let signatures = nr_auth::signing::Verifier::new(nr_auth::signing::Keys::parse(
+            config.runner_secret.as_deref(),
+        ));
         let inner = Arc::new(Inner {
             id,
             config,
@@ -124,6 +128,7 @@ impl Runner {
             js: js.clone(),
             db: deps.db,
             jobs: jobs::JobTable::default(),
+            signatures,
             store: deps.store,
             spawner,
             bundles_dir,
@@ -164,6 +169,9 @@ impl Runner {
         }
         exec::start(inner.clone(), shutdown.clone()).await?;
         jobs::start(inner.clone(), shutdown.clone()).await?;
+        if !inner.signatures.enabled() {
+            tracing::warn!("RUNNER_SECRET is not set: unsigned runner requests are accepted (development mode)");
+        }
         tracing::info!(runner = %inner.id, pool = inner.config.pool(), "runner ready");
         Ok(Runner { inner, shutdown })
     }

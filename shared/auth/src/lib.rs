@@ -11,6 +11,7 @@ pub mod config;
 pub mod jwt;
 pub mod password;
 pub mod rbac;
+pub mod signing;
 
 use std::collections::HashSet;
 use std::sync::Arc;
