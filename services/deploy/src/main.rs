@@ -21,13 +21,13 @@ async fn main() -> anyhow::Result<()> {
     let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-deploy").await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
     let health = cli.config.health.health_addr.clone();
+    let nats_for_ops = nats.clone();
     let deploy = Deploy::build(cli.config, DeployDeps { nats, store }).await?;
-    if let Some(addr) = health {
-        let (bound, serve) =
-            nr_telemetry::serve(&addr, nr_telemetry::health_router("deploy"), stop.clone()).await?;
-        tracing::info!(%bound, "health endpoint");
-        tokio::spawn(serve);
-    }
+    let addr = health.unwrap_or_else(|| "127.0.0.1:3102".into());
+    let ops = nr_telemetry::ops_router("deploy", nr_telemetry::nats_ready(nats_for_ops));
+    let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
+    tracing::info!(%bound, "health, readiness and metrics endpoint");
+    tokio::spawn(serve);
     tracing::info!("deploy ready");
     deploy.run_until_stopped(stop).await
 }

@@ -175,8 +175,12 @@ impl Inner {
     async fn submit(&self, req: DeploySubmit) -> DeployReply {
         let staged = Path::from(req.staging_key.as_str());
         let reply = match self.submit_staged(&staged, &req.file_name).await {
-            Ok(report) => DeployReply::Deployed(report),
+            Ok(report) => {
+                nr_telemetry::metrics().deploy("deployed");
+                DeployReply::Deployed(report)
+            }
             Err(r) => {
+                nr_telemetry::metrics().deploy(if r.status < 500 { "refused" } else { "failed" });
                 if r.status < 500 {
                     tracing::info!(status = r.status, error = %r.error, "deploy refused");
                 }

@@ -73,11 +73,29 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.run(req).await;
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);
     }
     res
+}
+
+/// Ready when NATS is connected and Postgres answers.
+fn ready_check(state: Arc<AppState>) -> nr_telemetry::ReadyCheck {
+    Arc::new(move || {
+        let state = state.clone();
+        Box::pin(async move {
+            if !matches!(state.nats.connection_state(), async_nats::connection::State::Connected) {
+                return Err("NATS is not connected".to_owned());
+            }
+            sqlx::query("SELECT 1")
+                .execute(&state.db)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("Postgres does not answer: {e}"))
+        })
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -140,7 +158,8 @@ impl Gateway {
             .merge(api)
             .merge(admin::routes(bundle_limit))
             .with_state(state.clone())
-            .merge(nr_telemetry::health_router("gateway"))
+            .route_layer(middleware::from_fn(|req, next| nr_telemetry::track_http("gateway", req, next)))
+            .merge(nr_telemetry::ops_router("gateway", ready_check(state.clone())))
             .merge(deps.extra_routes)
             .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))

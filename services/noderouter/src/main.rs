@@ -224,9 +224,11 @@ async fn up(config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result
     for app in &deployed {
         println!("  deployed {app}");
     }
+    println!("  admin session token (valid 12 h): export NR_TOKEN={admin_token}");
     println!(
-        "  try: curl -s -X POST {url}/api/sync/hello -H 'Content-Type: application/json' -d '{{}}'"
+        "  try: curl -s -X POST {url}/api/sync/hello -H \"Authorization: Bearer $NR_TOKEN\" -H 'Content-Type: application/json' -d '{{}}'"
     );
+    println!("  or open {url}/login in a browser (user admin)");
     println!("Stop with Ctrl-C.");
     platform.wait().await
 }

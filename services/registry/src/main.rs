@@ -21,13 +21,12 @@ async fn main() -> anyhow::Result<()> {
     let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-registry").await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let health = cli.config.health.health_addr.clone();
+    let nats_for_ops = nats.clone();
     let registry = Registry::build(cli.config, RegistryDeps { nats, db }).await?;
-    if let Some(addr) = health {
-        let (bound, serve) =
-            nr_telemetry::serve(&addr, nr_telemetry::health_router("registry"), stop.clone())
-                .await?;
-        tracing::info!(%bound, "health endpoint");
-        tokio::spawn(serve);
-    }
+    let addr = health.unwrap_or_else(|| "127.0.0.1:3103".into());
+    let ops = nr_telemetry::ops_router("registry", nr_telemetry::nats_ready(nats_for_ops));
+    let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
+    tracing::info!(%bound, "health, readiness and metrics endpoint");
+    tokio::spawn(serve);
     registry.run_until_stopped(stop).await
 }

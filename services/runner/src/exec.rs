@@ -29,7 +29,13 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
             };
             let Some(msg) = msg else { break };
             let inner = inner.clone();
-            tokio::spawn(async move { handle(inner, msg).await });
+            tokio::spawn(async move {
+                let span = tracing::info_span!("exec", subject = %msg.subject, request_id = tracing::field::Empty);
+                if let Some(rid) = msg.headers.as_ref().and_then(|h| h.get(headers::REQUEST_ID)) {
+                    span.record("request_id", rid.as_str());
+                }
+                tracing::Instrument::instrument(handle(inner, msg), span).await
+            });
         }
         let _ = sub.unsubscribe().await;
     });
@@ -75,6 +81,7 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
         return;
     }
 
+    let started = std::time::Instant::now();
     let (status, body, actions, host) = match inner.host_for(app, min_rev).await {
         Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), vec![], None),
         Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), vec![], None),
@@ -108,6 +115,7 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
             }
         },
     };
+    nr_telemetry::metrics().app_call(app, status, started.elapsed());
     let mut reply_headers = HeaderMap::new();
     reply_headers.insert(headers::STATUS, status.to_string().as_str());
     if let Err(e) = inner

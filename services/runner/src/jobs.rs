@@ -340,6 +340,7 @@ async fn handle(inner: Arc<Inner>, msg: jetstream::Message) {
             .await;
             match done {
                 Ok(r) if r.rows_affected() == 1 => {
+                    nr_telemetry::metrics().job(&app, status.as_str());
                     let progress = if status == JobStatus::Completed {
                         100
                     } else {
