@@ -575,8 +575,16 @@ def execute(data, conn=None):
         ],
     )
     .await;
+    /// A runner process killed when the test ends, whatever happens.
+    struct Proc(std::process::Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let spawn_runner = |dir: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
             .args([
                 "up",
                 "--http-addr",
@@ -595,7 +603,8 @@ def execute(data, conn=None):
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Proc(child)
     };
     let mut doomed = spawn_runner("doomed");
     let (_, sub) = h.submit(&app, json!({"seconds": 30})).await;
@@ -603,10 +612,10 @@ def execute(data, conn=None):
     let running = h.wait_job(&id, |j| j["status"] == "running").await;
     assert_eq!(running["status"], "running", "{running}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    doomed.kill().unwrap(); // SIGKILL
-    doomed.wait().unwrap();
+    doomed.0.kill().unwrap(); // SIGKILL
+    doomed.0.wait().unwrap();
     // Kill -9 leaves the forked job worker orphaned; it is in its own process group.
-    let mut rescuer = spawn_runner("rescuer");
+    let rescuer = spawn_runner("rescuer");
     let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
     let mut attempt = 0;
     for _ in 0..200 {
@@ -645,8 +654,7 @@ def execute(data, conn=None):
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    rescuer.kill().unwrap();
-    rescuer.wait().unwrap();
+    drop(rescuer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
