@@ -737,3 +737,60 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_waited_past_its_time_limit_is_answered_504_and_never_run() {
+    let h = Arc::new(Harness::start_with(&["--pool-size", "1"]).await);
+    let app = app_name("queued");
+    let main = format!(
+        r#"
+import time
+def execute(data, conn=None):
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS {app}_runs (n INT)")
+        cur.execute("INSERT INTO {app}_runs VALUES (%s)", (data["n"],))
+    conn.commit()
+    time.sleep(0.8)
+    return {{"n": data["n"]}}
+"#
+    );
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"timeout_s": 1})),
+            ),
+            ("main.py", &main),
+        ],
+    )
+    .await;
+    let calls: Vec<_> = (0..4)
+        .map(|n| {
+            let (h, app) = (h.clone(), app.clone());
+            tokio::spawn(async move { h.sync(&app, json!({"n": n})).await.0 })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        statuses.push(c.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let timed_out = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::GATEWAY_TIMEOUT)
+        .count();
+    assert_eq!(ok + timed_out, 4, "{statuses:?}");
+    assert!(ok >= 1 && timed_out >= 2, "{statuses:?}");
+    // Nothing that was answered 504 while queued runs later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (runs,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {app}_runs"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        runs <= 2,
+        "{runs} calls ran for {ok} answered: queued calls ran after their deadline"
+    );
+}

@@ -375,25 +375,40 @@ impl AppHost {
         result
     }
 
-    /// Runs `execute` on a free pooled worker.
+    /// Runs `execute` on a free pooled worker. One deadline covers waiting for a worker
+    /// and the call itself, so a call never outlives the gateway's wait.
     pub async fn call(&self, body: &[u8], request_id: &str) -> Result<CallReply, CallError> {
-        let _permit = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| CallError::Unavailable("worker pool closed".into()))?;
-        let idle = self.lock_idle().pop();
-        let mut worker = match idle {
-            Some(w) => w,
-            None => self.fork_worker().await?,
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let waited = tokio::time::timeout_at(deadline, async {
+            let permit = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| CallError::Unavailable("worker pool closed".into()))?;
+            let idle = self.lock_idle().pop();
+            let worker = match idle {
+                Some(w) => w,
+                None => self.fork_worker().await?,
+            };
+            Ok::<_, CallError>((permit, worker))
+        })
+        .await;
+        let (_permit, mut worker) = match waited {
+            Ok(r) => r?,
+            Err(_) => return Err(CallError::Timeout(self.timeout)),
         };
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
             "rid": request_id,
         });
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = self
-            .exchange(&mut worker, &header, body, self.timeout, None, None)
-            .await;
+            .exchange(&mut worker, &header, body, remaining, None, None)
+            .await
+            .map_err(|e| match e {
+                CallError::Timeout(_) => CallError::Timeout(self.timeout),
+                other => other,
+            });
         match &result {
             Ok(_) | Err(CallError::Exception { .. }) => self.lock_idle().push(worker),
             Err(_) => worker.kill(),
