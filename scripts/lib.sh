@@ -64,7 +64,7 @@ ensure_nats() {
 }
 
 ensure_python() {
-  if [ -x "$NR_PYTHON" ] && "$NR_PYTHON" -c 'import psycopg2, nats, msgpack' 2>/dev/null; then return; fi
+  if [ -x "$NR_PYTHON" ] && "$NR_PYTHON" -c 'import psycopg2, nats, msgpack, schemathesis' 2>/dev/null; then return; fi
   log "preparing the Python environment (.venv)"
   if [ "$NR_PYTHON" = "$ROOT/.venv/bin/python" ]; then
     python3 -m venv "$ROOT/.venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$ROOT/.venv"; }

@@ -15,7 +15,7 @@ use nr_contracts::{decode, encode, subjects};
 use object_store::path::Path;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 use nr_auth::perms;
 
@@ -35,7 +35,33 @@ pub(crate) fn routes(bundle_limit: usize) -> Router<Arc<AppState>> {
         .route("/admin/api/apps/{app}/rollback", post(rollback))
 }
 
+/// The multipart form of a deploy.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the upload that `deploy` reads.
+pub(crate) struct DeployUpload {
+    /// The bundle: a zip with `manifest.json` and `main.py`.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 /// `POST /admin/api/apps/deploy`, multipart field `file` holding the bundle zip.
+#[utoipa::path(
+    post,
+    path = "/admin/api/apps/deploy",
+    tag = "admin",
+    request_body(content = DeployUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Deployed: the deploy report (app_name, version, rev, ...)", body = Object),
+        (status = 400, description = "No `file` field, or a malformed multipart body", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:deploy` permission is missing", body = ErrorBody),
+        (status = 413, description = "The bundle exceeds the upload limit", body = ErrorBody),
+        (status = 422, description = "The bundle is refused; `details` lists the findings", body = ErrorBody),
+        (status = 503, description = "The deploy service is not running", body = ErrorBody),
+        (status = 504, description = "The deploy service did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -125,6 +151,17 @@ pub(crate) async fn deploy(
     }
 }
 
+/// 404 for a name no app can have, before asking another service about it.
+fn check_app_name(app: &str) -> Result<(), ApiError> {
+    if crate::jobs::is_app_name(app) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no app named {app:?} has been deployed"
+        )))
+    }
+}
+
 /// A deploy-side refusal as the API answers it: its status, message and findings.
 fn refused(r: DeployRefusal) -> ApiError {
     if r.status >= 500 {
@@ -170,8 +207,8 @@ async fn serve_from(state: &AppState, app: &str, rev: u64) {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct RollbackBody {
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct RollbackBody {
     version: String,
     #[serde(default)]
     sha256: Option<String>,
@@ -179,6 +216,23 @@ struct RollbackBody {
 
 /// `POST /admin/api/apps/{app}/rollback` with `{"version": "1.0.0"}` (and `sha256` to
 /// pick one bundle of a version deployed twice): that version becomes current again.
+#[utoipa::path(
+    post,
+    path = "/admin/api/apps/{app}/rollback",
+    tag = "admin",
+    params(("app" = String, Path, description = "The app's name")),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "Rolled back: the deploy report of the version now current", body = Object),
+        (status = 400, description = "The body is not `{\"version\": ...}`", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:deploy` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such app or version", body = ErrorBody),
+        (status = 503, description = "The deploy service is not running", body = ErrorBody),
+        (status = 504, description = "The deploy service did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn rollback(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -186,11 +240,24 @@ pub(crate) async fn rollback(
     body: bytes::Bytes,
 ) -> Result<Json<DeployReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
+    check_app_name(&app)?;
     let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON such as {{\"version\": \"1.0.0\"}}: {e}"
         ))
     })?;
+    if body.version.is_empty()
+        || body.version.len() > 128
+        || body.version.contains('\0')
+        || body
+            .sha256
+            .as_ref()
+            .is_some_and(|h| h.len() > 128 || h.contains('\0'))
+    {
+        return Err(ApiError::BadRequest(
+            "version must be 1-128 characters (and sha256 at most 128), without NUL".into(),
+        ));
+    }
     let payload = encode(&RollbackRequest {
         app_name: app,
         version: body.version,
@@ -209,6 +276,21 @@ pub(crate) async fn rollback(
 
 /// `DELETE /admin/api/apps/{app}`: the app stops being served; its versions are kept
 /// (a rollback brings it back).
+#[utoipa::path(
+    delete,
+    path = "/admin/api/apps/{app}",
+    tag = "admin",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "The app is no longer served; the delete report", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:deploy` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 503, description = "The deploy service is not running", body = ErrorBody),
+        (status = 504, description = "The deploy service did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn delete_app(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -218,6 +300,22 @@ pub(crate) async fn delete_app(
     delete_named(&state, app).await
 }
 
+/// `DELETE /admin/api/apps/deploy`: deletes the app named `deploy` (the static path
+/// shadows `/admin/api/apps/{app}`).
+#[utoipa::path(
+    delete,
+    path = "/admin/api/apps/deploy",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The app `deploy` is no longer served; the delete report", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:deploy` permission is missing", body = ErrorBody),
+        (status = 404, description = "No app named `deploy`", body = ErrorBody),
+        (status = 503, description = "The deploy service is not running", body = ErrorBody),
+        (status = 504, description = "The deploy service did not answer in time", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn delete_app_named_deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -227,6 +325,7 @@ pub(crate) async fn delete_app_named_deploy(
 }
 
 async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport>, ApiError> {
+    check_app_name(&app)?;
     let payload = encode(&DeleteRequest { app_name: app }).map_err(anyhow::Error::from)?;
     let reply = ask_deploy(state, subjects::DEPLOY_DELETE, payload).await?;
     match decode::<DeleteReply>(&reply).map_err(anyhow::Error::from)? {
@@ -240,12 +339,27 @@ async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport
 
 /// `GET /admin/api/apps/{app}/versions`: every version of the app, newest first, and
 /// which one is current.
+#[utoipa::path(
+    get,
+    path = "/admin/api/apps/{app}/versions",
+    tag = "admin",
+    params(("app" = String, Path, description = "The app's name")),
+    responses(
+        (status = 200, description = "`{found, current, versions}`: every version, newest first", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 503, description = "The registry is not running", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn versions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<AppVersions>, ApiError> {
     caller.require(perms::APPS_READ)?;
+    check_app_name(&app)?;
     let payload = encode(&AppVersionsRequest {
         app_name: app.clone(),
     })
@@ -273,6 +387,18 @@ pub(crate) async fn versions(
 }
 
 /// `GET /admin/api/apps`: deployed apps with their current version.
+#[utoipa::path(
+    get,
+    path = "/admin/api/apps",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{apps}`: deployed apps with their current version", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
+        (status = 503, description = "The registry is not running", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn list_apps(
     State(state): State<Arc<AppState>>,
     caller: Caller,

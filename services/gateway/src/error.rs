@@ -4,6 +4,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+/// The body of every error response, as the OpenAPI document describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the JSON that `ApiError` writes.
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    #[schema(example = "app 'sales' is not deployed")]
+    pub error: String,
+    /// A stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `unprocessable`, `refused`, `unavailable`, `timeout`, `internal`, ...
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// Findings of a refused deploy (only with `code: refused`).
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::{Caller, SESSION_COOKIE};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -64,16 +64,20 @@ impl AppState {
     }
 }
 
-#[derive(Deserialize)]
-struct Login {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Login {
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
-struct Session {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Session {
+    /// A bearer token (also set as the `nr_session` cookie).
     token: String,
+    #[schema(format = DateTime)]
     expires_at: String,
+    /// `{id, username, roles}`.
+    #[schema(value_type = Object)]
     user: Value,
 }
 
@@ -99,11 +103,28 @@ fn session_cookie(state: &AppState, value: &str, max_age: i64) -> Result<HeaderV
     .map_err(internal)
 }
 
-async fn login(
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "auth",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in; the token is also set as the HttpOnly `nr_session` cookie", body = Session),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Invalid username or password", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+    ),
+    security(())
+)]
+pub(crate) async fn login(
     State(state): State<Arc<AppState>>,
     Json(body): Json<Login>,
 ) -> Result<Response, ApiError> {
     let refused = || ApiError::Unauthorized("invalid username or password".into());
+    if body.username.is_empty() || body.username.len() > 256 || body.username.contains('\0') {
+        return Err(refused());
+    }
     let creds = state
         .rbac
         .credentials(&body.username)
@@ -137,7 +158,21 @@ async fn login(
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The session is revoked and the cookie cleared", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn logout(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     if let (Some(jti), Some(exp)) = (caller.0.jti.clone(), caller.0.exp) {
         state
             .rbac_change(RbacChange::SessionRevoked {
@@ -154,7 +189,17 @@ async fn logout(State(state): State<Arc<AppState>>, caller: Caller) -> Result<Re
         .into_response())
 }
 
-async fn me(caller: Caller) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/api/auth/me",
+    tag = "auth",
+    responses(
+        (status = 200, description = "`{id, username, roles, permissions, admin}` of the caller", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn me(caller: Caller) -> Json<Value> {
     let p = caller.0;
     let mut permissions: Vec<&String> = p.permissions().iter().collect();
     permissions.sort();
@@ -169,7 +214,17 @@ async fn me(caller: Caller) -> Json<Value> {
 
 // ── Apps the caller may use, with the composed menu ─────────────────────────────
 
-async fn my_apps(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/api/apps",
+    tag = "apps",
+    responses(
+        (status = 200, description = "`{apps, nav}`: the apps the caller may use and the admin menu filtered by the caller's permissions", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn my_apps(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
     let mut apps = Vec::new();
     let mut nav = Vec::new();
     for (name, entry) in state.apps.all() {
@@ -227,13 +282,29 @@ fn filter_nav(node: &Value, caller: &Caller) -> Option<Value> {
 
 // ── Subscriptions ─────────────────────────────────────────────────────────────
 
-#[derive(Deserialize)]
-struct ActionRef {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ActionRef {
     app_name: String,
     action_name: String,
 }
 
-async fn subscribe(
+#[utoipa::path(
+    post,
+    path = "/api/notify/subscribe",
+    tag = "notify",
+    request_body = ActionRef,
+    responses(
+        (status = 200, description = "Subscribed", body = Object),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The action's `required_permission` is missing", body = ErrorBody),
+        (status = 404, description = "No such app or action", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn subscribe(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<ActionRef>,
@@ -266,11 +337,31 @@ async fn subscribe(
     ))
 }
 
-async fn unsubscribe(
+#[utoipa::path(
+    post,
+    path = "/api/notify/unsubscribe",
+    tag = "notify",
+    request_body = ActionRef,
+    responses(
+        (status = 200, description = "Unsubscribed (also when there was no subscription)", body = Object),
+        (status = 400, description = "Malformed JSON or names", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn unsubscribe(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<ActionRef>,
 ) -> Result<Json<Value>, ApiError> {
+    if !crate::jobs::is_app_name(&body.app_name) || !crate::jobs::is_app_name(&body.action_name) {
+        return Err(ApiError::BadRequest(
+            "app_name and action_name must be names of letters, digits, _ and - (at most 64)"
+                .into(),
+        ));
+    }
     state
         .rbac_change(RbacChange::Unsubscribed {
             user_id: caller.0.sub.clone(),
@@ -283,7 +374,17 @@ async fn unsubscribe(
     ))
 }
 
-async fn subscriptions(
+#[utoipa::path(
+    get,
+    path = "/api/notify/subscriptions",
+    tag = "notify",
+    responses(
+        (status = 200, description = "`{subscriptions: [{app_name, action_name, created_at}]}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn subscriptions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -304,7 +405,18 @@ async fn subscriptions(
 
 // ── Users ─────────────────────────────────────────────────────────────────────
 
-async fn list_users(
+#[utoipa::path(
+    get,
+    path = "/admin/api/users",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{users: [{id, username, disabled, roles}]}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn list_users(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -324,8 +436,8 @@ async fn list_users(
     Ok(Json(json!({"users": users})))
 }
 
-#[derive(Deserialize)]
-struct NewUser {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewUser {
     username: String,
     password: String,
     #[serde(default)]
@@ -339,7 +451,30 @@ fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b))
 }
 
+/// A user id as this gateway makes them (a UUID), or at least something that could be one.
+fn plausible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && !id.chars().any(char::is_control)
+}
+
+/// 400 when a free-text field cannot be stored (NUL) or is too long.
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must have at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
 async fn check_roles_exist(state: &AppState, roles: &[String]) -> Result<(), ApiError> {
+    if let Some(bad) = roles.iter().find(|r| !valid_name(r)) {
+        return Err(ApiError::BadRequest(format!("role {bad:?} does not exist")));
+    }
     let known: Vec<(String,)> =
         sqlx::query_as("SELECT name FROM noderouter_core.roles WHERE name = ANY($1)")
             .bind(roles)
@@ -354,7 +489,23 @@ async fn check_roles_exist(state: &AppState, roles: &[String]) -> Result<(), Api
     Ok(())
 }
 
-async fn create_user(
+#[utoipa::path(
+    post,
+    path = "/admin/api/users",
+    tag = "admin",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "`{id, username, roles}` of the new user", body = Object),
+        (status = 400, description = "A bad username or password, or an unknown role", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 409, description = "The username is taken", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn create_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewUser>,
@@ -406,8 +557,8 @@ async fn create_user(
     ))
 }
 
-#[derive(Deserialize)]
-struct UserPatch {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct UserPatch {
     #[serde(default)]
     disabled: Option<bool>,
     #[serde(default)]
@@ -415,6 +566,9 @@ struct UserPatch {
 }
 
 async fn existing_user(state: &AppState, id: &str) -> Result<(), ApiError> {
+    if !plausible_id(id) {
+        return Err(ApiError::NotFound(format!("user {id:?} not found")));
+    }
     state
         .rbac
         .user(id)
@@ -424,7 +578,24 @@ async fn existing_user(state: &AppState, id: &str) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("user '{id}' not found")))
 }
 
-async fn update_user(
+#[utoipa::path(
+    patch,
+    path = "/admin/api/users/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id")),
+    request_body = UserPatch,
+    responses(
+        (status = 200, description = "`{id, updated: true}`", body = Object),
+        (status = 400, description = "A password shorter than 8 characters", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn update_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -457,12 +628,29 @@ async fn update_user(
     Ok(Json(json!({"id": id, "updated": true})))
 }
 
-#[derive(Deserialize)]
-struct Roles {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Roles {
     roles: Vec<String>,
 }
 
-async fn set_roles(
+#[utoipa::path(
+    put,
+    path = "/admin/api/users/{id}/roles",
+    tag = "admin",
+    params(("id" = String, Path, description = "The user's id")),
+    request_body = Roles,
+    responses(
+        (status = 200, description = "`{id, roles}`", body = Object),
+        (status = 400, description = "An unknown role", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn set_roles(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -482,7 +670,18 @@ async fn set_roles(
 
 // ── Roles and grants ──────────────────────────────────────────────────────────
 
-async fn list_roles(
+#[utoipa::path(
+    get,
+    path = "/admin/api/roles",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{roles: [{name, description, builtin, permissions}]}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn list_roles(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -505,14 +704,29 @@ async fn list_roles(
     Ok(Json(json!({"roles": roles})))
 }
 
-#[derive(Deserialize)]
-struct NewRole {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewRole {
     name: String,
     #[serde(default)]
     description: String,
 }
 
-async fn create_role(
+#[utoipa::path(
+    post,
+    path = "/admin/api/roles",
+    tag = "admin",
+    request_body = NewRole,
+    responses(
+        (status = 201, description = "`{name, description}`", body = Object),
+        (status = 400, description = "A bad role name or description", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn create_role(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewRole>,
@@ -523,6 +737,7 @@ async fn create_role(
             "role name must be 1-64 characters of letters, digits, _ - . @".into(),
         ));
     }
+    check_text("description", &body.description, 500)?;
     state
         .rbac_change(RbacChange::RoleCreated {
             name: body.name.clone(),
@@ -535,7 +750,22 @@ async fn create_role(
     ))
 }
 
-async fn delete_role(
+#[utoipa::path(
+    delete,
+    path = "/admin/api/roles/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "The role's name")),
+    responses(
+        (status = 200, description = "`{deleted: name}`", body = Object),
+        (status = 400, description = "The admin role cannot be deleted", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such role", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn delete_role(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -555,8 +785,8 @@ async fn delete_role(
     Ok(Json(json!({"deleted": name})))
 }
 
-#[derive(Deserialize)]
-struct Grant {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct Grant {
     permission: String,
 }
 
@@ -567,7 +797,24 @@ fn valid_permission(p: &str) -> bool {
     }
 }
 
-async fn grant(
+#[utoipa::path(
+    post,
+    path = "/admin/api/roles/{name}/permissions",
+    tag = "admin",
+    params(("name" = String, Path, description = "The role's name")),
+    request_body = Grant,
+    responses(
+        (status = 200, description = "`{role, granted}`", body = Object),
+        (status = 400, description = "A permission that is not `<resource>:<action>`", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such role", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn grant(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(role): Path<String>,
@@ -592,12 +839,37 @@ async fn grant(
     Ok(Json(json!({"role": role, "granted": body.permission})))
 }
 
-async fn revoke(
+#[utoipa::path(
+    delete,
+    path = "/admin/api/roles/{name}/permissions/{permission}",
+    tag = "admin",
+    params(
+        ("name" = String, Path, description = "The role's name"),
+        ("permission" = String, Path, description = "A `<resource>:<action>` permission"),
+    ),
+    responses(
+        (status = 200, description = "`{role, revoked}` (also when the role did not hold it)", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "No such role, or not a permission", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((role, permission)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
+    if !valid_name(&role) {
+        return Err(ApiError::NotFound(format!("role {role:?} not found")));
+    }
+    if !valid_permission(&permission) {
+        return Err(ApiError::NotFound(format!(
+            "{permission:?} is not a permission (<resource>:<action>)"
+        )));
+    }
     state
         .rbac_change(RbacChange::PermissionRevoked {
             role: role.clone(),
@@ -607,7 +879,18 @@ async fn revoke(
     Ok(Json(json!({"role": role, "revoked": permission})))
 }
 
-async fn list_permissions(
+#[utoipa::path(
+    get,
+    path = "/admin/api/permissions",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{permissions: [{name, description, source}]}`: the catalogue", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn list_permissions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -627,8 +910,8 @@ async fn list_permissions(
 
 // ── API tokens ────────────────────────────────────────────────────────────────
 
-#[derive(Deserialize)]
-struct NewToken {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct NewToken {
     name: String,
     roles: Vec<String>,
     #[serde(default)]
@@ -646,7 +929,18 @@ type TokenListRow = (
     Option<Stamp>,
 );
 
-async fn list_tokens(
+#[utoipa::path(
+    get,
+    path = "/admin/api/tokens",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{tokens: [{id, name, owner, roles, created_at, expires_at, revoked}]}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn list_tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
@@ -670,7 +964,22 @@ async fn list_tokens(
     Ok(Json(json!({"tokens": list})))
 }
 
-async fn create_token(
+#[utoipa::path(
+    post,
+    path = "/admin/api/tokens",
+    tag = "admin",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "`{id, name, roles, expires_at, token}`: the token is shown once", body = Object),
+        (status = 400, description = "A bad name or an unknown role", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`rbac:manage` is missing, or a role the caller does not hold", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewToken>,
@@ -681,6 +990,7 @@ async fn create_token(
             "token name must be 1-100 characters".into(),
         ));
     }
+    check_text("name", &body.name, 100)?;
     check_roles_exist(&state, &body.roles).await?;
     if !caller.0.is_admin() {
         if let Some(r) = body.roles.iter().find(|r| !caller.0.roles.contains(r)) {
@@ -717,12 +1027,29 @@ async fn create_token(
     ))
 }
 
-async fn revoke_token(
+#[utoipa::path(
+    delete,
+    path = "/admin/api/tokens/{id}",
+    tag = "admin",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 200, description = "`{id, revoked: true}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
+        (status = 404, description = "Not a token id", body = ErrorBody),
+        (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn revoke_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ApiError::NotFound(format!("token {id:?} not found")));
+    }
     state
         .rbac_change(RbacChange::TokenRevoked { id: id.clone() })
         .await?;

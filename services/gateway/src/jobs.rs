@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::sync::{check_content_type, check_json_object};
 use crate::AppState;
 use axum::http::HeaderMap;
@@ -29,7 +29,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/async/jobs/{id}", get(get_job).delete(cancel))
 }
 
-#[derive(Serialize)]
+/// The answer to a submit: the job's id, to poll at `GET /api/async/jobs/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Submitted {
     job_id: String,
     status: &'static str,
@@ -39,7 +40,55 @@ pub(crate) struct Submitted {
 /// How long an `Idempotency-Key` keeps answering with the same job.
 const IDEMPOTENCY_WINDOW: &str = "24 hours";
 
-async fn submit(
+/// `^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`: the shape of an app (and action) name.
+pub(crate) fn is_app_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+/// True when a key or string of the value holds U+0000, which Postgres `jsonb` refuses.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Queues a job for the app's `execute(data)`; poll it at `GET /api/async/jobs/{id}`.
+#[utoipa::path(
+    post,
+    path = "/api/async/{app}",
+    tag = "jobs",
+    params(
+        ("app" = String, Path, description = "Name of a deployed app"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-200 visible ASCII characters; a retry with the same key within 24 h returns the same job"),
+    ),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "Free-form JSON object passed to the app as `data`, e.g. `{\"action\": \"report\"}`; an empty body counts as `{}`"
+    ),
+    responses(
+        (status = 202, description = "The job is queued", body = Submitted),
+        (status = 200, description = "The job submitted earlier with this Idempotency-Key", body = Submitted),
+        (status = 400, description = "The body is not one JSON object, or a bad Idempotency-Key", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The app's `required_permission` is missing", body = ErrorBody),
+        (status = 404, description = "The app is not deployed", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key belongs to a job of another app", body = ErrorBody),
+        (status = 413, description = "The body exceeds the limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
+        (status = 503, description = "The job queue is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     Path(app): Path<String>,
     caller: Caller,
@@ -107,6 +156,11 @@ async fn submit(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
     };
+    if has_nul(&payload) {
+        return Err(ApiError::BadRequest(
+            "request body must not contain the character \\u0000 in a key or string: the job queue cannot store it".into(),
+        ));
+    }
     let id = Uuid::now_v7();
     let inserted = sqlx::query(
         "INSERT INTO noderouter_core.job_queue \
@@ -165,17 +219,24 @@ async fn submit(
 }
 
 /// A job as the author guide shows it.
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub(crate) struct Job {
+    #[schema(value_type = String, example = "0190f3a2-7c1e-7b44-9a55-1f0e2d3c4b5a")]
     id: Uuid,
     app_name: String,
+    /// `pending`, `running`, `completed`, `failed` or `cancelled`.
     status: String,
+    /// 0-100.
     progress: i32,
+    /// What the app returned, once completed.
+    #[schema(value_type = Option<Object>)]
     result: Option<serde_json::Value>,
     error_message: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     updated_at: OffsetDateTime,
     attempt: i32,
 }
@@ -204,7 +265,20 @@ async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job,
     job.ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
 }
 
-async fn get_job(
+/// One job, if the caller submitted it or holds `jobs:read_all`.
+#[utoipa::path(
+    get,
+    path = "/api/async/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "No such job visible to the caller", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn get_job(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -212,15 +286,20 @@ async fn get_job(
     visible_job(&state, &caller, &id).await.map(Json)
 }
 
-#[derive(serde::Deserialize)]
-struct JobQuery {
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct JobQuery {
+    /// Only jobs in this status.
     #[serde(default)]
+    #[param(pattern = "^(pending|running|completed|failed|cancelled)$")]
     status: Option<String>,
+    /// Only jobs of this app.
     #[serde(default)]
     app_name: Option<String>,
     /// Every user's jobs (needs `jobs:read_all`).
     #[serde(default)]
     all: bool,
+    /// Page size, 1-500 (default 50).
     #[serde(default)]
     limit: Option<i64>,
     /// Cursor: the `id` of the last job of the previous page.
@@ -228,8 +307,30 @@ struct JobQuery {
     before: Option<String>,
 }
 
+/// The listing of `GET /api/async/jobs`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the JSON that `list_jobs` writes.
+pub(crate) struct JobPage {
+    jobs: Vec<Job>,
+    /// Pass as `before` for the next page; null on the last page.
+    next_before: Option<String>,
+}
+
 /// `GET /api/async/jobs`: the caller's jobs, newest first, filtered and paginated.
-async fn list_jobs(
+#[utoipa::path(
+    get,
+    path = "/api/async/jobs",
+    tag = "jobs",
+    params(JobQuery),
+    responses(
+        (status = 200, description = "The caller's jobs (every user's with `all=true`), newest first", body = JobPage),
+        (status = 400, description = "A bad filter or cursor", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`all=true` without `jobs:read_all`", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn list_jobs(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     axum::extract::Query(q): axum::extract::Query<JobQuery>,
@@ -244,7 +345,24 @@ async fn list_jobs(
             )));
         }
     }
-    let before = q.before.as_deref().map(parse_id).transpose()?;
+    if let Some(a) = &q.app_name {
+        if !is_app_name(a) {
+            return Err(ApiError::BadRequest(format!(
+                "app_name {a:?} is not an app name (letters, digits, _ and -, at most 64)"
+            )));
+        }
+    }
+    let before = q
+        .before
+        .as_deref()
+        .map(|b| {
+            Uuid::parse_str(b).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "before {b:?} must be the id of a job (the next_before of the previous page)"
+                ))
+            })
+        })
+        .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let jobs: Vec<Job> = sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM noderouter_core.job_queue \
@@ -271,7 +389,21 @@ async fn list_jobs(
     Ok(Json(serde_json::json!({"jobs": jobs, "next_before": next})))
 }
 
-async fn cancel(
+/// Cancels a pending or running job.
+#[utoipa::path(
+    delete,
+    path = "/api/async/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    responses(
+        (status = 200, description = "The cancelled job", body = Job),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "No such job visible to the caller", body = ErrorBody),
+        (status = 409, description = "The job has already finished", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -315,4 +447,25 @@ async fn cancel(
         tracing::warn!(job = %id, error = %e, "cannot publish cancellation");
     }
     Ok(Json(job))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_found_in_nested_keys_and_strings() {
+        assert!(!has_nul(&serde_json::json!({"a": ["b", {"c": 1}]})));
+        assert!(has_nul(&serde_json::json!({"a": ["b", {"c": "x\u{0}"}]})));
+        assert!(has_nul(&serde_json::json!({"a": {"\u{0}": 1}})));
+    }
+
+    #[test]
+    fn app_names_follow_the_guide_pattern() {
+        assert!(is_app_name("sales_2-x"));
+        assert!(!is_app_name(""));
+        assert!(!is_app_name("_x"));
+        assert!(!is_app_name("a\u{0}"));
+        assert!(!is_app_name(&"a".repeat(65)));
+    }
 }

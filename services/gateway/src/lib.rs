@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 mod identity;
 mod jobs;
+mod openapi;
 mod sync;
 
 use std::net::SocketAddr;
@@ -157,6 +158,7 @@ impl Gateway {
         let router = Router::new()
             .merge(api)
             .merge(admin::routes(bundle_limit))
+            .merge(openapi::routes())
             .with_state(state.clone())
             .route_layer(middleware::from_fn(|req, next| nr_telemetry::track_http("gateway", req, next)))
             .merge(nr_telemetry::ops_router("gateway", ready_check(state.clone())))

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use nr_contracts::{headers, subjects};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{AppState, RequestId};
 
 /// Slack between the app's time limit (enforced by the runner) and the gateway's wait.
@@ -55,6 +55,31 @@ pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
     }
 }
 
+/// Runs the app's `execute(data)` with the JSON object as `data` and answers with the
+/// dict it returns (status and body as the runner reports them).
+#[utoipa::path(
+    post,
+    path = "/api/sync/{app}",
+    tag = "apps",
+    params(("app" = String, Path, description = "Name of a deployed app")),
+    request_body(
+        content = Object,
+        content_type = "application/json",
+        description = "Free-form JSON object passed to the app as `data`, e.g. `{\"action\": \"list\"}`; an empty body counts as `{}`"
+    ),
+    responses(
+        (status = 200, description = "The dict the app returned", body = Object),
+        (status = 400, description = "The body is not one JSON object", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The app's `required_permission` is missing", body = ErrorBody),
+        (status = 404, description = "The app is not deployed", body = ErrorBody),
+        (status = 413, description = "The body exceeds the limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared JSON", body = ErrorBody),
+        (status = 503, description = "No runner is available", body = ErrorBody),
+        (status = 504, description = "The app did not answer within its time limit", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
 pub(crate) async fn sync_call(
     State(state): State<Arc<AppState>>,
     Path(app): Path<String>,
