@@ -11,6 +11,7 @@ mod identity;
 mod jobs;
 mod openapi;
 mod sync;
+mod ticket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -154,6 +155,7 @@ impl Gateway {
             .route("/api/sync/{app}", post(sync::sync_call))
             .merge(jobs::routes())
             .merge(identity::routes())
+            .merge(ticket::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)

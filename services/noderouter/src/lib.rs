@@ -40,6 +40,9 @@ pub struct PlatformConfig {
     /// Deploy's bundle limits and import check (docs/deploy.md).
     #[command(flatten)]
     pub deploy_checks: nr_deploy::CheckArgs,
+    /// The WebSocket hub's per-connection limits (docs/events.md).
+    #[command(flatten)]
+    pub notify_limits: nr_notify::HubLimits,
 }
 
 impl PlatformConfig {
@@ -73,7 +76,16 @@ pub struct Platform {
 
 impl Platform {
     /// Starts all five services; returns once the gateway accepts requests.
-    pub async fn start(config: PlatformConfig) -> anyhow::Result<Platform> {
+    pub async fn start(mut config: PlatformConfig) -> anyhow::Result<Platform> {
+        if config.gateway.auth.jwt_secret.is_none() {
+            // Gateway and hub must verify the same sessions: share one random key.
+            tracing::warn!("NR_JWT_SECRET is not set: sessions use a random key and end when this process stops");
+            config.gateway.auth.jwt_secret = Some(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ));
+        }
         let nats_url = &config.gateway.nats.nats_url;
         let nats = nr_infra::bus::connect(nats_url, "noderouter").await?;
         let store = nr_infra::store::open(&config.gateway.store.object_store_url)?;
@@ -129,8 +141,14 @@ impl Platform {
             nr_notify::NotifyConfig {
                 http_addr: String::new(),
                 nats: config.gateway.nats.clone(),
+                db: config.gateway.db.clone(),
+                auth: config.gateway.auth.clone(),
+                limits: config.notify_limits.clone(),
             },
-            nr_notify::NotifyDeps { nats: nats.clone() },
+            nr_notify::NotifyDeps {
+                nats: nats.clone(),
+                db: db.clone(),
+            },
         )
         .await?;
         let gateway = nr_gateway::Gateway::build(

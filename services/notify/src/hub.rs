@@ -1,0 +1,512 @@
+//! The hub: which sockets are open here, and the fan-out of events to them.
+//!
+//! Every instance reads every event itself, through ordered consumers created at start
+//! (`DeliverPolicy::New`), and writes to its own sockets only; with N instances each
+//! socket is on exactly one, so each user gets each event once per socket. Delivery of
+//! an action needs: the app's manifest declares the action (its `required_permission`
+//! comes from the catalogue), the user is subscribed, and holds the permission now.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use axum::extract::ws::Utf8Bytes;
+use futures::StreamExt;
+use nr_auth::jwt::Jwt;
+use nr_auth::rbac::Rbac;
+use nr_contracts::events::{ActionTriggered, AppChange, JobProgress};
+use nr_contracts::manifest::RuntimeManifest;
+use nr_contracts::{decode, subjects, Envelope};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, Viewer};
+use crate::{HubLimits, NotifyConfig, NotifyDeps};
+
+/// What the hub hands a socket.
+pub(crate) enum Out {
+    /// An `action` message and its `NR_ACTIONS` sequence (its `id`).
+    Action {
+        seq: u64,
+        text: Utf8Bytes,
+    },
+    Job(Utf8Bytes),
+}
+
+pub(crate) struct Conn {
+    pub id: u64,
+    pub viewer: Arc<Viewer>,
+    tx: mpsc::Sender<Out>,
+    /// Cancelled when the queue overflowed: the socket closes with 1013.
+    pub slow: CancellationToken,
+}
+
+impl Conn {
+    fn push(&self, out: Out) {
+        match self.tx.try_send(out) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.slow.is_cancelled() {
+                    tracing::info!(conn = self.id, sub = %self.viewer.sub, "socket queue full; disconnecting a slow client");
+                }
+                self.slow.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+type ActionKey = (String, String);
+
+pub(crate) struct Hub {
+    jwt: Jwt,
+    rbac: Arc<Rbac>,
+    db: sqlx::PgPool,
+    js: jetstream::Context,
+    allowed_origins: Vec<String>,
+    limits: HubLimits,
+    next_id: AtomicU64,
+    /// Open sockets by the `sub` of their principal.
+    conns: RwLock<HashMap<String, Vec<Arc<Conn>>>>,
+    /// `app -> action -> required_permission` of the current manifests.
+    actions: RwLock<HashMap<String, HashMap<String, String>>>,
+    /// Subscribers of an action, dropped whenever an RBAC change (which includes
+    /// subscribe and unsubscribe) is applied; `subs_generation` fences a racing load.
+    subs: Mutex<HashMap<ActionKey, Arc<HashSet<String>>>>,
+    subs_generation: AtomicU64,
+    pub(crate) shutdown: CancellationToken,
+}
+
+fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
+    let v = serde_json::json!({
+        "type": "action",
+        "id": seq,
+        "app_name": env.data.app_name,
+        "action_name": env.data.action_name,
+        "payload": env.data.payload,
+        "ts": env.time,
+    });
+    serde_json::to_string(&v).ok().map(Utf8Bytes::from)
+}
+
+fn job_message(env: &Envelope<JobProgress>) -> Option<Utf8Bytes> {
+    let v = serde_json::json!({
+        "type": "job",
+        "job_id": env.data.job_id,
+        "app_name": env.data.app_name,
+        "status": env.data.status.as_str(),
+        "progress": env.data.progress,
+        "message": env.data.message,
+        "ts": env.time,
+    });
+    serde_json::to_string(&v).ok().map(Utf8Bytes::from)
+}
+
+impl Hub {
+    pub(crate) async fn start(config: NotifyConfig, deps: NotifyDeps) -> anyhow::Result<Arc<Hub>> {
+        let js = jetstream::new(deps.nats.clone());
+        nr_infra::bus::ensure_streams(&js).await?;
+        let jwt = Jwt::from_args(&config.auth)?;
+        if jwt.ephemeral {
+            tracing::warn!("NR_JWT_SECRET is not set: the hub cannot verify the gateway's sessions unless it runs in the same process");
+        }
+        let rbac = Rbac::new(deps.db.clone());
+        rbac.follow(deps.nats.clone()).await?;
+        let hub = Arc::new(Hub {
+            jwt,
+            rbac,
+            db: deps.db,
+            js: js.clone(),
+            allowed_origins: config.auth.allowed_origins.clone(),
+            limits: config.limits,
+            next_id: AtomicU64::new(1),
+            conns: RwLock::new(HashMap::new()),
+            actions: RwLock::new(HashMap::new()),
+            subs: Mutex::new(HashMap::new()),
+            subs_generation: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+        });
+
+        // Subscriptions are RBAC events: drop the cached subscriber sets when one lands.
+        let mut applied = deps
+            .nats
+            .subscribe(subjects::RBAC_APPLIED)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RBAC_APPLIED))?;
+        let weak = Arc::downgrade(&hub);
+        let stop = hub.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    next = applied.next() => {
+                        let (Some(_), Some(hub)) = (next, weak.upgrade()) else { break };
+                        hub.drop_subscriptions();
+                    }
+                }
+            }
+        });
+
+        let weak = Arc::downgrade(&hub);
+        nr_infra::apps::follow(js.clone(), hub.shutdown.clone(), move |ev| {
+            if let Some(hub) = weak.upgrade() {
+                hub.apply_app(
+                    &ev.event.data.app_name,
+                    ev.event.data.change,
+                    &ev.event.data.manifest,
+                );
+            }
+        })
+        .await?;
+
+        hub.follow(subjects::STREAM_ACTIONS, subjects::ACTION_TRIGGERED_ALL)
+            .await?;
+        hub.follow(subjects::STREAM_JOB_EVENTS, subjects::JOB_PROGRESS_ALL)
+            .await?;
+        Ok(hub)
+    }
+
+    pub(crate) fn jwt(&self) -> &Jwt {
+        &self.jwt
+    }
+    pub(crate) fn rbac(&self) -> &Rbac {
+        &self.rbac
+    }
+    pub(crate) fn db(&self) -> &sqlx::PgPool {
+        &self.db
+    }
+    pub(crate) fn allowed_origins(&self) -> &[String] {
+        &self.allowed_origins
+    }
+    pub(crate) fn limits(&self) -> &HubLimits {
+        &self.limits
+    }
+
+    pub(crate) fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub(crate) fn socket_count(&self) -> usize {
+        self.conns
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
+    }
+
+    fn apply_app(&self, app: &str, change: AppChange, manifest: &serde_json::Value) {
+        let mut map = self.actions.write().unwrap_or_else(|p| p.into_inner());
+        if change == AppChange::Deleted {
+            map.remove(app);
+            return;
+        }
+        let m = RuntimeManifest::from_value(manifest);
+        let actions = m
+            .actions
+            .into_iter()
+            .map(|a| (a.name, a.required_permission.unwrap_or_default()))
+            .collect();
+        map.insert(app.to_owned(), actions);
+    }
+
+    /// The permission an action needs, or None when the current manifest does not
+    /// declare it (nobody can subscribe to an undeclared action).
+    fn required_permission(&self, app: &str, action: &str) -> Option<String> {
+        self.actions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .and_then(|a| a.get(action))
+            .cloned()
+    }
+
+    fn drop_subscriptions(&self) {
+        self.subs_generation.fetch_add(1, Ordering::AcqRel);
+        self.subs.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    async fn subscribers(&self, app: &str, action: &str) -> Option<Arc<HashSet<String>>> {
+        let key = (app.to_owned(), action.to_owned());
+        if let Some(s) = self
+            .subs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Some(s.clone());
+        }
+        let generation = self.subs_generation.load(Ordering::Acquire);
+        let rows: Vec<(String,)> = match sqlx::query_as(
+            "SELECT user_id FROM noderouter_core.subscriptions WHERE app_name = $1 AND action_name = $2",
+        )
+        .bind(app)
+        .bind(action)
+        .fetch_all(&self.db)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(app, action, error = %e, "cannot read subscriptions; event not delivered");
+                return None;
+            }
+        };
+        let set = Arc::new(rows.into_iter().map(|r| r.0).collect::<HashSet<_>>());
+        let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
+        if self.subs_generation.load(Ordering::Acquire) == generation {
+            subs.insert(key, set.clone());
+        }
+        Some(set)
+    }
+
+    /// Whether `viewer` may receive this action now (used by replay; fan-out does the
+    /// same per user).
+    pub(crate) async fn may_see(&self, viewer: &Viewer, app: &str, action: &str) -> bool {
+        let Some(permission) = self.required_permission(app, action) else {
+            return false;
+        };
+        let Some(subs) = self.subscribers(app, action).await else {
+            return false;
+        };
+        subs.contains(&viewer.sub) && auth::may(self, viewer, &permission).await
+    }
+
+    pub(crate) fn register(&self, viewer: Viewer) -> (Arc<Conn>, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
+        let conn = Arc::new(Conn {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            viewer: Arc::new(viewer),
+            tx,
+            slow: CancellationToken::new(),
+        });
+        self.conns
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(conn.viewer.sub.clone())
+            .or_default()
+            .push(conn.clone());
+        (conn, rx)
+    }
+
+    pub(crate) fn unregister(&self, conn: &Conn) {
+        let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = conns.get_mut(&conn.viewer.sub) {
+            list.retain(|c| c.id != conn.id);
+            if list.is_empty() {
+                conns.remove(&conn.viewer.sub);
+            }
+        }
+    }
+
+    fn conns_of(&self, sub: &str) -> Vec<Arc<Conn>> {
+        self.conns
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sub)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Starts an ordered consumer on `stream` from now on, feeding `dispatch`.
+    async fn follow(
+        self: &Arc<Self>,
+        stream: &'static str,
+        filter: &'static str,
+    ) -> anyhow::Result<()> {
+        let consumer = self
+            .js
+            .get_stream(stream)
+            .await
+            .with_context(|| format!("cannot open stream {stream}"))?
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.into(),
+                deliver_policy: consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create a consumer on {stream}"))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .with_context(|| format!("cannot read {stream}"))?;
+        let weak = Arc::downgrade(self);
+        let stop = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    next = messages.next() => next,
+                };
+                let msg = match next {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        tracing::warn!(stream, error = %e, "event read failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    None => break,
+                };
+                let Some(hub) = weak.upgrade() else { break };
+                let Ok(info) = msg.info() else { continue };
+                let seq = info.stream_sequence;
+                if stream == subjects::STREAM_ACTIONS {
+                    match decode::<Envelope<ActionTriggered>>(&msg.payload) {
+                        Ok(env) => hub.fan_out_action(seq, &env).await,
+                        Err(e) => tracing::warn!(seq, error = %e, "undecodable action skipped"),
+                    }
+                } else {
+                    match decode::<Envelope<JobProgress>>(&msg.payload) {
+                        Ok(env) => hub.fan_out_job(&env),
+                        Err(e) => {
+                            tracing::warn!(seq, error = %e, "undecodable job progress skipped")
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
+        let (app, action) = (&env.data.app_name, &env.data.action_name);
+        let Some(permission) = self.required_permission(app, action) else {
+            return;
+        };
+        let Some(subs) = self.subscribers(app, action).await else {
+            return;
+        };
+        let targets: Vec<Vec<Arc<Conn>>> = {
+            let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
+            if subs.len() <= conns.len() {
+                subs.iter().filter_map(|s| conns.get(s).cloned()).collect()
+            } else {
+                conns
+                    .iter()
+                    .filter(|(s, _)| subs.contains(*s))
+                    .map(|(_, c)| c.clone())
+                    .collect()
+            }
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let Some(text) = action_message(seq, env) else {
+            return;
+        };
+        for user_conns in targets {
+            let Some(first) = user_conns.first() else {
+                continue;
+            };
+            if !auth::may(self, &first.viewer, &permission).await {
+                continue;
+            }
+            for conn in user_conns {
+                conn.push(Out::Action {
+                    seq,
+                    text: text.clone(),
+                });
+            }
+        }
+    }
+
+    fn fan_out_job(&self, env: &Envelope<JobProgress>) {
+        let Some(owner) = env.data.submitted_by.as_deref() else {
+            return;
+        };
+        let conns = self.conns_of(owner);
+        if conns.is_empty() {
+            return;
+        }
+        let Some(text) = job_message(env) else { return };
+        for conn in conns {
+            conn.push(Out::Job(text.clone()));
+        }
+    }
+
+    /// Opens a replay of the retained actions after `after`, up to the stream's last
+    /// sequence now. None when there is nothing to replay.
+    pub(crate) async fn replay(&self, after: u64) -> anyhow::Result<Option<Replay>> {
+        let stream = self
+            .js
+            .get_stream(subjects::STREAM_ACTIONS)
+            .await
+            .context("cannot open NR_ACTIONS")?;
+        let state = stream
+            .get_info()
+            .await
+            .context("cannot read NR_ACTIONS")?
+            .state;
+        let last = state.last_sequence;
+        if last <= after {
+            return Ok(None);
+        }
+        let start = (after + 1)
+            .max(state.first_sequence)
+            .max(last.saturating_sub(self.limits.max_replay.max(1)) + 1);
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subjects::ACTION_TRIGGERED_ALL.into(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            })
+            .await
+            .context("cannot create a replay consumer")?;
+        let messages = consumer.messages().await.context("cannot replay")?;
+        Ok(Some(Replay {
+            messages,
+            last,
+            done: false,
+        }))
+    }
+}
+
+/// A replay in progress: `next` yields the messages a viewer may see, in order.
+pub(crate) struct Replay {
+    messages: consumer::pull::Ordered,
+    /// The stream's last sequence when the replay began; live delivery covers the rest.
+    pub last: u64,
+    done: bool,
+}
+
+impl Replay {
+    pub(crate) async fn next(
+        &mut self,
+        hub: &Hub,
+        viewer: &Viewer,
+    ) -> anyhow::Result<Option<(u64, Utf8Bytes)>> {
+        while !self.done {
+            let next = tokio::time::timeout(Duration::from_secs(5), self.messages.next()).await;
+            let msg = match next {
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(anyhow::anyhow!("replay read failed: {e}")),
+                // What is left up to `last` expired or was purged meanwhile.
+                Ok(None) | Err(_) => {
+                    self.done = true;
+                    break;
+                }
+            };
+            let Ok(info) = msg.info() else { continue };
+            let seq = info.stream_sequence;
+            if seq >= self.last || info.pending == 0 {
+                self.done = true;
+            }
+            let Ok(env) = decode::<Envelope<ActionTriggered>>(&msg.payload) else {
+                continue;
+            };
+            if hub
+                .may_see(viewer, &env.data.app_name, &env.data.action_name)
+                .await
+            {
+                if let Some(text) = action_message(seq, &env) {
+                    return Ok(Some((seq, text)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,140 @@
+//! One WebSocket: replay from `last_id`, then live events from the hub's bounded queue,
+//! keep-alive pings, and the close codes of the protocol:
+//!
+//! - 1013 (try again later): the client stopped reading and its queue filled up;
+//! - 1009 (message too big): the client sent a frame over the inbound cap;
+//! - 1001 (going away): the server is stopping, or the client stopped answering pings.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Viewer;
+use crate::hub::{Hub, Out};
+
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TRY_LATER: u16 = 1013;
+
+/// How long a close frame may wait for a stalled client before the connection is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends unless the connection is declared slow meanwhile.
+async fn send(socket: &mut WebSocket, msg: Message, slow: &CancellationToken) -> bool {
+    tokio::select! {
+        biased;
+        _ = slow.cancelled() => false,
+        r = socket.send(msg) => r.is_ok(),
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(frame)).await;
+}
+
+pub(crate) async fn serve(
+    hub: Arc<Hub>,
+    viewer: Viewer,
+    mut socket: WebSocket,
+    last_id: Option<u64>,
+) {
+    let (conn, mut rx) = hub.register(viewer);
+    let slow = conn.slow.clone();
+    let mut last_sent = 0u64;
+    if let Some(after) = last_id {
+        last_sent = after;
+        match replay(&hub, &conn.viewer, after, &mut socket, &slow).await {
+            Ok(covered) => last_sent = last_sent.max(covered),
+            Err(e) => {
+                tracing::debug!(conn = conn.id, error = %e, "replay ended the socket");
+                if slow.is_cancelled() {
+                    close(&mut socket, CLOSE_TRY_LATER, "client too slow").await;
+                }
+                hub.unregister(&conn);
+                return;
+            }
+        }
+    }
+
+    let ping_every = hub.limits().ping();
+    let mut ping = tokio::time::interval(ping_every);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = hub.shutdown.cancelled() => {
+                close(&mut socket, CLOSE_GOING_AWAY, "server stopping").await;
+                break;
+            }
+            _ = slow.cancelled() => {
+                // Drop what is queued at once; only the close frame is still written.
+                rx.close();
+                while rx.try_recv().is_ok() {}
+                close(&mut socket, CLOSE_TRY_LATER, "client too slow: message queue full").await;
+                break;
+            }
+            out = rx.recv() => {
+                let msg = match out {
+                    Some(Out::Action { seq, text }) => {
+                        // Already sent by the replay that preceded the live feed.
+                        if seq <= last_sent {
+                            continue;
+                        }
+                        last_sent = seq;
+                        Message::Text(text)
+                    }
+                    Some(Out::Job(text)) => Message::Text(text),
+                    None => break,
+                };
+                if !send(&mut socket, msg, &slow).await && !slow.is_cancelled() {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_every * 2 + Duration::from_secs(1) {
+                    close(&mut socket, CLOSE_GOING_AWAY, "no answer to pings").await;
+                    break;
+                }
+                if !send(&mut socket, Message::Ping(Default::default()), &slow).await && !slow.is_cancelled() {
+                    break;
+                }
+            }
+            inbound = socket.recv() => match inbound {
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(e)) => {
+                    tracing::debug!(conn = conn.id, error = %e, "socket read failed");
+                    close(&mut socket, CLOSE_TOO_BIG, "frame too large or malformed").await;
+                    break;
+                }
+            }
+        }
+    }
+    hub.unregister(&conn);
+}
+
+/// Sends what was missed after `after`; returns the last sequence it covers.
+async fn replay(
+    hub: &Hub,
+    viewer: &Viewer,
+    after: u64,
+    socket: &mut WebSocket,
+    slow: &CancellationToken,
+) -> anyhow::Result<u64> {
+    let Some(mut replay) = hub.replay(after).await? else {
+        return Ok(after);
+    };
+    while let Some((_, text)) = replay.next(hub, viewer).await? {
+        if !send(socket, Message::Text(text), slow).await {
+            anyhow::bail!("the socket closed during replay");
+        }
+    }
+    Ok(replay.last)
+}
