@@ -13,7 +13,10 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use nr_contracts::events::{ActionTriggered, AppChange, AppUpdated, ACTION_TRIGGERED, APP_UPDATED};
+use nr_contracts::events::{
+    ActionTriggered, AppChange, AppUpdated, JobProgress, JobStatus, JobSubmitted, ACTION_TRIGGERED,
+    APP_UPDATED, JOB_PROGRESS, JOB_SUBMITTED,
+};
 use nr_contracts::requests::{
     AppList, AppSummary, DeployRefusal, DeployReply, DeployReport, DeploySubmit, Finding,
 };
@@ -146,6 +149,8 @@ fn finding(file: Option<&str>, line: Option<u32>) -> Finding {
 
 const APP_UPDATED_SCHEMA: &str = "events/app.updated.json";
 const ACTION_TRIGGERED_SCHEMA: &str = "events/action.triggered.json";
+const JOB_SUBMITTED_SCHEMA: &str = "events/job.submitted.json";
+const JOB_PROGRESS_SCHEMA: &str = "events/job.progress.json";
 const DEPLOY_SUBMIT_SCHEMA: &str = "requests/deploy.submit.json";
 const DEPLOY_REPLY_SCHEMA: &str = "requests/deploy.submit.reply.json";
 const APPS_LIST_REPLY_SCHEMA: &str = "requests/registry.apps.list.reply.json";
@@ -183,6 +188,73 @@ fn action_triggered_events_as_published_match_their_schema() {
 #[test]
 fn action_triggered_schema_examples_decode_into_the_rust_type() {
     examples_round_trip::<Envelope<ActionTriggered>>(ACTION_TRIGGERED_SCHEMA);
+}
+
+fn job_progress(
+    status: JobStatus,
+    progress: i32,
+    message: Option<&str>,
+    by: Option<&str>,
+) -> Envelope<JobProgress> {
+    Envelope::new(
+        JOB_PROGRESS,
+        "runner-7c01d2aa",
+        JobProgress {
+            job_id: uuid::Uuid::now_v7().to_string(),
+            app_name: "report".into(),
+            status,
+            progress,
+            message: message.map(str::to_owned),
+            submitted_by: by.map(str::to_owned),
+        },
+    )
+}
+
+#[test]
+fn job_submitted_events_as_published_match_their_schema_and_examples_decode() {
+    let event = Envelope::new(
+        JOB_SUBMITTED,
+        "gateway-1a2b3c4d",
+        JobSubmitted {
+            job_id: uuid::Uuid::now_v7().to_string(),
+            app_name: "report".into(),
+            app_rev: 12,
+        },
+    );
+    assert_valid(JOB_SUBMITTED_SCHEMA, &wire(&event));
+    let mut bad = wire(&event);
+    bad["data"]["app_rev"] = json!(0);
+    assert_invalid(JOB_SUBMITTED_SCHEMA, &bad);
+    examples_round_trip::<Envelope<JobSubmitted>>(JOB_SUBMITTED_SCHEMA);
+}
+
+#[test]
+fn job_progress_events_as_published_match_their_schema_and_examples_decode() {
+    for event in [
+        job_progress(
+            JobStatus::Running,
+            0,
+            None,
+            Some("019a9f30-0000-7000-8000-00000000a11c"),
+        ),
+        job_progress(JobStatus::Running, 99, Some("halfway"), Some("token:ab12")),
+        job_progress(JobStatus::Completed, 100, None, None),
+        job_progress(JobStatus::Failed, 40, None, Some("u1")),
+        job_progress(JobStatus::Cancelled, 0, None, Some("u1")),
+    ] {
+        assert_valid(JOB_PROGRESS_SCHEMA, &wire(&event));
+    }
+    assert_invalid(
+        JOB_PROGRESS_SCHEMA,
+        &wire(&job_progress(JobStatus::Running, 101, None, None)),
+    );
+    let mut status = wire(&job_progress(JobStatus::Running, 1, None, None));
+    status["data"]["status"] = json!("done");
+    assert_invalid(JOB_PROGRESS_SCHEMA, &status);
+    assert_eq!(
+        examples_round_trip::<Envelope<JobProgress>>(JOB_PROGRESS_SCHEMA),
+        2
+    );
 }
 
 #[test]
@@ -297,6 +369,11 @@ fn schemas_name_the_subjects_streams_and_event_types_the_code_uses() {
             ACTION_TRIGGERED_SCHEMA,
             subjects::action_triggered("<app>", "<action>"),
         ),
+        (JOB_SUBMITTED_SCHEMA, subjects::job_submitted("<app>")),
+        (
+            JOB_PROGRESS_SCHEMA,
+            subjects::job_progress("<app>", "<job_id>"),
+        ),
         (DEPLOY_SUBMIT_SCHEMA, subjects::DEPLOY_SUBMIT.to_owned()),
         (DEPLOY_REPLY_SCHEMA, subjects::DEPLOY_SUBMIT.to_owned()),
         (
@@ -315,6 +392,12 @@ fn schemas_name_the_subjects_streams_and_event_types_the_code_uses() {
     let act = schema(ACTION_TRIGGERED_SCHEMA);
     assert_eq!(act["x-stream"], subjects::STREAM_ACTIONS);
     assert_eq!(act["properties"]["type"]["const"], ACTION_TRIGGERED);
+    let submitted = schema(JOB_SUBMITTED_SCHEMA);
+    assert_eq!(submitted["x-stream"], subjects::STREAM_JOBS);
+    assert_eq!(submitted["properties"]["type"]["const"], JOB_SUBMITTED);
+    let progress = schema(JOB_PROGRESS_SCHEMA);
+    assert_eq!(progress["x-stream"], subjects::STREAM_JOB_EVENTS);
+    assert_eq!(progress["properties"]["type"]["const"], JOB_PROGRESS);
     assert_eq!(
         schema(DEPLOY_SUBMIT_SCHEMA)["x-queue-group"],
         subjects::DEPLOY_QUEUE_GROUP
@@ -385,6 +468,8 @@ fn every_schema_file_is_checked_here() {
         [
             APP_UPDATED_SCHEMA,
             ACTION_TRIGGERED_SCHEMA,
+            JOB_SUBMITTED_SCHEMA,
+            JOB_PROGRESS_SCHEMA,
             DEPLOY_SUBMIT_SCHEMA,
             DEPLOY_REPLY_SCHEMA,
             APPS_LIST_REPLY_SCHEMA,
