@@ -10,6 +10,7 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod shell;
 mod sync;
 mod ticket;
 
@@ -167,6 +168,7 @@ impl Gateway {
             .merge(deps.extra_routes)
             .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))
+            .merge(shell::routes().with_state(state.clone()))
             .layer(middleware::from_fn(request_id));
 
         let listener = tokio::net::TcpListener::bind(&state.config.http_addr).await?;

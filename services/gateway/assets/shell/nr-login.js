@@ -1,0 +1,47 @@
+/* NodeRouter login page: posts the form as JSON, then goes to ?next= (same site only). */
+(function () {
+  "use strict";
+  var form = document.getElementById("nr-login");
+  var error = document.getElementById("nr-login-error");
+  var submit = document.getElementById("nr-login-submit");
+
+  function target() {
+    var next = new URLSearchParams(window.location.search).get("next") || "/admin";
+    // Only a path on this site: not "//host", not "/\host", not "javascript:".
+    if (next.charAt(0) !== "/" || next.charAt(1) === "/" || next.charAt(1) === "\\") return "/admin";
+    return next;
+  }
+
+  function show(message) {
+    error.textContent = message;
+    error.classList.remove("d-none");
+  }
+
+  form.addEventListener("submit", async function (e) {
+    e.preventDefault();
+    error.classList.add("d-none");
+    submit.disabled = true;
+    try {
+      var res = await fetch("/api/auth/login", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        credentials: "same-origin",
+        body: JSON.stringify({
+          username: form.elements.username.value,
+          password: form.elements.password.value,
+        }),
+      });
+      var data = {};
+      try { data = await res.json(); } catch (_) { /* not JSON */ }
+      if (!res.ok) {
+        show(data.error || "Login failed (HTTP " + res.status + ")");
+        return;
+      }
+      window.location.replace(target());
+    } catch (err) {
+      show("The server could not be reached: " + err.message);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+})();

@@ -1,0 +1,156 @@
+/*
+ * NodeRouter shell: the user name, the menu built from GET /api/apps `nav`, the app
+ * list on the home page, the dark/light toggle (Bootstrap's data-bs-theme, saved in
+ * localStorage) and logout. Everything is scoped to elements with nr- ids/classes,
+ * so an app's own markup inside .nr-app is never touched.
+ */
+(function () {
+  "use strict";
+
+  var THEME_KEY = "nr-theme";
+
+  function byId(id) { return document.getElementById(id); }
+
+  function toLogin() {
+    var next = window.location.pathname + window.location.search;
+    window.location.replace("/login?next=" + encodeURIComponent(next));
+  }
+
+  async function getJson(url) {
+    var res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (res.status === 401) { toLogin(); throw new Error("not logged in"); }
+    var data = await res.json();
+    if (!res.ok) throw new Error(data.error || "HTTP " + res.status);
+    return data;
+  }
+
+  // ── Theme ──────────────────────────────────────────────────────────────────
+  function setTheme(theme) {
+    document.documentElement.setAttribute("data-bs-theme", theme);
+    try { window.localStorage.setItem(THEME_KEY, theme); } catch (_) { /* storage off */ }
+    window.dispatchEvent(new CustomEvent("nr:theme", { detail: { theme: theme } }));
+  }
+
+  function toggleTheme() {
+    var now = document.documentElement.getAttribute("data-bs-theme");
+    setTheme(now === "dark" ? "light" : "dark");
+  }
+
+  // ── Menu ───────────────────────────────────────────────────────────────────
+  function samePage(href) {
+    try {
+      var u = new URL(href, window.location.href);
+      return u.origin === window.location.origin && u.pathname === window.location.pathname;
+    } catch (_) { return false; }
+  }
+
+  function safeHref(href) {
+    if (typeof href !== "string" || href === "") return null;
+    // Site paths and http(s) links only (no javascript: or data: URLs).
+    if (href.charAt(0) === "/" && href.charAt(1) !== "/") return href;
+    if (/^https?:\/\//i.test(href)) return href;
+    return null;
+  }
+
+  function navNode(node) {
+    var li = document.createElement("li");
+    li.className = "nr-nav-item";
+    var label = String(node.label || node.id || "");
+    var href = safeHref(node.href);
+    var item;
+    if (href) {
+      item = document.createElement("a");
+      item.href = href;
+      if (samePage(href)) { item.classList.add("active"); item.setAttribute("aria-current", "page"); }
+    } else {
+      item = document.createElement("span");
+      item.classList.add("nr-nav-group");
+    }
+    item.classList.add("nr-nav-link");
+    item.textContent = label;
+    li.appendChild(item);
+    if (Array.isArray(node.children) && node.children.length) {
+      var ul = document.createElement("ul");
+      ul.className = "nr-nav nr-nav-children list-unstyled mb-0";
+      node.children.forEach(function (c) { ul.appendChild(navNode(c)); });
+      li.appendChild(ul);
+    }
+    return li;
+  }
+
+  function renderNav(nav) {
+    var ul = byId("nr-nav");
+    if (!ul) return;
+    ul.textContent = "";
+    (nav || []).forEach(function (n) { ul.appendChild(navNode(n)); });
+  }
+
+  function renderApps(apps) {
+    var box = byId("nr-apps");
+    var status = byId("nr-apps-status");
+    if (!box) return;
+    box.textContent = "";
+    if (status) status.textContent = apps.length ? apps.length + " app(s) you can use" : "No apps are deployed that you can use.";
+    apps.forEach(function (a) {
+      var col = document.createElement("div");
+      col.className = "col-12 col-md-6 col-xl-4";
+      var card = document.createElement("a");
+      card.className = "card h-100 text-decoration-none nr-app-card";
+      card.href = safeHref(a.href) || "#";
+      var body = document.createElement("div");
+      body.className = "card-body";
+      var h = document.createElement("h2");
+      h.className = "h6 card-title mb-1";
+      h.textContent = a.display_name || a.app_name;
+      var meta = document.createElement("div");
+      meta.className = "small text-body-secondary mb-2";
+      meta.textContent = a.app_name + " · v" + a.version;
+      var p = document.createElement("p");
+      p.className = "card-text small mb-0 text-body";
+      p.textContent = a.description || "";
+      body.appendChild(h); body.appendChild(meta); body.appendChild(p);
+      card.appendChild(body);
+      col.appendChild(card);
+      box.appendChild(col);
+    });
+  }
+
+  async function load() {
+    try {
+      var me = await getJson("/api/auth/me");
+      var user = byId("nr-user");
+      if (user) user.textContent = me.username || "";
+    } catch (_) { /* handled by toLogin or shown below */ }
+    try {
+      var data = await getJson("/api/apps");
+      renderNav(data.nav);
+      renderApps(data.apps || []);
+    } catch (err) {
+      var status = byId("nr-apps-status");
+      if (status) status.textContent = "Could not load the apps: " + err.message;
+    }
+  }
+
+  async function logout() {
+    try {
+      await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
+    } finally {
+      window.location.replace("/login");
+    }
+  }
+
+  document.addEventListener("click", function (e) {
+    var t = e.target.closest("[data-nr-action]");
+    if (!t || t.closest(".nr-app")) return;
+    var action = t.getAttribute("data-nr-action");
+    if (action === "toggle-theme") toggleTheme();
+    else if (action === "logout") logout();
+    else if (action === "toggle-sidebar") {
+      var s = byId("nr-sidebar");
+      if (s) s.classList.toggle("nr-sidebar-open");
+    }
+  });
+
+  window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load };
+  load();
+})();

@@ -1,0 +1,363 @@
+//! The browser side: the login page, the admin shell (`/`, `/admin`), app pages at
+//! `/apps/<app>/` (the app's `index.html` body injected into the layout inside
+//! `<div class="nr-app">`), the app's other public files, and the embedded Bootstrap
+//! and vendor libraries. See `docs/admin-shell.md`.
+//!
+//! Pages answer errors as small HTML pages (not the API's JSON shape): a browser shows
+//! them to a person.
+
+mod assets;
+mod bundle;
+mod compose;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use nr_auth::Principal;
+
+use crate::error::ApiError;
+use crate::AppState;
+use bundle::Bundles;
+use compose::esc;
+
+const LAYOUT: &str = include_str!("../assets/shell/layout.html");
+const LOGIN: &str = include_str!("../assets/shell/login.html");
+const ERROR: &str = include_str!("../assets/shell/error.html");
+const HOME: &str = include_str!("../assets/shell/home.html");
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/login", get(login_page))
+        .route("/", get(home))
+        .route("/admin", get(home))
+        .route("/admin/", get(home))
+        .route("/apps/{app}", get(app_slash))
+        .route("/apps/{app}/", get(app_page))
+        .route("/apps/{app}/{*path}", get(app_file))
+        .merge(assets::routes())
+        .layer(Extension(Arc::new(Bundles::new())))
+}
+
+// ── Responses ──────────────────────────────────────────────────────────────────
+
+/// An HTML page: never cached (it carries the user's session view), not framed by
+/// other sites.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut res = (status, body).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("SAMEORIGIN"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    html(
+        status,
+        compose::render(
+            ERROR,
+            &[("title", &esc(&title)), ("message", &esc(message))],
+        ),
+    )
+}
+
+/// A plain-text error for a file (a script or stylesheet the page asked for).
+fn file_error(status: StatusCode, message: &str) -> Response {
+    let mut res = (status, format!("{message}\n")).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+fn to_login(uri: &Uri) -> Response {
+    let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/admin");
+    Redirect::to(&format!("/login?next={}", compose::url_encode(next))).into_response()
+}
+
+/// The session of a page request, or the response to give instead: a redirect to
+/// the login page when there is none (or it is no longer valid).
+async fn session(state: &AppState, parts: &Parts) -> Result<Principal, Response> {
+    match crate::auth::authenticate(state, parts).await {
+        Ok(p) => Ok(p),
+        Err(ApiError::Internal(e)) => {
+            tracing::error!(error = ?e, "page authentication failed");
+            Err(error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The session could not be checked. Try again shortly.",
+            ))
+        }
+        Err(_) => Err(to_login(&parts.uri)),
+    }
+}
+
+/// The app names the guide allows (the same rule deploy enforces).
+fn valid_app_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
+    compose::render(
+        LAYOUT,
+        &[
+            ("title", &esc(title)),
+            ("app", &esc(app)),
+            ("head", head),
+            ("content", content),
+        ],
+    )
+}
+
+// ── Pages ──────────────────────────────────────────────────────────────────────
+
+async fn login_page() -> Response {
+    html(StatusCode::OK, LOGIN.to_owned())
+}
+
+async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    if let Err(res) = session(&state, &parts).await {
+        return res;
+    }
+    html(StatusCode::OK, layout("Apps", "", "", HOME))
+}
+
+async fn app_slash(Path(app): Path<String>) -> Response {
+    if !valid_app_name(&app) {
+        return error_page(StatusCode::NOT_FOUND, "There is no such app.");
+    }
+    Redirect::permanent(&format!("/apps/{app}/")).into_response()
+}
+
+/// The checks every app request passes: a valid name, a session, a deployed app, the
+/// app's permission. `Err` holds the page to answer with.
+async fn open_app(
+    state: &AppState,
+    parts: &Parts,
+    app: &str,
+) -> Result<Arc<crate::apps::AppEntry>, Response> {
+    if !valid_app_name(app) {
+        return Err(error_page(StatusCode::NOT_FOUND, "There is no such app."));
+    }
+    let principal = session(state, parts).await?;
+    let entry = state.apps.get(app).ok_or_else(|| {
+        error_page(
+            StatusCode::NOT_FOUND,
+            &format!("The app '{app}' is not deployed."),
+        )
+    })?;
+    let required = entry.manifest.required_permission.as_deref().unwrap_or("");
+    if !principal.has(required) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            &format!("You may not use the app '{app}': it requires the permission '{required}'."),
+        ));
+    }
+    Ok(entry)
+}
+
+async fn app_page(
+    State(state): State<Arc<AppState>>,
+    Extension(bundles): Extension<Arc<Bundles>>,
+    Path(app): Path<String>,
+    parts: Parts,
+) -> Response {
+    let entry = match open_app(&state, &parts, &app).await {
+        Ok(e) => e,
+        Err(res) => return res,
+    };
+    let bundle = match bundles.get(&state, &app, entry.rev).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(app = %app, rev = entry.rev, error = %e, "cannot load the app's bundle");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The app's files could not be loaded. Try again shortly.",
+            );
+        }
+    };
+    let title = entry
+        .manifest
+        .display_name
+        .clone()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| app.clone());
+    let (head, content) = match bundle.get("index.html") {
+        Some(page) => {
+            let page = String::from_utf8_lossy(page);
+            let (head, body) = compose::split_document(&page);
+            (
+                compose::head_resources(head, &app),
+                compose::body_content(body, &app),
+            )
+        }
+        None => (
+            String::new(),
+            format!(
+                "<div class=\"container py-4\"><h1 class=\"h4\">{}</h1><p class=\"text-body-secondary\">This app has no page (no index.html in its bundle).</p></div>",
+                esc(&title)
+            ),
+        ),
+    };
+    let content = format!(
+        "<div class=\"nr-app\" data-app=\"{}\" data-version=\"{}\">\n{}\n</div>",
+        esc(&app),
+        esc(&entry.version),
+        content
+    );
+    html(StatusCode::OK, layout(&title, &app, &head, &content))
+}
+
+async fn app_file(
+    State(state): State<Arc<AppState>>,
+    Extension(bundles): Extension<Arc<Bundles>>,
+    Path((app, path)): Path<(String, String)>,
+    parts: Parts,
+) -> Response {
+    if !bundle::is_safe_path(&path) {
+        return file_error(StatusCode::BAD_REQUEST, "invalid file path");
+    }
+    if bundle::is_private(&path) {
+        return file_error(StatusCode::NOT_FOUND, "no such file");
+    }
+    if !valid_app_name(&app) {
+        return file_error(StatusCode::NOT_FOUND, "no such app");
+    }
+    let entry = match crate::auth::authenticate(&state, &parts).await {
+        Err(ApiError::Internal(e)) => {
+            tracing::error!(error = ?e, "file authentication failed");
+            return file_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+        Err(_) => return file_error(StatusCode::UNAUTHORIZED, "log in first"),
+        Ok(principal) => {
+            let Some(entry) = state.apps.get(&app) else {
+                return file_error(StatusCode::NOT_FOUND, "no such app");
+            };
+            if !principal.has(entry.manifest.required_permission.as_deref().unwrap_or("")) {
+                return file_error(StatusCode::FORBIDDEN, "you may not use this app");
+            }
+            entry
+        }
+    };
+    let bundle = match bundles.get(&state, &app, entry.rev).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(app = %app, rev = entry.rev, error = %e, "cannot load the app's bundle");
+            return file_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the app's files could not be loaded",
+            );
+        }
+    };
+    let Some(bytes) = bundle.get(&path) else {
+        return file_error(StatusCode::NOT_FOUND, "no such file");
+    };
+    let etag = format!(
+        "\"{}-{}\"",
+        &bundle.sha256.get(..16).unwrap_or(&bundle.sha256),
+        fnv(&path)
+    );
+    let mut res = assets::cached(
+        &parts.headers,
+        Body::from(bytes.clone()),
+        content_type(&path),
+        &etag,
+        "private, no-cache",
+    );
+    res.headers_mut().insert(
+        header::VARY,
+        HeaderValue::from_static("Cookie, Authorization"),
+    );
+    res
+}
+
+/// A short stable hash of a path, so two files of one bundle have different ETags.
+fn fnv(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn content_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => assets::JS,
+        "css" => assets::CSS,
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff" => "font/woff",
+        "woff2" => "font/woff2",
+        "ttf" => "font/ttf",
+        "otf" => "font/otf",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "xml" => "application/xml",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_follow_the_guide_pattern() {
+        assert!(valid_app_name("app_sales-1"));
+        assert!(!valid_app_name("_x"));
+        assert!(!valid_app_name("a/b"));
+        assert!(!valid_app_name(""));
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type("index.js"), assets::JS);
+        assert_eq!(content_type("a/B.CSS"), assets::CSS);
+        assert_eq!(content_type("x"), "application/octet-stream");
+    }
+}

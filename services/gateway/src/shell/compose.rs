@@ -1,0 +1,527 @@
+//! Builds shell pages: fills the embedded templates and turns an app's `index.html`
+//! into what the shell injects. No HTML parser: a bundle's page is the author's own
+//! markup, so it is copied as written; only the tags the shell must act on (`<link>`,
+//! `<style>` and `<script>` in the head, `<script>` in the body) are found, skipping
+//! comments, and rewritten.
+
+/// Escapes text for an HTML text node or a quoted attribute value.
+pub(crate) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a value for a query string.
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Fills `{{name}}` markers of `template` in one pass: inserted values are not
+/// scanned again, so a value containing `{{…}}` stays as it is. Values must already
+/// be escaped (or be trusted markup). An unknown marker is left out.
+pub(crate) fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out =
+        String::with_capacity(template.len() + values.iter().map(|v| v.1.len()).sum::<usize>());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let key = after[..end].trim();
+                if let Some((_, v)) = values.iter().find(|(k, _)| *k == key) {
+                    out.push_str(v);
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// ASCII case-insensitive `find` from `from`.
+fn find_ci(hay: &str, needle: &str, from: usize) -> Option<usize> {
+    let h = hay.as_bytes();
+    let n = needle.as_bytes();
+    if n.is_empty() || from > h.len() || h.len() - from < n.len() {
+        return None;
+    }
+    (from..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// True when `s[at..]` starts with `<name` followed by whitespace, `>` or `/`.
+fn tag_at(s: &str, at: usize, name: &str) -> bool {
+    let b = s.as_bytes();
+    let end = at + 1 + name.len();
+    b.get(at) == Some(&b'<')
+        && b.get(at + 1..end)
+            .is_some_and(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        && b.get(end)
+            .is_some_and(|c| c.is_ascii_whitespace() || *c == b'>' || *c == b'/')
+}
+
+/// The end (exclusive) of the tag opened at `at`: after its `>`, quotes respected.
+fn tag_end(s: &str, at: usize) -> usize {
+    let b = s.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = at + 1;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return i + 1,
+            None => {}
+        }
+        i += 1;
+    }
+    b.len()
+}
+
+/// The attributes of an opening tag (`<script src="x" defer>`), names lowercased.
+fn attributes(tag: &str) -> Vec<(String, Option<String>)> {
+    let inner = tag
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim_end_matches('/');
+    let b = inner.as_bytes();
+    let mut i = b
+        .iter()
+        .position(|c| c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let mut out = Vec::new();
+    while i < b.len() {
+        while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'=' && b[i] != b'/' {
+            i += 1;
+        }
+        if start == i {
+            if i < b.len() {
+                i += 1;
+            }
+            continue;
+        }
+        let name = inner[start..i].to_ascii_lowercase();
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i < b.len() && b[i] == b'=' {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            let value = if i < b.len() && (b[i] == b'"' || b[i] == b'\'') {
+                let q = b[i];
+                let vs = i + 1;
+                let ve = b[vs..]
+                    .iter()
+                    .position(|c| *c == q)
+                    .map_or(b.len(), |p| vs + p);
+                i = (ve + 1).min(b.len());
+                &inner[vs..ve]
+            } else {
+                let vs = i;
+                while i < b.len() && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                &inner[vs..i]
+            };
+            out.push((name, Some(value.to_owned())));
+        } else {
+            out.push((name, None));
+        }
+    }
+    out
+}
+
+fn attr<'a>(attrs: &'a [(String, Option<String>)], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+/// Rebuilds an opening tag, with `url_attr` (if present) resolved against the app.
+fn rebuild(name: &str, attrs: &[(String, Option<String>)], url_attr: &str, app: &str) -> String {
+    let mut out = format!("<{name}");
+    for (n, v) in attrs {
+        out.push(' ');
+        out.push_str(&esc(n));
+        if let Some(v) = v {
+            let v = if n == url_attr {
+                resolve(v, app)
+            } else {
+                v.clone()
+            };
+            out.push_str("=\"");
+            out.push_str(&esc(&decode_entities(&v)));
+            out.push('"');
+        }
+    }
+    out.push('>');
+    out
+}
+
+/// Undoes the few entities an author may have written in an attribute, so that
+/// re-escaping does not double them.
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_owned();
+    }
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A URL relative to the app's folder made absolute (`index.js` →
+/// `/apps/<app>/index.js`); absolute paths, other schemes and fragments are kept.
+pub(crate) fn resolve(url: &str, app: &str) -> String {
+    let u = url.trim();
+    let has_scheme = u.find(':').is_some_and(|i| {
+        i > 0
+            && u[..i].bytes().enumerate().all(|(k, c)| {
+                c.is_ascii_alphabetic()
+                    || (k > 0 && (c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.')))
+            })
+    });
+    if u.is_empty() || u.starts_with('/') || u.starts_with('#') || u.starts_with('?') || has_scheme
+    {
+        return u.to_owned();
+    }
+    let mut rest = u;
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r;
+    }
+    format!("/apps/{app}/{rest}")
+}
+
+fn file_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    path.rsplit('/').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// `bootstrap.js`, `bootstrap.min.js`, `bootstrap.bundle.js`, `bootstrap.bundle.min.js`:
+/// the layout owns Bootstrap, so an app's copy is dropped.
+pub(crate) fn is_bootstrap_script(src: &str) -> bool {
+    matches!(
+        file_name(src).as_str(),
+        "bootstrap.js" | "bootstrap.min.js" | "bootstrap.bundle.js" | "bootstrap.bundle.min.js"
+    )
+}
+
+fn is_bootstrap_css(href: &str) -> bool {
+    matches!(
+        file_name(href).as_str(),
+        "bootstrap.css" | "bootstrap.min.css"
+    )
+}
+
+/// The head and body of a page. Without a `<body>` tag the whole document (less its
+/// head) is the body.
+pub(crate) fn split_document(html: &str) -> (&str, &str) {
+    let head = find_open_tag(html, "head", 0).and_then(|(_, content_start)| {
+        find_ci(html, "</head", content_start).map(|end| (content_start, end))
+    });
+    let head_str = head.map_or("", |(s, e)| &html[s..e]);
+    let body = match find_open_tag(html, "body", head.map_or(0, |(_, e)| e)) {
+        Some((_, start)) => {
+            let end = rfind_ci(html, "</body")
+                .filter(|e| *e >= start)
+                .unwrap_or(html.len());
+            &html[start..end]
+        }
+        None => {
+            let start = head
+                .and_then(|(_, e)| html[e..].find('>').map(|p| e + p + 1))
+                .unwrap_or(0);
+            let end = rfind_ci(html, "</html")
+                .filter(|e| *e >= start)
+                .unwrap_or(html.len());
+            &html[start..end]
+        }
+    };
+    (head_str, body)
+}
+
+/// Finds `<name …>` outside comments; returns (tag start, content start).
+fn find_open_tag(html: &str, name: &str, from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while let Some(p) = html[i..].find('<').map(|p| i + p) {
+        if html[p..].starts_with("<!--") {
+            i = html[p + 4..]
+                .find("-->")
+                .map_or(html.len(), |e| p + 4 + e + 3);
+            continue;
+        }
+        if tag_at(html, p, name) {
+            return Some((p, tag_end(html, p)));
+        }
+        i = p + 1;
+    }
+    None
+}
+
+fn rfind_ci(hay: &str, needle: &str) -> Option<usize> {
+    let h = hay.as_bytes();
+    let n = needle.as_bytes();
+    if h.len() < n.len() {
+        return None;
+    }
+    (0..=h.len() - n.len())
+        .rev()
+        .find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// The end (exclusive) of the element whose opening tag ends at `open_end`.
+fn element_end(s: &str, open_end: usize, name: &str) -> usize {
+    match find_ci(s, &format!("</{name}"), open_end) {
+        Some(close) => tag_end(s, close),
+        None => s.len(),
+    }
+}
+
+/// What the shell keeps from the app's `<head>`: stylesheets and scripts (vendor
+/// libraries, the app's `style.css`) and `<style>` blocks, with relative URLs made
+/// absolute. Bootstrap (owned by the layout), titles, metas and comments are dropped.
+pub(crate) fn head_resources(head: &str, app: &str) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while let Some(p) = head[i..].find('<').map(|p| i + p) {
+        if head[p..].starts_with("<!--") {
+            i = head[p + 4..]
+                .find("-->")
+                .map_or(head.len(), |e| p + 4 + e + 3);
+            continue;
+        }
+        let end = tag_end(head, p);
+        if tag_at(head, p, "link") {
+            let attrs = attributes(&head[p..end]);
+            let rel = attr(&attrs, "rel").unwrap_or("").to_ascii_lowercase();
+            let href = attr(&attrs, "href").unwrap_or("");
+            let keep = rel
+                .split_ascii_whitespace()
+                .any(|r| r == "stylesheet" || r == "preload" || r == "modulepreload")
+                && !is_bootstrap_css(href);
+            if keep {
+                out.push_str(&rebuild("link", &attrs, "href", app));
+                out.push('\n');
+            }
+            i = end;
+        } else if tag_at(head, p, "script") {
+            let attrs = attributes(&head[p..end]);
+            let close = element_end(head, end, "script");
+            match attr(&attrs, "src") {
+                Some(src) if is_bootstrap_script(src) => {}
+                Some(_) => {
+                    out.push_str(&rebuild("script", &attrs, "src", app));
+                    out.push_str("</script>\n");
+                }
+                None => {
+                    out.push_str(&head[p..close]);
+                    out.push('\n');
+                }
+            }
+            i = close;
+        } else if tag_at(head, p, "style") {
+            let close = element_end(head, end, "style");
+            out.push_str(&head[p..close]);
+            out.push('\n');
+            i = close;
+        } else {
+            i = end.max(p + 1);
+        }
+    }
+    out
+}
+
+/// The app's body as the shell injects it: Bootstrap scripts removed, script sources
+/// made absolute; everything else as written.
+pub(crate) fn body_content(body: &str, app: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut i = 0;
+    let mut copied = 0;
+    while let Some(p) = body[i..].find('<').map(|p| i + p) {
+        if body[p..].starts_with("<!--") {
+            i = body[p + 4..]
+                .find("-->")
+                .map_or(body.len(), |e| p + 4 + e + 3);
+            continue;
+        }
+        if !tag_at(body, p, "script") {
+            i = p + 1;
+            continue;
+        }
+        let end = tag_end(body, p);
+        let close = element_end(body, end, "script");
+        let attrs = attributes(&body[p..end]);
+        out.push_str(&body[copied..p]);
+        match attr(&attrs, "src") {
+            Some(src) if is_bootstrap_script(src) => {}
+            Some(_) => {
+                out.push_str(&rebuild("script", &attrs, "src", app));
+                out.push_str("</script>");
+            }
+            None => out.push_str(&body[p..close]),
+        }
+        copied = close;
+        i = close;
+    }
+    out.push_str(&body[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUIDE_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="UTF-8" />
+  <title>app_x</title>
+  <!-- Bootstrap — for standalone testing only; ignored by admin layout -->
+  <link rel="stylesheet" href="/static/css/bootstrap.min.css" />
+  <!-- <link rel="stylesheet" href="/assets/vendor/tabulator.min.css" /> -->
+  <link rel="stylesheet" href="/assets/vendor/tabulator.min.css" />
+  <link rel="stylesheet" href="style.css" />
+  <script src="/assets/vendor/echarts.min.js"></script>
+</head>
+<body class="x">
+  <div class="container py-4"><h1>Hi &amp; bye</h1></div>
+  <!-- Stripped by admin shell; kept for standalone testing: -->
+  <script src="/static/js/bootstrap.bundle.min.js"></script>
+  <!-- <script src="/assets/vendor/dayjs.min.js"></script> -->
+  <script>var inline = "<b>";</script>
+  <script src="./index.js" defer></script>
+</body>
+</html>"#;
+
+    #[test]
+    fn head_keeps_vendor_and_app_styles_drops_bootstrap_and_comments() {
+        let (head, _) = split_document(GUIDE_PAGE);
+        let kept = head_resources(head, "app_x");
+        assert!(
+            kept.contains(r#"<link rel="stylesheet" href="/assets/vendor/tabulator.min.css">"#),
+            "{kept}"
+        );
+        assert!(kept.contains(r#"href="/apps/app_x/style.css""#), "{kept}");
+        assert!(
+            kept.contains(r#"<script src="/assets/vendor/echarts.min.js"></script>"#),
+            "{kept}"
+        );
+        assert!(!kept.contains("bootstrap"), "{kept}");
+        assert!(!kept.contains("title"), "{kept}");
+        assert_eq!(kept.matches("tabulator").count(), 1, "{kept}");
+    }
+
+    #[test]
+    fn body_loses_bootstrap_script_and_resolves_relative_sources() {
+        let (_, body) = split_document(GUIDE_PAGE);
+        let out = body_content(body, "app_x");
+        assert!(
+            !out.contains("bootstrap.bundle.min.js\"></script>\n"),
+            "{out}"
+        );
+        assert!(!out.contains("<script src=\"/static/js/bootstrap"), "{out}");
+        assert!(
+            out.contains(r#"<script src="/apps/app_x/index.js" defer></script>"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"<script>var inline = "<b>";</script>"#),
+            "{out}"
+        );
+        assert!(out.contains("<h1>Hi &amp; bye</h1>"), "{out}");
+        assert!(out.contains("<!-- <script src=\"/assets/vendor/dayjs.min.js\"></script> -->"));
+        assert!(!out.contains("<body"), "{out}");
+        assert!(!out.contains("</html>"), "{out}");
+    }
+
+    #[test]
+    fn every_bootstrap_script_spelling_is_stripped() {
+        for src in [
+            "bootstrap.bundle.min.js",
+            "/static/js/bootstrap.bundle.min.js",
+            "https://cdn.example/bootstrap@5/dist/js/BOOTSTRAP.BUNDLE.MIN.JS?v=1",
+            "./bootstrap.min.js",
+        ] {
+            let body = format!("<p>x</p><SCRIPT src='{src}' ></SCRIPT><p>y</p>");
+            assert_eq!(body_content(&body, "a"), "<p>x</p><p>y</p>", "{src}");
+        }
+        assert!(
+            body_content("<script src=\"bootstrap-table.js\"></script>", "a")
+                .contains("bootstrap-table")
+        );
+    }
+
+    #[test]
+    fn a_page_without_head_or_body_tags_is_all_body() {
+        let (head, body) = split_document("<div class=\"a\">x</div>");
+        assert_eq!(head, "");
+        assert_eq!(body, "<div class=\"a\">x</div>");
+    }
+
+    #[test]
+    fn urls_resolve_against_the_app_folder_only_when_relative() {
+        assert_eq!(resolve("index.js", "a"), "/apps/a/index.js");
+        assert_eq!(resolve("./js/x.js", "a"), "/apps/a/js/x.js");
+        assert_eq!(resolve("/assets/vendor/x.js", "a"), "/assets/vendor/x.js");
+        assert_eq!(resolve("https://x/y.js", "a"), "https://x/y.js");
+        assert_eq!(resolve("//x/y.js", "a"), "//x/y.js");
+        assert_eq!(resolve("data:text/css,", "a"), "data:text/css,");
+    }
+
+    #[test]
+    fn attribute_values_are_escaped_when_rebuilt() {
+        let out = body_content(
+            "<script src='x.js?a=1&b=\"2\"' data-x=\"&quot;\"></script>",
+            "a",
+        );
+        assert_eq!(
+            out,
+            r#"<script src="/apps/a/x.js?a=1&amp;b=&quot;2&quot;" data-x="&quot;"></script>"#
+        );
+    }
+
+    #[test]
+    fn render_fills_once_and_escape_covers_the_five() {
+        let t = "<p>{{a}}</p><i>{{ b }}</i>{{missing}}{{";
+        assert_eq!(
+            render(t, &[("a", "{{b}}"), ("b", "2")]),
+            "<p>{{b}}</p><i>2</i>{{"
+        );
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(url_encode("/apps/a b/?x=1&y"), "/apps/a%20b/%3Fx%3D1%26y");
+    }
+}
