@@ -256,14 +256,38 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     assert_eq!(body["status"], "ok");
     let res = anon.get(format!("{}/readyz", h.url)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["status"], "ready");
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
 
     let app = app_name("metered");
-    h.deploy_ok(&app, &[("manifest.json", &manifest(&app, "1.0.0", json!({}))), ("main.py", "def execute(d):\n    return {}\n")])
-        .await;
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", "def execute(d):\n    return {}\n"),
+        ],
+    )
+    .await;
     assert_eq!(h.sync(&app, json!({})).await.0, StatusCode::OK);
-    let text = anon.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(&format!("nr_app_calls_total{{app=\"{app}\",status=\"200\"}}")), "{text}");
+    let text = anon
+        .get(format!("{}/metrics", h.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "nr_app_calls_total{{app=\"{app}\",status=\"200\"}}"
+        )),
+        "{text}"
+    );
     assert!(text.contains("nr_http_requests_total{service=\"gateway\",method=\"POST\",route=\"/api/sync/{app}\",status=\"200\"}"), "{text}");
-    assert!(text.contains("nr_deploys_total{outcome=\"deployed\"}"), "{text}");
+    assert!(
+        text.contains("nr_deploys_total{outcome=\"deployed\"}"),
+        "{text}"
+    );
 }

@@ -31,7 +31,11 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
             let inner = inner.clone();
             tokio::spawn(async move {
                 let span = tracing::info_span!("exec", subject = %msg.subject, request_id = tracing::field::Empty);
-                if let Some(rid) = msg.headers.as_ref().and_then(|h| h.get(headers::REQUEST_ID)) {
+                if let Some(rid) = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(headers::REQUEST_ID))
+                {
                     span.record("request_id", rid.as_str());
                 }
                 tracing::Instrument::instrument(handle(inner, msg), span).await
