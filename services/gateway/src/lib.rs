@@ -89,7 +89,10 @@ fn ready_check(state: Arc<AppState>) -> nr_telemetry::ReadyCheck {
     Arc::new(move || {
         let state = state.clone();
         Box::pin(async move {
-            if !matches!(state.nats.connection_state(), async_nats::connection::State::Connected) {
+            if !matches!(
+                state.nats.connection_state(),
+                async_nats::connection::State::Connected
+            ) {
                 return Err("NATS is not connected".to_owned());
             }
             sqlx::query("SELECT 1")
@@ -163,8 +166,13 @@ impl Gateway {
             .merge(admin::routes(bundle_limit))
             .merge(openapi::routes())
             .with_state(state.clone())
-            .route_layer(middleware::from_fn(|req, next| nr_telemetry::track_http("gateway", req, next)))
-            .merge(nr_telemetry::ops_router("gateway", ready_check(state.clone())))
+            .route_layer(middleware::from_fn(|req, next| {
+                nr_telemetry::track_http("gateway", req, next)
+            }))
+            .merge(nr_telemetry::ops_router(
+                "gateway",
+                ready_check(state.clone()),
+            ))
             .merge(deps.extra_routes)
             .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))

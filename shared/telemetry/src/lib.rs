@@ -76,7 +76,13 @@ pub async fn track_http(service: &'static str, req: Request, next: Next) -> Resp
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let res = next.run(req).await;
-    metrics().http(service, &method, &route, res.status().as_u16(), start.elapsed());
+    metrics().http(
+        service,
+        &method,
+        &route,
+        res.status().as_u16(),
+        start.elapsed(),
+    );
     res
 }
 

@@ -38,11 +38,31 @@ pub fn metrics() -> &'static Metrics {
         let app_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let jobs = Family::<Labels, Counter>::default();
         let deploys = Family::<Labels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by route and status", http_requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_duration.clone());
-        registry.register("app_calls", "Sync calls executed, by app and status", app_calls.clone());
-        registry.register("app_call_duration_seconds", "Sync call latency in the runner, by app", app_duration.clone());
-        registry.register("jobs", "Async jobs finished, by app and final status", jobs.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_duration.clone(),
+        );
+        registry.register(
+            "app_calls",
+            "Sync calls executed, by app and status",
+            app_calls.clone(),
+        );
+        registry.register(
+            "app_call_duration_seconds",
+            "Sync call latency in the runner, by app",
+            app_duration.clone(),
+        );
+        registry.register(
+            "jobs",
+            "Async jobs finished, by app and final status",
+            jobs.clone(),
+        );
         registry.register("deploys", "Deploy requests by outcome", deploys.clone());
         Metrics {
             registry: Mutex::new(registry),
@@ -57,7 +77,14 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
-    pub fn http(&self, service: &'static str, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn http(
+        &self,
+        service: &'static str,
+        method: &str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         self.http_requests
             .get_or_create(&vec![
                 ("service", service.to_owned()),
@@ -67,13 +94,19 @@ impl Metrics {
             ])
             .inc();
         self.http_duration
-            .get_or_create(&vec![("service", service.to_owned()), ("route", route.to_owned())])
+            .get_or_create(&vec![
+                ("service", service.to_owned()),
+                ("route", route.to_owned()),
+            ])
             .observe(elapsed.as_secs_f64());
     }
 
     pub fn app_call(&self, app: &str, status: u16, elapsed: Duration) {
         self.app_calls
-            .get_or_create(&vec![("app", app.to_owned()), ("status", status.to_string())])
+            .get_or_create(&vec![
+                ("app", app.to_owned()),
+                ("status", status.to_string()),
+            ])
             .inc();
         self.app_duration
             .get_or_create(&vec![("app", app.to_owned())])
@@ -82,12 +115,17 @@ impl Metrics {
 
     pub fn job(&self, app: &str, status: &str) {
         self.jobs
-            .get_or_create(&vec![("app", app.to_owned()), ("status", status.to_owned())])
+            .get_or_create(&vec![
+                ("app", app.to_owned()),
+                ("status", status.to_owned()),
+            ])
             .inc();
     }
 
     pub fn deploy(&self, outcome: &str) {
-        self.deploys.get_or_create(&vec![("outcome", outcome.to_owned())]).inc();
+        self.deploys
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
     }
 
     /// The Prometheus text exposition.
@@ -109,10 +147,22 @@ mod tests {
     fn recorded_values_appear_in_the_exposition() {
         let m = metrics();
         m.app_call("notes", 200, Duration::from_millis(2));
-        m.http("gateway", "POST", "/api/sync/{app}", 200, Duration::from_millis(3));
+        m.http(
+            "gateway",
+            "POST",
+            "/api/sync/{app}",
+            200,
+            Duration::from_millis(3),
+        );
         let text = m.render();
-        assert!(text.contains("nr_app_calls_total{app=\"notes\",status=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("nr_app_calls_total{app=\"notes\",status=\"200\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("nr_http_requests_total{service=\"gateway\",method=\"POST\",route=\"/api/sync/{app}\",status=\"200\"}"), "{text}");
-        assert!(text.contains("nr_app_call_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("nr_app_call_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }
