@@ -72,6 +72,11 @@ ensure_python() {
   "$NR_PYTHON" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
 }
 
+# Headless Chromium for the browser tests of the admin shell.
+ensure_browser() {
+  [ -x /usr/bin/chromium ] || { log "installing chromium (browser tests)"; apt_install chromium; }
+}
+
 ensure_all() {
   mkdir -p "$ROOT/.data"
   ensure_postgres
