@@ -7,19 +7,51 @@
 #
 #   load-tests/notify/run.sh                 # 10,000 sockets, 20 rounds
 #   SOCKETS=2000 ROUNDS=5 load-tests/notify/run.sh
+#   NR_BENCH_NO_BUILD=1 load-tests/notify/run.sh   # use the release binaries as built
 set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
 # Each socket is a descriptor in the server and one in the client.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SOCKETS="${SOCKETS:-10000}"
 ROUNDS="${ROUNDS:-20}"
-source "$(dirname "$0")/../lib.sh"
+PORT="${NR_BENCH_PORT:-3998}"
+BASE="http://127.0.0.1:$PORT"
+NR="$ROOT/target/release/noderouter"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
 if [ "$(ulimit -n)" -lt $((SOCKETS + 1024)) ]; then
-  echo "ulimit -n is $(ulimit -n); $SOCKETS sockets need more" >&2
+  echo "ulimit -n is $(ulimit -n); $SOCKETS sockets need more (raise the hard limit)" >&2
   exit 1
 fi
-bench_start
-NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" | head -n1 | cut -d= -f2)"
+ensure_all
+cd "$ROOT"
+if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
+  cargo build --release -q -p noderouter -p nr-load --bin noderouter --bin nr-load-notify
+fi
+if port_open 127.0.0.1 "$PORT"; then
+  echo "port $PORT is taken; set NR_BENCH_PORT" >&2
+  exit 1
+fi
+DATA="$(mktemp -d)"
+RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
+  --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" >"$DATA/platform.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+NR_TOKEN=""
+for _ in $(seq 1 150); do
+  NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" | head -n1 | cut -d= -f2 || true)"
+  [ -n "$NR_TOKEN" ] && break
+  kill -0 "$PID" 2>/dev/null || break
+  sleep 0.2
+done
+if [ -z "$NR_TOKEN" ]; then
+  echo "the platform did not come up on $BASE:" >&2
+  tail -n 20 "$DATA/platform.log" >&2
+  exit 1
+fi
 export NR_TOKEN
-bench_deploy "$ROOT/load-tests/notify/apps/bench_notify"
-echo "notify fan-out ($(nproc) cores, ulimit -n $(ulimit -n))"
+"$NR" app deploy "$ROOT/load-tests/notify/apps/bench_notify" --url "$BASE" >"$DATA/deploy.log" 2>&1 || {
+  cat "$DATA/deploy.log" >&2
+  exit 1
+}
+echo "notify fan-out ($(nproc) cores, ulimit -n $(ulimit -n), server pid $PID)"
 "$ROOT/target/release/nr-load-notify" --url "$BASE" --sockets "$SOCKETS" --rounds "$ROUNDS" --server-pid "$PID"
