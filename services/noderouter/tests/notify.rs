@@ -400,10 +400,12 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_the_hub_keeps_servi
 
     // A client that keeps reading gets everything, in order.
     let total = 400;
+    let (read_tx, mut read_rx) = tokio::sync::watch::channel(0u64);
     let reader = tokio::spawn(async move {
         for n in 0..total {
             let m = next_action(&mut fine).await;
             assert_eq!(m["payload"]["n"], n, "in order, none missing");
+            read_tx.send_replace(n + 1);
         }
         fine
     });
@@ -411,6 +413,11 @@ async fn a_client_that_stops_reading_is_closed_with_1013_and_the_hub_keeps_servi
     let js = async_nats::jetstream::new(h.nats_client().await);
     let big = "x".repeat(64 * 1024);
     for n in 0..total {
+        // Keep the reading client within a few messages (it is not what is measured).
+        read_rx
+            .wait_for(|read| *read + 4 >= n)
+            .await
+            .expect("the reader runs");
         let event = Envelope::new(
             ACTION_TRIGGERED,
             "test",
