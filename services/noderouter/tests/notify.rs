@@ -658,3 +658,38 @@ asyncio.run(main())
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_pings_and_closes_a_client_that_never_answers() {
+    let h = Harness::start_with(&["--ws-ping-s", "0.2"]).await;
+    let alice = user(&h, "alice", &[]).await;
+    let mut live = ws_cookie(&h.url, &alice.token, "").await;
+    let mut silent = ws_cookie(&h.url, &alice.token, "").await;
+    // A client that reads answers pings (tungstenite replies on read) and stays open.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(until, live.next()).await {
+        match frame.unwrap() {
+            Message::Ping(_) => pings += 1,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert!(pings >= 5, "{pings} pings in 3 s");
+    // One that read nothing meanwhile has answered no ping: the hub closed it (1001). It
+    // sees the close frame, or, when its late pongs hit the closed connection, a reset.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match silent.next().await {
+                Some(Ok(Message::Close(f))) => return Some(f.map(|f| f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the silent client was disconnected");
+    assert!(
+        ended.is_none() || ended == Some(Some(CloseCode::Away)),
+        "{ended:?}"
+    );
+}
