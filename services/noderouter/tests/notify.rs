@@ -693,3 +693,65 @@ async fn the_hub_pings_and_closes_a_client_that_never_answers() {
         "{ended:?}"
     );
 }
+
+/// Errors of `instance` against `schemas/events/<name>.json`.
+fn schema_errors(name: &str, instance: &Value) -> Vec<String> {
+    let path = nr_testkit::workspace_root().join(format!("schemas/events/{name}.json"));
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_platform_publishes_validates_against_the_event_schemas() {
+    let h = Harness::start().await;
+    let app = bell_app(&h).await;
+    let nats = h.nats_client().await;
+    let mut events = nats.subscribe("action.triggered.>").await.unwrap();
+    let mut jobs = nats.subscribe("job.>").await.unwrap();
+    nats.flush().await.unwrap();
+
+    fire(&h, &app, "open", json!({"nested": [1, "two", null]})).await;
+    let (s, job) = h.submit(&app, json!({"action": "open"})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["job_id"].as_str().unwrap().to_owned();
+
+    let msg = tokio::time::timeout(WAIT, events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: Value = nr_contracts::decode(&msg.payload).unwrap();
+    let errs = schema_errors("action.triggered", &event);
+    assert!(errs.is_empty(), "{event:#}\n{}", errs.join("\n"));
+
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, jobs.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let event: Value = nr_contracts::decode(&msg.payload).unwrap();
+        let kind = event["type"].as_str().unwrap().to_owned();
+        if kind != "job.submitted" && kind != "job.progress" {
+            continue;
+        }
+        let errs = schema_errors(&kind, &event);
+        assert!(errs.is_empty(), "{event:#}\n{}", errs.join("\n"));
+        assert_eq!(event["data"]["job_id"], id.as_str());
+        seen.insert(kind);
+        if event["data"]["status"] == "completed" {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("job.submitted") && seen.contains("job.progress"),
+        "{seen:?}"
+    );
+}
