@@ -1,32 +1,20 @@
 #!/usr/bin/env bash
 # Sync-path benchmark: starts the platform (release build, one process), deploys the
-# example apps, and prints req/s and p50/p99 through the gateway at 1 and 64
-# connections, plus the floor: a bare NATS request/reply round trip.
+# example apps and load-tests/apps/bench_select, and prints req/s and p50/p99 through the
+# gateway at 1 and 64 connections for the trivial app ('hello') and for an app that runs
+# one `SELECT 1` on its injected connection ('bench_select'), plus the floor: a bare NATS
+# request/reply round trip.
 #
 #   load-tests/sync.sh            # 10 s per run
 #   SECONDS_PER_RUN=30 load-tests/sync.sh
-source "$(dirname "$0")/../scripts/lib.sh"
-ensure_all
+source "$(dirname "$0")/lib.sh"
 command -v wrk >/dev/null || apt_install wrk
-cd "$ROOT"
-cargo build --release -q -p noderouter -p nr-load
 DUR="${SECONDS_PER_RUN:-10}"
-PORT="${NR_BENCH_PORT:-3999}"
-DATA="$(mktemp -d)"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/noderouter"
-RUST_LOG=warn "$ROOT/target/release/noderouter" up --http-addr "127.0.0.1:$PORT" \
-  --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" --examples "$ROOT/examples" \
-  >"$DATA/platform.log" 2>&1 &
-PID=$!
-trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf -X POST "http://127.0.0.1:$PORT/api/sync/hello" -d '{}' >/dev/null 2>&1 && break
-  sleep 0.2
-done
-URL="http://127.0.0.1:$PORT/api/sync/hello"
-run() { # label connections threads [body]
+bench_start
+bench_deploy "$ROOT/load-tests/apps/bench_select"
+run() { # label connections threads body url
   local out
-  out="$(BODY="${4:-{\}}" wrk -t"$3" -c"$2" -d"${DUR}s" --latency -s "$ROOT/load-tests/post.lua" "$5" 2>&1)"
+  out="$(BODY="$4" wrk -t"$3" -c"$2" -d"${DUR}s" --latency -s "$ROOT/load-tests/post.lua" "$5" 2>&1)"
   local rps p50 p99 errs
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
@@ -35,7 +23,10 @@ run() { # label connections threads [body]
   printf '%-28s %10s req/s   p50 %9s   p99 %9s   non-2xx=%s\n' "$1" "$rps" "$p50" "$p99" "${errs:-0}"
 }
 echo "sync path through the gateway (app 'hello', ${DUR}s per run, $(nproc) cores)"
-run "gateway c=1" 1 1 '{}' "$URL"
-run "gateway c=64" 64 2 '{}' "$URL"
-"$ROOT/target/release/nr-load" nats-floor --concurrency 1 --seconds "$DUR"
-"$ROOT/target/release/nr-load" nats-floor --concurrency 64 --seconds "$DUR"
+run "gateway c=1" 1 1 '{}' "$BASE/api/sync/hello"
+run "gateway c=64" 64 2 '{}' "$BASE/api/sync/hello"
+echo "one SELECT 1 on the injected connection (app 'bench_select')"
+run "gateway select c=1" 1 1 '{}' "$BASE/api/sync/bench_select"
+run "gateway select c=64" 64 2 '{}' "$BASE/api/sync/bench_select"
+"$NR_LOAD" nats-floor --concurrency 1 --seconds "$DUR"
+"$NR_LOAD" nats-floor --concurrency 64 --seconds "$DUR"

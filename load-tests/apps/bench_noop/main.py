@@ -1,0 +1,2 @@
+def execute(data: dict) -> dict:
+    return {"ok": True}

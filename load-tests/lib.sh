@@ -1,0 +1,71 @@
+# Shared by the load-test scripts: builds the release binaries, starts the platform (all
+# services in one process) on 127.0.0.1:$PORT with the example apps, exports NR_TOKEN
+# (the admin session token it prints), deploys benchmark apps, and stops it all on exit.
+# Sets BASE (the gateway's URL), PID (the platform's) and DATA (its scratch directory).
+#
+#   source "$(dirname "$0")/lib.sh"
+#   bench_start [extra `noderouter up` flags...]
+#   bench_deploy "$ROOT/load-tests/apps/bench_select"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+
+PORT="${NR_BENCH_PORT:-3999}"
+BASE="http://127.0.0.1:$PORT"
+NR="$ROOT/target/release/noderouter"
+NR_LOAD="$ROOT/target/release/nr-load"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/noderouter"
+
+bench_start() {
+  ensure_all
+  cd "$ROOT"
+  if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
+    cargo build --release -q -p noderouter -p nr-load
+  fi
+  if port_open 127.0.0.1 "$PORT"; then
+    echo "port $PORT is taken; set NR_BENCH_PORT" >&2
+    exit 1
+  fi
+  DATA="$(mktemp -d)"
+  RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
+    --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" --examples "$ROOT/examples" \
+    "$@" >"$DATA/platform.log" 2>&1 &
+  PID=$!
+  trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+  # Ready once it prints the admin session token; every API call then carries it.
+  local _
+  for _ in $(seq 1 150); do
+    NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)"
+    if [ -n "$NR_TOKEN" ]; then
+      export NR_TOKEN
+      if curl -sf -X POST "$BASE/api/sync/hello" -H "Authorization: Bearer $NR_TOKEN" \
+        -H 'Content-Type: application/json' -d '{}' >/dev/null 2>&1; then
+        return 0
+      fi
+    fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "the platform did not come up on $BASE:" >&2
+  tail -n 20 "$DATA/platform.log" >&2
+  exit 1
+}
+
+# Deploys app folders (each folder's name is its app_name) and waits until each answers.
+bench_deploy() {
+  local dir app _
+  for dir in "$@"; do
+    app="$(basename "$dir")"
+    if ! "$NR" app deploy "$dir" --url "$BASE" >"$DATA/deploy-$app.log" 2>&1; then
+      echo "cannot deploy $dir:" >&2
+      cat "$DATA/deploy-$app.log" >&2
+      exit 1
+    fi
+    for _ in $(seq 1 50); do
+      curl -sf -X POST "$BASE/api/sync/$app" -H "Authorization: Bearer $NR_TOKEN" \
+        -H 'Content-Type: application/json' -d '{}' \
+        >/dev/null 2>&1 && continue 2
+      sleep 0.2
+    done
+    echo "app $app does not answer after its deploy" >&2
+    exit 1
+  done
+}
