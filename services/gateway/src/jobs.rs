@@ -425,6 +425,14 @@ pub(crate) async fn cancel(
             existing.status
         )));
     };
+    // The event goes to the job's submitter, whoever cancelled it.
+    let submitted_by: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT submitted_by FROM noderouter_core.job_queue WHERE id = $1")
+            .bind(uuid)
+            .fetch_optional(&state.db)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+    let submitted_by = submitted_by.and_then(|(s,)| s);
     // Stop it wherever it runs, and tell whoever follows its progress.
     let _ = state
         .nats
@@ -439,7 +447,7 @@ pub(crate) async fn cancel(
             status: JobStatus::Cancelled,
             progress: job.progress,
             message: None,
-            submitted_by: Some(caller.0.sub.clone()),
+            submitted_by,
         },
     );
     let subject = subjects::job_progress(&job.app_name, &id);

@@ -606,3 +606,49 @@ async fn bodies_are_checked_with_the_right_status() {
     assert_eq!(body["code"], "payload_too_large", "{body}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_by_an_admin_is_announced_to_its_submitter() {
+    use futures::StreamExt;
+    // No runner: the job stays pending until it is cancelled.
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    let app = guarded_app(&h).await;
+    role(&h, "sellers", &["sales:access"]).await;
+    let alice = user(&h, "alice", &["sellers"]).await;
+    let me: Value = alice
+        .get(format!("{}/api/auth/me", h.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (s, sub) = post(&alice, format!("{}/api/async/{app}", h.url), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{sub}");
+    let id = sub["job_id"].as_str().unwrap();
+    let nats = h.nats_client().await;
+    let mut events = nats
+        .subscribe(format!("job.progress.{app}.{id}"))
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    let r = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let ev: nr_contracts::Envelope<nr_contracts::events::JobProgress> =
+        nr_contracts::decode(&msg.payload).unwrap();
+    assert_eq!(ev.data.status, nr_contracts::events::JobStatus::Cancelled);
+    assert_eq!(
+        ev.data.submitted_by.as_deref(),
+        me["id"].as_str(),
+        "the submitter, not the admin"
+    );
+}
