@@ -30,6 +30,8 @@ const LAYOUT: &str = include_str!("../assets/shell/layout.html");
 const LOGIN: &str = include_str!("../assets/shell/login.html");
 const ERROR: &str = include_str!("../assets/shell/error.html");
 const HOME: &str = include_str!("../assets/shell/home.html");
+const ADMIN_APPS: &str = include_str!("../assets/shell/admin-apps.html");
+const ADMIN_NOTIFICATIONS: &str = include_str!("../assets/shell/admin-notifications.html");
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -37,6 +39,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/", get(home))
         .route("/admin", get(home))
         .route("/admin/", get(home))
+        .route("/admin/apps", get(admin_apps))
+        .route("/admin/notifications", get(admin_notifications))
         .route("/apps/{app}", get(app_slash))
         .route("/apps/{app}/", get(app_page))
         .route("/apps/{app}/{*path}", get(app_file))
@@ -152,6 +156,34 @@ async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         return res;
     }
     html(StatusCode::OK, layout("Apps", "", "", HOME))
+}
+
+/// `/admin/apps`: deployed apps, their versions, deploy / rollback / delete. Readers
+/// (`apps:read`) see the lists; the buttons need `apps:deploy` (the page's script asks
+/// `/api/auth/me`, and the API checks again).
+async fn admin_apps(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let principal = match session(&state, &parts).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    if !principal.has(nr_auth::perms::APPS_DEPLOY) && !principal.has(nr_auth::perms::APPS_READ) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Managing apps requires the permission 'apps:deploy' or 'apps:read'.",
+        );
+    }
+    html(StatusCode::OK, layout("Manage apps", "", "", ADMIN_APPS))
+}
+
+/// `/admin/notifications`: the caller's subscriptions, one toggle per (app, action).
+async fn admin_notifications(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    if let Err(res) = session(&state, &parts).await {
+        return res;
+    }
+    html(
+        StatusCode::OK,
+        layout("Notifications", "", "", ADMIN_NOTIFICATIONS),
+    )
 }
 
 async fn app_slash(Path(app): Path<String>) -> Response {

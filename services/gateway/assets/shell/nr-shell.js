@@ -115,14 +115,101 @@
     });
   }
 
+  // ── Admin links (Manage apps, Notifications) ─────────────────────────────
+  function renderAdminLinks(me) {
+    var perms = (me && me.permissions) || [];
+    var manage = byId("nr-link-admin-apps");
+    if (manage) {
+      manage.hidden = !(me && (me.admin || perms.indexOf("apps:deploy") >= 0 || perms.indexOf("apps:read") >= 0));
+    }
+    ["nr-link-admin-apps", "nr-link-notifications"].forEach(function (id) {
+      var a = byId(id);
+      if (a && samePage(a.getAttribute("href"))) { a.classList.add("active"); a.setAttribute("aria-current", "page"); }
+    });
+  }
+
+  // ── Live notifications: a toast per action message from AdminWS ──────────
+  var names = {};  // app -> {label, actions: {name -> label}}
+
+  function rememberNames(apps) {
+    names = {};
+    apps.forEach(function (a) {
+      var acts = {};
+      (a.actions || []).forEach(function (x) { acts[x.name] = x.display_name || x.name; });
+      names[a.app_name] = { label: a.display_name || a.app_name, actions: acts };
+    });
+  }
+
+  function payloadText(payload) {
+    if (payload === null || payload === undefined) return "";
+    var text;
+    try { text = typeof payload === "string" ? payload : JSON.stringify(payload); } catch (_) { text = String(payload); }
+    return text.length > 200 ? text.slice(0, 199) + "…" : text;
+  }
+
+  function showToast(msg) {
+    var box = byId("nr-toasts");
+    if (!box || !msg) return;
+    var app = String(msg.app_name || "");
+    var action = String(msg.action_name || "");
+    var known = names[app] || { label: app, actions: {} };
+    var el = document.createElement("div");
+    el.className = "toast nr-toast";
+    el.setAttribute("role", "status");
+    el.setAttribute("data-nr-app", app);
+    el.setAttribute("data-nr-action-name", action);
+    if (msg.id !== undefined && msg.id !== null) el.setAttribute("data-nr-id", String(msg.id));
+    var head = document.createElement("div");
+    head.className = "toast-header";
+    var title = document.createElement("strong");
+    title.className = "me-auto nr-toast-title";
+    title.textContent = known.label + " · " + (known.actions[action] || action);
+    var when = document.createElement("small");
+    when.className = "text-body-secondary ms-2";
+    var ts = msg.ts ? new Date(msg.ts) : new Date();
+    when.textContent = isNaN(ts.getTime()) ? "" : ts.toLocaleTimeString();
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn-close ms-2";
+    close.setAttribute("aria-label", "Close");
+    close.setAttribute("data-bs-dismiss", "toast");
+    head.appendChild(title); head.appendChild(when); head.appendChild(close);
+    el.appendChild(head);
+    var text = payloadText(msg.payload);
+    if (text) {
+      var body = document.createElement("div");
+      body.className = "toast-body small text-break nr-toast-body";
+      body.textContent = text;
+      el.appendChild(body);
+    }
+    box.appendChild(el);
+    while (box.children.length > 5) box.removeChild(box.firstChild);
+    if (window.bootstrap && window.bootstrap.Toast) {
+      el.addEventListener("hidden.bs.toast", function () { el.remove(); });
+      new window.bootstrap.Toast(el, { delay: 8000 }).show();
+    } else {
+      el.classList.add("show");
+      close.addEventListener("click", function () { el.remove(); });
+      window.setTimeout(function () { el.remove(); }, 8000);
+    }
+  }
+
+  function startToasts() {
+    if (window.AdminWS && typeof window.AdminWS.on === "function") {
+      window.AdminWS.on("action", showToast);
+    }
+  }
+
   async function load() {
     try {
       var me = await getJson("/api/auth/me");
       var user = byId("nr-user");
       if (user) user.textContent = me.username || "";
+      renderAdminLinks(me);
     } catch (_) { /* handled by toLogin or shown below */ }
     try {
       var data = await getJson("/api/apps");
+      rememberNames(data.apps || []);
       renderNav(data.nav);
       renderApps(data.apps || []);
     } catch (err) {
@@ -151,6 +238,8 @@
     }
   });
 
-  window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load };
+  window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load, showToast: showToast };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startToasts);
+  else startToasts();
   load();
 })();

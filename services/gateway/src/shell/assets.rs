@@ -111,6 +111,12 @@ const ASSETS: &[Asset] = &[
         cache: REVALIDATE,
     },
     Asset {
+        paths: &["/assets/nr-admin.js"],
+        bytes: include_bytes!("../../assets/shell/nr-admin.js"),
+        content_type: JS,
+        cache: REVALIDATE,
+    },
+    Asset {
         paths: &["/assets/nr-shell.css"],
         bytes: include_bytes!("../../assets/shell/nr-shell.css"),
         content_type: CSS,
