@@ -8,11 +8,17 @@ use nr_contracts::{encode, subjects, Envelope};
 use serde::Serialize;
 
 /// Connects to NATS, naming the connection after the service for `nats server report`.
+/// `url` may list several servers of a cluster, comma-separated.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    let servers: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(servers)
         .await
         .with_context(|| format!("cannot connect to NATS at {url}"))
 }
@@ -113,5 +119,25 @@ pub async fn publish_event<T: Serialize>(
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_comma_separated_list_reaches_whichever_server_answers() {
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        let list = format!("nats://127.0.0.1:1, {}", nats.url);
+        let client = super::connect(&list, "t").await.unwrap();
+        client.flush().await.unwrap();
+        let err = super::connect("nats://127.0.0.1:1,nats://127.0.0.1:2", "t")
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("nats://127.0.0.1:1,nats://127.0.0.1:2"),
+            "{err}"
+        );
     }
 }
