@@ -463,6 +463,18 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
         cdp.eval("!document.querySelector('#nr-toasts page')").await,
         json!(true)
     );
+    // Shown (Bootstrap's fade-in done) and inside the viewport.
+    let visible = cdp
+        .wait_for(
+            r##"(() => {
+              const t = document.querySelector("#nr-toasts .nr-toast.show:not(.showing)");
+              if (!t || getComputedStyle(t).opacity !== "1") return false;
+              const r = t.getBoundingClientRect();
+              return r.width > 0 && r.height > 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+            })()"##,
+        )
+        .await;
+    assert_eq!(visible, json!(true));
     let shot = cdp.screenshot("admin-notifications-toast.png").await;
     eprintln!("screenshot: {}", shot.display());
 
@@ -481,6 +493,77 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
         .await
         .unwrap();
     assert_eq!(subs["subscriptions"], json!([]), "{subs}");
+
+    // A reader (apps:read, not bell:hear): lists without buttons, `rang` disabled with
+    // the permission it needs.
+    let reader = user_with(&h, "reader", &["apps:read"]).await;
+    cdp.call("Network.clearBrowserCookies", json!({})).await;
+    cdp.call(
+        "Network.setCookie",
+        json!({"name": "nr_session", "value": reader, "url": h.url, "httpOnly": true, "sameSite": "Strict"}),
+    )
+    .await;
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("{}/admin/apps", h.url)}),
+    )
+    .await;
+    cdp.wait_for(&format!(
+        "document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"] .nr-version').length === 2"
+    ))
+    .await;
+    let facts = cdp
+        .eval("({deployHidden: document.getElementById('nr-deploy-card').hidden, buttons: document.querySelectorAll('[data-nr-admin]').length})")
+        .await;
+    assert_eq!(facts, json!({"deployHidden": true, "buttons": 0}));
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("{}/admin/notifications", h.url)}),
+    )
+    .await;
+    cdp.wait_for("document.getElementById('nr-notify-list') && document.getElementById('nr-notify-list').getAttribute('data-nr-loaded') === '1'")
+        .await;
+    let rang = cdp
+        .eval(&format!(
+            "(() => {{ const t = document.querySelector('.nr-notify-toggle[data-app=\"{app}\"][data-action=\"rang\"]'); return {{disabled: t.disabled, note: t.closest('.nr-notify-action').querySelector('.nr-notify-denied').textContent}}; }})()"
+        ))
+        .await;
+    assert_eq!(rang["disabled"], json!(true), "{rang}");
+    assert!(
+        rang["note"].as_str().unwrap().contains("bell:hear"),
+        "{rang}"
+    );
+
+    // Back as the admin: delete the app (confirm answered yes).
+    cdp.call("Network.clearBrowserCookies", json!({})).await;
+    cdp.call(
+        "Network.setCookie",
+        json!({"name": "nr_session", "value": cookie, "url": h.url, "httpOnly": true, "sameSite": "Strict"}),
+    )
+    .await;
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("{}/admin/apps", h.url)}),
+    )
+    .await;
+    cdp.wait_for(&format!(
+        "document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"] button[data-nr-admin=\"delete\"]').length === 1"
+    ))
+    .await;
+    cdp.eval(&format!(
+        "window.confirm = () => true; document.querySelector('.nr-admin-app[data-app=\"{app}\"] button[data-nr-admin=\"delete\"]').click(); true"
+    ))
+    .await;
+    cdp.wait_for(
+        "document.getElementById('nr-admin-apps-list').getAttribute('data-nr-loaded') === '0'",
+    )
+    .await;
+    let apps: Value = get_with(&h, &cookie, "/api/apps")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps["apps"], json!([]), "{apps}");
 
     drop(cdp);
     let _ = child.kill().await;
