@@ -370,7 +370,10 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
         .deploy(&format!("{app}.zip"), zip_of(&bell_files(app, "1.1.0")))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    cdp.eval("location.reload(); true").await;
+    cdp.eval("window.nrOld = true; location.reload(); true")
+        .await;
+    cdp.wait_for("!window.nrOld && document.readyState === 'complete'")
+        .await;
     cdp.wait_for(&format!(
         "document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"][data-version=\"1.1.0\"] button[data-nr-admin=\"rollback\"][data-version=\"1.0.0\"]').length === 1"
     ))

@@ -737,9 +737,12 @@ async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
         .await;
 
     // Theme: light first (set explicitly), toggled to dark by the button, persisted.
-    cdp.eval("localStorage.setItem('nr-theme', 'light'); location.reload(); true")
-        .await;
-    cdp.wait_for("document.readyState === 'complete' && document.querySelector('.nr-app') && document.querySelector('.nr-app').getAttribute('data-st-loaded') === '3'").await;
+    // `window.nrOld` marks the page before a reload, so waits never see the old page.
+    cdp.eval(
+        "localStorage.setItem('nr-theme', 'light'); window.nrOld = true; location.reload(); true",
+    )
+    .await;
+    cdp.wait_for("!window.nrOld && document.readyState === 'complete' && document.querySelector('.nr-app') && document.querySelector('.nr-app').getAttribute('data-st-loaded') === '3'").await;
     assert_eq!(
         cdp.eval("document.documentElement.dataset.bsTheme").await,
         json!("light")
@@ -762,8 +765,10 @@ async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
         "dark theme repaints the page"
     );
     let dark = cdp.screenshot("app-dark.png").await;
-    cdp.eval("location.reload(); true").await;
-    cdp.wait_for("document.readyState === 'complete'").await;
+    cdp.eval("window.nrOld = true; location.reload(); true")
+        .await;
+    cdp.wait_for("!window.nrOld && document.readyState === 'complete'")
+        .await;
     assert_eq!(
         cdp.eval("document.documentElement.dataset.bsTheme").await,
         json!("dark")
