@@ -18,8 +18,11 @@ async fn main() -> anyhow::Result<()> {
     let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-notify").await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let addr = cli.config.http_addr.clone();
+    let ready = nr_telemetry::nats_ready(nats.clone());
     let notify = Notify::build(cli.config, NotifyDeps { nats, db }).await?;
-    let router = notify.router().merge(nr_telemetry::health_router("notify"));
+    let router = notify
+        .router()
+        .merge(nr_telemetry::ops_router("notify", ready));
     let (bound, serve) = nr_telemetry::serve(&addr, router, stop.clone()).await?;
     tracing::info!(%bound, "notify listening");
     tokio::spawn(serve);
