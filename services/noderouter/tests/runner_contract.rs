@@ -794,3 +794,64 @@ def execute(data, conn=None):
         "{runs} calls ran for {ok} answered: queued calls ran after their deadline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_job_runs_again_until_its_attempts_are_used_up_then_fails() {
+    use nr_contracts::events::{JobSubmitted, JOB_SUBMITTED};
+    let h = Harness::start_with(&["--job-lease-s", "2"]).await;
+    let app = app_name("lost");
+    let report = h
+        .deploy_ok(
+            &app,
+            &[
+                ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+                ("main.py", "def execute(d):\n    return {'ran': True}\n"),
+            ],
+        )
+        .await;
+    let rev = report["rev"].as_u64().unwrap();
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let nats = h.nats_client().await;
+    let js = async_nats::jetstream::new(nats);
+    // Two jobs whose runner died mid-run (lease expired): one with an attempt left, one without.
+    let mut ids = Vec::new();
+    for attempt in [2, 3] {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO noderouter_core.job_queue (id, app_name, status, attempt, max_attempts, lease_until, app_rev) \
+             VALUES ($1, $2, 'running', $3, 3, NOW() - INTERVAL '1 second', $4)",
+        )
+        .bind(id)
+        .bind(&app)
+        .bind(attempt)
+        .bind(rev as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let event = Envelope::new(
+            JOB_SUBMITTED,
+            "test",
+            JobSubmitted {
+                job_id: id.to_string(),
+                app_name: app.clone(),
+                app_rev: rev,
+            },
+        );
+        nr_infra::bus::publish_event(&js, &format!("job.submitted.{app}"), &event, None)
+            .await
+            .unwrap();
+        ids.push(id.to_string());
+    }
+    let retried = h.wait_job(&ids[0], is_final).await;
+    assert_eq!(retried["status"], "completed", "{retried}");
+    assert_eq!(retried["attempt"], 3);
+    let given_up = h.wait_job(&ids[1], is_final).await;
+    assert_eq!(given_up["status"], "failed", "{given_up}");
+    assert!(
+        given_up["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted 3 times"),
+        "{given_up}"
+    );
+}
