@@ -302,4 +302,116 @@ mod tests {
         );
         assert!(j.verify(&unknown_kid).is_err());
     }
+
+    // A fixed Ed25519 key pair for tests (PKCS#8 DER private key; its public key as a JWK
+    // `x`), and a second private key the JWKS does not hold.
+    const ED_PRIVATE: &str = "302e020100300506032b65700422042091cafb4140137091118fd923ebe866b8c216a9d18300716686812639ca4a7f0e";
+    const ED_PUBLIC_X: &str = "O1ixiB2XKWgbZUG9XyTHcltdLZLJMjxofnUAqkQgy04";
+    const ED_OTHER_PRIVATE: &str = "302e020100300506032b657004220420edd011b0eadf4022d420084f5c7395c472e38aaf2b43edbbfaeac9b0b6aad344";
+
+    fn external() -> (Jwt, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": ED_PUBLIC_X, "kid": "corp-1", "alg": "EdDSA"}]})
+                .to_string(),
+        )
+        .unwrap();
+        let args = T::parse_from([
+            "t",
+            "--jwt-secret",
+            "0123456789abcdef0123",
+            "--external-jwks",
+            jwks.to_str().unwrap(),
+            "--external-issuer",
+            "https://idp.example",
+            "--external-audience",
+            "noderouter-prod",
+        ])
+        .a;
+        (Jwt::from_args(&args).unwrap(), dir)
+    }
+
+    fn ed_token(private_hex: &str, kid: &str, claims: serde_json::Value) -> String {
+        let key = EncodingKey::from_ed_der(&hex::decode(private_hex).unwrap());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.into());
+        encode(&header, &claims, &key).unwrap()
+    }
+
+    fn idp_claims() -> serde_json::Value {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        serde_json::json!({"sub": "ext-42", "roles": ["sales"], "exp": now + 600, "iat": now,
+                           "iss": "https://idp.example", "aud": "noderouter-prod", "jti": "x1"})
+    }
+
+    #[test]
+    fn an_external_token_verifies_with_the_jwks_key_named_by_kid() {
+        let (j, _dir) = external();
+        let (claims, kind) = j
+            .verify(&ed_token(ED_PRIVATE, "corp-1", idp_claims()))
+            .unwrap();
+        assert_eq!(kind, PrincipalKind::External);
+        assert_eq!(claims.roles, vec!["sales".to_owned()]);
+    }
+
+    #[test]
+    fn external_tokens_with_another_key_kid_issuer_or_audience_are_refused() {
+        let (j, _dir) = external();
+        assert!(
+            j.verify(&ed_token(ED_OTHER_PRIVATE, "corp-1", idp_claims()))
+                .is_err(),
+            "wrong key"
+        );
+        assert!(
+            j.verify(&ed_token(ED_PRIVATE, "corp-2", idp_claims()))
+                .is_err(),
+            "unknown kid"
+        );
+        let mut c = idp_claims();
+        c["iss"] = serde_json::json!("noderouter");
+        assert!(
+            j.verify(&ed_token(ED_PRIVATE, "corp-1", c)).is_err(),
+            "issuer"
+        );
+        let mut c = idp_claims();
+        c["aud"] = serde_json::json!("noderouter");
+        assert!(
+            j.verify(&ed_token(ED_PRIVATE, "corp-1", c)).is_err(),
+            "audience"
+        );
+        // A session-style HS256 token naming the external kid is not accepted either.
+        let hs = sign(
+            serde_json::json!({"alg": "HS256", "kid": "corp-1"}),
+            idp_claims(),
+        );
+        assert!(j.verify(&hs).is_err(), "algorithm of the key is enforced");
+    }
+
+    #[test]
+    fn a_jwks_key_with_a_disallowed_algorithm_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h", "alg": "HS256"}]}"#,
+        )
+        .unwrap();
+        let args = T::parse_from([
+            "t",
+            "--external-jwks",
+            jwks.to_str().unwrap(),
+            "--external-issuer",
+            "i",
+            "--external-audience",
+            "a",
+        ])
+        .a;
+        let err = Jwt::from_args(&args)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("not allowed"), "{err}");
+    }
 }
