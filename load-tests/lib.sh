@@ -12,7 +12,9 @@ PORT="${NR_BENCH_PORT:-3999}"
 BASE="http://127.0.0.1:$PORT"
 NR="$ROOT/target/release/noderouter"
 NR_LOAD="$ROOT/target/release/nr-load"
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/noderouter"
+# Override to try other settings, e.g. ...noderouter?sslmode=disable (libpq and sqlx
+# negotiate TLS on loopback by default).
+export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
 
 bench_start() {
   ensure_all
