@@ -294,6 +294,17 @@ def main():
     except BaseException as exc:
         reply({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()})
         return
+    # Import what every worker needs once, here, and freeze the heap the app built, so
+    # forked workers share these pages instead of redoing the work and copying them.
+    try:
+        import gc
+        import resource  # noqa: F401  (used by _limit_memory in workers)
+
+        import noderouter  # noqa: F401  (the SDK; imported by workers)
+
+        gc.freeze()
+    except Exception:
+        pass
     reply({"ok": True, "wants_conn": wants_conn, "is_async": is_async})
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
     for line in ctl_in:
