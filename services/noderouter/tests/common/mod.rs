@@ -2,6 +2,8 @@
 //! against a private NATS server, a fresh database and real Python workers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod browser;
+
 use clap::Parser;
 use noderouter::{Platform, PlatformConfig};
 use nr_testkit::{TestDb, TestNats};
