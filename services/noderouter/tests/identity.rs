@@ -6,16 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_with_token, Harness, ADMIN_PASSWORD};
+use common::{client_with_token, post, role, Harness, ADMIN_PASSWORD};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-async fn post(c: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
-    let r = c.post(url).json(&body).send().await.unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 /// Creates a user with `roles` and returns a client logged in as them.
 async fn user(h: &Harness, name: &str, roles: &[&str]) -> reqwest::Client {
@@ -34,25 +28,6 @@ async fn user(h: &Harness, name: &str, roles: &[&str]) -> reqwest::Client {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     client_with_token(b["token"].as_str().unwrap())
-}
-
-async fn role(h: &Harness, name: &str, permissions: &[&str]) {
-    let (s, b) = post(
-        &h.http,
-        format!("{}/admin/api/roles", h.url),
-        json!({"name": name}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    for p in permissions {
-        let (s, b) = post(
-            &h.http,
-            format!("{}/admin/api/roles/{name}/permissions", h.url),
-            json!({"permission": p}),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
-    }
 }
 
 async fn guarded_app(h: &Harness) -> String {

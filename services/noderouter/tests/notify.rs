@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client_with_token, Harness};
+use common::{client_with_token, post, role, Harness};
 use futures::{SinkExt, StreamExt};
 use nr_contracts::events::{ActionTriggered, ACTION_TRIGGERED};
 use nr_contracts::{subjects, Envelope};
@@ -23,12 +23,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn post(c: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
-    let r = c.post(url).json(&body).send().await.unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 struct User {
     http: reqwest::Client,
@@ -55,25 +49,6 @@ async fn user(h: &Harness, name: &str, roles: &[&str]) -> User {
     User {
         http: client_with_token(&token),
         token,
-    }
-}
-
-async fn role(h: &Harness, name: &str, permissions: &[&str]) {
-    let (s, b) = post(
-        &h.http,
-        format!("{}/admin/api/roles", h.url),
-        json!({"name": name}),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    for p in permissions {
-        let (s, b) = post(
-            &h.http,
-            format!("{}/admin/api/roles/{name}/permissions", h.url),
-            json!({"permission": p}),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
     }
 }
 

@@ -243,3 +243,30 @@ def _create(data: dict, conn=None) -> dict:
 "#
     .replace("<slug>", slug)
 }
+
+/// POSTs `body` as JSON with `c` and returns the status and the JSON answer.
+pub async fn post(c: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+    let r = c.post(url).json(&body).send().await.unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Creates role `name` with `permissions`, as the admin.
+pub async fn role(h: &Harness, name: &str, permissions: &[&str]) {
+    let (s, b) = post(
+        &h.http,
+        format!("{}/admin/api/roles", h.url),
+        serde_json::json!({"name": name}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    for p in permissions {
+        let (s, b) = post(
+            &h.http,
+            format!("{}/admin/api/roles/{name}/permissions", h.url),
+            serde_json::json!({"permission": p}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
