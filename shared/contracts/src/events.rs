@@ -219,3 +219,29 @@ pub enum RbacChange {
         action_name: String,
     },
 }
+
+pub const APP_ENV_CHANGED: &str = "app.env";
+
+/// What happened to an app's variable or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvChange {
+    Set,
+    Unset,
+}
+
+/// `app.env.<app>` (stream `NR_APP_ENV`): an operator set or removed one of an app's
+/// variables or secrets; runners reload the app. Never carries the value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppEnvChanged {
+    pub app_name: String,
+    /// The variable's name.
+    pub name: String,
+    pub change: EnvChange,
+    /// Whether the name holds (or held) a secret.
+    pub secret: bool,
+    /// Who made the change: the user or API token's name.
+    pub actor: String,
+    /// The stable id of that user or token (`sub`).
+    pub actor_id: String,
+}

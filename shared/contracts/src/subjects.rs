@@ -12,6 +12,9 @@ pub const STREAM_JOB_EVENTS: &str = "NR_JOB_EVENTS";
 /// `_actions` fired by apps, kept for a while for replay by outside consumers.
 pub const STREAM_ACTIONS: &str = "NR_ACTIONS";
 
+/// Changes to apps' variables and secrets (names and who changed them, never values).
+pub const STREAM_APP_ENV: &str = "NR_APP_ENV";
+
 /// Identity and access changes (users, roles, grants, tokens, subscriptions). Kept.
 pub const STREAM_RBAC: &str = "NR_RBAC";
 pub const RBAC_LOG: &str = "rbac.log";
@@ -25,6 +28,7 @@ pub const APP_UPDATED_ALL: &str = "app.updated.>";
 pub const JOB_SUBMITTED_ALL: &str = "job.submitted.>";
 pub const JOB_PROGRESS_ALL: &str = "job.progress.>";
 pub const ACTION_TRIGGERED_ALL: &str = "action.triggered.>";
+pub const APP_ENV_ALL: &str = "app.env.>";
 
 /// Wildcard the runners' queue group listens on.
 pub const RUNNER_EXEC_ALL: &str = "runner.exec.*";
@@ -47,6 +51,18 @@ pub const REGISTRY_QUEUE_GROUP: &str = "nr-registry";
 
 pub fn app_updated(app: &str) -> String {
     format!("app.updated.{app}")
+}
+
+/// An app's variables or secrets changed: its runners reload it.
+pub fn app_env(app: &str) -> String {
+    format!("app.env.{app}")
+}
+
+/// The app name carried by an `app.env.<app>` subject.
+pub fn app_of_app_env(subject: &str) -> Option<&str> {
+    subject
+        .strip_prefix("app.env.")
+        .filter(|s| !s.is_empty() && !s.contains('.'))
 }
 
 pub fn job_submitted(app: &str) -> String {
@@ -104,6 +120,9 @@ mod tests {
         assert_eq!(runner_exec("a-b_c"), "runner.exec.a-b_c");
         assert_eq!(job_progress("a", "j1"), "job.progress.a.j1");
         assert_eq!(action_triggered("a", "x"), "action.triggered.a.x");
+        assert_eq!(app_env("notes"), "app.env.notes");
+        assert_eq!(app_of_app_env("app.env.notes"), Some("notes"));
+        assert_eq!(app_of_app_env("app.env.a.b"), None);
     }
 
     #[test]

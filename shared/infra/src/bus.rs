@@ -67,6 +67,14 @@ pub async fn ensure_streams(js: &jetstream::Context) -> anyhow::Result<()> {
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         },
+        stream::Config {
+            name: subjects::STREAM_APP_ENV.into(),
+            subjects: vec![subjects::APP_ENV_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
     ];
     for config in configs {
         let name = config.name.clone();

@@ -1,0 +1,288 @@
+//! Per-app variables and secrets: the one owner of `noderouter_core.app_env`.
+//!
+//! Variables are stored as their bytes; secrets are sealed with the platform's secrets
+//! key ([`SecretsKey`]) and only ever opened by [`load_for_app`], for the runner that
+//! starts the app's processes. Listing returns the names of secrets, never their values.
+
+mod key;
+
+pub use key::{load_or_create_file, BadKey, SecretsKey};
+
+use sqlx::PgPool;
+
+/// Largest value, bytes.
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+/// The rule every name follows.
+pub const NAME_PATTERN: &str = "^[A-Z_][A-Z0-9_]{0,127}$";
+/// Names the platform sets itself.
+pub const RESERVED_NAMES: &[&str] = &["DATABASE_URL", "PATH", "HOME", "TMPDIR", "LANG"];
+/// Prefixes the platform keeps for itself (Python's settings, its own, the loader's).
+pub const RESERVED_PREFIXES: &[&str] = &["PYTHON", "NR_", "LD_"];
+
+/// What is wrong with a change, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("name: {0}")]
+    Name(String),
+    #[error("value: {0}")]
+    Value(String),
+    /// A secret operation on a service that has no `NR_SECRETS_KEY`.
+    #[error("secrets are disabled: NR_SECRETS_KEY is not set on this service")]
+    NoKey,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl EnvError {
+    /// The request field the error is about, if any.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            EnvError::Name(_) => Some("name"),
+            EnvError::Value(_) => Some("value"),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a variable's name: the pattern, and none of the platform's own.
+pub fn check_name(name: &str) -> Result<(), EnvError> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_uppercase() || b == b'_');
+    let rest_ok = bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !first_ok || !rest_ok || name.len() > 128 {
+        return Err(EnvError::Name(format!(
+            "{:?} must match {NAME_PATTERN} (capital letters, digits and _, not starting with a digit, at most 128 characters)",
+            truncate(name)
+        )));
+    }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(EnvError::Name(format!(
+            "{name} is set by the platform and cannot be overridden"
+        )));
+    }
+    if let Some(p) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(EnvError::Name(format!(
+            "{name}: names starting with {p} are reserved for the platform"
+        )));
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Checks a value: at most [`MAX_VALUE_BYTES`] and no NUL (an environment cannot hold it).
+pub fn check_value(value: &str) -> Result<(), EnvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(EnvError::Value(format!(
+            "{} bytes is more than the limit of {MAX_VALUE_BYTES}",
+            value.len()
+        )));
+    }
+    if value.contains('\0') {
+        return Err(EnvError::Value(
+            "contains a NUL character, which an environment variable cannot hold".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// One entry as listed: a secret's value is never included.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EnvEntry {
+    pub name: String,
+    pub secret: bool,
+    /// The variable's value; `None` for a secret.
+    pub value: Option<String>,
+    /// RFC 3339.
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+/// A change to set.
+pub struct SetEnv<'a> {
+    pub app: &'a str,
+    pub name: &'a str,
+    pub value: &'a str,
+    pub secret: bool,
+    /// Who sets it (user or token name), recorded with the row.
+    pub actor: &'a str,
+}
+
+/// Sets a variable or a secret (replacing whatever the name held).
+pub async fn set(db: &PgPool, key: Option<&SecretsKey>, change: SetEnv<'_>) -> Result<(), EnvError> {
+    check_name(change.name)?;
+    check_value(change.value)?;
+    let (value, nonce) = if change.secret {
+        let key = key.ok_or(EnvError::NoKey)?;
+        let sealed = key.seal(change.app, change.name, change.value.as_bytes())?;
+        (sealed.ciphertext, Some(sealed.nonce))
+    } else {
+        (change.value.as_bytes().to_vec(), None)
+    };
+    sqlx::query(
+        "INSERT INTO noderouter_core.app_env (app_name, name, secret, value, nonce, updated_by) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (app_name, name) DO UPDATE SET secret = EXCLUDED.secret, value = EXCLUDED.value, \
+         nonce = EXCLUDED.nonce, updated_by = EXCLUDED.updated_by, updated_at = NOW()",
+    )
+    .bind(change.app)
+    .bind(change.name)
+    .bind(change.secret)
+    .bind(value)
+    .bind(nonce)
+    .bind(change.actor)
+    .execute(db)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot store {} of {}: {e}", change.name, change.app))?;
+    Ok(())
+}
+
+/// Removes a name; returns whether it was there and whether it was a secret.
+pub async fn unset(db: &PgPool, app: &str, name: &str) -> Result<Option<bool>, EnvError> {
+    check_name(name)?;
+    let row: Option<(bool,)> = sqlx::query_as(
+        "DELETE FROM noderouter_core.app_env WHERE app_name = $1 AND name = $2 RETURNING secret",
+    )
+    .bind(app)
+    .bind(name)
+    .fetch_optional(db)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot remove {name} of {app}: {e}"))?;
+    Ok(row.map(|(secret,)| secret))
+}
+
+type Row = (String, bool, Vec<u8>, Option<Vec<u8>>, time::OffsetDateTime, String);
+
+async fn rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
+    Ok(sqlx::query_as(
+        "SELECT name, secret, value, nonce, updated_at, updated_by FROM noderouter_core.app_env \
+         WHERE app_name = $1 ORDER BY name",
+    )
+    .bind(app)
+    .fetch_all(db)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot read the variables of {app}: {e}"))?)
+}
+
+/// Every name of an app, sorted: values of variables, names only of secrets.
+pub async fn list(db: &PgPool, app: &str) -> Result<Vec<EnvEntry>, EnvError> {
+    Ok(rows(db, app)
+        .await?
+        .into_iter()
+        .map(|(name, secret, value, _, at, by)| EnvEntry {
+            name,
+            secret,
+            value: (!secret).then(|| String::from_utf8_lossy(&value).into_owned()),
+            updated_at: at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            updated_by: by,
+        })
+        .collect())
+}
+
+/// The app's variables and secrets in clear, sorted by name, for its processes only.
+/// Fails (naming the variable, never showing a value) when a secret cannot be opened:
+/// no key, or not the key that sealed it.
+pub async fn load_for_app(
+    db: &PgPool,
+    key: Option<&SecretsKey>,
+    app: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut out = Vec::new();
+    for (name, secret, value, nonce, _, _) in rows(db, app).await? {
+        let bytes = if secret {
+            let key = key.ok_or(EnvError::NoKey)?;
+            key.open(app, &name, nonce.as_deref().unwrap_or_default(), &value)
+                .map(|(plain, _)| plain)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "secret {name} of app {app} does not open with NR_SECRETS_KEY (set with another key?)"
+                    )
+                })?
+        } else {
+            value
+        };
+        out.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    Ok(out)
+}
+
+/// Seals again, with the first key, every secret that only an older key opens (after a
+/// rotation put a new key first). Returns how many were sealed again.
+pub async fn reseal(db: &PgPool, key: &SecretsKey) -> Result<usize, EnvError> {
+    let stale: Vec<(String, String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT app_name, name, value, nonce FROM noderouter_core.app_env WHERE secret",
+    )
+    .fetch_all(db)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot read secrets: {e}"))?;
+    let mut count = 0;
+    for (app, name, value, nonce) in stale {
+        let Some((plain, false)) = key.open(&app, &name, nonce.as_deref().unwrap_or_default(), &value)
+        else {
+            continue;
+        };
+        let sealed = key.seal(&app, &name, &plain)?;
+        let done = sqlx::query(
+            "UPDATE noderouter_core.app_env SET value = $3, nonce = $4 \
+             WHERE app_name = $1 AND name = $2 AND value = $5",
+        )
+        .bind(&app)
+        .bind(&name)
+        .bind(sealed.ciphertext)
+        .bind(sealed.nonce)
+        .bind(&value)
+        .execute(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot seal {name} of {app} again: {e}"))?;
+        count += done.rows_affected() as usize;
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern_and_the_platforms_own_are_refused() {
+        for ok in ["API_KEY", "_X", "A1", "S3_BUCKET", &"A".repeat(128)] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "lower", "1ABC", "A-B", "A B", "É", &"A".repeat(129)] {
+            assert_eq!(check_name(bad).unwrap_err().field(), Some("name"), "{bad}");
+        }
+        for reserved in [
+            "DATABASE_URL",
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "LANG",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "NR_APP_NAME",
+            "NR_JWT_SECRET",
+            "LD_PRELOAD",
+        ] {
+            let e = check_name(reserved).unwrap_err();
+            assert!(e.to_string().starts_with("name: "), "{e}");
+            assert!(e.to_string().contains("reserved") || e.to_string().contains("platform"));
+        }
+    }
+
+    #[test]
+    fn values_are_bounded_and_without_nul() {
+        check_value(&"x".repeat(MAX_VALUE_BYTES)).unwrap();
+        assert_eq!(
+            check_value(&"x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err().field(),
+            Some("value")
+        );
+        assert_eq!(check_value("a\0b").unwrap_err().field(), Some("value"));
+    }
+}
