@@ -29,6 +29,11 @@ pub struct GatewayConfig {
     /// development mode, requests are not signed.
     #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
     pub runner_secret: Option<String>,
+    /// Key sealing app secrets at rest: 32 bytes as 64 hex digits or base64; several,
+    /// comma-separated, during a rotation (the first seals, any opens). Unset: secrets
+    /// cannot be set (variables can).
+    #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
     /// Attempts an async job gets when its runner dies under it.
     #[arg(long, env = "NR_JOB_MAX_ATTEMPTS", default_value_t = 3)]
     pub job_max_attempts: i32,

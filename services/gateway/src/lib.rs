@@ -3,6 +3,7 @@
 //! takes bundle uploads for deploy (`admin`).
 
 mod admin;
+mod app_env;
 pub mod apps;
 pub mod auth;
 pub mod config;
@@ -53,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) rbac: Arc<nr_auth::rbac::Rbac>,
     pub(crate) auth_args: nr_auth::AuthArgs,
     pub(crate) runner_keys: nr_auth::signing::Keys,
+    /// Seals app secrets (`NR_SECRETS_KEY`); without it secret operations are refused.
+    pub(crate) secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
 }
 
 #[derive(Clone)]
@@ -104,6 +107,28 @@ fn ready_check(state: Arc<AppState>) -> nr_telemetry::ReadyCheck {
     })
 }
 
+/// Parses `NR_SECRETS_KEY`; when a rotation put a new key first, seals the secrets that
+/// only an older key opens again, in the background.
+fn app_env_key(
+    config: &GatewayConfig,
+    db: &sqlx::PgPool,
+) -> anyhow::Result<Option<Arc<nr_infra::appenv::SecretsKey>>> {
+    let Some(text) = config.secrets_key.as_deref().filter(|t| !t.trim().is_empty()) else {
+        tracing::warn!("NR_SECRETS_KEY is not set: app secrets cannot be set here (variables can)");
+        return Ok(None);
+    };
+    let key = Arc::new(nr_infra::appenv::SecretsKey::parse(text)?);
+    let (db, k) = (db.clone(), key.clone());
+    tokio::spawn(async move {
+        match nr_infra::appenv::reseal(&db, &k).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "secrets sealed again with the first NR_SECRETS_KEY"),
+            Err(e) => tracing::warn!(error = %e, "cannot seal secrets again with the new key"),
+        }
+    });
+    Ok(Some(key))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
@@ -124,7 +149,9 @@ impl Gateway {
                 "RUNNER_SECRET is not set: runner requests are not signed (development mode)"
             );
         }
+        let secrets = app_env_key(&config, &deps.db)?;
         let state = Arc::new(AppState {
+            secrets,
             runner_keys,
             jwt,
             rbac,
@@ -164,6 +191,7 @@ impl Gateway {
         let router = Router::new()
             .merge(api)
             .merge(admin::routes(bundle_limit))
+            .merge(app_env::routes())
             .merge(openapi::routes())
             .with_state(state.clone())
             .route_layer(middleware::from_fn(|req, next| {

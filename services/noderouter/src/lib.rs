@@ -61,6 +61,7 @@ impl PlatformConfig {
             job_concurrency: 0,
             worker_memory_mb: self.worker_memory_mb,
             runner_secret: self.gateway.runner_secret.clone(),
+            secrets_key: self.gateway.secrets_key.clone(),
             work_dir: self.runner_dir.clone(),
         }
     }
@@ -85,6 +86,17 @@ impl Platform {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             ));
+        }
+        if config.gateway.secrets_key.is_none() {
+            // Gateway and runners must share the key that seals app secrets: keep one
+            // beside the runner directory (.data/secrets.key), readable by us only.
+            let path = config
+                .runner_dir
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("secrets.key");
+            config.gateway.secrets_key = Some(nr_infra::appenv::load_or_create_file(&path)?);
+            tracing::info!(path = %path.display(), "NR_SECRETS_KEY is not set: app secrets are sealed with the key in this file");
         }
         let nats_url = &config.gateway.nats.nats_url;
         let nats = nr_infra::bus::connect(nats_url, "noderouter").await?;

@@ -50,6 +50,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/admin/api/apps/{app}"),
     ("get", "/admin/api/apps/{app}/versions"),
     ("post", "/admin/api/apps/{app}/rollback"),
+    ("get", "/admin/api/apps/{app}/env"),
+    ("put", "/admin/api/apps/{app}/env"),
+    ("post", "/admin/api/apps/{app}/env"),
+    ("delete", "/admin/api/apps/{app}/env/{name}"),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];

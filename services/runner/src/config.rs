@@ -49,6 +49,10 @@ pub struct RunnerConfig {
     /// development mode, unsigned requests are served.
     #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
     pub runner_secret: Option<String>,
+    /// Key that opens app secrets (the gateway's `NR_SECRETS_KEY`; several,
+    /// comma-separated, during a rotation). Unset: an app with secrets does not load.
+    #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
     /// Working directory for unpacked bundles and the worker socket.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub work_dir: PathBuf,

@@ -102,6 +102,8 @@ pub struct LoadSpec {
     pub timeout: Duration,
     pub pool: usize,
     pub import_timeout: Duration,
+    /// The app's own variables and secrets, in clear (`nr_infra::appenv`).
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +232,7 @@ impl AppHost {
             .env("NR_RUNNER_ID", &spawner.runner_id)
             .env("NR_WORKER_MEMORY_MB", spawner.worker_memory_mb.to_string())
             .env("NR_APP_VERSION", &spec.version)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&spec.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

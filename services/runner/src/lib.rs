@@ -6,8 +6,10 @@
 //!   stream; a request that names a newer revision loads it first (hot reload).
 //! - `exec`: the `runner.exec.<app>` queue-group handler.
 //! - `frame`: the runner–worker pipe protocol.
+//! - `env_watch`: follows `app.env.>` and reloads an app whose variables changed.
 
 pub mod config;
+mod env_watch;
 mod exec;
 pub mod frame;
 pub mod host;
@@ -66,6 +68,11 @@ pub(crate) struct Inner {
     failed: Mutex<HashMap<String, (u64, String)>>,
     load_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: AtomicBool,
+    /// Opens app secrets (`NR_SECRETS_KEY`).
+    secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
+    /// Per app: the env generation asked for and the one the current host was loaded
+    /// with, so a changed env forces a new host even at the same revision.
+    env_gens: Mutex<HashMap<String, env_watch::EnvGen>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,7 +128,16 @@ impl Runner {
         let signatures = nr_auth::signing::Verifier::new(nr_auth::signing::Keys::parse(
             config.runner_secret.as_deref(),
         ));
+        let secrets = config
+            .secrets_key
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(nr_infra::appenv::SecretsKey::parse)
+            .transpose()?
+            .map(Arc::new);
         let inner = Arc::new(Inner {
+            secrets,
+            env_gens: Mutex::new(HashMap::new()),
             id,
             config,
             nats: deps.nats,
@@ -138,6 +154,7 @@ impl Runner {
             load_locks: Mutex::new(HashMap::new()),
             live: AtomicBool::new(false),
         });
+        env_watch::start(inner.clone(), shutdown.clone()).await?;
         let weak = Arc::downgrade(&inner);
         nr_infra::apps::follow(js, shutdown.clone(), move |ev| {
             let Some(inner) = weak.upgrade() else { return };
@@ -317,6 +334,9 @@ impl Inner {
             .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
             .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
         let manifest = RuntimeManifest::from_value(&ev.manifest);
+        let env = nr_infra::appenv::load_for_app(&self.db, self.secrets.as_deref(), &ev.app_name)
+            .await
+            .map_err(|e| LoadError::Host(format!("cannot read the app's variables: {e}")))?;
         let timeout = manifest
             .timeout_s
             .filter(|t| t.is_finite() && *t > 0.0)
@@ -333,6 +353,7 @@ impl Inner {
                 timeout: Duration::from_secs_f64(timeout),
                 pool: self.config.pool(),
                 import_timeout: Duration::from_secs_f64(self.config.import_timeout_s.max(1.0)),
+                env,
             },
         )
         .await

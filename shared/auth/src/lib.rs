@@ -25,6 +25,8 @@ pub const ADMIN_ROLE: &str = "admin";
 pub mod perms {
     pub const APPS_DEPLOY: &str = "apps:deploy";
     pub const APPS_READ: &str = "apps:read";
+    /// Set, unset and list apps' variables and secrets.
+    pub const APPS_ENV: &str = "apps:env";
     pub const JOBS_READ_ALL: &str = "jobs:read_all";
     pub const RBAC_MANAGE: &str = "rbac:manage";
 }

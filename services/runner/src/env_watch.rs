@@ -1,0 +1,130 @@
+//! Reloads an app when its variables or secrets change: follows `app.env.>` (new
+//! events only: a host loaded after a change reads it from Postgres anyway) and, per
+//! app, loads a new host at the current revision, then switches to it the way a hot
+//! reload does. In-flight calls finish on the old host; a failed load leaves the old
+//! host serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::consumer;
+use futures::StreamExt;
+use nr_contracts::events::AppChange;
+use nr_contracts::subjects;
+use tokio_util::sync::CancellationToken;
+
+use crate::{lock, Inner};
+
+/// One app's env generations: `wanted` is the stream sequence of the last change seen,
+/// `loaded` the one the current host was loaded after.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EnvGen {
+    wanted: u64,
+    loaded: u64,
+}
+
+/// Subscribes to `app.env.>` and reloads the app of each change.
+pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let stream = inner
+        .js
+        .get_stream(subjects::STREAM_APP_ENV)
+        .await
+        .context("cannot open stream NR_APP_ENV")?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subjects::APP_ENV_ALL.into(),
+            deliver_policy: consumer::DeliverPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .context("cannot follow app.env")?;
+    let mut messages = consumer.messages().await.context("cannot follow app.env")?;
+    let weak = Arc::downgrade(&inner);
+    drop(inner);
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                next = messages.next() => next,
+            };
+            let msg = match next {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "app.env read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let Some(inner) = weak.upgrade() else { break };
+            let Some(app) = subjects::app_of_app_env(&msg.subject) else {
+                continue;
+            };
+            let Ok(info) = msg.info() else { continue };
+            let gen = info.stream_sequence;
+            let app = app.to_owned();
+            {
+                let mut gens = lock(&inner.env_gens);
+                let entry = gens.entry(app.clone()).or_default();
+                entry.wanted = entry.wanted.max(gen);
+            }
+            tokio::spawn(async move { inner.reload_env(&app).await });
+        }
+    });
+    Ok(())
+}
+
+impl Inner {
+    /// Loads `app` again at its current revision when its env changed since the current
+    /// host was loaded. Serialised with the app's other loads.
+    pub(crate) async fn reload_env(&self, app: &str) {
+        let app_lock = lock(&self.load_locks)
+            .entry(app.to_owned())
+            .or_default()
+            .clone();
+        let _guard = app_lock.lock().await;
+        let wanted = {
+            let gens = lock(&self.env_gens);
+            match gens.get(app) {
+                Some(g) if g.wanted > g.loaded => g.wanted,
+                _ => return,
+            }
+        };
+        // Not loaded here: its next load reads the variables as they are now.
+        let Some(current) = self.current(app) else {
+            return;
+        };
+        let known = lock(&self.known).get(app).cloned();
+        let ev = match known {
+            Some(ev) if ev.rev >= current.rev => ev,
+            _ => match self.fetch_event(app, current.rev).await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(app, error = %e, "cannot reload the app for its new variables");
+                    return;
+                }
+            },
+        };
+        if ev.event.data.change == AppChange::Deleted {
+            return;
+        }
+        match self.load(ev.rev, &ev.event.data).await {
+            Ok(host) => {
+                self.hosts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(app.to_owned(), host.clone());
+                lock(&self.failed).remove(app);
+                if let Some(g) = lock(&self.env_gens).get_mut(app) {
+                    g.loaded = g.loaded.max(wanted);
+                }
+                tracing::info!(app, version = %host.version, rev = host.rev, env_gen = wanted, "app reloaded with its new variables");
+            }
+            Err(e) => {
+                // Never the value: load errors name the variable at most.
+                tracing::error!(app, rev = ev.rev, error = %e, "reload for new variables failed; the previous host keeps serving");
+            }
+        }
+    }
+}
