@@ -139,7 +139,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn endpoint(&self, path: &str) -> String {
+    pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.url.trim_end_matches('/'))
     }
 
@@ -150,7 +150,7 @@ impl Remote {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         req: reqwest::RequestBuilder,
     ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
@@ -167,7 +167,7 @@ impl Remote {
 }
 
 /// Prints a refusal or error body (`{error, details}`) and turns it into an error.
-fn refusal(what: &str, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+pub(crate) fn refusal(what: &str, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
     let details: Vec<Finding> = serde_json::from_value(body["details"].clone()).unwrap_or_default();
     print_findings("error", &details);
     let error = body["error"]

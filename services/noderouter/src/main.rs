@@ -1,6 +1,7 @@
 //! `noderouter`: all five services in one process (`up`) and the author CLI (`app`).
 
 mod author;
+mod env_cmd;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -106,6 +107,9 @@ enum AppCommand {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// An app's variables and secrets: set, unset, list.
+    #[command(subcommand)]
+    Env(env_cmd::EnvCommand),
 }
 
 #[derive(clap::Args)]
@@ -184,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
         Command::App(AppCommand::Delete { app, remote }) => {
             author::delete(&remote.remote(), &app).await
         }
+        Command::App(AppCommand::Env(cmd)) => env_cmd::run(cmd).await,
     }
 }
 

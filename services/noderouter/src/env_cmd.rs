@@ -1,0 +1,118 @@
+//! `noderouter app env set|unset|list`: an app's variables and secrets, through the
+//! admin API of a running platform (`/admin/api/apps/<app>/env`, permission `apps:env`).
+
+use std::io::Read as _;
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::author::Remote;
+use crate::RemoteArgs;
+
+#[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Set a variable (or, with --secret, a secret) and reload the app. Without VALUE,
+    /// the value is read from standard input, so a secret stays out of the shell's
+    /// history and the process list.
+    Set {
+        app: String,
+        /// `^[A-Z_][A-Z0-9_]{0,127}$`, not one the platform sets itself.
+        name: String,
+        value: Option<String>,
+        /// Seal the value at rest; it is never shown again.
+        #[arg(long)]
+        secret: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Remove a variable or secret and reload the app.
+    Unset {
+        app: String,
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List an app's variables with their values, and its secrets by name only.
+    List {
+        app: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
+    match cmd {
+        EnvCommand::Set {
+            app,
+            name,
+            value,
+            secret,
+            remote,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::stdin().read_to_string(&mut v)?;
+                    // A trailing newline from `echo` or a file is not part of the value.
+                    v.strip_suffix('\n')
+                        .map(|s| s.strip_suffix('\r').unwrap_or(s).to_owned())
+                        .unwrap_or(v)
+                }
+            };
+            set(&remote.remote(), &app, &name, &value, secret).await
+        }
+        EnvCommand::Unset { app, name, remote } => unset(&remote.remote(), &app, &name).await,
+        EnvCommand::List { app, remote, json } => list(&remote.remote(), &app, json).await,
+    }
+}
+
+async fn set(remote: &Remote, app: &str, name: &str, value: &str, secret: bool) -> anyhow::Result<()> {
+    let req = reqwest::Client::new()
+        .put(remote.endpoint(&format!("/admin/api/apps/{app}/env")))
+        .json(&json!({ "name": name, "value": value, "secret": secret }));
+    let (status, body) = remote.send(req).await?;
+    if !status.is_success() {
+        return Err(crate::author::refusal("env set", status, &body));
+    }
+    println!(
+        "set {} {name} of {app}; the app reloads with it",
+        if secret { "secret" } else { "variable" }
+    );
+    Ok(())
+}
+
+async fn unset(remote: &Remote, app: &str, name: &str) -> anyhow::Result<()> {
+    let req = reqwest::Client::new()
+        .delete(remote.endpoint(&format!("/admin/api/apps/{app}/env/{name}")));
+    let (status, body) = remote.send(req).await?;
+    if !status.is_success() {
+        return Err(crate::author::refusal("env unset", status, &body));
+    }
+    println!("removed {name} of {app}; the app reloads without it");
+    Ok(())
+}
+
+async fn list(remote: &Remote, app: &str, json: bool) -> anyhow::Result<()> {
+    let req = reqwest::Client::new().get(remote.endpoint(&format!("/admin/api/apps/{app}/env")));
+    let (status, body) = remote.send(req).await?;
+    if !status.is_success() {
+        return Err(crate::author::refusal("env list", status, &body));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    for e in body["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default();
+        match (&e["value"], e["secret"].as_bool()) {
+            (_, Some(true)) => println!("{name}  (secret)"),
+            (Value::String(v), _) => println!("{name}={v}"),
+            _ => println!("{name}"),
+        }
+    }
+    Ok(())
+}
