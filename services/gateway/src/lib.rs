@@ -113,7 +113,11 @@ fn app_env_key(
     config: &GatewayConfig,
     db: &sqlx::PgPool,
 ) -> anyhow::Result<Option<Arc<nr_infra::appenv::SecretsKey>>> {
-    let Some(text) = config.secrets_key.as_deref().filter(|t| !t.trim().is_empty()) else {
+    let Some(text) = config
+        .secrets_key
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    else {
         tracing::warn!("NR_SECRETS_KEY is not set: app secrets cannot be set here (variables can)");
         return Ok(None);
     };
@@ -122,7 +126,10 @@ fn app_env_key(
     tokio::spawn(async move {
         match nr_infra::appenv::reseal(&db, &k).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "secrets sealed again with the first NR_SECRETS_KEY"),
+            Ok(n) => tracing::info!(
+                count = n,
+                "secrets sealed again with the first NR_SECRETS_KEY"
+            ),
             Err(e) => tracing::warn!(error = %e, "cannot seal secrets again with the new key"),
         }
     });

@@ -70,7 +70,13 @@ pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn set(remote: &Remote, app: &str, name: &str, value: &str, secret: bool) -> anyhow::Result<()> {
+async fn set(
+    remote: &Remote,
+    app: &str,
+    name: &str,
+    value: &str,
+    secret: bool,
+) -> anyhow::Result<()> {
     let req = reqwest::Client::new()
         .put(remote.endpoint(&format!("/admin/api/apps/{app}/env")))
         .json(&json!({ "name": name, "value": value, "secret": secret }));

@@ -2,7 +2,12 @@
 //! seen by the app's own processes (sync workers and job workers) in `os.environ`, by no
 //! other app, sealed at rest, never listed or published, and a change reloads the app
 //! under load with no failed call.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::type_complexity
+)]
 
 mod common;
 
@@ -65,7 +70,12 @@ async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
 }
 
 async fn set(h: &Harness, app: &str, body: Value) -> (StatusCode, Value) {
-    send(h.http.put(format!("{}/admin/api/apps/{app}/env", h.url)).json(&body)).await
+    send(
+        h.http
+            .put(format!("{}/admin/api/apps/{app}/env", h.url))
+            .json(&body),
+    )
+    .await
 }
 
 async fn list(h: &Harness, app: &str) -> Value {
@@ -103,7 +113,10 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert!(!b.to_string().contains(SECRET), "the answer echoes the secret: {b}");
+    assert!(
+        !b.to_string().contains(SECRET),
+        "the answer echoes the secret: {b}"
+    );
 
     for expected in [("SHOP_CURRENCY", false), ("PAYMENT_API_KEY", true)] {
         let msg = tokio::time::timeout(Duration::from_secs(5), events.next())
@@ -111,7 +124,9 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
             .expect("an app.env event")
             .expect("subscription open");
         assert!(
-            !msg.payload.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            !msg.payload
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes()),
             "the event carries the secret"
         );
         let ev: Value = nr_contracts::decode(&msg.payload).unwrap();
@@ -131,7 +146,9 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
     let (s, b) = h.submit(&app, json!({ "names": names })).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     let job = h
-        .wait_job(b["job_id"].as_str().unwrap(), |j| j["status"] == "completed")
+        .wait_job(b["job_id"].as_str().unwrap(), |j| {
+            j["status"] == "completed"
+        })
         .await;
     assert_eq!(
         job["result"]["env"],
@@ -274,8 +291,8 @@ async fn a_change_under_a_steady_stream_of_calls_reloads_the_app_with_no_failed_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permission_is_required(
-) {
+async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permission_is_required()
+{
     let h = Harness::start().await;
     let app = app_name("envcheck");
     let refused = |field: &'static str| {
@@ -283,7 +300,10 @@ async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permi
             assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
             assert_eq!(b["details"]["field"], field, "{b}");
             assert!(
-                b["error"].as_str().unwrap().starts_with(&format!("{field}: ")),
+                b["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{field}: ")),
                 "{b}"
             );
         }
@@ -309,14 +329,37 @@ async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permi
     refused("name")(set(&h, &app, json!({"name": "A".repeat(129), "value": "x"})).await);
     refused("name")(set(&h, &app, json!({"value": "x"})).await);
     refused("name")(set(&h, &app, json!({"name": 5, "value": "x"})).await);
-    refused("value")(set(&h, &app, json!({"name": "BIG", "value": "x".repeat(32 * 1024 + 1)})).await);
+    refused("value")(
+        set(
+            &h,
+            &app,
+            json!({"name": "BIG", "value": "x".repeat(32 * 1024 + 1)}),
+        )
+        .await,
+    );
     refused("value")(set(&h, &app, json!({"name": "NUL", "value": "a\u{0}b"})).await);
     refused("value")(set(&h, &app, json!({"name": "NONE"})).await);
-    refused("secret")(set(&h, &app, json!({"name": "S", "value": "x", "secret": "yes"})).await);
-    refused("name")(
-        send(h.http.delete(format!("{}/admin/api/apps/{app}/env/PYTHONPATH", h.url))).await,
+    refused("secret")(
+        set(
+            &h,
+            &app,
+            json!({"name": "S", "value": "x", "secret": "yes"}),
+        )
+        .await,
     );
-    let (s, b) = set(&h, &app, json!({"name": "OK_MAX", "value": "x".repeat(32 * 1024)})).await;
+    refused("name")(
+        send(
+            h.http
+                .delete(format!("{}/admin/api/apps/{app}/env/PYTHONPATH", h.url)),
+        )
+        .await,
+    );
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "OK_MAX", "value": "x".repeat(32 * 1024)}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(list(&h, &app).await["env"][0]["name"], "OK_MAX");
 
@@ -389,7 +432,12 @@ async fn the_cli_sets_lists_and_unsets_against_the_running_platform() {
     let (ok, out, err) = cli(&h, &["set", &app, "GREETING", "hello"], None).await;
     assert!(ok, "{out}{err}");
     // A secret from standard input, so it is in no process's arguments.
-    let (ok, out, err) = cli(&h, &["set", &app, "TOKEN", "--secret"], Some(&format!("{SECRET}\n"))).await;
+    let (ok, out, err) = cli(
+        &h,
+        &["set", &app, "TOKEN", "--secret"],
+        Some(&format!("{SECRET}\n")),
+    )
+    .await;
     assert!(ok, "{out}{err}");
     assert!(!out.contains(SECRET) && !err.contains(SECRET));
 
@@ -420,9 +468,17 @@ async fn without_a_secrets_key_secrets_are_refused_and_variables_still_work() {
     // An empty setting stands for a split gateway and runner started without one.
     let h = Harness::start_with(&["--secrets-key", ""]).await;
     let app = deploy_env_app(&h, "envnokey").await;
-    let (s, b) = set(&h, &app, json!({"name": "API_KEY", "value": SECRET, "secret": true})).await;
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "API_KEY", "value": SECRET, "secret": true}),
+    )
+    .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
-    assert!(b["error"].as_str().unwrap().contains("NR_SECRETS_KEY"), "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("NR_SECRETS_KEY"),
+        "{b}"
+    );
     assert!(!b.to_string().contains(SECRET));
     assert_eq!(list(&h, &app).await["env"], json!([]));
     let (s, b) = set(&h, &app, json!({"name": "PLAIN", "value": "yes"})).await;
@@ -475,7 +531,12 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
     .await
     .unwrap();
     // Any change reloads the app, which reads every variable again.
-    let (s, b) = set(&h, &app, json!({"name": "NEW_SECRET", "value": "fresh", "secret": true})).await;
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "NEW_SECRET", "value": "fresh", "secret": true}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let env = wait_env(&h, &app, &["OLD_SECRET", "NEW_SECRET"], |e| {
         e["NEW_SECRET"] == "fresh"
@@ -486,7 +547,9 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
     let both = SecretsKey::parse(&format!("{new},{old}")).unwrap();
     assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 1);
     let new_only = SecretsKey::parse(&new).unwrap();
-    let opened = appenv::load_for_app(&db, Some(&new_only), &app).await.unwrap();
+    let opened = appenv::load_for_app(&db, Some(&new_only), &app)
+        .await
+        .unwrap();
     assert_eq!(
         opened,
         vec![
@@ -498,6 +561,9 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("does not open") && !err.contains(SECRET), "{err}");
+    assert!(
+        err.contains("does not open") && !err.contains(SECRET),
+        "{err}"
+    );
     assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 0);
 }

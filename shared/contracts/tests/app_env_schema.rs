@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 const SCHEMA: &str = "events/app.env.json";
 
 fn schema() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas").join(SCHEMA);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas")
+        .join(SCHEMA);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -75,7 +77,10 @@ fn the_schema_refuses_a_value_field_and_names_the_subject_stream_and_type() {
     let v = validator();
     let mut with_value = wire(&event(EnvChange::Set, true));
     with_value["data"]["value"] = json!("hunter2");
-    assert!(!v.is_valid(&with_value), "an event must never carry a value");
+    assert!(
+        !v.is_valid(&with_value),
+        "an event must never carry a value"
+    );
     let s = schema();
     assert_eq!(s["x-subject"], subjects::app_env("<app>").as_str());
     assert_eq!(s["x-stream"], subjects::STREAM_APP_ENV);

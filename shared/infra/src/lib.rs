@@ -5,8 +5,8 @@
 //! No service logic lives here; every service uses these to talk to the same
 //! infrastructure the same way.
 
-pub mod apps;
 pub mod appenv;
+pub mod apps;
 pub mod bus;
 pub mod db;
 pub mod store;

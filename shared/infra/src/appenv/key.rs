@@ -185,7 +185,10 @@ mod tests {
         let err = SecretsKey::parse("c2hvcnQ=").unwrap_err();
         assert_eq!(err.index, 1);
         assert!(!err.to_string().contains("c2hvcnQ"), "{err}");
-        assert_eq!(SecretsKey::parse(&format!("{HEX},nope")).unwrap_err().index, 2);
+        assert_eq!(
+            SecretsKey::parse(&format!("{HEX},nope")).unwrap_err().index,
+            2
+        );
     }
 
     #[test]

@@ -113,7 +113,11 @@ pub struct SetEnv<'a> {
 }
 
 /// Sets a variable or a secret (replacing whatever the name held).
-pub async fn set(db: &PgPool, key: Option<&SecretsKey>, change: SetEnv<'_>) -> Result<(), EnvError> {
+pub async fn set(
+    db: &PgPool,
+    key: Option<&SecretsKey>,
+    change: SetEnv<'_>,
+) -> Result<(), EnvError> {
     check_name(change.name)?;
     check_value(change.value)?;
     let (value, nonce) = if change.secret {
@@ -155,7 +159,14 @@ pub async fn unset(db: &PgPool, app: &str, name: &str) -> Result<Option<bool>, E
     Ok(row.map(|(secret,)| secret))
 }
 
-type Row = (String, bool, Vec<u8>, Option<Vec<u8>>, time::OffsetDateTime, String);
+type Row = (
+    String,
+    bool,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    time::OffsetDateTime,
+    String,
+);
 
 async fn rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
     Ok(sqlx::query_as(
@@ -212,10 +223,13 @@ pub async fn load_for_app(
     Ok(out)
 }
 
+/// App, name, ciphertext, nonce.
+type SealedRow = (String, String, Vec<u8>, Option<Vec<u8>>);
+
 /// Seals again, with the first key, every secret that only an older key opens (after a
 /// rotation put a new key first). Returns how many were sealed again.
 pub async fn reseal(db: &PgPool, key: &SecretsKey) -> Result<usize, EnvError> {
-    let stale: Vec<(String, String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+    let stale: Vec<SealedRow> = sqlx::query_as(
         "SELECT app_name, name, value, nonce FROM noderouter_core.app_env WHERE secret",
     )
     .fetch_all(db)
@@ -223,7 +237,8 @@ pub async fn reseal(db: &PgPool, key: &SecretsKey) -> Result<usize, EnvError> {
     .map_err(|e| anyhow::anyhow!("cannot read secrets: {e}"))?;
     let mut count = 0;
     for (app, name, value, nonce) in stale {
-        let Some((plain, false)) = key.open(&app, &name, nonce.as_deref().unwrap_or_default(), &value)
+        let Some((plain, false)) =
+            key.open(&app, &name, nonce.as_deref().unwrap_or_default(), &value)
         else {
             continue;
         };
@@ -276,11 +291,31 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_secret_without_a_key_is_refused_before_anything_is_stored() {
+        // Never connects: the refusal comes first.
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let change = SetEnv {
+            app: "shop",
+            name: "API_KEY",
+            value: "hunter2",
+            secret: true,
+            actor: "admin",
+        };
+        let e = set(&db, None, change).await.unwrap_err();
+        assert!(matches!(e, EnvError::NoKey), "{e}");
+        assert!(e.to_string().contains("NR_SECRETS_KEY"));
+    }
+
     #[test]
     fn values_are_bounded_and_without_nul() {
         check_value(&"x".repeat(MAX_VALUE_BYTES)).unwrap();
         assert_eq!(
-            check_value(&"x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err().field(),
+            check_value(&"x".repeat(MAX_VALUE_BYTES + 1))
+                .unwrap_err()
+                .field(),
             Some("value")
         );
         assert_eq!(check_value("a\0b").unwrap_err().field(), Some("value"));
