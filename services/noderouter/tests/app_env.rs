@@ -215,6 +215,14 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
 
+    // The embedded default keeps its key beside the runner directory, owner-only.
+    let key_file = h.dir.path().join("secrets.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", key_file.display());
+    assert!(SecretsKey::parse(std::fs::read_to_string(&key_file).unwrap().trim()).is_ok());
+
     // A redeploy keeps the variables.
     h.deploy_ok(
         &app,

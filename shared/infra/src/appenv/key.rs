@@ -180,7 +180,10 @@ mod tests {
     fn hex_and_base64_keys_are_accepted_and_other_lengths_refused() {
         let key = SecretsKey::parse(HEX).unwrap();
         let shown = format!("{key:?}");
-        assert!(shown.contains("redacted") && !shown.contains("0001"), "{shown}");
+        assert!(
+            shown.contains("redacted") && !shown.contains("0001"),
+            "{shown}"
+        );
         let b64 = SecretsKey::generate_text().unwrap();
         assert!(SecretsKey::parse(&b64).is_ok());
         assert!(SecretsKey::parse(&format!("{b64},{HEX}")).is_ok());
