@@ -1,0 +1,176 @@
+//! Refusals: bad and reserved names, oversized values, callers without `apps:env`; and
+//! the CLI against the running platform.
+
+use super::*;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permission_is_required()
+{
+    let h = Harness::start().await;
+    let app = app_name("envcheck");
+    let refused = |field: &'static str| {
+        move |(s, b): (StatusCode, Value)| {
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+            assert_eq!(b["details"]["field"], field, "{b}");
+            assert!(
+                b["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{field}: ")),
+                "{b}"
+            );
+        }
+    };
+    for name in [
+        "lower",
+        "1ABC",
+        "A-B",
+        "",
+        "DATABASE_URL",
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "NR_APP_NAME",
+        "NR_JWT_SECRET",
+        "LD_PRELOAD",
+    ] {
+        refused("name")(set(&h, &app, json!({"name": name, "value": "x"})).await);
+    }
+    refused("name")(set(&h, &app, json!({"name": "A".repeat(129), "value": "x"})).await);
+    refused("name")(set(&h, &app, json!({"value": "x"})).await);
+    refused("name")(set(&h, &app, json!({"name": 5, "value": "x"})).await);
+    refused("value")(
+        set(
+            &h,
+            &app,
+            json!({"name": "BIG", "value": "x".repeat(32 * 1024 + 1)}),
+        )
+        .await,
+    );
+    refused("value")(set(&h, &app, json!({"name": "NUL", "value": "a\u{0}b"})).await);
+    refused("value")(set(&h, &app, json!({"name": "NONE"})).await);
+    refused("secret")(
+        set(
+            &h,
+            &app,
+            json!({"name": "S", "value": "x", "secret": "yes"}),
+        )
+        .await,
+    );
+    refused("name")(
+        send(
+            h.http
+                .delete(format!("{}/admin/api/apps/{app}/env/PYTHONPATH", h.url)),
+        )
+        .await,
+    );
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "OK_MAX", "value": "x".repeat(32 * 1024)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(list(&h, &app).await["env"][0]["name"], "OK_MAX");
+
+    // A deployer and a reader without apps:env get 403, and change nothing.
+    common::role(&h, "deployers", &["apps:deploy", "apps:read"]).await;
+    let (s, b) = common::post(
+        &h.http,
+        format!("{}/admin/api/users", h.url),
+        json!({"username": "dep", "password": "password-123", "roles": ["deployers"]}),
+    )
+    .await;
+    assert!(s.is_success(), "{b}");
+    let (s, b) = common::post(
+        &reqwest::Client::new(),
+        format!("{}/api/auth/login", h.url),
+        json!({"username": "dep", "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let dep = client_with_token(b["token"].as_str().unwrap());
+    let url = format!("{}/admin/api/apps/{app}/env", h.url);
+    for req in [
+        dep.get(&url),
+        dep.put(&url).json(&json!({"name": "X", "value": "y"})),
+        dep.post(&url).json(&json!({"name": "X", "value": "y"})),
+        dep.delete(format!("{url}/OK_MAX")),
+    ] {
+        let (s, b) = send(req).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert!(b["error"].as_str().unwrap().contains("apps:env"), "{b}");
+    }
+    let (s, _) = send(reqwest::Client::new().get(&url)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let env = list(&h, &app).await;
+    assert_eq!(env["env"].as_array().unwrap().len(), 1, "{env}");
+    // The catalogue offers the permission for a role.
+    let (_, perms) = send(h.http.get(format!("{}/admin/api/permissions", h.url))).await;
+    assert!(perms.to_string().contains("apps:env"), "{perms}");
+}
+
+async fn cli(h: &Harness, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let token = h.platform.as_ref().unwrap().admin_token().to_owned();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        .args(["app", "env"])
+        .args(args)
+        .args(["--url", &h.url, "--token", &token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_lists_and_unsets_against_the_running_platform() {
+    let h = Harness::start().await;
+    let app = deploy_env_app(&h, "envcli").await;
+    let (ok, out, err) = cli(&h, &["set", &app, "GREETING", "hello"], None).await;
+    assert!(ok, "{out}{err}");
+    // A secret from standard input, so it is in no process's arguments.
+    let (ok, out, err) = cli(
+        &h,
+        &["set", &app, "TOKEN", "--secret"],
+        Some(&format!("{SECRET}\n")),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains(SECRET) && !err.contains(SECRET));
+
+    let (ok, out, err) = cli(&h, &["list", &app], None).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("GREETING=hello"), "{out}");
+    assert!(out.contains("TOKEN  (secret)"), "{out}");
+    assert!(!out.contains(SECRET), "{out}");
+    let env = wait_env(&h, &app, &["GREETING", "TOKEN"], |e| e["TOKEN"] == SECRET).await;
+    assert_eq!(env["GREETING"], "hello");
+
+    let (ok, out, err) = cli(&h, &["unset", &app, "GREETING"], None).await;
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = cli(&h, &["list", &app, "--json"], None).await;
+    assert!(ok);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["env"].as_array().unwrap().len(), 1, "{listed}");
+    wait_env(&h, &app, &["GREETING"], |e| e["GREETING"].is_null()).await;
+
+    // A refusal exits non-zero and says which field is wrong.
+    let (ok, out, err) = cli(&h, &["set", &app, "NR_ADMIN_PASSWORD", "x"], None).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("422") && err.contains("name: "), "{err}");
+}

@@ -1,0 +1,108 @@
+//! The secrets key: a platform without one refuses secrets, and a rotated key still
+//! opens secrets sealed with the old one and seals them again.
+
+use super::*;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_secrets_key_secrets_are_refused_and_variables_still_work() {
+    // An empty setting stands for a split gateway and runner started without one.
+    let h = Harness::start_with(&["--secrets-key", ""]).await;
+    let app = deploy_env_app(&h, "envnokey").await;
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "API_KEY", "value": SECRET, "secret": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        b["error"].as_str().unwrap().contains("NR_SECRETS_KEY"),
+        "{b}"
+    );
+    assert!(!b.to_string().contains(SECRET));
+    assert_eq!(list(&h, &app).await["env"], json!([]));
+    let (s, b) = set(&h, &app, json!({"name": "PLAIN", "value": "yes"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    wait_env(&h, &app, &["PLAIN"], |e| e["PLAIN"] == "yes").await;
+
+    // A secret sealed by a service that has a key (written straight to the table) does
+    // not open on this runner: the reload fails and the previous host keeps serving.
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let key = SecretsKey::parse(&SecretsKey::generate_text().unwrap()).unwrap();
+    appenv::set(
+        &db,
+        Some(&key),
+        SetEnv {
+            app: &app,
+            name: "API_KEY",
+            value: SECRET,
+            secret: true,
+            actor: "test",
+        },
+    )
+    .await
+    .unwrap();
+    let (s, b) = set(&h, &app, json!({"name": "PLAIN", "value": "again"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let env = env_of(&h, &app, &["PLAIN", "API_KEY"]).await;
+    assert_eq!(env, json!({"PLAIN": "yes", "API_KEY": null}), "{env}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_the_new_key() {
+    let old = SecretsKey::generate_text().unwrap();
+    let new = SecretsKey::generate_text().unwrap();
+    let h = Harness::start_with(&["--secrets-key", &format!("{new},{old}")]).await;
+    let app = deploy_env_app(&h, "envrotate").await;
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let old_key = SecretsKey::parse(&old).unwrap();
+    appenv::set(
+        &db,
+        Some(&old_key),
+        SetEnv {
+            app: &app,
+            name: "OLD_SECRET",
+            value: SECRET,
+            secret: true,
+            actor: "test",
+        },
+    )
+    .await
+    .unwrap();
+    // Any change reloads the app, which reads every variable again.
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "NEW_SECRET", "value": "fresh", "secret": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let env = wait_env(&h, &app, &["OLD_SECRET", "NEW_SECRET"], |e| {
+        e["NEW_SECRET"] == "fresh"
+    })
+    .await;
+    assert_eq!(env["OLD_SECRET"], SECRET, "{env}");
+
+    let both = SecretsKey::parse(&format!("{new},{old}")).unwrap();
+    assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 1);
+    let new_only = SecretsKey::parse(&new).unwrap();
+    let opened = appenv::load_for_app(&db, Some(&new_only), &app)
+        .await
+        .unwrap();
+    assert_eq!(
+        opened,
+        vec![
+            ("NEW_SECRET".to_owned(), "fresh".to_owned()),
+            ("OLD_SECRET".to_owned(), SECRET.to_owned())
+        ]
+    );
+    let err = appenv::load_for_app(&db, Some(&old_key), &app)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not open") && !err.contains(SECRET),
+        "{err}"
+    );
+    assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 0);
+}
