@@ -7,4 +7,5 @@
 pub mod apps;
 pub mod bus;
 pub mod db;
+pub mod follow;
 pub mod store;
