@@ -77,6 +77,16 @@ ensure_browser() {
   [ -x /usr/bin/chromium ] || { log "installing chromium (browser tests)"; apt_install chromium; }
 }
 
+# An S3-compatible server for the object-store tests and the multi-process topology:
+# s3s-fs from crates.io, built once into .tools/bin (a few minutes on a fresh machine).
+S3S_VERSION=0.14.1
+ensure_s3() {
+  local bin="$ROOT/.tools/bin/s3s-fs"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$S3S_VERSION"; then return; fi
+  log "building the S3-compatible test server (s3s-fs $S3S_VERSION)"
+  cargo install -q s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$ROOT/.tools"
+}
+
 ensure_all() {
   mkdir -p "$ROOT/.data"
   ensure_postgres

@@ -111,7 +111,13 @@ pub(crate) async fn deploy(
         .store
         .put(&Path::from(staging_key.as_str()), bytes.into())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot stage upload: {e}"))?;
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot stage an upload in the object store");
+            ApiError::Unavailable(
+                "the object store is unavailable: the bundle could not be stored; try again later"
+                    .into(),
+            )
+        })?;
     let request = async_nats::Request::new()
         .payload(
             encode(&DeploySubmit {

@@ -112,6 +112,7 @@ impl Platform {
                 nats: config.gateway.nats.clone(),
                 db: config.gateway.db.clone(),
                 health: nr_config::HealthArgs { health_addr: None },
+                catch_up_s: 120,
             },
             nr_registry::RegistryDeps {
                 nats: nats.clone(),

@@ -3,8 +3,10 @@
 //! and `registry.apps.versions` (every version of one app, for rollback).
 //!
 //! The projection records the stream sequence it has applied, in the same transaction as
-//! the change, so a redelivered or replayed event changes nothing: replaying `NR_APPS`
-//! from the start rebuilds the tables identically.
+//! the change, and reads its stream from there (an ordered consumer, no durable state in
+//! NATS): a fresh or restored database catches up from the log at start, and a replayed
+//! event changes nothing. Several registries may run: each applies every event, and the
+//! offset row serialises them so each event lands once.
 
 pub mod projection;
 pub mod rbac;
@@ -12,8 +14,7 @@ pub mod rbac;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use clap::Args;
 use futures::StreamExt;
 use nr_contracts::requests::{AppList, AppSummary, AppVersion, AppVersions, AppVersionsRequest};
@@ -29,6 +30,16 @@ pub struct RegistryConfig {
     pub db: nr_config::DbArgs,
     #[command(flatten)]
     pub health: nr_config::HealthArgs,
+    /// How long start-up waits for the projections to catch up with the event log
+    /// (a fresh or restored database), seconds; they go on catching up after it.
+    #[arg(long, env = "NR_REGISTRY_CATCH_UP_S", default_value_t = 120)]
+    pub catch_up_s: u64,
+}
+
+impl RegistryConfig {
+    fn catch_up(&self) -> Duration {
+        Duration::from_secs(self.catch_up_s)
+    }
 }
 
 #[derive(Clone)]
@@ -41,68 +52,45 @@ pub struct Registry {
     shutdown: CancellationToken,
 }
 
-/// Durable consumer shared by every registry instance.
-const CONSUMER: &str = "registry-apps";
-
 impl Registry {
-    pub async fn build(_config: RegistryConfig, deps: RegistryDeps) -> anyhow::Result<Registry> {
+    pub async fn build(config: RegistryConfig, deps: RegistryDeps) -> anyhow::Result<Registry> {
         nr_infra::db::migrate(&deps.db).await?;
         let js = jetstream::new(deps.nats.clone());
         nr_infra::bus::ensure_streams(&js).await?;
         let shutdown = CancellationToken::new();
 
-        let stream = js
-            .get_stream(subjects::STREAM_APPS)
-            .await
-            .context("cannot open NR_APPS")?;
-        let consumer = stream
-            .get_or_create_consumer(
-                CONSUMER,
-                consumer::pull::Config {
-                    durable_name: Some(CONSUMER.into()),
-                    filter_subject: subjects::APP_UPDATED_ALL.into(),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
-                    // One event in flight across all instances keeps the projection in order.
-                    max_ack_pending: 1,
-                    ..Default::default()
-                },
-            )
-            .await
-            .context("cannot create the registry consumer")?;
-        let mut messages = consumer.messages().await.context("cannot read NR_APPS")?;
+        // Each projection reads its stream from the offset it stored in Postgres, so a
+        // fresh or restored database is caught up from the log before this returns.
+        let applied = projection::applied(&deps.db).await?;
+        let target = nr_infra::follow::last_sequence(&js, subjects::STREAM_APPS).await?;
         let db = deps.db.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    n = messages.next() => n,
-                };
-                let msg = match next {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "registry consumer error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    None => break,
-                };
-                let Ok(info) = msg.info() else { continue };
-                let seq = info.stream_sequence;
-                match projection::apply(&db, seq, &msg.payload).await {
-                    Ok(()) => {
-                        if let Err(e) = msg.ack().await {
-                            tracing::warn!(seq, error = %e, "ack failed");
-                        }
-                    }
-                    // Not acked: JetStream redelivers after ack_wait.
-                    Err(e) => tracing::error!(seq, error = %e, "projection failed"),
-                }
-            }
-        });
-
-        rbac::start(&js, deps.nats.clone(), deps.db.clone(), shutdown.clone()).await?;
+        nr_infra::follow::from_offset(
+            &js,
+            nr_infra::follow::Follow {
+                stream: subjects::STREAM_APPS,
+                filter: Some(subjects::APP_UPDATED_ALL),
+                applied,
+                name: "apps",
+            },
+            shutdown.clone(),
+            move |seq, payload| {
+                let db = db.clone();
+                async move { projection::apply(&db, seq, &payload).await }
+            },
+        )
+        .await?;
+        let rbac_target =
+            rbac::start(&js, deps.nats.clone(), deps.db.clone(), shutdown.clone()).await?;
+        let db = deps.db.clone();
+        nr_infra::follow::wait_caught_up("apps", target, config.catch_up(), || {
+            projection::applied(&db)
+        })
+        .await;
+        let db = deps.db.clone();
+        nr_infra::follow::wait_caught_up("rbac", rbac_target, config.catch_up(), || {
+            rbac::applied(&db)
+        })
+        .await;
 
         let lookups = Arc::new(Lookups {
             nats: deps.nats.clone(),

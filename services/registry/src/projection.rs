@@ -54,12 +54,12 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     .await?;
     let upsert = sqlx::query(
         "INSERT INTO noderouter_core.apps (app_name, app_key, display_name, description, current_version, \
-             current_sha256, bundle_key, manifest, rev, deleted) \
-         VALUES ($1, lower($1), $2, $3, $4, $5, $6, $7, $8, $9) \
+             current_sha256, bundle_key, manifest, rev, deleted, created_at, updated_at) \
+         VALUES ($1, lower($1), $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
          ON CONFLICT (app_name) DO UPDATE SET display_name = EXCLUDED.display_name, \
              description = EXCLUDED.description, current_version = EXCLUDED.current_version, \
              current_sha256 = EXCLUDED.current_sha256, bundle_key = EXCLUDED.bundle_key, \
-             manifest = EXCLUDED.manifest, rev = EXCLUDED.rev, deleted = EXCLUDED.deleted, updated_at = NOW()",
+             manifest = EXCLUDED.manifest, rev = EXCLUDED.rev, deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at",
     )
     .bind(&d.app_name)
     .bind(display_name)
@@ -70,6 +70,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     .bind(&d.manifest)
     .bind(seq)
     .bind(deleted)
+    .bind(at)
     .execute(&mut *tx)
     .await;
     if let Err(sqlx::Error::Database(e)) = &upsert {

@@ -2,72 +2,56 @@
 //! subscriptions) into Postgres, then announces each applied sequence on
 //! `rbac.applied` so gateways and hubs drop cached access decisions.
 
-use std::time::Duration;
-
-use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
+use async_nats::jetstream;
 use nr_contracts::events::RbacChange;
 use nr_contracts::{decode, subjects, Envelope};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 const PROJECTION: &str = "rbac";
-const CONSUMER: &str = "registry-rbac";
 
+/// Follows `NR_RBAC` from the offset stored in Postgres; returns the stream's last
+/// sequence at start, which the projection must reach to be caught up.
 pub(crate) async fn start(
     js: &jetstream::Context,
     nats: async_nats::Client,
     db: PgPool,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
-    let stream = js
-        .get_stream(subjects::STREAM_RBAC)
-        .await
-        .context("cannot open NR_RBAC")?;
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 1,
-                ..Default::default()
-            },
-        )
-        .await
-        .context("cannot create the RBAC consumer")?;
-    let mut messages = consumer.messages().await.context("cannot read NR_RBAC")?;
-    tokio::spawn(async move {
-        loop {
-            let next = tokio::select! {
-                _ = stop.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "RBAC consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                None => break,
-            };
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            match apply(&db, seq, &msg.payload).await {
-                Ok(()) => {
-                    let _ = msg.ack().await;
-                    let _ = nats
-                        .publish(subjects::RBAC_APPLIED, seq.to_string().into())
-                        .await;
-                }
-                Err(e) => tracing::error!(seq, error = %e, "RBAC projection failed"),
+) -> anyhow::Result<u64> {
+    let target = nr_infra::follow::last_sequence(js, subjects::STREAM_RBAC).await?;
+    nr_infra::follow::from_offset(
+        js,
+        nr_infra::follow::Follow {
+            stream: subjects::STREAM_RBAC,
+            filter: None,
+            applied: applied(&db).await?,
+            name: "rbac",
+        },
+        stop,
+        move |seq, payload| {
+            let (db, nats) = (db.clone(), nats.clone());
+            async move {
+                apply(&db, seq, &payload).await?;
+                let _ = nats
+                    .publish(subjects::RBAC_APPLIED, seq.to_string().into())
+                    .await;
+                Ok(())
             }
-        }
-    });
-    Ok(())
+        },
+    )
+    .await?;
+    Ok(target)
+}
+
+/// The highest `NR_RBAC` sequence the projection has applied.
+pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
+    )
+    .bind(PROJECTION)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map_or(0, |(s,)| s.max(0) as u64))
 }
 
 /// Applies one change at `seq`; a sequence already applied is skipped.
@@ -91,8 +75,9 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     if advanced == 0 {
         return Ok(());
     }
-    let change = match decode::<Envelope<RbacChange>>(payload) {
-        Ok(e) => e.data,
+    let (change, at) = match decode::<Envelope<RbacChange>>(payload) {
+        // Rows carry the event's own time, so a rebuild from the log is identical.
+        Ok(e) => (e.data, event_time(&e.time)),
         Err(e) => {
             tracing::warn!(seq, error = %e, "undecodable RBAC event skipped");
             tx.commit().await?;
@@ -106,8 +91,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             username,
             password_hash,
         } => {
-            q("INSERT INTO noderouter_core.users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&id).bind(&username).bind(&password_hash).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&username).bind(&password_hash).bind(at).execute(&mut *tx).await?;
             q("INSERT INTO noderouter_core.user_roles (user_id, role) VALUES ($1, 'admin') ON CONFLICT DO NOTHING")
                 .bind(&id).execute(&mut *tx).await?;
         }
@@ -116,8 +101,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             username,
             password_hash,
         } => {
-            q("INSERT INTO noderouter_core.users (id, username, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&id).bind(&username).bind(&password_hash).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.users (id, username, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&username).bind(&password_hash).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::UserDisabled { id, disabled } => {
             q("UPDATE noderouter_core.users SET disabled = $2 WHERE id = $1")
@@ -144,8 +129,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
                 .bind(&id).bind(&roles).execute(&mut *tx).await?;
         }
         RbacChange::RoleCreated { name, description } => {
-            q("INSERT INTO noderouter_core.roles (name, description) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description")
-                .bind(&name).bind(&description).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.roles (name, description, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description")
+                .bind(&name).bind(&description).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::RoleDeleted { name } => {
             q("DELETE FROM noderouter_core.roles WHERE name = $1 AND NOT builtin")
@@ -176,11 +161,11 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             let expires = expires_at.and_then(|t| {
                 time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
             });
-            q("INSERT INTO noderouter_core.api_tokens (id, name, owner, roles, secret_hash, expires_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
-                .bind(&id).bind(&name).bind(&owner).bind(&roles).bind(&secret_hash).bind(expires).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.api_tokens (id, name, owner, roles, secret_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+                .bind(&id).bind(&name).bind(&owner).bind(&roles).bind(&secret_hash).bind(expires).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::TokenRevoked { id } => {
-            q("UPDATE noderouter_core.api_tokens SET revoked_at = COALESCE(revoked_at, NOW()) WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+            q("UPDATE noderouter_core.api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1").bind(&id).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::SessionRevoked { jti, expires_at } => {
             let expires = time::OffsetDateTime::parse(
@@ -197,8 +182,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             app_name,
             action_name,
         } => {
-            q("INSERT INTO noderouter_core.subscriptions (user_id, app_name, action_name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&user_id).bind(&app_name).bind(&action_name).execute(&mut *tx).await?;
+            q("INSERT INTO noderouter_core.subscriptions (user_id, app_name, action_name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(&user_id).bind(&app_name).bind(&action_name).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::Unsubscribed {
             user_id,
@@ -211,4 +196,10 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// An event's RFC 3339 time; the wall clock only for an event without a readable one.
+fn event_time(t: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
 }

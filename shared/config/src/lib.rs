@@ -29,7 +29,8 @@ pub struct DbArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Object store for bundles: a directory path, `file:///abs/path`, or `memory://`.
+    /// Object store for bundles: `s3://bucket[/prefix]` (settings from the `AWS_*`
+    /// variables), a directory path, `file:///abs/path`, or `memory://`.
     #[arg(long, env = "NR_OBJECT_STORE_URL", default_value = ".data/objects")]
     pub object_store_url: String,
 }

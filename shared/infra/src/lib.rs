@@ -9,4 +9,5 @@ pub mod appenv;
 pub mod apps;
 pub mod bus;
 pub mod db;
+pub mod follow;
 pub mod store;

@@ -6,6 +6,8 @@
 //! - [`python`]: the interpreter the runner uses (the project's `.venv` when present).
 //! - [`zip_files`]: builds a bundle zip in memory.
 
+pub mod s3;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
