@@ -1,9 +1,17 @@
 //! The rules of `manifest.json`: the author guide's fields, the plugin contract's
 //! `api_version`, `nav` and `permissions`, and unknown fields. Pure: bytes in, verdict
 //! out. Every error of one manifest is reported at once, each with its field and line.
+//!
+//! The shape of every field (its type and range) is the typed manifest's
+//! (`nr_contracts::manifest::Manifest`, the type every service reads stored manifests
+//! with); a manifest passes here only if it also parses as that type, so nothing
+//! deploy accepts can fail downstream.
 
 use std::collections::{BTreeMap, HashMap};
 
+use nr_contracts::manifest::{self as contract, Manifest, Seconds};
+use contract::{ACTION_FIELDS, NAV_FIELDS, PERMISSION_FIELDS};
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::conflicts::AppFacts;
@@ -15,23 +23,9 @@ pub const PLATFORM_API_VERSION: &str = "1.0.0";
 
 const FILE: &str = "manifest.json";
 
-/// Fields the platform knows; anything else is kept and warned about.
-pub const KNOWN_FIELDS: &[&str] = &[
-    "app_name",
-    "display_name",
-    "version",
-    "description",
-    "required_permission",
-    "actions",
-    "api_version",
-    "nav",
-    "permissions",
-    "timeout_s",
-];
-
-const ACTION_FIELDS: &[&str] = &["name", "display_name", "description", "required_permission"];
-const NAV_FIELDS: &[&str] = &["id", "label", "icon", "href", "permission", "children"];
-const PERMISSION_FIELDS: &[&str] = &["name", "description"];
+/// Fields the platform knows (the typed manifest's); anything else is kept and warned
+/// about.
+pub const KNOWN_FIELDS: &[&str] = contract::FIELDS;
 
 /// `^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`: the guide's app name (64 characters at most).
 pub fn is_valid_app_name(name: &str) -> bool {
@@ -175,6 +169,8 @@ pub struct ManifestOk {
     pub version: String,
     /// The manifest as written, unknown fields included.
     pub manifest: Value,
+    /// The manifest as every service reads it.
+    pub typed: Manifest,
     pub warnings: Vec<Finding>,
     /// What other apps can conflict with.
     pub facts: AppFacts,
@@ -242,6 +238,25 @@ impl Ctx {
         }
     }
 
+    /// A time limit: absent or null is the platform's default; otherwise a number of
+    /// seconds in the typed manifest's range.
+    fn seconds(&mut self, obj: &Map<String, Value>, key: &str) {
+        let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
+            return;
+        };
+        if Seconds::deserialize(value).is_err() {
+            let shown = match value {
+                Value::Number(n) => format!("{n}"),
+                other => format!("{} ({other})", kind(other)),
+            };
+            self.error(
+                &format!("manifest.{key}"),
+                &format!("/{key}"),
+                format!("{key} must be {}, not {shown}", contract::SECONDS_EXPECTED),
+            );
+        }
+    }
+
     /// A permission field: absent, null or empty is open; otherwise a token.
     fn permission(&mut self, rule: &str, obj: &Map<String, Value>, pointer: &str, key: &str) {
         if let Some(token) = self.opt_str(rule, obj, pointer, key) {
@@ -255,6 +270,15 @@ impl Ctx {
                 );
             }
         }
+    }
+}
+
+/// `actions[1].name` → `actions`; empty (the manifest itself) → `json`.
+fn top_field(field: &str) -> &str {
+    let end = field.find(['.', '[']).unwrap_or(field.len());
+    match &field[..end] {
+        "" => "json",
+        top => top,
     }
 }
 
@@ -390,14 +414,8 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
         "required_permission",
     );
 
-    match obj.get("timeout_s") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t.is_finite() && t > 0.0) => {}
-        Some(other) => c.error(
-            "manifest.timeout_s",
-            "/timeout_s",
-            format!("timeout_s must be a positive number of seconds, not {other}"),
-        ),
+    for key in ["timeout_s", "job_timeout_s"] {
+        c.seconds(obj, key);
     }
 
     check_actions(&mut c, obj);
@@ -482,10 +500,17 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
     if !c.errors.is_empty() {
         return Err(Refused::many(422, c.errors));
     }
+    // Every rule above agrees with the type; this keeps it so if they ever drift.
+    let typed = Manifest::from_value(&manifest).map_err(|e| {
+        let rule = format!("manifest.{}", top_field(&e.field));
+        let line = c.line(&e.pointer);
+        Refused::many(422, vec![finding(&rule, Some(FILE), line, e.to_string())])
+    })?;
     Ok(ManifestOk {
         app_name,
         version,
         manifest,
+        typed,
         warnings: c.warnings,
         facts,
     })
@@ -674,3 +699,7 @@ fn check_nav_node(
 #[cfg(test)]
 #[path = "manifest_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "manifest_typed_tests.rs"]
+mod typed_tests;
