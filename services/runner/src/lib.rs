@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use nr_contracts::events::{AppChange, AppUpdated};
-use nr_contracts::manifest::RuntimeManifest;
+use nr_contracts::manifest::{RuntimeManifest, Seconds};
 use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
@@ -303,6 +303,12 @@ impl Inner {
     }
 
     async fn load(&self, rev: u64, ev: &AppUpdated) -> Result<Arc<AppHost>, LoadError> {
+        // Checked before any work: a manifest that does not parse loads nothing, and
+        // the version already loaded keeps serving.
+        let manifest = RuntimeManifest::from_value(&ev.manifest).map_err(|e| {
+            nr_telemetry::metrics::metrics().app_event_skipped("runner", "manifest");
+            LoadError::Host(format!("app.updated event {rev} skipped: its {e}"))
+        })?;
         let path = object_store::path::Path::from(ev.bundle_key.as_str());
         let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
             .await
@@ -316,11 +322,10 @@ impl Inner {
             .await
             .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
             .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
-        let manifest = RuntimeManifest::from_value(&ev.manifest);
         let timeout = manifest
             .timeout_s
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .unwrap_or(self.config.sync_timeout_s);
+            .map(Seconds::duration)
+            .unwrap_or_else(|| secs_or(self.config.sync_timeout_s, 30.0));
         AppHost::load(
             self.spawner.clone(),
             LoadSpec {
@@ -330,13 +335,22 @@ impl Inner {
                 version: ev.version.clone(),
                 dir,
                 manifest,
-                timeout: Duration::from_secs_f64(timeout),
+                timeout,
                 pool: self.config.pool(),
-                import_timeout: Duration::from_secs_f64(self.config.import_timeout_s.max(1.0)),
+                import_timeout: secs_or(self.config.import_timeout_s.max(1.0), 60.0),
             },
         )
         .await
     }
+}
+
+/// A configured number of seconds as a duration; `fallback` when it is not a positive
+/// number a `Duration` can hold (never panics, whatever the configuration says).
+pub(crate) fn secs_or(secs: f64, fallback: f64) -> Duration {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .unwrap_or_else(|| Duration::from_secs_f64(fallback))
 }
 
 /// Unpacks a bundle into `dir`. Deploy has vetted the zip; entries that would escape
