@@ -154,6 +154,7 @@ impl Manifest {
     /// Parses a manifest (a stored event's, or an upload's). Fails on the first field
     /// of the wrong type or out of range, naming it; never substitutes defaults.
     pub fn from_value(value: &serde_json::Value) -> Result<Manifest, ManifestError> {
+        not_an_object(value)?;
         serde_path_to_error::deserialize::<_, Manifest>(value).map_err(|e| {
             let mut field = String::new();
             let mut pointer = String::new();
@@ -187,6 +188,60 @@ impl Manifest {
     pub fn permission(&self) -> &str {
         self.required_permission.as_deref().unwrap_or("")
     }
+}
+
+/// Serde would read a struct from an array of its fields in order (`["sales", "1.0.0"]`);
+/// the manifest, its actions, nav nodes and permissions must be JSON objects.
+fn not_an_object(manifest: &serde_json::Value) -> Result<(), ManifestError> {
+    fn object(v: &serde_json::Value, field: &str, pointer: &str) -> Result<(), ManifestError> {
+        if v.is_object() {
+            return Ok(());
+        }
+        let found = match v {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        Err(ManifestError {
+            field: field.to_owned(),
+            pointer: pointer.to_owned(),
+            message: format!("expected a JSON object, found {found}"),
+        })
+    }
+    fn items<'v>(
+        parent: &'v serde_json::Value,
+        key: &str,
+        field: &str,
+        pointer: &str,
+    ) -> Vec<(String, String, &'v serde_json::Value)> {
+        let Some(list) = parent.get(key).and_then(|l| l.as_array()) else {
+            return Vec::new();
+        };
+        let prefix = if field.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{field}.{key}")
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{prefix}[{i}]"), format!("{pointer}/{key}/{i}"), v))
+            .collect()
+    }
+    object(manifest, "", "")?;
+    for key in ["actions", "permissions"] {
+        for (field, pointer, v) in items(manifest, key, "", "") {
+            object(v, &field, &pointer)?;
+        }
+    }
+    let mut nav = items(manifest, "nav", "", "");
+    while let Some((field, pointer, v)) = nav.pop() {
+        object(v, &field, &pointer)?;
+        nav.extend(items(v, "children", &field, &pointer));
+    }
+    Ok(())
 }
 
 /// `null` reads as an empty list, as an absent field does.

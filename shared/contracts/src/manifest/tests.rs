@@ -87,6 +87,10 @@ fn wrong_types_anywhere_are_named_by_path() {
         (json!({"version": "1.0.0"}), ""),
         (json!({"app_name": "sales", "version": 1}), "version"),
         (json!([]), ""),
+        (json!(["sales", "1.0.0"]), ""),
+        (with("actions", json!([{"name": "a"}, ["b"]])), "actions[1]"),
+        (with("permissions", json!([["a:b"]])), "permissions[0]"),
+        (with("nav", json!([{"id": "a", "label": "A", "children": [["b", "B"]]}])), "nav[0].children[0]"),
     ];
     for (m, field) in cases {
         let e = refused(m.clone());
