@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use nr_contracts::manifest::{self as contract, Manifest, Seconds};
 use contract::{ACTION_FIELDS, NAV_FIELDS, PERMISSION_FIELDS};
+use nr_contracts::manifest::{self as contract, Manifest, Seconds};
 use serde::Deserialize as _;
 use serde_json::{Map, Value};
 

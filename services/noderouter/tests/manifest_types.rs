@@ -64,7 +64,8 @@ async fn skipped(h: &Harness, service: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    let prefix = format!("nr_app_events_skipped_total{{service=\"{service}\",reason=\"manifest\"}} ");
+    let prefix =
+        format!("nr_app_events_skipped_total{{service=\"{service}\",reason=\"manifest\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .map_or(0, |n| n.trim().parse().unwrap())
@@ -130,7 +131,10 @@ async fn deploy_refuses_a_mistyped_or_out_of_range_time_limit_naming_the_field()
 
     // The typo that used to open a gated app: refused, not warned about.
     let bundle = zip_files(&[
-        ("manifest.json", &gated(&app, "1.0.0", json!({"job_timeout_s": "600"}))),
+        (
+            "manifest.json",
+            &gated(&app, "1.0.0", json!({"job_timeout_s": "600"})),
+        ),
         ("main.py", &main_py("v1")),
     ]);
     let (s, b) = h.deploy(&format!("{app}.zip"), bundle).await;
@@ -141,13 +145,18 @@ async fn deploy_refuses_a_mistyped_or_out_of_range_time_limit_naming_the_field()
     assert_eq!(details[0]["file"], "manifest.json", "{b}");
     let message = details[0]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("job_timeout_s must be a number of seconds from 1 to 86400 (24 h), not a string"),
+        message.starts_with(
+            "job_timeout_s must be a number of seconds from 1 to 86400 (24 h), not a string"
+        ),
         "{message}"
     );
 
     // A number the runner used to panic on: refused with the range.
     let bundle = zip_files(&[
-        ("manifest.json", &gated(&app, "1.0.0", json!({"timeout_s": 1e20}))),
+        (
+            "manifest.json",
+            &gated(&app, "1.0.0", json!({"timeout_s": 1e20})),
+        ),
         ("main.py", &main_py("v1")),
     ]);
     let (s, b) = h.deploy(&format!("{app}.zip"), bundle).await;
@@ -163,7 +172,10 @@ async fn deploy_refuses_a_mistyped_or_out_of_range_time_limit_naming_the_field()
     h.deploy_ok(
         &app,
         &[
-            ("manifest.json", &gated(&app, "1.0.0", json!({"timeout_s": 5, "job_timeout_s": 600}))),
+            (
+                "manifest.json",
+                &gated(&app, "1.0.0", json!({"timeout_s": 5, "job_timeout_s": 600})),
+            ),
             ("main.py", &main_py("v1")),
         ],
     )
@@ -294,7 +306,12 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["app_name"].as_str().unwrap(), a["version"].as_str().unwrap()))
+        .map(|a| {
+            (
+                a["app_name"].as_str().unwrap(),
+                a["version"].as_str().unwrap(),
+            )
+        })
         .collect();
     versions.sort_unstable();
     let mut expected = vec![(app.as_str(), "1.0.0"), (marker.as_str(), "1.0.0")];
@@ -312,13 +329,17 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
     assert_eq!(registry_view(&h, &ghost).await.0, None);
 
     // Each skip was logged and counted by the service that skipped it.
-    for (i, service) in ["gateway", "registry", "runner", "notify"].into_iter().enumerate() {
+    for (i, service) in ["gateway", "registry", "runner", "notify"]
+        .into_iter()
+        .enumerate()
+    {
         // The runner loads only its apps' events (the two of `app`); the others see
         // all three.
         let expected = before[i] + if service == "runner" { 2 } else { 3 };
-        wait_until(&format!("{service} to count the skipped events"), || async {
-            skipped(&h, service).await >= expected
-        })
+        wait_until(
+            &format!("{service} to count the skipped events"),
+            || async { skipped(&h, service).await >= expected },
+        )
         .await;
     }
 
@@ -326,7 +347,10 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
     h.deploy_ok(
         &app,
         &[
-            ("manifest.json", &gated(&app, "1.1.0", json!({"timeout_s": 10}))),
+            (
+                "manifest.json",
+                &gated(&app, "1.1.0", json!({"timeout_s": 10})),
+            ),
             ("main.py", &main_py("v2")),
         ],
     )

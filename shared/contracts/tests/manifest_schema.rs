@@ -37,10 +37,16 @@ fn the_examples_are_valid_for_both_and_parse_back_to_the_same_fields() {
     let examples = schema()["examples"].as_array().expect("examples").clone();
     assert!(examples.len() >= 3);
     for example in &examples {
-        assert!(v.is_valid(example), "schema refuses its own example {example:#}");
+        assert!(
+            v.is_valid(example),
+            "schema refuses its own example {example:#}"
+        );
         let typed = Manifest::from_value(example).unwrap_or_else(|e| panic!("{e}: {example:#}"));
         let back = serde_json::to_value(&typed).expect("serialise");
-        assert!(v.is_valid(&back), "schema refuses the type's output {back:#}");
+        assert!(
+            v.is_valid(&back),
+            "schema refuses the type's output {back:#}"
+        );
         // Every known field the example sets (not null) comes back the same.
         for (k, value) in example.as_object().expect("object") {
             if manifest::FIELDS.contains(&k.as_str()) && !value.is_null() {
@@ -54,11 +60,26 @@ fn the_examples_are_valid_for_both_and_parse_back_to_the_same_fields() {
 fn the_schema_knows_the_same_fields_as_the_type() {
     let s = schema();
     assert_eq!(keys(&s["properties"]), set(manifest::FIELDS));
-    assert_eq!(keys(&s["$defs"]["Action"]["properties"]), set(manifest::ACTION_FIELDS));
-    assert_eq!(keys(&s["$defs"]["NavNode"]["properties"]), set(manifest::NAV_FIELDS));
-    assert_eq!(keys(&s["$defs"]["Permission"]["properties"]), set(manifest::PERMISSION_FIELDS));
-    assert_eq!(s["$defs"]["Seconds"]["minimum"].as_f64(), Some(manifest::MIN_SECONDS));
-    assert_eq!(s["$defs"]["Seconds"]["maximum"].as_f64(), Some(manifest::MAX_SECONDS));
+    assert_eq!(
+        keys(&s["$defs"]["Action"]["properties"]),
+        set(manifest::ACTION_FIELDS)
+    );
+    assert_eq!(
+        keys(&s["$defs"]["NavNode"]["properties"]),
+        set(manifest::NAV_FIELDS)
+    );
+    assert_eq!(
+        keys(&s["$defs"]["Permission"]["properties"]),
+        set(manifest::PERMISSION_FIELDS)
+    );
+    assert_eq!(
+        s["$defs"]["Seconds"]["minimum"].as_f64(),
+        Some(manifest::MIN_SECONDS)
+    );
+    assert_eq!(
+        s["$defs"]["Seconds"]["maximum"].as_f64(),
+        Some(manifest::MAX_SECONDS)
+    );
 }
 
 fn base() -> Value {
@@ -89,7 +110,10 @@ fn invalid_manifests_are_refused_by_both() {
         with("actions", json!([{"display_name": "A"}])),
         with("actions", json!([{"name": 1}])),
         with("nav", json!([{"id": "a"}])),
-        with("nav", json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": false}]}])),
+        with(
+            "nav",
+            json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": false}]}]),
+        ),
         with("permissions", json!([{"description": "x"}])),
         with("permissions", json!("sales:read")),
         json!({"version": "1.0.0"}),
@@ -97,7 +121,10 @@ fn invalid_manifests_are_refused_by_both() {
         json!({"app_name": 1, "version": "1.0.0"}),
         json!(["app_name", "version"]),
         with("actions", json!([["deal_closed", "Deal closed"]])),
-        with("nav", json!([{"id": "a", "label": "A", "children": [["b", "B"]]}])),
+        with(
+            "nav",
+            json!([{"id": "a", "label": "A", "children": [["b", "B"]]}]),
+        ),
         with("permissions", json!([["a:b"]])),
         json!(null),
     ];
@@ -117,18 +144,73 @@ fn property_the_schema_and_the_type_accept_the_same_manifests() {
         ("version", vec![json!("1.0.0"), json!(["1"])]),
         ("display_name", vec![json!("Sales"), json!(null), json!(3)]),
         ("description", vec![json!("d"), json!({})]),
-        ("required_permission", vec![json!("sales:access"), json!(""), json!(null), json!(true)]),
-        ("timeout_s", vec![json!(30), json!(1), json!(86_400), json!(2.5), json!(0.5), json!(86_401), json!(1e20), json!("30"), json!(null)]),
-        ("job_timeout_s", vec![json!(600), json!(-3), json!(u64::MAX), json!(i64::MIN), json!("600"), json!(null)]),
-        ("actions", vec![json!([]), json!(null), json!([{"name": "a"}]), json!([{"name": "a", "display_name": null}]),
-                         json!([{"name": "a", "colour": "red"}]), json!([{"name": 2}]), json!([3]), json!([["a"]]), json!("a")]),
+        (
+            "required_permission",
+            vec![json!("sales:access"), json!(""), json!(null), json!(true)],
+        ),
+        (
+            "timeout_s",
+            vec![
+                json!(30),
+                json!(1),
+                json!(86_400),
+                json!(2.5),
+                json!(0.5),
+                json!(86_401),
+                json!(1e20),
+                json!("30"),
+                json!(null),
+            ],
+        ),
+        (
+            "job_timeout_s",
+            vec![
+                json!(600),
+                json!(-3),
+                json!(u64::MAX),
+                json!(i64::MIN),
+                json!("600"),
+                json!(null),
+            ],
+        ),
+        (
+            "actions",
+            vec![
+                json!([]),
+                json!(null),
+                json!([{"name": "a"}]),
+                json!([{"name": "a", "display_name": null}]),
+                json!([{"name": "a", "colour": "red"}]),
+                json!([{"name": 2}]),
+                json!([3]),
+                json!([["a"]]),
+                json!("a"),
+            ],
+        ),
         ("api_version", vec![json!("1.0.0"), json!(null), json!(1.0)]),
-        ("nav", vec![json!([]), json!([{"id": "a", "label": "A", "children": null}]),
-                     json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": "B", "icon": "x"}]}]),
-                     json!([{"id": "a", "label": "A", "children": [{"id": "b"}]}]), json!([{"label": "A"}]), json!({}),
-                     json!([{"id": "a", "label": "A", "children": [["b", "B"]]}])]),
-        ("permissions", vec![json!([]), json!([{"name": "a:b"}]), json!([{"name": "a:b", "description": null}]),
-                             json!([{"name": null}]), json!([[]]), json!([["a:b"]])]),
+        (
+            "nav",
+            vec![
+                json!([]),
+                json!([{"id": "a", "label": "A", "children": null}]),
+                json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": "B", "icon": "x"}]}]),
+                json!([{"id": "a", "label": "A", "children": [{"id": "b"}]}]),
+                json!([{"label": "A"}]),
+                json!({}),
+                json!([{"id": "a", "label": "A", "children": [["b", "B"]]}]),
+            ],
+        ),
+        (
+            "permissions",
+            vec![
+                json!([]),
+                json!([{"name": "a:b"}]),
+                json!([{"name": "a:b", "description": null}]),
+                json!([{"name": null}]),
+                json!([[]]),
+                json!([["a:b"]]),
+            ],
+        ),
         ("x-unknown", vec![json!(1), json!({"any": "thing"})]),
     ];
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -151,12 +233,19 @@ fn property_the_schema_and_the_type_accept_the_same_manifests() {
         }
         let by_schema = v.is_valid(&m);
         let by_type = Manifest::from_value(&m);
-        assert_eq!(by_schema, by_type.is_ok(), "schema says {by_schema}, type says {by_type:?} for {m}");
+        assert_eq!(
+            by_schema,
+            by_type.is_ok(),
+            "schema says {by_schema}, type says {by_type:?} for {m}"
+        );
         if by_schema {
             valid += 1;
         } else {
             invalid += 1;
         }
     }
-    assert!(valid > 100 && invalid > 100, "{valid} valid, {invalid} invalid");
+    assert!(
+        valid > 100 && invalid > 100,
+        "{valid} valid, {invalid} invalid"
+    );
 }

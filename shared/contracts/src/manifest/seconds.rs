@@ -21,7 +21,8 @@ pub struct Seconds(f64);
 impl Seconds {
     /// `Some` when `value` is a finite number in range.
     pub fn new(value: f64) -> Option<Seconds> {
-        (value.is_finite() && (MIN_SECONDS..=MAX_SECONDS).contains(&value)).then_some(Seconds(value))
+        (value.is_finite() && (MIN_SECONDS..=MAX_SECONDS).contains(&value))
+            .then_some(Seconds(value))
     }
 
     pub fn get(self) -> f64 {

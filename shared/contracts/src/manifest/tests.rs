@@ -31,7 +31,10 @@ fn a_mistyped_timeout_fails_the_whole_parse_naming_the_field() {
     assert_eq!(e.pointer, "/job_timeout_s");
     assert!(e.message.contains("string \"600\""), "{e}");
     assert!(e.message.contains(SECONDS_EXPECTED), "{e}");
-    assert!(e.to_string().starts_with("manifest field job_timeout_s: "), "{e}");
+    assert!(
+        e.to_string().starts_with("manifest field job_timeout_s: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -76,13 +79,37 @@ fn timeouts_in_range_become_durations() {
 #[test]
 fn wrong_types_anywhere_are_named_by_path() {
     let cases = [
-        (with("required_permission", json!(["sales:access"])), "required_permission"),
+        (
+            with("required_permission", json!(["sales:access"])),
+            "required_permission",
+        ),
         (with("display_name", json!(3)), "display_name"),
         (with("actions", json!({"name": "x"})), "actions"),
-        (with("actions", json!([{"name": "a", "display_name": "A"}, {"name": 7}])), "actions[1].name"),
-        (with("actions", json!([{"display_name": "A"}])), "actions[0]"),
-        (with("nav", json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": 2}]}])), "nav[0].children[0].label"),
-        (with("permissions", json!([{"name": "a:b", "description": false}])), "permissions[0].description"),
+        (
+            with(
+                "actions",
+                json!([{"name": "a", "display_name": "A"}, {"name": 7}]),
+            ),
+            "actions[1].name",
+        ),
+        (
+            with("actions", json!([{"display_name": "A"}])),
+            "actions[0]",
+        ),
+        (
+            with(
+                "nav",
+                json!([{"id": "a", "label": "A", "children": [{"id": "b", "label": 2}]}]),
+            ),
+            "nav[0].children[0].label",
+        ),
+        (
+            with(
+                "permissions",
+                json!([{"name": "a:b", "description": false}]),
+            ),
+            "permissions[0].description",
+        ),
         (with("api_version", json!(1)), "api_version"),
         (json!({"version": "1.0.0"}), ""),
         (json!({"app_name": "sales", "version": 1}), "version"),
@@ -90,7 +117,13 @@ fn wrong_types_anywhere_are_named_by_path() {
         (json!(["sales", "1.0.0"]), ""),
         (with("actions", json!([{"name": "a"}, ["b"]])), "actions[1]"),
         (with("permissions", json!([["a:b"]])), "permissions[0]"),
-        (with("nav", json!([{"id": "a", "label": "A", "children": [["b", "B"]]}])), "nav[0].children[0]"),
+        (
+            with(
+                "nav",
+                json!([{"id": "a", "label": "A", "children": [["b", "B"]]}]),
+            ),
+            "nav[0].children[0]",
+        ),
     ];
     for (m, field) in cases {
         let e = refused(m.clone());
@@ -130,17 +163,32 @@ fn the_full_manifest_round_trips_and_fields_lists_every_field() {
     });
     let m = Manifest::from_value(&full).unwrap();
     assert_eq!(serde_json::to_value(&m).unwrap(), full);
-    let mut keys: Vec<&str> = full.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = full
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     keys.sort_unstable();
     let mut fields = FIELDS.to_vec();
     fields.sort_unstable();
     assert_eq!(keys, fields, "FIELDS must list exactly the typed fields");
-    let mut action: Vec<&str> = full["actions"][0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut action: Vec<&str> = full["actions"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     action.sort_unstable();
     let mut known = ACTION_FIELDS.to_vec();
     known.sort_unstable();
     assert_eq!(action, known);
-    let mut nav: Vec<&str> = full["nav"][0].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut nav: Vec<&str> = full["nav"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     nav.sort_unstable();
     let mut known = NAV_FIELDS.to_vec();
     known.sort_unstable();
