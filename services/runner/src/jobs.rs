@@ -471,7 +471,7 @@ async fn run(
         .manifest
         .job_timeout_s
         .map(nr_contracts::manifest::Seconds::duration)
-        .unwrap_or_else(|| crate::secs_or(inner.config.job_timeout_s, 300.0));
+        .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
     let outcome = host
         .run_job(&body, &id.to_string(), limit, tx, cancel)
         .await;
@@ -498,7 +498,7 @@ async fn run(
 
 impl Inner {
     fn lease(&self) -> Duration {
-        Duration::from_secs_f64(self.config.job_lease_s.max(1.0))
+        nr_contracts::manifest::duration_or(self.config.job_lease_s.max(1.0), 30.0)
     }
 
     async fn job_progress(&self, id: Uuid) -> i32 {

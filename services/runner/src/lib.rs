@@ -17,13 +17,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use nr_contracts::events::{AppChange, AppUpdated};
-use nr_contracts::manifest::{RuntimeManifest, Seconds};
+use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
 use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
@@ -325,7 +324,7 @@ impl Inner {
         let timeout = manifest
             .timeout_s
             .map(Seconds::duration)
-            .unwrap_or_else(|| secs_or(self.config.sync_timeout_s, 30.0));
+            .unwrap_or_else(|| duration_or(self.config.sync_timeout_s, 30.0));
         AppHost::load(
             self.spawner.clone(),
             LoadSpec {
@@ -337,20 +336,11 @@ impl Inner {
                 manifest,
                 timeout,
                 pool: self.config.pool(),
-                import_timeout: secs_or(self.config.import_timeout_s.max(1.0), 60.0),
+                import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
             },
         )
         .await
     }
-}
-
-/// A configured number of seconds as a duration; `fallback` when it is not a positive
-/// number a `Duration` can hold (never panics, whatever the configuration says).
-pub(crate) fn secs_or(secs: f64, fallback: f64) -> Duration {
-    Duration::try_from_secs_f64(secs)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .unwrap_or_else(|| Duration::from_secs_f64(fallback))
 }
 
 /// Unpacks a bundle into `dir`. Deploy has vetted the zip; entries that would escape

@@ -16,7 +16,7 @@ mod seconds;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use seconds::{Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
+pub use seconds::{duration_or, Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
 
 /// The top-level fields the platform knows, in the order the docs list them.
 pub const FIELDS: &[&str] = &[

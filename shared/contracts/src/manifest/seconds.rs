@@ -45,6 +45,17 @@ impl Serialize for Seconds {
     }
 }
 
+/// A configured number of seconds (a flag, not a manifest) as a duration: `fallback`
+/// seconds when `secs` is not a positive number a `Duration` can hold. Never panics,
+/// unlike `Duration::from_secs_f64`, whatever the number.
+pub fn duration_or(secs: f64, fallback: f64) -> Duration {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .or_else(|| Duration::try_from_secs_f64(fallback).ok())
+        .unwrap_or(Duration::from_secs(1))
+}
+
 struct SecondsVisitor;
 
 impl Visitor<'_> for SecondsVisitor {

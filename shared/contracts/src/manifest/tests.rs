@@ -194,3 +194,13 @@ fn the_full_manifest_round_trips_and_fields_lists_every_field() {
     known.sort_unstable();
     assert_eq!(nav, known);
 }
+
+#[test]
+fn configured_durations_never_panic_whatever_the_number() {
+    use std::time::Duration;
+    assert_eq!(duration_or(2.5, 30.0), Duration::from_millis(2500));
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300, -1.0, 0.0] {
+        assert_eq!(duration_or(bad, 30.0), Duration::from_secs(30), "{bad}");
+    }
+    assert_eq!(duration_or(f64::NAN, f64::NAN), Duration::from_secs(1));
+}
