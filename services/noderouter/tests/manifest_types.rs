@@ -343,6 +343,23 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
         .await;
     }
 
+    // Deploy will not put such a manifest back either.
+    let (s, b) = post(
+        &h.http,
+        format!("{}/admin/api/apps/{app}/rollback", h.url),
+        json!({"version": "1.0.1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["details"][0]["rule"], "rollback.manifest", "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("manifest field job_timeout_s"),
+        "{b}"
+    );
+
     // A later deploy applies everywhere, after the skipped events.
     h.deploy_ok(
         &app,
