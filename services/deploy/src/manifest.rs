@@ -1,172 +1,40 @@
 //! The rules of `manifest.json`: the author guide's fields, the plugin contract's
 //! `api_version`, `nav` and `permissions`, and unknown fields. Pure: bytes in, verdict
 //! out. Every error of one manifest is reported at once, each with its field and line.
+//!
+//! The shape of every field (its type and range) is the typed manifest's
+//! (`nr_contracts::manifest::Manifest`, the type every service reads stored manifests
+//! with); a manifest passes here only if it also parses as that type, so nothing
+//! deploy accepts can fail downstream.
 
 use std::collections::{BTreeMap, HashMap};
 
+use contract::{ACTION_FIELDS, PERMISSION_FIELDS};
+use nr_contracts::manifest::{self as contract, Manifest, Seconds};
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use crate::conflicts::AppFacts;
 use crate::findings::{finding, Finding, Refused};
 use crate::jsonpos;
 
+mod format;
+mod nav;
+
+pub use format::{
+    check_api_version, display_path, is_action_slug, is_local_href, is_lucide_name, is_nav_id,
+    is_permission_token, is_valid_app_name, parse_semver, ApiCompat,
+};
+use nav::check_nav_node;
+
 /// The contract version of this platform. A bundle's `api_version` is compared with it.
 pub const PLATFORM_API_VERSION: &str = "1.0.0";
 
 const FILE: &str = "manifest.json";
 
-/// Fields the platform knows; anything else is kept and warned about.
-pub const KNOWN_FIELDS: &[&str] = &[
-    "app_name",
-    "display_name",
-    "version",
-    "description",
-    "required_permission",
-    "actions",
-    "api_version",
-    "nav",
-    "permissions",
-    "timeout_s",
-];
-
-const ACTION_FIELDS: &[&str] = &["name", "display_name", "description", "required_permission"];
-const NAV_FIELDS: &[&str] = &["id", "label", "icon", "href", "permission", "children"];
-const PERMISSION_FIELDS: &[&str] = &["name", "description"];
-
-/// `^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`: the guide's app name (64 characters at most).
-pub fn is_valid_app_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 64
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-')
-}
-
-/// An action name: same alphabet as an app name, because it becomes a NATS subject
-/// token (`action.triggered.<app>.<action>`).
-pub fn is_action_slug(name: &str) -> bool {
-    is_valid_app_name(name)
-}
-
-/// A strict semver (`1.2.3`, optionally `-pre` and `+build`): no `v` prefix, no leading
-/// zeros, no ranges, no missing parts, no surrounding spaces.
-pub fn parse_semver(text: &str) -> Result<semver::Version, String> {
-    if text.trim() != text {
-        return Err("it has surrounding spaces".into());
-    }
-    semver::Version::parse(text).map_err(|e| e.to_string())
-}
-
-/// A permission token `<resource>:<action>`: each part starts with a letter or digit and
-/// holds letters, digits, `_`, `-` and `.`; 64 characters at most per part.
-pub fn is_permission_token(token: &str) -> bool {
-    let part = |p: &str| {
-        let b = p.as_bytes();
-        !b.is_empty()
-            && b.len() <= 64
-            && b[0].is_ascii_alphanumeric()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-    };
-    match token.split_once(':') {
-        Some((resource, action)) => part(resource) && part(action),
-        None => false,
-    }
-}
-
-/// A Lucide icon name: lowercase kebab case (`calendar`, `refresh-cw`).
-pub fn is_lucide_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.split('-').all(|w| {
-            !w.is_empty()
-                && w.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-}
-
-/// A nav node id (`sales:root`, `sales.reports`): letters, digits, `_ - . :`.
-pub fn is_nav_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':'))
-}
-
-/// A nav `href`: a path on this platform (`/apps/sales/`), never an external URL.
-pub fn is_local_href(href: &str) -> bool {
-    href.starts_with('/')
-        && !href.starts_with("//")
-        && !href.contains('\\')
-        && !href.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// How a bundle's `api_version` relates to the platform's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiCompat {
-    /// Same major and minor (patch ignored).
-    Ok,
-    /// Loaded; the message says why the author may want to look.
-    Warn(String),
-    /// Not loaded; the message says why.
-    Refuse(String),
-}
-
-/// Provider/consumer semantics of the plugin contract: same major and minor is ok, an
-/// older minor a warning, a newer minor or another major refused, malformed refused,
-/// absent treated as `1.0.0` with a warning (bundles written to the guide have none).
-pub fn check_api_version(declared: Option<&str>, platform: &semver::Version) -> ApiCompat {
-    let Some(text) = declared else {
-        return ApiCompat::Warn(format!(
-            "api_version is absent; treated as 1.0.0 (add \"api_version\": \"{platform}\" to manifest.json)"
-        ));
-    };
-    let v = match parse_semver(text) {
-        Ok(v) => v,
-        Err(e) => {
-            return ApiCompat::Refuse(format!(
-                "api_version {text:?} is not a strict semver such as \"{platform}\": {e}"
-            ))
-        }
-    };
-    if v.major != platform.major {
-        ApiCompat::Refuse(format!(
-            "api_version {v} is another major version than this platform's {platform}: the contract changed incompatibly; update the bundle to {}.x",
-            platform.major
-        ))
-    } else if v.minor > platform.minor {
-        ApiCompat::Refuse(format!(
-            "api_version {v} needs a newer platform than this one ({platform}); upgrade the platform or write the bundle against {platform}"
-        ))
-    } else if v.minor < platform.minor {
-        ApiCompat::Warn(format!(
-            "api_version {v} is older than this platform's {platform}: it loads, and newer features exist"
-        ))
-    } else {
-        ApiCompat::Ok
-    }
-}
-
-/// `/actions/1/name` → `actions[1].name`, as an author reads a field.
-pub fn display_path(pointer: &str) -> String {
-    let mut out = String::new();
-    for token in pointer.split('/').skip(1) {
-        let token = token.replace("~1", "/").replace("~0", "~");
-        if token.bytes().all(|b| b.is_ascii_digit()) && !token.is_empty() {
-            out.push_str(&format!("[{token}]"));
-        } else {
-            if !out.is_empty() {
-                out.push('.');
-            }
-            out.push_str(&token);
-        }
-    }
-    out
-}
+/// Fields the platform knows (the typed manifest's); anything else is kept and warned
+/// about.
+pub const KNOWN_FIELDS: &[&str] = contract::FIELDS;
 
 /// A manifest that passed.
 #[derive(Debug, Clone)]
@@ -175,6 +43,8 @@ pub struct ManifestOk {
     pub version: String,
     /// The manifest as written, unknown fields included.
     pub manifest: Value,
+    /// The manifest as every service reads it.
+    pub typed: Manifest,
     pub warnings: Vec<Finding>,
     /// What other apps can conflict with.
     pub facts: AppFacts,
@@ -242,6 +112,25 @@ impl Ctx {
         }
     }
 
+    /// A time limit: absent or null is the platform's default; otherwise a number of
+    /// seconds in the typed manifest's range.
+    fn seconds(&mut self, obj: &Map<String, Value>, key: &str) {
+        let Some(value) = obj.get(key).filter(|v| !v.is_null()) else {
+            return;
+        };
+        if Seconds::deserialize(value).is_err() {
+            let shown = match value {
+                Value::Number(n) => format!("{n}"),
+                other => format!("{} ({other})", kind(other)),
+            };
+            self.error(
+                &format!("manifest.{key}"),
+                &format!("/{key}"),
+                format!("{key} must be {}, not {shown}", contract::SECONDS_EXPECTED),
+            );
+        }
+    }
+
     /// A permission field: absent, null or empty is open; otherwise a token.
     fn permission(&mut self, rule: &str, obj: &Map<String, Value>, pointer: &str, key: &str) {
         if let Some(token) = self.opt_str(rule, obj, pointer, key) {
@@ -255,6 +144,15 @@ impl Ctx {
                 );
             }
         }
+    }
+}
+
+/// `actions[1].name` → `actions`; empty (the manifest itself) → `json`.
+fn top_field(field: &str) -> &str {
+    let end = field.find(['.', '[']).unwrap_or(field.len());
+    match &field[..end] {
+        "" => "json",
+        top => top,
     }
 }
 
@@ -390,14 +288,8 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
         "required_permission",
     );
 
-    match obj.get("timeout_s") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_f64().is_some_and(|t| t.is_finite() && t > 0.0) => {}
-        Some(other) => c.error(
-            "manifest.timeout_s",
-            "/timeout_s",
-            format!("timeout_s must be a positive number of seconds, not {other}"),
-        ),
+    for key in ["timeout_s", "job_timeout_s"] {
+        c.seconds(obj, key);
     }
 
     check_actions(&mut c, obj);
@@ -482,10 +374,17 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
     if !c.errors.is_empty() {
         return Err(Refused::many(422, c.errors));
     }
+    // Every rule above agrees with the type; this keeps it so if they ever drift.
+    let typed = Manifest::from_value(&manifest).map_err(|e| {
+        let rule = format!("manifest.{}", top_field(&e.field));
+        let line = c.line(&e.pointer);
+        Refused::many(422, vec![finding(&rule, Some(FILE), line, e.to_string())])
+    })?;
     Ok(ManifestOk {
         app_name,
         version,
         manifest,
+        typed,
         warnings: c.warnings,
         facts,
     })
@@ -562,115 +461,10 @@ fn check_actions(c: &mut Ctx, obj: &Map<String, Value>) {
     }
 }
 
-const MAX_NAV_DEPTH: usize = 8;
-
-fn check_nav_node(
-    c: &mut Ctx,
-    node: &Value,
-    p: &str,
-    depth: usize,
-    seen: &mut BTreeMap<String, String>,
-) {
-    let at = display_path(p);
-    let Some(o) = node.as_object() else {
-        c.error(
-            "manifest.nav",
-            p,
-            format!(
-                "{at} must be an object with id and label, not {}",
-                kind(node)
-            ),
-        );
-        return;
-    };
-    if depth > MAX_NAV_DEPTH {
-        c.error(
-            "manifest.nav",
-            p,
-            format!("{at} is nested more than {MAX_NAV_DEPTH} levels deep"),
-        );
-        return;
-    }
-    c.unknown_fields(o, p, NAV_FIELDS);
-    match o.get("id") {
-        Some(Value::String(id)) if is_nav_id(id) => {
-            if let Some(first) = seen.get(id) {
-                c.error(
-                    "manifest.nav",
-                    &format!("{p}/id"),
-                    format!(
-                        "nav id {id:?} is used twice ({first} and {at}); nav ids must be unique"
-                    ),
-                );
-            } else {
-                seen.insert(id.clone(), at.clone());
-            }
-        }
-        Some(Value::String(id)) => c.error(
-            "manifest.nav",
-            &format!("{p}/id"),
-            format!(
-                "{at}.id {id:?} must hold letters, digits, _ - . : (such as \"sales:reports\")"
-            ),
-        ),
-        Some(other) => c.error(
-            "manifest.nav",
-            &format!("{p}/id"),
-            format!("{at}.id must be a string, not {}", kind(other)),
-        ),
-        None => c.error(
-            "manifest.nav",
-            p,
-            format!("{at}.id is required, unique across all apps (such as \"sales:root\")"),
-        ),
-    }
-    match o.get("label") {
-        Some(Value::String(s)) if !s.trim().is_empty() => {}
-        Some(Value::String(_)) => c.error(
-            "manifest.nav",
-            &format!("{p}/label"),
-            format!("{at}.label must not be empty"),
-        ),
-        Some(other) => c.error(
-            "manifest.nav",
-            &format!("{p}/label"),
-            format!("{at}.label must be a string, not {}", kind(other)),
-        ),
-        None => c.error(
-            "manifest.nav",
-            p,
-            format!("{at}.label is required (the text of the menu entry)"),
-        ),
-    }
-    if let Some(icon) = c.opt_str("manifest.nav", o, p, "icon") {
-        if !is_lucide_name(icon) {
-            c.error("manifest.nav", &format!("{p}/icon"), format!("{at}.icon {icon:?} must be a Lucide icon name in kebab case, such as \"calendar\" or \"bar-chart-2\""));
-        }
-    }
-    if let Some(href) = c.opt_str("manifest.nav", o, p, "href") {
-        if !is_local_href(href) {
-            c.error("manifest.nav", &format!("{p}/href"), format!("{at}.href {href:?} must be a path on this platform starting with / (such as \"/apps/sales/\"), not an external URL"));
-        }
-    }
-    c.permission("manifest.nav", o, p, "permission");
-    match o.get("children") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(children)) => {
-            for (i, child) in children.iter().enumerate() {
-                check_nav_node(c, child, &format!("{p}/children/{i}"), depth + 1, seen);
-            }
-        }
-        Some(other) => c.error(
-            "manifest.nav",
-            &format!("{p}/children"),
-            format!(
-                "{at}.children must be an array of menu nodes, not {}",
-                kind(other)
-            ),
-        ),
-    }
-}
-
 #[cfg(test)]
 #[path = "manifest_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "manifest_typed_tests.rs"]
+mod typed_tests;

@@ -318,6 +318,20 @@ impl Inner {
                 ),
             ));
         };
+        // A version stored before the manifest had one type may not parse as it now;
+        // putting it back would publish an event every service skips.
+        if let Err(e) = nr_contracts::manifest::Manifest::from_value(&target.manifest) {
+            return Err(Refused::one(
+                422,
+                "rollback.manifest",
+                Some("manifest.json"),
+                None,
+                format!(
+                    "{app} {} cannot be put back: its {e}; deploy a corrected bundle instead",
+                    target.version
+                ),
+            ));
+        }
         let path = Path::from(target.bundle_key.as_str());
         if let Err(e) = self.store.head(&path).await {
             return Err(match e {

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use nr_contracts::events::AppChange;
-use nr_contracts::manifest::RuntimeManifest;
+use nr_contracts::manifest::{RuntimeManifest, Seconds};
 use nr_infra::apps::AppEvent;
 use tokio::sync::watch;
 
@@ -56,6 +56,9 @@ impl AppCache {
         all
     }
 
+    /// Applies one catalogue event. An event whose manifest does not parse is skipped
+    /// (the app keeps serving as it was, gated as it was), logged and counted; it still
+    /// counts as applied so nothing waits on it.
     pub fn apply(&self, ev: AppEvent) {
         let d = ev.event.data;
         {
@@ -63,22 +66,28 @@ impl AppCache {
             if d.change == AppChange::Deleted {
                 map.remove(&d.app_name);
             } else {
-                let manifest = RuntimeManifest::from_value(&d.manifest);
-                let timeout = manifest
-                    .timeout_s
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .map(Duration::from_secs_f64)
-                    .unwrap_or(self.default_timeout);
-                map.insert(
-                    d.app_name,
-                    Arc::new(AppEntry {
-                        rev: ev.rev,
-                        raw_manifest: d.manifest.clone(),
-                        version: d.version,
-                        manifest,
-                        timeout,
-                    }),
-                );
+                match RuntimeManifest::from_value(&d.manifest) {
+                    Ok(manifest) => {
+                        let timeout = manifest
+                            .timeout_s
+                            .map(Seconds::duration)
+                            .unwrap_or(self.default_timeout);
+                        map.insert(
+                            d.app_name,
+                            Arc::new(AppEntry {
+                                rev: ev.rev,
+                                raw_manifest: d.manifest.clone(),
+                                version: d.version,
+                                manifest,
+                                timeout,
+                            }),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(app = %d.app_name, rev = ev.rev, error = %e, "app.updated event skipped: its manifest does not parse; the app stays as it was");
+                        nr_telemetry::metrics::metrics().app_event_skipped("gateway", "manifest");
+                    }
+                }
             }
         }
         self.applied.send_modify(|seq| *seq = (*seq).max(ev.rev));

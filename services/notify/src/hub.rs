@@ -204,7 +204,14 @@ impl Hub {
             map.remove(app);
             return;
         }
-        let m = RuntimeManifest::from_value(manifest);
+        let m = match RuntimeManifest::from_value(manifest) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(app, error = %e, "app.updated event skipped: its manifest does not parse; the app's actions stay as they were");
+                nr_telemetry::metrics::metrics().app_event_skipped("notify", "manifest");
+                return;
+            }
+        };
         let actions = m
             .actions
             .into_iter()

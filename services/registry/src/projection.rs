@@ -1,6 +1,7 @@
 //! Applying one `app.updated` event to the Postgres projection, idempotently.
 
 use nr_contracts::events::{AppChange, AppUpdated};
+use nr_contracts::manifest::Manifest;
 use nr_contracts::{decode, Envelope};
 use sqlx::PgPool;
 
@@ -14,6 +15,21 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         Err(e) => {
             tracing::warn!(seq, error = %e, "undecodable app.updated event skipped");
             return advance_only(db, seq).await;
+        }
+    };
+    let d = &event.data;
+    let deleted = d.change == AppChange::Deleted;
+    // A deletion needs no manifest; anything else must carry one every service reads.
+    let manifest = if deleted {
+        None
+    } else {
+        match Manifest::from_value(&d.manifest) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(seq, app = %d.app_name, error = %e, "app.updated event skipped: its manifest does not parse; the app stays as it was");
+                nr_telemetry::metrics::metrics().app_event_skipped("registry", "manifest");
+                return advance_only(db, seq).await;
+            }
         }
     };
     let seq = seq as i64;
@@ -37,10 +53,14 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     if advanced == 0 {
         return Ok(());
     }
-    let d = &event.data;
-    let display_name = d.manifest.get("display_name").and_then(|v| v.as_str());
-    let description = d.manifest.get("description").and_then(|v| v.as_str());
-    let deleted = d.change == AppChange::Deleted;
+    // A deleted app's row keeps the names its last manifest gave it.
+    let (display_name, description) = match &manifest {
+        Some(m) => (m.display_name.as_deref(), m.description.as_deref()),
+        None => (
+            d.manifest.get("display_name").and_then(|v| v.as_str()),
+            d.manifest.get("description").and_then(|v| v.as_str()),
+        ),
+    };
     // The event's own time, so a replay rebuilds the same history.
     let at =
         time::OffsetDateTime::parse(&event.time, &time::format_description::well_known::Rfc3339)
@@ -83,8 +103,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         }
     }
     upsert?;
-    if !deleted {
-        catalogue_permissions(&mut tx, &d.app_name, &d.manifest).await?;
+    if let Some(manifest) = &manifest {
+        catalogue_permissions(&mut tx, &d.app_name, manifest).await?;
         sqlx::query(
             "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
@@ -109,30 +129,16 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
 async fn catalogue_permissions(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     app: &str,
-    manifest: &serde_json::Value,
+    manifest: &Manifest,
 ) -> anyhow::Result<()> {
-    let mut found: Vec<(String, String)> = Vec::new();
-    if let Some(list) = manifest.get("permissions").and_then(|v| v.as_array()) {
-        for p in list {
-            let name = p
-                .get("name")
-                .or_else(|| p.get("token"))
-                .and_then(|v| v.as_str());
-            let description = p.get("description").and_then(|v| v.as_str()).unwrap_or("");
-            if let Some(name) = name {
-                found.push((name.to_owned(), description.to_owned()));
-            }
-        }
-    }
-    let required = std::iter::once(manifest.get("required_permission")).chain(
-        manifest
-            .get("actions")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-            .map(|a| a.get("required_permission")),
-    );
-    for p in required.flatten().filter_map(|v| v.as_str()) {
+    let mut found: Vec<(String, String)> = manifest
+        .permissions
+        .iter()
+        .map(|p| (p.name.clone(), p.description.clone().unwrap_or_default()))
+        .collect();
+    let required = std::iter::once(&manifest.required_permission)
+        .chain(manifest.actions.iter().map(|a| &a.required_permission));
+    for p in required.flatten() {
         if !p.trim().is_empty() {
             found.push((p.trim().to_owned(), String::new()));
         }

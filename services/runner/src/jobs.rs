@@ -470,9 +470,8 @@ async fn run(
     let limit = host
         .manifest
         .job_timeout_s
-        .filter(|t| t.is_finite() && *t > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or_else(|| Duration::from_secs_f64(inner.config.job_timeout_s.max(0.001)));
+        .map(nr_contracts::manifest::Seconds::duration)
+        .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
     let outcome = host
         .run_job(&body, &id.to_string(), limit, tx, cancel)
         .await;
@@ -499,7 +498,7 @@ async fn run(
 
 impl Inner {
     fn lease(&self) -> Duration {
-        Duration::from_secs_f64(self.config.job_lease_s.max(1.0))
+        nr_contracts::manifest::duration_or(self.config.job_lease_s.max(1.0), 30.0)
     }
 
     async fn job_progress(&self, id: Uuid) -> i32 {

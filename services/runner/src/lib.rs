@@ -19,13 +19,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use bytes::Bytes;
 use nr_contracts::events::{AppChange, AppUpdated};
-use nr_contracts::manifest::RuntimeManifest;
+use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
 use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
@@ -320,6 +319,12 @@ impl Inner {
     }
 
     async fn load(&self, rev: u64, ev: &AppUpdated) -> Result<Arc<AppHost>, LoadError> {
+        // Checked before any work: a manifest that does not parse loads nothing, and
+        // the version already loaded keeps serving.
+        let manifest = RuntimeManifest::from_value(&ev.manifest).map_err(|e| {
+            nr_telemetry::metrics::metrics().app_event_skipped("runner", "manifest");
+            LoadError::Host(format!("app.updated event {rev} skipped: its {e}"))
+        })?;
         let path = object_store::path::Path::from(ev.bundle_key.as_str());
         let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
             .await
@@ -333,14 +338,13 @@ impl Inner {
             .await
             .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
             .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
-        let manifest = RuntimeManifest::from_value(&ev.manifest);
         let env = nr_infra::appenv::load_for_app(&self.db, self.secrets.as_deref(), &ev.app_name)
             .await
             .map_err(|e| LoadError::Host(format!("cannot read the app's variables: {e}")))?;
         let timeout = manifest
             .timeout_s
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .unwrap_or(self.config.sync_timeout_s);
+            .map(Seconds::duration)
+            .unwrap_or_else(|| duration_or(self.config.sync_timeout_s, 30.0));
         AppHost::load(
             self.spawner.clone(),
             LoadSpec {
@@ -350,9 +354,9 @@ impl Inner {
                 version: ev.version.clone(),
                 dir,
                 manifest,
-                timeout: Duration::from_secs_f64(timeout),
+                timeout,
                 pool: self.config.pool(),
-                import_timeout: Duration::from_secs_f64(self.config.import_timeout_s.max(1.0)),
+                import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
                 env,
             },
         )

@@ -72,7 +72,12 @@ where
             let pending = info.pending;
             match decode::<Envelope<AppUpdated>>(&msg.payload) {
                 Ok(event) => on_event(AppEvent { rev, event }),
-                Err(e) => tracing::warn!(rev, error = %e, "undecodable app.updated event skipped"),
+                Err(e) => {
+                    // Skipped, never retried: later events still apply. Manifests are
+                    // checked where they are applied (each service counts its own).
+                    tracing::error!(rev, error = %e, "undecodable app.updated event skipped");
+                    nr_telemetry::metrics::metrics().app_event_skipped("catalogue", "undecodable");
+                }
             }
             if rev >= last || pending == 0 {
                 let _ = caught_up_tx.send(true);

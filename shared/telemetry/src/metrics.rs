@@ -25,6 +25,7 @@ pub struct Metrics {
     app_duration: HistogramFamily,
     jobs: Family<Labels, Counter>,
     deploys: Family<Labels, Counter>,
+    app_events_skipped: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics.
@@ -38,6 +39,7 @@ pub fn metrics() -> &'static Metrics {
         let app_duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let jobs = Family::<Labels, Counter>::default();
         let deploys = Family::<Labels, Counter>::default();
+        let app_events_skipped = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -64,6 +66,11 @@ pub fn metrics() -> &'static Metrics {
             jobs.clone(),
         );
         registry.register("deploys", "Deploy requests by outcome", deploys.clone());
+        registry.register(
+            "app_events_skipped",
+            "Stored app.updated events a service skipped (manifest that does not parse, undecodable payload), by service and reason",
+            app_events_skipped.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
@@ -72,6 +79,7 @@ pub fn metrics() -> &'static Metrics {
             app_duration,
             jobs,
             deploys,
+            app_events_skipped,
         }
     })
 }
@@ -125,6 +133,17 @@ impl Metrics {
     pub fn deploy(&self, outcome: &str) {
         self.deploys
             .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// A stored `app.updated` event `service` skipped instead of applying, and why
+    /// (`manifest`: its manifest does not parse; `undecodable`: not an event at all).
+    pub fn app_event_skipped(&self, service: &'static str, reason: &'static str) {
+        self.app_events_skipped
+            .get_or_create(&vec![
+                ("service", service.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
             .inc();
     }
 

@@ -1,0 +1,218 @@
+//! Deploy's rules against the typed manifest every other service reads.
+use super::*;
+use serde_json::json;
+
+fn check(m: serde_json::Value) -> Result<ManifestOk, Refused> {
+    check_manifest(
+        serde_json::to_string_pretty(&m).unwrap().as_bytes(),
+        "sales",
+    )
+}
+
+fn base() -> serde_json::Value {
+    json!({"app_name": "sales", "version": "1.0.0", "api_version": "1.0.0"})
+}
+
+#[test]
+fn a_mistyped_job_timeout_with_a_permission_is_refused_naming_field_type_and_range() {
+    // Before: an "unknown field" warning, and at run time the whole manifest fell back
+    // to defaults, required_permission included.
+    let mut m = base();
+    m["required_permission"] = json!("sales:access");
+    m["job_timeout_s"] = json!("600");
+    let r = check(m).unwrap_err();
+    assert_eq!(r.status, 422);
+    assert_eq!(r.details.len(), 1, "{:?}", r.details);
+    let d = &r.details[0];
+    assert_eq!(d.rule, "manifest.job_timeout_s");
+    assert_eq!(d.file.as_deref(), Some("manifest.json"));
+    assert!(d.line.is_some(), "{d:?}");
+    assert!(
+        d.message.starts_with(
+            "job_timeout_s must be a number of seconds from 1 to 86400 (24 h), not a string"
+        ),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn timeouts_out_of_range_are_refused_with_the_range() {
+    for (field, value) in [
+        ("timeout_s", json!(1e20)),
+        ("timeout_s", json!(0)),
+        ("timeout_s", json!(0.25)),
+        ("job_timeout_s", json!(86_401)),
+        ("job_timeout_s", json!(-5)),
+        ("job_timeout_s", json!(true)),
+    ] {
+        let mut m = base();
+        m[field] = value.clone();
+        let r = check(m).unwrap_err();
+        assert_eq!(r.status, 422);
+        assert_eq!(r.details[0].rule, format!("manifest.{field}"), "{value}");
+        assert!(
+            r.details[0].message.contains("from 1 to 86400 (24 h)"),
+            "{}",
+            r.details[0].message
+        );
+    }
+    let r = check({
+        let mut m = base();
+        m["timeout_s"] = json!(1e20);
+        m
+    })
+    .unwrap_err();
+    assert_eq!(
+        r.details[0].message,
+        "timeout_s must be a number of seconds from 1 to 86400 (24 h), not 1e+20"
+    );
+}
+
+#[test]
+fn timeouts_in_range_pass_and_are_typed() {
+    let mut m = base();
+    m["timeout_s"] = json!(1);
+    m["job_timeout_s"] = json!(86_400);
+    let ok = check(m).unwrap();
+    assert!(
+        ok.warnings
+            .iter()
+            .all(|w| w.rule != "manifest.unknown_field"),
+        "{:?}",
+        ok.warnings
+    );
+    assert_eq!(ok.typed.timeout_s.map(Seconds::get), Some(1.0));
+    assert_eq!(
+        ok.typed.job_timeout_s.map(|s| s.duration().as_secs()),
+        Some(86_400)
+    );
+}
+
+/// Deploy's own rules refuse everything the type refuses (with their own message, line
+/// and rule), and whatever passes parses: over generated manifests mixing good and bad
+/// values in every known field.
+#[test]
+fn property_deploy_refuses_exactly_what_the_type_cannot_read_and_more() {
+    let pools: Vec<(&str, Vec<serde_json::Value>)> = vec![
+        (
+            "display_name",
+            vec![json!("Sales"), json!(3), json!(null), json!(["x"])],
+        ),
+        ("description", vec![json!("d"), json!({}), json!(false)]),
+        (
+            "required_permission",
+            vec![
+                json!(""),
+                json!("sales:access"),
+                json!(1),
+                json!(["sales:access"]),
+            ],
+        ),
+        (
+            "timeout_s",
+            vec![
+                json!(30),
+                json!(2.5),
+                json!("30"),
+                json!(1e20),
+                json!(0),
+                json!(null),
+            ],
+        ),
+        (
+            "job_timeout_s",
+            vec![
+                json!(600),
+                json!("600"),
+                json!(-1),
+                json!(86_400.5),
+                json!(null),
+            ],
+        ),
+        (
+            "actions",
+            vec![
+                json!([]),
+                json!(null),
+                json!({}),
+                json!([{"name": "a", "display_name": "A"}]),
+                json!([{"name": 1, "display_name": "A"}]),
+                json!([{"display_name": "A"}]),
+                json!([7]),
+            ],
+        ),
+        ("api_version", vec![json!("1.0.0"), json!(1)]),
+        (
+            "nav",
+            vec![
+                json!([]),
+                json!("x"),
+                json!([{"id": "s:r", "label": "S"}]),
+                json!([{"id": "s:r", "label": 2}]),
+                json!([{"id": "s:r", "label": "S", "children": [{"id": "s:c"}]}]),
+            ],
+        ),
+        (
+            "permissions",
+            vec![
+                json!([]),
+                json!([{"name": "s:r"}]),
+                json!([{"name": "s:r", "description": 1}]),
+                json!([{}]),
+            ],
+        ),
+        ("version", vec![json!("1.0.0"), json!(1)]),
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut passed, mut refused) = (0, 0);
+    for _ in 0..2000 {
+        let mut m = base();
+        for (field, pool) in &pools {
+            // Mostly absent or the first (good) value, so both outcomes are common.
+            match next(pool.len() * 6) {
+                i if i < pool.len() => m[*field] = pool[i].clone(),
+                i if i % 2 == 0 => m[*field] = pool[0].clone(),
+                _ => {}
+            }
+        }
+        let typed = Manifest::from_value(&m);
+        match check(m.clone()) {
+            Ok(ok) => {
+                passed += 1;
+                assert_eq!(Some(ok.typed), typed.ok(), "{m}");
+            }
+            Err(r) => {
+                refused += 1;
+                assert_eq!(r.status, 422);
+                // Never only the safety net: deploy's rules name the field themselves.
+                assert!(
+                    r.details
+                        .iter()
+                        .all(|d| !d.message.starts_with("manifest field ")),
+                    "{m}: {:?}",
+                    r.details
+                );
+                if let Err(e) = typed {
+                    let top = e.field.split(['.', '[']).next().unwrap_or_default();
+                    let rule = format!("manifest.{top}");
+                    assert!(
+                        r.details.iter().any(|d| d.rule == rule),
+                        "{m}: type says {e}, deploy says {:?}",
+                        r.details
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        passed > 20 && refused > 20,
+        "{passed} passed, {refused} refused"
+    );
+}
