@@ -62,6 +62,7 @@ impl PlatformConfig {
             worker_memory_mb: self.worker_memory_mb,
             runner_secret: self.gateway.runner_secret.clone(),
             work_dir: self.runner_dir.clone(),
+            contain: self.deploy_checks.contain.clone(),
         }
     }
 }

@@ -4,7 +4,9 @@
 //! No service logic lives here; every service uses these to talk to the same
 //! infrastructure the same way.
 
+pub mod appid;
 pub mod apps;
 pub mod bus;
+pub mod contain;
 pub mod db;
 pub mod store;
