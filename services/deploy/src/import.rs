@@ -124,7 +124,9 @@ impl ImportCheck {
         .map_err(|e| Refused::internal(format!("file setup task failed: {e}")))?
         .map_err(|e| Refused::internal(format!("cannot set up the import check's files: {e}")))?;
         if uid.is_some() {
-            if let Some(dir) = contain::untraversable_ancestor(app_dir) {
+            // The app's own folder is 0750 to its group; everything above must let it pass.
+            let above = app_dir.parent().unwrap_or(app_dir);
+            if let Some(dir) = contain::untraversable_ancestor(above) {
                 return Err(Refused::internal(format!(
                     "the import check cannot reach {}: {} lacks the o+x bit (NR_DEPLOY_DIR must be under traversable directories)",
                     app_dir.display(),

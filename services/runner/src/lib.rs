@@ -119,6 +119,9 @@ impl Runner {
                 );
             }
         }
+        if switch_users {
+            nr_infra::contain::check_interpreter(&config.python).map_err(anyhow::Error::msg)?;
+        }
         let root = work_dir.join(&id);
         let py_dir = root.join("py");
         std::fs::create_dir_all(py_dir.join("noderouter"))

@@ -165,7 +165,9 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
         ),
         None => (allocate(&mut tx, app, range).await?, true),
     };
-    if !safe_ident(&id.db_role) || !safe_ident(&id.db_schema) || !safe_ident(&id.db_password) {
+    let password_ok = !id.db_password.is_empty()
+        && id.db_password.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !safe_ident(&id.db_role) || !safe_ident(&id.db_schema) || !password_ok {
         bail!("app_identities holds an unusable role, schema or password for {app}");
     }
     let (role, schema, password) = (&id.db_role, &id.db_schema, &id.db_password);

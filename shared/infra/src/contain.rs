@@ -227,6 +227,43 @@ pub fn traversable(dir: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
 }
 
+/// Checks that app uids can run `python` (a path, or a name looked up on `PATH`): every
+/// directory above the resolved interpreter must be traversable and the file
+/// executable by others. Returns a clear error naming the blocking path and the fix.
+pub fn check_interpreter(python: &str) -> Result<(), String> {
+    let path = if python.contains('/') {
+        PathBuf::from(python)
+    } else {
+        let found = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(python))
+                .find(|p| p.is_file())
+        });
+        match found {
+            Some(p) => p,
+            None => return Err(format!("the Python interpreter {python} is not on PATH")),
+        }
+    };
+    let real = std::fs::canonicalize(&path)
+        .map_err(|e| format!("cannot resolve the Python interpreter {}: {e}", path.display()))?;
+    let fix = "app users cannot run it: install the interpreter (and its packages) where every user can reach it, e.g. a venv made from /usr/bin/python3, or chmod o+x the blocking directory";
+    if let Some(blocking) = real.parent().and_then(untraversable_ancestor) {
+        return Err(format!(
+            "the Python interpreter {} lies under {}, which other users cannot pass through (no o+x): {fix}",
+            real.display(),
+            blocking.display()
+        ));
+    }
+    let mode = std::fs::metadata(&real).map(|m| m.mode()).unwrap_or(0);
+    if mode & 0o001 == 0 {
+        return Err(format!(
+            "the Python interpreter {} is not executable by other users: {fix}",
+            real.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The first ancestor of `path` (itself included) that other users cannot pass through.
 pub fn untraversable_ancestor(path: &Path) -> Option<PathBuf> {
     let abs = std::path::absolute(path).ok()?;
