@@ -216,6 +216,11 @@ def main():
         result = {"ok": False, "rule": "main.import", "line": None,
                   "message": "the import check failed: %s: %s" % (type(exc).__name__, exc),
                   "traceback": traceback.format_exc()}
+    # What the app printed is still in sys.stdout's buffer (fd 1 is now stderr).
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
     # Nothing the module started outlives the check.
     _kill_descendants()
     _out(result_stream, result)

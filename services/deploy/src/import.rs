@@ -94,9 +94,7 @@ impl ImportCheck {
                 let id = nr_infra::appid::ensure_at(url, app, &self.contain)
                     .await
                     .map_err(|e| {
-                        Refused::internal(format!(
-                            "cannot set up the identity of app {app}: {e:#}"
-                        ))
+                        Refused::internal(format!("cannot set up the identity of app {app}: {e:#}"))
                     })?;
                 let app_url = id
                     .database_url(url)

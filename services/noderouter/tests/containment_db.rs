@@ -49,8 +49,11 @@ def execute(data, conn=None):
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_can_neither_read_nor_write_the_platforms_tables() {
     let h = Harness::start().await;
-    h.deploy_ok("probe", &[("manifest.json", &manifest("probe")), ("main.py", PROBE)])
-        .await;
+    h.deploy_ok(
+        "probe",
+        &[("manifest.json", &manifest("probe")), ("main.py", PROBE)],
+    )
+    .await;
     let sql = json!({
         "hashes": "SELECT username, password_hash FROM noderouter_core.users",
         "insert_admin": "INSERT INTO noderouter_core.users (id, username, password_hash) VALUES ('evil', 'evil', 'x')",
@@ -133,8 +136,11 @@ async fn module_level_tables_land_in_the_apps_schema_out_of_other_apps_reach() {
     assert!(owner.starts_with("nr_app_"), "schema owned by {owner}");
 
     // Another app reaches none of it.
-    h.deploy_ok("thief", &[("manifest.json", &manifest("thief")), ("main.py", PROBE)])
-        .await;
+    h.deploy_ok(
+        "thief",
+        &[("manifest.json", &manifest("thief")), ("main.py", PROBE)],
+    )
+    .await;
     let q = |t: &str| t.replace("S", &format!("\"{schema}\""));
     let sql = json!({
         "read": q("SELECT name FROM S.notes_items"),
@@ -194,11 +200,17 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
     let h = Harness::start().await;
     h.deploy_ok(
         "reporter",
-        &[("manifest.json", &manifest("reporter")), ("main.py", REPORTER)],
+        &[
+            ("manifest.json", &manifest("reporter")),
+            ("main.py", REPORTER),
+        ],
     )
     .await;
-    h.deploy_ok("forger", &[("manifest.json", &manifest("forger")), ("main.py", PROBE)])
-        .await;
+    h.deploy_ok(
+        "forger",
+        &[("manifest.json", &manifest("forger")), ("main.py", PROBE)],
+    )
+    .await;
     let (s, sub) = h.submit("reporter", json!({"hold": 3})).await;
     assert!(s.is_success(), "{sub}");
     let id = sub["job_id"].as_str().unwrap().to_owned();
@@ -210,7 +222,10 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
         if job["status"] == "running" && job["progress"] == 50 {
             break;
         }
-        assert!(Instant::now() < deadline, "progress never reached 50: {job}");
+        assert!(
+            Instant::now() < deadline,
+            "progress never reached 50: {job}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 

@@ -40,7 +40,10 @@ fn rerun_with_secret(test: &str) -> bool {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "inner run failed:\n{text}");
-    assert!(text.contains("1 passed"), "the inner run ran no test:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner run ran no test:\n{text}"
+    );
     true
 }
 
@@ -83,13 +86,22 @@ fn an_app_cannot_read_the_platforms_environment_or_signal_it() {
         .unwrap();
     rt.block_on(async {
         let h = Harness::start().await;
-        h.deploy_ok("snoop", &[("manifest.json", &manifest("snoop")), ("main.py", SNOOP)])
-            .await;
+        h.deploy_ok(
+            "snoop",
+            &[("manifest.json", &manifest("snoop")), ("main.py", SNOOP)],
+        )
+        .await;
         let (s, b) = h.sync("snoop", json!({"pid": std::process::id()})).await;
         assert_eq!(s, StatusCode::OK, "{b}");
         let text = b.to_string();
-        assert!(!text.contains(SECRET), "a platform secret reached the app: {b}");
-        assert!(!text.contains(&h.nats.url), "the NATS URL reached the app: {b}");
+        assert!(
+            !text.contains(SECRET),
+            "a platform secret reached the app: {b}"
+        );
+        assert!(
+            !text.contains(&h.nats.url),
+            "the NATS URL reached the app: {b}"
+        );
 
         // Its own uid, no supplementary groups (root's dropped by std's setgroups(0)).
         let uid = b["uid"].as_u64().unwrap();
@@ -100,10 +112,23 @@ fn an_app_cannot_read_the_platforms_environment_or_signal_it() {
         // The environment is the allow-list.
         let env = b["env"].as_object().unwrap();
         let allowed = [
-            "PATH", "LANG", "HOME", "TMPDIR", "USER", "LOGNAME", "PYTHONPATH",
-            "PYTHONDONTWRITEBYTECODE", "PYTHONNOUSERSITE", "DATABASE_URL", "NR_APP_NAME",
-            "NR_APP_VERSION", "NR_RUNNER_ID", "NR_WORKER_MEMORY_MB", "NR_APP_MAX_PROCS",
-            "NR_APP_MAX_FILE_MB", "NR_APP_CPU_S",
+            "PATH",
+            "LANG",
+            "HOME",
+            "TMPDIR",
+            "USER",
+            "LOGNAME",
+            "PYTHONPATH",
+            "PYTHONDONTWRITEBYTECODE",
+            "PYTHONNOUSERSITE",
+            "DATABASE_URL",
+            "NR_APP_NAME",
+            "NR_APP_VERSION",
+            "NR_RUNNER_ID",
+            "NR_WORKER_MEMORY_MB",
+            "NR_APP_MAX_PROCS",
+            "NR_APP_MAX_FILE_MB",
+            "NR_APP_CPU_S",
         ];
         for k in env.keys() {
             // The interpreter itself may add LC_CTYPE.
@@ -113,7 +138,10 @@ fn an_app_cannot_read_the_platforms_environment_or_signal_it() {
             );
         }
         let db = env["DATABASE_URL"].as_str().unwrap();
-        assert!(!db.contains("postgres@"), "the app got the platform's role: {db}");
+        assert!(
+            !db.contains("postgres@"),
+            "the app got the platform's role: {db}"
+        );
 
         // The platform's /proc/<pid>/environ is out of reach, and so is signalling it.
         assert_eq!(b["environ_error"], "PermissionError", "{b}");
@@ -175,7 +203,12 @@ fn runner_path(h: &Harness, sub: &str) -> std::path::PathBuf {
 /// The unpacked `main.py` of `app`'s current bundle on the runner.
 fn bundle_main(h: &Harness, app: &str) -> String {
     let dir = runner_path(h, &format!("apps/{app}"));
-    let rev = std::fs::read_dir(dir).unwrap().flatten().next().unwrap().path();
+    let rev = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     rev.join("main.py").to_string_lossy().into_owned()
 }
 
@@ -330,7 +363,10 @@ async fn children_a_job_leaves_behind_are_killed_when_it_is_cancelled() {
     let h = Harness::start().await;
     h.deploy_ok(
         "jobforker",
-        &[("manifest.json", &manifest("jobforker")), ("main.py", FORKER)],
+        &[
+            ("manifest.json", &manifest("jobforker")),
+            ("main.py", FORKER),
+        ],
     )
     .await;
     let (s, b) = h.submit("jobforker", json!({"hang": true})).await;

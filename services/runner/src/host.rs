@@ -18,8 +18,8 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{read_frame, write_frame};
-pub use crate::spawner::Spawner;
 use crate::spawner::Pending;
+pub use crate::spawner::Spawner;
 
 /// What to load.
 pub struct LoadSpec {

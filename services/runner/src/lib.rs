@@ -94,12 +94,17 @@ impl Runner {
         let id = format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let switch_users = nr_infra::contain::can_switch_users();
         if !switch_users {
-            tracing::error!("APP PROCESSES ARE NOT CONTAINED: {}", nr_infra::contain::NO_SWITCH_WARNING);
+            tracing::error!(
+                "APP PROCESSES ARE NOT CONTAINED: {}",
+                nr_infra::contain::NO_SWITCH_WARNING
+            );
         }
         match nr_infra::appid::postgres_trusts_anyone(&config.database_url).await {
             Ok(true) => tracing::error!("{}", nr_infra::appid::TRUST_WARNING),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot tell whether Postgres checks passwords"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell whether Postgres checks passwords")
+            }
         }
         let work_dir = std::path::absolute(&config.work_dir)
             .with_context(|| format!("bad runner directory {}", config.work_dir.display()))?;
@@ -251,7 +256,10 @@ impl Runner {
                 if contained {
                     Ok(())
                 } else {
-                    Err(format!("not contained: {}", nr_infra::contain::NO_SWITCH_WARNING))
+                    Err(format!(
+                        "not contained: {}",
+                        nr_infra::contain::NO_SWITCH_WARNING
+                    ))
                 }
             })
         })

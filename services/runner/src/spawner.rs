@@ -119,60 +119,59 @@ impl Spawner {
         &self,
         spec: &LoadSpec,
     ) -> Result<(Child, Option<u32>), LoadError> {
-    let uid = self.switch_users.then_some(spec.identity.uid);
-    let home = self.home_root.join(&spec.app);
-    let files = (spec.dir.clone(), home.clone());
-    tokio::task::spawn_blocking(move || {
-        contain::share_read_only(&files.0, uid)?;
-        contain::private_dir(&files.1, uid)
-    })
-    .await
-    .map_err(|e| LoadError::Host(format!("file setup task failed: {e}")))?
-    .map_err(|e| LoadError::Host(format!("cannot set up the app's files: {e}")))?;
-    let database_url = spec
-        .identity
-        .database_url(&self.database_url)
-        .map_err(|e| LoadError::Host(format!("{e:#}")))?;
-    let mut platform = vec![
-        ("NR_APP_NAME".to_owned(), spec.app.clone()),
-        ("NR_APP_VERSION".to_owned(), spec.version.clone()),
-        ("NR_RUNNER_ID".to_owned(), self.runner_id.clone()),
-        (
-            "NR_WORKER_MEMORY_MB".to_owned(),
-            self.worker_memory_mb.to_string(),
-        ),
-    ];
-    let mut limits = self.contain.clone();
-    if uid.is_none() {
-        // RLIMIT_NPROC counts every process of the user: the runner's own, here.
-        limits.app_max_procs = 0;
-    }
-    platform.extend(limits.limit_env());
-    let mut cmd = Command::new(&self.python);
-    cmd.arg("-u")
-        .arg(self.py_dir.join("nr_host.py"))
-        .arg(&spec.app)
-        .arg(&spec.dir)
-        .arg(&self.sock_path);
-    contain::launch(
-        &mut cmd,
-        &contain::Launch {
-            uid,
-            home: &home,
-            python_path: &self.py_dir,
-            database_url: Some(&database_url),
-            platform,
-            app: &spec.env,
-        },
-    );
-    cmd
-        .current_dir(&spec.dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = contain::spawn_root(&mut cmd)
-        .map_err(|e| LoadError::Host(format!("cannot start {}: {e}", self.python)))?;
+        let uid = self.switch_users.then_some(spec.identity.uid);
+        let home = self.home_root.join(&spec.app);
+        let files = (spec.dir.clone(), home.clone());
+        tokio::task::spawn_blocking(move || {
+            contain::share_read_only(&files.0, uid)?;
+            contain::private_dir(&files.1, uid)
+        })
+        .await
+        .map_err(|e| LoadError::Host(format!("file setup task failed: {e}")))?
+        .map_err(|e| LoadError::Host(format!("cannot set up the app's files: {e}")))?;
+        let database_url = spec
+            .identity
+            .database_url(&self.database_url)
+            .map_err(|e| LoadError::Host(format!("{e:#}")))?;
+        let mut platform = vec![
+            ("NR_APP_NAME".to_owned(), spec.app.clone()),
+            ("NR_APP_VERSION".to_owned(), spec.version.clone()),
+            ("NR_RUNNER_ID".to_owned(), self.runner_id.clone()),
+            (
+                "NR_WORKER_MEMORY_MB".to_owned(),
+                self.worker_memory_mb.to_string(),
+            ),
+        ];
+        let mut limits = self.contain.clone();
+        if uid.is_none() {
+            // RLIMIT_NPROC counts every process of the user: the runner's own, here.
+            limits.app_max_procs = 0;
+        }
+        platform.extend(limits.limit_env());
+        let mut cmd = Command::new(&self.python);
+        cmd.arg("-u")
+            .arg(self.py_dir.join("nr_host.py"))
+            .arg(&spec.app)
+            .arg(&spec.dir)
+            .arg(&self.sock_path);
+        contain::launch(
+            &mut cmd,
+            &contain::Launch {
+                uid,
+                home: &home,
+                python_path: &self.py_dir,
+                database_url: Some(&database_url),
+                platform,
+                app: &spec.env,
+            },
+        );
+        cmd.current_dir(&spec.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = contain::spawn_root(&mut cmd)
+            .map_err(|e| LoadError::Host(format!("cannot start {}: {e}", self.python)))?;
         Ok((child, uid))
     }
 }

@@ -50,7 +50,10 @@ impl ContainArgs {
     pub fn limit_env(&self) -> Vec<(String, String)> {
         vec![
             ("NR_APP_MAX_PROCS".into(), self.app_max_procs.to_string()),
-            ("NR_APP_MAX_FILE_MB".into(), self.app_max_file_mb.to_string()),
+            (
+                "NR_APP_MAX_FILE_MB".into(),
+                self.app_max_file_mb.to_string(),
+            ),
             ("NR_APP_CPU_S".into(), self.app_cpu_s.to_string()),
         ]
     }
@@ -165,16 +168,17 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
         ),
         None => (allocate(&mut tx, app, range).await?, true),
     };
-    let password_ok = !id.db_password.is_empty()
-        && id.db_password.bytes().all(|b| b.is_ascii_alphanumeric());
+    let password_ok =
+        !id.db_password.is_empty() && id.db_password.bytes().all(|b| b.is_ascii_alphanumeric());
     if !safe_ident(&id.db_role) || !safe_ident(&id.db_schema) || !password_ok {
         bail!("app_identities holds an unusable role, schema or password for {app}");
     }
     let (role, schema, password) = (&id.db_role, &id.db_schema, &id.db_password);
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(role)
-        .fetch_one(&mut *tx)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(role)
+            .fetch_one(&mut *tx)
+            .await?;
     if !exists {
         sqlx::query(&format!(
             "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION INHERIT PASSWORD '{password}'"
@@ -201,7 +205,9 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
                 .with_context(|| format!("cannot set up the Postgres role of app {app}"))?;
         }
     }
-    tx.commit().await.context("cannot commit the app identity")?;
+    tx.commit()
+        .await
+        .context("cannot commit the app identity")?;
     Ok(id)
 }
 
@@ -285,14 +291,19 @@ async fn allocate(
 /// authentication failed"; one that trusts answers that the role does not exist.
 pub async fn postgres_trusts_anyone(platform_url: &str) -> anyhow::Result<bool> {
     use sqlx::Connection as _;
-    let url = with_credentials(platform_url, "nr_trust_probe_no_such_role", "not_the_password")?;
+    let url = with_credentials(
+        platform_url,
+        "nr_trust_probe_no_such_role",
+        "not_the_password",
+    )?;
     match sqlx::PgConnection::connect(&url).await {
         Ok(conn) => {
             let _ = conn.close().await;
             Ok(true)
         }
-        Err(sqlx::Error::Database(e)) => Ok(e.code().as_deref() != Some("28P01")
-            && e.message().contains("does not exist")),
+        Err(sqlx::Error::Database(e)) => {
+            Ok(e.code().as_deref() != Some("28P01") && e.message().contains("does not exist"))
+        }
         Err(e) => Err(e).context("cannot probe Postgres authentication"),
     }
 }

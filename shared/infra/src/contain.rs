@@ -58,7 +58,10 @@ pub fn launch(cmd: &mut tokio::process::Command, l: &Launch<'_>) {
         ),
         ("HOME".into(), l.home.to_string_lossy().into_owned()),
         ("TMPDIR".into(), l.home.to_string_lossy().into_owned()),
-        ("PYTHONPATH".into(), l.python_path.to_string_lossy().into_owned()),
+        (
+            "PYTHONPATH".into(),
+            l.python_path.to_string_lossy().into_owned(),
+        ),
         ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ("PYTHONNOUSERSITE".into(), "1".into()),
     ];
@@ -95,7 +98,9 @@ fn stat(pid: i32) -> Option<(i32, bool)> {
 }
 
 fn owner(pid: i32) -> Option<u32> {
-    std::fs::metadata(format!("/proc/{pid}")).ok().map(|m| m.uid())
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
 }
 
 /// Live (not zombie) descendants of `root`.
@@ -135,7 +140,10 @@ pub fn children(pid: i32) -> Vec<i32> {
     };
     for t in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok()),
+            );
         }
     }
     out
@@ -244,8 +252,12 @@ pub fn check_interpreter(python: &str) -> Result<(), String> {
             None => return Err(format!("the Python interpreter {python} is not on PATH")),
         }
     };
-    let real = std::fs::canonicalize(&path)
-        .map_err(|e| format!("cannot resolve the Python interpreter {}: {e}", path.display()))?;
+    let real = std::fs::canonicalize(&path).map_err(|e| {
+        format!(
+            "cannot resolve the Python interpreter {}: {e}",
+            path.display()
+        )
+    })?;
     let fix = "app users cannot run it: install the interpreter (and its packages) where every user can reach it, e.g. a venv made from /usr/bin/python3, or chmod o+x the blocking directory";
     if let Some(blocking) = real.parent().and_then(untraversable_ancestor) {
         return Err(format!(

@@ -92,7 +92,10 @@ pub async fn app_tables(h: &Harness) -> sqlx::PgPool {
             .await
             .unwrap();
     pool.close().await;
-    let mut path: Vec<String> = schemas.into_iter().map(|s| format!("\"{}\"", s.0)).collect();
+    let mut path: Vec<String> = schemas
+        .into_iter()
+        .map(|s| format!("\"{}\"", s.0))
+        .collect();
     path.push("public".into());
     let opts = sqlx::postgres::PgConnectOptions::from_str(&h.db.url)
         .unwrap()
