@@ -260,3 +260,34 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
     assert!(job["result"].get("forged").is_none(), "{job}");
     assert_eq!(job["progress"], 100, "{job}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_tells_a_password_less_postgres_from_one_that_checks() {
+    use sqlx::Connection as _;
+    let h = Harness::start().await;
+    h.deploy_ok(
+        "probe",
+        &[("manifest.json", &manifest("probe")), ("main.py", PROBE)],
+    )
+    .await;
+    // Ground truth: log in as the app's role with a wrong password.
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (role,): (String,) = sqlx::query_as(
+        "SELECT db_role FROM noderouter_core.app_identities WHERE app_name = 'probe'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let rest = &h.db.url[h.db.url.rfind('@').unwrap() + 1..];
+    let wrong = format!("postgres://{role}:wrong-password@{rest}");
+    let lets_in = sqlx::PgConnection::connect(&wrong).await.is_ok();
+    let detected = nr_infra::appid::postgres_trusts_anyone(&h.db.url)
+        .await
+        .unwrap();
+    assert_eq!(
+        detected,
+        lets_in,
+        "the server {} a wrong password, the detector says trust = {detected}",
+        if lets_in { "accepts" } else { "refuses" }
+    );
+}
