@@ -6,6 +6,12 @@
 //!   stream; a request that names a newer revision loads it first (hot reload).
 //! - `exec`: the `runner.exec.<app>` queue-group handler.
 //! - `frame`: the runner–worker pipe protocol.
+//! - `spawner`: starts hosts as the app's own user with an allow-listed environment, and
+//!   accepts workers' connections (fork token and peer uid checked).
+//! - `unpack`: bundles on disk.
+//!
+//! Containment (one uid and Postgres role per app, process trees killed whole) is in
+//! `nr_infra::appid` and `nr_infra::contain`; docs/security.md says what each holds.
 
 pub mod config;
 mod exec;
@@ -13,6 +19,7 @@ pub mod frame;
 pub mod host;
 mod jobs;
 mod spawner;
+mod unpack;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -397,7 +404,7 @@ impl Inner {
             ev.sha256.get(..12).unwrap_or(&ev.sha256)
         ));
         let target = dir.clone();
-        tokio::task::spawn_blocking(move || unpack(&bytes, &target))
+        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
             .await
             .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
             .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
@@ -465,51 +472,4 @@ async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
             nr_infra::contain::reap_strays(base, count);
         }
     }
-}
-
-/// Unpacks a bundle into `dir`. Deploy has vetted the zip; entries that would escape
-/// the directory are still skipped. A single wrapping folder is stripped.
-fn unpack(bytes: &[u8], dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(Result::ok)
-        .map(|n| n.into_owned())
-        .collect();
-    let prefix = if names.iter().any(|n| n == "manifest.json") {
-        String::new()
-    } else {
-        names
-            .iter()
-            .find(|n| n.ends_with("/manifest.json") && n.matches('/').count() == 1)
-            .map(|n| n.trim_end_matches("manifest.json").to_owned())
-            .unwrap_or_default()
-    };
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        let Some(rel) = entry.enclosed_name() else {
-            continue;
-        };
-        let Ok(rel) = rel.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() || entry.is_symlink() {
-            continue;
-        }
-        let out = dir.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out)?;
-            continue;
-        }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut file = std::fs::File::create(&out)?;
-        std::io::copy(&mut entry, &mut file)?;
-    }
-    Ok(())
 }
