@@ -16,6 +16,7 @@ import decimal
 import importlib.util
 import inspect
 import json
+import math
 import os
 import signal
 import socket
@@ -233,7 +234,9 @@ def _limit_cpu():
     if cpu > 0:
         import resource
 
-        used = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        # Whole seconds (rounded up) already used, so a call always gets its full budget.
+        used = int(math.ceil(usage.ru_utime + usage.ru_stime))
         hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         soft = used + cpu
         if hard != resource.RLIM_INFINITY:
@@ -412,6 +415,14 @@ def main():
 
         gc.freeze()
     except Exception:
+        pass
+    # The import's CPU limit ends with it: the host lives as long as the revision and
+    # only forks from now on (each worker sets its own limit per call).
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    except (ValueError, OSError):
         pass
     reply({"ok": True, "wants_conn": wants_conn, "is_async": is_async})
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
