@@ -111,12 +111,14 @@ impl ImportCheck {
             home.clone(),
         );
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // The bundle is closed to others before the scratch dir opens for passage.
+            contain::share_read_only(&a, uid)?;
+            contain::public_read_only(&p)?;
+            contain::private_dir(&h, uid)?;
             if uid.is_some() {
                 contain::traversable(&s)?;
             }
-            contain::share_read_only(&a, uid)?;
-            contain::public_read_only(&p)?;
-            contain::private_dir(&h, uid)
+            Ok(())
         })
         .await
         .map_err(|e| Refused::internal(format!("file setup task failed: {e}")))?

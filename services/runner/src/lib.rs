@@ -403,11 +403,6 @@ impl Inner {
             "{rev}-{}",
             ev.sha256.get(..12).unwrap_or(&ev.sha256)
         ));
-        let target = dir.clone();
-        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
-            .await
-            .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
-            .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
         let identity = nr_infra::appid::ensure(&self.db, &ev.app_name, &self.config.contain)
             .await
             .map_err(|e| {
@@ -416,6 +411,16 @@ impl Inner {
                     ev.app_name
                 ))
             })?;
+        // The app's folder is closed to other apps before anything is unpacked in it.
+        let gid = self.spawner.switch_users.then_some(identity.gid());
+        let app_dir = self.bundles_dir.join(&ev.app_name);
+        nr_infra::contain::group_dir(&app_dir, gid)
+            .map_err(|e| LoadError::Host(format!("cannot prepare {}: {e}", app_dir.display())))?;
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
+            .await
+            .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
+            .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
         let manifest = RuntimeManifest::from_value(&ev.manifest);
         let timeout = manifest
             .timeout_s

@@ -203,6 +203,17 @@ pub fn share_read_only(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (when missing) as a folder only the app's group may enter: owner root,
+/// group `gid`, 0750. Without a gid it is only created.
+pub fn group_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(dir, Some(0), Some(gid))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+    }
+    Ok(())
+}
+
 /// Platform files every app may read and none may change (the host script, the SDK):
 /// directories 0755, files 0644, owned by the platform.
 pub fn public_read_only(dir: &Path) -> std::io::Result<()> {
