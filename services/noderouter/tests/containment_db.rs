@@ -291,3 +291,37 @@ async fn the_platform_tells_a_password_less_postgres_from_one_that_checks() {
         if lets_in { "accepts" } else { "refuses" }
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_apps_data_stays_and_its_next_deploy_finds_it() {
+    let h = Harness::start().await;
+    let files = [
+        ("manifest.json", manifest("keeper")),
+        ("main.py", guide_starter_main("keeper")),
+    ];
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    h.deploy_ok("keeper", &refs).await;
+    let (s, b) = h
+        .sync("keeper", json!({"action": "create", "name": "kept"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let res = h
+        .http
+        .delete(format!("{}/admin/api/apps/keeper", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let schema = common::app_schema(&h, "keeper").await;
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM \"{schema}\".keeper_items"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // Deployed again, the app is the same identity and reads what it wrote.
+    h.deploy_ok("keeper", &refs).await;
+    let (s, b) = h.sync("keeper", json!({"action": "list"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["rows"][0]["name"], "kept", "{b}");
+}
