@@ -155,18 +155,15 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
     .fetch_optional(&mut *tx)
     .await
     .context("cannot read app_identities")?;
-    let (id, fresh) = match row {
-        Some((uid, db_role, db_schema, db_password)) => (
-            AppIdentity {
-                app: app.to_owned(),
-                uid: u32::try_from(uid).context("stored uid out of range")?,
-                db_role,
-                db_schema,
-                db_password,
-            },
-            false,
-        ),
-        None => (allocate(&mut tx, app, range).await?, true),
+    let id = match row {
+        Some((uid, db_role, db_schema, db_password)) => AppIdentity {
+            app: app.to_owned(),
+            uid: u32::try_from(uid).context("stored uid out of range")?,
+            db_role,
+            db_schema,
+            db_password,
+        },
+        None => allocate(&mut tx, app, range).await?,
     };
     let password_ok =
         !id.db_password.is_empty() && id.db_password.bytes().all(|b| b.is_ascii_alphanumeric());
@@ -187,10 +184,12 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
         .await
         .with_context(|| format!("cannot create role {role}"))?;
     }
-    if fresh || !exists {
+    // All idempotent, so each load repairs what an operator changed by hand.
+    {
         let db: String = sqlx::query_scalar("SELECT current_database()")
             .fetch_one(&mut *tx)
             .await?;
+        let db = db.replace('"', "\"\"");
         let statements = [
             format!("ALTER ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
             format!("GRANT noderouter_apps TO \"{role}\""),
