@@ -175,3 +175,75 @@ impl Spawner {
         Ok((child, uid))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+    use crate::frame::write_frame;
+
+    async fn hello(sock: &std::path::Path, token: &str) -> UnixStream {
+        let mut s = UnixStream::connect(sock).await.unwrap();
+        write_frame(&mut s, &serde_json::json!({"hello": token}), b"")
+            .await
+            .unwrap();
+        s
+    }
+
+    #[tokio::test]
+    async fn a_worker_connection_from_another_uid_than_the_apps_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("workers.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        let spawner = Arc::new(Spawner::new(
+            "runner-test".into(),
+            "python3".into(),
+            String::new(),
+            dir.path().join("py"),
+            sock.clone(),
+        ));
+        let stop = CancellationToken::new();
+        tokio::spawn(spawner.clone().accept_loop(listener, stop.clone()));
+        let me = std::fs::metadata("/proc/self").unwrap().uid();
+
+        // The right token from the wrong uid (this process is not the app's user).
+        let (tx, rx) = oneshot::channel();
+        spawner.lock_pending().insert(
+            "stolen".into(),
+            Pending {
+                tx,
+                uid: Some(me.wrapping_add(1)),
+            },
+        );
+        let _s = hello(&sock, "stolen").await;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(
+            matches!(got, Ok(Err(_))),
+            "a connection from uid {me} was handed to a worker of another uid"
+        );
+
+        // The same from the app's own uid is accepted.
+        let (tx, rx) = oneshot::channel();
+        spawner
+            .lock_pending()
+            .insert("own".into(), Pending { tx, uid: Some(me) });
+        let _s = hello(&sock, "own").await;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(matches!(got, Ok(Ok(_))));
+
+        // An unknown token is dropped.
+        let mut s = hello(&sock, "guessed").await;
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 0, "the runner kept a connection with an unknown token");
+        stop.cancel();
+    }
+}
