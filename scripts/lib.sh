@@ -63,11 +63,21 @@ ensure_nats() {
   exit 1
 }
 
+# Apps run as users of their own (docs/security.md): they must be able to run the
+# interpreter, so the venv is made from the system Python, never from one under a
+# private home such as /root/.pyenv.
+python_reachable() {
+  [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null ||
+    setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c 'exec "$0" -c ""' "$NR_PYTHON" 2>/dev/null
+}
+
 ensure_python() {
-  if [ -x "$NR_PYTHON" ] && "$NR_PYTHON" -c 'import psycopg2, nats, msgpack, schemathesis' 2>/dev/null; then return; fi
+  if [ -x "$NR_PYTHON" ] && "$NR_PYTHON" -c 'import psycopg2, nats, msgpack, schemathesis' 2>/dev/null && python_reachable; then return; fi
   log "preparing the Python environment (.venv)"
   if [ "$NR_PYTHON" = "$ROOT/.venv/bin/python" ]; then
-    python3 -m venv "$ROOT/.venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$ROOT/.venv"; }
+    local py=python3
+    [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+    "$py" -m venv --clear "$ROOT/.venv" 2>/dev/null || { apt_install python3-venv; "$py" -m venv --clear "$ROOT/.venv"; }
   fi
   "$NR_PYTHON" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
 }

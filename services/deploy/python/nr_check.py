@@ -14,7 +14,9 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
+import time
 import traceback
 
 
@@ -61,6 +63,79 @@ def _import_lock(app_name):
     except Exception as exc:  # the import still runs, unserialised
         sys.stderr.write("[noderouter] import lock unavailable for %s: %s\n" % (app_name, exc))
         return None
+
+
+def _env_int(name):
+    try:
+        return max(0, int(os.environ.get(name, "0")))
+    except ValueError:
+        return 0
+
+
+def _contain():
+    """The runner's limits, and a child subreaper so whatever module code starts
+    (``setsid`` + double fork included) stays under this process to be killed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception as exc:
+        sys.stderr.write("[noderouter] cannot become a child subreaper: %s\n" % exc)
+    try:
+        import resource
+
+        for name, res, scale in (
+            ("NR_APP_MAX_PROCS", resource.RLIMIT_NPROC, 1),
+            ("NR_APP_MAX_FILE_MB", resource.RLIMIT_FSIZE, 1024 * 1024),
+            ("NR_APP_CPU_S", resource.RLIMIT_CPU, 1),
+            ("NR_WORKER_MEMORY_MB", resource.RLIMIT_AS, 1024 * 1024),
+        ):
+            value = _env_int(name)
+            if value > 0:
+                resource.setrlimit(res, (value * scale, value * scale))
+    except Exception as exc:
+        sys.stderr.write("[noderouter] cannot set process limits: %s\n" % exc)
+
+
+def _children(pid):
+    out = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _kill_descendants():
+    me = os.getpid()
+    for _ in range(500):
+        kids = _children(me)
+        if not kids:
+            return
+        todo, tree = list(kids), []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(_children(pid))
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.001)
 
 
 def check(app_name, app_dir):
@@ -134,12 +209,20 @@ def main():
     # Keep the result channel private: whatever the app prints goes to stderr.
     result_stream = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    _contain()
     try:
         result = check(app_name, app_dir)
     except BaseException as exc:
         result = {"ok": False, "rule": "main.import", "line": None,
                   "message": "the import check failed: %s: %s" % (type(exc).__name__, exc),
                   "traceback": traceback.format_exc()}
+    # What the app printed is still in sys.stdout's buffer (fd 1 is now stderr).
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    # Nothing the module started outlives the check.
+    _kill_descendants()
     _out(result_stream, result)
     sys.stderr.flush()
     # Threads or atexit hooks the app started must not keep the check alive.

@@ -10,6 +10,7 @@ fn checker(timeout_s: u64) -> Checker {
             python: nr_testkit::python(),
             database_url: None,
             timeout: Duration::from_secs(timeout_s),
+            contain: Default::default(),
         }),
         work_dir: None,
     }

@@ -60,6 +60,9 @@ pub struct CheckArgs {
     /// Where bundles are unpacked while they are checked (the system temp dir if unset).
     #[arg(long, env = "NR_DEPLOY_DIR")]
     pub deploy_dir: Option<PathBuf>,
+    /// App users, uid range and process limits (shared with the runner).
+    #[command(flatten)]
+    pub contain: nr_infra::appid::ContainArgs,
 }
 
 impl Default for CheckArgs {
@@ -74,6 +77,7 @@ impl Default for CheckArgs {
             deploy_import_timeout_s: 60.0,
             import_check: true,
             deploy_dir: None,
+            contain: Default::default(),
         }
     }
 }
@@ -106,6 +110,7 @@ impl DeployConfig {
                 python: self.python.clone(),
                 database_url: self.database_url.clone(),
                 timeout: Duration::from_secs_f64(timeout),
+                contain: self.checks.contain.clone(),
             }),
             work_dir: self.checks.deploy_dir.clone(),
         }

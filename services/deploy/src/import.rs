@@ -2,6 +2,11 @@
 //! expose a callable `execute(data, ...)`. It runs the way the runner loads an app, in a
 //! fresh Python process on the unpacked bundle, under a time limit; a failure refuses
 //! the deploy with the traceback, and the running version is never touched.
+//!
+//! It is contained as the runner contains apps: the app's own uid (from
+//! `noderouter_core.app_identities`, created here on first deploy with its Postgres role
+//! and schema), an environment from the allow-list with the app's own `DATABASE_URL`,
+//! the runner's process limits, its files readable by it alone, and killed whole.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -9,6 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
+
+use nr_infra::appid::ContainArgs;
+use nr_infra::contain;
 
 use crate::findings::{finding, Refused};
 
@@ -27,7 +35,13 @@ pub struct ImportCheck {
     /// `DATABASE_URL` handed to the app, as the runner does; module-level migrations run.
     pub database_url: Option<String>,
     pub timeout: Duration,
+    /// The uid range and process limits shared with the runner.
+    pub contain: ContainArgs,
 }
+
+/// Where no database records app uids (the author's `lint` without `DATABASE_URL`), a
+/// root deploy still drops privileges, to `nobody`.
+const NOBODY: u32 = 65534;
 
 #[derive(Debug, Deserialize)]
 struct Outcome {
@@ -74,26 +88,85 @@ impl ImportCheck {
         } else {
             std::path::PathBuf::from(&self.python)
         };
+        let switch = contain::can_switch_users();
+        let (uid, database_url) = match &self.database_url {
+            Some(url) => {
+                let id = nr_infra::appid::ensure_at(url, app, &self.contain)
+                    .await
+                    .map_err(|e| {
+                        Refused::internal(format!("cannot set up the identity of app {app}: {e:#}"))
+                    })?;
+                let app_url = id
+                    .database_url(url)
+                    .map_err(|e| Refused::internal(format!("{e:#}")))?;
+                (switch.then_some(id.uid), Some(app_url))
+            }
+            None => (switch.then_some(NOBODY), None),
+        };
+        let home = scratch.join("home");
+        let (s, a, p, h) = (
+            scratch.to_path_buf(),
+            app_dir.to_path_buf(),
+            py_dir.clone(),
+            home.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // The bundle is closed to others before the scratch dir opens for passage.
+            contain::share_read_only(&a, uid)?;
+            contain::public_read_only(&p)?;
+            contain::private_dir(&h, uid)?;
+            if uid.is_some() {
+                contain::traversable(&s)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Refused::internal(format!("file setup task failed: {e}")))?
+        .map_err(|e| Refused::internal(format!("cannot set up the import check's files: {e}")))?;
+        if uid.is_some() {
+            // The app's own folder is 0750 to its group; everything above must let it pass.
+            let above = app_dir.parent().unwrap_or(app_dir);
+            if let Some(dir) = contain::untraversable_ancestor(above) {
+                return Err(Refused::internal(format!(
+                    "the import check cannot reach {}: {} lacks the o+x bit (NR_DEPLOY_DIR must be under traversable directories)",
+                    app_dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+        let mut limits = self.contain.clone();
+        if uid.is_none() {
+            // RLIMIT_NPROC counts every process of the user: deploy's own, here.
+            limits.app_max_procs = 0;
+        }
+        let mut platform = vec![
+            ("NR_APP_NAME".to_owned(), app.to_owned()),
+            ("NR_APP_VERSION".to_owned(), version.to_owned()),
+            ("NR_DEPLOY_CHECK".to_owned(), "1".to_owned()),
+        ];
+        platform.extend(limits.limit_env());
         let mut cmd = tokio::process::Command::new(&python);
-        cmd.arg("-B")
-            .arg(&script)
-            .arg(app)
-            .arg(app_dir)
-            .current_dir(app_dir)
-            .env("PYTHONPATH", &py_dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("NR_APP_NAME", app)
-            .env("NR_APP_VERSION", version)
-            .env("NR_DEPLOY_CHECK", "1")
+        cmd.arg("-B").arg(&script).arg(app).arg(app_dir);
+        contain::launch(
+            &mut cmd,
+            &contain::Launch {
+                uid,
+                home: &home,
+                python_path: &py_dir,
+                database_url: database_url.as_deref(),
+                platform,
+                app: &[],
+            },
+        );
+        cmd.current_dir(app_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        if let Some(url) = &self.database_url {
-            cmd.env("DATABASE_URL", url);
+            .kill_on_drop(true);
+        if uid.is_some() {
+            contain::adopt_orphans();
         }
-        let mut child = cmd.spawn().map_err(|e| {
+        let mut child = contain::spawn_root(&mut cmd).map_err(|e| {
             Refused::internal(format!(
                 "cannot start {} for the import check: {e}",
                 self.python
@@ -122,7 +195,7 @@ impl ImportCheck {
         let (out, err, status) = match tokio::time::timeout(self.timeout, read_all).await {
             Ok(r) => r,
             Err(_) => {
-                kill_group(pid);
+                kill_tree(pid, uid, &self.contain);
                 return Err(Refused::one(
                     422,
                     "main.timeout",
@@ -135,8 +208,8 @@ impl ImportCheck {
                 ));
             }
         };
-        // Whatever the app left running in its process group goes with it.
-        kill_group(pid);
+        // Whatever the app left running under the checker goes with it.
+        kill_tree(pid, uid, &self.contain);
         let stderr_text = tail(&String::from_utf8_lossy(&err), OUTPUT_LIMIT);
         let line = String::from_utf8_lossy(&out);
         let outcome = line
@@ -197,12 +270,15 @@ impl ImportCheck {
     }
 }
 
-fn kill_group(pid: Option<u32>) {
+/// Kills the checker and everything under it; then anything of the app's uid range
+/// orphaned to this process (module code that killed the checker itself).
+fn kill_tree(pid: Option<u32>, uid: Option<u32>, range: &ContainArgs) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        contain::kill_tree(pid, uid);
+        contain::forget_root(pid);
+    }
+    if uid.is_some() {
+        contain::reap_strays(range.app_uid_base, range.app_uid_count);
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
             } else {
                 60.0
             }),
+            contain: opts.checks.contain.clone(),
         }),
         work_dir: None,
     };

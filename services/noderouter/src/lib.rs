@@ -63,6 +63,7 @@ impl PlatformConfig {
             runner_secret: self.gateway.runner_secret.clone(),
             secrets_key: self.gateway.secrets_key.clone(),
             work_dir: self.runner_dir.clone(),
+            contain: self.deploy_checks.contain.clone(),
         }
     }
 }

@@ -264,7 +264,7 @@ def execute(data):
     for _ in 0..20 {
         h.sync(&app, json!({})).await;
     }
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(&h).await;
     let mut rows: Vec<(String, time::OffsetDateTime, Option<time::OffsetDateTime>)> = Vec::new();
     for _ in 0..50 {
         rows = sqlx::query_as(&format!(
@@ -363,7 +363,7 @@ fn pids_alive(pids: &[i32]) -> Vec<i32> {
 }
 
 async fn job_pids(h: &Harness, job: &str) -> Vec<i32> {
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(h).await;
     for _ in 0..100 {
         let rows: Result<Vec<(i32,)>, _> =
             sqlx::query_as("SELECT pid FROM job_pids WHERE job = $1")
@@ -616,7 +616,7 @@ def execute(data, conn=None):
     doomed.0.wait().unwrap();
     // Kill -9 leaves the forked job worker orphaned; it is in its own process group.
     let rescuer = spawn_runner("rescuer");
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(&h).await;
     let mut attempt = 0;
     for _ in 0..200 {
         let (a,): (i32,) =
@@ -784,7 +784,7 @@ def execute(data, conn=None):
     assert!(ok >= 1 && timed_out >= 2, "{statuses:?}");
     // Nothing that was answered 504 while queued runs later.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(&h).await;
     let (runs,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {app}_runs"))
         .fetch_one(&pool)
         .await
@@ -810,7 +810,7 @@ async fn an_abandoned_job_runs_again_until_its_attempts_are_used_up_then_fails()
         )
         .await;
     let rev = report["rev"].as_u64().unwrap();
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(&h).await;
     let nats = h.nats_client().await;
     let js = async_nats::jetstream::new(nats);
     // Two jobs whose runner died mid-run (lease expired): one with an attempt left, one without.

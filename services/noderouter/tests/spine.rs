@@ -48,7 +48,7 @@ async fn a_guide_starter_bundle_deploys_and_lists_back_what_it_created() {
     assert_eq!(listed["rows"], json!([{"id": id, "name": "first item"}]));
 
     // The module-level migration ran against the platform's database.
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let pool = common::app_tables(&h).await;
     let (count,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {app}_items"))
         .fetch_one(&pool)
         .await

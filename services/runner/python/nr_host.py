@@ -16,11 +16,13 @@ import decimal
 import importlib.util
 import inspect
 import json
+import math
 import os
 import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 import uuid
 
@@ -176,17 +178,116 @@ def _actions_of(result):
     return out
 
 
+def _env_int(name):
+    try:
+        return max(0, int(os.environ.get(name, "0")))
+    except ValueError:
+        return 0
+
+
 def _limit_memory():
     """Caps the worker's address space so a runaway app gets MemoryError, not the box."""
-    try:
-        mb = int(os.environ.get("NR_WORKER_MEMORY_MB", "0"))
-    except ValueError:
-        mb = 0
+    mb = _env_int("NR_WORKER_MEMORY_MB")
     if mb > 0:
         import resource
 
         limit = mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+# ── Containment ───────────────────────────────────────────────────────────────
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper():
+    """Orphans of this process's descendants (``setsid`` + double fork included) are
+    re-parented here instead of to init, so they can always be found and killed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            _log("[noderouter] cannot become a child subreaper (errno %d)" % ctypes.get_errno())
+    except Exception as exc:
+        _log("[noderouter] cannot become a child subreaper: %s" % exc)
+
+
+def _limit_process():
+    """Hard limits on processes of the app's uid and on file size (the app cannot raise
+    them), and a CPU-time limit for the import."""
+    import resource
+
+    procs = _env_int("NR_APP_MAX_PROCS")
+    if procs > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
+    fsize = _env_int("NR_APP_MAX_FILE_MB")
+    if fsize > 0:
+        limit = fsize * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    _limit_cpu()
+
+
+def _limit_cpu():
+    """CPU seconds for what comes next (the import, one call, one job), counted from now."""
+    cpu = _env_int("NR_APP_CPU_S")
+    if cpu > 0:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        # Whole seconds (rounded up) already used, so a call always gets its full budget.
+        used = int(math.ceil(usage.ru_utime + usage.ru_stime))
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        soft = used + cpu
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _children(pid):
+    out = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _kill_descendants():
+    """Kills every process this one started (and every orphan re-parented to it), then
+    reaps them. Costs one read of /proc/self/task/*/children when there are none."""
+    me = os.getpid()
+    for _ in range(500):
+        kids = _children(me)
+        if not kids:
+            return
+        todo, tree = list(kids), []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(_children(pid))
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.001)
 
 
 def serve_worker(sock, execute, wants_conn, is_async):
@@ -218,6 +319,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 data.update(extra)
             if sdk is not None:
                 sdk._job_id = extra.get("_job_id")
+            _limit_cpu()
             if wants_conn:
                 try:
                     conn = holder.get()
@@ -244,6 +346,8 @@ def serve_worker(sock, execute, wants_conn, is_async):
             reply["traceback"] = traceback.format_exc()
         finally:
             holder.clean()
+            # Nothing the call started outlives it (forks, setsid daemons, subprocesses).
+            _kill_descendants()
         try:
             send_frame(sock, reply, out)
         except OSError:
@@ -260,6 +364,7 @@ def fork_worker(token, sock_path, execute, wants_conn, is_async):
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
+        _become_subreaper()
         for fd in _CONTROL_FDS:  # the host's control pipes are not the worker's
             try:
                 os.close(fd)
@@ -289,6 +394,12 @@ def main():
         ctl.write(json.dumps(obj) + "\n")
         ctl.flush()
 
+    _become_subreaper()
+    try:
+        _limit_process()
+    except Exception as exc:
+        _log("[noderouter] cannot set process limits: %s" % exc)
+
     try:
         _, execute, wants_conn, is_async = load_app(app_name, app_dir)
     except BaseException as exc:
@@ -304,6 +415,14 @@ def main():
 
         gc.freeze()
     except Exception:
+        pass
+    # The import's CPU limit ends with it: the host lives as long as the revision and
+    # only forks from now on (each worker sets its own limit per call).
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.getrlimit(resource.RLIMIT_CPU)[1]))
+    except (ValueError, OSError):
         pass
     reply({"ok": True, "wants_conn": wants_conn, "is_async": is_async})
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically

@@ -53,7 +53,12 @@ pub struct RunnerConfig {
     /// comma-separated, during a rotation). Unset: an app with secrets does not load.
     #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
-    /// Working directory for unpacked bundles and the worker socket.
+    /// App users, uid range and process limits (shared with deploy's import check).
+    #[command(flatten)]
+    pub contain: nr_infra::appid::ContainArgs,
+    /// Working directory for unpacked bundles and the worker socket. Run as root, its
+    /// parents must be traversable by other users (mode o+x): app uids reach their
+    /// bundles and the worker socket through it.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub work_dir: PathBuf,
 }

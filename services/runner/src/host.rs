@@ -1,95 +1,25 @@
 //! One app revision loaded in the runner: its Python host process (which imported the
 //! app once) and the pool of workers forked from it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use nr_contracts::manifest::RuntimeManifest;
+use nr_infra::appid::AppIdentity;
+use nr_infra::contain;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::net::UnixStream;
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{read_frame, write_frame};
-
-/// How the runner starts Python hosts and receives their workers' connections.
-pub struct Spawner {
-    pub runner_id: String,
-    /// Address-space cap of each worker, MiB (0: none).
-    pub worker_memory_mb: u64,
-    pub python: String,
-    pub database_url: String,
-    pub py_dir: PathBuf,
-    pub sock_path: PathBuf,
-    pending: Mutex<HashMap<String, oneshot::Sender<UnixStream>>>,
-}
-
-#[derive(Deserialize)]
-struct Hello {
-    hello: String,
-}
-
-impl Spawner {
-    pub fn new(
-        runner_id: String,
-        python: String,
-        database_url: String,
-        py_dir: PathBuf,
-        sock_path: PathBuf,
-    ) -> Self {
-        Self {
-            runner_id,
-            worker_memory_mb: 0,
-            python,
-            database_url,
-            py_dir,
-            sock_path,
-            pending: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Accepts worker connections and hands each to the fork request that announced its
-    /// token. A connection with an unknown token is dropped.
-    pub async fn accept_loop(self: Arc<Self>, listener: UnixListener, shutdown: CancellationToken) {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                a = listener.accept() => a,
-            };
-            let Ok((mut stream, _)) = accepted else {
-                continue;
-            };
-            let this = self.clone();
-            tokio::spawn(async move {
-                let hello = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    read_frame::<_, Hello>(&mut stream),
-                )
-                .await;
-                if let Ok(Ok((hello, _))) = hello {
-                    let waiter = this.lock_pending().remove(&hello.hello);
-                    if let Some(tx) = waiter {
-                        let _ = tx.send(stream);
-                    }
-                }
-            });
-        }
-    }
-
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<UnixStream>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::spawner::Pending;
+pub use crate::spawner::Spawner;
 
 /// What to load.
 pub struct LoadSpec {
@@ -102,7 +32,10 @@ pub struct LoadSpec {
     pub timeout: Duration,
     pub pool: usize,
     pub import_timeout: Duration,
-    /// The app's own variables and secrets, in clear (`nr_infra::appenv`).
+    /// Who the app is: its uid and its Postgres role.
+    pub identity: AppIdentity,
+    /// The app's own variables and secrets, set after the platform's allow-list (a
+    /// name the platform sets is not overridden).
     pub env: Vec<(String, String)>,
 }
 
@@ -190,12 +123,14 @@ struct Control {
 struct Worker {
     stream: UnixStream,
     pid: i32,
+    uid: Option<u32>,
 }
 
 impl Worker {
-    /// Kills the worker and everything it started (it leads its own process group).
+    /// Kills the worker and everything it started, `setsid` and double forks included
+    /// (the worker is a child subreaper, so orphans stay under it).
     fn kill(&self) {
-        let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
+        contain::kill_tree(self.pid, self.uid);
     }
 }
 
@@ -212,6 +147,11 @@ pub struct AppHost {
     spawner: Arc<Spawner>,
     dir: PathBuf,
     next_id: AtomicU64,
+    /// The host process and the uid its processes run as (when switching users).
+    host_pid: Option<i32>,
+    uid: Option<u32>,
+    /// Every worker forked and not yet killed: the host's other children are strays.
+    workers: Mutex<HashSet<i32>>,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -219,27 +159,7 @@ const STDERR_TAIL: usize = 40;
 impl AppHost {
     /// Starts the host process, waits for the import to finish, and warms one worker.
     pub async fn load(spawner: Arc<Spawner>, spec: LoadSpec) -> Result<Arc<AppHost>, LoadError> {
-        let mut child = Command::new(&spawner.python)
-            .arg("-u")
-            .arg(spawner.py_dir.join("nr_host.py"))
-            .arg(&spec.app)
-            .arg(&spec.dir)
-            .arg(&spawner.sock_path)
-            .env("DATABASE_URL", &spawner.database_url)
-            .env("PYTHONPATH", &spawner.py_dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("NR_APP_NAME", &spec.app)
-            .env("NR_RUNNER_ID", &spawner.runner_id)
-            .env("NR_WORKER_MEMORY_MB", spawner.worker_memory_mb.to_string())
-            .env("NR_APP_VERSION", &spec.version)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| LoadError::Host(format!("cannot start {}: {e}", spawner.python)))?;
+        let (mut child, uid) = spawner.start_host(&spec).await?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -303,6 +223,7 @@ impl AppHost {
                 traceback: reply.traceback.unwrap_or_default(),
             });
         }
+        let host_pid = child.id().and_then(|p| i32::try_from(p).ok());
         let host = Arc::new(AppHost {
             app: spec.app,
             rev: spec.rev,
@@ -320,6 +241,9 @@ impl AppHost {
             spawner,
             dir: spec.dir,
             next_id: AtomicU64::new(1),
+            host_pid,
+            uid,
+            workers: Mutex::new(HashSet::new()),
         });
         let warm = host
             .fork_worker()
@@ -337,10 +261,38 @@ impl AppHost {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kill_worker(&self, worker: &Worker) {
+        self.lock_workers().remove(&worker.pid);
+        worker.kill();
+    }
+
+    /// Kills whatever runs under the host that is not one of its workers: children that
+    /// module-level code left, and orphans of dead workers re-parented to the host (a
+    /// subreaper). Skipped while a fork is in flight, so a new worker is never mistaken.
+    pub fn sweep(&self) {
+        let Some(host) = self.host_pid else { return };
+        let Ok(_ctl) = self.control.try_lock() else {
+            return;
+        };
+        let workers = self.lock_workers().clone();
+        for pid in contain::children(host) {
+            if !workers.contains(&pid) {
+                tracing::info!(app = %self.app, pid, "killing a process left behind by the app");
+                contain::kill_tree(pid, self.uid);
+            }
+        }
+    }
+
     async fn fork_worker(&self) -> Result<Worker, CallError> {
         let token = uuid::Uuid::new_v4().to_string();
         let (tx, rx) = oneshot::channel();
-        self.spawner.lock_pending().insert(token.clone(), tx);
+        self.spawner
+            .lock_pending()
+            .insert(token.clone(), Pending { tx, uid: self.uid });
         let result = async {
             let mut ctl = self.control.lock().await;
             let cmd = format!("{{\"cmd\":\"fork\",\"token\":\"{token}\"}}\n");
@@ -353,9 +305,13 @@ impl AppHost {
                 .map_err(|_| CallError::Unavailable("app host did not fork a worker".into()))?
                 .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?
                 .ok_or_else(|| CallError::Unavailable("app host exited".into()))?;
-            drop(ctl);
             let reply: ForkReply = serde_json::from_str(&line)
                 .map_err(|e| CallError::Unavailable(format!("unreadable fork reply: {e}")))?;
+            if let Some(pid) = reply.pid {
+                // Known before the control lock is released, so `sweep` never kills it.
+                self.lock_workers().insert(pid);
+            }
+            drop(ctl);
             let pid = match (reply.pid, reply.error) {
                 (Some(pid), _) => pid,
                 (None, e) => {
@@ -365,11 +321,17 @@ impl AppHost {
                     )))
                 }
             };
-            let stream = tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .map_err(|_| CallError::Unavailable("worker did not connect".into()))?
-                .map_err(|_| CallError::Unavailable("worker did not connect".into()))?;
-            Ok(Worker { stream, pid })
+            let connected = tokio::time::timeout(Duration::from_secs(10), rx).await;
+            let Ok(Ok(stream)) = connected else {
+                self.lock_workers().remove(&pid);
+                contain::kill_tree(pid, self.uid);
+                return Err(CallError::Unavailable("worker did not connect".into()));
+            };
+            Ok(Worker {
+                stream,
+                pid,
+                uid: self.uid,
+            })
         }
         .await;
         if result.is_err() {
@@ -414,7 +376,7 @@ impl AppHost {
             });
         match &result {
             Ok(_) | Err(CallError::Exception { .. }) => self.lock_idle().push(worker),
-            Err(_) => worker.kill(),
+            Err(_) => self.kill_worker(&worker),
         }
         result
     }
@@ -445,7 +407,7 @@ impl AppHost {
                 Some(cancel),
             )
             .await;
-        worker.kill();
+        self.kill_worker(&worker);
         result
     }
 
@@ -519,6 +481,11 @@ impl Drop for AppHost {
     fn drop(&mut self) {
         for w in self.lock_idle().drain(..) {
             w.kill();
+        }
+        // The host, its workers and anything re-parented to it.
+        if let Some(pid) = self.host_pid {
+            contain::kill_tree(pid, self.uid);
+            contain::forget_root(pid);
         }
         if let Ok(mut ctl) = self.control.try_lock() {
             let _ = ctl.child.start_kill();

@@ -7,6 +7,12 @@
 //! - `exec`: the `runner.exec.<app>` queue-group handler.
 //! - `frame`: the runner–worker pipe protocol.
 //! - `env_watch`: follows `app.env.>` and reloads an app whose variables changed.
+//! - `spawner`: starts hosts as the app's own user with an allow-listed environment, and
+//!   accepts workers' connections (fork token and peer uid checked).
+//! - `unpack`: bundles on disk.
+//!
+//! Containment (one uid and Postgres role per app, process trees killed whole) is in
+//! `nr_infra::appid` and `nr_infra::contain`; docs/security.md says what each holds.
 
 pub mod config;
 mod env_watch;
@@ -14,6 +20,8 @@ mod exec;
 pub mod frame;
 pub mod host;
 mod jobs;
+mod spawner;
+mod unpack;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -97,9 +105,42 @@ impl Runner {
     /// and subscribes to `runner.exec.*`.
     pub async fn build(config: RunnerConfig, deps: RunnerDeps) -> anyhow::Result<Runner> {
         let id = format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let root = std::path::absolute(&config.work_dir)
-            .with_context(|| format!("bad runner directory {}", config.work_dir.display()))?
-            .join(&id);
+        let switch_users = nr_infra::contain::can_switch_users();
+        if !switch_users {
+            tracing::error!(
+                "APP PROCESSES ARE NOT CONTAINED: {}",
+                nr_infra::contain::NO_SWITCH_WARNING
+            );
+        }
+        match nr_infra::appid::postgres_trusts_anyone(&config.database_url).await {
+            Ok(true) => tracing::error!("{}", nr_infra::appid::TRUST_WARNING),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot tell whether Postgres checks passwords")
+            }
+        }
+        let work_dir = std::path::absolute(&config.work_dir)
+            .with_context(|| format!("bad runner directory {}", config.work_dir.display()))?;
+        let created = !work_dir.exists();
+        std::fs::create_dir_all(&work_dir)
+            .with_context(|| format!("cannot create {}", work_dir.display()))?;
+        if created && switch_users {
+            nr_infra::contain::traversable(&work_dir)?;
+        }
+        if switch_users {
+            if let Some(dir) = nr_infra::contain::untraversable_ancestor(&work_dir) {
+                anyhow::bail!(
+                    "the runner directory {} is not reachable by app users: {} lacks the o+x bit (chmod o+x {}, or set NR_RUNNER_DIR under a traversable path)",
+                    work_dir.display(),
+                    dir.display(),
+                    dir.display()
+                );
+            }
+        }
+        if switch_users {
+            nr_infra::contain::check_interpreter(&config.python).map_err(anyhow::Error::msg)?;
+        }
+        let root = work_dir.join(&id);
         let py_dir = root.join("py");
         std::fs::create_dir_all(py_dir.join("noderouter"))
             .with_context(|| format!("cannot create {}", py_dir.display()))?;
@@ -107,9 +148,23 @@ impl Runner {
         std::fs::write(py_dir.join("noderouter").join("__init__.py"), SDK_INIT)?;
         let bundles_dir = root.join("apps");
         std::fs::create_dir_all(&bundles_dir)?;
+        std::fs::create_dir_all(root.join("home"))?;
+        // App users pass through (0711) to their own bundle, home and the socket; the
+        // host script and SDK are readable by all and writable by none of them.
+        for dir in [&root, &bundles_dir, &root.join("home")] {
+            nr_infra::contain::traversable(dir)
+                .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+        }
+        nr_infra::contain::public_read_only(&py_dir)
+            .with_context(|| format!("cannot set the mode of {}", py_dir.display()))?;
         let sock_path = root.join("workers.sock");
         let listener = tokio::net::UnixListener::bind(&sock_path)
             .with_context(|| format!("cannot listen on {}", sock_path.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // Any app uid may connect; the fork token and SO_PEERCRED decide who is heard.
+            std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666))?;
+        }
         let mut spawner = Spawner::new(
             id.clone(),
             config.python.clone(),
@@ -118,7 +173,12 @@ impl Runner {
             sock_path,
         );
         spawner.worker_memory_mb = config.worker_memory_mb;
+        spawner.contain = config.contain.clone();
+        spawner.switch_users = switch_users;
         let spawner = Arc::new(spawner);
+        if switch_users {
+            nr_infra::contain::adopt_orphans();
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(spawner.clone().accept_loop(listener, shutdown.clone()));
 
@@ -183,6 +243,7 @@ impl Runner {
                 }
             }
         }
+        tokio::spawn(sweep(Arc::downgrade(&inner), shutdown.clone()));
         exec::start(inner.clone(), shutdown.clone()).await?;
         jobs::start(inner.clone(), shutdown.clone()).await?;
         if !inner.signatures.enabled() {
@@ -194,6 +255,37 @@ impl Runner {
 
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// Whether app processes run as users of their own (the runner is root). When
+    /// false, apps run as the runner's user: see `readiness`.
+    pub fn contained(&self) -> bool {
+        self.inner.spawner.switch_users
+    }
+
+    /// The runner's readiness: NATS connected, and app processes contained. A runner
+    /// that cannot switch users reports it here ("not contained"), loudly, so an
+    /// operator's probe sees it.
+    pub fn ready_check(&self) -> nr_telemetry::ReadyCheck {
+        let nats = self.inner.nats.clone();
+        let contained = self.contained();
+        std::sync::Arc::new(move || {
+            let nats = nats.clone();
+            Box::pin(async move {
+                match nats.connection_state() {
+                    async_nats::connection::State::Connected => {}
+                    other => return Err(format!("NATS is {other:?}")),
+                }
+                if contained {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "not contained: {}",
+                        nr_infra::contain::NO_SWITCH_WARNING
+                    ))
+                }
+            })
+        })
     }
 
     /// Serves until `stop` is cancelled, then stops every worker.
@@ -333,8 +425,21 @@ impl Inner {
             "{rev}-{}",
             ev.sha256.get(..12).unwrap_or(&ev.sha256)
         ));
+        let identity = nr_infra::appid::ensure(&self.db, &ev.app_name, &self.config.contain)
+            .await
+            .map_err(|e| {
+                LoadError::Host(format!(
+                    "cannot set up the identity of app {}: {e:#}",
+                    ev.app_name
+                ))
+            })?;
+        // The app's folder is closed to other apps before anything is unpacked in it.
+        let gid = self.spawner.switch_users.then_some(identity.gid());
+        let app_dir = self.bundles_dir.join(&ev.app_name);
+        nr_infra::contain::group_dir(&app_dir, gid)
+            .map_err(|e| LoadError::Host(format!("cannot prepare {}: {e}", app_dir.display())))?;
         let target = dir.clone();
-        tokio::task::spawn_blocking(move || unpack(&bytes, &target))
+        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
             .await
             .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
             .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
@@ -357,6 +462,7 @@ impl Inner {
                 timeout,
                 pool: self.config.pool(),
                 import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
+                identity,
                 env,
             },
         )
@@ -364,49 +470,35 @@ impl Inner {
     }
 }
 
-/// Unpacks a bundle into `dir`. Deploy has vetted the zip; entries that would escape
-/// the directory are still skipped. A single wrapping folder is stripped.
-fn unpack(bytes: &[u8], dir: &std::path::Path) -> anyhow::Result<()> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(Result::ok)
-        .map(|n| n.into_owned())
-        .collect();
-    let prefix = if names.iter().any(|n| n == "manifest.json") {
-        String::new()
-    } else {
-        names
-            .iter()
-            .find(|n| n.ends_with("/manifest.json") && n.matches('/').count() == 1)
-            .map(|n| n.trim_end_matches("manifest.json").to_owned())
-            .unwrap_or_default()
-    };
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+/// Every second, kills what an app left running under its host (children of module
+/// code, orphans of killed workers): cheap, it reads each host's children list.
+async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let hosts: Vec<Arc<AppHost>> = inner
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let (contained, base, count) = (
+            inner.spawner.switch_users,
+            inner.config.contain.app_uid_base,
+            inner.config.contain.app_uid_count,
+        );
+        drop(inner);
+        for h in hosts {
+            h.sweep();
+        }
+        if contained {
+            nr_infra::contain::reap_strays(base, count);
+        }
     }
-    std::fs::create_dir_all(dir)?;
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        let Some(rel) = entry.enclosed_name() else {
-            continue;
-        };
-        let Ok(rel) = rel.strip_prefix(&prefix) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() || entry.is_symlink() {
-            continue;
-        }
-        let out = dir.join(rel);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out)?;
-            continue;
-        }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut file = std::fs::File::create(&out)?;
-        std::io::copy(&mut entry, &mut file)?;
-    }
-    Ok(())
 }

@@ -6,8 +6,10 @@
 //! infrastructure the same way.
 
 pub mod appenv;
+pub mod appid;
 pub mod apps;
 pub mod bus;
+pub mod contain;
 pub mod db;
 pub mod follow;
 pub mod store;

@@ -55,8 +55,65 @@ pub fn config_for(
     if !extra.contains(&"--pool-size") {
         args.extend(["--pool-size".into(), "2".into()]);
     }
+    if !extra.contains(&"--app-uid-base") {
+        // App uids are per machine: tests running at once each take a range of their own,
+        // so one platform's sweep never meets another's apps.
+        args.extend(["--app-uid-base".into(), app_uid_base().to_string()]);
+        args.extend(["--app-uid-count".into(), "1000".into()]);
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     Args::parse_from(args).config
+}
+
+/// A random uid range start for one test platform: [1_000_000, 2_000_000_000).
+pub fn app_uid_base() -> u32 {
+    let n = uuid::Uuid::new_v4().as_u128();
+    1_000_000 + (n % 1_999_000) as u32 * 1000
+}
+
+/// The test's directory made traversable (0711) by app uids: the runner's directory
+/// lives inside it and apps reach their bundles through it.
+pub fn traversable_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    dir
+}
+
+/// A pool on the test database (as the platform's superuser) that finds every deployed
+/// app's tables without a schema name: its `search_path` lists each app's own schema,
+/// where module-level `CREATE TABLE` lands. Apps must be deployed before it is made.
+pub async fn app_tables(h: &Harness) -> sqlx::PgPool {
+    use std::str::FromStr as _;
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let schemas: Vec<(String,)> =
+        sqlx::query_as("SELECT db_schema FROM noderouter_core.app_identities ORDER BY uid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let mut path: Vec<String> = schemas
+        .into_iter()
+        .map(|s| format!("\"{}\"", s.0))
+        .collect();
+    path.push("public".into());
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&h.db.url)
+        .unwrap()
+        .options([("search_path", path.join(","))]);
+    sqlx::PgPool::connect_with(opts).await.unwrap()
+}
+
+/// The schema `app`'s tables live in.
+pub async fn app_schema(h: &Harness, app: &str) -> String {
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (schema,): (String,) =
+        sqlx::query_as("SELECT db_schema FROM noderouter_core.app_identities WHERE app_name = $1")
+            .bind(app)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    schema
 }
 
 /// An HTTP client that sends `token` as its bearer credential.
@@ -83,7 +140,7 @@ impl Harness {
         }
         let nats = TestNats::start().await.expect("nats");
         let db = TestDb::create().await.expect("db");
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = traversable_tempdir();
         let platform = Platform::start(config_for(&nats, &db, dir.path(), extra))
             .await
             .expect("platform starts");

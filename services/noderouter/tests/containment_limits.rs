@@ -1,0 +1,198 @@
+//! Hostile apps against the process limits and against the sweep of what module-level
+//! code leaves running: a fork bomb stops at the per-uid process limit, a huge file at
+//! the file-size limit, and a daemon started at import (by deploy's import check or by
+//! the runner's host) does not survive.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const GREEDY: &str = r#"
+import os, time
+
+def execute(data, conn=None):
+    forked = 0
+    error = None
+    try:
+        for _ in range(400):
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            forked += 1
+    except OSError as exc:
+        error = type(exc).__name__
+    big = None
+    try:
+        with open(os.path.join(os.environ["TMPDIR"], "big"), "wb") as fh:
+            fh.write(b"x" * (3 * 1024 * 1024))
+        big = "written"
+    except OSError as exc:
+        big = "%s: %s" % (type(exc).__name__, exc)
+    return {"forked": forked, "fork_error": error, "big": big}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_bomb_and_a_huge_file_stop_at_the_apps_limits() {
+    let h = Harness::start_with(&["--app-max-procs", "40", "--app-max-file-mb", "1"]).await;
+    h.deploy_ok(
+        "greedy",
+        &[
+            (
+                "manifest.json",
+                r#"{"app_name":"greedy","version":"1.0.0","api_version":"1.0.0"}"#,
+            ),
+            ("main.py", GREEDY),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync("greedy", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let forked = b["forked"].as_u64().unwrap();
+    assert!(forked < 40, "forked {forked} processes past the limit: {b}");
+    assert_eq!(b["fork_error"], "BlockingIOError", "{b}");
+    assert!(b["big"].as_str().unwrap().contains("File too large"), "{b}");
+    // The children went with the call, so the next call has its whole budget again.
+    let (s, b2) = h.sync("greedy", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b2}");
+    assert!(
+        b2["forked"].as_u64().unwrap() + 5 >= forked,
+        "{b} then {b2}"
+    );
+}
+
+/// Module-level code that starts a `setsid` daemon at import and records its pid in
+/// the app's own table, with where it ran (deploy's import check or the runner's host).
+const DAEMON_AT_IMPORT: &str = r#"
+import os, time, psycopg2
+
+def _daemon():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(w, str(os.getpid()).encode())
+            time.sleep(300)
+            os._exit(0)
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32))
+    os.waitpid(-1, 0)
+    return pid
+
+_where = "check" if os.environ.get("NR_DEPLOY_CHECK") else "host"
+with psycopg2.connect(os.environ["DATABASE_URL"]) as _c:
+    with _c.cursor() as _cur:
+        _cur.execute("CREATE TABLE IF NOT EXISTS lurker_pids (pid INT, at TEXT)")
+        _cur.execute("INSERT INTO lurker_pids VALUES (%s, %s)", (_daemon(), _where))
+    _c.commit()
+
+def execute(data, conn=None):
+    return {"ok": True}
+"#;
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s[s.rfind(')').unwrap() + 1..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+            state != "Z" && state != "X"
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_started_by_module_code_do_not_survive() {
+    let h = Harness::start().await;
+    h.deploy_ok(
+        "lurker",
+        &[
+            (
+                "manifest.json",
+                r#"{"app_name":"lurker","version":"1.0.0","api_version":"1.0.0"}"#,
+            ),
+            ("main.py", DAEMON_AT_IMPORT),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync("lurker", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let pool = common::app_tables(&h).await;
+    let rows: Vec<(i32, String)> = sqlx::query_as("SELECT pid, at FROM lurker_pids")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let at: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    assert!(at.contains(&"check") && at.contains(&"host"), "{rows:?}");
+    // The import check's daemon is gone once deploy answered; the host's within the
+    // runner's next sweeps.
+    let check = rows.iter().find(|r| r.1 == "check").unwrap().0;
+    assert!(
+        !alive(check),
+        "the import check's daemon {check} survived the deploy"
+    );
+    let host = rows.iter().find(|r| r.1 == "host").unwrap().0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(host) {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon {host} started at import survived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The app still serves.
+    let (s, b) = h.sync("lurker", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+const SPIN: &str = r#"
+import os, time
+
+def execute(data, conn=None):
+    end = time.process_time() + float(data["cpu_s"])
+    while time.process_time() < end:
+        pass
+    return {"pid": os.getpid()}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_time_is_limited_per_call_not_over_a_workers_life() {
+    let h = Harness::start_with(&["--app-cpu-s", "1", "--pool-size", "1"]).await;
+    h.deploy_ok(
+        "spinner",
+        &[
+            (
+                "manifest.json",
+                r#"{"app_name":"spinner","version":"1.0.0","api_version":"1.0.0"}"#,
+            ),
+            ("main.py", SPIN),
+        ],
+    )
+    .await;
+    // Three calls of 0.6 s CPU on one worker: 1.8 s in all, each within its budget.
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let (s, b) = h.sync("spinner", json!({"cpu_s": 0.6})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        pids.push(b["pid"].as_u64().unwrap());
+    }
+    assert!(pids.windows(2).all(|w| w[0] == w[1]), "{pids:?}");
+    // A call that spins past the budget is stopped (SIGXCPU), not left to burn.
+    let started = Instant::now();
+    let (s, b) = h.sync("spinner", json!({"cpu_s": 10})).await;
+    assert!(s.is_server_error(), "{s} {b}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let (s, b) = h.sync("spinner", json!({"cpu_s": 0.1})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
