@@ -78,6 +78,13 @@ pub struct HubLimits {
         default_value_t = 10_000
     )]
     pub max_replay: u64,
+    /// Open sockets one principal may hold on this instance; one more answers 429.
+    #[arg(
+        long = "ws-max-per-user",
+        env = "NR_WS_MAX_PER_USER",
+        default_value_t = 16
+    )]
+    pub max_per_user: usize,
 }
 
 impl Default for HubLimits {
@@ -87,6 +94,7 @@ impl Default for HubLimits {
             ping_s: 20.0,
             max_inbound: 4096,
             max_replay: 10_000,
+            max_per_user: 16,
         }
     }
 }
@@ -165,6 +173,13 @@ async fn upgrade(
         Ok(v) => v,
         Err(refusal) => return refusal.into_response(),
     };
+    let cap = hub.limits().max_per_user.max(1);
+    if hub.sockets_of(&viewer.sub) >= cap {
+        return auth::Refusal::TooMany(format!(
+            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
+        ))
+        .into_response();
+    }
     let last_id = match query
         .get("last_id")
         .map(|s| s.trim())
