@@ -160,6 +160,10 @@ impl Hub {
                     next = applied.next() => {
                         let (Some(_), Some(hub)) = (next, weak.upgrade()) else { break };
                         hub.drop_subscriptions();
+                        // This message may arrive here before the RBAC cache's own
+                        // follower sees it: drop its entries first, so the check below
+                        // reads the change.
+                        hub.rbac.invalidate();
                         // Access may have ended (logout, password, disabled user,
                         // revoked token, lost role): check every open socket again.
                         tokio::spawn(async move { hub.recheck_sockets().await });
