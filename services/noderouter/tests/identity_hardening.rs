@@ -63,7 +63,7 @@ async fn gated_app(h: &Harness, body: &str) -> String {
                     "1.0.0",
                     json!({
                         "required_permission": "sales:access",
-                        "actions": [{"name": "deal_closed", "required_permission": "sales:notify"}]
+                        "actions": [{"name": "deal_closed", "display_name": "Deal closed", "required_permission": "sales:notify"}]
                     }),
                 ),
             ),

@@ -67,8 +67,8 @@ async fn bell_app(h: &Harness) -> String {
                     json!({
                         "required_permission": "bell:use",
                         "actions": [
-                            {"name": "rang", "required_permission": "bell:hear"},
-                            {"name": "open"}
+                            {"name": "rang", "display_name": "Rang", "required_permission": "bell:hear"},
+                            {"name": "open", "display_name": "Open"}
                         ]
                     }),
                 ),
