@@ -45,7 +45,8 @@ pub(crate) fn set<B>(res: &mut Response<B>, policy: &str) {
     }
 }
 
-/// Adds `nonce="…"` to every `<script` and `<style` start tag of `html`.
+/// Adds `nonce="…"` to every inline `<script` (one without `src`) and every `<style`
+/// start tag of `html`.
 pub(crate) fn add_nonce(html: &str, nonce: &str) -> String {
     let mut out = String::with_capacity(html.len() + 64);
     let bytes = html.as_bytes();
@@ -63,7 +64,13 @@ pub(crate) fn add_nonce(html: &str, nonce: &str) -> String {
             matches.then_some(name.len())
         });
         i = p + 1;
-        if let Some(len) = name_len {
+        // A script with `src` is allowed by origin; only inline code needs the nonce.
+        let has_src = || {
+            let tag = &html[p..html[p..].find('>').map_or(html.len(), |e| p + e)];
+            tag.split_ascii_whitespace()
+                .any(|a| a.to_ascii_lowercase().starts_with("src="))
+        };
+        if let Some(len) = name_len.filter(|len| *len != "script".len() || !has_src()) {
             let at = p + 1 + len;
             out.push_str(&html[copied..at]);
             out.push_str(&format!(" nonce=\"{nonce}\""));
@@ -86,7 +93,7 @@ mod tests {
         let out = add_nonce(html, "N");
         assert_eq!(
             out,
-            "<SCRIPT nonce=\"N\">a()</SCRIPT><style nonce=\"N\">b{}</style><scripts><p>x</p><script nonce=\"N\" src=\"y.js\"></script>"
+            "<SCRIPT nonce=\"N\">a()</SCRIPT><style nonce=\"N\">b{}</style><scripts><p>x</p><script src=\"y.js\"></script>"
         );
     }
 
