@@ -2,17 +2,51 @@
 
 use super::*;
 
+/// An action an app declares, as the caller sees it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ActionView {
+    name: String,
+    display_name: String,
+    description: Option<String>,
+    required_permission: Option<String>,
+    /// Whether the caller may subscribe to it (it holds the app's permission, since the
+    /// app is listed, and the action's).
+    allowed: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AppView {
+    app_name: String,
+    display_name: String,
+    description: Option<String>,
+    version: String,
+    href: String,
+    actions: Vec<ActionView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AppListing {
+    apps: Vec<AppView>,
+    /// Menu nodes `{id, label, href, permission?, children?}` as the manifests give
+    /// them, without those the caller may not see.
+    #[schema(value_type = Vec<Object>)]
+    nav: Vec<Value>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/apps",
     tag = "apps",
     responses(
-        (status = 200, description = "`{apps, nav}`: the apps the caller may use (each with its declared `actions`: `{name, display_name, description, required_permission, allowed}`) and the admin menu filtered by the caller's permissions", body = Object),
+        (status = 200, description = "The apps the caller may use, with their declared actions, and the admin menu filtered by the caller's permissions", body = AppListing),
         (status = 401, description = "No valid credential", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
-pub(crate) async fn my_apps(State(state): State<Arc<AppState>>, caller: Caller) -> Json<Value> {
+pub(crate) async fn my_apps(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> Json<AppListing> {
     let mut apps = Vec::new();
     let mut nav = Vec::new();
     for (name, entry) in state.apps.all() {
@@ -24,14 +58,18 @@ pub(crate) async fn my_apps(State(state): State<Arc<AppState>>, caller: Caller) 
         if !caller.0.has(&required) {
             continue;
         }
-        apps.push(json!({
-            "app_name": name,
-            "display_name": entry.manifest.display_name.clone().unwrap_or_else(|| name.clone()),
-            "description": entry.manifest.description,
-            "version": entry.version,
-            "href": format!("/apps/{name}/"),
-            "actions": app_actions(&entry.manifest.actions, &entry.raw_manifest, &caller),
-        }));
+        apps.push(AppView {
+            app_name: name.clone(),
+            display_name: entry
+                .manifest
+                .display_name
+                .clone()
+                .unwrap_or_else(|| name.clone()),
+            description: entry.manifest.description.clone(),
+            version: entry.version.clone(),
+            href: format!("/apps/{name}/"),
+            actions: app_actions(&entry.manifest.actions, &entry.raw_manifest, &caller),
+        });
         if let Some(fragment) = entry.raw_manifest.get("nav").and_then(|n| n.as_array()) {
             nav.extend(fragment.iter().filter_map(|n| filter_nav(n, &caller)));
         } else {
@@ -42,7 +80,7 @@ pub(crate) async fn my_apps(State(state): State<Arc<AppState>>, caller: Caller) 
             }));
         }
     }
-    Json(json!({"apps": apps, "nav": nav}))
+    Json(AppListing { apps, nav })
 }
 
 /// The actions an app declares, as `GET /api/apps` lists them: `{name, display_name,
@@ -53,7 +91,7 @@ fn app_actions(
     actions: &[nr_contracts::manifest::ActionDecl],
     raw: &Value,
     caller: &Caller,
-) -> Vec<Value> {
+) -> Vec<ActionView> {
     let raw_actions = raw.get("actions").and_then(|a| a.as_array());
     actions
         .iter()
@@ -65,15 +103,20 @@ fn app_actions(
                         .find(|r| r.get("name").and_then(|n| n.as_str()) == Some(a.name.as_str()))
                 })
                 .and_then(|r| r.get("description"))
-                .and_then(|d| d.as_str());
+                .and_then(|d| d.as_str())
+                .map(str::to_owned);
             let required = a.required_permission.as_deref().unwrap_or("");
-            json!({
-                "name": a.name,
-                "display_name": a.display_name.clone().filter(|d| !d.trim().is_empty()).unwrap_or_else(|| a.name.clone()),
-                "description": description,
-                "required_permission": a.required_permission,
-                "allowed": caller.0.has(required),
-            })
+            ActionView {
+                name: a.name.clone(),
+                display_name: a
+                    .display_name
+                    .clone()
+                    .filter(|d| !d.trim().is_empty())
+                    .unwrap_or_else(|| a.name.clone()),
+                description,
+                required_permission: a.required_permission.clone(),
+                allowed: caller.0.has(required),
+            }
         })
         .collect()
 }

@@ -2,12 +2,61 @@
 
 use super::*;
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RoleView {
+    name: String,
+    description: String,
+    builtin: bool,
+    permissions: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RoleList {
+    roles: Vec<RoleView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct NewRoleView {
+    name: String,
+    description: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct RoleDeleted {
+    deleted: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Granted {
+    role: String,
+    granted: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Revoked {
+    role: String,
+    revoked: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PermissionView {
+    name: String,
+    description: String,
+    /// `platform`, or the app that declared it.
+    source: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PermissionList {
+    permissions: Vec<PermissionView>,
+}
+
 #[utoipa::path(
     get,
     path = "/admin/api/roles",
     tag = "admin",
     responses(
-        (status = 200, description = "`{roles: [{name, description, builtin, permissions}]}`", body = Object),
+        (status = 200, description = "Every role with its permissions (`admin` shows `*`)", body = RoleList),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
     ),
@@ -16,7 +65,7 @@ use super::*;
 pub(crate) async fn list_roles(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoleList>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let rows: Vec<(String, String, bool, Vec<String>)> = sqlx::query_as(
         "SELECT r.name, r.description, r.builtin, COALESCE(array_agg(p.permission ORDER BY p.permission) FILTER (WHERE p.permission IS NOT NULL), '{}') \
@@ -26,14 +75,23 @@ pub(crate) async fn list_roles(
     .fetch_all(&state.db)
     .await
     .map_err(internal)?;
-    let roles: Vec<Value> = rows
+    let roles = rows
         .into_iter()
         .map(|(name, description, builtin, permissions)| {
-            let permissions = if name == ADMIN_ROLE { vec!["*".to_owned()] } else { permissions };
-            json!({"name": name, "description": description, "builtin": builtin, "permissions": permissions})
+            let permissions = if name == ADMIN_ROLE {
+                vec!["*".to_owned()]
+            } else {
+                permissions
+            };
+            RoleView {
+                name,
+                description,
+                builtin,
+                permissions,
+            }
         })
         .collect();
-    Ok(Json(json!({"roles": roles})))
+    Ok(Json(RoleList { roles }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -49,7 +107,7 @@ pub(crate) struct NewRole {
     tag = "admin",
     request_body = NewRole,
     responses(
-        (status = 201, description = "`{name, description}`", body = Object),
+        (status = 201, description = "The new role", body = NewRoleView),
         (status = 400, description = "A bad role name or description", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
@@ -62,7 +120,7 @@ pub(crate) async fn create_role(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewRole>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewRoleView>), ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if !valid_name(&body.name) {
         return Err(ApiError::BadRequest(
@@ -78,7 +136,10 @@ pub(crate) async fn create_role(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"name": body.name, "description": body.description})),
+        Json(NewRoleView {
+            name: body.name,
+            description: body.description,
+        }),
     ))
 }
 
@@ -88,7 +149,7 @@ pub(crate) async fn create_role(
     tag = "admin",
     params(("name" = String, Path, description = "The role's name")),
     responses(
-        (status = 200, description = "`{deleted: name}`", body = Object),
+        (status = 200, description = "Deleted", body = RoleDeleted),
         (status = 400, description = "The admin role cannot be deleted", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
@@ -101,7 +162,7 @@ pub(crate) async fn delete_role(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoleDeleted>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if name == ADMIN_ROLE {
         return Err(ApiError::BadRequest(
@@ -115,7 +176,7 @@ pub(crate) async fn delete_role(
     state
         .rbac_change(RbacChange::RoleDeleted { name: name.clone() })
         .await?;
-    Ok(Json(json!({"deleted": name})))
+    Ok(Json(RoleDeleted { deleted: name }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -137,7 +198,7 @@ fn valid_permission(p: &str) -> bool {
     params(("name" = String, Path, description = "The role's name")),
     request_body = Grant,
     responses(
-        (status = 200, description = "`{role, granted}`", body = Object),
+        (status = 200, description = "Granted", body = Granted),
         (status = 400, description = "A permission that is not `<resource>:<action>`", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
@@ -152,7 +213,7 @@ pub(crate) async fn grant(
     caller: Caller,
     Path(role): Path<String>,
     Json(body): Json<Grant>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Granted>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if !valid_permission(&body.permission) {
         return Err(ApiError::BadRequest(format!(
@@ -172,7 +233,10 @@ pub(crate) async fn grant(
             permission: body.permission.clone(),
         })
         .await?;
-    Ok(Json(json!({"role": role, "granted": body.permission})))
+    Ok(Json(Granted {
+        role,
+        granted: body.permission,
+    }))
 }
 
 #[utoipa::path(
@@ -184,7 +248,7 @@ pub(crate) async fn grant(
         ("permission" = String, Path, description = "A `<resource>:<action>` permission"),
     ),
     responses(
-        (status = 200, description = "`{role, revoked}` (also when the role did not hold it)", body = Object),
+        (status = 200, description = "Revoked (also when the role did not hold it)", body = Revoked),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
         (status = 404, description = "No such role, or not a permission", body = ErrorBody),
@@ -196,7 +260,7 @@ pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((role, permission)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Revoked>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if !valid_name(&role) {
         return Err(ApiError::NotFound(format!("role {role:?} not found")));
@@ -213,7 +277,10 @@ pub(crate) async fn revoke(
             permission: permission.clone(),
         })
         .await?;
-    Ok(Json(json!({"role": role, "revoked": permission})))
+    Ok(Json(Revoked {
+        role,
+        revoked: permission,
+    }))
 }
 
 #[utoipa::path(
@@ -221,7 +288,7 @@ pub(crate) async fn revoke(
     path = "/admin/api/permissions",
     tag = "admin",
     responses(
-        (status = 200, description = "`{permissions: [{name, description, source}]}`: the catalogue", body = Object),
+        (status = 200, description = "The permission catalogue", body = PermissionList),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
     ),
@@ -230,7 +297,7 @@ pub(crate) async fn revoke(
 pub(crate) async fn list_permissions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PermissionList>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let rows: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT name, description, source FROM noderouter_core.permissions ORDER BY name",
@@ -238,9 +305,13 @@ pub(crate) async fn list_permissions(
     .fetch_all(&state.db)
     .await
     .map_err(internal)?;
-    let list: Vec<Value> = rows
+    let permissions = rows
         .into_iter()
-        .map(|(n, d, s)| json!({"name": n, "description": d, "source": s}))
+        .map(|(name, description, source)| PermissionView {
+            name,
+            description,
+            source,
+        })
         .collect();
-    Ok(Json(json!({"permissions": list})))
+    Ok(Json(PermissionList { permissions }))
 }

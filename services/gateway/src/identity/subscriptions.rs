@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// The state of one subscription after a change.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Subscription {
+    subscribed: bool,
+    app_name: String,
+    action_name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SubscriptionRow {
+    app_name: String,
+    action_name: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SubscriptionList {
+    subscriptions: Vec<SubscriptionRow>,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct ActionRef {
     app_name: String,
@@ -14,7 +35,7 @@ pub(crate) struct ActionRef {
     tag = "notify",
     request_body = ActionRef,
     responses(
-        (status = 200, description = "Subscribed", body = Object),
+        (status = 200, description = "Subscribed", body = Subscription),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The app's or the action's `required_permission` is missing", body = ErrorBody),
@@ -28,7 +49,7 @@ pub(crate) async fn subscribe(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<ActionRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Subscription>, ApiError> {
     let entry = state
         .apps
         .get(&body.app_name)
@@ -55,9 +76,11 @@ pub(crate) async fn subscribe(
             action_name: body.action_name.clone(),
         })
         .await?;
-    Ok(Json(
-        json!({"subscribed": true, "app_name": body.app_name, "action_name": body.action_name}),
-    ))
+    Ok(Json(Subscription {
+        subscribed: true,
+        app_name: body.app_name,
+        action_name: body.action_name,
+    }))
 }
 
 #[utoipa::path(
@@ -66,7 +89,7 @@ pub(crate) async fn subscribe(
     tag = "notify",
     request_body = ActionRef,
     responses(
-        (status = 200, description = "Unsubscribed (also when there was no subscription)", body = Object),
+        (status = 200, description = "Unsubscribed (also when there was no subscription)", body = Subscription),
         (status = 400, description = "Malformed JSON or names", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
@@ -78,7 +101,7 @@ pub(crate) async fn unsubscribe(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<ActionRef>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Subscription>, ApiError> {
     if !crate::jobs::is_app_name(&body.app_name) || !crate::jobs::is_app_name(&body.action_name) {
         return Err(ApiError::BadRequest(
             "app_name and action_name must be names of letters, digits, _ and - (at most 64)"
@@ -92,9 +115,11 @@ pub(crate) async fn unsubscribe(
             action_name: body.action_name.clone(),
         })
         .await?;
-    Ok(Json(
-        json!({"subscribed": false, "app_name": body.app_name, "action_name": body.action_name}),
-    ))
+    Ok(Json(Subscription {
+        subscribed: false,
+        app_name: body.app_name,
+        action_name: body.action_name,
+    }))
 }
 
 #[utoipa::path(
@@ -102,7 +127,7 @@ pub(crate) async fn unsubscribe(
     path = "/api/notify/subscriptions",
     tag = "notify",
     responses(
-        (status = 200, description = "`{subscriptions: [{app_name, action_name, created_at}]}`", body = Object),
+        (status = 200, description = "The caller's subscriptions", body = SubscriptionList),
         (status = 401, description = "No valid credential", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
@@ -110,7 +135,7 @@ pub(crate) async fn unsubscribe(
 pub(crate) async fn subscriptions(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SubscriptionList>, ApiError> {
     let rows: Vec<(String, String, time::OffsetDateTime)> = sqlx::query_as(
         "SELECT app_name, action_name, created_at FROM noderouter_core.subscriptions \
          WHERE user_id = $1 ORDER BY app_name, action_name",
@@ -119,9 +144,15 @@ pub(crate) async fn subscriptions(
     .fetch_all(&state.db)
     .await
     .map_err(internal)?;
-    let list: Vec<Value> = rows
+    let list: Vec<SubscriptionRow> = rows
         .into_iter()
-        .map(|(a, n, t)| json!({"app_name": a, "action_name": n, "created_at": rfc3339(t.unix_timestamp())}))
+        .map(|(app_name, action_name, t)| SubscriptionRow {
+            app_name,
+            action_name,
+            created_at: rfc3339(t.unix_timestamp()),
+        })
         .collect();
-    Ok(Json(json!({"subscriptions": list})))
+    Ok(Json(SubscriptionList {
+        subscriptions: list,
+    }))
 }

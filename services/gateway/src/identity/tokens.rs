@@ -2,6 +2,43 @@
 
 use super::*;
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenView {
+    id: String,
+    name: String,
+    /// The user who made it; the token acts with at most that user's roles.
+    owner: String,
+    roles: Vec<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    revoked: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct NewTokenView {
+    id: String,
+    name: String,
+    roles: Vec<String>,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    /// `nrt_<id>.<secret>`, to send as a bearer token.
+    token: String,
+    note: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenRevoked {
+    id: String,
+    revoked: bool,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewToken {
     name: String,
@@ -26,7 +63,7 @@ type TokenListRow = (
     path = "/admin/api/tokens",
     tag = "admin",
     responses(
-        (status = 200, description = "`{tokens: [{id, name, owner, roles, created_at, expires_at, revoked}]}`", body = Object),
+        (status = 200, description = "Every API token (never its secret)", body = TokenList),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
     ),
@@ -35,7 +72,7 @@ type TokenListRow = (
 pub(crate) async fn list_tokens(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let rows: Vec<TokenListRow> =
         sqlx::query_as(
@@ -44,16 +81,19 @@ pub(crate) async fn list_tokens(
         .fetch_all(&state.db)
         .await
         .map_err(internal)?;
-    let list: Vec<Value> = rows
+    let tokens = rows
         .into_iter()
-        .map(|(id, name, owner, roles, c, e, r)| {
-            json!({"id": id, "name": name, "owner": owner, "roles": roles,
-                   "created_at": rfc3339(c.unix_timestamp()),
-                   "expires_at": e.map(|t| rfc3339(t.unix_timestamp())),
-                   "revoked": r.is_some()})
+        .map(|(id, name, owner, roles, c, e, r)| TokenView {
+            id,
+            name,
+            owner,
+            roles,
+            created_at: rfc3339(c.unix_timestamp()),
+            expires_at: e.map(|t| rfc3339(t.unix_timestamp())),
+            revoked: r.is_some(),
         })
         .collect();
-    Ok(Json(json!({"tokens": list})))
+    Ok(Json(TokenList { tokens }))
 }
 
 #[utoipa::path(
@@ -62,7 +102,7 @@ pub(crate) async fn list_tokens(
     tag = "admin",
     request_body = NewToken,
     responses(
-        (status = 201, description = "`{id, name, roles, expires_at, token}`: the token is shown once", body = Object),
+        (status = 201, description = "The new token: its secret is shown once", body = NewTokenView),
         (status = 400, description = "A bad name or an unknown role", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`rbac:manage` is missing, or a role the caller does not hold", body = ErrorBody),
@@ -75,7 +115,7 @@ pub(crate) async fn create_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewTokenView>), ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::BadRequest(
@@ -108,14 +148,14 @@ pub(crate) async fn create_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": id,
-            "name": body.name,
-            "roles": body.roles,
-            "expires_at": expires_at,
-            "token": format!("{}{id}.{secret}", nr_auth::rbac::TOKEN_PREFIX),
-            "note": "this token is shown once; store it now",
-        })),
+        Json(NewTokenView {
+            token: format!("{}{id}.{secret}", nr_auth::rbac::TOKEN_PREFIX),
+            id,
+            name: body.name,
+            roles: body.roles,
+            expires_at,
+            note: "this token is shown once; store it now".into(),
+        }),
     ))
 }
 
@@ -125,7 +165,7 @@ pub(crate) async fn create_token(
     tag = "admin",
     params(("id" = String, Path, description = "The token's id")),
     responses(
-        (status = 200, description = "`{id, revoked: true}`", body = Object),
+        (status = 200, description = "Revoked; sockets opened with it close", body = TokenRevoked),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
         (status = 404, description = "Not a token id", body = ErrorBody),
@@ -137,7 +177,7 @@ pub(crate) async fn revoke_token(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::NotFound(format!("token {id:?} not found")));
@@ -145,5 +185,5 @@ pub(crate) async fn revoke_token(
     state
         .rbac_change(RbacChange::TokenRevoked { id: id.clone() })
         .await?;
-    Ok(Json(json!({"id": id, "revoked": true})))
+    Ok(Json(TokenRevoked { id, revoked: true }))
 }

@@ -2,12 +2,44 @@
 
 use super::*;
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct UserView {
+    id: String,
+    username: String,
+    disabled: bool,
+    roles: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct UserList {
+    users: Vec<UserView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct NewUserView {
+    id: String,
+    username: String,
+    roles: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct UserUpdated {
+    id: String,
+    updated: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct UserRoles {
+    id: String,
+    roles: Vec<String>,
+}
+
 #[utoipa::path(
     get,
     path = "/admin/api/users",
     tag = "admin",
     responses(
-        (status = 200, description = "`{users: [{id, username, disabled, roles}]}`", body = Object),
+        (status = 200, description = "Every user", body = UserList),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
     ),
@@ -16,7 +48,7 @@ use super::*;
 pub(crate) async fn list_users(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let rows: Vec<(String, String, bool, Vec<String>)> = sqlx::query_as(
         "SELECT u.id, u.username, u.disabled, COALESCE(array_agg(r.role ORDER BY r.role) FILTER (WHERE r.role IS NOT NULL), '{}') \
@@ -26,11 +58,16 @@ pub(crate) async fn list_users(
     .fetch_all(&state.db)
     .await
     .map_err(internal)?;
-    let users: Vec<Value> = rows
+    let users = rows
         .into_iter()
-        .map(|(id, username, disabled, roles)| json!({"id": id, "username": username, "disabled": disabled, "roles": roles}))
+        .map(|(id, username, disabled, roles)| UserView {
+            id,
+            username,
+            disabled,
+            roles,
+        })
         .collect();
-    Ok(Json(json!({"users": users})))
+    Ok(Json(UserList { users }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -47,7 +84,7 @@ pub(crate) struct NewUser {
     tag = "admin",
     request_body = NewUser,
     responses(
-        (status = 201, description = "`{id, username, roles}` of the new user", body = Object),
+        (status = 201, description = "The new user", body = NewUserView),
         (status = 400, description = "A bad username or password, or an unknown role", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `rbac:manage` permission is missing", body = ErrorBody),
@@ -61,7 +98,7 @@ pub(crate) async fn create_user(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Json(body): Json<NewUser>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewUserView>), ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     if !valid_name(&body.username) {
         return Err(ApiError::BadRequest(
@@ -106,7 +143,11 @@ pub(crate) async fn create_user(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "username": body.username, "roles": body.roles})),
+        Json(NewUserView {
+            id,
+            username: body.username,
+            roles: body.roles,
+        }),
     ))
 }
 
@@ -138,7 +179,7 @@ async fn existing_user(state: &AppState, id: &str) -> Result<nr_auth::rbac::User
     params(("id" = String, Path, description = "The user's id")),
     request_body = UserPatch,
     responses(
-        (status = 200, description = "`{id, updated: true}`", body = Object),
+        (status = 200, description = "Updated", body = UserUpdated),
         (status = 400, description = "A password shorter than the policy allows (`NR_PASSWORD_MIN_LENGTH`, 12 by default)", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`rbac:manage` is missing, or the caller does not hold every role involved", body = ErrorBody),
@@ -153,7 +194,7 @@ pub(crate) async fn update_user(
     caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<UserPatch>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserUpdated>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let user = existing_user(&state, &id).await?;
     // Setting a password or disabling acts as the user: only over roles one holds.
@@ -180,7 +221,7 @@ pub(crate) async fn update_user(
             })
             .await?;
     }
-    Ok(Json(json!({"id": id, "updated": true})))
+    Ok(Json(UserUpdated { id, updated: true }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -195,7 +236,7 @@ pub(crate) struct Roles {
     params(("id" = String, Path, description = "The user's id")),
     request_body = Roles,
     responses(
-        (status = 200, description = "`{id, roles}`", body = Object),
+        (status = 200, description = "The user's roles now", body = UserRoles),
         (status = 400, description = "An unknown role", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`rbac:manage` is missing, or the caller does not hold every role involved", body = ErrorBody),
@@ -210,7 +251,7 @@ pub(crate) async fn set_roles(
     caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<Roles>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserRoles>, ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
     let user = existing_user(&state, &id).await?;
     check_roles_exist(&state, &body.roles).await?;
@@ -228,5 +269,8 @@ pub(crate) async fn set_roles(
             roles: body.roles.clone(),
         })
         .await?;
-    Ok(Json(json!({"id": id, "roles": body.roles})))
+    Ok(Json(UserRoles {
+        id,
+        roles: body.roles,
+    }))
 }
