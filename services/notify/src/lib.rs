@@ -13,6 +13,7 @@
 
 mod auth;
 mod hub;
+mod replay;
 mod socket;
 
 use std::collections::HashMap;

@@ -95,15 +95,6 @@ impl Principal {
     pub fn permissions(&self) -> &HashSet<String> {
         &self.permissions
     }
-
-    /// True when this principal holds everything `other` holds (roles and
-    /// permissions): what a grant of `other`'s access needs.
-    pub fn covers(&self, other_roles: &[String], other: &HashSet<String>) -> bool {
-        self.is_admin()
-            || (!other_roles.iter().any(|r| r == ADMIN_ROLE)
-                && other_roles.iter().all(|r| self.roles.contains(r))
-                && other.iter().all(|p| self.has(p)))
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
