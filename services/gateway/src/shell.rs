@@ -371,8 +371,11 @@ async fn app_file(
         &etag,
         "private, no-cache",
     );
-    // Opened directly, a bundle's HTML or SVG must not act with the viewer's session.
-    if !csp::is_subresource(kind) {
+    // The page itself, opened raw (the guide's standalone check), is held to the
+    // pages' policy; any other HTML or SVG must not act with the viewer's session.
+    if path == "index.html" {
+        csp::set(&mut res, &csp::page_policy(None));
+    } else if !csp::is_subresource(kind) {
         csp::set(&mut res, csp::FILE_POLICY);
     }
     res.headers_mut().insert(

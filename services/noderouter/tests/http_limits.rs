@@ -148,6 +148,12 @@ async fn bundle_files_are_sandboxed_and_pages_allow_only_this_origin() {
             "{file}: {p}"
         );
     }
+    // The page opened raw is held to the pages' policy, not sandboxed.
+    let r = get(format!("/apps/{app}/index.html")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let p = csp(&r);
+    assert_eq!(directive(&p, "script-src"), "script-src 'self'", "{p}");
+    assert!(!p.contains("sandbox"), "{p}");
     let r = get(format!("/apps/{app}/index.js")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(

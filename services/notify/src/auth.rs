@@ -10,9 +10,6 @@
 //! the RBAC cache on every delivery and whenever the registry applies a change, so a
 //! logout, a password change, a disabled user, a revoked token or a lost role closes it.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nr_auth::http::OriginSource;
@@ -35,9 +32,8 @@ pub(crate) enum Binding {
 pub(crate) struct Viewer {
     pub sub: String,
     pub binding: Binding,
-    /// Roles and permissions when the socket opened: losing any closes the socket.
+    /// Roles when the socket opened: losing any closes the socket.
     pub roles: Vec<String>,
-    pub permissions: Arc<HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -77,10 +73,9 @@ fn from_auth(e: AuthError) -> Refusal {
 
 fn viewer(p: Principal, binding: Binding) -> Viewer {
     Viewer {
-        sub: p.sub.clone(),
+        sub: p.sub,
         binding,
-        roles: p.roles.clone(),
-        permissions: Arc::new(p.permissions().clone()),
+        roles: p.roles,
     }
 }
 
@@ -153,14 +148,15 @@ pub(crate) async fn principal(hub: &Hub, viewer: &Viewer) -> Result<Principal, A
 }
 
 /// Why a socket must close now, if it must: its credential no longer authenticates
-/// (4401), or it lost a role or permission it had when it opened (4403; the client
-/// reconnects and sees what it may see now).
+/// (4401), or it lost a role it had when it opened (4403; the client reconnects and
+/// sees what it may see now).
 pub(crate) async fn still_admitted(hub: &Hub, viewer: &Viewer) -> Result<(), (u16, &'static str)> {
     match principal(hub, viewer).await {
         Ok(p) => {
-            let kept = viewer.roles.iter().all(|r| p.roles.contains(r))
-                && viewer.permissions.iter().all(|perm| p.has(perm));
-            if kept {
+            // A role taken from the principal closes the socket; a permission taken
+            // from one of its roles only stops the deliveries it gated (checked at
+            // each one), the socket stays.
+            if viewer.roles.iter().all(|r| p.roles.contains(r)) {
                 Ok(())
             } else {
                 Err((crate::socket::CLOSE_ACCESS_CHANGED, "access changed"))
