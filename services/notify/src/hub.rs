@@ -93,6 +93,29 @@ pub(crate) struct Hub {
     subs: Mutex<HashMap<ActionKey, Subscribers>>,
     subs_generation: AtomicU64,
     pub(crate) shutdown: CancellationToken,
+    /// Sockets per principal, handshakes in progress included.
+    slots: Mutex<HashMap<String, usize>>,
+}
+
+/// One socket slot of a principal (see [`Hub::reserve`]).
+pub(crate) struct Slot {
+    hub: std::sync::Weak<Hub>,
+    sub: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let mut slots = hub.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = slots.get_mut(&self.sub) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                slots.remove(&self.sub);
+            }
+        }
+    }
 }
 
 pub(crate) fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
@@ -143,6 +166,7 @@ impl Hub {
             subs: Mutex::new(HashMap::new()),
             subs_generation: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
+            slots: Mutex::new(HashMap::new()),
         });
 
         // Subscriptions are RBAC events: drop the cached subscriber sets when one lands.
@@ -250,13 +274,20 @@ impl Hub {
         Some([perms.app.clone(), action.clone()])
     }
 
-    /// Open sockets of `sub` on this instance.
-    pub(crate) fn sockets_of(&self, sub: &str) -> usize {
-        self.conns
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sub)
-            .map_or(0, Vec::len)
+    /// Takes one of the `cap` socket slots of `sub` on this instance, from the
+    /// handshake on (so sockets opened at once are all counted); None when all are
+    /// taken. The slot is given back when the returned guard drops.
+    pub(crate) fn reserve(self: &Arc<Self>, sub: &str, cap: usize) -> Option<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let n = slots.entry(sub.to_owned()).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            hub: Arc::downgrade(self),
+            sub: sub.to_owned(),
+        })
     }
 
     /// Closes the sockets whose access ended or shrank since they opened.

@@ -175,12 +175,12 @@ async fn upgrade(
         Err(refusal) => return refusal.into_response(),
     };
     let cap = hub.limits().max_per_user.max(1);
-    if hub.sockets_of(&viewer.sub) >= cap {
+    let Some(slot) = hub.reserve(&viewer.sub, cap) else {
         return auth::Refusal::TooMany(format!(
             "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
         ))
         .into_response();
-    }
+    };
     let last_id = match query
         .get("last_id")
         .map(|s| s.trim())
@@ -215,5 +215,8 @@ async fn upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(2 * 1024 * 1024)
-        .on_upgrade(move |socket| socket::serve(hub, viewer, socket, last_id))
+        .on_upgrade(move |socket| async move {
+            socket::serve(hub, viewer, socket, last_id).await;
+            drop(slot);
+        })
 }
