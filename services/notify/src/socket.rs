@@ -6,8 +6,8 @@
 //! - 1001 (going away): the server is stopping, or the client stopped answering pings;
 //! - 4401 (session ended): the credential no longer authenticates (logout, password
 //!   change, disabled user, revoked token);
-//! - 4403 (access changed): the principal lost a role or permission it had when the
-//!   socket opened; reconnecting shows what it may see now.
+//! - 4403 (access changed): the principal lost a role it had when the socket opened;
+//!   reconnecting shows what it may see now.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
