@@ -255,10 +255,17 @@ pub fn permissions(role: Role) -> Permissions {
         }
     }
     Permissions {
-        publish,
-        subscribe,
+        publish: dedup(publish),
+        subscribe: dedup(subscribe),
         allow_responses,
     }
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    list.into_iter()
+        .filter(|s| seen.insert(s.clone()))
+        .collect()
 }
 
 /// One password per role.
@@ -361,6 +368,20 @@ pub fn render_authorization<'a>(users: impl IntoIterator<Item = (Role, Secret<'a
     }
     out.push_str("  ]\n}\n");
     out
+}
+
+/// The block `compose/nats/auth.conf` holds: every role, each password read by
+/// nats-server from `NATS_<ROLE>_PASSWORD` in its environment.
+pub fn render_for_compose() -> String {
+    let vars: Vec<(Role, String)> = Role::ALL
+        .into_iter()
+        .map(|r| (r, format!("NATS_{}_PASSWORD", r.user().to_uppercase())))
+        .collect();
+    format!(
+        "# Generated from shared/config/src/nats_auth.rs by its tests (NR_BLESS=1 rewrites it);\n\
+         # do not edit by hand. Passwords come from the environment (compose/.env).\n{}",
+        render_authorization(vars.iter().map(|(r, v)| (*r, Secret::Env(v))))
+    )
 }
 
 /// The authorization block with every role's literal password.
@@ -501,6 +522,21 @@ mod tests {
         let env = render_authorization([(Role::Reader, Secret::Env("NATS_READER_PASSWORD"))]);
         assert!(env.contains("password: $NATS_READER_PASSWORD"), "{env}");
         assert_eq!(quote("a\"b\\"), "\"a\\\"b\\\\\"");
+    }
+
+    #[test]
+    fn compose_nats_auth_conf_is_the_rendered_table() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compose/nats/auth.conf");
+        let expected = render_for_compose();
+        if std::env::var_os("NR_BLESS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == expected,
+            "compose/nats/auth.conf is out of date: run NR_BLESS=1 cargo test -p nr-config"
+        );
     }
 
     #[test]

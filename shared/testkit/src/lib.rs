@@ -168,6 +168,10 @@ impl TestNats {
 
 impl Drop for TestNats {
     fn drop(&mut self) {
+        // A permission the platform lacks shows up here first: name it in the test output.
+        for line in self.log().lines().filter(|l| l.contains("Violation")) {
+            eprintln!("nats-server: {line}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
