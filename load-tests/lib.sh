@@ -18,6 +18,7 @@ export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432
 
 bench_start() {
   ensure_all
+  ensure_nats # the open server the raw NATS floor figures use
   cd "$ROOT"
   if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
     cargo build --release -q -p noderouter -p nr-load
@@ -27,7 +28,9 @@ bench_start() {
     exit 1
   fi
   DATA="$(mktemp -d)"
+  # The platform runs its own private NATS with credentials, as `scripts/up` does.
   RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
+    --data-dir "$DATA" --embedded-nats-port "${NR_BENCH_NATS_PORT:-4299}" \
     --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" --examples "$ROOT/examples" \
     "$@" >"$DATA/platform.log" 2>&1 &
   PID=$!
