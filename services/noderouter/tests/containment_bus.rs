@@ -399,3 +399,97 @@ async fn a_request_with_a_tampered_app_rev_or_request_id_is_refused() {
         .unwrap();
     assert_eq!(status_of(&ok), "200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let db = nr_testkit::TestDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("data");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        .args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--embedded-nats-port", &port.to_string()])
+        .args(["--nats-server", "/usr/sbin/nats-server"])
+        .arg("--object-store-url")
+        .arg(dir.path().join("objects"))
+        .arg("--runner-dir")
+        .arg(dir.path().join("runner"))
+        .args(["--python", &nr_testkit::python()])
+        .env_remove("NR_NATS_URL")
+        .env_remove("RUNNER_SECRET")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let up = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Stop with") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(up, Ok(true)),
+        "the platform did not come up: {printed}"
+    );
+    let reader_file = data.join("nats/reader.env");
+    assert!(
+        printed.contains(&reader_file.display().to_string()),
+        "{printed}"
+    );
+    for file in [
+        "nats/passwords.json",
+        "nats/reader.env",
+        "nats/nats.conf",
+        "runner.secret",
+    ] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {mode:o}");
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(
+        async_nats::connect(&url).await.is_err(),
+        "the embedded NATS let a stranger in"
+    );
+    let env = std::fs::read_to_string(&reader_file).unwrap();
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(get("NATS_URL"), url);
+    let reader =
+        async_nats::ConnectOptions::with_user_and_password(get("NATS_USER"), get("NATS_PASSWORD"))
+            .connect(url.as_str())
+            .await
+            .unwrap();
+    let js = async_nats::jetstream::new(reader);
+    assert!(js.get_stream("NR_ACTIONS").await.is_ok());
+    assert!(js.get_stream("NR_RBAC").await.is_err());
+    let _ = child.kill().await;
+}
