@@ -96,8 +96,8 @@ fn load_or_create_passwords(path: &Path) -> anyhow::Result<Passwords> {
         let fresh = Passwords::generate();
         let mut added = false;
         for (role, pw) in fresh.0 {
-            if !p.0.contains_key(&role) {
-                p.0.insert(role, pw);
+            if let std::collections::btree_map::Entry::Vacant(e) = p.0.entry(role) {
+                e.insert(pw);
                 added = true;
             }
         }
