@@ -11,7 +11,7 @@ use nr_runner::{Runner, RunnerConfig, RunnerDeps};
 struct Cli {
     /// Development only: start without `RUNNER_SECRET`, so runner requests and replies
     /// travel unsigned and anyone on the bus who may publish them is believed.
-    #[arg(long, env = "NR_INSECURE_DEV")]
+    #[arg(long, env = "NR_INSECURE_DEV", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     insecure_dev: bool,
     #[command(flatten)]
     config: RunnerConfig,
