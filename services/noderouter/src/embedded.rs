@@ -111,6 +111,25 @@ fn load_or_create_passwords(path: &Path) -> anyhow::Result<Passwords> {
     Ok(p)
 }
 
+/// `nats-server` from `PATH`, else where Debian and the release archives put it
+/// (`/usr/sbin` is not on every user's `PATH`).
+fn server_binary(configured: &str) -> String {
+    if configured != "nats-server" {
+        return configured.to_owned();
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(configured).is_file()))
+        .unwrap_or(false);
+    if on_path {
+        return configured.to_owned();
+    }
+    ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
+        .into_iter()
+        .find(|c| Path::new(c).is_file())
+        .unwrap_or(configured)
+        .to_owned()
+}
+
 /// Starts (or finds still running from an earlier start) the private NATS server.
 pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
     let dir = std::path::absolute(args.data_dir.join("nats"))?;
@@ -167,7 +186,7 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         };
     }
     let log = std::fs::File::create(dir.join("nats.log"))?;
-    let mut child = tokio::process::Command::new(&args.nats_server)
+    let mut child = tokio::process::Command::new(server_binary(&args.nats_server))
         .arg("-c")
         .arg(&conf_path)
         .stdout(std::process::Stdio::null())

@@ -24,7 +24,12 @@ pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nat
         .name(format!("nr-{role}"))
         .custom_inbox_prefix(role.inbox_prefix());
     match args.credentials(role).map_err(|e| anyhow::anyhow!(e))? {
-        NatsCredentials::None => {}
+        NatsCredentials::None => {
+            tracing::warn!(
+                role = %role,
+                "connecting to NATS without credentials: anyone who reaches this server can act as the platform (set NR_NATS_USER and NR_NATS_PASSWORD)"
+            );
+        }
         NatsCredentials::UserPassword { user, password } => {
             options = options.user_and_password(user, password);
         }
