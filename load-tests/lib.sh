@@ -41,6 +41,11 @@ bench_start() {
     NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)"
     if [ -n "$NR_TOKEN" ]; then
       export NR_TOKEN
+      # The read-only NATS credentials (`nr-load async` follows job progress with them).
+      set -a
+      # shellcheck disable=SC1091
+      . "$DATA/nats/reader.env"
+      set +a
       if curl -sf -X POST "$BASE/api/sync/hello" -H "Authorization: Bearer $NR_TOKEN" \
         -H 'Content-Type: application/json' -d '{}' >/dev/null 2>&1; then
         return 0
