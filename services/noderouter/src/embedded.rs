@@ -80,6 +80,27 @@ pub struct EmbeddedNats {
 }
 
 impl EmbeddedNats {
+    /// Stops the server (SIGTERM, so JetStream closes its files; SIGKILL after 5 s) and
+    /// waits until it is gone. One found running from an earlier start is left alone.
+    pub async fn stop(mut self) {
+        let Some(mut child) = self._child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+
     /// Connection settings that give each service its own user.
     pub fn args(&self) -> NatsArgs {
         NatsArgs {

@@ -265,7 +265,9 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     }
     println!("Stop with Ctrl-C.");
     let result = platform.wait().await;
-    drop(embedded_nats);
+    if let Some(nats) = embedded_nats {
+        nats.stop().await;
+    }
     result
 }
 
