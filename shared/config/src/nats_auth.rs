@@ -17,12 +17,14 @@ use std::fmt::Write as _;
 
 use nr_contracts::subjects;
 
-/// Stream of per-app variable changes (the registry publishes, runners consume).
+/// Stream of per-app variable changes (gateways publish `app.env.<app>` when an operator
+/// changes a variable, runners consume). Same names as `subjects::STREAM_APP_ENV` and
+/// `subjects::APP_ENV_ALL` where the contracts define them.
 pub const STREAM_APP_ENV: &str = "NR_APP_ENV";
 /// Subjects carried in [`STREAM_APP_ENV`].
 pub const APP_ENV_ALL: &str = "app.env.>";
-/// Gateway -> registry requests about an app's variables.
-pub const REGISTRY_APP_ENV_ALL: &str = "registry.app_env.*";
+/// Gateway -> registry requests about an app's variables (planned lookups).
+pub const REGISTRY_APP_ENV_ALL: &str = "registry.app_env.>";
 /// Core NATS broadcast of the signed-request nonces a runner accepted, so every runner
 /// refuses their replay.
 pub const RUNNER_NONCE: &str = "runner.nonce";
@@ -174,6 +176,8 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::REGISTRY_APPS_LIST,
                 subjects::REGISTRY_APP_VERSIONS,
                 REGISTRY_APP_ENV_ALL,
+                // An app's variables changed (the event names who changed which name).
+                "app.env.*",
             ]));
             publish.extend(ensure_streams());
             publish.extend(consume(subjects::STREAM_APPS));
@@ -193,7 +197,7 @@ pub fn permissions(role: Role) -> Permissions {
             allow_responses = Some("10m");
         }
         Role::Registry => {
-            publish.extend(strs(&[subjects::RBAC_APPLIED, APP_ENV_ALL]));
+            publish.push(subjects::RBAC_APPLIED.into());
             publish.extend(ensure_streams());
             for s in [subjects::STREAM_APPS, subjects::STREAM_RBAC, STREAM_APP_ENV] {
                 publish.extend(consume(s));

@@ -38,6 +38,7 @@ fn only_the_owner_publishes_each_control_subject() {
         ("rbac.bootstrap", Role::Gateway),
         ("runner.exec.notes", Role::Gateway),
         ("app.updated.notes", Role::Deploy),
+        ("app.env.notes", Role::Gateway),
         ("rbac.applied", Role::Registry),
         ("runner.nonce", Role::Runner),
         ("action.triggered.notes.open", Role::Runner),
