@@ -1,7 +1,7 @@
 //! The embedded default's private NATS and runner key: what `noderouter up` starts when
 //! no `NR_NATS_URL` is given, so the bus is never open to other processes.
 //!
-//! Under `<data dir>/nats/` (mode 0700): `passwords.json` (one generated password per
+//! Under `<data dir>/nats/` (mode 0700; the data directory keeps its own mode): `passwords.json` (one generated password per
 //! role, kept across restarts), `nats.conf` (listen on loopback, JetStream, the
 //! authorization block of [`nr_config::nats_auth`]), the server's store and log, and
 //! `reader.env`, the read-only credentials for outside consumers. The runner key is
@@ -53,7 +53,10 @@ fn private_dir(path: &Path) -> anyhow::Result<()> {
 
 /// The runner key in `<data dir>/runner.secret`, generated on first use.
 pub fn runner_secret(data_dir: &Path) -> anyhow::Result<String> {
-    private_dir(data_dir)?;
+    // The data directory itself keeps its mode: app users traverse it to their bundles
+    // under the runner's directory; the key file is private on its own.
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let path = data_dir.join("runner.secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim();
