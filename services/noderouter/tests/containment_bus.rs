@@ -226,46 +226,46 @@ async fn the_reader_consumes_actions_and_job_progress_through_jetstream_and_noth
     let done = h.wait_job(&id, |j| j["status"] == "completed").await;
     assert_eq!(done["status"], "completed", "{done}");
 
-    let js = async_nats::jetstream::new(h.nats_as(Role::Reader).await);
+    // The operator provisions a durable pull consumer per outside system (admin)...
+    let admin = async_nats::jetstream::new(h.nats_client().await);
     for (stream, filter) in [
         ("NR_ACTIONS", format!("action.triggered.{app}.>")),
         ("NR_JOB_EVENTS", format!("job.progress.{app}.{id}")),
     ] {
-        let stream = js.get_stream(stream).await.unwrap();
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: filter.clone(),
+        admin
+            .get_stream(stream)
+            .await
+            .unwrap()
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("crm".into()),
+                filter_subject: filter,
                 ..Default::default()
             })
             .await
             .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        let msg = tokio::time::timeout(Duration::from_secs(5), messages.next())
+    }
+    // ...which the reader reads and acknowledges, resuming where it stopped.
+    let js = async_nats::jetstream::new(h.nats_as(Role::Reader).await);
+    for (stream, prefix) in [
+        ("NR_ACTIONS", format!("action.triggered.{app}.")),
+        ("NR_JOB_EVENTS", format!("job.progress.{app}.{id}")),
+    ] {
+        let stream = js.get_stream(stream).await.unwrap();
+        let crm: consumer::PullConsumer = stream.get_consumer("crm").await.unwrap();
+        let mut batch = crm.fetch().max_messages(1).messages().await.unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(5), batch.next())
             .await
             .expect("an event within 5 s")
             .unwrap()
             .unwrap();
-        assert!(
-            msg.subject.starts_with(filter.trim_end_matches('>')),
-            "{}",
-            msg.subject
-        );
+        assert!(msg.subject.starts_with(prefix.as_str()), "{}", msg.subject);
+        msg.ack().await.unwrap();
+        // It cannot make consumers of its own (see the deliver-subject test below).
+        let own = stream
+            .create_consumer(consumer::pull::OrderedConfig::default())
+            .await;
+        assert!(own.is_err(), "the reader created a consumer");
     }
-    // Durable consumers, for an outside system that resumes where it stopped.
-    let durable = js
-        .get_stream("NR_ACTIONS")
-        .await
-        .unwrap()
-        .get_or_create_consumer(
-            "crm",
-            consumer::pull::Config {
-                durable_name: Some("crm".into()),
-                filter_subject: format!("action.triggered.{app}.>"),
-                ..Default::default()
-            },
-        )
-        .await;
-    assert!(durable.is_ok(), "{:?}", durable.err());
     for forbidden in ["NR_RBAC", "NR_APPS", "NR_JOBS"] {
         assert!(
             js.get_stream(forbidden).await.is_err(),
@@ -398,4 +398,48 @@ async fn a_request_with_a_tampered_app_rev_or_request_id_is_refused() {
         .await
         .unwrap();
     assert_eq!(status_of(&ok), "200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_cannot_make_the_server_deliver_events_onto_a_control_subject() {
+    let h = Harness::start().await;
+    let app = app_name("bell");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(
+                    &app,
+                    "1.0.0",
+                    json!({"actions": [{"name": "open", "display_name": "Open"}]}),
+                ),
+            ),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'ok': True, '_actions': [{'name': 'open', 'payload': {}}]}\n",
+            ),
+        ],
+    )
+    .await;
+    let observer = h.nats_client().await;
+    let mut rbac = observer.subscribe("rbac.log").await.unwrap();
+    observer.flush().await.unwrap();
+    let js = async_nats::jetstream::new(h.nats_as(Role::Reader).await);
+    let stream = js.get_stream("NR_ACTIONS").await.unwrap();
+    let created = stream
+        .create_consumer(consumer::push::Config {
+            deliver_subject: "rbac.log".into(),
+            durable_name: Some("sneaky".into()),
+            ..Default::default()
+        })
+        .await;
+    let (s, _) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(created.is_err(), "the reader created a push consumer");
+    let delivered = tokio::time::timeout(Duration::from_secs(2), rbac.next()).await;
+    assert!(
+        !matches!(delivered, Ok(Some(_))),
+        "a reader's push consumer delivered onto rbac.log"
+    );
 }

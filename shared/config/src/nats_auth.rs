@@ -37,7 +37,9 @@ pub enum Role {
     Registry,
     Runner,
     Notify,
-    /// Outside systems: read-only on `action.triggered.>` and `job.progress.>`.
+    /// Outside systems: read-only on `action.triggered.>` and `job.progress.>` (live, or
+    /// through durable pull consumers an operator created on `NR_ACTIONS` and
+    /// `NR_JOB_EVENTS`).
     Reader,
     /// Operators and tests: everything.
     Admin,
@@ -138,6 +140,21 @@ fn consume(s: &str) -> Vec<String> {
         format!("$JS.API.CONSUMER.DELETE.{s}.>"),
         format!("$JS.ACK.{s}.>"),
         format!("$JS.FC.{s}.>"),
+    ]
+}
+
+/// Reading through consumers of stream `s` that an operator created: look up, fetch,
+/// acknowledge. Not creating them: a push consumer's deliver subject is any subject the
+/// creator names, with no permission check on it, so whoever may create consumers can
+/// make the server publish stream messages onto `rbac.log` or `app.updated.<app>`.
+fn read_consumers(s: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.STREAM.INFO.{s}"),
+        format!("$JS.API.CONSUMER.INFO.{s}.>"),
+        format!("$JS.API.CONSUMER.NAMES.{s}"),
+        format!("$JS.API.CONSUMER.LIST.{s}"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"),
+        format!("$JS.ACK.{s}.>"),
     ]
 }
 
@@ -244,7 +261,7 @@ pub fn permissions(role: Role) -> Permissions {
         Role::Reader => {
             publish.push("$JS.API.INFO".into());
             for s in [subjects::STREAM_ACTIONS, subjects::STREAM_JOB_EVENTS] {
-                publish.extend(consume(s));
+                publish.extend(read_consumers(s));
                 publish.extend(read_messages(s));
             }
             subscribe.extend(strs(&[

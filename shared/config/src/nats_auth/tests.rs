@@ -87,8 +87,21 @@ fn the_reader_only_reads_the_two_event_streams() {
     assert!(may_subscribe(Role::Reader, "job.progress.a.j"));
     assert!(may_publish(
         Role::Reader,
-        "$JS.API.CONSUMER.CREATE.NR_ACTIONS.c.action.triggered.>"
+        "$JS.API.CONSUMER.INFO.NR_ACTIONS.crm"
     ));
+    assert!(may_publish(
+        Role::Reader,
+        "$JS.ACK.NR_ACTIONS.crm.1.2.3.4.5"
+    ));
+    // Creating consumers would let it pick a push consumer's deliver subject.
+    for create in [
+        "$JS.API.CONSUMER.CREATE.NR_ACTIONS",
+        "$JS.API.CONSUMER.CREATE.NR_ACTIONS.c.action.triggered.>",
+        "$JS.API.CONSUMER.DURABLE.CREATE.NR_ACTIONS.c",
+        "$JS.API.CONSUMER.DELETE.NR_ACTIONS.c",
+    ] {
+        assert!(!may_publish(Role::Reader, create), "{create}");
+    }
     assert!(may_publish(
         Role::Reader,
         "$JS.API.CONSUMER.MSG.NEXT.NR_JOB_EVENTS.c"
