@@ -2,7 +2,7 @@
 //!
 //! Each service composes the pieces it needs with `#[command(flatten)]`. Defaults are
 //! the embedded single-machine setup: NATS and Postgres on loopback, bundles in a local
-//! directory.
+//! directory. [`nats_auth`] holds who may do what on NATS, for every deployment.
 
 pub mod nats_auth;
 

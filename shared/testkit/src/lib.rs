@@ -1,7 +1,8 @@
 //! Test harness: real infrastructure, isolated per test.
 //!
-//! - [`TestNats`]: a private `nats-server -js` on a free port with its own store, so
-//!   tests never share streams.
+//! - [`TestNats`]: a private `nats-server` with JetStream on a free port with its own
+//!   store, so tests never share streams, and the platform's authorization (a user per
+//!   role, fresh passwords), so tests run against the same locks as production.
 //! - [`TestDb`]: a fresh Postgres database on the local server, dropped afterwards.
 //! - [`python`]: the interpreter the runner uses (the project's `.venv` when present).
 //! - [`zip_files`]: builds a bundle zip in memory.
