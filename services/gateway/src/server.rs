@@ -98,6 +98,8 @@ pub(crate) async fn serve(
             }
         });
     }
+    // New connections are refused from here on (a load balancer moves on at once).
+    drop(listener);
     // Wait for open connections to finish (each holds a permit).
     let _ = tokio::time::timeout(DRAIN, permits.acquire_many(max as u32)).await;
     Ok(())

@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{read_frame, write_frame};
+use crate::output::{self, CappedLines, LogRate};
 use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 
@@ -170,9 +171,17 @@ impl AppHost {
             let tail = tail.clone();
             let app = spec.app.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
+                let mut lines = CappedLines::new(stderr, output::MAX_LINE);
+                let mut rate = LogRate::default();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(target: "app", app = %app, "{line}");
+                    match rate.admit(std::time::Instant::now()) {
+                        Some(0) => tracing::info!(target: "app", app = %app, "{line}"),
+                        Some(dropped) => {
+                            tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
+                            tracing::info!(target: "app", app = %app, "{line}");
+                        }
+                        None => {}
+                    }
                     let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
                     if t.len() == STDERR_TAIL {
                         t.pop_front();
@@ -251,6 +260,16 @@ impl AppHost {
             .map_err(|e| LoadError::Host(e.to_string()))?;
         host.lock_idle().push(warm);
         Ok(host)
+    }
+
+    /// True once the host process has exited (killed by one of its workers, the OOM
+    /// killer, ...): it can fork no more workers, so the runner loads the app again.
+    /// A host busy forking (its control channel locked) counts as alive.
+    pub fn is_dead(&self) -> bool {
+        match self.control.try_lock() {
+            Ok(mut ctl) => !matches!(ctl.child.try_wait(), Ok(None)),
+            Err(_) => false,
+        }
     }
 
     pub fn timeout(&self) -> Duration {

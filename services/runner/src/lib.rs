@@ -20,6 +20,7 @@ mod exec;
 pub mod frame;
 pub mod host;
 mod jobs;
+pub mod output;
 mod spawner;
 mod unpack;
 
@@ -56,7 +57,10 @@ pub struct RunnerDeps {
 
 pub struct Runner {
     inner: Arc<Inner>,
+    /// Stops everything: subscriptions, followers, the worker socket.
     shutdown: CancellationToken,
+    /// Stops taking sync calls (a child of `shutdown`, cancelled first on drain).
+    intake: CancellationToken,
 }
 
 pub(crate) struct Inner {
@@ -67,6 +71,9 @@ pub(crate) struct Inner {
     pub(crate) db: sqlx::PgPool,
     pub(crate) jobs: jobs::JobTable,
     pub(crate) signatures: nr_auth::signing::Verifier,
+    /// Every sync call in flight: a stopping runner waits for them (up to their time
+    /// limit) before it stops its workers and removes its work directory.
+    pub(crate) calls: tokio_util::task::TaskTracker,
     store: Store,
     spawner: Arc<Spawner>,
     bundles_dir: PathBuf,
@@ -204,6 +211,7 @@ impl Runner {
             db: deps.db,
             jobs: jobs::JobTable::default(),
             signatures,
+            calls: tokio_util::task::TaskTracker::new(),
             store: deps.store,
             spawner,
             bundles_dir,
@@ -244,13 +252,18 @@ impl Runner {
             }
         }
         tokio::spawn(sweep(Arc::downgrade(&inner), shutdown.clone()));
-        exec::start(inner.clone(), shutdown.clone()).await?;
+        let intake = shutdown.child_token();
+        exec::start(inner.clone(), intake.clone()).await?;
         jobs::start(inner.clone(), shutdown.clone()).await?;
         if !inner.signatures.enabled() {
             tracing::warn!("RUNNER_SECRET is not set: unsigned runner requests are accepted (development mode)");
         }
         tracing::info!(runner = %inner.id, pool = inner.config.pool(), "runner ready");
-        Ok(Runner { inner, shutdown })
+        Ok(Runner {
+            inner,
+            shutdown,
+            intake,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -263,34 +276,56 @@ impl Runner {
         self.inner.spawner.switch_users
     }
 
-    /// The runner's readiness: NATS connected, and app processes contained. A runner
-    /// that cannot switch users reports it here ("not contained"), loudly, so an
-    /// operator's probe sees it.
+    /// The runner's readiness: NATS connected, Postgres and the object store answering
+    /// (each named when down), and app processes contained. A runner that cannot
+    /// switch users reports it here ("not contained"), loudly, so an operator's probe
+    /// sees it.
     pub fn ready_check(&self) -> nr_telemetry::ReadyCheck {
-        let nats = self.inner.nats.clone();
+        let deps = nr_infra::health::Deps {
+            nats: Some(self.inner.nats.clone()),
+            db: Some(self.inner.db.clone()),
+            store: Some(self.inner.store.clone()),
+        };
         let contained = self.contained();
         std::sync::Arc::new(move || {
-            let nats = nats.clone();
+            let deps = deps.clone();
             Box::pin(async move {
-                match nats.connection_state() {
-                    async_nats::connection::State::Connected => {}
-                    other => return Err(format!("NATS is {other:?}")),
-                }
-                if contained {
-                    Ok(())
-                } else {
-                    Err(format!(
+                let mut down = deps.check().await.err().into_iter().collect::<Vec<_>>();
+                if !contained {
+                    down.push(format!(
                         "not contained: {}",
                         nr_infra::contain::NO_SWITCH_WARNING
-                    ))
+                    ));
+                }
+                if down.is_empty() {
+                    Ok(())
+                } else {
+                    Err(down.join("; "))
                 }
             })
         })
     }
 
-    /// Serves until `stop` is cancelled, then stops every worker.
+    /// Serves until `stop` is cancelled, then drains: stops taking sync calls, lets the
+    /// calls in flight finish (up to the sync time limit and a margin), and only then
+    /// stops the workers and removes the work directory.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
+        self.intake.cancel();
+        self.inner.calls.close();
+        let open = self.inner.calls.len();
+        if open > 0 {
+            tracing::info!(runner = %self.inner.id, calls = open, "draining: waiting for calls in flight");
+        }
+        let deadline = std::time::Duration::from_secs_f64(
+            self.inner.config.sync_timeout_s.clamp(0.0, 3600.0) + 5.0,
+        );
+        if tokio::time::timeout(deadline, self.inner.calls.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
+        }
         self.shutdown.cancel();
         let hosts: Vec<Arc<AppHost>> = self
             .inner
@@ -323,10 +358,10 @@ impl Inner {
     pub(crate) async fn host_for(
         &self,
         app: &str,
-        min_rev: u64,
+        mut min_rev: u64,
     ) -> Result<Arc<AppHost>, HostError> {
         if let Some(h) = self.current(app) {
-            if h.rev >= min_rev {
+            if h.rev >= min_rev && !h.is_dead() {
                 return Ok(h);
             }
         }
@@ -335,9 +370,22 @@ impl Inner {
             .or_default()
             .clone();
         let _guard = app_lock.lock().await;
-        let current = self.current(app);
+        let mut current = self.current(app);
         if let Some(h) = &current {
-            if h.rev >= min_rev {
+            if h.is_dead() {
+                // Its host process is gone: load the same revision again, now.
+                tracing::warn!(
+                    app,
+                    rev = h.rev,
+                    "the app's host process died; loading it again"
+                );
+                min_rev = min_rev.max(h.rev);
+                self.hosts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(app);
+                current = None;
+            } else if h.rev >= min_rev {
                 return Ok(h.clone());
             }
         }
