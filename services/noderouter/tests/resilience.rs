@@ -101,7 +101,7 @@ async fn with_nats_down_calls_answer_503_at_once_and_everything_resumes_when_it_
         &h,
         &app,
         &json!({"version": "2.0.0"}),
-        Duration::from_secs(15),
+        Duration::from_secs(30),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "the new version was not served: {b}");
