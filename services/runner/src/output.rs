@@ -100,6 +100,39 @@ impl LogRate {
     }
 }
 
+/// The last lines of an app's output, kept for the error of a failed import.
+pub type Tail = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>;
+
+/// Logs `app`'s output (capped lines, rate-limited) in the background and keeps its
+/// last `keep` lines.
+pub fn log_app_output<R>(output: R, app: String, keep: usize) -> Tail
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let tail: Tail = Default::default();
+    let kept = tail.clone();
+    tokio::spawn(async move {
+        let mut lines = CappedLines::new(output, MAX_LINE);
+        let mut rate = LogRate::default();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match rate.admit(Instant::now()) {
+                Some(0) => tracing::info!(target: "app", app = %app, "{line}"),
+                Some(dropped) => {
+                    tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
+                    tracing::info!(target: "app", app = %app, "{line}");
+                }
+                None => {}
+            }
+            let mut t = kept.lock().unwrap_or_else(|p| p.into_inner());
+            if t.len() >= keep {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    });
+    tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
