@@ -12,4 +12,5 @@ pub mod bus;
 pub mod contain;
 pub mod db;
 pub mod follow;
+pub mod health;
 pub mod store;
