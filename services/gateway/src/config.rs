@@ -55,4 +55,14 @@ pub struct GatewayConfig {
     /// holding `metrics:read` (or admin).
     #[arg(long, env = "NR_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Seconds between two passes of this gateway's scheduler over the apps' schedules.
+    #[arg(long, env = "NR_SCHEDULER_POLL_S", default_value_t = 10.0)]
+    pub scheduler_poll_s: f64,
+    /// A tick decided more than this many seconds after its time was missed (no
+    /// scheduler ran): the schedule's `catch_up` says whether it runs.
+    #[arg(long, env = "NR_SCHEDULER_GRACE_S", default_value_t = 120.0)]
+    pub scheduler_grace_s: f64,
+    /// Run no scheduler in this gateway (another process runs it).
+    #[arg(long, env = "NR_SCHEDULER_OFF")]
+    pub scheduler_off: bool,
 }

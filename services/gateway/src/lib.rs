@@ -11,6 +11,7 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod schedules;
 mod server;
 mod shell;
 mod sync;
@@ -244,6 +245,7 @@ impl Gateway {
             .merge(api)
             .merge(admin::routes(bundle_limit))
             .merge(app_env::routes())
+            .merge(schedules::admin::routes())
             .merge(openapi::routes())
             .with_state(state.clone())
             .route_layer(middleware::from_fn(|req, next| {
@@ -331,6 +333,9 @@ impl Gateway {
                     tracing::error!(error = %e, "metrics listener ended");
                 }
             });
+        }
+        if !self.state.config.scheduler_off {
+            schedules::spawn(Arc::downgrade(&self.state), stop.clone());
         }
         server::serve(self.listener, self.router, limits, stop).await?;
         self.follower_stop.cancel();
