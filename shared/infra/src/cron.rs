@@ -6,7 +6,8 @@
 //! Ticks are instants (UTC). An expression is read in the schedule's time zone: on a
 //! day the clocks go forward, a local time that does not exist fires once at the first
 //! minute after the gap; on a day they go back, a local time that happens twice fires
-//! once, at its first occurrence (croner's OCPS behaviour, pinned by the tests below).
+//! once, at its first occurrence (croner's OCPS behaviour, pinned by
+//! `services/noderouter/tests/schedules.rs`).
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -101,82 +102,5 @@ impl CronSpec {
             at = t;
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn five_fields_are_required_and_bad_fields_are_named() {
-        assert!(parse_cron("0 2 * * *").is_ok());
-        assert!(parse_cron("*/15 9-17 * * MON-FRI").is_ok());
-        assert!(parse_cron("@daily").is_ok());
-        assert!(parse_cron("0 0 2 * * *").unwrap_err().contains("6 fields"));
-        assert!(parse_cron("0 2 * *").unwrap_err().contains("4 fields"));
-        assert!(parse_cron("61 2 * * *").is_err());
-        assert!(parse_cron("0 25 * * *").is_err());
-        assert!(parse_timezone(Some("Mars/Olympus")).is_err());
-        assert_eq!(parse_timezone(None).unwrap(), Tz::UTC);
-    }
-
-    #[test]
-    fn a_daily_time_follows_the_zone_across_the_spring_change() {
-        // Paris moves from UTC+1 to UTC+2 on 2026-03-29.
-        let s = CronSpec::new("30 9 * * *", Some("Europe/Paris")).unwrap();
-        let ticks = s.upcoming(utc("2026-03-27T12:00:00Z"), 3);
-        assert_eq!(
-            ticks,
-            vec![
-                utc("2026-03-28T08:30:00Z"),
-                utc("2026-03-29T07:30:00Z"),
-                utc("2026-03-30T07:30:00Z"),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_time_in_the_spring_gap_fires_once_after_the_gap() {
-        // 02:30 does not exist in Paris on 2026-03-29 (02:00 -> 03:00).
-        let s = CronSpec::new("30 2 * * *", Some("Europe/Paris")).unwrap();
-        let ticks = s.upcoming(utc("2026-03-28T12:00:00Z"), 2);
-        assert_eq!(ticks.len(), 2);
-        assert_eq!(ticks[0].date_naive().to_string(), "2026-03-29");
-        assert!(
-            ticks[0] >= utc("2026-03-29T01:00:00Z") && ticks[0] <= utc("2026-03-29T01:30:00Z"),
-            "{ticks:?}"
-        );
-        assert_eq!(ticks[1], utc("2026-03-30T00:30:00Z"));
-    }
-
-    #[test]
-    fn a_time_repeated_in_the_autumn_fires_once() {
-        // 02:30 happens twice in Paris on 2026-10-25 (03:00 -> 02:00).
-        let s = CronSpec::new("30 2 * * *", Some("Europe/Paris")).unwrap();
-        let ticks = s.between(utc("2026-10-24T12:00:00Z"), utc("2026-10-26T12:00:00Z"), 10);
-        assert_eq!(
-            ticks,
-            vec![utc("2026-10-25T00:30:00Z"), utc("2026-10-26T01:30:00Z")]
-        );
-    }
-
-    #[test]
-    fn between_keeps_the_newest_ticks_under_the_limit() {
-        let s = CronSpec::new("* * * * *", None).unwrap();
-        let ticks = s.between(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T01:00:00Z"), 3);
-        assert_eq!(
-            ticks,
-            vec![
-                utc("2026-01-01T00:58:00Z"),
-                utc("2026-01-01T00:59:00Z"),
-                utc("2026-01-01T01:00:00Z"),
-            ]
-        );
     }
 }
