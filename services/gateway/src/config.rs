@@ -65,4 +65,8 @@ pub struct GatewayConfig {
     /// Run no scheduler in this gateway (another process runs it).
     #[arg(long, env = "NR_SCHEDULER_OFF")]
     pub scheduler_off: bool,
+    /// Seconds a webhook delivery id is remembered: the same id again within them is
+    /// refused as a replay.
+    #[arg(long, env = "NR_WEBHOOK_REPLAY_WINDOW_S", default_value_t = 86_400)]
+    pub webhook_replay_window_s: u64,
 }

@@ -51,7 +51,7 @@ pub(crate) fn is_app_name(name: &str) -> bool {
 }
 
 /// True when a key or string of the value holds U+0000, which Postgres `jsonb` refuses.
-fn has_nul(value: &serde_json::Value) -> bool {
+pub(crate) fn has_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(s) => s.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(has_nul),

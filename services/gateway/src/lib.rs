@@ -11,6 +11,7 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod routes;
 mod schedules;
 mod server;
 mod shell;
@@ -240,6 +241,7 @@ impl Gateway {
             .merge(jobs::routes())
             .merge(identity::routes())
             .merge(ticket::routes())
+            .merge(routes::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)
