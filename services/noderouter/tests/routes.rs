@@ -23,6 +23,13 @@ def execute(data, conn=None):
         return {"html": "<h1>hello</h1>"}
     if a == "go":
         return {"redirect": "/apps/shop/"}
+    if a == "up":
+        import hashlib
+        from noderouter import read_upload
+        files = data["body"]["files"]
+        return {"files": [{"name": f["name"], "size": f["size"], "type": f["content_type"],
+                           "sha": hashlib.sha256(read_upload(f)).hexdigest()} for f in files],
+                "form": data["body"]["form"]}
     if a == "hook":
         return {"received": data["body"], "event": data["headers"].get("x-github-event")}
     return {"plain": True}
@@ -38,7 +45,8 @@ fn manifest() -> String {
             {"name": "page", "display_name": "Page"},
             {"name": "go", "display_name": "Go"},
             {"name": "hook", "display_name": "Hook"},
-            {"name": "other", "display_name": "Other"}
+            {"name": "other", "display_name": "Other"},
+            {"name": "up", "display_name": "Upload"}
         ],
         "routes": [
             {"method": "GET", "path": "/items/:id", "action": "item", "permission": "shop:read"},
@@ -46,6 +54,7 @@ fn manifest() -> String {
             {"method": "POST", "path": "/items", "action": "create"},
             {"method": "GET", "path": "/page", "action": "page"},
             {"method": "GET", "path": "/go", "action": "go"},
+            {"method": "POST", "path": "/upload", "action": "up", "upload": {"max_bytes": 4096}},
             {"method": "POST", "path": "/hook", "action": "hook",
              "webhook": {"secret_name": "HOOK_SECRET"}}
         ]
@@ -230,4 +239,40 @@ async fn webhooks_need_a_valid_signature_and_a_fresh_delivery() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn uploads_reach_the_app_as_handles_and_too_large_ones_get_413() {
+    let h = Harness::start().await;
+    h.deploy_ok("shop", &[("manifest.json", &manifest()), ("main.py", MAIN)])
+        .await;
+    let url = format!("{}/apps/shop/api/upload", h.url);
+    let bytes: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+    let form = reqwest::multipart::Form::new().text("note", "q3").part(
+        "sheet",
+        reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name("q3.xlsx")
+            .mime_str("application/vnd.ms-excel")
+            .unwrap(),
+    );
+    let r = h.http.post(&url).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    use sha2::Digest as _;
+    assert_eq!(
+        b,
+        json!({
+            "files": [{"name": "q3.xlsx", "size": 2000, "type": "application/vnd.ms-excel",
+                       "sha": hex::encode(sha2::Sha256::digest(&bytes))}],
+            "form": {"note": "q3"}
+        })
+    );
+
+    let big = reqwest::multipart::Form::new().part(
+        "sheet",
+        reqwest::multipart::Part::bytes(vec![7u8; 5000]).file_name("big.bin"),
+    );
+    let r = h.http.post(&url).multipart(big).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.text().await.unwrap().contains("4096"));
 }

@@ -7,6 +7,7 @@
 
 mod matching;
 mod result;
+mod upload;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -98,9 +99,16 @@ async fn call(
         caller.require(entry.manifest.permission())?;
         caller.require(route.permission.as_deref().unwrap_or(""))?;
     }
-    let limit = state.config.max_body_bytes;
+    let limit = match &route.upload {
+        Some(u) => usize::try_from(u.max_bytes).unwrap_or(usize::MAX),
+        None => state.config.max_body_bytes,
+    };
     let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"))
+        ApiError::PayloadTooLarge(format!(
+            "the body exceeds the limit of {limit} bytes of {} {}",
+            route.method.as_str(),
+            route.path
+        ))
     })?;
     if let Some(hook) = &route.webhook {
         webhook::verify(&state, &app, hook, &parts.headers, &raw).await?;
@@ -123,7 +131,9 @@ async fn call(
                 .to_ascii_lowercase();
             ct == "application/json" || ct.ends_with("+json")
         });
-    let body_value = if raw.is_empty() {
+    let body_value = if route.upload.is_some() && !raw.is_empty() {
+        upload::read(&parts, raw.clone()).await?
+    } else if raw.is_empty() {
         Value::Null
     } else if is_json {
         serde_json::from_slice(&raw)
