@@ -30,6 +30,9 @@ def execute(data, conn=None):
         return {"files": [{"name": f["name"], "size": f["size"], "type": f["content_type"],
                            "sha": hashlib.sha256(read_upload(f)).hexdigest()} for f in files],
                 "form": data["body"]["form"]}
+    if a == "export":
+        from noderouter import download
+        return download("id,name\n1,pen\n", "items \"q3\".csv", "text/csv")
     if a == "hook":
         return {"received": data["body"], "event": data["headers"].get("x-github-event")}
     return {"plain": True}
@@ -46,7 +49,8 @@ fn manifest() -> String {
             {"name": "go", "display_name": "Go"},
             {"name": "hook", "display_name": "Hook"},
             {"name": "other", "display_name": "Other"},
-            {"name": "up", "display_name": "Upload"}
+            {"name": "up", "display_name": "Upload"},
+            {"name": "export", "display_name": "Export"}
         ],
         "routes": [
             {"method": "GET", "path": "/items/:id", "action": "item", "permission": "shop:read"},
@@ -54,6 +58,7 @@ fn manifest() -> String {
             {"method": "POST", "path": "/items", "action": "create"},
             {"method": "GET", "path": "/page", "action": "page"},
             {"method": "GET", "path": "/go", "action": "go"},
+            {"method": "GET", "path": "/export.csv", "action": "export"},
             {"method": "POST", "path": "/upload", "action": "up", "upload": {"max_bytes": 4096}},
             {"method": "POST", "path": "/hook", "action": "hook",
              "webhook": {"secret_name": "HOOK_SECRET"}}
@@ -242,7 +247,7 @@ async fn webhooks_need_a_valid_signature_and_a_fresh_delivery() {
 }
 
 #[tokio::test]
-async fn uploads_reach_the_app_as_handles_and_too_large_ones_get_413() {
+async fn files_go_in_as_handles_and_out_as_expiring_attachment_links() {
     let h = Harness::start().await;
     h.deploy_ok("shop", &[("manifest.json", &manifest()), ("main.py", MAIN)])
         .await;
@@ -275,4 +280,36 @@ async fn uploads_reach_the_app_as_handles_and_too_large_ones_get_413() {
     let r = h.http.post(&url).multipart(big).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.text().await.unwrap().contains("4096"));
+
+    // Files out: a short-lived link served as an attachment, 410 once expired.
+    let r = h
+        .http
+        .get(format!("{}/apps/shop/api/export.csv", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let link: Value = r.json().await.unwrap();
+    let path = link["download_url"].as_str().unwrap().to_owned();
+    assert!(path.starts_with("/files/"), "{link}");
+    // The link alone is the credential (it can be handed to a browser or a script).
+    let r = reqwest::get(format!("{}{path}", h.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "text/csv");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"items q3.csv\""
+    );
+    assert_eq!(r.text().await.unwrap(), "id,name\n1,pen\n");
+    let r = reqwest::get(format!("{}/files/{}", h.url, "0".repeat(64)))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    sqlx::query("UPDATE noderouter_core.app_files SET expires_at = NOW() - INTERVAL '1 second'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let r = reqwest::get(format!("{}{path}", h.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::GONE);
 }

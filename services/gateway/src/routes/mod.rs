@@ -5,6 +5,7 @@
 //! signed runner request as `POST /api/sync/<app>`, and its dict becomes the response
 //! (`result`).
 
+pub(crate) mod download;
 mod matching;
 mod result;
 mod upload;
@@ -40,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/apps/{app}/api", any(root))
         .route("/apps/{app}/api/", any(root))
         .route("/apps/{app}/api/{*path}", any(nested))
+        .merge(download::routes())
 }
 
 async fn root(
@@ -176,5 +178,21 @@ async fn call(
     let payload = Bytes::from(data.to_string());
     let (status, answer) = crate::sync::exec(&state, &app, &entry, &request_id, payload).await?;
     tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
+    if status.is_success() {
+        if let Ok(v) = serde_json::from_slice::<Value>(&answer) {
+            if let Some(d) = v.get("download") {
+                let link = download::store(&state, &app, d).await?;
+                return Ok((
+                    axum::http::StatusCode::OK,
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    link.to_string(),
+                )
+                    .into_response());
+            }
+        }
+    }
     Ok(result::respond(&app, status, &answer))
 }

@@ -81,6 +81,9 @@ pub(crate) async fn poll_once(state: &AppState) -> anyhow::Result<()> {
             }
         }
     }
+    if let Err(e) = crate::routes::download::prune(state).await {
+        tracing::warn!(error = %e, "expired downloads not pruned");
+    }
     repair(state).await
 }
 
