@@ -11,6 +11,8 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod routes;
+mod schedules;
 mod server;
 mod shell;
 mod sync;
@@ -278,11 +280,13 @@ impl Gateway {
             .merge(jobs::routes())
             .merge(identity::routes())
             .merge(ticket::routes())
+            .merge(routes::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)
             .merge(admin::routes(bundle_limit))
             .merge(app_env::routes())
+            .merge(schedules::admin::routes())
             .merge(openapi::routes())
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
@@ -374,6 +378,9 @@ impl Gateway {
                     tracing::error!(error = %e, "metrics listener ended");
                 }
             });
+        }
+        if !self.state.config.scheduler_off {
+            schedules::spawn(Arc::downgrade(&self.state), stop.clone());
         }
         server::serve(self.listener, self.router, limits, stop).await?;
         self.follower_stop.cancel();
