@@ -2,6 +2,7 @@
 
 mod author;
 mod env_cmd;
+mod nats_config;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ enum Command {
     /// Author tools: scaffold, lint, pack and deploy an app; list, roll back and delete versions.
     #[command(subcommand)]
     App(AppCommand),
+    /// Print the `authorization` block of a nats-server config from the platform's
+    /// permission table (one user per service), for a NATS of your own.
+    NatsConfig(nats_config::NatsConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up { config, examples } => up(*config, examples).await,
+        Command::NatsConfig(args) => nats_config::run(args),
         Command::App(AppCommand::New { name, dir }) => scaffold::new_app(&name, &dir),
         Command::App(AppCommand::Lint {
             path,
