@@ -52,9 +52,9 @@ fn render(args: &NatsConfigArgs) -> anyhow::Result<String> {
                 Role::ALL.map(Role::user).join(", ")
             )
         })?;
-        let pw = passwords.get(role).with_context(|| {
-            format!("{} has no password for role {name}", path.display())
-        })?;
+        let pw = passwords
+            .get(role)
+            .with_context(|| format!("{} has no password for role {name}", path.display()))?;
         return Ok(format!("{pw}\n"));
     }
     if let Some(missing) = Role::ALL.into_iter().find(|r| passwords.get(*r).is_none()) {
@@ -115,7 +115,11 @@ mod tests {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(render(&args(Some(file.clone()))).unwrap(), first);
-        let runner = Passwords::load(&file).unwrap().get(Role::Runner).unwrap().to_owned();
+        let runner = Passwords::load(&file)
+            .unwrap()
+            .get(Role::Runner)
+            .unwrap()
+            .to_owned();
         assert!(first.contains(&runner));
         assert!(first.contains("allow_responses"));
         let mut one = args(Some(file));

@@ -144,7 +144,9 @@ pub async fn ensure_streams_with(js: &jetstream::Context, replicas: usize) -> an
         let mut stream = js
             .get_or_create_stream(config.clone())
             .await
-            .with_context(|| format!("cannot create or open stream {name} with {replicas} replica(s)"))?;
+            .with_context(|| {
+                format!("cannot create or open stream {name} with {replicas} replica(s)")
+            })?;
         let info = stream
             .info()
             .await
@@ -230,14 +232,23 @@ mod tests {
         args.nats_password = Some(nats.password(Role::Admin));
         let client = super::connect_as(&args, Role::Admin).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let err = super::ensure_streams_with(&js, 3)
-            .await
-            .unwrap_err();
+        let err = super::ensure_streams_with(&js, 3).await.unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("NR_APPS") && text.contains("3 replica"), "{text}");
+        assert!(
+            text.contains("NR_APPS") && text.contains("3 replica"),
+            "{text}"
+        );
         // One replica is what a single server keeps.
         super::ensure_streams_with(&js, 1).await.unwrap();
-        let info = js.get_stream("NR_JOBS").await.unwrap().info().await.unwrap().config.clone();
+        let info = js
+            .get_stream("NR_JOBS")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .clone();
         assert_eq!(info.num_replicas, 1);
     }
 
