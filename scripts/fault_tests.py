@@ -188,14 +188,15 @@ def submit_many(p, n, data, spacing=0.0):
     s = p.session()
     ids, refused = [], []
     for i in range(n):
+        t = time.time()
         try:
             r = p.submit(s, dict(data, n=i))
             if r.status_code in (200, 202):
                 ids.append(r.json()["job_id"])
             else:
-                refused.append(r.status_code)
+                refused.append((r.status_code, t, r.text[:200]))
         except requests.RequestException as e:
-            refused.append(type(e).__name__)
+            refused.append((type(e).__name__, t, str(e)[:200]))
         time.sleep(spacing)
     return ids, refused
 
@@ -234,15 +235,19 @@ def test_nats_node_killed_under_load(p):
     killed_at = time.time()
     topology("kill", "nats-2", "KILL")
     try:
-        ids, refused = submit_many(p, 20, {}, spacing=0.1)
+        ids, refused = submit_many(p, 30, {}, spacing=0.2)
         load.join()
+        late_refused = [r for r in refused if r[1] > killed_at + 5]
+        assert not late_refused, f"submits still refused 5 s after the node died: {late_refused[:3]}"
+        assert ids, f"no submit accepted after the node died: {refused[:3]}"
         late = [r for r in load.failures() if r[0] > killed_at + 3]
         assert not late, f"calls still failing 3 s after the node died: {late[:3]}"
         ok_after = [r for r in load.results if r[0] > killed_at + 3 and r[2] == 200]
         assert ok_after, "no call succeeded after the node died"
         summary = check_jobs_exactly_once(p, ids, seconds=60)
         return (f"{len(load.results)} sync calls, {len(load.failures())} failed around the kill; "
-                f"{len(refused)} submits refused; {summary}")
+                f"{len(refused)} submits refused within {max([r[1] - killed_at for r in refused] or [0]):.1f} s "
+                f"of the kill ({sorted({str(r[0]) for r in refused})}); {summary}")
     finally:
         topology("start", "nats-2")
 
