@@ -2,6 +2,7 @@
 
 mod author;
 mod env_cmd;
+mod nats_config;
 mod scaffold;
 mod schedule_cmd;
 
@@ -38,6 +39,9 @@ enum Command {
     /// The apps' schedules: list (with the next five fire times), pause, resume.
     #[command(subcommand)]
     Schedule(schedule_cmd::ScheduleCommand),
+    /// Print the `authorization` block of a nats-server config from the platform's
+    /// permission table (one user per service), for a NATS of your own.
+    NatsConfig(nats_config::NatsConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up { config, examples } => up(*config, examples).await,
+        Command::NatsConfig(args) => nats_config::run(args),
         Command::App(AppCommand::New { name, dir }) => scaffold::new_app(&name, &dir),
         Command::App(AppCommand::Lint {
             path,

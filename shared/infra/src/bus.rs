@@ -56,8 +56,38 @@ async fn connect_with(
         .with_context(|| format!("cannot connect to NATS at {url}"))
 }
 
-/// Creates the platform's streams when missing. Safe to call from every service at start.
+/// Environment variable naming how many copies of each stream a NATS cluster keeps.
+pub const STREAM_REPLICAS_ENV: &str = "NR_STREAM_REPLICAS";
+
+/// The replica count the platform's streams are created with: `NR_STREAM_REPLICAS`
+/// (1 to 5, JetStream's limit), 1 when unset. Three on a three-node cluster, so a
+/// stream survives the loss of any one node.
+pub fn stream_replicas() -> anyhow::Result<usize> {
+    match std::env::var(STREAM_REPLICAS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(1),
+        Err(e) => anyhow::bail!("{STREAM_REPLICAS_ENV}: {e}"),
+        Ok(v) => parse_replicas(&v),
+    }
+}
+
+fn parse_replicas(value: &str) -> anyhow::Result<usize> {
+    match value.trim().parse::<usize>() {
+        Ok(n @ 1..=5) => Ok(n),
+        _ => anyhow::bail!(
+            "{STREAM_REPLICAS_ENV}={value:?} is not a replica count: JetStream keeps 1 to 5 copies of a stream (3 on a three-node cluster)"
+        ),
+    }
+}
+
+/// Creates the platform's streams when missing, with [`stream_replicas`] copies. Safe to
+/// call from every service at start.
 pub async fn ensure_streams(js: &jetstream::Context) -> anyhow::Result<()> {
+    ensure_streams_with(js, stream_replicas()?).await
+}
+
+/// [`ensure_streams`] with an explicit replica count. A stream that exists is used as it
+/// is; one with fewer replicas than asked is reported (scaling it is an operator's edit).
+pub async fn ensure_streams_with(js: &jetstream::Context, replicas: usize) -> anyhow::Result<()> {
     let day = Duration::from_secs(24 * 3600);
     let configs = [
         stream::Config {
@@ -109,11 +139,29 @@ pub async fn ensure_streams(js: &jetstream::Context) -> anyhow::Result<()> {
             ..Default::default()
         },
     ];
-    for config in configs {
+    for mut config in configs {
+        config.num_replicas = replicas;
         let name = config.name.clone();
-        js.get_or_create_stream(config)
+        let mut stream = js
+            .get_or_create_stream(config.clone())
             .await
-            .with_context(|| format!("cannot create or open stream {name}"))?;
+            .with_context(|| {
+                format!("cannot create or open stream {name} with {replicas} replica(s)")
+            })?;
+        let info = stream
+            .info()
+            .await
+            .with_context(|| format!("cannot read stream {name}"))?;
+        if info.config.num_replicas < replicas {
+            // Services may create streams but not edit them (their NATS permissions);
+            // scaling an existing stream is the operator's, with the admin user.
+            tracing::warn!(
+                stream = %name,
+                has = info.config.num_replicas,
+                wanted = replicas,
+                "stream has fewer replicas than NR_STREAM_REPLICAS asks: scale it with `nats stream edit {name} --replicas {replicas}` as the admin user (docs/operations.md)"
+            );
+        }
     }
     Ok(())
 }
@@ -161,6 +209,44 @@ pub async fn publish_event<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use nr_config::nats_auth::Role;
+
+    #[test]
+    fn a_replica_count_outside_one_to_five_is_refused_by_name() {
+        assert_eq!(super::parse_replicas("3").unwrap(), 3);
+        assert_eq!(super::parse_replicas(" 1 ").unwrap(), 1);
+        for bad in ["0", "6", "three", ""] {
+            let err = super::parse_replicas(bad).unwrap_err().to_string();
+            assert!(err.contains("NR_STREAM_REPLICAS"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn three_replicas_on_a_single_server_is_refused_naming_the_stream() {
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        let mut args = nr_config::NatsArgs::anonymous(nats.url.clone());
+        args.nats_user = Some("admin".into());
+        args.nats_password = Some(nats.password(Role::Admin));
+        let client = super::connect_as(&args, Role::Admin).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let err = super::ensure_streams_with(&js, 3).await.unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("NR_APPS") && text.contains("3 replica"),
+            "{text}"
+        );
+        // One replica is what a single server keeps.
+        super::ensure_streams_with(&js, 1).await.unwrap();
+        let info = js
+            .get_stream("NR_JOBS")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .clone();
+        assert_eq!(info.num_replicas, 1);
+    }
 
     #[tokio::test]
     async fn a_comma_separated_list_reaches_whichever_server_answers() {
