@@ -28,6 +28,7 @@ bench_start() {
     exit 1
   fi
   DATA="$(mktemp -d)"
+  chmod o+x "$DATA" # the runner directory under it must be reachable by app users
   # The platform runs its own private NATS with credentials, as `scripts/up` does.
   RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
     --data-dir "$DATA" --embedded-nats-port "${NR_BENCH_NATS_PORT:-4299}" \

@@ -58,7 +58,7 @@ wrk_run() { # connections threads url
 record() { echo "$*" >>"$OUT"; } # key rate p50 p99 [note]
 
 bench_start
-trap 'cleanup_extra; kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+trap 'cleanup_extra; kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 bench_deploy "$LT/apps/starter"
 log "platform: sync"
 wrk_run 4 1 "$BASE/api/sync/starter" >/dev/null # warm-up (fills the worker pool)

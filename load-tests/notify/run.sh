@@ -33,6 +33,7 @@ if port_open 127.0.0.1 "$PORT"; then
   exit 1
 fi
 DATA="$(mktemp -d)"
+chmod o+x "$DATA" # the runner directory under it must be reachable by app users
 RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
   --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" >"$DATA/platform.log" 2>&1 &
 PID=$!
