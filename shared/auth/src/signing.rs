@@ -149,10 +149,11 @@ pub fn verify_reply(
     }
     let sig = sig.ok_or(SigError::Missing)?;
     let given = parse_sig(sig).ok_or(SigError::Invalid)?;
-    let ok = keys
-        .0
-        .iter()
-        .any(|k| mac_reply(k, nonce, status, body).verify_slice(&given).is_ok());
+    let ok = keys.0.iter().any(|k| {
+        mac_reply(k, nonce, status, body)
+            .verify_slice(&given)
+            .is_ok()
+    });
     if ok {
         Ok(())
     } else {
@@ -280,7 +281,8 @@ mod tests {
             mac_of(&format!("reply-v1\nn1\n200\n{digest}"))
         );
         let h = covered("3", "r1");
-        let [(_, ts), (_, nonce), (_, sig)] = sign(&keys, "runner.exec.a", &h, b"{\"a\":1}").unwrap();
+        let [(_, ts), (_, nonce), (_, sig)] =
+            sign(&keys, "runner.exec.a", &h, b"{\"a\":1}").unwrap();
         let text = format!(
             "v2\n{ts}\n{nonce}\nrunner.exec.a\n{}:3\n{}:r1\n{digest}",
             headers::APP_REV,
