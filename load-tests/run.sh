@@ -30,9 +30,9 @@ command -v wrk >/dev/null || apt_install wrk
 
 # The baselines' Python: a venv of its own with Flask, gunicorn, Celery and redis-py.
 if ! "$VENV/bin/python" -c 'import flask, gunicorn, celery, redis, packaging, psycopg2' 2>/dev/null; then
-  log "creating $VENV (flask, gunicorn, celery, redis, packaging, psycopg2-binary)"
+  log "creating $VENV (baselines/requirements.txt: Flask, gunicorn, Celery, redis-py)"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q flask gunicorn celery redis packaging psycopg2-binary
+  "$VENV/bin/pip" install -q -r "$LT/baselines/requirements.txt"
 fi
 
 OUT="$(mktemp)"
