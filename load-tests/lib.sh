@@ -10,8 +10,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 PORT="${NR_BENCH_PORT:-3999}"
 BASE="http://127.0.0.1:$PORT"
-NR="$ROOT/target/release/noderouter"
-NR_LOAD="$ROOT/target/release/nr-load"
+NR="${CARGO_TARGET_DIR:-$ROOT/target}/release/noderouter"
+NR_LOAD="${CARGO_TARGET_DIR:-$ROOT/target}/release/nr-load"
 # Override to try other settings, e.g. ...noderouter?sslmode=disable (libpq and sqlx
 # negotiate TLS on loopback by default).
 export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
@@ -28,6 +28,7 @@ bench_start() {
     exit 1
   fi
   DATA="$(mktemp -d)"
+  chmod o+x "$DATA" # the runner directory under it must be reachable by app users
   # The platform runs its own private NATS with credentials, as `scripts/up` does.
   RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
     --data-dir "$DATA" --embedded-nats-port "${NR_BENCH_NATS_PORT:-4299}" \

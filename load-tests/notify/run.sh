@@ -16,7 +16,8 @@ SOCKETS="${SOCKETS:-10000}"
 ROUNDS="${ROUNDS:-20}"
 PORT="${NR_BENCH_PORT:-3998}"
 BASE="http://127.0.0.1:$PORT"
-NR="$ROOT/target/release/noderouter"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+NR="$BIN/noderouter"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
 if [ "$(ulimit -n)" -lt $((SOCKETS + 1024)) ]; then
   echo "ulimit -n is $(ulimit -n); $SOCKETS sockets need more (raise the hard limit)" >&2
@@ -32,6 +33,7 @@ if port_open 127.0.0.1 "$PORT"; then
   exit 1
 fi
 DATA="$(mktemp -d)"
+chmod o+x "$DATA" # the runner directory under it must be reachable by app users
 RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
   --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" >"$DATA/platform.log" 2>&1 &
 PID=$!
@@ -54,4 +56,4 @@ export NR_TOKEN
   exit 1
 }
 echo "notify fan-out ($(nproc) cores, ulimit -n $(ulimit -n), server pid $PID)"
-"$ROOT/target/release/nr-load-notify" --url "$BASE" --sockets "$SOCKETS" --rounds "$ROUNDS" --server-pid "$PID"
+"$BIN/nr-load-notify" --url "$BASE" --sockets "$SOCKETS" --rounds "$ROUNDS" --server-pid "$PID"

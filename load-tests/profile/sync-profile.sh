@@ -5,6 +5,7 @@
 #
 #   load-tests/profile/sync-profile.sh
 #   APP=bench_select SECONDS_PER_RUN=10 load-tests/profile/sync-profile.sh
+#   APP=starter load-tests/profile/sync-profile.sh   # the guide's starter (run.sh's app)
 source "$(dirname "$0")/../lib.sh"
 command -v perf >/dev/null || apt_install linux-perf
 command -v wrk >/dev/null || apt_install wrk
@@ -12,7 +13,7 @@ APP="${APP:-hello}"
 DUR="${SECONDS_PER_RUN:-10}"
 HZ=499
 bench_start
-bench_deploy "$ROOT/load-tests/apps/bench_select"
+bench_deploy "$ROOT/load-tests/apps/bench_select" "$ROOT/load-tests/apps/starter"
 PERF="${PERF_OUT:-$DATA/perf.data}"
 out="$(perf record -a -g -e cpu-clock -F "$HZ" -o "$PERF" -- env BODY='{}' \
   wrk -t2 -c64 -d"${DUR}s" --latency -s "$ROOT/load-tests/post.lua" "$BASE/api/sync/$APP" 2>/dev/null)"

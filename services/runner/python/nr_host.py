@@ -253,23 +253,37 @@ def _limit_process():
     _limit_cpu()
 
 
-def _limit_cpu():
-    """CPU seconds for what comes next (the import, one call, one job), counted from now."""
-    cpu = _env_int("NR_APP_CPU_S")
-    if cpu > 0:
-        import resource
+_CPU_HARD = []  # the hard RLIMIT_CPU, read once (the app can only lower it)
 
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        # Whole seconds (rounded up) already used, so a call always gets its full budget.
-        used = int(math.ceil(usage.ru_utime + usage.ru_stime))
-        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+
+def _limit_cpu():
+    """CPU seconds for what comes next (the import, one call, one job), counted from now.
+    Two system calls per call: the process's CPU clock and the new soft limit (always
+    set, so a call that raised its own soft limit does not leave it raised)."""
+    cpu = _CPU_S[0] if _CPU_S else _env_int("NR_APP_CPU_S")
+    if cpu <= 0:
+        return
+    import resource
+
+    # Whole seconds (rounded up) already used, so a call always gets its full budget.
+    used = int(math.ceil(time.process_time()))
+    for _ in range(2):
+        if not _CPU_HARD:
+            _CPU_HARD.append(resource.getrlimit(resource.RLIMIT_CPU)[1])
+        hard = _CPU_HARD[0]
         soft = used + cpu
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         try:
             resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+            return
         except (ValueError, OSError):
-            pass
+            _CPU_HARD.clear()  # the app lowered the hard limit: read it again
+
+
+# NR_APP_CPU_S, read once by serve_worker before the first call, so the app cannot
+# lift its own limit by changing the environment.
+_CPU_S = []
 
 
 def _children(pid):
@@ -287,9 +301,27 @@ def _children(pid):
     return out
 
 
+_WALL = 0x40000000  # waitpid's __WALL: children with any exit signal (clone() included)
+
+
+def _has_children():
+    """One system call: false only when this process has no child at all, live or
+    zombie. As a child subreaper, it then has no descendant either (orphans come back
+    to it), so the /proc walk below is needed only when something was started."""
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG | _WALL)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _kill_descendants():
     """Kills every process this one started (and every orphan re-parented to it), then
-    reaps them. Costs one read of /proc/self/task/*/children when there are none."""
+    reaps them. Costs one waitpid when there are none."""
+    if not _has_children():
+        return
     me = os.getpid()
     for _ in range(500):
         kids = _children(me)
@@ -316,6 +348,9 @@ def _kill_descendants():
 
 
 def serve_worker(sock, execute, wants_conn, is_async):
+    """Serves calls one at a time. Per call: one frame in, `execute`, one frame out, the
+    connection handed back clean, the CPU limit reset and a check that nothing the call
+    started is still running (one waitpid when nothing was)."""
     reader = sock.makefile("rb")
     holder = ConnHolder()
     try:
@@ -329,7 +364,9 @@ def serve_worker(sock, execute, wants_conn, is_async):
             holder.get()
         except Exception as exc:
             _log("[noderouter] cannot open the worker's database connection: %s" % exc)
+    _CPU_S[:] = [_env_int("NR_APP_CPU_S")]
     loop = asyncio.new_event_loop() if is_async else None
+    loads, isawaitable = json.loads, inspect.isawaitable
     while True:
         try:
             header, body = recv_frame(reader)
@@ -338,12 +375,12 @@ def serve_worker(sock, execute, wants_conn, is_async):
         reply = {"id": header.get("id")}
         out = b""
         try:
-            data = json.loads(body) if body else {}
-            extra = header.get("inject") or {}
+            data = loads(body) if body else {}
+            extra = header.get("inject")
             if extra and isinstance(data, dict):
                 data.update(extra)
             if sdk is not None:
-                sdk._job_id = extra.get("_job_id")
+                sdk._job_id = extra.get("_job_id") if extra else None
             _limit_cpu()
             if wants_conn:
                 try:
@@ -353,7 +390,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 result = execute(data, conn=conn)
             else:
                 result = execute(data)
-            if inspect.isawaitable(result):
+            if isawaitable(result):
                 result = (loop or asyncio.new_event_loop()).run_until_complete(result)
             actions = _actions_of(result)
             if not isinstance(result, dict):
