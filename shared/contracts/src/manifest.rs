@@ -12,10 +12,14 @@
 //! type. Rules that are not about shape (name formats, uniqueness, matching the bundle
 //! name, conflicts with other apps) are deploy's (`services/deploy/src/manifest.rs`).
 
+mod jobs;
 mod seconds;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use jobs::{
+    JobConcurrency, JobRetry, RetryOn, JOB_RETRY_FIELDS, MAX_JOB_ATTEMPTS, MAX_JOB_CONCURRENCY,
+};
 pub use seconds::{duration_or, Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
 
 /// The top-level fields the platform knows, in the order the docs list them.
@@ -27,6 +31,8 @@ pub const FIELDS: &[&str] = &[
     "required_permission",
     "timeout_s",
     "job_timeout_s",
+    "job_concurrency",
+    "job_retry",
     "actions",
     "api_version",
     "nav",
@@ -59,6 +65,12 @@ pub struct Manifest {
     /// Time limit of an async job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_timeout_s: Option<Seconds>,
+    /// Most jobs of this app one runner runs at once; the platform's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_concurrency: Option<JobConcurrency>,
+    /// Retries with back-off of a failed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_retry: Option<JobRetry>,
     #[serde(
         default,
         deserialize_with = "null_as_empty",
@@ -231,6 +243,9 @@ fn not_an_object(manifest: &serde_json::Value) -> Result<(), ManifestError> {
             .collect()
     }
     object(manifest, "", "")?;
+    if let Some(retry) = manifest.get("job_retry").filter(|v| !v.is_null()) {
+        object(retry, "job_retry", "/job_retry")?;
+    }
     for key in ["actions", "permissions"] {
         for (field, pointer, v) in items(manifest, key, "", "") {
             object(v, &field, &pointer)?;
