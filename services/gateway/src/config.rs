@@ -40,4 +40,19 @@ pub struct GatewayConfig {
     /// How long a deploy (checks included) may take, seconds.
     #[arg(long, env = "NR_DEPLOY_TIMEOUT_S", default_value_t = 180.0)]
     pub deploy_timeout_s: f64,
+    /// Seconds a client may take to send its request head; slower ones are cut off.
+    #[arg(long, env = "NR_HEADER_TIMEOUT_S", default_value_t = 10.0)]
+    pub header_timeout_s: f64,
+    /// Seconds a request body may take to arrive in full (from the request's start);
+    /// later, the request answers 408 and the connection closes.
+    #[arg(long, env = "NR_BODY_TIMEOUT_S", default_value_t = 60.0)]
+    pub body_timeout_s: f64,
+    /// Open HTTP connections at most; past it new connections are closed at once.
+    #[arg(long, env = "NR_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Serve `/metrics` on this internal address only (e.g. `127.0.0.1:9100`, no
+    /// credential asked). Unset: `/metrics` on the public address needs a credential
+    /// holding `metrics:read` (or admin).
+    #[arg(long, env = "NR_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
 }

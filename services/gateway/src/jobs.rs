@@ -398,6 +398,7 @@ pub(crate) async fn list_jobs(
     responses(
         (status = 200, description = "The cancelled job", body = Job),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The job is another user's and `jobs:cancel_all` is missing", body = ErrorBody),
         (status = 404, description = "No such job visible to the caller", body = ErrorBody),
         (status = 409, description = "The job has already finished", body = ErrorBody),
     ),
@@ -409,6 +410,24 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Job>, ApiError> {
     let uuid = visible_job(&state, &caller, &id).await?.id;
+    // Seeing every job (`jobs:read_all`) is not leave to stop them: cancelling needs
+    // to be the submitter, or to hold `jobs:cancel_all`.
+    if !caller.0.has(perms::JOBS_CANCEL_ALL) {
+        let (own,): (bool,) = sqlx::query_as(
+            "SELECT submitted_by IS NOT DISTINCT FROM $2 FROM noderouter_core.job_queue WHERE id = $1",
+        )
+        .bind(uuid)
+        .bind(&caller.0.sub)
+        .fetch_one(&state.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+        if !own {
+            return Err(ApiError::Forbidden(format!(
+                "only the job's submitter, or a holder of '{}', may cancel job '{id}'",
+                perms::JOBS_CANCEL_ALL
+            )));
+        }
+    }
     let cancelled: Option<Job> = sqlx::query_as(
         "UPDATE noderouter_core.job_queue SET status = 'cancelled', lease_until = NULL \
          WHERE id = $1 AND status IN ('pending', 'running') \

@@ -11,6 +11,7 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod server;
 mod shell;
 mod sync;
 mod ticket;
@@ -56,6 +57,10 @@ pub(crate) struct AppState {
     pub(crate) runner_keys: nr_auth::signing::Keys,
     /// Seals app secrets (`NR_SECRETS_KEY`); without it secret operations are refused.
     pub(crate) secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
+    /// argon2 on a bounded blocking pool.
+    pub(crate) hasher: nr_auth::password::Hasher,
+    /// Growing delays after failed logins.
+    pub(crate) throttle: nr_auth::throttle::LoginThrottle,
 }
 
 #[derive(Clone)]
@@ -66,6 +71,8 @@ pub struct Gateway {
     listener: tokio::net::TcpListener,
     router: Router,
     addr: SocketAddr,
+    /// The internal listener of `/metrics` (NR_METRICS_ADDR).
+    metrics: Option<(tokio::net::TcpListener, Router)>,
     follower_stop: CancellationToken,
 }
 
@@ -85,6 +92,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         res.headers_mut().insert("x-request-id", v);
     }
     res
+}
+
+/// A duration from a configured number of seconds (at least 1 ms).
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.001, 86_400.0))
 }
 
 /// Ready when NATS is connected and Postgres answers.
@@ -136,6 +148,32 @@ fn app_env_key(
     Ok(Some(key))
 }
 
+/// `/metrics` on the public address: 404 when it is served on an internal address,
+/// else only for a credential holding `metrics:read` (an admin holds it).
+async fn metrics_guard(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if req.uri().path() != "/metrics" {
+        return Ok(next.run(req).await);
+    }
+    if state.config.metrics_addr.is_some() {
+        return Err(ApiError::NotFound(
+            "metrics are served on the internal address (NR_METRICS_ADDR)".into(),
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let caller = auth::authenticate(&state, &parts).await?;
+    if !caller.has(nr_auth::perms::METRICS_READ) {
+        return Err(ApiError::Forbidden(format!(
+            "permission '{}' is required",
+            nr_auth::perms::METRICS_READ
+        )));
+    }
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }
@@ -162,6 +200,12 @@ impl Gateway {
             runner_keys,
             jwt,
             rbac,
+            hasher: nr_auth::password::Hasher::new(config.auth.argon2_threads),
+            throttle: nr_auth::throttle::LoginThrottle::new(nr_auth::throttle::ThrottleLimits {
+                per_account: config.auth.login_free_failures,
+                per_address: config.auth.login_free_failures_per_addr,
+                max_delay: Duration::from_secs(config.auth.login_max_delay_s.max(1)),
+            }),
             auth_args: config.auth.clone(),
             apps: apps::AppCache::new(Duration::from_secs_f64(config.sync_timeout_s.max(0.001))),
             config,
@@ -188,6 +232,7 @@ impl Gateway {
         }
 
         let body_limit = state.config.max_body_bytes;
+        let body_timeout = secs(state.config.body_timeout_s);
         let bundle_limit = state.config.max_bundle_bytes;
         let api = Router::new()
             .route("/api/sync/{app}", post(sync::sync_call))
@@ -204,23 +249,38 @@ impl Gateway {
             .route_layer(middleware::from_fn(|req, next| {
                 nr_telemetry::track_http("gateway", req, next)
             }))
-            .merge(nr_telemetry::ops_router(
-                "gateway",
-                ready_check(state.clone()),
-            ))
+            .merge(
+                nr_telemetry::ops_router("gateway", ready_check(state.clone()))
+                    .layer(middleware::from_fn_with_state(state.clone(), metrics_guard)),
+            )
             .merge(deps.extra_routes)
             .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))
             .merge(shell::routes().with_state(state.clone()))
-            .layer(middleware::from_fn(request_id));
+            .layer(middleware::from_fn(request_id))
+            .layer(middleware::from_fn(move |req, next| {
+                server::body_deadline(body_timeout, req, next)
+            }));
 
         let listener = tokio::net::TcpListener::bind(&state.config.http_addr).await?;
         let addr = listener.local_addr()?;
+        let metrics = match &state.config.metrics_addr {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on NR_METRICS_ADDR {a}: {e}"))?;
+                tracing::info!(addr = %l.local_addr()?, "metrics listening");
+                let r = nr_telemetry::ops_router("gateway", ready_check(state.clone()));
+                Some((l, r))
+            }
+            None => None,
+        };
         Ok(Gateway {
             state: state.clone(),
             listener,
             router,
             addr,
+            metrics,
             follower_stop,
         })
     }
@@ -238,20 +298,41 @@ impl Gateway {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .ok_or_else(|| anyhow::anyhow!("there is no admin user"))?;
+        let user = self
+            .state
+            .rbac
+            .user(&id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("there is no admin user"))?;
         let roles = vec![nr_auth::ADMIN_ROLE.to_owned()];
-        Ok(self.state.jwt.issue(&id, "admin", roles)?.0)
+        Ok(self.state.jwt.issue(&id, "admin", roles, &user.stamp)?.0)
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
+    /// The address of the internal `/metrics` listener, when NR_METRICS_ADDR is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.addr, "gateway listening");
-        let shutdown = stop.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
+        let limits = server::Limits {
+            header_read: secs(self.state.config.header_timeout_s),
+            max_connections: self.state.config.max_connections,
+        };
+        if let Some((listener, router)) = self.metrics {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server::serve(listener, router, limits, stop).await {
+                    tracing::error!(error = %e, "metrics listener ended");
+                }
+            });
+        }
+        server::serve(self.listener, self.router, limits, stop).await?;
         self.follower_stop.cancel();
         Ok(())
     }

@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         crate::identity::login,
         crate::identity::logout,
         crate::identity::me,
+        crate::identity::change_password,
         crate::identity::my_apps,
         crate::identity::subscribe,
         crate::identity::unsubscribe,

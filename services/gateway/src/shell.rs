@@ -9,6 +9,7 @@
 mod assets;
 mod bundle;
 mod compose;
+mod csp;
 
 use std::sync::Arc;
 
@@ -51,9 +52,15 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 // ── Responses ──────────────────────────────────────────────────────────────────
 
 /// An HTML page: never cached (it carries the user's session view), not framed by
-/// other sites.
+/// other sites, scripts and styles from this origin only.
 fn html(status: StatusCode, body: String) -> Response {
+    html_with_nonce(status, body, None)
+}
+
+/// [`html`], also allowing the inline scripts and styles that carry `nonce`.
+fn html_with_nonce(status: StatusCode, body: String, nonce: Option<&str>) -> Response {
     let mut res = (status, body).into_response();
+    csp::set(&mut res, &csp::page_policy(nonce));
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -147,8 +154,35 @@ fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
 
 // ── Pages ──────────────────────────────────────────────────────────────────────
 
-async fn login_page() -> Response {
-    html(StatusCode::OK, LOGIN.to_owned())
+/// Where the login page goes after signing in: `next` when it is a path on this site,
+/// else `/admin`. Browsers drop tabs and newlines from URLs and read `\\` as `/`, so
+/// `/%09/evil.example` would become `//evil.example`: any control character,
+/// whitespace or backslash refuses the value.
+fn safe_next(next: Option<&str>) -> &str {
+    const HOME: &str = "/admin";
+    let Some(next) = next else { return HOME };
+    let b = next.as_bytes();
+    let path_only = b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/') | Some(b'\\'))
+        && next.len() <= 2048
+        && !next
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+    if path_only {
+        next
+    } else {
+        HOME
+    }
+}
+
+async fn login_page(
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let next = safe_next(query.get("next").map(String::as_str));
+    html(
+        StatusCode::OK,
+        compose::render(LOGIN, &[("next", &esc(next))]),
+    )
 }
 
 async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
@@ -269,7 +303,15 @@ async fn app_page(
         esc(&entry.version),
         content
     );
-    html(StatusCode::OK, layout(&title, &app, &head, &content))
+    // The author's inline scripts and styles run under this response's nonce.
+    let nonce = csp::nonce();
+    let head = csp::add_nonce(&head, &nonce);
+    let content = csp::add_nonce(&content, &nonce);
+    html_with_nonce(
+        StatusCode::OK,
+        layout(&title, &app, &head, &content),
+        Some(&nonce),
+    )
 }
 
 async fn app_file(
@@ -321,13 +363,21 @@ async fn app_file(
         &bundle.sha256.get(..16).unwrap_or(&bundle.sha256),
         fnv(&path)
     );
+    let kind = content_type(&path);
     let mut res = assets::cached(
         &parts.headers,
         Body::from(bytes.clone()),
-        content_type(&path),
+        kind,
         &etag,
         "private, no-cache",
     );
+    // The page itself, opened raw (the guide's standalone check), is held to the
+    // pages' policy; any other HTML or SVG must not act with the viewer's session.
+    if path == "index.html" {
+        csp::set(&mut res, &csp::page_policy(None));
+    } else if !csp::is_subresource(kind) {
+        csp::set(&mut res, csp::FILE_POLICY);
+    }
     res.headers_mut().insert(
         header::VARY,
         HeaderValue::from_static("Cookie, Authorization"),
@@ -384,6 +434,24 @@ mod tests {
         assert!(!valid_app_name("_x"));
         assert!(!valid_app_name("a/b"));
         assert!(!valid_app_name(""));
+    }
+
+    #[test]
+    fn next_takes_same_site_paths_only() {
+        assert_eq!(safe_next(Some("/apps/x/?a=1")), "/apps/x/?a=1");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example/phish",
+            "/\n/evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/ /evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/admin", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/admin");
     }
 
     #[test]

@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/auth/login"),
     ("post", "/api/auth/logout"),
     ("get", "/api/auth/me"),
+    ("post", "/api/auth/password"),
     ("get", "/api/apps"),
     ("post", "/api/notify/subscribe"),
     ("post", "/api/notify/unsubscribe"),

@@ -271,7 +271,9 @@ async fn health_readiness_and_metrics_endpoints_answer() {
     )
     .await;
     assert_eq!(h.sync(&app, json!({})).await.0, StatusCode::OK);
-    let text = anon
+    // `/metrics` needs a credential holding `metrics:read` (docs/security.md).
+    let text = h
+        .http
         .get(format!("{}/metrics", h.url))
         .send()
         .await

@@ -2,24 +2,37 @@
 //!
 //! A socket is opened with the `nr_session` cookie (the browser; its `Origin` must be
 //! the request's own host or one of NR_ALLOWED_ORIGINS, else 403), a bearer credential,
-//! or a one-time ticket (`?ticket=`, from `POST /api/notify/ticket`). Permissions are
-//! not fixed at connect: each delivery reads them through the RBAC cache, which drops
-//! its entries when the registry applies a change, so a revoked role stops delivery.
+//! or a one-time ticket (`?ticket=`, from `POST /api/notify/ticket`). The credential
+//! and origin rules and the permission check are `nr_auth`'s, the gateway's own.
+//!
+//! Nothing is fixed at connect: the socket keeps what it was opened with (the
+//! credential, or the principal recorded with the ticket) and checks it again through
+//! the RBAC cache on every delivery and whenever the registry applies a change, so a
+//! logout, a password change, a disabled user, a revoked token or a lost role closes it.
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nr_auth::{AuthError, PrincipalKind, ADMIN_ROLE};
+use nr_auth::http::OriginSource;
+use nr_auth::rbac::Recorded;
+use nr_auth::{AuthError, Principal, PrincipalKind};
 
 use crate::hub::Hub;
 
-pub(crate) const SESSION_COOKIE: &str = "nr_session";
+/// What a socket was opened with, to be checked again while it is open.
+#[derive(Debug, Clone)]
+pub(crate) enum Binding {
+    /// A bearer credential or session cookie, authenticated again in full.
+    Credential(String),
+    /// The principal recorded when its ticket was issued.
+    Ticket(Recorded),
+}
 
 /// The principal behind a socket.
 #[derive(Debug, Clone)]
 pub(crate) struct Viewer {
     pub sub: String,
-    pub kind: PrincipalKind,
-    /// Roles of a non-user principal (API token, external JWT); a user's are read live.
+    pub binding: Binding,
+    /// Roles when the socket opened: losing any closes the socket.
     pub roles: Vec<String>,
 }
 
@@ -27,6 +40,7 @@ pub(crate) struct Viewer {
 pub(crate) enum Refusal {
     Unauthorized(String),
     Forbidden(String),
+    TooMany(String),
     Internal(anyhow::Error),
 }
 
@@ -35,6 +49,9 @@ impl IntoResponse for Refusal {
         match self {
             Refusal::Unauthorized(m) => crate::error(StatusCode::UNAUTHORIZED, "unauthorized", &m),
             Refusal::Forbidden(m) => crate::error(StatusCode::FORBIDDEN, "forbidden", &m),
+            Refusal::TooMany(m) => {
+                crate::error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", &m)
+            }
             Refusal::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 crate::error(
@@ -54,46 +71,12 @@ fn from_auth(e: AuthError) -> Refusal {
     }
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
-/// True when `Origin` is the request's own host or an allowed origin. A browser always
-/// sends `Origin` on a WebSocket handshake, so a cookie socket without one is refused.
-pub(crate) fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let origin = origin.trim_end_matches('/');
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-    (!host.is_empty() && authority.eq_ignore_ascii_case(host))
-        || allowed
-            .iter()
-            .any(|a| origin.eq_ignore_ascii_case(a.trim().trim_end_matches('/')))
+fn viewer(p: Principal, binding: Binding) -> Viewer {
+    Viewer {
+        sub: p.sub,
+        binding,
+        roles: p.roles,
+    }
 }
 
 pub(crate) async fn authenticate(
@@ -102,47 +85,42 @@ pub(crate) async fn authenticate(
     ticket: Option<&String>,
 ) -> Result<Viewer, Refusal> {
     if let Some(ticket) = ticket.filter(|t| !t.is_empty()) {
-        return redeem(hub, ticket).await;
+        let recorded = redeem(hub, ticket).await?;
+        let p = hub.rbac().recheck(&recorded).await.map_err(from_auth)?;
+        return Ok(viewer(p, Binding::Ticket(recorded)));
     }
-    let credential = match bearer(headers) {
-        Some(b) => b,
-        None => {
-            let c = cookie(headers, SESSION_COOKIE).ok_or_else(|| {
-                Refusal::Unauthorized(
-                    "authentication required: log in (session cookie), or open the socket with a ticket from POST /api/notify/ticket".into(),
-                )
-            })?;
-            if !origin_allowed(headers, hub.allowed_origins()) {
-                return Err(Refusal::Forbidden(
-                    "cross-site WebSocket refused: the Origin is neither this site nor in NR_ALLOWED_ORIGINS".into(),
-                ));
-            }
-            c
-        }
-    };
+    let credential = nr_auth::http::credential(headers).ok_or_else(|| {
+        Refusal::Unauthorized(
+            "authentication required: log in (session cookie), or open the socket with a ticket from POST /api/notify/ticket".into(),
+        )
+    })?;
+    if credential.from_cookie
+        && !nr_auth::http::origin_allowed(headers, hub.allowed_origins(), OriginSource::OriginOnly)
+    {
+        return Err(Refusal::Forbidden(
+            "cross-site WebSocket refused: the Origin is neither this site nor in NR_ALLOWED_ORIGINS".into(),
+        ));
+    }
     let p = hub
         .rbac()
-        .authenticate(hub.jwt(), &credential)
+        .authenticate(hub.jwt(), &credential.value)
         .await
         .map_err(from_auth)?;
-    Ok(Viewer {
-        sub: p.sub,
-        kind: p.kind,
-        roles: p.roles,
-    })
+    Ok(viewer(p, Binding::Credential(credential.value)))
 }
 
 /// Redeems a ticket: one `DELETE … RETURNING`, so it opens one socket on any instance.
-async fn redeem(hub: &Hub, ticket: &str) -> Result<Viewer, Refusal> {
-    let row: Option<(String, String, Vec<String>)> = sqlx::query_as(
+async fn redeem(hub: &Hub, ticket: &str) -> Result<Recorded, Refusal> {
+    type Row = (String, String, Vec<String>, Option<String>, Option<String>);
+    let row: Option<Row> = sqlx::query_as(
         "DELETE FROM noderouter_core.notify_tickets \
-         WHERE ticket_hash = $1 AND expires_at > NOW() RETURNING subject, kind, roles",
+         WHERE ticket_hash = $1 AND expires_at > NOW() RETURNING subject, kind, roles, jti, stamp",
     )
     .bind(nr_auth::rbac::hash_secret(ticket))
     .fetch_optional(hub.db())
     .await
     .map_err(|e| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}")))?;
-    let Some((sub, kind, roles)) = row else {
+    let Some((sub, kind, roles, jti, stamp)) = row else {
         return Err(Refusal::Unauthorized(
             "the ticket is unknown, expired or already used".into(),
         ));
@@ -152,81 +130,56 @@ async fn redeem(hub: &Hub, ticket: &str) -> Result<Viewer, Refusal> {
         "external" => PrincipalKind::External,
         _ => PrincipalKind::User,
     };
-    if kind == PrincipalKind::User {
-        match hub.rbac().user(&sub).await.map_err(from_auth)? {
-            Some(u) if !u.disabled => {}
-            Some(_) => return Err(from_auth(AuthError::Disabled)),
-            None => return Err(Refusal::Unauthorized("unknown user".into())),
-        }
-    }
-    Ok(Viewer { sub, kind, roles })
+    Ok(Recorded {
+        sub,
+        kind,
+        roles,
+        jti,
+        stamp,
+    })
 }
 
-/// True when `viewer` holds `permission` now (an empty permission: any live principal).
-pub(crate) async fn may(hub: &Hub, viewer: &Viewer, permission: &str) -> bool {
-    let roles = match viewer.kind {
-        PrincipalKind::User => match hub.rbac().user(&viewer.sub).await {
-            Ok(Some(u)) if !u.disabled => u.roles,
-            _ => return false,
-        },
-        _ => viewer.roles.clone(),
-    };
-    if permission.trim().is_empty() || roles.iter().any(|r| r == ADMIN_ROLE) {
-        return true;
+/// The viewer's principal now, by the rules it was admitted under.
+pub(crate) async fn principal(hub: &Hub, viewer: &Viewer) -> Result<Principal, AuthError> {
+    match &viewer.binding {
+        Binding::Credential(c) => hub.rbac().authenticate(hub.jwt(), c).await,
+        Binding::Ticket(r) => hub.rbac().recheck(r).await,
     }
-    match hub.rbac().permissions_for(&roles).await {
-        Ok(p) => p.contains(permission),
-        Err(e) => {
+}
+
+/// Why a socket must close now, if it must: its credential no longer authenticates
+/// (4401), or it lost a role it had when it opened (4403; the client reconnects and
+/// sees what it may see now).
+pub(crate) async fn still_admitted(hub: &Hub, viewer: &Viewer) -> Result<(), (u16, &'static str)> {
+    match principal(hub, viewer).await {
+        Ok(p) => {
+            // A role taken from the principal closes the socket; a permission taken
+            // from one of its roles only stops the deliveries it gated (checked at
+            // each one), the socket stays.
+            if viewer.roles.iter().all(|r| p.roles.contains(r)) {
+                Ok(())
+            } else {
+                Err((crate::socket::CLOSE_ACCESS_CHANGED, "access changed"))
+            }
+        }
+        Err(AuthError::Internal(e)) => {
+            // A database hiccup is not a reason to drop everyone.
+            tracing::warn!(error = %e, "cannot re-check a socket's credential");
+            Ok(())
+        }
+        Err(_) => Err((crate::socket::CLOSE_SESSION_ENDED, "session ended")),
+    }
+}
+
+/// True when `viewer` holds every one of `permissions` now (an empty permission: any
+/// live principal).
+pub(crate) async fn may(hub: &Hub, viewer: &Viewer, permissions: &[&str]) -> bool {
+    match principal(hub, viewer).await {
+        Ok(p) => permissions.iter().all(|perm| p.has(perm)),
+        Err(AuthError::Internal(e)) => {
             tracing::warn!(error = %e, "cannot read permissions; event withheld");
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(*k, HeaderValue::from_static(v));
-        }
-        m
-    }
-
-    #[test]
-    fn own_host_and_listed_origins_pass_foreign_and_missing_do_not() {
-        let own = h(&[
-            ("host", "nr.local:3000"),
-            ("origin", "http://nr.local:3000"),
-        ]);
-        assert!(origin_allowed(&own, &[]));
-        let foreign = h(&[("host", "nr.local:3000"), ("origin", "http://evil.example")]);
-        assert!(!origin_allowed(&foreign, &[]));
-        assert!(!origin_allowed(&h(&[("host", "nr.local:3000")]), &[]));
-        let listed = vec!["https://admin.example.com/".to_owned()];
-        let ok = h(&[("host", "x"), ("origin", "https://admin.example.com")]);
-        assert!(origin_allowed(&ok, &listed));
-        let lookalike = h(&[
-            ("host", "x"),
-            ("origin", "https://admin.example.com.evil.io"),
-        ]);
-        assert!(!origin_allowed(&lookalike, &listed));
-    }
-
-    #[test]
-    fn bearer_is_read_before_the_cookie() {
-        let both = h(&[
-            ("authorization", "Bearer abc"),
-            ("cookie", "a=1; nr_session=def"),
-        ]);
-        assert_eq!(bearer(&both).as_deref(), Some("abc"));
-        assert_eq!(cookie(&both, SESSION_COOKIE).as_deref(), Some("def"));
-        assert_eq!(
-            cookie(&h(&[("cookie", "nr_session=")]), SESSION_COOKIE),
-            None
-        );
+        Err(_) => false,
     }
 }

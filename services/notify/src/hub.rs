@@ -6,7 +6,7 @@
 //! an action needs: the app's manifest declares the action (its `required_permission`
 //! comes from the catalogue), the user is subscribed, and holds the permission now.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -42,6 +42,9 @@ pub(crate) struct Conn {
     tx: mpsc::Sender<Out>,
     /// Cancelled when the queue overflowed: the socket closes with 1013.
     pub slow: CancellationToken,
+    /// Cancelled when the socket's access ended; `end_reason` says how to close.
+    pub ended: CancellationToken,
+    pub end_reason: Mutex<Option<(u16, &'static str)>>,
 }
 
 impl Conn {
@@ -61,26 +64,61 @@ impl Conn {
 
 type ActionKey = (String, String);
 
+/// What the current manifest of an app asks of a subscriber.
+#[derive(Default)]
+struct AppPerms {
+    /// The app's own `required_permission`.
+    app: String,
+    /// `action -> required_permission`.
+    actions: HashMap<String, String>,
+}
+
+/// Subscribers of an action, with when each subscribed.
+type Subscribers = Arc<HashMap<String, time::OffsetDateTime>>;
+
 pub(crate) struct Hub {
     jwt: Jwt,
     rbac: Arc<Rbac>,
     db: sqlx::PgPool,
-    js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     allowed_origins: Vec<String>,
-    limits: HubLimits,
+    pub(crate) limits: HubLimits,
     next_id: AtomicU64,
     /// Open sockets by the `sub` of their principal.
     conns: RwLock<HashMap<String, Vec<Arc<Conn>>>>,
-    /// `app -> action -> required_permission` of the current manifests.
-    actions: RwLock<HashMap<String, HashMap<String, String>>>,
+    /// The permissions of the current manifests, by app.
+    actions: RwLock<HashMap<String, AppPerms>>,
     /// Subscribers of an action, dropped whenever an RBAC change (which includes
     /// subscribe and unsubscribe) is applied; `subs_generation` fences a racing load.
-    subs: Mutex<HashMap<ActionKey, Arc<HashSet<String>>>>,
+    subs: Mutex<HashMap<ActionKey, Subscribers>>,
     subs_generation: AtomicU64,
     pub(crate) shutdown: CancellationToken,
+    /// Sockets per principal, handshakes in progress included.
+    slots: Mutex<HashMap<String, usize>>,
 }
 
-fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
+/// One socket slot of a principal (see [`Hub::reserve`]).
+pub(crate) struct Slot {
+    hub: std::sync::Weak<Hub>,
+    sub: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let mut slots = hub.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = slots.get_mut(&self.sub) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                slots.remove(&self.sub);
+            }
+        }
+    }
+}
+
+pub(crate) fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
     let v = serde_json::json!({
         "type": "action",
         "id": seq,
@@ -128,6 +166,7 @@ impl Hub {
             subs: Mutex::new(HashMap::new()),
             subs_generation: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
+            slots: Mutex::new(HashMap::new()),
         });
 
         // Subscriptions are RBAC events: drop the cached subscriber sets when one lands.
@@ -145,6 +184,13 @@ impl Hub {
                     next = applied.next() => {
                         let (Some(_), Some(hub)) = (next, weak.upgrade()) else { break };
                         hub.drop_subscriptions();
+                        // This message may arrive here before the RBAC cache's own
+                        // follower sees it: drop its entries first, so the check below
+                        // reads the change.
+                        hub.rbac.invalidate();
+                        // Access may have ended (logout, password, disabled user,
+                        // revoked token, lost role): check every open socket again.
+                        tokio::spawn(async move { hub.recheck_sockets().await });
                     }
                 }
             }
@@ -217,18 +263,60 @@ impl Hub {
             .into_iter()
             .map(|a| (a.name, a.required_permission.unwrap_or_default()))
             .collect();
-        map.insert(app.to_owned(), actions);
+        map.insert(
+            app.to_owned(),
+            AppPerms {
+                app: m.required_permission.unwrap_or_default(),
+                actions,
+            },
+        );
     }
 
-    /// The permission an action needs, or None when the current manifest does not
-    /// declare it (nobody can subscribe to an undeclared action).
-    fn required_permission(&self, app: &str, action: &str) -> Option<String> {
-        self.actions
+    /// The permissions an action needs (the app's, then the action's), or None when
+    /// the current manifest does not declare it (nobody can follow an undeclared one).
+    fn required_permissions(&self, app: &str, action: &str) -> Option<[String; 2]> {
+        let map = self.actions.read().unwrap_or_else(|p| p.into_inner());
+        let perms = map.get(app)?;
+        let action = perms.actions.get(action)?;
+        Some([perms.app.clone(), action.clone()])
+    }
+
+    /// Takes one of the `cap` socket slots of `sub` on this instance, from the
+    /// handshake on (so sockets opened at once are all counted); None when all are
+    /// taken. The slot is given back when the returned guard drops.
+    pub(crate) fn reserve(self: &Arc<Self>, sub: &str, cap: usize) -> Option<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let n = slots.entry(sub.to_owned()).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            hub: Arc::downgrade(self),
+            sub: sub.to_owned(),
+        })
+    }
+
+    /// Closes the sockets whose access ended or shrank since they opened.
+    async fn recheck_sockets(&self) {
+        let all: Vec<Arc<Conn>> = self
+            .conns
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(app)
-            .and_then(|a| a.get(action))
+            .values()
+            .flatten()
             .cloned()
+            .collect();
+        for conn in all {
+            if conn.ended.is_cancelled() {
+                continue;
+            }
+            if let Err(reason) = auth::still_admitted(self, &conn.viewer).await {
+                tracing::info!(conn = conn.id, sub = %conn.viewer.sub, code = reason.0, "closing a socket whose access ended");
+                *conn.end_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                conn.ended.cancel();
+            }
+        }
     }
 
     fn drop_subscriptions(&self) {
@@ -236,7 +324,7 @@ impl Hub {
         self.subs.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    async fn subscribers(&self, app: &str, action: &str) -> Option<Arc<HashSet<String>>> {
+    async fn subscribers(&self, app: &str, action: &str) -> Option<Subscribers> {
         let key = (app.to_owned(), action.to_owned());
         if let Some(s) = self
             .subs
@@ -247,8 +335,8 @@ impl Hub {
             return Some(s.clone());
         }
         let generation = self.subs_generation.load(Ordering::Acquire);
-        let rows: Vec<(String,)> = match sqlx::query_as(
-            "SELECT user_id FROM noderouter_core.subscriptions WHERE app_name = $1 AND action_name = $2",
+        let rows: Vec<(String, time::OffsetDateTime)> = match sqlx::query_as(
+            "SELECT user_id, created_at FROM noderouter_core.subscriptions WHERE app_name = $1 AND action_name = $2",
         )
         .bind(app)
         .bind(action)
@@ -261,7 +349,7 @@ impl Hub {
                 return None;
             }
         };
-        let set = Arc::new(rows.into_iter().map(|r| r.0).collect::<HashSet<_>>());
+        let set: Subscribers = Arc::new(rows.into_iter().collect());
         let mut subs = self.subs.lock().unwrap_or_else(|p| p.into_inner());
         if self.subs_generation.load(Ordering::Acquire) == generation {
             subs.insert(key, set.clone());
@@ -269,16 +357,27 @@ impl Hub {
         Some(set)
     }
 
-    /// Whether `viewer` may receive this action now (used by replay; fan-out does the
-    /// same per user).
-    pub(crate) async fn may_see(&self, viewer: &Viewer, app: &str, action: &str) -> bool {
-        let Some(permission) = self.required_permission(app, action) else {
+    /// Whether `viewer` may receive, on replay, this action published at `published`:
+    /// subscribed before it was published, and allowed to see it now. (Fan-out does
+    /// the same per user, without the time check: a live event is newer than any
+    /// subscription that sees it.)
+    pub(crate) async fn may_see(
+        &self,
+        viewer: &Viewer,
+        app: &str,
+        action: &str,
+        published: time::OffsetDateTime,
+    ) -> bool {
+        let Some([app_perm, action_perm]) = self.required_permissions(app, action) else {
             return false;
         };
         let Some(subs) = self.subscribers(app, action).await else {
             return false;
         };
-        subs.contains(&viewer.sub) && auth::may(self, viewer, &permission).await
+        let subscribed_before = subs
+            .get(&viewer.sub)
+            .is_some_and(|since| *since <= published);
+        subscribed_before && auth::may(self, viewer, &[&app_perm, &action_perm]).await
     }
 
     pub(crate) fn register(&self, viewer: Viewer) -> (Arc<Conn>, mpsc::Receiver<Out>) {
@@ -288,6 +387,8 @@ impl Hub {
             viewer: Arc::new(viewer),
             tx,
             slow: CancellationToken::new(),
+            ended: CancellationToken::new(),
+            end_reason: Mutex::new(None),
         });
         self.conns
             .write()
@@ -379,7 +480,7 @@ impl Hub {
 
     async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
         let (app, action) = (&env.data.app_name, &env.data.action_name);
-        let Some(permission) = self.required_permission(app, action) else {
+        let Some([app_perm, action_perm]) = self.required_permissions(app, action) else {
             return;
         };
         let Some(subs) = self.subscribers(app, action).await else {
@@ -388,11 +489,11 @@ impl Hub {
         let targets: Vec<Vec<Arc<Conn>>> = {
             let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
             if subs.len() <= conns.len() {
-                subs.iter().filter_map(|s| conns.get(s).cloned()).collect()
+                subs.keys().filter_map(|s| conns.get(s).cloned()).collect()
             } else {
                 conns
                     .iter()
-                    .filter(|(s, _)| subs.contains(*s))
+                    .filter(|(s, _)| subs.contains_key(*s))
                     .map(|(_, c)| c.clone())
                     .collect()
             }
@@ -407,7 +508,7 @@ impl Hub {
             let Some(first) = user_conns.first() else {
                 continue;
             };
-            if !auth::may(self, &first.viewer, &permission).await {
+            if !auth::may(self, &first.viewer, &[&app_perm, &action_perm]).await {
                 continue;
             }
             for conn in user_conns {
@@ -431,89 +532,5 @@ impl Hub {
         for conn in conns {
             conn.push(Out::Job(text.clone()));
         }
-    }
-
-    /// Opens a replay of the retained actions after `after`, up to the stream's last
-    /// sequence now. None when there is nothing to replay.
-    pub(crate) async fn replay(&self, after: u64) -> anyhow::Result<Option<Replay>> {
-        let stream = self
-            .js
-            .get_stream(subjects::STREAM_ACTIONS)
-            .await
-            .context("cannot open NR_ACTIONS")?;
-        let state = stream
-            .get_info()
-            .await
-            .context("cannot read NR_ACTIONS")?
-            .state;
-        let last = state.last_sequence;
-        if last <= after {
-            return Ok(None);
-        }
-        let start = (after + 1)
-            .max(state.first_sequence)
-            .max(last.saturating_sub(self.limits.max_replay.max(1)) + 1);
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::ACTION_TRIGGERED_ALL.into(),
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: start,
-                },
-                ..Default::default()
-            })
-            .await
-            .context("cannot create a replay consumer")?;
-        let messages = consumer.messages().await.context("cannot replay")?;
-        Ok(Some(Replay {
-            messages,
-            last,
-            done: false,
-        }))
-    }
-}
-
-/// A replay in progress: `next` yields the messages a viewer may see, in order.
-pub(crate) struct Replay {
-    messages: consumer::pull::Ordered,
-    /// The stream's last sequence when the replay began; live delivery covers the rest.
-    pub last: u64,
-    done: bool,
-}
-
-impl Replay {
-    pub(crate) async fn next(
-        &mut self,
-        hub: &Hub,
-        viewer: &Viewer,
-    ) -> anyhow::Result<Option<(u64, Utf8Bytes)>> {
-        while !self.done {
-            let next = tokio::time::timeout(Duration::from_secs(5), self.messages.next()).await;
-            let msg = match next {
-                Ok(Some(Ok(msg))) => msg,
-                Ok(Some(Err(e))) => return Err(anyhow::anyhow!("replay read failed: {e}")),
-                // What is left up to `last` expired or was purged meanwhile.
-                Ok(None) | Err(_) => {
-                    self.done = true;
-                    break;
-                }
-            };
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            if seq >= self.last || info.pending == 0 {
-                self.done = true;
-            }
-            let Ok(env) = decode::<Envelope<ActionTriggered>>(&msg.payload) else {
-                continue;
-            };
-            if hub
-                .may_see(viewer, &env.data.app_name, &env.data.action_name)
-                .await
-            {
-                if let Some(text) = action_message(seq, &env) {
-                    return Ok(Some((seq, text)));
-                }
-            }
-        }
-        Ok(None)
     }
 }

@@ -13,6 +13,7 @@
 
 mod auth;
 mod hub;
+mod replay;
 mod socket;
 
 use std::collections::HashMap;
@@ -78,6 +79,13 @@ pub struct HubLimits {
         default_value_t = 10_000
     )]
     pub max_replay: u64,
+    /// Open sockets one principal may hold on this instance; one more answers 429.
+    #[arg(
+        long = "ws-max-per-user",
+        env = "NR_WS_MAX_PER_USER",
+        default_value_t = 16
+    )]
+    pub max_per_user: usize,
 }
 
 impl Default for HubLimits {
@@ -87,6 +95,7 @@ impl Default for HubLimits {
             ping_s: 20.0,
             max_inbound: 4096,
             max_replay: 10_000,
+            max_per_user: 16,
         }
     }
 }
@@ -165,6 +174,13 @@ async fn upgrade(
         Ok(v) => v,
         Err(refusal) => return refusal.into_response(),
     };
+    let cap = hub.limits().max_per_user.max(1);
+    let Some(slot) = hub.reserve(&viewer.sub, cap) else {
+        return auth::Refusal::TooMany(format!(
+            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
+        ))
+        .into_response();
+    };
     let last_id = match query
         .get("last_id")
         .map(|s| s.trim())
@@ -199,5 +215,8 @@ async fn upgrade(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_write_buffer_size(2 * 1024 * 1024)
-        .on_upgrade(move |socket| socket::serve(hub, viewer, socket, last_id))
+        .on_upgrade(move |socket| async move {
+            socket::serve(hub, viewer, socket, last_id).await;
+            drop(slot);
+        })
 }

@@ -3,7 +3,11 @@
 //!
 //! - 1013 (try again later): the client stopped reading and its queue filled up;
 //! - 1009 (message too big): the client sent a frame over the inbound cap;
-//! - 1001 (going away): the server is stopping, or the client stopped answering pings.
+//! - 1001 (going away): the server is stopping, or the client stopped answering pings;
+//! - 4401 (session ended): the credential no longer authenticates (logout, password
+//!   change, disabled user, revoked token);
+//! - 4403 (access changed): the principal lost a role it had when the socket opened;
+//!   reconnecting shows what it may see now.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +21,8 @@ use crate::hub::{Hub, Out};
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_TRY_LATER: u16 = 1013;
+pub const CLOSE_SESSION_ENDED: u16 = 4401;
+pub const CLOSE_ACCESS_CHANGED: u16 = 4403;
 
 /// How long a close frame may wait for a stalled client before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -46,6 +52,13 @@ pub(crate) async fn serve(
 ) {
     let (conn, mut rx) = hub.register(viewer);
     let slow = conn.slow.clone();
+    let ended = conn.ended.clone();
+    // Access may have ended between the handshake and the registration.
+    if let Err(reason) = crate::auth::still_admitted(&hub, &conn.viewer).await {
+        close(&mut socket, reason.0, reason.1).await;
+        hub.unregister(&conn);
+        return;
+    }
     let mut last_sent = 0u64;
     if let Some(after) = last_id {
         last_sent = after;
@@ -71,6 +84,18 @@ pub(crate) async fn serve(
             biased;
             _ = hub.shutdown.cancelled() => {
                 close(&mut socket, CLOSE_GOING_AWAY, "server stopping").await;
+                break;
+            }
+            _ = ended.cancelled() => {
+                rx.close();
+                while rx.try_recv().is_ok() {}
+                let (code, reason) = conn
+                    .end_reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| *r)
+                    .unwrap_or((CLOSE_SESSION_ENDED, "session ended"));
+                close(&mut socket, code, reason).await;
                 break;
             }
             _ = slow.cancelled() => {

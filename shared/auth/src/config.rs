@@ -44,4 +44,19 @@ pub struct AuthArgs {
     /// always allowed.
     #[arg(long, env = "NR_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Shortest password accepted when a user is created or a password is set.
+    #[arg(long, env = "NR_PASSWORD_MIN_LENGTH", default_value_t = 12)]
+    pub password_min_length: usize,
+    /// argon2 checks running at once (each on a blocking thread); more wait their turn.
+    #[arg(long, env = "NR_ARGON2_THREADS", default_value_t = 2)]
+    pub argon2_threads: usize,
+    /// Failed logins of one account before each further one doubles a delay.
+    #[arg(long, env = "NR_LOGIN_FREE_FAILURES", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// Failed logins from one client address before delays start.
+    #[arg(long, env = "NR_LOGIN_FREE_FAILURES_PER_ADDR", default_value_t = 20)]
+    pub login_free_failures_per_addr: u32,
+    /// Longest delay between login attempts after failures, seconds.
+    #[arg(long, env = "NR_LOGIN_MAX_DELAY_S", default_value_t = 900)]
+    pub login_max_delay_s: u64,
 }

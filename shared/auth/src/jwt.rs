@@ -24,6 +24,11 @@ pub struct Claims {
     pub jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Fingerprint of the user's password hash when the session began
+    /// ([`crate::password::stamp`]); a session whose stamp no longer matches (the
+    /// password changed) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwd: Option<String>,
     /// Audience; checked by the validation, kept for re-encoding.
     pub aud: serde_json::Value,
 }
@@ -105,12 +110,14 @@ impl Jwt {
         })
     }
 
-    /// A session token for `sub`. Returns it with its claims.
+    /// A session token for `sub`, bound to its password `stamp`. Returns it with its
+    /// claims.
     pub fn issue(
         &self,
         sub: &str,
         name: &str,
         roles: Vec<String>,
+        stamp: &str,
     ) -> anyhow::Result<(String, Claims)> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
@@ -121,6 +128,7 @@ impl Jwt {
             iss: self.issuer.clone(),
             jti: uuid::Uuid::now_v7().to_string(),
             name: Some(name.to_owned()),
+            pwd: Some(stamp.to_owned()),
             aud: serde_json::Value::String(self.audience.clone()),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
@@ -211,7 +219,7 @@ mod tests {
     #[test]
     fn an_issued_token_verifies() {
         let j = jwt();
-        let (t, c) = j.issue("u1", "ann", vec!["admin".into()]).unwrap();
+        let (t, c) = j.issue("u1", "ann", vec!["admin".into()], "s").unwrap();
         let (back, kind) = j.verify(&t).unwrap();
         assert_eq!(back, c);
         assert_eq!(kind, PrincipalKind::User);
@@ -229,7 +237,7 @@ mod tests {
     #[test]
     fn tampered_expired_wrong_audience_and_wrong_types_are_refused() {
         let j = jwt();
-        let (t, _) = j.issue("u1", "ann", vec![]).unwrap();
+        let (t, _) = j.issue("u1", "ann", vec![], "s").unwrap();
         let mut parts: Vec<&str> = t.split('.').collect();
         let forged = b64(&serde_json::json!({"sub": "admin"}));
         parts[1] = &forged;

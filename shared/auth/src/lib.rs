@@ -5,13 +5,18 @@
 //! - `password`: argon2 hashing.
 //! - `rbac`: a cached view of the RBAC projection (roles, grants, user roles, API tokens,
 //!   revoked sessions), dropped whenever the registry applies a change.
-//! - [`Principal`]: the authenticated caller and its effective permissions.
+//! - `http`: the credential of a request and the origin rule (gateway and notify).
+//! - `throttle`: growing delays after failed logins, per account and per address.
+//! - [`Principal`]: the authenticated caller and its effective permissions; its
+//!   [`Principal::has`] is the one permission check of the platform.
 
 pub mod config;
+pub mod http;
 pub mod jwt;
 pub mod password;
 pub mod rbac;
 pub mod signing;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +33,10 @@ pub mod perms {
     /// Set, unset and list apps' variables and secrets.
     pub const APPS_ENV: &str = "apps:env";
     pub const JOBS_READ_ALL: &str = "jobs:read_all";
+    /// Cancel any user's job (seeing them, `jobs:read_all`, is not enough).
+    pub const JOBS_CANCEL_ALL: &str = "jobs:cancel_all";
+    /// Read `/metrics` on the public address.
+    pub const METRICS_READ: &str = "metrics:read";
     pub const RBAC_MANAGE: &str = "rbac:manage";
 }
 
@@ -50,6 +59,8 @@ pub struct Principal {
     pub jti: Option<String>,
     /// Expiry of the session token (Unix seconds), for logout.
     pub exp: Option<i64>,
+    /// Password stamp of a user's session ([`password::stamp`]).
+    pub stamp: Option<String>,
     permissions: Arc<HashSet<String>>,
 }
 
@@ -68,6 +79,7 @@ impl Principal {
             kind,
             jti: None,
             exp: None,
+            stamp: None,
             permissions,
         }
     }

@@ -24,6 +24,8 @@ pub struct UserRow {
     pub username: String,
     pub disabled: bool,
     pub roles: Vec<String>,
+    /// [`crate::password::stamp`] of the current password hash.
+    pub stamp: String,
 }
 
 #[derive(Debug, Clone)]
@@ -177,13 +179,13 @@ impl Rbac {
         let db = self.db.clone();
         let key = id.to_owned();
         self.cached(&self.users, id, || async move {
-            let row: Option<(String, String, bool)> = sqlx::query_as(
-                "SELECT id, username, disabled FROM noderouter_core.users WHERE id = $1",
+            let row: Option<(String, String, bool, String)> = sqlx::query_as(
+                "SELECT id, username, disabled, password_hash FROM noderouter_core.users WHERE id = $1",
             )
             .bind(&key)
             .fetch_optional(&db)
             .await?;
-            let Some((id, username, disabled)) = row else {
+            let Some((id, username, disabled, hash)) = row else {
                 return Ok(None);
             };
             let roles: Vec<(String,)> = sqlx::query_as(
@@ -197,6 +199,7 @@ impl Rbac {
                 username,
                 disabled,
                 roles: roles.into_iter().map(|r| r.0).collect(),
+                stamp: crate::password::stamp(&hash),
             }))
         })
         .await
@@ -255,6 +258,71 @@ impl Rbac {
         .await
     }
 
+    /// An API token's principal: its roles, cut down to those its owner still holds
+    /// (all of them while the owner is an admin), so a token never carries more than
+    /// its owner holds now.
+    async fn token_principal(&self, id: &str, token: TokenRow) -> Result<Principal, AuthError> {
+        if !token.usable {
+            return Err(AuthError::Revoked);
+        }
+        let owner = match self.user(&token.owner).await? {
+            Some(o) if !o.disabled => o,
+            _ => return Err(AuthError::Disabled),
+        };
+        let roles: Vec<String> = if owner.roles.iter().any(|r| r == crate::ADMIN_ROLE) {
+            token.roles
+        } else {
+            token
+                .roles
+                .into_iter()
+                .filter(|r| owner.roles.contains(r))
+                .collect()
+        };
+        let permissions = self.permissions_for(&roles).await?;
+        Ok(Principal::new(
+            format!("token:{id}"),
+            token.name,
+            roles,
+            PrincipalKind::ApiToken,
+            permissions,
+        ))
+    }
+
+    /// A platform user's principal from a session: refused when the session was
+    /// revoked, the user is gone or disabled, or the password changed since (`stamp`).
+    async fn session_principal(
+        &self,
+        sub: &str,
+        jti: Option<&str>,
+        stamp: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        if let Some(jti) = jti {
+            if self.is_revoked(jti).await? {
+                return Err(AuthError::Revoked);
+            }
+        }
+        let user = self
+            .user(sub)
+            .await?
+            .ok_or_else(|| AuthError::Invalid("unknown user".into()))?;
+        if user.disabled {
+            return Err(AuthError::Disabled);
+        }
+        if stamp != Some(user.stamp.as_str()) {
+            return Err(AuthError::Revoked);
+        }
+        let permissions = self.permissions_for(&user.roles).await?;
+        let mut p = Principal::new(
+            user.id,
+            user.username,
+            user.roles,
+            PrincipalKind::User,
+            permissions,
+        );
+        p.stamp = Some(user.stamp);
+        Ok(p)
+    }
+
     /// Authenticates a bearer credential: an API token (`nrt_…`) or a JWT.
     pub async fn authenticate(&self, jwt: &Jwt, credential: &str) -> Result<Principal, AuthError> {
         if let Some(rest) = credential.strip_prefix(TOKEN_PREFIX) {
@@ -268,47 +336,86 @@ impl Rbac {
             if !constant_time_eq(&hash_secret(secret), &token.secret_hash) {
                 return Err(AuthError::Invalid("unknown API token".into()));
             }
-            if !token.usable {
-                return Err(AuthError::Revoked);
-            }
-            let owner = self.user(&token.owner).await?;
-            if owner.as_ref().is_none_or(|o| o.disabled) {
-                return Err(AuthError::Disabled);
-            }
-            let permissions = self.permissions_for(&token.roles).await?;
-            return Ok(Principal::new(
-                format!("token:{id}"),
-                token.name,
-                token.roles,
-                PrincipalKind::ApiToken,
-                permissions,
-            ));
+            return self.token_principal(id, token).await;
         }
         let (claims, kind) = jwt.verify(credential)?;
-        if self.is_revoked(&claims.jti).await? {
-            return Err(AuthError::Revoked);
-        }
-        let (name, roles) = match kind {
+        let mut p = match kind {
+            // A platform user's roles are read live, so a change applies at once.
             PrincipalKind::User => {
-                // A platform user's roles are read live, so a change applies at once.
-                let user = self
-                    .user(&claims.sub)
+                self.session_principal(&claims.sub, Some(&claims.jti), claims.pwd.as_deref())
                     .await?
-                    .ok_or_else(|| AuthError::Invalid("unknown user".into()))?;
-                if user.disabled {
-                    return Err(AuthError::Disabled);
-                }
-                (user.username, user.roles)
             }
-            _ => (
-                claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
-                claims.roles.clone(),
-            ),
+            _ => {
+                if self.is_revoked(&claims.jti).await? {
+                    return Err(AuthError::Revoked);
+                }
+                let permissions = self.permissions_for(&claims.roles).await?;
+                Principal::new(
+                    claims.sub.clone(),
+                    claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+                    claims.roles.clone(),
+                    kind,
+                    permissions,
+                )
+            }
         };
-        let permissions = self.permissions_for(&roles).await?;
-        let mut p = Principal::new(claims.sub, name, roles, kind, permissions);
         p.jti = Some(claims.jti);
         p.exp = Some(claims.exp);
         Ok(p)
     }
+
+    /// Checks again a principal recorded earlier (a WebSocket opened with a one-time
+    /// ticket): the same rules as [`Rbac::authenticate`], read live.
+    pub async fn recheck(&self, recorded: &Recorded) -> Result<Principal, AuthError> {
+        match recorded.kind {
+            PrincipalKind::User => {
+                let mut p = self
+                    .session_principal(
+                        &recorded.sub,
+                        recorded.jti.as_deref(),
+                        recorded.stamp.as_deref(),
+                    )
+                    .await?;
+                p.jti = recorded.jti.clone();
+                Ok(p)
+            }
+            PrincipalKind::ApiToken => {
+                let id = recorded
+                    .sub
+                    .strip_prefix("token:")
+                    .ok_or_else(|| AuthError::Invalid("malformed API token subject".into()))?;
+                let token = self.token(id).await?.ok_or(AuthError::Revoked)?;
+                self.token_principal(id, token).await
+            }
+            PrincipalKind::External => {
+                if let Some(jti) = &recorded.jti {
+                    if self.is_revoked(jti).await? {
+                        return Err(AuthError::Revoked);
+                    }
+                }
+                let permissions = self.permissions_for(&recorded.roles).await?;
+                let mut p = Principal::new(
+                    recorded.sub.clone(),
+                    recorded.sub.clone(),
+                    recorded.roles.clone(),
+                    PrincipalKind::External,
+                    permissions,
+                );
+                p.jti = recorded.jti.clone();
+                Ok(p)
+            }
+        }
+    }
+}
+
+/// A principal as recorded when a one-time ticket was issued, to be checked again
+/// while the socket it opened stays open.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub sub: String,
+    pub kind: PrincipalKind,
+    /// Roles of an external principal (users' and tokens' are read live).
+    pub roles: Vec<String>,
+    pub jti: Option<String>,
+    pub stamp: Option<String>,
 }

@@ -1,4 +1,5 @@
-/* NodeRouter login page: posts the form as JSON, then goes to ?next= (same site only). */
+/* NodeRouter login page: posts the form as JSON, then goes to ?next= (same site only;
+   the server has already vetted it into data-next). */
 (function () {
   "use strict";
   var form = document.getElementById("nr-login");
@@ -6,10 +7,17 @@
   var submit = document.getElementById("nr-login-submit");
 
   function target() {
-    var next = new URLSearchParams(window.location.search).get("next") || "/admin";
-    // Only a path on this site: not "//host", not "/\host", not "javascript:".
-    if (next.charAt(0) !== "/" || next.charAt(1) === "/" || next.charAt(1) === "\\") return "/admin";
-    return next;
+    var next = form.getAttribute("data-next") || "/admin";
+    // Only a path on this site: not "//host", not "/\host", not "/<tab>/host" (the URL
+    // parser drops tabs and newlines), not "javascript:".
+    if (next.charAt(0) !== "/" || /[\s\\]/.test(next)) return "/admin";
+    try {
+      var url = new URL(next, window.location.origin);
+      if (url.origin !== window.location.origin) return "/admin";
+      return url.pathname + url.search + url.hash;
+    } catch (_) {
+      return "/admin";
+    }
   }
 
   function show(message) {

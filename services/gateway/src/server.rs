@@ -1,0 +1,170 @@
+//! The gateway's accept loop, in place of `axum::serve`, for the limits a public
+//! listener needs (see `docs/security.md`, "Identity and HTTP limits"):
+//!
+//! - a connection cap (`NR_MAX_CONNECTIONS`): past it, a new connection is closed at
+//!   once instead of queueing, so slow clients cannot hold every slot and the memory
+//!   they cost is bounded;
+//! - a header read timeout (`NR_HEADER_TIMEOUT_S`): a client that does not finish its
+//!   request head in time is disconnected;
+//! - a body read deadline (`NR_BODY_TIMEOUT_S`): a request body not read in full by
+//!   then fails, answering 408 and closing the connection;
+//! - the peer address as `ConnectInfo`, for per-address login throttling.
+//!
+//! A WebSocket leaves the connection count when it is upgraded; notify caps sockets
+//! per user.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub header_read: Duration,
+    pub max_connections: usize,
+}
+
+/// How long a stopping server waits for open requests.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves `router` on `listener` until `stop`, within `limits`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max, "connection cap reached; connection closed");
+            drop(stream);
+            continue;
+        };
+        let router = router.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req.map(Body::new))
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(DRAIN, conn).await;
+                }
+            }
+        });
+    }
+    // Wait for open connections to finish (each holds a permit).
+    let _ = tokio::time::timeout(DRAIN, permits.acquire_many(max as u32)).await;
+    Ok(())
+}
+
+/// A request body that fails once `deadline` has passed since the request began.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received within the body read timeout")]
+struct BodyTimedOut;
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: gives the request body a read deadline; a handler that failed because
+/// of it answers 408 and the connection is closed.
+pub(crate) async fn body_deadline(timeout: Duration, req: Request, next: Next) -> Response {
+    let expired = Arc::new(AtomicBool::new(false));
+    let flag = expired.clone();
+    let req = req.map(move |inner| {
+        if inner.is_end_stream() {
+            return inner;
+        }
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            expired: flag,
+        })
+    });
+    let res = next.run(req).await;
+    if expired.load(Ordering::Acquire) {
+        let mut res = crate::error::ApiError::Timeout(BodyTimedOut.to_string()).into_response();
+        *res.status_mut() = StatusCode::REQUEST_TIMEOUT;
+        res.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return res;
+    }
+    res
+}
