@@ -37,6 +37,21 @@ pub struct LoadSpec {
     /// The app's own variables and secrets, set after the platform's allow-list (a
     /// name the platform sets is not overridden).
     pub env: Vec<(String, String)>,
+    /// How job workers are reused.
+    pub jobs: JobPoolSpec,
+}
+
+/// Reuse of job workers: a job worker serves one job at a time, never a sync call, and
+/// is replaced after `max_jobs` jobs, when its resident memory passes `max_rss_mb`, or
+/// when its job was cancelled, timed out or crashed.
+#[derive(Debug, Clone, Copy)]
+pub struct JobPoolSpec {
+    pub max_jobs: u32,
+    pub max_rss_mb: u64,
+    /// Idle job workers kept per app revision.
+    pub idle: usize,
+    /// Bytes of captured output kept per job.
+    pub log_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +93,14 @@ pub struct FiredAction {
 pub struct CallReply {
     pub body: Vec<u8>,
     pub actions: Vec<FiredAction>,
+    /// Captured stdout, stderr and `logging` output (jobs only).
+    pub logs: Option<String>,
+}
+
+/// A failed job call and the output it captured before failing.
+pub struct JobError {
+    pub error: CallError,
+    pub logs: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +118,12 @@ struct ReplyHeader {
     traceback: Option<String>,
     #[serde(default)]
     actions: Vec<FiredAction>,
+    /// A live log line of a job (a frame of its own, like progress).
+    #[serde(default)]
+    log: Option<String>,
+    /// The job's captured output, on the final reply.
+    #[serde(default)]
+    logs: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +181,9 @@ pub struct AppHost {
     uid: Option<u32>,
     /// Every worker forked and not yet killed: the host's other children are strays.
     workers: Mutex<HashSet<i32>>,
+    /// Idle job workers (never used for sync calls) and how many jobs each served.
+    job_idle: Mutex<Vec<(Worker, u32)>>,
+    jobs: JobPoolSpec,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -244,6 +276,8 @@ impl AppHost {
             host_pid,
             uid,
             workers: Mutex::new(HashSet::new()),
+            job_idle: Mutex::new(Vec::new()),
+            jobs: spec.jobs,
         });
         let warm = host
             .fork_worker()
@@ -370,6 +404,7 @@ impl AppHost {
         let result = self
             .exchange(&mut worker, &header, body, remaining, None, None)
             .await
+            .map_err(|e| e.error)
             .map_err(|e| match e {
                 CallError::Timeout(_) => CallError::Timeout(self.timeout),
                 other => other,
@@ -381,8 +416,9 @@ impl AppHost {
         result
     }
 
-    /// Runs one async job in a worker of its own, forked for it and stopped after it:
-    /// isolated from the sync pool and from other jobs, without importing the app again.
+    /// Runs one async job on a job worker: one that serves jobs only, one at a time
+    /// (isolated from the sync pool and from other running jobs), kept warm with its
+    /// connection between jobs and replaced as [`JobPoolSpec`] says.
     pub async fn run_job(
         &self,
         body: &[u8],
@@ -390,12 +426,22 @@ impl AppHost {
         limit: Duration,
         progress: tokio::sync::mpsc::UnboundedSender<Progress>,
         cancel: CancellationToken,
-    ) -> Result<CallReply, CallError> {
-        let mut worker = self.fork_worker().await?;
+    ) -> Result<CallReply, JobError> {
+        let idle = self.lock_job_idle().pop();
+        let (mut worker, served) = match idle {
+            Some(w) => w,
+            None => (
+                self.fork_worker()
+                    .await
+                    .map_err(|error| JobError { error, logs: None })?,
+                0,
+            ),
+        };
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
             "rid": job_id,
             "inject": {"_job_id": job_id},
+            "capture": self.jobs.log_bytes,
         });
         let result = self
             .exchange(
@@ -407,8 +453,29 @@ impl AppHost {
                 Some(cancel),
             )
             .await;
-        self.kill_worker(&worker);
+        let served = served.saturating_add(1);
+        let healthy = matches!(
+            &result,
+            Ok(_)
+                | Err(JobError {
+                    error: CallError::Exception { .. },
+                    ..
+                })
+        );
+        let keep = healthy
+            && served < self.jobs.max_jobs
+            && !over_memory(worker.pid, self.jobs.max_rss_mb)
+            && self.lock_job_idle().len() < self.jobs.idle;
+        if keep {
+            self.lock_job_idle().push((worker, served));
+        } else {
+            self.kill_worker(&worker);
+        }
         result
+    }
+
+    fn lock_job_idle(&self) -> std::sync::MutexGuard<'_, Vec<(Worker, u32)>> {
+        self.job_idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sends one call and reads frames until the final reply, forwarding progress.
@@ -420,17 +487,22 @@ impl AppHost {
         limit: Duration,
         progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
         cancel: Option<CancellationToken>,
-    ) -> Result<CallReply, CallError> {
+    ) -> Result<CallReply, JobError> {
         let body = if body.is_empty() {
             b"{}".as_slice()
         } else {
             body
         };
         let stream = &mut worker.stream;
+        let rid = header["rid"].as_str().unwrap_or("").to_owned();
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                if let Some(line) = &h.log {
+                    tracing::info!(target: "app", app = %self.app, rid = %rid, "{line}");
+                    continue;
+                }
                 match h.progress {
                     Some(percent) => {
                         if let Some(tx) = &progress {
@@ -452,24 +524,29 @@ impl AppHost {
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, exchange) => r,
-            _ = cancelled => return Err(CallError::Cancelled),
+            _ = cancelled => return Err(JobError { error: CallError::Cancelled, logs: None }),
         };
+        let bare = |error| JobError { error, logs: None };
         match outcome {
-            Err(_) => Err(CallError::Timeout(limit)),
-            Ok(Err(e)) => Err(CallError::Crashed(format!(
+            Err(_) => Err(bare(CallError::Timeout(limit))),
+            Ok(Err(e)) => Err(bare(CallError::Crashed(format!(
                 "the worker process running app '{}' died during the call ({e}); it was replaced",
                 self.app
-            ))),
+            )))),
             Ok(Ok((header, out))) => {
                 if header.ok {
                     Ok(CallReply {
                         body: out,
                         actions: header.actions,
+                        logs: header.logs,
                     })
                 } else {
-                    Err(CallError::Exception {
-                        error: header.error.unwrap_or_else(|| "execute() failed".into()),
-                        traceback: header.traceback.unwrap_or_default(),
+                    Err(JobError {
+                        error: CallError::Exception {
+                            error: header.error.unwrap_or_else(|| "execute() failed".into()),
+                            traceback: header.traceback.unwrap_or_default(),
+                        },
+                        logs: header.logs,
                     })
                 }
             }
@@ -482,6 +559,9 @@ impl Drop for AppHost {
         for w in self.lock_idle().drain(..) {
             w.kill();
         }
+        for (w, _) in self.lock_job_idle().drain(..) {
+            w.kill();
+        }
         // The host, its workers and anything re-parented to it.
         if let Some(pid) = self.host_pid {
             contain::kill_tree(pid, self.uid);
@@ -492,4 +572,20 @@ impl Drop for AppHost {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// True when the process's resident memory is above `max_mb` MiB (0: no limit).
+fn over_memory(pid: i32, max_mb: u64) -> bool {
+    if max_mb == 0 {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .is_some_and(|kb| kb / 1024 > max_mb)
 }

@@ -19,6 +19,7 @@ mod env_watch;
 mod exec;
 pub mod frame;
 pub mod host;
+mod job_run;
 mod jobs;
 mod spawner;
 mod unpack;
@@ -292,6 +293,7 @@ impl Runner {
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
         self.shutdown.cancel();
+        jobs::drain(&self.inner, std::time::Duration::from_secs(5)).await;
         let hosts: Vec<Arc<AppHost>> = self
             .inner
             .hosts
@@ -464,6 +466,7 @@ impl Inner {
                 import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
                 identity,
                 env,
+                jobs: self.config.job_pool(),
             },
         )
         .await
