@@ -11,3 +11,7 @@ CREATE INDEX job_queue_finished ON noderouter_core.job_queue (updated_at)
     WHERE status IN ('completed', 'failed', 'cancelled');
 -- Bulk re-queue of an app's dead letters.
 CREATE INDEX job_queue_by_app_status ON noderouter_core.job_queue (app_name, status);
+
+INSERT INTO noderouter_core.permissions (name, description, source) VALUES
+    ('jobs:requeue_all', 'Re-queue any user''s failed async job', 'platform')
+ON CONFLICT (name) DO NOTHING;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 mod identity;
 mod jobs;
+mod job_ops;
 mod openapi;
 mod server;
 mod shell;

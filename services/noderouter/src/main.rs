@@ -2,6 +2,7 @@
 
 mod author;
 mod env_cmd;
+mod job_cmd;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ enum Command {
     /// Author tools: scaffold, lint, pack and deploy an app; list, roll back and delete versions.
     #[command(subcommand)]
     App(AppCommand),
+    /// Async jobs: re-queue failed ones, read their logs.
+    #[command(subcommand)]
+    Job(job_cmd::JobCommand),
 }
 
 #[derive(Subcommand)]
@@ -189,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             author::delete(&remote.remote(), &app).await
         }
         Command::App(AppCommand::Env(cmd)) => env_cmd::run(cmd).await,
+        Command::Job(cmd) => job_cmd::run(cmd).await,
     }
 }
 

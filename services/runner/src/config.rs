@@ -38,6 +38,34 @@ pub struct RunnerConfig {
     /// again this long after the runner's last renewal.
     #[arg(long, env = "NR_JOB_LEASE_S", default_value_t = 30.0)]
     pub job_lease_s: f64,
+    /// Job slots, per-app limits, job workers, logs and retention.
+    #[command(flatten)]
+    pub jobs: JobArgs,
+    /// Address-space limit of each worker process, MiB (0: none). An app over it gets
+    /// MemoryError.
+    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
+    pub worker_memory_mb: u64,
+    /// Keys that sign runner requests (comma-separated; any verifies). Unset:
+    /// development mode, unsigned requests are served.
+    #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
+    pub runner_secret: Option<String>,
+    /// Key that opens app secrets (the gateway's `NR_SECRETS_KEY`; several,
+    /// comma-separated, during a rotation). Unset: an app with secrets does not load.
+    #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// App users, uid range and process limits (shared with deploy's import check).
+    #[command(flatten)]
+    pub contain: nr_infra::appid::ContainArgs,
+    /// Working directory for unpacked bundles and the worker socket. Run as root, its
+    /// parents must be traversable by other users (mode o+x): app uids reach their
+    /// bundles and the worker socket through it.
+    #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
+    pub work_dir: PathBuf,
+}
+
+/// How a runner schedules and keeps jobs (shared by the all-in-one process).
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
     /// Jobs one runner runs at once; 0 means eight per core.
     #[arg(long, env = "NR_JOB_CONCURRENCY", default_value_t = 0)]
     pub job_concurrency: usize,
@@ -64,51 +92,31 @@ pub struct RunnerConfig {
     /// Rows deleted per prune statement.
     #[arg(long, env = "NR_JOB_PRUNE_BATCH", default_value_t = 500)]
     pub job_prune_batch: i64,
-    /// Address-space limit of each worker process, MiB (0: none). An app over it gets
-    /// MemoryError.
-    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
-    pub worker_memory_mb: u64,
-    /// Keys that sign runner requests (comma-separated; any verifies). Unset:
-    /// development mode, unsigned requests are served.
-    #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
-    pub runner_secret: Option<String>,
-    /// Key that opens app secrets (the gateway's `NR_SECRETS_KEY`; several,
-    /// comma-separated, during a rotation). Unset: an app with secrets does not load.
-    #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
-    pub secrets_key: Option<String>,
-    /// App users, uid range and process limits (shared with deploy's import check).
-    #[command(flatten)]
-    pub contain: nr_infra::appid::ContainArgs,
-    /// Working directory for unpacked bundles and the worker socket. Run as root, its
-    /// parents must be traversable by other users (mode o+x): app uids reach their
-    /// bundles and the worker socket through it.
-    #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
-    pub work_dir: PathBuf,
 }
 
 impl RunnerConfig {
     pub fn job_concurrency(&self) -> usize {
-        if self.job_concurrency == 0 {
+        if self.jobs.job_concurrency == 0 {
             8 * nr_config::cores()
         } else {
-            self.job_concurrency
+            self.jobs.job_concurrency
         }
     }
 
     pub fn job_app_concurrency(&self) -> usize {
-        if self.job_app_concurrency == 0 {
+        if self.jobs.job_app_concurrency == 0 {
             (self.job_concurrency() / 2).max(1)
         } else {
-            self.job_app_concurrency
+            self.jobs.job_app_concurrency
         }
     }
 
     pub fn job_pool(&self) -> crate::host::JobPoolSpec {
         crate::host::JobPoolSpec {
-            max_jobs: self.job_worker_max_jobs.max(1),
-            max_rss_mb: self.job_worker_max_rss_mb,
+            max_jobs: self.jobs.job_worker_max_jobs.max(1),
+            max_rss_mb: self.jobs.job_worker_max_rss_mb,
             idle: self.job_app_concurrency().max(1),
-            log_bytes: self.job_log_bytes,
+            log_bytes: self.jobs.job_log_bytes,
         }
     }
 

@@ -306,9 +306,9 @@ async fn wait_for_slot(
 
 /// Deletes finished jobs older than the retention, in small batches, now and then.
 async fn prune_loop(inner: Arc<Inner>, stop: CancellationToken) {
-    let every = nr_contracts::manifest::duration_or(inner.config.job_prune_interval_s, 60.0);
-    let age = nr_contracts::manifest::duration_or(inner.config.job_retention_s, 604_800.0);
-    let batch = inner.config.job_prune_batch.max(1);
+    let every = nr_contracts::manifest::duration_or(inner.config.jobs.job_prune_interval_s, 60.0);
+    let age = nr_contracts::manifest::duration_or(inner.config.jobs.job_retention_s, 604_800.0);
+    let batch = inner.config.jobs.job_prune_batch.max(1);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

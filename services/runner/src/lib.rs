@@ -39,7 +39,7 @@ use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
 use tokio_util::sync::CancellationToken;
 
-pub use config::RunnerConfig;
+pub use config::{JobArgs, RunnerConfig};
 use host::{AppHost, LoadError, LoadSpec, Spawner};
 
 const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
