@@ -174,7 +174,15 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
                     _ => retry.delay(attempt),
                 };
                 tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), reason = %error, "job will be retried");
-                let _ = nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref()).await;
+                if matches!(
+                    nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref()).await,
+                    Ok(true)
+                ) {
+                    let note = format!("retry in {} s: {error}", delay.as_secs_f64());
+                    inner
+                        .publish_progress(id, &app, JobStatus::Pending, 0, Some(note), submitted_by.clone())
+                        .await;
+                }
                 let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
                 return;
             }
