@@ -8,6 +8,11 @@ mod common;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+
 use common::{client_with_token, post, role, Harness};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
@@ -24,6 +29,57 @@ async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
     let (s, b) = h.submit(app, body).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
     b["job_id"].as_str().unwrap().to_owned()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+/// A socket on the hub with the session cookie, from the site's own origin.
+async fn ws(base: &str, token: &str) -> Ws {
+    let host = base.trim_start_matches("http://").to_owned();
+    let mut req = format!("ws://{host}/api/ws/notify")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "cookie",
+        HeaderValue::from_str(&format!("nr_session={token}")).unwrap(),
+    );
+    req.headers_mut().insert(
+        "origin",
+        HeaderValue::from_str(&format!("http://{host}")).unwrap(),
+    );
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Messages of `job` until its final `job` message (or 20 s).
+async fn job_messages(ws: &mut Ws, job: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        let Message::Text(t) = m else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["job_id"] != job {
+            continue;
+        }
+        let done = v["type"] == "job" && is_final(&v);
+        out.push(v);
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+async fn login(h: &Harness, name: &str) -> String {
+    let (s, b) = post(
+        &reqwest::Client::new(),
+        format!("{}/api/auth/login", h.url),
+        json!({"username": name, "password": "password-123"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["token"].as_str().unwrap().to_owned()
 }
 
 async fn user(h: &Harness, name: &str, roles: &[&str]) -> reqwest::Client {
@@ -177,8 +233,37 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
         ],
     )
     .await;
+    let stranger = user(&h, "stranger", &[]).await;
+    let mut mine = ws(&h.url, h.platform.as_ref().unwrap().admin_token()).await;
+    let mut theirs = ws(&h.url, &login(&h, "stranger").await).await;
     let id = submit_id(&h, &app, json!({"n": 1})).await;
     let many = submit_id(&h, &app, json!({"n": 2, "lines": 5000, "fail": true})).await;
+    // Live over the WebSocket, to the submitter only.
+    let live = job_messages(&mut mine, &id).await;
+    let lines: Vec<&str> = live
+        .iter()
+        .filter(|m| m["type"] == "job_log")
+        .filter_map(|m| m["line"].as_str())
+        .collect();
+    assert!(
+        lines.contains(&format!("[{id}] hello from the job").as_str()),
+        "no live log line in {live:?}"
+    );
+    let log_at = live.iter().position(|m| m["type"] == "job_log").unwrap();
+    let final_at = live.iter().position(|m| m["type"] == "job" && is_final(m)).unwrap();
+    assert!(log_at < final_at, "the live line came after the final state");
+    let leaked = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Some(Ok(m)) = theirs.next().await {
+            if let Message::Text(t) = m {
+                if t.contains("job_log") {
+                    return t.to_string();
+                }
+            }
+        }
+        String::new()
+    })
+    .await;
+    assert!(leaked.is_err() || leaked.as_deref() == Ok(""), "another user got {leaked:?}");
     let job = h.wait_job(&id, is_final).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["big"].as_str().unwrap().len(), 1000);
@@ -212,7 +297,6 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
     assert!(text.contains(&format!("[{many}] line 0")), "first lines kept");
 
     // Another user sees neither the job nor its logs.
-    let stranger = user(&h, "stranger", &[]).await;
     let r = stranger
         .get(format!("{}/api/async/jobs/{id}/logs", h.url))
         .send()

@@ -449,6 +449,8 @@ def serve_worker(sock, execute, wants_conn, is_async):
             reply["ok"] = False
             reply["error"] = "%s: %s" % (type(exc).__name__, exc)
             reply["traceback"] = traceback.format_exc()
+            if stop_capture is not None:  # kept with the job, as a script's stderr would
+                sys.stderr.write(reply["traceback"])
         finally:
             holder.clean()
             # Nothing the call started outlives it (forks, setsid daemons, subprocesses).

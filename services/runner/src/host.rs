@@ -81,6 +81,8 @@ pub enum CallError {
 pub struct Progress {
     pub percent: i32,
     pub message: Option<String>,
+    /// A live log line of a job instead of a progress report.
+    pub log: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -499,8 +501,15 @@ impl AppHost {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
-                if let Some(line) = &h.log {
+                if let Some(line) = h.log {
                     tracing::info!(target: "app", app = %self.app, rid = %rid, "{line}");
+                    if let Some(tx) = &progress {
+                        let _ = tx.send(Progress {
+                            percent: 0,
+                            message: None,
+                            log: Some(line),
+                        });
+                    }
                     continue;
                 }
                 match h.progress {
@@ -509,6 +518,7 @@ impl AppHost {
                             let _ = tx.send(Progress {
                                 percent,
                                 message: h.message,
+                                log: None,
                             });
                         }
                     }

@@ -240,8 +240,13 @@ async fn run(
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     let reporter = {
         let inner = inner.clone();
+        let app = job.app_name.clone();
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
+                if let Some(line) = p.log {
+                    inner.publish_log(id, &app, line).await;
+                    continue;
+                }
                 let percent = p.percent.clamp(0, 99);
                 if matches!(nr_jobs::set_progress(&inner.db, id, attempt, percent).await, Ok(true)) {
                     inner.report_progress(id, percent, p.message).await;
@@ -306,6 +311,28 @@ pub(crate) async fn listen_progress(inner: Arc<Inner>, shutdown: CancellationTok
 }
 
 impl Inner {
+    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
+    async fn publish_log(&self, id: Uuid, app: &str, line: String) {
+        let submitted_by = self.jobs.lock().get(&id).and_then(|r| r.submitted_by.clone());
+        let event = nr_contracts::Envelope::new(
+            nr_contracts::events::JOB_LOG,
+            &self.id,
+            nr_contracts::events::JobLog {
+                job_id: id.to_string(),
+                app_name: app.to_owned(),
+                line,
+                submitted_by,
+            },
+        );
+        let Ok(payload) = nr_contracts::encode(&event) else {
+            return;
+        };
+        let subject = nr_contracts::subjects::job_log(app, &id.to_string());
+        if let Err(e) = self.nats.publish(subject, payload.into()).await {
+            tracing::debug!(job = %id, error = %e, "cannot publish a job log line");
+        }
+    }
+
     /// Publishes a running job's progress once per distinct value.
     async fn report_progress(&self, id: Uuid, progress: i32, message: Option<String>) {
         let target = {
