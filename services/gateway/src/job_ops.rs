@@ -88,12 +88,17 @@ async fn queue_again(state: &AppState, jobs: &[nr_jobs::Requeued]) -> Result<(),
                 app_rev: rev,
             },
         );
-        nr_infra::bus::publish_event(&state.js, &subjects::job_submitted(&job.app_name), &event, None)
-            .await
-            .map_err(|e| {
-                tracing::error!(job = %id, error = %e, "cannot queue re-queued job");
-                ApiError::Unavailable("the job queue is unavailable; retry shortly".into())
-            })?;
+        nr_infra::bus::publish_event(
+            &state.js,
+            &subjects::job_submitted(&job.app_name),
+            &event,
+            None,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(job = %id, error = %e, "cannot queue re-queued job");
+            ApiError::Unavailable("the job queue is unavailable; retry shortly".into())
+        })?;
         let progress = Envelope::new(
             JOB_PROGRESS,
             &state.node,
@@ -195,8 +200,7 @@ pub(crate) async fn requeue_app(
     let body = parse_body(&body)?;
     let Some(app) = body.app_name.as_deref() else {
         return Err(ApiError::BadRequest(
-            "re-queue body field app_name: required (the app whose failed jobs to re-queue)"
-                .into(),
+            "re-queue body field app_name: required (the app whose failed jobs to re-queue)".into(),
         ));
     };
     if !is_app_name(app) {
@@ -261,7 +265,8 @@ pub(crate) async fn logs(
     let found = nr_jobs::logs(&state.db, uuid, crate::jobs::viewer(&caller))
         .await
         .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
-    let (status, logs) = found.ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))?;
+    let (status, logs) =
+        found.ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))?;
     Ok(Json(JobLogs {
         job_id: id,
         status,

@@ -27,7 +27,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/async/{app}", post(submit))
         .route("/api/async/jobs", get(list_jobs))
         .route("/api/async/jobs/{id}", get(get_job).delete(cancel))
-        .route("/api/async/jobs/{id}/requeue", post(crate::job_ops::requeue_one))
+        .route(
+            "/api/async/jobs/{id}/requeue",
+            post(crate::job_ops::requeue_one),
+        )
         .route("/api/async/jobs/{id}/logs", get(crate::job_ops::logs))
         .route("/api/async/requeue", post(crate::job_ops::requeue_app))
 }
@@ -119,9 +122,10 @@ pub(crate) async fn submit(
         ));
     }
     if let Some(key) = &idempotency_key {
-        let existing = nr_jobs::by_idempotency_key(&state.db, &caller.0.sub, key, IDEMPOTENCY_WINDOW)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+        let existing =
+            nr_jobs::by_idempotency_key(&state.db, &caller.0.sub, key, IDEMPOTENCY_WINDOW)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
         if let Some((id, existing_app, node)) = existing {
             if existing_app != app {
                 return Err(ApiError::Conflict(format!(
@@ -270,7 +274,11 @@ pub(crate) fn viewer(caller: &Caller) -> nr_jobs::Viewer<'_> {
 
 /// The job if the caller may see it: its submitter, or a holder of `jobs:read_all`.
 /// Anyone else is told it does not exist.
-pub(crate) async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<nr_jobs::Job, ApiError> {
+pub(crate) async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<nr_jobs::Job, ApiError> {
     let uuid = parse_id(id)?;
     let job = nr_jobs::get(&state.db, uuid, viewer(caller))
         .await
@@ -429,7 +437,8 @@ pub(crate) async fn cancel(
     let seen = visible_job(&state, &caller, &id).await?;
     // Seeing every job (`jobs:read_all`) is not leave to stop them: cancelling needs
     // to be the submitter, or to hold `jobs:cancel_all`.
-    if !caller.0.has(perms::JOBS_CANCEL_ALL) && seen.submitted_by.as_deref() != Some(&caller.0.sub) {
+    if !caller.0.has(perms::JOBS_CANCEL_ALL) && seen.submitted_by.as_deref() != Some(&caller.0.sub)
+    {
         return Err(ApiError::Forbidden(format!(
             "only the job's submitter, or a holder of '{}', may cancel job '{id}'",
             perms::JOBS_CANCEL_ALL

@@ -67,7 +67,9 @@ async fn requeue(
         }
         (None, None) => anyhow::bail!("job requeue: give a job id or --app <app>"),
     };
-    let req = reqwest::Client::new().post(remote.endpoint(&path)).json(&body);
+    let req = reqwest::Client::new()
+        .post(remote.endpoint(&path))
+        .json(&body);
     let (status, body) = remote.send(req).await?;
     if !status.is_success() {
         return Err(crate::author::refusal("job requeue", status, &body));

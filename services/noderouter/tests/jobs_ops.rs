@@ -31,9 +31,8 @@ async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
     b["job_id"].as_str().unwrap().to_owned()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A socket on the hub with the session cookie, from the site's own origin.
 async fn ws(base: &str, token: &str) -> Ws {
@@ -122,7 +121,8 @@ def execute(data, conn=None):
 async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() {
     let h = Harness::start().await;
     let app = app_name("flaky");
-    let retry = json!({"job_retry": {"attempts": 3, "initial_delay_s": 1, "factor": 2, "on": "exception"}});
+    let retry =
+        json!({"job_retry": {"attempts": 3, "initial_delay_s": 1, "factor": 2, "on": "exception"}});
     h.deploy_ok(
         &app,
         &[
@@ -134,10 +134,9 @@ async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() 
     // Succeeds on its third run, after waits of 1 s then 2 s.
     let ok = submit_id(&h, &app, json!({"succeed_on": 3})).await;
     // Out of attempts: dead letters.
-    let dead: Vec<String> = futures::future::join_all(
-        (0..3).map(|_| submit_id(&h, &app, json!({"succeed_on": 4}))),
-    )
-    .await;
+    let dead: Vec<String> =
+        futures::future::join_all((0..3).map(|_| submit_id(&h, &app, json!({"succeed_on": 4}))))
+            .await;
     let job = h.wait_job(&ok, is_final).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["tries"], 3);
@@ -179,9 +178,16 @@ async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() 
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["count"], 0, "a bulk re-queue takes only the caller's jobs");
+    assert_eq!(
+        b["count"], 0,
+        "a bulk re-queue takes only the caller's jobs"
+    );
     let (s, b) = post(&h.http, url(&ok), json!({})).await;
-    assert_eq!(s, StatusCode::CONFLICT, "a completed job is not re-queued: {b}");
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a completed job is not re-queued: {b}"
+    );
     let (s, b) = post(&h.http, url(&dead[0]), json!({"attempts": 0})).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     assert!(b["error"].as_str().unwrap().contains("attempts"), "{b}");
@@ -250,8 +256,14 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
         "no live log line in {live:?}"
     );
     let log_at = live.iter().position(|m| m["type"] == "job_log").unwrap();
-    let final_at = live.iter().position(|m| m["type"] == "job" && is_final(m)).unwrap();
-    assert!(log_at < final_at, "the live line came after the final state");
+    let final_at = live
+        .iter()
+        .position(|m| m["type"] == "job" && is_final(m))
+        .unwrap();
+    assert!(
+        log_at < final_at,
+        "the live line came after the final state"
+    );
     let leaked = tokio::time::timeout(Duration::from_millis(500), async {
         while let Some(Ok(m)) = theirs.next().await {
             if let Message::Text(t) = m {
@@ -263,7 +275,10 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
         String::new()
     })
     .await;
-    assert!(leaked.is_err() || leaked.as_deref() == Ok(""), "another user got {leaked:?}");
+    assert!(
+        leaked.is_err() || leaked.as_deref() == Ok(""),
+        "another user got {leaked:?}"
+    );
     let job = h.wait_job(&id, is_final).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["result"]["big"].as_str().unwrap().len(), 1000);
@@ -284,17 +299,29 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
         }
     };
     let text = logs(id.clone()).await;
-    assert!(text.contains(&format!("[{id}] hello from the job")), "{text}");
-    assert!(text.contains(&format!("[{id}] WARNING chatty: careful: 1")), "{text}");
+    assert!(
+        text.contains(&format!("[{id}] hello from the job")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("[{id}] WARNING chatty: careful: 1")),
+        "{text}"
+    );
     assert!(text.contains("line truncated, 10000 characters"), "{text}");
-    assert!(text.lines().all(|l| l.starts_with(&format!("[{id}] "))), "{text}");
+    assert!(
+        text.lines().all(|l| l.starts_with(&format!("[{id}] "))),
+        "{text}"
+    );
 
     let failed = h.wait_job(&many, is_final).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let text = logs(many.clone()).await;
     assert!(text.len() <= 16384 + 200, "{} bytes kept", text.len());
     assert!(text.contains("log truncated"), "no truncation marker");
-    assert!(text.contains(&format!("[{many}] line 0")), "first lines kept");
+    assert!(
+        text.contains(&format!("[{many}] line 0")),
+        "first lines kept"
+    );
 
     // Another user sees neither the job nor its logs.
     let r = stranger
@@ -315,7 +342,10 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
     assert_eq!(jobs.len(), 2, "{page}");
     for j in jobs {
         assert!(j.get("result").is_none(), "a listing carries a result: {j}");
-        assert!(j.get("status").is_some() && j.get("attempt").is_some(), "{j}");
+        assert!(
+            j.get("status").is_some() && j.get("attempt").is_some(),
+            "{j}"
+        );
     }
 }
 
@@ -378,5 +408,8 @@ async fn finished_jobs_past_their_retention_are_pruned() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let running = h.job(&slow).await;
-    assert_eq!(running["status"], "running", "an unfinished job was pruned: {running}");
+    assert_eq!(
+        running["status"], "running",
+        "an unfinished job was pruned: {running}"
+    );
 }

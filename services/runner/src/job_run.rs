@@ -16,9 +16,19 @@ use crate::host::{CallError, JobError, Progress};
 use crate::jobs::Running;
 use crate::{HostError, Inner};
 
-pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobSubmitted, id: Uuid) {
+pub(crate) async fn handle(
+    inner: Arc<Inner>,
+    msg: jetstream::Message,
+    job: JobSubmitted,
+    id: Uuid,
+) {
     let lease = inner.lease();
-    let claims = inner.jobs.claims.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let claims = inner
+        .jobs
+        .claims
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let claimed = match claims {
         Some(b) => b.call(id).await,
         None => None,
@@ -35,18 +45,24 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
                 }
                 Err(e) => {
                     tracing::error!(job = %id, error = %e, "cannot read job");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
                 }
             }
             return;
         }
         Some(Err(e)) => {
             tracing::error!(job = %id, error = %e, "cannot claim job");
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
         None => {
-            let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
             return;
         }
     };
@@ -62,11 +78,22 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
             submitted_by: submitted_by.clone(),
         },
     );
-    if inner.jobs.draining.load(std::sync::atomic::Ordering::SeqCst) {
+    if inner
+        .jobs
+        .draining
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
         cancel.cancel();
     }
     inner
-        .publish_progress(id, &job.app_name, JobStatus::Running, 0, None, submitted_by.clone())
+        .publish_progress(
+            id,
+            &job.app_name,
+            JobStatus::Running,
+            0,
+            None,
+            submitted_by.clone(),
+        )
         .await;
 
     // Keep the lease (and the message) while the job runs; losing it stops the job.
@@ -98,13 +125,28 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
     inner.jobs.lock().remove(&id);
     let retry = retry.unwrap_or_default();
     let app = job.app_name.clone();
-    let finish = |status: JobStatus, result: Option<serde_json::Value>, error: Option<String>, logs: Option<String>| {
+    let finish = |status: JobStatus,
+                  result: Option<serde_json::Value>,
+                  error: Option<String>,
+                  logs: Option<String>| {
         let inner = inner.clone();
         let app = app.clone();
         let submitted_by = submitted_by.clone();
         async move {
-            let batcher = inner.jobs.finishes.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let outcome = nr_jobs::Outcome { id, attempt, status, result, error, logs };
+            let batcher = inner
+                .jobs
+                .finishes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let outcome = nr_jobs::Outcome {
+                id,
+                attempt,
+                status,
+                result,
+                error,
+                logs,
+            };
             let done = match batcher {
                 Some(b) => b.call(outcome).await,
                 None => None,
@@ -112,7 +154,9 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
             match done {
                 Some(Ok(Some(progress))) => {
                     nr_telemetry::metrics().job(&app, status.as_str());
-                    inner.publish_progress(id, &app, status, progress, None, submitted_by).await;
+                    inner
+                        .publish_progress(id, &app, status, progress, None, submitted_by)
+                        .await;
                     true
                 }
                 Some(Ok(None)) => false,
@@ -144,12 +188,26 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
             }
             let _ = msg.ack().await;
         }
-        Err(Failure { kind: Kind::Cancelled, .. }) => {
-            if inner.jobs.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(Failure {
+            kind: Kind::Cancelled,
+            ..
+        }) => {
+            if inner
+                .jobs
+                .draining
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
                 // Handed back at once: not counted, any runner may take it now.
                 if matches!(nr_jobs::hand_back(&inner.db, id, attempt).await, Ok(true)) {
                     inner
-                        .publish_progress(id, &app, JobStatus::Pending, 0, None, submitted_by.clone())
+                        .publish_progress(
+                            id,
+                            &app,
+                            JobStatus::Pending,
+                            0,
+                            None,
+                            submitted_by.clone(),
+                        )
                         .await;
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                     return;
@@ -158,7 +216,9 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
             // Cancelled by a user (the row says so) or the lease was lost to another
             // runner, whose delivery of the message will be acked.
             let state = nr_jobs::state(&inner.db, id).await.ok().flatten();
-            if matches!(state, Some((Some(JobStatus::Cancelled), a)) if a == attempt) || state.is_none() {
+            if matches!(state, Some((Some(JobStatus::Cancelled), a)) if a == attempt)
+                || state.is_none()
+            {
                 let _ = msg.ack().await;
             }
         }
@@ -175,12 +235,20 @@ pub(crate) async fn handle(inner: Arc<Inner>, msg: jetstream::Message, job: JobS
                 };
                 tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), reason = %error, "job will be retried");
                 if matches!(
-                    nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref()).await,
+                    nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref())
+                        .await,
                     Ok(true)
                 ) {
                     let note = format!("retry in {} s: {error}", delay.as_secs_f64());
                     inner
-                        .publish_progress(id, &app, JobStatus::Pending, 0, Some(note), submitted_by.clone())
+                        .publish_progress(
+                            id,
+                            &app,
+                            JobStatus::Pending,
+                            0,
+                            Some(note),
+                            submitted_by.clone(),
+                        )
                         .await;
                 }
                 let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
@@ -226,14 +294,20 @@ async fn run(
     payload: &serde_json::Value,
     cancel: CancellationToken,
 ) -> (Result<JobOutput, Failure>, Option<JobRetry>) {
-    let fail = |kind, error: String| Failure { kind, error, logs: None };
+    let fail = |kind, error: String| Failure {
+        kind,
+        error,
+        logs: None,
+    };
     let host = match inner.host_for(&job.app_name, job.app_rev).await {
         Ok(h) => h,
         Err(HostError::NotFound(_)) => {
             let e = format!("app '{}' is not deployed", job.app_name);
             return (Err(fail(Kind::Final, e)), None);
         }
-        Err(e @ HostError::LoadFailed { .. }) => return (Err(fail(Kind::Final, e.to_string())), None),
+        Err(e @ HostError::LoadFailed { .. }) => {
+            return (Err(fail(Kind::Final, e.to_string())), None)
+        }
         Err(HostError::Internal(e)) => return (Err(fail(Kind::Unavailable, e)), None),
     };
     let retry = host.manifest.job_retry;
@@ -248,7 +322,10 @@ async fn run(
                     continue;
                 }
                 let percent = p.percent.clamp(0, 99);
-                if matches!(nr_jobs::set_progress(&inner.db, id, attempt, percent).await, Ok(true)) {
+                if matches!(
+                    nr_jobs::set_progress(&inner.db, id, attempt, percent).await,
+                    Ok(true)
+                ) {
                     inner.report_progress(id, percent, p.message).await;
                 }
             }
@@ -260,29 +337,50 @@ async fn run(
         .job_timeout_s
         .map(nr_contracts::manifest::Seconds::duration)
         .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
-    let outcome = host.run_job(&body, &id.to_string(), limit, tx, cancel).await;
+    let outcome = host
+        .run_job(&body, &id.to_string(), limit, tx, cancel)
+        .await;
     let _ = reporter.await;
     let out = match outcome {
         Ok(reply) => Ok((reply, host)),
         Err(JobError { error, logs }) => Err(match error {
             CallError::Exception { error, traceback } => {
                 tracing::warn!(job = %id, app = %job.app_name, error = %error, traceback = %traceback, "job raised");
-                Failure { kind: Kind::Raised, error, logs }
+                Failure {
+                    kind: Kind::Raised,
+                    error,
+                    logs,
+                }
             }
             CallError::Timeout(limit) => Failure {
                 kind: Kind::Raised,
                 error: format!("job timed out after {} s", limit.as_secs_f64()),
                 logs,
             },
-            CallError::Crashed(m) => Failure { kind: Kind::Lost, error: m, logs },
-            CallError::Cancelled => Failure { kind: Kind::Cancelled, error: String::new(), logs },
-            CallError::Unavailable(m) => Failure { kind: Kind::Unavailable, error: m, logs },
+            CallError::Crashed(m) => Failure {
+                kind: Kind::Lost,
+                error: m,
+                logs,
+            },
+            CallError::Cancelled => Failure {
+                kind: Kind::Cancelled,
+                error: String::new(),
+                logs,
+            },
+            CallError::Unavailable(m) => Failure {
+                kind: Kind::Unavailable,
+                error: m,
+                logs,
+            },
         }),
     };
     (out, retry)
 }
 
-pub(crate) async fn listen_progress(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn listen_progress(
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
         .await
         .context("cannot listen for job progress")?;
@@ -313,7 +411,11 @@ pub(crate) async fn listen_progress(inner: Arc<Inner>, shutdown: CancellationTok
 impl Inner {
     /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
     async fn publish_log(&self, id: Uuid, app: &str, line: String) {
-        let submitted_by = self.jobs.lock().get(&id).and_then(|r| r.submitted_by.clone());
+        let submitted_by = self
+            .jobs
+            .lock()
+            .get(&id)
+            .and_then(|r| r.submitted_by.clone());
         let event = nr_contracts::Envelope::new(
             nr_contracts::events::JOB_LOG,
             &self.id,
@@ -346,8 +448,15 @@ impl Inner {
             }
         };
         if let Some((app, submitted_by)) = target {
-            self.publish_progress(id, &app, JobStatus::Running, progress, message, submitted_by)
-                .await;
+            self.publish_progress(
+                id,
+                &app,
+                JobStatus::Running,
+                progress,
+                message,
+                submitted_by,
+            )
+            .await;
         }
     }
 }

@@ -182,7 +182,11 @@ fn start_batchers(inner: &Arc<Inner>) {
         }
     });
     *inner.jobs.claims.lock().unwrap_or_else(|p| p.into_inner()) = Some(claims);
-    *inner.jobs.finishes.lock().unwrap_or_else(|p| p.into_inner()) = Some(finishes);
+    *inner
+        .jobs
+        .finishes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(finishes);
 }
 
 /// Cancellation requests from the gateway.
@@ -335,7 +339,10 @@ pub(crate) async fn drain(inner: &Inner, within: Duration) {
     if running.is_empty() {
         return;
     }
-    tracing::info!(jobs = running.len(), "handing running jobs back before stopping");
+    tracing::info!(
+        jobs = running.len(),
+        "handing running jobs back before stopping"
+    );
     for c in running {
         c.cancel();
     }
