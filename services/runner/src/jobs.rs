@@ -36,13 +36,17 @@ pub(crate) struct Running {
     pub(crate) submitted_by: Option<String>,
 }
 
+/// One app's job slots on this runner: its limit, the semaphore enforcing it, and how
+/// many of its jobs wait here for a slot.
+type AppSlots = (usize, Arc<Semaphore>, usize);
+
 pub(crate) type ClaimResult = Result<Option<nr_jobs::Claimed>, String>;
 pub(crate) type FinishResult = Result<Option<i32>, String>;
 
 pub(crate) struct JobTable {
     running: Mutex<HashMap<Uuid, Running>>,
     /// Per app: its concurrency limit and the semaphore enforcing it.
-    apps: Mutex<HashMap<String, (usize, Arc<Semaphore>, usize)>>,
+    apps: Mutex<HashMap<String, AppSlots>>,
     /// Set on SIGTERM: running jobs are handed back, nothing new is claimed.
     pub(crate) draining: AtomicBool,
     /// Jobs between their claim and their last write.
