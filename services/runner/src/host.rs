@@ -20,6 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::frame::{read_frame, write_frame};
 use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
+pub use job_pool::{JobError, JobPoolSpec};
+
+mod job_pool;
 
 /// What to load.
 pub struct LoadSpec {
@@ -39,19 +42,6 @@ pub struct LoadSpec {
     pub env: Vec<(String, String)>,
     /// How job workers are reused.
     pub jobs: JobPoolSpec,
-}
-
-/// Reuse of job workers: a job worker serves one job at a time, never a sync call, and
-/// is replaced after `max_jobs` jobs, when its resident memory passes `max_rss_mb`, or
-/// when its job was cancelled, timed out or crashed.
-#[derive(Debug, Clone, Copy)]
-pub struct JobPoolSpec {
-    pub max_jobs: u32,
-    pub max_rss_mb: u64,
-    /// Idle job workers kept per app revision.
-    pub idle: usize,
-    /// Bytes of captured output kept per job.
-    pub log_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,12 +86,6 @@ pub struct CallReply {
     pub body: Vec<u8>,
     pub actions: Vec<FiredAction>,
     /// Captured stdout, stderr and `logging` output (jobs only).
-    pub logs: Option<String>,
-}
-
-/// A failed job call and the output it captured before failing.
-pub struct JobError {
-    pub error: CallError,
     pub logs: Option<String>,
 }
 
@@ -418,68 +402,6 @@ impl AppHost {
         result
     }
 
-    /// Runs one async job on a job worker: one that serves jobs only, one at a time
-    /// (isolated from the sync pool and from other running jobs), kept warm with its
-    /// connection between jobs and replaced as [`JobPoolSpec`] says.
-    pub async fn run_job(
-        &self,
-        body: &[u8],
-        job_id: &str,
-        limit: Duration,
-        progress: tokio::sync::mpsc::UnboundedSender<Progress>,
-        cancel: CancellationToken,
-    ) -> Result<CallReply, JobError> {
-        let idle = self.lock_job_idle().pop();
-        let (mut worker, served) = match idle {
-            Some(w) => w,
-            None => (
-                self.fork_worker()
-                    .await
-                    .map_err(|error| JobError { error, logs: None })?,
-                0,
-            ),
-        };
-        let header = serde_json::json!({
-            "id": self.next_id.fetch_add(1, Ordering::Relaxed),
-            "rid": job_id,
-            "inject": {"_job_id": job_id},
-            "capture": self.jobs.log_bytes,
-        });
-        let result = self
-            .exchange(
-                &mut worker,
-                &header,
-                body,
-                limit,
-                Some(progress),
-                Some(cancel),
-            )
-            .await;
-        let served = served.saturating_add(1);
-        let healthy = matches!(
-            &result,
-            Ok(_)
-                | Err(JobError {
-                    error: CallError::Exception { .. },
-                    ..
-                })
-        );
-        let keep = healthy
-            && served < self.jobs.max_jobs
-            && !over_memory(worker.pid, self.jobs.max_rss_mb)
-            && self.lock_job_idle().len() < self.jobs.idle;
-        if keep {
-            self.lock_job_idle().push((worker, served));
-        } else {
-            self.kill_worker(&worker);
-        }
-        result
-    }
-
-    fn lock_job_idle(&self) -> std::sync::MutexGuard<'_, Vec<(Worker, u32)>> {
-        self.job_idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Sends one call and reads frames until the final reply, forwarding progress.
     async fn exchange(
         &self,
@@ -582,20 +504,4 @@ impl Drop for AppHost {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// True when the process's resident memory is above `max_mb` MiB (0: no limit).
-fn over_memory(pid: i32, max_mb: u64) -> bool {
-    if max_mb == 0 {
-        return false;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return true;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kb| kb.parse::<u64>().ok())
-        .is_some_and(|kb| kb / 1024 > max_mb)
 }
