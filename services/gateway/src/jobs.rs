@@ -27,6 +27,12 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/api/async/{app}", post(submit))
         .route("/api/async/jobs", get(list_jobs))
         .route("/api/async/jobs/{id}", get(get_job).delete(cancel))
+        .route(
+            "/api/async/jobs/{id}/requeue",
+            post(crate::job_ops::requeue_one),
+        )
+        .route("/api/async/jobs/{id}/logs", get(crate::job_ops::logs))
+        .route("/api/async/requeue", post(crate::job_ops::requeue_app))
 }
 
 /// The answer to a submit: the job's id, to poll at `GET /api/async/jobs/{id}`.
@@ -38,7 +44,7 @@ pub(crate) struct Submitted {
 }
 
 /// How long an `Idempotency-Key` keeps answering with the same job.
-const IDEMPOTENCY_WINDOW: &str = "24 hours";
+const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// `^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`: the shape of an app (and action) name.
 pub(crate) fn is_app_name(name: &str) -> bool {
@@ -116,15 +122,10 @@ pub(crate) async fn submit(
         ));
     }
     if let Some(key) = &idempotency_key {
-        let existing: Option<(Uuid, String, Option<String>)> = sqlx::query_as(&format!(
-            "SELECT id, app_name, node FROM noderouter_core.job_queue \
-             WHERE submitted_by = $1 AND idempotency_key = $2 AND created_at > NOW() - INTERVAL '{IDEMPOTENCY_WINDOW}'"
-        ))
-        .bind(&caller.0.sub)
-        .bind(key)
-        .fetch_optional(&state.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+        let existing =
+            nr_jobs::by_idempotency_key(&state.db, &caller.0.sub, key, IDEMPOTENCY_WINDOW)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
         if let Some((id, existing_app, node)) = existing {
             if existing_app != app {
                 return Err(ApiError::Conflict(format!(
@@ -141,14 +142,9 @@ pub(crate) async fn submit(
             ));
         }
         // An older job with the same key falls out of the window: free the key.
-        sqlx::query(
-            "UPDATE noderouter_core.job_queue SET idempotency_key = NULL WHERE submitted_by = $1 AND idempotency_key = $2",
-        )
-        .bind(&caller.0.sub)
-        .bind(key)
-        .execute(&state.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot record job: {e}"))?;
+        nr_jobs::free_idempotency_key(&state.db, &caller.0.sub, key)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot record job: {e}"))?;
     }
     let payload: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
@@ -205,20 +201,27 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         submitted_by,
         idempotency_key,
     } = job;
-    let inserted = sqlx::query(
-        "INSERT INTO noderouter_core.job_queue \
-             (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node) \
-         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8)",
+    // Runs in all: the manifest's `job_retry.attempts`, else the platform's default.
+    let max_attempts = state
+        .apps
+        .get(app)
+        .and_then(|entry| entry.manifest.job_retry.and_then(|r| r.attempts))
+        .and_then(|a| i32::try_from(a).ok())
+        .unwrap_or(state.config.job_max_attempts)
+        .max(1);
+    let inserted = nr_jobs::submit(
+        &state.db,
+        &nr_jobs::NewJob {
+            id,
+            app,
+            payload,
+            max_attempts,
+            app_rev: rev as i64,
+            submitted_by,
+            idempotency_key,
+            node: &state.node,
+        },
     )
-    .bind(id)
-    .bind(app)
-    .bind(payload)
-    .bind(state.config.job_max_attempts.max(1))
-    .bind(rev as i64)
-    .bind(submitted_by)
-    .bind(idempotency_key)
-    .bind(&state.node)
-    .execute(&state.db)
     .await;
     if let Err(sqlx::Error::Database(e)) = &inserted {
         if e.is_unique_violation() {
@@ -241,12 +244,7 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         nr_infra::bus::publish_event(&state.js, &subjects::job_submitted(app), &event, None).await
     {
         tracing::error!(job = %id, error = %e, "cannot queue job");
-        let _ = sqlx::query(
-            "UPDATE noderouter_core.job_queue SET status = 'failed', error_message = 'the job could not be queued' WHERE id = $1",
-        )
-        .bind(id)
-        .execute(&state.db)
-        .await;
+        let _ = nr_jobs::fail_unqueued(&state.db, id, "the job could not be queued").await;
         return Err(ApiError::Unavailable(
             "the job queue is unavailable; retry shortly".into(),
         ));
@@ -254,8 +252,9 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
     Ok(())
 }
 
-/// A job as the author guide shows it.
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// A job as the author guide shows it (`nr_jobs::Job` writes this JSON).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the JSON of `nr_jobs::Job`.
 pub(crate) struct Job {
     #[schema(value_type = String, example = "0190f3a2-7c1e-7b44-9a55-1f0e2d3c4b5a")]
     id: Uuid,
@@ -268,36 +267,58 @@ pub(crate) struct Job {
     #[schema(value_type = Option<Object>)]
     result: Option<serde_json::Value>,
     error_message: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+    /// Runs so far (the current one included).
+    attempt: i32,
+    /// Runs the job may have in all; a failed job is re-queued with more.
+    max_attempts: i32,
+}
+
+/// A job in a listing: everything but its result (read it at `GET /api/async/jobs/{id}`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the JSON of `nr_jobs::JobSummary`.
+pub(crate) struct JobSummary {
+    #[schema(value_type = String)]
+    id: Uuid,
+    app_name: String,
+    status: String,
+    progress: i32,
+    error_message: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
     #[schema(value_type = String, format = DateTime)]
     updated_at: OffsetDateTime,
     attempt: i32,
+    max_attempts: i32,
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::NotFound(format!("job '{id}' not found")))
 }
 
-const JOB_COLUMNS: &str =
-    "id, app_name, status, progress, result, error_message, created_at, updated_at, attempt";
+/// Whose jobs the caller sees: everyone's with `jobs:read_all`, else its own.
+pub(crate) fn viewer(caller: &Caller) -> nr_jobs::Viewer<'_> {
+    if caller.0.has(perms::JOBS_READ_ALL) {
+        nr_jobs::Viewer::All
+    } else {
+        nr_jobs::Viewer::Submitter(&caller.0.sub)
+    }
+}
 
 /// The job if the caller may see it: its submitter, or a holder of `jobs:read_all`.
 /// Anyone else is told it does not exist.
-async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+pub(crate) async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<nr_jobs::Job, ApiError> {
     let uuid = parse_id(id)?;
-    let all = caller.0.has(perms::JOBS_READ_ALL);
-    let job: Option<Job> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM noderouter_core.job_queue WHERE id = $1 AND ($2 OR submitted_by = $3)"
-    ))
-    .bind(uuid)
-    .bind(all)
-    .bind(&caller.0.sub)
-    .fetch_optional(&state.db)
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+    let job = nr_jobs::get(&state.db, uuid, viewer(caller))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
     job.ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))
 }
 
@@ -318,7 +339,7 @@ pub(crate) async fn get_job(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
+) -> Result<Json<nr_jobs::Job>, ApiError> {
     visible_job(&state, &caller, &id).await.map(Json)
 }
 
@@ -347,7 +368,8 @@ pub(crate) struct JobQuery {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Only describes the JSON that `list_jobs` writes.
 pub(crate) struct JobPage {
-    jobs: Vec<Job>,
+    /// Summaries: no `result`.
+    jobs: Vec<JobSummary>,
     /// Pass as `before` for the next page; null on the last page.
     next_before: Option<String>,
 }
@@ -374,13 +396,18 @@ pub(crate) async fn list_jobs(
     if q.all {
         caller.require(perms::JOBS_READ_ALL)?;
     }
-    if let Some(s) = &q.status {
-        if !["pending", "running", "completed", "failed", "cancelled"].contains(&s.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "status {s:?} must be one of pending, running, completed, failed, cancelled"
-            )));
-        }
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            nr_jobs::parse_status(s).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "status {s:?} must be one of {}",
+                    nr_jobs::STATUSES.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
     if let Some(a) = &q.app_name {
         if !is_app_name(a) {
             return Err(ApiError::BadRequest(format!(
@@ -400,23 +427,21 @@ pub(crate) async fn list_jobs(
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let jobs: Vec<Job> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM noderouter_core.job_queue \
-         WHERE ($1 OR submitted_by = $2) AND ($3::text IS NULL OR status = $3) \
-           AND ($4::text IS NULL OR app_name = $4) AND ($5::uuid IS NULL OR id < $5) \
-         ORDER BY id DESC LIMIT $6"
-    ))
-    .bind(q.all)
-    .bind(&caller.0.sub)
-    .bind(&q.status)
-    .bind(&q.app_name)
-    .bind(before)
-    .bind(limit + 1)
-    .fetch_all(&state.db)
+    let own = nr_jobs::Viewer::Submitter(&caller.0.sub);
+    let jobs = nr_jobs::list(
+        &state.db,
+        &nr_jobs::ListFilter {
+            viewer: if q.all { nr_jobs::Viewer::All } else { own },
+            status,
+            app: q.app_name.as_deref(),
+            before,
+            limit: limit + 1,
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("cannot list jobs: {e}"))?;
     let more = jobs.len() as i64 > limit;
-    let jobs: Vec<Job> = jobs.into_iter().take(limit as usize).collect();
+    let jobs: Vec<nr_jobs::JobSummary> = jobs.into_iter().take(limit as usize).collect();
     let next = if more {
         jobs.last().map(|j| j.id.to_string())
     } else {
@@ -444,35 +469,20 @@ pub(crate) async fn cancel(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
-    let uuid = visible_job(&state, &caller, &id).await?.id;
+) -> Result<Json<nr_jobs::Job>, ApiError> {
+    let seen = visible_job(&state, &caller, &id).await?;
     // Seeing every job (`jobs:read_all`) is not leave to stop them: cancelling needs
     // to be the submitter, or to hold `jobs:cancel_all`.
-    if !caller.0.has(perms::JOBS_CANCEL_ALL) {
-        let (own,): (bool,) = sqlx::query_as(
-            "SELECT submitted_by IS NOT DISTINCT FROM $2 FROM noderouter_core.job_queue WHERE id = $1",
-        )
-        .bind(uuid)
-        .bind(&caller.0.sub)
-        .fetch_one(&state.db)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
-        if !own {
-            return Err(ApiError::Forbidden(format!(
-                "only the job's submitter, or a holder of '{}', may cancel job '{id}'",
-                perms::JOBS_CANCEL_ALL
-            )));
-        }
+    if !caller.0.has(perms::JOBS_CANCEL_ALL) && seen.submitted_by.as_deref() != Some(&caller.0.sub)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "only the job's submitter, or a holder of '{}', may cancel job '{id}'",
+            perms::JOBS_CANCEL_ALL
+        )));
     }
-    let cancelled: Option<Job> = sqlx::query_as(
-        "UPDATE noderouter_core.job_queue SET status = 'cancelled', lease_until = NULL \
-         WHERE id = $1 AND status IN ('pending', 'running') \
-         RETURNING id, app_name, status, progress, result, error_message, created_at, updated_at, attempt",
-    )
-    .bind(uuid)
-    .fetch_optional(&state.db)
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot cancel job: {e}"))?;
+    let cancelled = nr_jobs::cancel(&state.db, seen.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot cancel job: {e}"))?;
     let Some(job) = cancelled else {
         let existing = visible_job(&state, &caller, &id).await?;
         return Err(ApiError::Conflict(format!(
@@ -481,13 +491,7 @@ pub(crate) async fn cancel(
         )));
     };
     // The event goes to the job's submitter, whoever cancelled it.
-    let submitted_by: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT submitted_by FROM noderouter_core.job_queue WHERE id = $1")
-            .bind(uuid)
-            .fetch_optional(&state.db)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
-    let submitted_by = submitted_by.and_then(|(s,)| s);
+    let submitted_by = job.submitted_by.clone();
     // Stop it wherever it runs, and tell whoever follows its progress.
     let _ = state
         .nats

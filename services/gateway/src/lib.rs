@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 mod identity;
+mod job_ops;
 mod jobs;
 mod openapi;
 mod routes;

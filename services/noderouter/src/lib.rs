@@ -34,6 +34,9 @@ pub struct PlatformConfig {
     /// Address-space limit of each worker process, MiB (0: none).
     #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
     pub worker_memory_mb: u64,
+    /// Job slots, per-app limits, job workers, logs and retention.
+    #[command(flatten)]
+    pub jobs: nr_runner::JobArgs,
     /// Runners started in this process (0 leaves execution to runners elsewhere).
     #[arg(long, env = "NR_RUNNERS", default_value_t = 1)]
     pub runners: usize,
@@ -64,7 +67,7 @@ impl PlatformConfig {
             import_timeout_s: 120.0,
             job_timeout_s: self.job_timeout_s,
             job_lease_s: self.job_lease_s,
-            job_concurrency: 0,
+            jobs: self.jobs.clone(),
             worker_memory_mb: self.worker_memory_mb,
             runner_secret: self.gateway.runner_secret.clone(),
             secrets_key: self.gateway.secrets_key.clone(),

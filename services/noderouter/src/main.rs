@@ -2,6 +2,7 @@
 
 mod author;
 mod env_cmd;
+mod job_cmd;
 mod nats_config;
 mod scaffold;
 mod schedule_cmd;
@@ -42,6 +43,9 @@ enum Command {
     /// Print the `authorization` block of a nats-server config from the platform's
     /// permission table (one user per service), for a NATS of your own.
     NatsConfig(nats_config::NatsConfigArgs),
+    /// Async jobs: re-queue failed ones, read their logs.
+    #[command(subcommand)]
+    Job(job_cmd::JobCommand),
 }
 
 #[derive(Subcommand)]
@@ -199,6 +203,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::App(AppCommand::Env(cmd)) => env_cmd::run(cmd).await,
         Command::Schedule(cmd) => schedule_cmd::run(cmd).await,
+        Command::Job(cmd) => job_cmd::run(cmd).await,
     }
 }
 

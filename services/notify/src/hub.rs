@@ -210,6 +210,7 @@ impl Hub {
             .await?;
         hub.follow(subjects::STREAM_JOB_EVENTS, subjects::JOB_PROGRESS_ALL)
             .await?;
+        crate::job_logs::follow(&hub, deps.nats.clone()).await?;
         Ok(hub)
     }
 
@@ -497,6 +498,13 @@ impl Hub {
                     text: text.clone(),
                 });
             }
+        }
+    }
+
+    /// Sends `text` (a job message) to every socket of `owner`.
+    pub(crate) fn push_job_text(&self, owner: &str, text: Utf8Bytes) {
+        for conn in self.conns_of(owner) {
+            conn.push(Out::Job(text.clone()));
         }
     }
 

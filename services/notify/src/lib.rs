@@ -13,6 +13,7 @@
 
 mod auth;
 mod hub;
+mod job_logs;
 mod replay;
 mod socket;
 

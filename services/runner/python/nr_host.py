@@ -347,6 +347,110 @@ def _kill_descendants():
         time.sleep(0.001)
 
 
+# ── Output capture (jobs) ─────────────────────────────────────────────────────
+
+_LINE_MAX = 4096  # characters of one kept line
+_LIVE_PER_S = 50  # live log lines a job may send per second (the rest are kept only)
+
+
+class _Capture:
+    """stdout, stderr and ``logging`` output of one call: every line prefixed with the
+    request id, long lines cut with a marker, at most ``cap`` bytes kept; the first
+    lines of each second also sent live to the runner."""
+
+    def __init__(self, rid, cap, emit):
+        self.rid, self.cap, self.emit = rid, cap, emit
+        self.lines, self.size, self.dropped = [], 0, 0
+        self.window, self.sent = 0, 0
+
+    def line(self, text):
+        if len(text) > _LINE_MAX:
+            text = text[:_LINE_MAX] + " ...[line truncated, %d characters]" % len(text)
+        entry = "[%s] %s" % (self.rid, text)
+        n = len(entry.encode("utf-8", "replace")) + 1
+        if self.size + n > self.cap:
+            self.dropped += n
+            return
+        self.lines.append(entry)
+        self.size += n
+        now = int(time.monotonic())
+        if now != self.window:
+            self.window, self.sent = now, 0
+        if self.sent < _LIVE_PER_S:
+            self.sent += 1
+            try:
+                self.emit(entry)
+            except OSError:
+                pass
+
+    def text(self):
+        out = "\n".join(self.lines)
+        if self.dropped:
+            out += "\n[%s] ...[log truncated: %d more bytes not kept]" % (self.rid, self.dropped)
+        return out
+
+
+class _Stream:
+    """A text stream feeding whole lines to a capture."""
+
+    def __init__(self, capture):
+        self.capture, self.partial = capture, ""
+        self.encoding, self.errors = "utf-8", "replace"
+
+    def write(self, s):
+        if not isinstance(s, str):
+            s = str(s)
+        self.partial += s
+        while "\n" in self.partial:
+            line, self.partial = self.partial.split("\n", 1)
+            self.capture.line(line)
+        if len(self.partial) > _LINE_MAX * 2:
+            self.capture.line(self.partial)
+            self.partial = ""
+        return len(s)
+
+    def flush(self):
+        pass
+
+    def close_line(self):
+        if self.partial:
+            self.capture.line(self.partial)
+            self.partial = ""
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+def _start_capture(header, sock):
+    """Redirects output for a call that asks for it; returns a function that undoes the
+    redirection and gives the captured text."""
+    cap = header.get("capture")
+    if not isinstance(cap, int) or cap <= 0:
+        return None
+    import logging
+
+    capture = _Capture(header.get("rid") or "", cap, lambda line: send_frame(sock, {"log": line}))
+    out, err = _Stream(capture), _Stream(capture)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    def stop():
+        root.removeHandler(handler)
+        sys.stdout, sys.stderr = saved
+        out.close_line()
+        err.close_line()
+        return capture.text()
+
+    return stop
+
+
 def serve_worker(sock, execute, wants_conn, is_async):
     """Serves calls one at a time. Per call: one frame in, `execute`, one frame out, the
     connection handed back clean, the CPU limit reset and a check that nothing the call
@@ -374,6 +478,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             os._exit(0)
         reply = {"id": header.get("id")}
         out = b""
+        stop_capture = _start_capture(header, sock)
         try:
             data = loads(body) if body else {}
             extra = header.get("inject")
@@ -406,10 +511,14 @@ def serve_worker(sock, execute, wants_conn, is_async):
             reply["ok"] = False
             reply["error"] = "%s: %s" % (type(exc).__name__, exc)
             reply["traceback"] = traceback.format_exc()
+            if stop_capture is not None:  # kept with the job, as a script's stderr would
+                sys.stderr.write(reply["traceback"])
         finally:
             holder.clean()
             # Nothing the call started outlives it (forks, setsid daemons, subprocesses).
             _kill_descendants()
+            if stop_capture is not None:
+                reply["logs"] = stop_capture()
         try:
             send_frame(sock, reply, out)
         except OSError:

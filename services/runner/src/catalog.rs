@@ -182,6 +182,7 @@ impl Inner {
                 import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
                 identity,
                 env,
+                jobs: self.config.job_pool(),
             },
         )
         .await

@@ -38,9 +38,9 @@ pub struct RunnerConfig {
     /// again this long after the runner's last renewal.
     #[arg(long, env = "NR_JOB_LEASE_S", default_value_t = 30.0)]
     pub job_lease_s: f64,
-    /// Jobs one runner runs at once; 0 means twice the number of cores.
-    #[arg(long, env = "NR_JOB_CONCURRENCY", default_value_t = 0)]
-    pub job_concurrency: usize,
+    /// Job slots, per-app limits, job workers, logs and retention.
+    #[command(flatten)]
+    pub jobs: JobArgs,
     /// Address-space limit of each worker process, MiB (0: none). An app over it gets
     /// MemoryError.
     #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
@@ -63,12 +63,60 @@ pub struct RunnerConfig {
     pub work_dir: PathBuf,
 }
 
+/// How a runner schedules and keeps jobs (shared by the all-in-one process).
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Jobs one runner runs at once; 0 means eight per core.
+    #[arg(long, env = "NR_JOB_CONCURRENCY", default_value_t = 0)]
+    pub job_concurrency: usize,
+    /// Jobs of one app one runner runs at once, when its manifest sets no
+    /// `job_concurrency`; 0 means half of the runner's job slots.
+    #[arg(long, env = "NR_JOB_APP_CONCURRENCY", default_value_t = 0)]
+    pub job_app_concurrency: usize,
+    /// Jobs a job worker serves before it is replaced.
+    #[arg(long, env = "NR_JOB_WORKER_MAX_JOBS", default_value_t = 1000)]
+    pub job_worker_max_jobs: u32,
+    /// Resident memory (MiB) past which a job worker is replaced after its job (0: never).
+    #[arg(long, env = "NR_JOB_WORKER_MAX_RSS_MB", default_value_t = 256)]
+    pub job_worker_max_rss_mb: u64,
+    /// Bytes of stdout, stderr and `logging` output kept per job.
+    #[arg(long, env = "NR_JOB_LOG_BYTES", default_value_t = 65_536)]
+    pub job_log_bytes: usize,
+    /// Finished jobs (and their results and logs) are deleted this long after they
+    /// finished, seconds (default 7 days).
+    #[arg(long, env = "NR_JOB_RETENTION_S", default_value_t = 604_800.0)]
+    pub job_retention_s: f64,
+    /// How often finished jobs past their retention are pruned, seconds.
+    #[arg(long, env = "NR_JOB_PRUNE_INTERVAL_S", default_value_t = 60.0)]
+    pub job_prune_interval_s: f64,
+    /// Rows deleted per prune statement.
+    #[arg(long, env = "NR_JOB_PRUNE_BATCH", default_value_t = 500)]
+    pub job_prune_batch: i64,
+}
+
 impl RunnerConfig {
     pub fn job_concurrency(&self) -> usize {
-        if self.job_concurrency == 0 {
-            2 * nr_config::cores()
+        if self.jobs.job_concurrency == 0 {
+            8 * nr_config::cores()
         } else {
-            self.job_concurrency
+            self.jobs.job_concurrency
+        }
+    }
+
+    pub fn job_app_concurrency(&self) -> usize {
+        if self.jobs.job_app_concurrency == 0 {
+            (self.job_concurrency() / 2).max(1)
+        } else {
+            self.jobs.job_app_concurrency
+        }
+    }
+
+    pub fn job_pool(&self) -> crate::host::JobPoolSpec {
+        crate::host::JobPoolSpec {
+            max_jobs: self.jobs.job_worker_max_jobs.max(1),
+            max_rss_mb: self.jobs.job_worker_max_rss_mb,
+            idle: self.job_app_concurrency().max(1),
+            log_bytes: self.jobs.job_log_bytes,
         }
     }
 

@@ -21,6 +21,9 @@ use crate::frame::{read_frame, write_frame};
 use crate::output;
 use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
+pub use job_pool::{JobError, JobPoolSpec};
+
+mod job_pool;
 
 /// What to load.
 pub struct LoadSpec {
@@ -38,6 +41,8 @@ pub struct LoadSpec {
     /// The app's own variables and secrets, set after the platform's allow-list (a
     /// name the platform sets is not overridden).
     pub env: Vec<(String, String)>,
+    /// How job workers are reused.
+    pub jobs: JobPoolSpec,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub enum CallError {
 pub struct Progress {
     pub percent: i32,
     pub message: Option<String>,
+    /// A live log line of a job instead of a progress report.
+    pub log: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -79,6 +86,8 @@ pub struct FiredAction {
 pub struct CallReply {
     pub body: Vec<u8>,
     pub actions: Vec<FiredAction>,
+    /// Captured stdout, stderr and `logging` output (jobs only).
+    pub logs: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +105,12 @@ struct ReplyHeader {
     traceback: Option<String>,
     #[serde(default)]
     actions: Vec<FiredAction>,
+    /// A live log line of a job (a frame of its own, like progress).
+    #[serde(default)]
+    log: Option<String>,
+    /// The job's captured output, on the final reply.
+    #[serde(default)]
+    logs: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +168,9 @@ pub struct AppHost {
     uid: Option<u32>,
     /// Every worker forked and not yet killed: the host's other children are strays.
     workers: Mutex<HashSet<i32>>,
+    /// Idle job workers (never used for sync calls) and how many jobs each served.
+    job_idle: Mutex<Vec<(Worker, u32)>>,
+    jobs: JobPoolSpec,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -230,6 +248,8 @@ impl AppHost {
             host_pid,
             uid,
             workers: Mutex::new(HashSet::new()),
+            job_idle: Mutex::new(Vec::new()),
+            jobs: spec.jobs,
         });
         let warm = host
             .fork_worker()
@@ -366,6 +386,7 @@ impl AppHost {
         let result = self
             .exchange(&mut worker, &header, body, remaining, None, None)
             .await
+            .map_err(|e| e.error)
             .map_err(|e| match e {
                 CallError::Timeout(_) => CallError::Timeout(self.timeout),
                 other => other,
@@ -374,36 +395,6 @@ impl AppHost {
             Ok(_) | Err(CallError::Exception { .. }) => self.lock_idle().push(worker),
             Err(_) => self.kill_worker(&worker),
         }
-        result
-    }
-
-    /// Runs one async job in a worker of its own, forked for it and stopped after it:
-    /// isolated from the sync pool and from other jobs, without importing the app again.
-    pub async fn run_job(
-        &self,
-        body: &[u8],
-        job_id: &str,
-        limit: Duration,
-        progress: tokio::sync::mpsc::UnboundedSender<Progress>,
-        cancel: CancellationToken,
-    ) -> Result<CallReply, CallError> {
-        let mut worker = self.fork_worker().await?;
-        let header = serde_json::json!({
-            "id": self.next_id.fetch_add(1, Ordering::Relaxed),
-            "rid": job_id,
-            "inject": {"_job_id": job_id},
-        });
-        let result = self
-            .exchange(
-                &mut worker,
-                &header,
-                body,
-                limit,
-                Some(progress),
-                Some(cancel),
-            )
-            .await;
-        self.kill_worker(&worker);
         result
     }
 
@@ -416,23 +407,36 @@ impl AppHost {
         limit: Duration,
         progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
         cancel: Option<CancellationToken>,
-    ) -> Result<CallReply, CallError> {
+    ) -> Result<CallReply, JobError> {
         let body = if body.is_empty() {
             b"{}".as_slice()
         } else {
             body
         };
         let stream = &mut worker.stream;
+        let rid = header["rid"].as_str().unwrap_or("").to_owned();
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                if let Some(line) = h.log {
+                    tracing::info!(target: "app", app = %self.app, rid = %rid, "{line}");
+                    if let Some(tx) = &progress {
+                        let _ = tx.send(Progress {
+                            percent: 0,
+                            message: None,
+                            log: Some(line),
+                        });
+                    }
+                    continue;
+                }
                 match h.progress {
                     Some(percent) => {
                         if let Some(tx) = &progress {
                             let _ = tx.send(Progress {
                                 percent,
                                 message: h.message,
+                                log: None,
                             });
                         }
                     }
@@ -448,24 +452,29 @@ impl AppHost {
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, exchange) => r,
-            _ = cancelled => return Err(CallError::Cancelled),
+            _ = cancelled => return Err(JobError { error: CallError::Cancelled, logs: None }),
         };
+        let bare = |error| JobError { error, logs: None };
         match outcome {
-            Err(_) => Err(CallError::Timeout(limit)),
-            Ok(Err(e)) => Err(CallError::Crashed(format!(
+            Err(_) => Err(bare(CallError::Timeout(limit))),
+            Ok(Err(e)) => Err(bare(CallError::Crashed(format!(
                 "the worker process running app '{}' died during the call ({e}); it was replaced",
                 self.app
-            ))),
+            )))),
             Ok(Ok((header, out))) => {
                 if header.ok {
                     Ok(CallReply {
                         body: out,
                         actions: header.actions,
+                        logs: header.logs,
                     })
                 } else {
-                    Err(CallError::Exception {
-                        error: header.error.unwrap_or_else(|| "execute() failed".into()),
-                        traceback: header.traceback.unwrap_or_default(),
+                    Err(JobError {
+                        error: CallError::Exception {
+                            error: header.error.unwrap_or_else(|| "execute() failed".into()),
+                            traceback: header.traceback.unwrap_or_default(),
+                        },
+                        logs: header.logs,
                     })
                 }
             }
@@ -476,6 +485,9 @@ impl AppHost {
 impl Drop for AppHost {
     fn drop(&mut self) {
         for w in self.lock_idle().drain(..) {
+            w.kill();
+        }
+        for (w, _) in self.lock_job_idle().drain(..) {
             w.kill();
         }
         // The host, its workers and anything re-parented to it.

@@ -1,47 +1,100 @@
-//! Async jobs: claimed from the `NR_JOBS` work queue, run one per forked worker, their
-//! row in `noderouter_core.job_queue` fenced by attempt number.
+//! Async jobs: work items from the `NR_JOBS` work queue, their row in
+//! `noderouter_core.job_queue` (owned by `nr-jobs`) fenced by attempt number.
 //!
 //! The row is the authority. A claim bumps `attempt` and takes a lease that the holder
-//! renews; every later write (progress, completion) names the attempt, so a runner that
-//! lost its lease (it stalled, or was killed and the job re-run elsewhere) changes
-//! nothing. A JetStream message is acked only once its job is final.
+//! renews; every later write (progress, completion, retry) names the attempt, so a
+//! runner that lost its lease changes nothing. A JetStream message is acked only once
+//! its job is final. Claims and completions are batched (`nr_jobs::Batcher`): under
+//! load many share one statement. Each app has its own concurrency limit, so one
+//! app's jobs never hold every slot; a job waiting for its app's slot holds none.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt;
-use nr_contracts::events::{JobProgress, JobStatus, JobSubmitted, JOB_PROGRESS};
+use nr_contracts::events::{JobStatus, JobSubmitted};
 use nr_contracts::{decode, subjects, Envelope};
-use sqlx::PgPool;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::host::{CallError, Progress};
-use crate::{HostError, Inner};
+use crate::Inner;
 
 const CONSUMER: &str = "runner-jobs";
+/// Claims or completions written in one statement at most.
+const BATCH: usize = 256;
 
 /// A job this runner is running.
-struct Running {
-    app: String,
-    attempt: i32,
-    cancel: CancellationToken,
-    last_progress: i32,
-    submitted_by: Option<String>,
+pub(crate) struct Running {
+    pub(crate) app: String,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) last_progress: i32,
+    pub(crate) submitted_by: Option<String>,
 }
 
-#[derive(Default)]
+/// One app's job slots on this runner: its limit, the semaphore enforcing it, and how
+/// many of its jobs wait here for a slot.
+type AppSlots = (usize, Arc<Semaphore>, usize);
+
+pub(crate) type ClaimResult = Result<Option<nr_jobs::Claimed>, String>;
+pub(crate) type FinishResult = Result<Option<i32>, String>;
+
 pub(crate) struct JobTable {
     running: Mutex<HashMap<Uuid, Running>>,
+    /// Per app: its concurrency limit and the semaphore enforcing it.
+    apps: Mutex<HashMap<String, AppSlots>>,
+    /// Set on SIGTERM: running jobs are handed back, nothing new is claimed.
+    pub(crate) draining: AtomicBool,
+    /// Jobs between their claim and their last write.
+    pub(crate) active: std::sync::atomic::AtomicUsize,
+    pub(crate) claims: Mutex<Option<nr_jobs::Batcher<Uuid, ClaimResult>>>,
+    pub(crate) finishes: Mutex<Option<nr_jobs::Batcher<nr_jobs::Outcome, FinishResult>>>,
+}
+
+impl Default for JobTable {
+    fn default() -> Self {
+        JobTable {
+            running: Mutex::new(HashMap::new()),
+            apps: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            active: std::sync::atomic::AtomicUsize::new(0),
+            claims: Mutex::new(None),
+            finishes: Mutex::new(None),
+        }
+    }
 }
 
 impl JobTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Running>> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The semaphore of `app` at `limit` slots (a changed limit starts a new one), and
+    /// whether another job may wait for it here.
+    fn app_slots(&self, app: &str, limit: usize) -> (Arc<Semaphore>, bool) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = apps
+            .entry(app.to_owned())
+            .or_insert_with(|| (limit, Arc::new(Semaphore::new(limit)), 0));
+        if entry.0 != limit {
+            *entry = (limit, Arc::new(Semaphore::new(limit)), entry.2);
+        }
+        (entry.1.clone(), entry.2 < limit * 4 + 64)
+    }
+
+    fn waiting(&self, app: &str, delta: isize) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = apps.get_mut(app) {
+            e.2 = e.2.saturating_add_signed(delta);
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
 
@@ -74,40 +127,10 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
         .await
         .context("cannot read NR_JOBS")?;
     let permits = Arc::new(Semaphore::new(slots));
-
-    // Cancellation requests from the gateway.
-    let mut cancels = inner
-        .nats
-        .subscribe(subjects::JOB_CANCEL_ALL)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to job cancellations: {e}"))?;
-    {
-        let inner = inner.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    m = cancels.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let id = msg
-                    .subject
-                    .as_str()
-                    .rsplit('.')
-                    .next()
-                    .and_then(|s| Uuid::parse_str(s).ok());
-                if let Some(id) = id {
-                    if let Some(r) = inner.jobs.lock().get(&id) {
-                        r.cancel.cancel();
-                    }
-                }
-            }
-        });
-    }
-
-    // Progress written straight to the row by the app.
-    listen_progress(inner.clone(), shutdown.clone()).await?;
+    start_batchers(&inner);
+    listen_cancels(inner.clone(), shutdown.clone()).await?;
+    crate::job_run::listen_progress(inner.clone(), shutdown.clone()).await?;
+    tokio::spawn(prune_loop(inner.clone(), shutdown.clone()));
 
     tokio::spawn(async move {
         loop {
@@ -129,102 +152,85 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
                 None => break,
             };
             let inner = inner.clone();
+            let permits = permits.clone();
             tokio::spawn(async move {
-                handle(inner, msg).await;
-                drop(permit);
+                dispatch(inner, msg, permit, permits).await;
             });
         }
     });
     Ok(())
 }
 
-async fn listen_progress(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
+fn start_batchers(inner: &Arc<Inner>) {
+    let (db, node, lease) = (inner.db.clone(), inner.id.clone(), inner.lease());
+    let claims = nr_jobs::Batcher::spawn(BATCH, move |ids: Vec<Uuid>| {
+        let (db, node) = (db.clone(), node.clone());
+        async move {
+            match nr_jobs::claim(&db, &ids, &node, lease).await {
+                Ok(claimed) => ids
+                    .iter()
+                    .map(|id| Ok(claimed.iter().find(|c| c.id == *id).cloned()))
+                    .collect(),
+                Err(e) => ids.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        }
+    });
+    let db = inner.db.clone();
+    let finishes = nr_jobs::Batcher::spawn(BATCH, move |outcomes: Vec<nr_jobs::Outcome>| {
+        let db = db.clone();
+        async move {
+            match nr_jobs::finish(&db, &outcomes).await {
+                Ok(done) => done.into_iter().map(Ok).collect(),
+                Err(e) => outcomes.iter().map(|_| Err(e.to_string())).collect(),
+            }
+        }
+    });
+    *inner.jobs.claims.lock().unwrap_or_else(|p| p.into_inner()) = Some(claims);
+    *inner
+        .jobs
+        .finishes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(finishes);
+}
+
+/// Cancellation requests from the gateway.
+async fn listen_cancels(inner: Arc<Inner>, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut cancels = inner
+        .nats
+        .subscribe(subjects::JOB_CANCEL_ALL)
         .await
-        .context("cannot listen for job progress")?;
-    listener.listen("nr_job_progress").await?;
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to job cancellations: {e}"))?;
     tokio::spawn(async move {
         loop {
-            let n = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = listener.recv() => n,
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = cancels.next() => m,
             };
-            let Ok(n) = n else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let mut parts = n.payload().split(' ');
-            let (Some(id), Some(p)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let (Ok(id), Ok(p)) = (Uuid::parse_str(id), p.parse::<i32>()) else {
-                continue;
-            };
-            inner.report_progress(id, p.min(99), None).await;
+            let Some(msg) = msg else { break };
+            let id = msg
+                .subject
+                .as_str()
+                .rsplit('.')
+                .next()
+                .and_then(|s| Uuid::parse_str(s).ok());
+            if let Some(id) = id {
+                if let Some(r) = inner.jobs.lock().get(&id) {
+                    r.cancel.cancel();
+                }
+            }
         }
     });
     Ok(())
 }
 
-enum Claim {
-    Run {
-        attempt: i32,
-        payload: serde_json::Value,
-        submitted_by: Option<String>,
-    },
-    Done,
-    Later(Duration),
-}
-
-async fn claim(db: &PgPool, id: Uuid, node: &str, lease: Duration) -> anyhow::Result<Claim> {
-    let row: Option<(i32, serde_json::Value, Option<String>)> = sqlx::query_as(
-        "UPDATE noderouter_core.job_queue \
-         SET status = 'running', attempt = attempt + 1, node = $2, progress = 0, \
-             lease_until = NOW() + make_interval(secs => $3) \
-         WHERE id = $1 AND attempt < max_attempts \
-           AND (status = 'pending' OR (status = 'running' AND lease_until < NOW())) \
-         RETURNING attempt, payload, submitted_by",
-    )
-    .bind(id)
-    .bind(node)
-    .bind(lease.as_secs_f64())
-    .fetch_optional(db)
-    .await?;
-    if let Some((attempt, payload, submitted_by)) = row {
-        return Ok(Claim::Run {
-            attempt,
-            payload,
-            submitted_by,
-        });
-    }
-    let state: Option<(String, i32, i32, bool)> = sqlx::query_as(
-        "SELECT status, attempt, max_attempts, COALESCE(lease_until > NOW(), false) \
-         FROM noderouter_core.job_queue WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
-    match state {
-        None => Ok(Claim::Done),
-        Some((status, _, _, _)) if status != "pending" && status != "running" => Ok(Claim::Done),
-        Some((status, _, _, true)) if status == "running" => Ok(Claim::Later(lease)),
-        Some((_, attempt, max, _)) if attempt >= max => {
-            sqlx::query(
-                "UPDATE noderouter_core.job_queue SET status = 'failed', lease_until = NULL, \
-                 error_message = $2 WHERE id = $1 AND status IN ('pending', 'running') AND attempt = $3",
-            )
-            .bind(id)
-            .bind(format!("the job was interrupted {attempt} times (its runner stopped); giving up"))
-            .bind(attempt)
-            .execute(db)
-            .await?;
-            Ok(Claim::Done)
-        }
-        Some(_) => Ok(Claim::Later(Duration::from_millis(500))),
-    }
-}
-
-async fn handle(inner: Arc<Inner>, msg: jetstream::Message) {
+/// Takes the app's slot for one work item (waiting without a runner slot while the
+/// app is at its limit), then runs it.
+async fn dispatch(
+    inner: Arc<Inner>,
+    msg: jetstream::Message,
+    permit: OwnedSemaphorePermit,
+    permits: Arc<Semaphore>,
+) {
     let job: JobSubmitted = match decode::<Envelope<JobSubmitted>>(&msg.payload) {
         Ok(j) => j.data,
         Err(e) => {
@@ -237,307 +243,126 @@ async fn handle(inner: Arc<Inner>, msg: jetstream::Message) {
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     };
-    let lease = inner.lease();
-    let claimed = claim(&inner.db, id, &inner.id, lease).await;
-    let (attempt, payload, submitted_by) = match claimed {
-        Ok(Claim::Run {
-            attempt,
-            payload,
-            submitted_by,
-        }) => (attempt, payload, submitted_by),
-        Ok(Claim::Done) => {
-            let _ = msg.ack().await;
-            return;
-        }
-        Ok(Claim::Later(delay)) => {
-            let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-            return;
-        }
-        Err(e) => {
-            tracing::error!(job = %id, error = %e, "cannot claim job");
+    let limit = match inner.host_for(&job.app_name, job.app_rev).await {
+        Ok(host) => host
+            .manifest
+            .job_concurrency
+            .map(|c| c.get())
+            .unwrap_or_else(|| inner.config.job_app_concurrency()),
+        // The run reports the error on the job.
+        Err(_) => 1,
+    };
+    let (slots, may_wait) = inner.jobs.app_slots(&job.app_name, limit);
+    let (app_permit, permit) = match slots.clone().try_acquire_owned() {
+        Ok(p) => (p, permit),
+        Err(_) if !may_wait => {
             let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(500))))
                 .await;
             return;
         }
-    };
-    let cancel = CancellationToken::new();
-    inner.jobs.lock().insert(
-        id,
-        Running {
-            app: job.app_name.clone(),
-            attempt,
-            cancel: cancel.clone(),
-            last_progress: 0,
-            submitted_by: submitted_by.clone(),
-        },
-    );
-    inner
-        .publish_progress(
-            id,
-            &job.app_name,
-            JobStatus::Running,
-            0,
-            None,
-            submitted_by.clone(),
-        )
-        .await;
-
-    // Keep the lease (and the message) while the job runs; losing it stops the job.
-    let renew = {
-        let inner = inner.clone();
-        let cancel = cancel.clone();
-        let msg_ack = msg.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let kept = sqlx::query(
-                    "UPDATE noderouter_core.job_queue SET lease_until = NOW() + make_interval(secs => $3) \
-                     WHERE id = $1 AND attempt = $2 AND status = 'running'",
-                )
-                .bind(id)
-                .bind(attempt)
-                .bind(lease.as_secs_f64())
-                .execute(&inner.db)
-                .await
-                .map(|r| r.rows_affected());
-                match kept {
-                    Ok(0) => {
-                        cancel.cancel();
-                        break;
-                    }
-                    Ok(_) => {
-                        let _ = msg_ack.ack_with(AckKind::Progress).await;
-                    }
-                    Err(e) => tracing::warn!(job = %id, error = %e, "lease renewal failed"),
-                }
-            }
-        })
-    };
-
-    let outcome = run(&inner, &job, id, attempt, &payload, cancel.clone()).await;
-    renew.abort();
-    inner.jobs.lock().remove(&id);
-
-    let finish = |status: JobStatus, result: Option<serde_json::Value>, error: Option<String>| {
-        let inner = inner.clone();
-        let app = job.app_name.clone();
-        let submitted_by = submitted_by.clone();
-        async move {
-            let done = sqlx::query(
-                "UPDATE noderouter_core.job_queue SET status = $3, result = $4, error_message = $5, \
-                     progress = CASE WHEN $3 = 'completed' THEN 100 ELSE progress END, lease_until = NULL \
-                 WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .bind(status.as_str())
-            .bind(result)
-            .bind(error)
-            .execute(&inner.db)
-            .await;
-            match done {
-                Ok(r) if r.rows_affected() == 1 => {
-                    nr_telemetry::metrics().job(&app, status.as_str());
-                    let progress = if status == JobStatus::Completed {
-                        100
-                    } else {
-                        inner.job_progress(id).await
-                    };
-                    inner
-                        .publish_progress(id, &app, status, progress, None, submitted_by)
-                        .await;
-                    true
-                }
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::error!(job = %id, error = %e, "cannot record job outcome");
-                    false
-                }
-            }
+        Err(_) => {
+            // Other apps may use the runner slot meanwhile.
+            drop(permit);
+            inner.jobs.waiting(&job.app_name, 1);
+            let got = wait_for_slot(&inner, &msg, slots).await;
+            inner.jobs.waiting(&job.app_name, -1);
+            let Some(app_permit) = got else {
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                return;
+            };
+            let Ok(permit) = permits.acquire_owned().await else {
+                return;
+            };
+            (app_permit, permit)
         }
     };
+    if inner.jobs.draining() {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+        return;
+    }
+    inner.jobs.active.fetch_add(1, Ordering::SeqCst);
+    crate::job_run::handle(inner.clone(), msg, job, id).await;
+    inner.jobs.active.fetch_sub(1, Ordering::SeqCst);
+    drop(app_permit);
+    drop(permit);
+}
 
-    match outcome {
-        Ok((result, actions, host)) => {
-            if finish(JobStatus::Completed, Some(result), None).await && !actions.is_empty() {
-                crate::exec::publish_actions(
-                    &inner,
-                    &job.app_name,
-                    &host.manifest,
-                    actions,
-                    None,
-                    Some(id.to_string()),
-                )
-                .await;
+/// Waits for the app's slot, keeping the work item from being redelivered meanwhile;
+/// `None` when the runner drains.
+async fn wait_for_slot(
+    inner: &Inner,
+    msg: &jetstream::Message,
+    slots: Arc<Semaphore>,
+) -> Option<OwnedSemaphorePermit> {
+    let mut tick = tokio::time::interval(inner.lease() / 3);
+    tick.tick().await;
+    let acquire = slots.acquire_owned();
+    tokio::pin!(acquire);
+    loop {
+        tokio::select! {
+            p = &mut acquire => return p.ok(),
+            _ = tick.tick() => {
+                if inner.jobs.draining() {
+                    return None;
+                }
+                let _ = msg.ack_with(AckKind::Progress).await;
             }
-            let _ = msg.ack().await;
-        }
-        Err(JobFailure::Cancelled) => {
-            // Cancelled by a user (the row says so) or the lease was lost to another
-            // runner, whose delivery of the message will be acked.
-            let status: Option<(String, i32)> = sqlx::query_as(
-                "SELECT status, attempt FROM noderouter_core.job_queue WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&inner.db)
-            .await
-            .ok()
-            .flatten();
-            if matches!(&status, Some((s, a)) if s == "cancelled" && *a == attempt)
-                || status.is_none()
-            {
-                let _ = msg.ack().await;
-            }
-        }
-        Err(JobFailure::Retry(reason)) => {
-            tracing::warn!(job = %id, reason = %reason, "job will be retried");
-            let _ = sqlx::query(
-                "UPDATE noderouter_core.job_queue SET status = 'pending', lease_until = NULL \
-                 WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .execute(&inner.db)
-            .await;
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await;
-        }
-        Err(JobFailure::Failed(error)) => {
-            finish(JobStatus::Failed, None, Some(error)).await;
-            let _ = msg.ack().await;
         }
     }
 }
 
-enum JobFailure {
-    Failed(String),
-    Cancelled,
-    Retry(String),
+/// Deletes finished jobs older than the retention, in small batches, now and then.
+async fn prune_loop(inner: Arc<Inner>, stop: CancellationToken) {
+    let every = nr_contracts::manifest::duration_or(inner.config.jobs.job_prune_interval_s, 60.0);
+    let age = nr_contracts::manifest::duration_or(inner.config.jobs.job_retention_s, 604_800.0);
+    let batch = inner.config.jobs.job_prune_batch.max(1);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match nr_jobs::prune(&inner.db, age, batch).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned finished jobs past their retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune finished jobs"),
+        }
+    }
 }
 
-type JobOutput = (
-    serde_json::Value,
-    Vec<crate::host::FiredAction>,
-    Arc<crate::host::AppHost>,
-);
-
-async fn run(
-    inner: &Arc<Inner>,
-    job: &JobSubmitted,
-    id: Uuid,
-    attempt: i32,
-    payload: &serde_json::Value,
-    cancel: CancellationToken,
-) -> Result<JobOutput, JobFailure> {
-    let host = match inner.host_for(&job.app_name, job.app_rev).await {
-        Ok(h) => h,
-        Err(HostError::NotFound(_)) => {
-            return Err(JobFailure::Failed(format!(
-                "app '{}' is not deployed",
-                job.app_name
-            )))
-        }
-        Err(e @ HostError::LoadFailed { .. }) => return Err(JobFailure::Failed(e.to_string())),
-        Err(HostError::Internal(e)) => return Err(JobFailure::Retry(e)),
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
-    let reporter = {
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            while let Some(p) = rx.recv().await {
-                let written = sqlx::query(
-                    "UPDATE noderouter_core.job_queue SET progress = $3 \
-                     WHERE id = $1 AND attempt = $2 AND status = 'running'",
-                )
-                .bind(id)
-                .bind(attempt)
-                .bind(p.percent.clamp(0, 99))
-                .execute(&inner.db)
-                .await;
-                if matches!(written, Ok(r) if r.rows_affected() == 1) {
-                    inner
-                        .report_progress(id, p.percent.clamp(0, 99), p.message)
-                        .await;
-                }
-            }
-        })
-    };
-    let body = serde_json::to_vec(payload).unwrap_or_else(|_| b"{}".to_vec());
-    let limit = host
-        .manifest
-        .job_timeout_s
-        .map(nr_contracts::manifest::Seconds::duration)
-        .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
-    let outcome = host
-        .run_job(&body, &id.to_string(), limit, tx, cancel)
-        .await;
-    let _ = reporter.await;
-    match outcome {
-        Ok(reply) => {
-            let result: serde_json::Value =
-                serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
-            Ok((result, reply.actions, host))
-        }
-        Err(CallError::Exception { error, traceback }) => {
-            tracing::warn!(job = %id, app = %job.app_name, error = %error, traceback = %traceback, "job raised");
-            Err(JobFailure::Failed(error))
-        }
-        Err(CallError::Timeout(limit)) => Err(JobFailure::Failed(format!(
-            "job timed out after {} s",
-            limit.as_secs_f64()
-        ))),
-        Err(CallError::Crashed(m)) => Err(JobFailure::Failed(m)),
-        Err(CallError::Cancelled) => Err(JobFailure::Cancelled),
-        Err(CallError::Unavailable(m)) => Err(JobFailure::Retry(m)),
+/// On SIGTERM: stop claiming, hand every running job back (its lease released, the
+/// attempt not counted) and wait, at most `within`, until they are.
+pub(crate) async fn drain(inner: &Inner, within: Duration) {
+    inner.jobs.draining.store(true, Ordering::SeqCst);
+    let running: Vec<CancellationToken> = inner
+        .jobs
+        .lock()
+        .values()
+        .map(|r| r.cancel.clone())
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    tracing::info!(
+        jobs = running.len(),
+        "handing running jobs back before stopping"
+    );
+    for c in running {
+        c.cancel();
+    }
+    let deadline = tokio::time::Instant::now() + within;
+    while inner.jobs.active.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 impl Inner {
-    fn lease(&self) -> Duration {
+    pub(crate) fn lease(&self) -> Duration {
         nr_contracts::manifest::duration_or(self.config.job_lease_s.max(1.0), 30.0)
     }
 
-    async fn job_progress(&self, id: Uuid) -> i32 {
-        sqlx::query_as::<_, (i32,)>("SELECT progress FROM noderouter_core.job_queue WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await
-            .ok()
-            .flatten()
-            .map(|(p,)| p)
-            .unwrap_or(0)
-    }
-
-    /// Publishes a running job's progress once per distinct value.
-    async fn report_progress(&self, id: Uuid, progress: i32, message: Option<String>) {
-        let target = {
-            let mut jobs = self.jobs.lock();
-            match jobs.get_mut(&id) {
-                Some(r) if r.last_progress != progress => {
-                    r.last_progress = progress;
-                    Some((r.app.clone(), r.submitted_by.clone(), r.attempt))
-                }
-                _ => None,
-            }
-        };
-        if let Some((app, submitted_by, _)) = target {
-            self.publish_progress(
-                id,
-                &app,
-                JobStatus::Running,
-                progress,
-                message,
-                submitted_by,
-            )
-            .await;
-        }
-    }
-
-    async fn publish_progress(
+    /// Publishes a job's state on `job.progress.<app>.<id>`.
+    pub(crate) async fn publish_progress(
         &self,
         id: Uuid,
         app: &str,
@@ -547,9 +372,9 @@ impl Inner {
         submitted_by: Option<String>,
     ) {
         let event = Envelope::new(
-            JOB_PROGRESS,
+            nr_contracts::events::JOB_PROGRESS,
             &self.id,
-            JobProgress {
+            nr_contracts::events::JobProgress {
                 job_id: id.to_string(),
                 app_name: app.to_owned(),
                 status,

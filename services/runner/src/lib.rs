@@ -20,6 +20,7 @@ mod env_watch;
 mod exec;
 pub mod frame;
 pub mod host;
+mod job_run;
 mod jobs;
 pub mod output;
 mod spawner;
@@ -36,7 +37,7 @@ use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
 use tokio_util::sync::CancellationToken;
 
-pub use config::RunnerConfig;
+pub use config::{JobArgs, RunnerConfig};
 use host::{AppHost, Spawner};
 
 const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
@@ -324,6 +325,7 @@ impl Runner {
             tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
         }
         self.shutdown.cancel();
+        jobs::drain(&self.inner, std::time::Duration::from_secs(5)).await;
         let hosts: Vec<Arc<AppHost>> = self
             .inner
             .hosts

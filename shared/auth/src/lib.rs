@@ -35,6 +35,8 @@ pub mod perms {
     pub const JOBS_READ_ALL: &str = "jobs:read_all";
     /// Cancel any user's job (seeing them, `jobs:read_all`, is not enough).
     pub const JOBS_CANCEL_ALL: &str = "jobs:cancel_all";
+    /// Re-queue any user's failed job.
+    pub const JOBS_REQUEUE_ALL: &str = "jobs:requeue_all";
     /// Read `/metrics` on the public address.
     pub const METRICS_READ: &str = "metrics:read";
     pub const RBAC_MANAGE: &str = "rbac:manage";

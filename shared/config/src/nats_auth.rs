@@ -231,6 +231,7 @@ pub fn permissions(role: Role) -> Permissions {
             publish.extend(strs(&[
                 subjects::ACTION_TRIGGERED_ALL,
                 subjects::JOB_PROGRESS_ALL,
+                subjects::JOB_LOG_ALL,
                 RUNNER_NONCE,
             ]));
             publish.extend(ensure_streams());
@@ -257,6 +258,7 @@ pub fn permissions(role: Role) -> Permissions {
                 publish.extend(read_messages(s));
             }
             subscribe.push(subjects::RBAC_APPLIED.into());
+            subscribe.push(subjects::JOB_LOG_ALL.into());
         }
         Role::Reader => {
             publish.push("$JS.API.INFO".into());

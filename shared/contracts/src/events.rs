@@ -147,6 +147,21 @@ pub struct JobProgress {
     pub submitted_by: Option<String>,
 }
 
+pub const JOB_LOG: &str = "job.log";
+
+/// `job.log.<app>.<job_id>`: one line a running job printed or logged, live (core NATS,
+/// not stored; the whole log is kept with the job). At most 50 lines a second per job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLog {
+    pub job_id: String,
+    pub app_name: String,
+    /// The line, prefixed with `[<job id>]`.
+    pub line: String,
+    /// Who submitted the job, so a hub can route it.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
+}
+
 pub const RBAC_CHANGED: &str = "rbac.changed";
 
 /// One change to identity or access, appended to `rbac.log` (stream `NR_RBAC`) and

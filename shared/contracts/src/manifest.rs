@@ -13,6 +13,7 @@
 //! name, conflicts with other apps) are deploy's (`services/deploy/src/manifest.rs`).
 
 mod beyond;
+mod jobs;
 mod seconds;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -21,6 +22,9 @@ pub use beyond::{
     CatchUp, Overlap, RouteDecl, RouteMethod, ScheduleDecl, UploadDecl, WebhookDecl,
     DEFAULT_DELIVERY_HEADER, DEFAULT_SIGNATURE_HEADER, ROUTE_FIELDS, SCHEDULE_FIELDS,
     UPLOAD_FIELDS, WEBHOOK_FIELDS,
+};
+pub use jobs::{
+    JobConcurrency, JobRetry, RetryOn, JOB_RETRY_FIELDS, MAX_JOB_ATTEMPTS, MAX_JOB_CONCURRENCY,
 };
 pub use seconds::{duration_or, Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
 
@@ -33,6 +37,8 @@ pub const FIELDS: &[&str] = &[
     "required_permission",
     "timeout_s",
     "job_timeout_s",
+    "job_concurrency",
+    "job_retry",
     "actions",
     "api_version",
     "nav",
@@ -67,6 +73,12 @@ pub struct Manifest {
     /// Time limit of an async job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_timeout_s: Option<Seconds>,
+    /// Most jobs of this app one runner runs at once; the platform's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_concurrency: Option<JobConcurrency>,
+    /// Retries with back-off of a failed job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_retry: Option<JobRetry>,
     #[serde(
         default,
         deserialize_with = "null_as_empty",
@@ -251,6 +263,9 @@ fn not_an_object(manifest: &serde_json::Value) -> Result<(), ManifestError> {
             .collect()
     }
     object(manifest, "", "")?;
+    if let Some(retry) = manifest.get("job_retry").filter(|v| !v.is_null()) {
+        object(retry, "job_retry", "/job_retry")?;
+    }
     for key in ["actions", "permissions", "schedules", "routes"] {
         for (field, pointer, v) in items(manifest, key, "", "") {
             object(v, &field, &pointer)?;

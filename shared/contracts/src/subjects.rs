@@ -73,6 +73,13 @@ pub fn job_progress(app: &str, job_id: &str) -> String {
     format!("job.progress.{app}.{job_id}")
 }
 
+/// Live log lines of running jobs (core NATS, not stored): `job.log.<app>.<job_id>`.
+pub const JOB_LOG_ALL: &str = "job.log.*.*";
+
+pub fn job_log(app: &str, job_id: &str) -> String {
+    format!("job.log.{app}.{job_id}")
+}
+
 pub fn action_triggered(app: &str, action: &str) -> String {
     format!("action.triggered.{app}.{action}")
 }

@@ -151,6 +151,7 @@ const APP_UPDATED_SCHEMA: &str = "events/app.updated.json";
 const ACTION_TRIGGERED_SCHEMA: &str = "events/action.triggered.json";
 const JOB_SUBMITTED_SCHEMA: &str = "events/job.submitted.json";
 const JOB_PROGRESS_SCHEMA: &str = "events/job.progress.json";
+const JOB_LOG_SCHEMA: &str = "events/job.log.json";
 const DEPLOY_SUBMIT_SCHEMA: &str = "requests/deploy.submit.json";
 const DEPLOY_REPLY_SCHEMA: &str = "requests/deploy.submit.reply.json";
 const APPS_LIST_REPLY_SCHEMA: &str = "requests/registry.apps.list.reply.json";
@@ -226,6 +227,25 @@ fn job_submitted_events_as_published_match_their_schema_and_examples_decode() {
     bad["data"]["app_rev"] = json!(0);
     assert_invalid(JOB_SUBMITTED_SCHEMA, &bad);
     examples_round_trip::<Envelope<JobSubmitted>>(JOB_SUBMITTED_SCHEMA);
+}
+
+#[test]
+fn job_log_lines_as_published_match_their_schema() {
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = Envelope::new(
+        nr_contracts::events::JOB_LOG,
+        "runner-7c01d2aa",
+        nr_contracts::events::JobLog {
+            job_id: id.clone(),
+            app_name: "report".into(),
+            line: format!("[{id}] WARNING report: 3 rows skipped"),
+            submitted_by: Some("u1".into()),
+        },
+    );
+    assert_valid(JOB_LOG_SCHEMA, &wire(&event));
+    let mut bad = wire(&event);
+    bad["data"]["app_name"] = json!("no spaces allowed");
+    assert_invalid(JOB_LOG_SCHEMA, &bad);
 }
 
 #[test]
@@ -470,6 +490,7 @@ fn every_schema_file_is_checked_here() {
             ACTION_TRIGGERED_SCHEMA,
             JOB_SUBMITTED_SCHEMA,
             JOB_PROGRESS_SCHEMA,
+            JOB_LOG_SCHEMA,
             DEPLOY_SUBMIT_SCHEMA,
             DEPLOY_REPLY_SCHEMA,
             APPS_LIST_REPLY_SCHEMA,

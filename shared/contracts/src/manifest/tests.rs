@@ -155,6 +155,8 @@ fn the_full_manifest_round_trips_and_fields_lists_every_field() {
         "required_permission": "sales:access",
         "timeout_s": 30,
         "job_timeout_s": 600,
+        "job_concurrency": 4,
+        "job_retry": {"attempts": 5, "initial_delay_s": 2, "factor": 1.5, "max_delay_s": 60, "on": "exception"},
         "actions": [{"name": "deal_closed", "display_name": "Deal closed", "description": "d", "required_permission": "sales:read"}],
         "api_version": "1.0.0",
         "nav": [{"id": "sales:root", "label": "Sales", "icon": "briefcase", "href": "/apps/sales/", "permission": "sales:access",

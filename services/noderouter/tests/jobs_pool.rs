@@ -1,0 +1,206 @@
+//! Job workers and scheduling, against the real platform: a job worker serves
+//! consecutive jobs and is replaced after a cancel or a timeout; one app's jobs do not
+//! hold every slot; a stopping runner hands its running jobs back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use nr_testkit::{app_name, manifest};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
+    let (s, b) = h.submit(app, body).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    b["job_id"].as_str().unwrap().to_owned()
+}
+
+fn alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+const PID_APP: &str = r#"import os, time
+
+def execute(data, conn=None):
+    if data.get("sleep"):
+        time.sleep(float(data["sleep"]))
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+    return {"pid": os.getpid(), "backend": backend}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_worker_serves_consecutive_jobs_and_is_replaced_after_a_cancel_or_timeout() {
+    let h = Harness::start().await;
+    let app = app_name("pids");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_timeout_s": 2})),
+            ),
+            ("main.py", PID_APP),
+        ],
+    )
+    .await;
+    let run = |body: Value| {
+        let h = &h;
+        let app = app.clone();
+        async move {
+            let id = submit_id(h, &app, body).await;
+            h.wait_job(&id, is_final).await
+        }
+    };
+    let first = run(json!({})).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = run(json!({})).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    let pid = first["result"]["pid"].as_i64().unwrap();
+    assert_eq!(
+        second["result"]["pid"], pid,
+        "consecutive jobs run on the same job worker"
+    );
+    assert_eq!(
+        second["result"]["backend"], first["result"]["backend"],
+        "with the same warm connection"
+    );
+
+    // A cancelled job's worker is killed and replaced.
+    let id = submit_id(&h, &app, json!({"sleep": 30})).await;
+    let running = h.wait_job(&id, |j| j["status"] == "running").await;
+    assert_eq!(running["status"], "running", "{running}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!alive(pid), "the cancelled job's worker {pid} still runs");
+    let after_cancel = run(json!({})).await;
+    let pid2 = after_cancel["result"]["pid"].as_i64().unwrap();
+    assert_ne!(pid2, pid, "a new worker serves after a cancel");
+
+    // A timed-out job's worker is replaced too.
+    let timed_out = run(json!({"sleep": 10})).await;
+    assert_eq!(timed_out["status"], "failed", "{timed_out}");
+    assert_eq!(timed_out["error_message"], "job timed out after 2 s");
+    let after_timeout = run(json!({})).await;
+    let pid3 = after_timeout["result"]["pid"].as_i64().unwrap();
+    assert_ne!(pid3, pid2, "a new worker serves after a timeout");
+    assert!(!alive(pid2), "the timed-out job's worker {pid2} still runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_apps_long_jobs_do_not_delay_another_apps_short_job() {
+    let h = Harness::start_with(&["--job-concurrency", "4"]).await;
+    let hog = app_name("hog");
+    let quick = app_name("quick");
+    h.deploy_ok(
+        &hog,
+        &[
+            (
+                "manifest.json",
+                &manifest(&hog, "1.0.0", json!({"job_concurrency": 2})),
+            ),
+            (
+                "main.py",
+                "import time\ndef execute(data, conn=None):\n    time.sleep(6)\n    return {}\n",
+            ),
+        ],
+    )
+    .await;
+    h.deploy_ok(
+        &quick,
+        &[
+            ("manifest.json", &manifest(&quick, "1.0.0", json!({}))),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'quick': True}\n",
+            ),
+        ],
+    )
+    .await;
+    let mut hogs = Vec::new();
+    for _ in 0..8 {
+        hogs.push(submit_id(&h, &hog, json!({})).await);
+    }
+    h.wait_job(&hogs[0], |j| j["status"] == "running").await;
+    let id = submit_id(&h, &quick, json!({})).await;
+    let done = h.wait_job(&id, is_final).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let mut running = 0;
+    for hid in &hogs {
+        let j = h.job(hid).await;
+        assert!(
+            !is_final(&j),
+            "a long job finished before the short one of another app: {j}"
+        );
+        if j["status"] == "running" {
+            running += 1;
+        }
+    }
+    assert!(
+        running <= 2,
+        "{running} jobs of an app limited to 2 run at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_runner_hands_its_running_jobs_back_at_once() {
+    let mut h = Harness::start().await;
+    let app = app_name("drain");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            (
+                "main.py",
+                "import time\ndef execute(data, conn=None):\n    time.sleep(60)\n    return {}\n",
+            ),
+        ],
+    )
+    .await;
+    let id = submit_id(&h, &app, json!({})).await;
+    let running = h.wait_job(&id, |j| j["status"] == "running").await;
+    assert_eq!(running["status"], "running", "{running}");
+    let platform = h.platform.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), platform.shutdown())
+        .await
+        .expect("the platform stops within 30 s")
+        .unwrap();
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (status, attempt, max, lease): (String, i32, i32, Option<time::OffsetDateTime>) =
+        sqlx::query_as(
+            "SELECT status, attempt, max_attempts, lease_until FROM noderouter_core.job_queue WHERE id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "pending", "the job was not handed back");
+    assert!(lease.is_none(), "its lease was not released");
+    assert_eq!(
+        max - attempt,
+        3,
+        "the handed-back attempt counts against the job"
+    );
+}

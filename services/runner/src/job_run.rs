@@ -1,0 +1,462 @@
+//! One job's run on this runner: claim, lease renewal, the call on a job worker,
+//! and what its outcome does to the row (finish, retry with back-off, hand back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, AckKind};
+use nr_contracts::events::{JobStatus, JobSubmitted};
+use nr_contracts::manifest::JobRetry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::host::{CallError, JobError, Progress};
+use crate::jobs::Running;
+use crate::{HostError, Inner};
+
+pub(crate) async fn handle(
+    inner: Arc<Inner>,
+    msg: jetstream::Message,
+    job: JobSubmitted,
+    id: Uuid,
+) {
+    let lease = inner.lease();
+    let claims = inner
+        .jobs
+        .claims
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let claimed = match claims {
+        Some(b) => b.call(id).await,
+        None => None,
+    };
+    let claimed = match claimed {
+        Some(Ok(Some(c))) => c,
+        Some(Ok(None)) => {
+            match nr_jobs::why_unclaimed(&inner.db, id, lease).await {
+                Ok(nr_jobs::Unclaimed::Done) => {
+                    let _ = msg.ack().await;
+                }
+                Ok(nr_jobs::Unclaimed::Later(d)) => {
+                    let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
+                }
+                Err(e) => {
+                    tracing::error!(job = %id, error = %e, "cannot read job");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
+            }
+            return;
+        }
+        Some(Err(e)) => {
+            tracing::error!(job = %id, error = %e, "cannot claim job");
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+        None => {
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
+            return;
+        }
+    };
+    let attempt = claimed.attempt;
+    let submitted_by = claimed.submitted_by.clone();
+    let cancel = CancellationToken::new();
+    inner.jobs.lock().insert(
+        id,
+        Running {
+            app: job.app_name.clone(),
+            cancel: cancel.clone(),
+            last_progress: 0,
+            submitted_by: submitted_by.clone(),
+        },
+    );
+    if inner
+        .jobs
+        .draining
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        cancel.cancel();
+    }
+    inner
+        .publish_progress(
+            id,
+            &job.app_name,
+            JobStatus::Running,
+            0,
+            None,
+            submitted_by.clone(),
+        )
+        .await;
+
+    // Keep the lease (and the message) while the job runs; losing it stops the job.
+    let renew = {
+        let inner = inner.clone();
+        let cancel = cancel.clone();
+        let msg_ack = msg.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match nr_jobs::renew(&inner.db, id, attempt, lease).await {
+                    Ok(false) => {
+                        cancel.cancel();
+                        break;
+                    }
+                    Ok(true) => {
+                        let _ = msg_ack.ack_with(AckKind::Progress).await;
+                    }
+                    Err(e) => tracing::warn!(job = %id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    };
+
+    let (outcome, retry) = run(&inner, &job, id, attempt, &claimed.payload, cancel).await;
+    renew.abort();
+    inner.jobs.lock().remove(&id);
+    let retry = retry.unwrap_or_default();
+    let app = job.app_name.clone();
+    let finish = |status: JobStatus,
+                  result: Option<serde_json::Value>,
+                  error: Option<String>,
+                  logs: Option<String>| {
+        let inner = inner.clone();
+        let app = app.clone();
+        let submitted_by = submitted_by.clone();
+        async move {
+            let batcher = inner
+                .jobs
+                .finishes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let outcome = nr_jobs::Outcome {
+                id,
+                attempt,
+                status,
+                result,
+                error,
+                logs,
+            };
+            let done = match batcher {
+                Some(b) => b.call(outcome).await,
+                None => None,
+            };
+            match done {
+                Some(Ok(Some(progress))) => {
+                    nr_telemetry::metrics().job(&app, status.as_str());
+                    inner
+                        .publish_progress(id, &app, status, progress, None, submitted_by)
+                        .await;
+                    true
+                }
+                Some(Ok(None)) => false,
+                Some(Err(e)) => {
+                    tracing::error!(job = %id, error = %e, "cannot record job outcome");
+                    false
+                }
+                None => false,
+            }
+        }
+    };
+    let attempts_left = attempt < claimed.max_attempts;
+    match outcome {
+        Ok((reply, host)) => {
+            let result: serde_json::Value =
+                serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+            if finish(JobStatus::Completed, Some(result), None, reply.logs).await
+                && !reply.actions.is_empty()
+            {
+                crate::exec::publish_actions(
+                    &inner,
+                    &job.app_name,
+                    &host.manifest,
+                    reply.actions,
+                    None,
+                    Some(id.to_string()),
+                )
+                .await;
+            }
+            let _ = msg.ack().await;
+        }
+        Err(Failure {
+            kind: Kind::Cancelled,
+            ..
+        }) => {
+            if inner
+                .jobs
+                .draining
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                // Handed back at once: not counted, any runner may take it now.
+                if matches!(nr_jobs::hand_back(&inner.db, id, attempt).await, Ok(true)) {
+                    inner
+                        .publish_progress(
+                            id,
+                            &app,
+                            JobStatus::Pending,
+                            0,
+                            None,
+                            submitted_by.clone(),
+                        )
+                        .await;
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    return;
+                }
+            }
+            // Cancelled by a user (the row says so) or the lease was lost to another
+            // runner, whose delivery of the message will be acked.
+            let state = nr_jobs::state(&inner.db, id).await.ok().flatten();
+            if matches!(state, Some((Some(JobStatus::Cancelled), a)) if a == attempt)
+                || state.is_none()
+            {
+                let _ = msg.ack().await;
+            }
+        }
+        Err(Failure { kind, error, logs }) => {
+            let retries = match kind {
+                Kind::Lost | Kind::Unavailable => true,
+                Kind::Raised => retry.on_exception(),
+                Kind::Final | Kind::Cancelled => false,
+            };
+            if retries && attempts_left {
+                let delay = match kind {
+                    Kind::Unavailable => Duration::from_secs(1),
+                    _ => retry.delay(attempt),
+                };
+                tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), reason = %error, "job will be retried");
+                if matches!(
+                    nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref())
+                        .await,
+                    Ok(true)
+                ) {
+                    let note = format!("retry in {} s: {error}", delay.as_secs_f64());
+                    inner
+                        .publish_progress(
+                            id,
+                            &app,
+                            JobStatus::Pending,
+                            0,
+                            Some(note),
+                            submitted_by.clone(),
+                        )
+                        .await;
+                }
+                let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                return;
+            }
+            let error = if retries {
+                format!("{error} (gave up after {attempt} attempts)")
+            } else {
+                error
+            };
+            finish(JobStatus::Failed, None, Some(error), logs).await;
+            let _ = msg.ack().await;
+        }
+    }
+}
+
+/// Why a run failed, as far as retrying goes.
+enum Kind {
+    /// `execute` raised or timed out.
+    Raised,
+    /// The worker died under the job.
+    Lost,
+    /// The app could not be run here now (host trouble).
+    Unavailable,
+    /// Never worth retrying (the app is not deployed or does not load).
+    Final,
+    Cancelled,
+}
+
+struct Failure {
+    kind: Kind,
+    error: String,
+    logs: Option<String>,
+}
+
+type JobOutput = (crate::host::CallReply, Arc<crate::host::AppHost>);
+
+async fn run(
+    inner: &Arc<Inner>,
+    job: &JobSubmitted,
+    id: Uuid,
+    attempt: i32,
+    payload: &serde_json::Value,
+    cancel: CancellationToken,
+) -> (Result<JobOutput, Failure>, Option<JobRetry>) {
+    let fail = |kind, error: String| Failure {
+        kind,
+        error,
+        logs: None,
+    };
+    let host = match inner.host_for(&job.app_name, job.app_rev).await {
+        Ok(h) => h,
+        Err(HostError::NotFound(_)) => {
+            let e = format!("app '{}' is not deployed", job.app_name);
+            return (Err(fail(Kind::Final, e)), None);
+        }
+        Err(e @ HostError::LoadFailed { .. }) => {
+            return (Err(fail(Kind::Final, e.to_string())), None)
+        }
+        Err(HostError::Internal(e)) => return (Err(fail(Kind::Unavailable, e)), None),
+    };
+    let retry = host.manifest.job_retry;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
+    let reporter = {
+        let inner = inner.clone();
+        let app = job.app_name.clone();
+        tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                if let Some(line) = p.log {
+                    inner.publish_log(id, &app, line).await;
+                    continue;
+                }
+                let percent = p.percent.clamp(0, 99);
+                if matches!(
+                    nr_jobs::set_progress(&inner.db, id, attempt, percent).await,
+                    Ok(true)
+                ) {
+                    inner.report_progress(id, percent, p.message).await;
+                }
+            }
+        })
+    };
+    let body = serde_json::to_vec(payload).unwrap_or_else(|_| b"{}".to_vec());
+    let limit = host
+        .manifest
+        .job_timeout_s
+        .map(nr_contracts::manifest::Seconds::duration)
+        .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
+    let outcome = host
+        .run_job(&body, &id.to_string(), limit, tx, cancel)
+        .await;
+    let _ = reporter.await;
+    let out = match outcome {
+        Ok(reply) => Ok((reply, host)),
+        Err(JobError { error, logs }) => Err(match error {
+            CallError::Exception { error, traceback } => {
+                tracing::warn!(job = %id, app = %job.app_name, error = %error, traceback = %traceback, "job raised");
+                Failure {
+                    kind: Kind::Raised,
+                    error,
+                    logs,
+                }
+            }
+            CallError::Timeout(limit) => Failure {
+                kind: Kind::Raised,
+                error: format!("job timed out after {} s", limit.as_secs_f64()),
+                logs,
+            },
+            CallError::Crashed(m) => Failure {
+                kind: Kind::Lost,
+                error: m,
+                logs,
+            },
+            CallError::Cancelled => Failure {
+                kind: Kind::Cancelled,
+                error: String::new(),
+                logs,
+            },
+            CallError::Unavailable(m) => Failure {
+                kind: Kind::Unavailable,
+                error: m,
+                logs,
+            },
+        }),
+    };
+    (out, retry)
+}
+
+pub(crate) async fn listen_progress(
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
+        .await
+        .context("cannot listen for job progress")?;
+    listener.listen("nr_job_progress").await?;
+    tokio::spawn(async move {
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = listener.recv() => n,
+            };
+            let Ok(n) = n else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut parts = n.payload().split(' ');
+            let (Some(id), Some(p)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(id), Ok(p)) = (Uuid::parse_str(id), p.parse::<i32>()) else {
+                continue;
+            };
+            inner.report_progress(id, p.min(99), None).await;
+        }
+    });
+    Ok(())
+}
+
+impl Inner {
+    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
+    async fn publish_log(&self, id: Uuid, app: &str, line: String) {
+        let submitted_by = self
+            .jobs
+            .lock()
+            .get(&id)
+            .and_then(|r| r.submitted_by.clone());
+        let event = nr_contracts::Envelope::new(
+            nr_contracts::events::JOB_LOG,
+            &self.id,
+            nr_contracts::events::JobLog {
+                job_id: id.to_string(),
+                app_name: app.to_owned(),
+                line,
+                submitted_by,
+            },
+        );
+        let Ok(payload) = nr_contracts::encode(&event) else {
+            return;
+        };
+        let subject = nr_contracts::subjects::job_log(app, &id.to_string());
+        if let Err(e) = self.nats.publish(subject, payload.into()).await {
+            tracing::debug!(job = %id, error = %e, "cannot publish a job log line");
+        }
+    }
+
+    /// Publishes a running job's progress once per distinct value.
+    async fn report_progress(&self, id: Uuid, progress: i32, message: Option<String>) {
+        let target = {
+            let mut jobs = self.jobs.lock();
+            match jobs.get_mut(&id) {
+                Some(r) if r.last_progress != progress => {
+                    r.last_progress = progress;
+                    Some((r.app.clone(), r.submitted_by.clone()))
+                }
+                _ => None,
+            }
+        };
+        if let Some((app, submitted_by)) = target {
+            self.publish_progress(
+                id,
+                &app,
+                JobStatus::Running,
+                progress,
+                message,
+                submitted_by,
+            )
+            .await;
+        }
+    }
+}

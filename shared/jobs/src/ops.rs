@@ -1,0 +1,319 @@
+//! Writes to the queue: submit, claim, renew, progress, finish, retry, hand back,
+//! cancel, re-queue and prune.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::JobStatus;
+
+/// A job to queue.
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub app: &'a str,
+    pub payload: &'a Value,
+    /// Runs in all, the first included.
+    pub max_attempts: i32,
+    pub app_rev: i64,
+    pub submitted_by: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub node: &'a str,
+}
+
+pub async fn submit(db: &PgPool, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO noderouter_core.job_queue \
+             (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(job.id)
+    .bind(job.app)
+    .bind(job.payload)
+    .bind(JobStatus::Pending.as_str())
+    .bind(job.max_attempts.max(1))
+    .bind(job.app_rev)
+    .bind(job.submitted_by)
+    .bind(job.idempotency_key)
+    .bind(job.node)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// Marks a job that could not be queued as failed.
+pub async fn fail_unqueued(db: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE noderouter_core.job_queue SET status = $2, error_message = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(JobStatus::Failed.as_str())
+    .bind(reason)
+    .execute(db)
+    .await
+    .map(|_| ())
+}
+
+/// A job this runner now holds.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub payload: Value,
+    pub submitted_by: Option<String>,
+}
+
+/// Claims every job of `ids` that may run now, in one statement: pending and past its
+/// back-off, or running under a lapsed lease, with attempts left.
+pub async fn claim(
+    db: &PgPool,
+    ids: &[Uuid],
+    node: &str,
+    lease: Duration,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let rows: Vec<(Uuid, i32, i32, Value, Option<String>)> = sqlx::query_as(
+        "UPDATE noderouter_core.job_queue \
+         SET status = $4, attempt = attempt + 1, node = $2, progress = 0, not_before = NULL, \
+             lease_until = NOW() + make_interval(secs => $3) \
+         WHERE id = ANY($1) AND attempt < max_attempts \
+           AND ((status = $5 AND (not_before IS NULL OR not_before <= NOW())) \
+                OR (status = $4 AND lease_until < NOW())) \
+         RETURNING id, attempt, max_attempts, payload, submitted_by",
+    )
+    .bind(ids)
+    .bind(node)
+    .bind(lease.as_secs_f64())
+    .bind(JobStatus::Running.as_str())
+    .bind(JobStatus::Pending.as_str())
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, attempt, max_attempts, payload, submitted_by)| Claimed {
+                id,
+                attempt,
+                max_attempts,
+                payload,
+                submitted_by,
+            },
+        )
+        .collect())
+}
+
+/// Why a job was not claimed.
+#[derive(Debug, PartialEq)]
+pub enum Unclaimed {
+    /// Finished, gone, or out of attempts (now failed): drop its work item.
+    Done,
+    /// Held by a live lease or waiting out its back-off: look again after this.
+    Later(Duration),
+}
+
+/// Looks at a job [`claim`] did not take. A job out of attempts whose runner stopped
+/// under it ends `failed` with the reason (a dead letter).
+pub async fn why_unclaimed(
+    db: &PgPool,
+    id: Uuid,
+    lease: Duration,
+) -> Result<Unclaimed, sqlx::Error> {
+    let state: Option<(String, i32, i32, bool, Option<f64>)> = sqlx::query_as(
+        "SELECT status, attempt, max_attempts, COALESCE(lease_until > NOW(), false), \
+                EXTRACT(EPOCH FROM (not_before - NOW()))::float8 \
+         FROM noderouter_core.job_queue WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    let Some((status, attempt, max, leased, wait)) = state else {
+        return Ok(Unclaimed::Done);
+    };
+    let status = crate::parse_status(&status);
+    match status {
+        None => Ok(Unclaimed::Done),
+        Some(s) if s.is_final() => Ok(Unclaimed::Done),
+        Some(JobStatus::Running) if leased => Ok(Unclaimed::Later(lease)),
+        _ if attempt >= max => {
+            sqlx::query(
+                "UPDATE noderouter_core.job_queue SET status = $4, lease_until = NULL, \
+                 error_message = $2 WHERE id = $1 AND status IN ($5, $6) AND attempt = $3",
+            )
+            .bind(id)
+            .bind(format!(
+                "the job was interrupted {attempt} times (its runner stopped); giving up"
+            ))
+            .bind(attempt)
+            .bind(JobStatus::Failed.as_str())
+            .bind(JobStatus::Pending.as_str())
+            .bind(JobStatus::Running.as_str())
+            .execute(db)
+            .await?;
+            Ok(Unclaimed::Done)
+        }
+        _ => Ok(Unclaimed::Later(
+            wait.and_then(|w| Duration::try_from_secs_f64(w).ok())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_millis(200)),
+        )),
+    }
+}
+
+/// Extends the lease of a running attempt; false when the attempt lost it.
+pub async fn renew(
+    db: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE noderouter_core.job_queue SET lease_until = NOW() + make_interval(secs => $3) \
+         WHERE id = $1 AND attempt = $2 AND status = $4",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(lease.as_secs_f64())
+    .bind(JobStatus::Running.as_str())
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Records progress (0-99) of a running attempt; false when the attempt is not current.
+pub async fn set_progress(
+    db: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    percent: i32,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE noderouter_core.job_queue SET progress = $3 \
+         WHERE id = $1 AND attempt = $2 AND status = $4",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(percent.clamp(0, 99))
+    .bind(JobStatus::Running.as_str())
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub id: Uuid,
+    pub attempt: i32,
+    /// `Completed` or `Failed`.
+    pub status: JobStatus,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub logs: Option<String>,
+}
+
+/// Records many outcomes in one statement. Returns, for each outcome in order, the
+/// job's final progress when this attempt still held the job (`None`: it had lost it).
+pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>>, sqlx::Error> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
+    let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
+    let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.error.clone()).collect();
+    let logs: Vec<Option<String>> = outcomes.iter().map(|o| o.logs.clone()).collect();
+    let done: Vec<(Uuid, i32)> = sqlx::query_as(
+        "UPDATE noderouter_core.job_queue j \
+         SET status = u.status, result = u.result, error_message = u.error, logs = u.logs, \
+             progress = CASE WHEN u.status = $7 THEN 100 ELSE j.progress END, lease_until = NULL \
+         FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[], $6::text[]) \
+              AS u(id, attempt, status, result, error, logs) \
+         WHERE j.id = u.id AND j.attempt = u.attempt AND j.status = $8 \
+         RETURNING j.id, j.progress",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(&statuses)
+    .bind(&results)
+    .bind(&errors)
+    .bind(&logs)
+    .bind(JobStatus::Completed.as_str())
+    .bind(JobStatus::Running.as_str())
+    .fetch_all(db)
+    .await?;
+    Ok(ids
+        .iter()
+        .map(|id| done.iter().find(|(d, _)| d == id).map(|(_, p)| *p))
+        .collect())
+}
+
+/// Puts a failed attempt back to wait `delay` before its next run; false when the
+/// attempt no longer held the job.
+pub async fn retry_later(
+    db: &PgPool,
+    id: Uuid,
+    attempt: i32,
+    delay: Duration,
+    error: &str,
+    logs: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE noderouter_core.job_queue SET status = $6, lease_until = NULL, \
+             not_before = NOW() + make_interval(secs => $3), error_message = $4, logs = $5 \
+         WHERE id = $1 AND attempt = $2 AND status = $7",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(delay.as_secs_f64())
+    .bind(error)
+    .bind(logs)
+    .bind(JobStatus::Pending.as_str())
+    .bind(JobStatus::Running.as_str())
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Hands a running attempt back to the queue at once, not counting it (a runner
+/// draining on SIGTERM): any runner may claim it now.
+pub async fn hand_back(db: &PgPool, id: Uuid, attempt: i32) -> Result<bool, sqlx::Error> {
+    sqlx::query(
+        "UPDATE noderouter_core.job_queue SET status = $3, lease_until = NULL, not_before = NULL, \
+             max_attempts = max_attempts + 1, progress = 0 \
+         WHERE id = $1 AND attempt = $2 AND status = $4",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(JobStatus::Pending.as_str())
+    .bind(JobStatus::Running.as_str())
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected() == 1)
+}
+
+/// Deletes finished jobs (completed, failed, cancelled) last changed more than `age`
+/// ago, `batch` rows per statement, so no statement holds many locks or runs long.
+/// Returns how many were deleted.
+pub async fn prune(db: &PgPool, age: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let n = sqlx::query(
+            "DELETE FROM noderouter_core.job_queue WHERE id IN ( \
+                 SELECT id FROM noderouter_core.job_queue \
+                 WHERE status IN ($3, $4, $5) AND updated_at < NOW() - make_interval(secs => $1) \
+                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(age.as_secs_f64())
+        .bind(batch.max(1))
+        .bind(JobStatus::Completed.as_str())
+        .bind(JobStatus::Failed.as_str())
+        .bind(JobStatus::Cancelled.as_str())
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += n;
+        if n < batch.max(1) as u64 {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
