@@ -38,6 +38,25 @@ pub(crate) async fn handle(
         Some(Ok(None)) => {
             match nr_jobs::why_unclaimed(&inner.db, id, lease).await {
                 Ok(nr_jobs::Unclaimed::Done) => {
+                    // A runner may have died between recording the outcome and
+                    // publishing it: publish the final event again; its id is derived
+                    // from the job and attempt, so JetStream drops it if it was sent.
+                    if let Ok(Some(row)) = nr_jobs::get(&inner.db, id, nr_jobs::Viewer::All).await {
+                        if let Some(status) = nr_jobs::parse_status(&row.status)
+                            .filter(|s| matches!(s, JobStatus::Completed | JobStatus::Failed))
+                        {
+                            inner
+                                .publish_final(
+                                    id,
+                                    &row.app_name,
+                                    status,
+                                    row.progress,
+                                    row.submitted_by,
+                                    row.attempt,
+                                )
+                                .await;
+                        }
+                    }
                     let _ = msg.ack().await;
                 }
                 Ok(nr_jobs::Unclaimed::Later(d)) => {
@@ -155,16 +174,17 @@ pub(crate) async fn handle(
                 Some(Ok(Some(progress))) => {
                     nr_telemetry::metrics().job(&app, status.as_str());
                     inner
-                        .publish_progress(id, &app, status, progress, None, submitted_by)
+                        .publish_final(id, &app, status, progress, submitted_by, attempt)
                         .await;
-                    true
+                    Recorded::Yes
                 }
-                Some(Ok(None)) => false,
+                // Fenced out: another attempt owns the row now.
+                Some(Ok(None)) => Recorded::Fenced,
                 Some(Err(e)) => {
                     tracing::error!(job = %id, error = %e, "cannot record job outcome");
-                    false
+                    Recorded::Failed
                 }
-                None => false,
+                None => Recorded::Failed,
             }
         }
     };
@@ -173,9 +193,15 @@ pub(crate) async fn handle(
         Ok((reply, host)) => {
             let result: serde_json::Value =
                 serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
-            if finish(JobStatus::Completed, Some(result), None, reply.logs).await
-                && !reply.actions.is_empty()
-            {
+            let recorded = finish(JobStatus::Completed, Some(result), None, reply.logs).await;
+            if recorded == Recorded::Failed {
+                // Postgres is away: the lease runs out and the job is claimed again.
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return;
+            }
+            if recorded == Recorded::Yes && !reply.actions.is_empty() {
                 crate::exec::publish_actions(
                     &inner,
                     &job.app_name,
@@ -259,10 +285,25 @@ pub(crate) async fn handle(
             } else {
                 error
             };
-            finish(JobStatus::Failed, None, Some(error), logs).await;
+            if finish(JobStatus::Failed, None, Some(error), logs).await == Recorded::Failed {
+                let _ = msg
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+                return;
+            }
             let _ = msg.ack().await;
         }
     }
+}
+
+/// What recording a job's outcome came to.
+#[derive(PartialEq, Eq)]
+enum Recorded {
+    Yes,
+    /// Another attempt owns the row: nothing to do.
+    Fenced,
+    /// The database did not take it: the work item must come back.
+    Failed,
 }
 
 /// Why a run failed, as far as retrying goes.

@@ -388,4 +388,50 @@ impl Inner {
             tracing::warn!(job = %id, error = %e, "cannot publish job progress");
         }
     }
+
+    /// A job's final event, with an id derived from the job and its attempt, so that
+    /// publishing it again (after a runner died before it could) is deduplicated.
+    pub(crate) async fn publish_final(
+        &self,
+        id: Uuid,
+        app: &str,
+        status: JobStatus,
+        progress: i32,
+        submitted_by: Option<String>,
+        attempt: i32,
+    ) {
+        let mut event = Envelope::new(
+            nr_contracts::events::JOB_PROGRESS,
+            &self.id,
+            nr_contracts::events::JobProgress {
+                job_id: id.to_string(),
+                app_name: app.to_owned(),
+                status,
+                progress,
+                message: None,
+                submitted_by,
+            },
+        );
+        event.id = final_event_id(id, attempt, status).to_string();
+        let subject = subjects::job_progress(app, &id.to_string());
+        if let Err(e) = nr_infra::bus::publish_event(&self.js, &subject, &event, None).await {
+            tracing::warn!(job = %id, error = %e, "cannot publish the job's final event");
+        }
+    }
+}
+
+/// The id of a job's final event for one attempt: the job's id with the attempt and the
+/// status mixed into its random bits, marked as a custom (version 8) UUID.
+fn final_event_id(id: Uuid, attempt: i32, status: JobStatus) -> Uuid {
+    let code: u8 = match status {
+        JobStatus::Completed => 1,
+        JobStatus::Failed => 2,
+        _ => 3,
+    };
+    let mut bytes = *id.as_bytes();
+    for (b, x) in bytes[8..12].iter_mut().zip(attempt.to_be_bytes()) {
+        *b ^= x;
+    }
+    bytes[15] ^= code;
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
