@@ -1,5 +1,5 @@
 /*
- * Dashboard: the apps one may use; calls, errors and p95 latency per app and jobs by
+ * Dashboard (below the shell's app cards): calls, errors and p95 latency per app and jobs by
  * status over time (ECharts, from GET /admin/api/console/metrics, metrics:read); the
  * runners' health as the job queue shows it. Refreshes every 15 s.
  */
@@ -60,16 +60,12 @@
   }
 
   async function start() {
-    var r = await C.api("GET", "/api/apps");
-    var apps = r.ok ? (r.data.apps || []).slice().sort(function (a, b) { return (a.display_name || a.app_name).localeCompare(b.display_name || b.app_name); }) : [];
-    var appList = apps.length ? el("ul", { class: "list-unstyled mb-0", id: "nr-dash-apps" }, apps.map(function (a) {
-      return el("li", { class: "d-flex justify-content-between gap-2 py-1 border-bottom" }, [
-        el("a", { class: "text-break", href: a.href || "/apps/" + encodeURIComponent(a.app_name) + "/" }, [a.display_name || a.app_name]),
-        el("span", { class: "small text-body-secondary text-nowrap" }, ["v" + a.version + " · ", el("a", { href: "/admin/run/" + encodeURIComponent(a.app_name) }, ["Run"])])
-      ]);
-    })) : el("p", { class: "mb-0" }, ["No apps yet. ", el("a", { href: "/admin/apps" }, ["Deploy one in Manage apps"]), "."]);
-    var grid = el("div", { class: "row g-3" }, [card("Apps", appList, "nr-dash-apps-card")]);
+    var grid = el("div", { class: "row g-3" });
     var showMetrics = C.data("metrics") === "1";
+    if (!showMetrics) {
+      C.root().replaceChildren(el("p", { class: "text-body-secondary small" }, ["Charts of calls, errors, latency and jobs need the permission metrics:read."]));
+      return;
+    }
     if (showMetrics) {
       grid.appendChild(card("Runners", el("div", { id: "nr-runners" }, ["…"]), "nr-dash-runners"));
       ["nr-chart-calls", "nr-chart-errors", "nr-chart-p95", "nr-chart-jobs"].forEach(function (id) {

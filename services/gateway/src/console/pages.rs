@@ -16,6 +16,8 @@ use nr_auth::perms;
 use crate::shell::{error_page, html, layout, session};
 use crate::AppState;
 
+const HOME: &str = include_str!("../../assets/shell/home.html");
+
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin", get(dashboard))
@@ -88,9 +90,10 @@ async fn dashboard(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
     } else {
         "0"
     };
+    // The apps' cards first (the shell's home, filled by its script), then the charts.
     let content = format!(
-        "<div class=\"container-fluid py-3 nr-console\" id=\"nr-console\" data-page=\"dashboard\" data-metrics=\"{metrics}\">\n\
-         <h1 class=\"h4 mb-3\">Dashboard</h1>\n<div id=\"nr-console-body\"><p class=\"text-body-secondary\">Loading…</p></div>\n</div>\n\
+        "{HOME}\n<div class=\"container-fluid pb-4 nr-console\" id=\"nr-console\" data-page=\"dashboard\" data-metrics=\"{metrics}\">\n\
+         <h2 class=\"h5 mb-3\">Platform</h2>\n<div id=\"nr-console-body\"><p class=\"text-body-secondary\">Loading…</p></div>\n</div>\n\
          <script src=\"/assets/console/common.js\" defer></script>\n\
          <script src=\"/assets/console/dashboard.js\" defer></script>"
     );
