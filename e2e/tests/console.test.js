@@ -197,9 +197,11 @@ describe("admin console", { timeout: 240000 }, () => {
       for (const path of ["/admin", "/admin/jobs", "/admin/run/e2e_greeter", "/admin/users", "/admin/audit"]) {
         await p.goto(`${nr.url}${path}`);
         await p.waitForLoadState("networkidle");
-        const width = await p.evaluate(() => document.documentElement.scrollWidth);
+        const [width, wide] = await p.evaluate(() => [document.documentElement.scrollWidth,
+          [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 391 && !e.closest(".table-responsive"))
+            .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)]);
         await shot(p, `phone${path.replace(/\//g, "_")}`);
-        assert.ok(width <= 390, `${path} is ${width}px wide at 390px`);
+        assert.ok(width <= 390, `${path} is ${width}px wide at 390px: ${wide.join(", ")}`);
       }
     } finally {
       await phone.close();

@@ -46,7 +46,7 @@
     form.addEventListener("submit", function (e) { e.preventDefault(); filter = { kind: kind.value, q: text.value.trim() }; load(false); });
     var heads = ["When", "Kind", "Action", "Target", "By", "Details"].map(function (h) { return el("th", { scope: "col" }, [h]); });
     C.root().replaceChildren(form,
-      el("div", { class: "table-responsive" }, [el("table", { class: "table table-sm align-middle", id: "nr-audit-table" }, [
+      el("div", { class: "table-responsive position-relative" }, [el("table", { class: "table table-sm align-middle", id: "nr-audit-table" }, [
         el("caption", { class: "visually-hidden" }, ["Audit trail"]), el("thead", {}, [el("tr", {}, heads)]), el("tbody", { id: "nr-audit-rows" })])]),
       el("p", { id: "nr-audit-empty", class: "text-body-secondary", hidden: true }, ["Nothing recorded matches."]),
       el("button", { id: "nr-audit-more", class: "btn btn-sm btn-outline-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older entries"]));

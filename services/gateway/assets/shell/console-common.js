@@ -85,7 +85,7 @@
     var thead = el("thead", {}, [el("tr", {}, heads.map(function (h) { return el("th", { scope: "col" }, [h]); }))]);
     var tbody = el("tbody", {}, rows.map(function (r) { return el("tr", {}, r.map(function (c) { return el("td", {}, [c]); })); }));
     var t = el("table", { class: "table table-sm align-middle mb-0" }, [caption ? el("caption", { class: "visually-hidden" }, [caption]) : null, thead, tbody]);
-    return el("div", { class: "table-responsive" }, [t]);
+    return el("div", { class: "table-responsive position-relative" }, [t]);
   }
 
   /** A labelled form control in a Bootstrap column. */

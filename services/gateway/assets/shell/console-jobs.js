@@ -29,7 +29,7 @@
     if (!FINAL[job.status]) {
       box.appendChild(el("button", { class: "btn btn-sm btn-outline-danger nr-job-cancel", type: "button", onclick: function () { cancel(job.id); } }, ["Cancel"]));
     } else {
-      box.appendChild(el("button", { class: "btn btn-sm btn-outline-primary", type: "button", onclick: function () { again(job); } }, [job.status === "failed" ? "Re-queue" : "Run again"]));
+      box.appendChild(el("button", { class: "btn btn-sm btn-primary", type: "button", onclick: function () { again(job); } }, [job.status === "failed" ? "Re-queue" : "Run again"]));
     }
     return box;
   }
@@ -147,7 +147,7 @@
     });
     var heads = ["Job", "App", "Status", "Progress", "Created", ""].map(function (h) { return el("th", { scope: "col" }, [h || el("span", { class: "visually-hidden" }, ["Actions"])]); });
     C.root().replaceChildren(form,
-      el("div", { class: "table-responsive" }, [el("table", { class: "table table-sm align-middle", id: "nr-jobs-table" }, [
+      el("div", { class: "table-responsive position-relative" }, [el("table", { class: "table table-sm align-middle", id: "nr-jobs-table" }, [
         el("caption", { class: "visually-hidden" }, ["Jobs"]), el("thead", {}, [el("tr", {}, heads)]), el("tbody", { id: "nr-jobs-rows" })])]),
       el("p", { id: "nr-jobs-empty", class: "text-body-secondary", hidden: true }, ["No jobs match. Queue one from ", el("a", { href: "/admin/run" }, ["Run an app"]), "."]),
       el("button", { id: "nr-jobs-more", class: "btn btn-sm btn-outline-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older jobs"]),

@@ -11,7 +11,7 @@
 
   function rolesEditor(u) {
     var input = el("input", { type: "text", class: "form-control form-control-sm", value: u.roles.join(", "), "aria-label": "Roles of " + u.username, list: "nr-role-names", size: "18" });
-    var save = el("button", { class: "btn btn-sm btn-outline-primary", type: "button", onclick: function () {
+    var save = el("button", { class: "btn btn-sm btn-primary", type: "button", onclick: function () {
       var roles = input.value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
       act(C.api("PUT", "/admin/api/users/" + encodeURIComponent(u.id) + "/roles", { roles: roles }), "Roles of " + u.username + " saved.");
     } }, ["Save roles"]);
