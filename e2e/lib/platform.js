@@ -1,6 +1,5 @@
-// Starts a real platform for the browser tests: a private nats-server with JetStream
-// (unless `noderouter up` runs its own), a fresh Postgres database, and
-// `noderouter up` on a free port. Everything is torn down by stop().
+// Starts a real platform for the browser tests: a fresh Postgres database and
+// `noderouter up` on free ports, running its own NATS with per-service credentials. Everything is torn down by stop().
 "use strict";
 const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -71,19 +70,15 @@ async function start() {
   psql(`CREATE DATABASE "${db}"`);
 
   const natsPort = await freePort();
-  const nats = spawn(natsBinary(), ["-a", "127.0.0.1", "-p", String(natsPort), "-js", "-sd", path.join(dir, "nats")], { stdio: ["ignore", log, log] });
-  children.push(nats);
-  await waitFor("nats-server listening", () => new Promise((res) => {
-    const c = net.connect(natsPort, "127.0.0.1", () => { c.end(); res(true); });
-    c.on("error", () => res(false));
-  }), 10000);
-
   const httpPort = await freePort();
   const password = "e2e-admin-password-1";
   const env = {
     ...process.env,
     NR_HTTP_ADDR: `127.0.0.1:${httpPort}`,
-    NR_NATS_URL: `nats://127.0.0.1:${natsPort}`,
+    // No NR_NATS_URL: `noderouter up` starts its own NATS with per-service credentials.
+    NR_DATA_DIR: path.join(dir, "data"),
+    NR_EMBEDDED_NATS_PORT: String(natsPort),
+    NR_NATS_SERVER: natsBinary(),
     DATABASE_URL: `${PG}/${db}`,
     NR_OBJECT_STORE_URL: path.join(dir, "objects"),
     NR_ADMIN_PASSWORD: password,
@@ -92,6 +87,7 @@ async function start() {
     NR_PYTHON: process.env.NR_PYTHON || path.join(ROOT, ".venv", "bin", "python"),
     RUST_LOG: process.env.RUST_LOG || "warn",
   };
+  delete env.NR_NATS_URL;
   const up = spawn(binary(), ["up"], { env, stdio: ["ignore", log, log], cwd: dir });
   children.push(up);
   const url = `http://127.0.0.1:${httpPort}`;

@@ -49,7 +49,7 @@
       el("div", { class: "table-responsive position-relative" }, [el("table", { class: "table table-sm align-middle", id: "nr-audit-table" }, [
         el("caption", { class: "visually-hidden" }, ["Audit trail"]), el("thead", {}, [el("tr", {}, heads)]), el("tbody", { id: "nr-audit-rows" })])]),
       el("p", { id: "nr-audit-empty", class: "text-body-secondary", hidden: true }, ["Nothing recorded matches."]),
-      el("button", { id: "nr-audit-more", class: "btn btn-sm btn-outline-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older entries"]));
+      el("button", { id: "nr-audit-more", class: "btn btn-sm btn-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older entries"]));
     load(false);
   }
   start();

@@ -14,7 +14,7 @@
       return [el("code", { "data-env": v.name }, [v.name]), v.secret ? el("span", { class: "badge text-bg-warning" }, ["secret"]) : "variable",
         v.secret ? el("span", { class: "text-body-secondary" }, ["hidden"]) : el("code", { class: "text-break" }, [v.value]),
         C.time(v.updated_at) + (v.updated_by ? " by " + v.updated_by : ""),
-        el("button", { class: "btn btn-sm btn-outline-danger", type: "button", onclick: async function () {
+        el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: async function () {
           if (!C.confirmed("Remove " + v.name + "? The app reloads without it.")) { return; }
           var x = await C.api("DELETE", base + "/" + encodeURIComponent(v.name));
           if (x.ok) { C.notice("success", v.name + " removed."); load(); } else { C.notice("danger", C.errorOf(x)); }

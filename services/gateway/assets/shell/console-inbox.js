@@ -38,7 +38,7 @@
     C.root().replaceChildren(
       el("div", { class: "d-flex gap-2 mb-3" }, [
         el("button", { class: "btn btn-sm btn-primary", type: "button", onclick: replay }, ["Fetch retained"]),
-        el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", onclick: function () { if (C.confirmed("Clear the history kept in this browser?")) { window.NRHistory.clear(); } } }, ["Clear"])
+        el("button", { class: "btn btn-sm btn-secondary", type: "button", onclick: function () { if (C.confirmed("Clear the history kept in this browser?")) { window.NRHistory.clear(); } } }, ["Clear"])
       ]),
       el("div", { id: "nr-inbox-list", "aria-live": "polite" }));
     window.addEventListener("nr:history", render);

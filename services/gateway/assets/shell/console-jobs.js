@@ -24,10 +24,10 @@
 
   function actions(job) {
     var box = el("div", { class: "d-flex flex-wrap gap-1" }, [
-      el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", onclick: function () { details(job.id); } }, ["Details"])
+      el("button", { class: "btn btn-sm btn-secondary", type: "button", onclick: function () { details(job.id); } }, ["Details"])
     ]);
     if (!FINAL[job.status]) {
-      box.appendChild(el("button", { class: "btn btn-sm btn-outline-danger nr-job-cancel", type: "button", onclick: function () { cancel(job.id); } }, ["Cancel"]));
+      box.appendChild(el("button", { class: "btn btn-sm btn-danger nr-job-cancel", type: "button", onclick: function () { cancel(job.id); } }, ["Cancel"]));
     } else {
       box.appendChild(el("button", { class: "btn btn-sm btn-primary", type: "button", onclick: function () { again(job); } }, [job.status === "failed" ? "Re-queue" : "Run again"]));
     }
@@ -150,7 +150,7 @@
       el("div", { class: "table-responsive position-relative" }, [el("table", { class: "table table-sm align-middle", id: "nr-jobs-table" }, [
         el("caption", { class: "visually-hidden" }, ["Jobs"]), el("thead", {}, [el("tr", {}, heads)]), el("tbody", { id: "nr-jobs-rows" })])]),
       el("p", { id: "nr-jobs-empty", class: "text-body-secondary", hidden: true }, ["No jobs match. Queue one from ", el("a", { href: "/admin/run" }, ["Run an app"]), "."]),
-      el("button", { id: "nr-jobs-more", class: "btn btn-sm btn-outline-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older jobs"]),
+      el("button", { id: "nr-jobs-more", class: "btn btn-sm btn-secondary", type: "button", hidden: true, onclick: function () { load(true); } }, ["Older jobs"]),
       el("div", { id: "nr-job-details", class: "mt-3", "aria-live": "polite" }));
     filters = { app: app.value.trim(), status: "", since: 0, all: false };
     load(false).then(function () { if (params.get("job")) { details(params.get("job")); } });

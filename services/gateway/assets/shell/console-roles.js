@@ -29,7 +29,7 @@
     if (!r.ok) { C.notice("danger", "The roles could not be listed: " + C.errorOf(r)); return; }
     document.getElementById("nr-roles-list").replaceChildren(C.table(["Role", "Description", "Permissions", ""], r.data.roles.map(function (role) {
       return [el("span", { class: "text-break", "data-role": role.name }, [role.name]), role.description || "", grants(role),
-        role.builtin ? el("span", { class: "small text-body-secondary" }, ["built in"]) : el("button", { class: "btn btn-sm btn-outline-danger", type: "button", onclick: function () {
+        role.builtin ? el("span", { class: "small text-body-secondary" }, ["built in"]) : el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: function () {
           if (C.confirmed("Delete the role " + role.name + "?")) { act(C.api("DELETE", "/admin/api/roles/" + encodeURIComponent(role.name)), "Role " + role.name + " deleted."); }
         } }, ["Delete"])];
     }), "Roles"));

@@ -8,7 +8,7 @@
     if (!r.ok) { C.notice("danger", "The tokens could not be listed: " + C.errorOf(r)); return; }
     document.getElementById("nr-tokens-list").replaceChildren(C.table(["Name", "Owner", "Roles", "Created", "Expires", ""], r.data.tokens.map(function (t) {
       return [el("span", { class: "text-break", "data-token": t.name }, [t.name]), t.owner, t.roles.join(", "), C.time(t.created_at), t.expires_at ? C.time(t.expires_at) : "never",
-        t.revoked ? el("span", { class: "badge text-bg-secondary" }, ["revoked"]) : el("button", { class: "btn btn-sm btn-outline-danger", type: "button", onclick: async function () {
+        t.revoked ? el("span", { class: "badge text-bg-secondary" }, ["revoked"]) : el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: async function () {
           if (!C.confirmed("Revoke the token " + t.name + "? Callers using it are refused from now on.")) { return; }
           var x = await C.api("DELETE", "/admin/api/tokens/" + encodeURIComponent(t.id));
           if (x.ok) { C.notice("success", "Token " + t.name + " revoked."); load(); } else { C.notice("danger", C.errorOf(x)); }

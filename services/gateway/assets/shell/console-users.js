@@ -20,11 +20,11 @@
 
   function buttons(u) {
     return el("div", { class: "d-flex flex-wrap gap-1" }, [
-      el("button", { class: "btn btn-sm btn-outline-" + (u.disabled ? "success" : "danger"), type: "button", onclick: function () {
+      el("button", { class: "btn btn-sm btn-" + (u.disabled ? "success" : "danger"), type: "button", onclick: function () {
         if (!u.disabled && !C.confirmed("Disable " + u.username + "? Their sessions end.")) { return; }
         act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { disabled: !u.disabled }), u.username + (u.disabled ? " enabled." : " disabled."));
       } }, [u.disabled ? "Enable" : "Disable"]),
-      el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", onclick: function () {
+      el("button", { class: "btn btn-sm btn-secondary", type: "button", onclick: function () {
         var pw = window.prompt("New password for " + u.username + " (at least 8 characters):");
         if (pw) { act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { password: pw }), "Password of " + u.username + " reset."); }
       } }, ["Reset password"])
