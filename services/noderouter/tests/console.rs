@@ -75,8 +75,14 @@ async fn the_audit_trail_reads_the_log_newest_first_without_secrets_and_only_for
     assert_eq!(s, StatusCode::OK, "{b}");
     let entries = b["entries"].as_array().unwrap();
     let text = b.to_string();
-    assert!(!text.contains("password_hash") && !text.contains("argon2"), "{text}");
-    assert!(!text.contains("secret_hash") && !text.contains("\"manifest\""), "{text}");
+    assert!(
+        !text.contains("password_hash") && !text.contains("argon2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret_hash") && !text.contains("\"manifest\""),
+        "{text}"
+    );
     // Newest first: the auditor's own creation comes before the deploy.
     let pos = |action: &str, target: &str| {
         entries
@@ -89,10 +95,17 @@ async fn the_audit_trail_reads_the_log_newest_first_without_secrets_and_only_for
 
     // Filters: one kind, a text.
     let (_, b) = get(&auditor, format!("{}/admin/api/audit?kind=apps", h.url)).await;
-    assert!(b["entries"].as_array().unwrap().iter().all(|e| e["kind"] == "apps"));
+    assert!(b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["kind"] == "apps"));
     let (_, b) = get(&auditor, format!("{}/admin/api/audit?q=plain-user", h.url)).await;
     let found = b["entries"].as_array().unwrap();
-    assert!(!found.is_empty() && found.iter().all(|e| e.to_string().contains("plain-user")), "{b}");
+    assert!(
+        !found.is_empty() && found.iter().all(|e| e.to_string().contains("plain-user")),
+        "{b}"
+    );
 
     // Pages of one entry walk the whole trail once, in order, without repeats.
     let mut seen = Vec::new();
@@ -195,25 +208,47 @@ async fn a_jobs_body_is_shown_to_its_submitter_only_and_pages_need_a_session() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    for path in ["/admin/jobs", "/admin/users", "/admin/run/x", "/admin/inbox"] {
+    for path in [
+        "/admin/jobs",
+        "/admin/users",
+        "/admin/run/x",
+        "/admin/inbox",
+    ] {
         let r = anon.get(format!("{}{path}", h.url)).send().await.unwrap();
         assert!(r.status().is_redirection(), "{path}");
     }
-    let r = bob.get(format!("{}/admin/users", h.url)).send().await.unwrap();
+    let r = bob
+        .get(format!("{}/admin/users", h.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = bob.get(format!("{}/admin/jobs", h.url)).send().await.unwrap();
+    let r = bob
+        .get(format!("{}/admin/jobs", h.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("script-src 'self';"), "{csp}");
     let page = r.text().await.unwrap();
-    assert!(page.contains("/assets/console/jobs.js") && !page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("/assets/console/jobs.js") && !page.contains("<script>"),
+        "{page}"
+    );
     let r = anon
         .get(format!("{}/assets/console/jobs.js", h.url))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     let r = anon
         .get(format!("{}/assets/console/..%2Fsecret.js", h.url))
         .send()

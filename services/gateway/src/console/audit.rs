@@ -101,7 +101,10 @@ async fn audit(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let cursor = parse_cursor(q.before.as_deref())?;
-    let needle = q.q.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+    let needle =
+        q.q.as_deref()
+            .map(str::to_lowercase)
+            .filter(|s| !s.is_empty());
     let mut found: Vec<(&str, Vec<Entry>, u64)> = Vec::new();
     for (short, stream, kind) in STREAMS {
         if q.kind.as_deref().is_some_and(|k| k != *kind) {
@@ -111,7 +114,8 @@ async fn audit(
         if start == Some(0) {
             continue;
         }
-        let (entries, stopped) = scan(&state, stream, kind, start, limit, needle.as_deref()).await?;
+        let (entries, stopped) =
+            scan(&state, stream, kind, start, limit, needle.as_deref()).await?;
         found.push((short, entries, stopped));
     }
     // Merge newest first; an entry not taken keeps its stream's cursor at it.
@@ -124,7 +128,11 @@ async fn audit(
     let mut next = Vec::new();
     let mut more = false;
     for (short, entries, stopped) in &found {
-        let last_taken = taken.iter().filter(|(s, _)| s == short).map(|(_, e)| e.seq).min();
+        let last_taken = taken
+            .iter()
+            .filter(|(s, _)| s == short)
+            .map(|(_, e)| e.seq)
+            .min();
         let untaken = entries.iter().any(|e| last_taken.is_none_or(|t| e.seq < t));
         let pos = match (untaken, last_taken) {
             (true, Some(t)) => t - 1,
@@ -193,7 +201,9 @@ fn matches(e: &Entry, needle: &str) -> bool {
     [&e.action, &e.target]
         .iter()
         .any(|s| s.to_lowercase().contains(needle))
-        || e.actor.as_deref().is_some_and(|a| a.to_lowercase().contains(needle))
+        || e.actor
+            .as_deref()
+            .is_some_and(|a| a.to_lowercase().contains(needle))
 }
 
 /// The entry of one event, without what must not be shown.
@@ -228,11 +238,19 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
     Some(Entry {
         kind,
         seq,
-        time: env.get("time").and_then(Value::as_str).unwrap_or("").to_owned(),
+        time: env
+            .get("time")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         action,
         target,
         actor,
-        source: env.get("source").and_then(Value::as_str).unwrap_or("").to_owned(),
+        source: env
+            .get("source")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         details,
     })
 }
@@ -256,7 +274,10 @@ mod tests {
         );
         let bytes = encode(&ev).unwrap();
         let e = entry("access", 7, &bytes).unwrap();
-        assert_eq!((e.action.as_str(), e.target.as_str()), ("user_created", "ann"));
+        assert_eq!(
+            (e.action.as_str(), e.target.as_str()),
+            ("user_created", "ann")
+        );
         let shown = serde_json::to_string(&e).unwrap();
         assert!(!shown.contains("argon2"), "{shown}");
     }

@@ -34,18 +34,48 @@ pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// The pages' scripts, compiled in. Served revalidated with an ETag of their bytes.
 const SCRIPTS: &[(&str, &str)] = &[
-    ("common.js", include_str!("../../assets/shell/console-common.js")),
-    ("dashboard.js", include_str!("../../assets/shell/console-dashboard.js")),
-    ("jobs.js", include_str!("../../assets/shell/console-jobs.js")),
+    (
+        "common.js",
+        include_str!("../../assets/shell/console-common.js"),
+    ),
+    (
+        "dashboard.js",
+        include_str!("../../assets/shell/console-dashboard.js"),
+    ),
+    (
+        "jobs.js",
+        include_str!("../../assets/shell/console-jobs.js"),
+    ),
     ("run.js", include_str!("../../assets/shell/console-run.js")),
-    ("users.js", include_str!("../../assets/shell/console-users.js")),
-    ("roles.js", include_str!("../../assets/shell/console-roles.js")),
-    ("tokens.js", include_str!("../../assets/shell/console-tokens.js")),
-    ("profile.js", include_str!("../../assets/shell/console-profile.js")),
-    ("audit.js", include_str!("../../assets/shell/console-audit.js")),
+    (
+        "users.js",
+        include_str!("../../assets/shell/console-users.js"),
+    ),
+    (
+        "roles.js",
+        include_str!("../../assets/shell/console-roles.js"),
+    ),
+    (
+        "tokens.js",
+        include_str!("../../assets/shell/console-tokens.js"),
+    ),
+    (
+        "profile.js",
+        include_str!("../../assets/shell/console-profile.js"),
+    ),
+    (
+        "audit.js",
+        include_str!("../../assets/shell/console-audit.js"),
+    ),
     ("env.js", include_str!("../../assets/shell/console-env.js")),
-    ("inbox.js", include_str!("../../assets/shell/console-inbox.js")),
-    ("history.js", include_str!("../../assets/shell/console-history.js")),
+    (
+        "inbox.js",
+        include_str!("../../assets/shell/console-inbox.js"),
+    ),
+    (
+        "history.js",
+        include_str!("../../assets/shell/console-history.js"),
+    ),
 ];
 
 async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {

@@ -125,7 +125,11 @@ async fn run_list(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
     render(&s, &parts, page).await
 }
 
-async fn run_app(State(s): State<Arc<AppState>>, Path(app): Path<String>, parts: Parts) -> Response {
+async fn run_app(
+    State(s): State<Arc<AppState>>,
+    Path(app): Path<String>,
+    parts: Parts,
+) -> Response {
     if !crate::jobs::is_app_name(&app) {
         return error_page(StatusCode::NOT_FOUND, "There is no such app.");
     }
@@ -188,7 +192,11 @@ async fn audit(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
     render(&s, &parts, page).await
 }
 
-async fn app_env(State(s): State<Arc<AppState>>, Path(app): Path<String>, parts: Parts) -> Response {
+async fn app_env(
+    State(s): State<Arc<AppState>>,
+    Path(app): Path<String>,
+    parts: Parts,
+) -> Response {
     if !crate::jobs::is_app_name(&app) {
         return error_page(StatusCode::NOT_FOUND, "There is no such app.");
     }

@@ -130,10 +130,11 @@ async fn point(db: &sqlx::PgPool, commit: bool) -> anyhow::Result<Point> {
     .bind(since)
     .fetch_all(db)
     .await?;
-    let mut jobs: BTreeMap<String, i64> = ["pending", "running", "completed", "failed", "cancelled"]
-        .iter()
-        .map(|s| ((*s).to_owned(), 0))
-        .collect();
+    let mut jobs: BTreeMap<String, i64> =
+        ["pending", "running", "completed", "failed", "cancelled"]
+            .iter()
+            .map(|s| ((*s).to_owned(), 0))
+            .collect();
     jobs.extend(rows);
     Ok(Point {
         t: now
@@ -181,7 +182,13 @@ fn p95_ms(now: &BTreeMap<u64, f64>, before: &BTreeMap<u64, f64>) -> Option<f64> 
     grown
         .iter()
         .find(|(_, c)| *c >= total * 0.95)
-        .map(|(le, _)| if *le == u64::MAX { f64::INFINITY } else { *le as f64 / 1e6 })
+        .map(|(le, _)| {
+            if *le == u64::MAX {
+                f64::INFINITY
+            } else {
+                *le as f64 / 1e6
+            }
+        })
         .filter(|v| v.is_finite())
 }
 
@@ -362,7 +369,9 @@ async fn payload(
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read job: {e}")))?;
     let (app, payload) = row.ok_or_else(|| ApiError::NotFound(format!("job '{id}' not found")))?;
-    Ok(Json(serde_json::json!({"app_name": app, "payload": payload})))
+    Ok(Json(
+        serde_json::json!({"app_name": app, "payload": payload}),
+    ))
 }
 
 #[cfg(test)]
@@ -392,6 +401,9 @@ mod tests {
     fn label_values_with_escapes_parse() {
         let (name, labels, v) =
             parse_line(r#"nr_app_calls_total{app="a\"b",status="200"} 2"#).unwrap();
-        assert_eq!((name, labels["app"].as_str(), v), ("nr_app_calls_total", "a\"b", 2.0));
+        assert_eq!(
+            (name, labels["app"].as_str(), v),
+            ("nr_app_calls_total", "a\"b", 2.0)
+        );
     }
 }
