@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// Messages read from one stream for one request, at most.
@@ -34,10 +34,12 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/admin/api/audit", get(audit))
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
     /// `apps`, `access` or `env`: one kind only.
     #[serde(default)]
+    #[param(pattern = "^(apps|access|env)$")]
     kind: Option<String>,
     /// Entries whose action, target or actor contains this text (case-insensitive).
     #[serde(default)]
@@ -86,7 +88,21 @@ fn parse_cursor(text: Option<&str>) -> Result<HashMap<String, u64>, ApiError> {
     Ok(out)
 }
 
-async fn audit(
+/// The audit trail: app, access and variable changes read from the event log, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/api/audit",
+    tag = "admin",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "`{entries: [{kind, seq, time, action, target, actor, source, details}], next_before}`; hashes, secrets and manifests are never included", body = Object),
+        (status = 400, description = "A bad `kind` or `before`", body = ErrorBody),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `audit:read` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn audit(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(q): Query<AuditQuery>,

@@ -5,9 +5,9 @@
 //! file of its own under `/assets/console/`; the pages use the public API for the rest.
 //! See `docs/admin-shell.md`.
 
-mod audit;
+pub(crate) mod audit;
 mod pages;
-mod series;
+pub(crate) mod series;
 
 use std::sync::Arc;
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// Points kept: two hours of one-minute samples.
@@ -295,7 +295,20 @@ struct Series {
     runners: Runners,
 }
 
-async fn series(
+/// The dashboard's series: per-interval calls, errors and p95 per app, jobs by status,
+/// and the runners' health as the job table shows it.
+#[utoipa::path(
+    get,
+    path = "/admin/api/console/metrics",
+    tag = "admin",
+    responses(
+        (status = 200, description = "`{interval_s, points: [{t, apps: {<app>: {calls, errors, p95_ms}}, jobs: {<status>: n}}], runners: {stale_leases, oldest_pending_s, running_by_node, healthy}}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "The `metrics:read` permission is missing", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn series(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -350,7 +363,21 @@ async fn runners(db: &sqlx::PgPool) -> anyhow::Result<Runners> {
     })
 }
 
-async fn payload(
+/// The body a job was submitted with (for "run again"): to its submitter or a holder
+/// of `jobs:read_all`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/console/jobs/{id}/payload",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a UUID)")),
+    responses(
+        (status = 200, description = "`{app_name, payload}`", body = Object),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "No such job visible to the caller", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("cookie" = []))
+)]
+pub(crate) async fn payload(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
