@@ -7,6 +7,7 @@ mod app_env;
 pub mod apps;
 pub mod auth;
 pub mod config;
+mod console;
 pub mod error;
 mod identity;
 mod job_ops;
@@ -305,6 +306,7 @@ impl Gateway {
             .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))
             .merge(shell::routes().with_state(state.clone()))
+            .merge(console::routes(&state).with_state(state.clone()))
             .layer(middleware::from_fn(request_id))
             .layer(middleware::from_fn(move |req, next| {
                 server::body_deadline(body_timeout, req, next)

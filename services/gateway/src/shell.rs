@@ -27,6 +27,10 @@ use crate::AppState;
 use bundle::Bundles;
 use compose::esc;
 
+// Shared with the console's pages (`crate::console`).
+pub(crate) use assets::{cached as cached_asset, JS};
+pub(crate) use compose::esc as esc_attr;
+
 const LAYOUT: &str = include_str!("../assets/shell/layout.html");
 const LOGIN: &str = include_str!("../assets/shell/login.html");
 const ERROR: &str = include_str!("../assets/shell/error.html");
@@ -38,8 +42,6 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/login", get(login_page))
         .route("/", get(home))
-        .route("/admin", get(home))
-        .route("/admin/", get(home))
         .route("/admin/apps", get(admin_apps))
         .route("/admin/notifications", get(admin_notifications))
         .route("/apps/{app}", get(app_slash))
@@ -53,7 +55,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 
 /// An HTML page: never cached (it carries the user's session view), not framed by
 /// other sites, scripts and styles from this origin only.
-fn html(status: StatusCode, body: String) -> Response {
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
     html_with_nonce(status, body, None)
 }
 
@@ -82,7 +84,7 @@ fn html_with_nonce(status: StatusCode, body: String, nonce: Option<&str>) -> Res
     res
 }
 
-fn error_page(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     let title = format!(
         "{} {}",
         status.as_u16(),
@@ -116,7 +118,7 @@ fn to_login(uri: &Uri) -> Response {
 
 /// The session of a page request, or the response to give instead: a redirect to
 /// the login page when there is none (or it is no longer valid).
-async fn session(state: &AppState, parts: &Parts) -> Result<Principal, Response> {
+pub(crate) async fn session(state: &AppState, parts: &Parts) -> Result<Principal, Response> {
     match crate::auth::authenticate(state, parts).await {
         Ok(p) => Ok(p),
         Err(ApiError::Internal(e)) => {
@@ -140,7 +142,7 @@ fn valid_app_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
+pub(crate) fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
     compose::render(
         LAYOUT,
         &[
@@ -292,8 +294,9 @@ async fn app_page(
         None => (
             String::new(),
             format!(
-                "<div class=\"container py-4\"><h1 class=\"h4\">{}</h1><p class=\"text-body-secondary\">This app has no page (no index.html in its bundle).</p></div>",
-                esc(&title)
+                "<div class=\"container py-4\"><h1 class=\"h4\">{}</h1><p class=\"text-body-secondary\">This app has no page of its own (no index.html in its bundle).</p><a class=\"btn btn-primary\" href=\"/admin/run/{}\">Run it with a JSON body</a></div>",
+                esc(&title),
+                esc(&app)
             ),
         ),
     };

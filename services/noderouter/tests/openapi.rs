@@ -55,6 +55,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/api/apps/{app}/env"),
     ("post", "/admin/api/apps/{app}/env"),
     ("delete", "/admin/api/apps/{app}/env/{name}"),
+    ("get", "/admin/api/audit"),
+    ("get", "/admin/api/console/metrics"),
+    ("get", "/admin/api/console/jobs/{id}/payload"),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];

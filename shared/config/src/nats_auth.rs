@@ -199,6 +199,9 @@ pub fn permissions(role: Role) -> Permissions {
             publish.extend(ensure_streams());
             publish.extend(consume(subjects::STREAM_APPS));
             publish.extend(read_messages(subjects::STREAM_APPS));
+            // The console's audit trail reads the access and variable logs by sequence.
+            publish.extend(read_messages(subjects::STREAM_RBAC));
+            publish.extend(read_messages(STREAM_APP_ENV));
             subscribe.push(subjects::RBAC_APPLIED.into());
         }
         Role::Deploy => {

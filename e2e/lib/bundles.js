@@ -1,0 +1,83 @@
+// Test bundles written to the author guide, zipped with Python's zipfile (no npm zip
+// dependency): a paged app that fires an action, a job with progress, a slow job to
+// cancel, and an app without a page.
+"use strict";
+const { execFileSync } = require("node:child_process");
+const fs = require("node:fs");
+const path = require("node:path");
+
+const PROGRESS = `
+import os, time, psycopg2
+
+def _progress(job_id, pct):
+    with psycopg2.connect(os.getenv("DATABASE_URL")) as c:
+        with c.cursor() as cur:
+            cur.execute(
+                "UPDATE noderouter_core.job_queue "
+                "SET progress = %s, updated_at = NOW() WHERE id = %s",
+                (pct, job_id),
+            )
+        c.commit()
+`;
+
+const APPS = {
+  e2e_greeter: {
+    "manifest.json": JSON.stringify({
+      app_name: "e2e_greeter", display_name: "Greeter", version: "1.0.0", api_version: "1.0.0",
+      description: "Greets and fires an action.", required_permission: "",
+      actions: [{ name: "greeted", display_name: "Greeted", description: "Somebody was greeted." }],
+    }),
+    "main.py": `def execute(data: dict, conn=None) -> dict:
+    name = str(data.get("name", "")).strip() or "nobody"
+    return {"message": "hello, %s" % name, "_actions": [{"name": "greeted", "payload": {"name": name}}]}
+`,
+    "index.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Greeter</title></head>
+<body><div class="container py-4"><h1 class="h3">Greeter</h1>
+<label class="form-label" for="grt-name">Name</label>
+<input class="form-control mb-2" id="grt-name" value="page">
+<button class="btn btn-primary" id="grt-go" type="button">Greet</button>
+<p class="mt-2" id="grt-answer"></p></div>
+<script src="index.js"></script></body></html>`,
+    "index.js": `(function () {
+  "use strict";
+  document.getElementById("grt-go").addEventListener("click", function () {
+    fetch("/api/sync/e2e_greeter", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: document.getElementById("grt-name").value }) })
+      .then(function (r) { return r.json(); })
+      .then(function (d) { document.getElementById("grt-answer").textContent = d.message || d.error; });
+  });
+})();
+`,
+  },
+  e2e_job: {
+    "manifest.json": JSON.stringify({
+      app_name: "e2e_job", display_name: "Progress job", version: "1.0.0", api_version: "1.0.0",
+      description: "Counts to 100 in steps of 10, or sleeps when asked.", required_permission: "", actions: [],
+    }),
+    "main.py": `${PROGRESS}
+def execute(data: dict, conn=None) -> dict:
+    job_id = data.get("_job_id", "")
+    steps = int(data.get("steps", 10))
+    pause = float(data.get("pause", 0.3))
+    for i in range(1, steps + 1):
+        time.sleep(pause)
+        if job_id:
+            _progress(job_id, min(99, i * 100 // steps))
+    return {"done": True, "steps": steps}
+`,
+  },
+};
+
+/** Writes the app's zip under dir and returns its path. */
+function zip(dir, app, fileName) {
+  const src = path.join(dir, `${app}-src`);
+  fs.mkdirSync(src, { recursive: true });
+  for (const [name, text] of Object.entries(APPS[app])) fs.writeFileSync(path.join(src, name), text);
+  const out = path.join(dir, fileName || `${app}.zip`);
+  execFileSync("python3", ["-c",
+    "import sys, os, zipfile\nsrc, out = sys.argv[1], sys.argv[2]\nwith zipfile.ZipFile(out, 'w') as z:\n    for n in sorted(os.listdir(src)):\n        z.write(os.path.join(src, n), n)\n",
+    src, out]);
+  return out;
+}
+
+module.exports = { zip, APPS };

@@ -1,0 +1,217 @@
+// The admin console as a person uses it, in headless Chromium against a real platform
+// (`noderouter up`, Postgres, NATS, Python workers). Bounded: each step has its own
+// time limit, the whole file 4 minutes (package.json).
+"use strict";
+const { describe, it, before, after } = require("node:test");
+const assert = require("node:assert/strict");
+const fs = require("node:fs");
+const platform = require("../lib/platform");
+const bundles = require("../lib/bundles");
+const { launch, axe, shot } = require("../lib/browser");
+
+const STEP = 30000;
+
+describe("admin console", { timeout: 240000 }, () => {
+  let nr, browser, context, page;
+  const foreign = [];
+
+  before(async () => {
+    nr = await platform.start();
+    browser = await launch();
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    context.setDefaultTimeout(STEP);
+    // Every request the pages make must stay on the platform's origin.
+    context.on("request", (req) => {
+      const u = req.url();
+      if (!u.startsWith(nr.url) && !u.startsWith("data:") && !u.startsWith("blob:") && !u.startsWith("about:")) foreign.push(u);
+    });
+    page = await context.newPage();
+  });
+
+  after(async () => {
+    if (browser) await browser.close();
+    if (nr) await nr.stop();
+  });
+
+  async function api(method, url, body) {
+    return page.evaluate(async ([m, u, b]) => {
+      const r = await fetch(u, { method: m, headers: { "Content-Type": "application/json" }, body: b === undefined ? undefined : JSON.stringify(b) });
+      return { status: r.status, data: await r.json().catch(() => null) };
+    }, [method, url, body]);
+  }
+
+  it("logs in and lands on the dashboard", async () => {
+    await page.goto(`${nr.url}/admin`);
+    await page.waitForURL(/\/login/);
+    await page.fill("#nr-username", "admin");
+    await page.fill("#nr-password", nr.password);
+    await page.click("#nr-login-submit");
+    await page.waitForURL(`${nr.url}/admin`);
+    await page.waitForSelector("#nr-runners-health");
+  });
+
+  it("deploys through the form and reads the report", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    for (const [app, file] of [["e2e_greeter", "e2e_greeter.zip"], ["e2e_job", "e2e_job.zip"]]) {
+      const zip = bundles.zip(nr.dir, app, file);
+      await page.locator("form input[type=file]").first().setInputFiles(zip);
+      await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
+      // The report names the app and its version (or the refusal, which fails here).
+      await page.waitForFunction((a) => new RegExp(`Deployed ${a} version 1\\.0\\.0|refused|rejected|failed`, "i").test(document.querySelector("main").innerText), app);
+      assert.match(await page.locator("main").innerText(), new RegExp(`Deployed ${app} version 1\\.0\\.0`));
+    }
+    const listed = await api("GET", "/admin/api/apps");
+    assert.deepEqual(listed.data.apps.map((a) => a.app_name).sort(), ["e2e_greeter", "e2e_job"], JSON.stringify(listed.data));
+  });
+
+  it("runs an app from its page and from the run form", async () => {
+    await page.goto(`${nr.url}/apps/e2e_greeter/`);
+    await page.fill("#grt-name", "Ada");
+    await page.click("#grt-go");
+    await page.waitForFunction(() => document.getElementById("grt-answer").textContent === "hello, Ada");
+
+    await page.goto(`${nr.url}/admin/run/e2e_greeter`);
+    await page.fill("#nr-run-body", '{"name": "Form"}');
+    await page.click("#nr-run-form button[type=submit]");
+    await page.waitForSelector("#nr-run-status");
+    assert.equal(await page.textContent("#nr-run-status"), "HTTP 200");
+    assert.match(await page.textContent("#nr-run-result"), /hello, Form/);
+    assert.match(await page.textContent("#nr-run-time"), /ms$/);
+
+    // A bad body is refused in the page with a reason, nothing is sent.
+    await page.fill("#nr-run-body", "{nope");
+    await page.click("#nr-run-form button[type=submit]");
+    await page.waitForFunction(() => /not JSON/.test(document.getElementById("nr-run-result").textContent));
+
+    // An app without a page is no dead end: its page links to the run form.
+    await page.goto(`${nr.url}/apps/e2e_job/`);
+    await page.click("a[href='/admin/run/e2e_job']");
+    await page.waitForURL(/\/admin\/run\/e2e_job$/);
+  });
+
+  it("watches a job's bar reach 100 % live", async () => {
+    await page.goto(`${nr.url}/admin/run/e2e_job`);
+    await page.fill("#nr-run-body", '{"steps": 10, "pause": 0.3}');
+    await page.selectOption("#nr-run-mode", "async");
+    await page.click("#nr-run-form button[type=submit]");
+    const bar = page.locator("#nr-run-progress .progress-bar");
+    await bar.waitFor();
+    // Intermediate values arrive over the socket, then the final one.
+    await page.waitForFunction(() => {
+      const b = document.querySelector("#nr-run-progress .progress-bar");
+      const v = Number(b && b.getAttribute("aria-valuenow"));
+      return v > 0 && v < 100;
+    });
+    await page.waitForFunction(() => document.querySelector("#nr-run-progress .progress-bar").getAttribute("aria-valuenow") === "100");
+    await page.waitForFunction(() => /"done": true/.test(document.getElementById("nr-run-final").textContent));
+  });
+
+  it("cancels a job from the jobs page, which follows it live", async () => {
+    const r = await api("POST", "/api/async/e2e_job", { steps: 100, pause: 0.5 });
+    assert.equal(r.status, 202, JSON.stringify(r));
+    const id = r.data.job_id;
+    await page.goto(`${nr.url}/admin/jobs`);
+    const row = page.locator(`#nr-job-${id}`);
+    await row.waitFor();
+    await page.waitForFunction((i) => Number(document.querySelector(`#nr-job-${i} .progress-bar`).getAttribute("aria-valuenow")) > 0, id);
+    page.once("dialog", (d) => d.accept());
+    await row.locator(".nr-job-cancel").click();
+    await page.waitForFunction((i) => document.querySelector(`#nr-job-${i}`).getAttribute("data-status") === "cancelled", id);
+    const after = await api("GET", `/api/async/jobs/${id}`);
+    assert.equal(after.data.status, "cancelled");
+  });
+
+  it("creates a user, a role and a token", async () => {
+    await page.goto(`${nr.url}/admin/roles`);
+    await page.fill("#nr-role-name", "e2e_viewers");
+    await page.fill("#nr-role-desc", "Made by the browser test");
+    await page.click("#nr-role-form button[type=submit]");
+    await page.waitForSelector("[data-role='e2e_viewers']");
+    await page.selectOption("select[aria-label='Permission to grant to e2e_viewers']", "apps:read");
+    await page.waitForFunction(() => /apps:read granted/.test(document.body.innerText));
+
+    await page.goto(`${nr.url}/admin/users`);
+    await page.fill("#nr-user-name", "e2e_ann");
+    await page.fill("#nr-user-password", "a-long-password-42");
+    await page.fill("#nr-user-roles", "e2e_viewers");
+    await page.click("#nr-user-form button[type=submit]");
+    await page.waitForSelector("[data-user='e2e_ann']");
+
+    await page.goto(`${nr.url}/admin/tokens`);
+    await page.fill("#nr-token-name", "e2e_ci");
+    await page.fill("#nr-token-roles", "e2e_viewers");
+    await page.click("#nr-token-form button[type=submit]");
+    const secret = await page.locator("#nr-token-value").textContent();
+    assert.ok(secret.length > 20, secret);
+    // The secret works once shown, and is never listed again.
+    const me = await fetch(`${nr.url}/api/auth/me`, { headers: { Authorization: `Bearer ${secret}` } });
+    assert.equal(me.status, 200);
+    await page.reload();
+    await page.waitForSelector("[data-token='e2e_ci']");
+    assert.ok(!(await page.content()).includes(secret));
+
+    // The audit trail names what happened.
+    await page.goto(`${nr.url}/admin/audit`);
+    await page.waitForSelector("#nr-audit-rows tr");
+    const audit = await page.locator("#nr-audit-rows").innerText();
+    for (const needle of ["user created", "role created", "token issued", "deployed"]) assert.match(audit, new RegExp(needle));
+    assert.ok(!/argon2/.test(audit));
+  });
+
+  it("sees an action arrive and stay in the history", async () => {
+    const s = await api("POST", "/api/notify/subscribe", { app_name: "e2e_greeter", action_name: "greeted" });
+    assert.ok(s.status < 300, JSON.stringify(s));
+    await page.goto(`${nr.url}/admin/inbox`);
+    await page.waitForFunction(() => window.AdminWS && window.AdminWS.state === "open");
+    await api("POST", "/api/sync/e2e_greeter", { name: "Grace" });
+    await page.waitForSelector("[data-action='e2e_greeter/greeted']");
+    await page.reload();
+    await page.waitForSelector("[data-action='e2e_greeter/greeted']");
+    assert.match(await page.locator("#nr-inbox-items").innerText(), /Grace/);
+  });
+
+  it("switches themes, and every page passes axe in both, with screenshots", async () => {
+    const pages = ["/admin", "/admin/apps", "/admin/jobs", "/admin/run", "/admin/run/e2e_greeter", "/admin/users", "/admin/roles",
+      "/admin/tokens", "/admin/profile", "/admin/audit", "/admin/apps/e2e_greeter/env", "/admin/inbox", "/admin/notifications", "/apps/e2e_greeter/"];
+    const problems = [];
+    for (const theme of ["light", "dark"]) {
+      await page.goto(`${nr.url}/admin/profile`);
+      const now = await page.getAttribute("html", "data-bs-theme");
+      if (now !== theme) {
+        await page.click("#nr-theme-toggle");
+        await page.waitForFunction((t) => document.documentElement.getAttribute("data-bs-theme") === t, theme);
+      }
+      for (const p of pages) {
+        await page.goto(`${nr.url}${p}`);
+        await page.waitForLoadState("networkidle");
+        assert.equal(await page.getAttribute("html", "data-bs-theme"), theme, p);
+        await shot(page, `${theme}${p.replace(/\//g, "_")}`);
+        for (const v of await axe(page)) problems.push(`${theme} ${p}: ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  it("fits a phone's width without sideways scrolling", async () => {
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
+    const p = await phone.newPage();
+    try {
+      for (const path of ["/admin", "/admin/jobs", "/admin/run/e2e_greeter", "/admin/users", "/admin/audit"]) {
+        await p.goto(`${nr.url}${path}`);
+        await p.waitForLoadState("networkidle");
+        const [width, wide] = await p.evaluate(() => [document.documentElement.scrollWidth,
+          [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > 391 && !e.closest(".table-responsive"))
+            .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)]);
+        await shot(p, `phone${path.replace(/\//g, "_")}`);
+        assert.ok(width <= 390, `${path} is ${width}px wide at 390px: ${wide.join(", ")}`);
+      }
+    } finally {
+      await phone.close();
+    }
+  });
+
+  it("sent no request outside the platform's origin", () => {
+    assert.deepEqual(foreign, []);
+    assert.ok(fs.existsSync(nr.logFile));
+  });
+});
