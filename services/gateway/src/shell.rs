@@ -10,6 +10,7 @@ mod assets;
 mod bundle;
 mod compose;
 mod csp;
+mod nav;
 
 use std::sync::Arc;
 
@@ -140,12 +141,22 @@ fn valid_app_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
+/// A shell page: the layout around `content`, with the sidebar's platform links
+/// ([`nav::ADMIN_NAV`]) that `principal` may see, the one at `path` marked current.
+fn layout(
+    principal: &Principal,
+    path: &str,
+    title: &str,
+    app: &str,
+    head: &str,
+    content: &str,
+) -> String {
     compose::render(
         LAYOUT,
         &[
             ("title", &esc(title)),
             ("app", &esc(app)),
+            ("nav", &nav::render(Some(principal), path)),
             ("head", head),
             ("content", content),
         ],
@@ -186,10 +197,14 @@ async fn login_page(
 }
 
 async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    if let Err(res) = session(&state, &parts).await {
-        return res;
-    }
-    html(StatusCode::OK, layout("Apps", "", "", HOME))
+    let principal = match session(&state, &parts).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    html(
+        StatusCode::OK,
+        layout(&principal, parts.uri.path(), "Apps", "", "", HOME),
+    )
 }
 
 /// `/admin/apps`: deployed apps, their versions, deploy / rollback / delete. Readers
@@ -206,17 +221,35 @@ async fn admin_apps(State(state): State<Arc<AppState>>, parts: Parts) -> Respons
             "Managing apps requires the permission 'apps:deploy' or 'apps:read'.",
         );
     }
-    html(StatusCode::OK, layout("Manage apps", "", "", ADMIN_APPS))
+    html(
+        StatusCode::OK,
+        layout(
+            &principal,
+            parts.uri.path(),
+            "Manage apps",
+            "",
+            "",
+            ADMIN_APPS,
+        ),
+    )
 }
 
 /// `/admin/notifications`: the caller's subscriptions, one toggle per (app, action).
 async fn admin_notifications(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    if let Err(res) = session(&state, &parts).await {
-        return res;
-    }
+    let principal = match session(&state, &parts).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     html(
         StatusCode::OK,
-        layout("Notifications", "", "", ADMIN_NOTIFICATIONS),
+        layout(
+            &principal,
+            parts.uri.path(),
+            "Notifications",
+            "",
+            "",
+            ADMIN_NOTIFICATIONS,
+        ),
     )
 }
 
@@ -233,7 +266,7 @@ async fn open_app(
     state: &AppState,
     parts: &Parts,
     app: &str,
-) -> Result<Arc<crate::apps::AppEntry>, Response> {
+) -> Result<(Principal, Arc<crate::apps::AppEntry>), Response> {
     if !valid_app_name(app) {
         return Err(error_page(StatusCode::NOT_FOUND, "There is no such app."));
     }
@@ -251,7 +284,7 @@ async fn open_app(
             &format!("You may not use the app '{app}': it requires the permission '{required}'."),
         ));
     }
-    Ok(entry)
+    Ok((principal, entry))
 }
 
 async fn app_page(
@@ -260,7 +293,7 @@ async fn app_page(
     Path(app): Path<String>,
     parts: Parts,
 ) -> Response {
-    let entry = match open_app(&state, &parts, &app).await {
+    let (principal, entry) = match open_app(&state, &parts, &app).await {
         Ok(e) => e,
         Err(res) => return res,
     };
@@ -309,7 +342,7 @@ async fn app_page(
     let content = csp::add_nonce(&content, &nonce);
     html_with_nonce(
         StatusCode::OK,
-        layout(&title, &app, &head, &content),
+        layout(&principal, parts.uri.path(), &title, &app, &head, &content),
         Some(&nonce),
     )
 }

@@ -115,19 +115,6 @@
     });
   }
 
-  // ── Admin links (Manage apps, Notifications) ─────────────────────────────
-  function renderAdminLinks(me) {
-    var perms = (me && me.permissions) || [];
-    var manage = byId("nr-link-admin-apps");
-    if (manage) {
-      manage.hidden = !(me && (me.admin || perms.indexOf("apps:deploy") >= 0 || perms.indexOf("apps:read") >= 0));
-    }
-    ["nr-link-admin-apps", "nr-link-notifications"].forEach(function (id) {
-      var a = byId(id);
-      if (a && samePage(a.getAttribute("href"))) { a.classList.add("active"); a.setAttribute("aria-current", "page"); }
-    });
-  }
-
   // ── Live notifications: a toast per action message from AdminWS ──────────
   var names = {};  // app -> {label, actions: {name -> label}}
 
@@ -205,7 +192,6 @@
       var me = await getJson("/api/auth/me");
       var user = byId("nr-user");
       if (user) user.textContent = me.username || "";
-      renderAdminLinks(me);
     } catch (_) { /* handled by toLogin or shown below */ }
     try {
       var data = await getJson("/api/apps");
