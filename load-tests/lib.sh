@@ -18,6 +18,7 @@ export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432
 
 bench_start() {
   ensure_all
+  ensure_nats # the open server the raw NATS floor figures use
   cd "$ROOT"
   if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
     cargo build --release -q -p noderouter -p nr-load
@@ -27,7 +28,9 @@ bench_start() {
     exit 1
   fi
   DATA="$(mktemp -d)"
+  # The platform runs its own private NATS with credentials, as `scripts/up` does.
   RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
+    --data-dir "$DATA" --embedded-nats-port "${NR_BENCH_NATS_PORT:-4299}" \
     --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" --examples "$ROOT/examples" \
     "$@" >"$DATA/platform.log" 2>&1 &
   PID=$!
@@ -38,6 +41,11 @@ bench_start() {
     NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)"
     if [ -n "$NR_TOKEN" ]; then
       export NR_TOKEN
+      # The read-only NATS credentials (`nr-load async` follows job progress with them).
+      set -a
+      # shellcheck disable=SC1091
+      . "$DATA/nats/reader.env"
+      set +a
       if curl -sf -X POST "$BASE/api/sync/hello" -H "Authorization: Bearer $NR_TOKEN" \
         -H 'Content-Type: application/json' -d '{}' >/dev/null 2>&1; then
         return 0

@@ -49,10 +49,18 @@ ensure_database() {
 
 nats_bin() { command -v nats-server || echo /usr/sbin/nats-server; }
 
-ensure_nats() {
+# The binary only: `noderouter up` starts its own private nats-server with generated
+# credentials, and the tests start one per test.
+ensure_nats_bin() {
   [ -x "$(nats_bin)" ] || apt_install nats-server
+}
+
+# An open nats-server on 127.0.0.1:4222 (no credentials): only for the load tests' raw
+# NATS floor figures. Never for the platform.
+ensure_nats() {
+  ensure_nats_bin
   if port_open 127.0.0.1 4222; then return; fi
-  log "starting nats-server with JetStream"
+  log "starting nats-server with JetStream (open, for benchmarks)"
   mkdir -p /var/lib/nats-server 2>/dev/null || true
   local store=/var/lib/nats-server
   [ -w "$store" ] || store="$ROOT/.data/nats"
@@ -100,7 +108,7 @@ ensure_s3() {
 ensure_all() {
   mkdir -p "$ROOT/.data"
   ensure_postgres
-  ensure_nats
+  ensure_nats_bin
   ensure_python
   ensure_database noderouter
 }

@@ -34,8 +34,14 @@ pub struct AsyncArgs {
     /// Bearer token sent with every submit (the admin token `noderouter up` prints).
     #[arg(long, env = "NR_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    /// The platform's NATS (`NATS_URL` of `.data/nats/reader.env` for `noderouter up`).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4223")]
     nats_url: String,
+    /// NATS user to read job progress as: the read-only `reader`.
+    #[arg(long, env = "NATS_USER")]
+    nats_user: Option<String>,
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
     /// App the jobs run.
     #[arg(long, default_value = "bench_noop")]
     app: String,
@@ -107,7 +113,13 @@ pub async fn run(args: AsyncArgs) -> anyhow::Result<()> {
         args.rate.is_finite() && args.rate >= 0.0,
         "--rate must be 0 or a positive number"
     );
-    let nats = async_nats::connect(&args.nats_url)
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(user) = &args.nats_user {
+        options =
+            options.user_and_password(user.clone(), args.nats_password.clone().unwrap_or_default());
+    }
+    let nats = options
+        .connect(args.nats_url.as_str())
         .await
         .with_context(|| format!("cannot connect to NATS at {}", args.nats_url))?;
     let mut events = nats

@@ -18,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
     nr_telemetry::init();
     let cli = Cli::parse();
     let stop = nr_telemetry::shutdown_on_signal();
-    let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-deploy").await?;
+    let nats =
+        nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Deploy).await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
     let health = cli.config.health.health_addr.clone();
     let nats_for_ops = nats.clone();

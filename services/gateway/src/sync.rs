@@ -76,6 +76,7 @@ pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
         (status = 413, description = "The body exceeds the limit", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
         (status = 503, description = "No runner is available", body = ErrorBody),
+        (status = 502, description = "The runner's reply was missing or failed signature verification", body = ErrorBody),
         (status = 504, description = "The app did not answer within its time limit", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
@@ -99,8 +100,12 @@ pub(crate) async fn sync_call(
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
     h.insert(headers::REQUEST_ID, request_id.as_str());
     let subject = subjects::runner_exec(&app);
-    if let Some(stamp) = nr_auth::signing::sign(&state.runner_keys, &subject, &body) {
+    let mut nonce = None;
+    if let Some(stamp) = nr_auth::signing::sign(&state.runner_keys, &subject, &h, &body) {
         for (name, value) in stamp {
+            if name == nr_auth::signing::HEADER_NONCE {
+                nonce = Some(value.clone());
+            }
             h.insert(name, value.as_str());
         }
     }
@@ -125,11 +130,37 @@ pub(crate) async fn sync_call(
             }
             _ => ApiError::Internal(anyhow::anyhow!("runner request failed: {e}")),
         })?;
-    let status = reply
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::STATUS))
-        .and_then(|v| v.as_str().parse::<u16>().ok())
+    let reply_header = |name: &str| {
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    };
+    let status_text = reply_header(headers::STATUS).unwrap_or("");
+    if let Some(nonce) = &nonce {
+        // Only a runner holding the key can answer: a reply from anyone else who got to
+        // the reply subject first never reaches the caller.
+        if let Err(e) = nr_auth::signing::verify_reply(
+            &state.runner_keys,
+            nonce,
+            status_text,
+            &reply.payload,
+            reply_header(nr_auth::signing::HEADER_SIG),
+        ) {
+            tracing::warn!(app = %app, request_id = %request_id, error = %e, "runner reply refused");
+            return Err(ApiError::Refused {
+                status: 502,
+                error: format!(
+                    "the reply to this call of app '{app}' failed verification and was dropped"
+                ),
+                details: serde_json::Value::Null,
+            });
+        }
+    }
+    let status = status_text
+        .parse::<u16>()
+        .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::BAD_GATEWAY);
     Ok((

@@ -1,13 +1,16 @@
 //! The five services in one process: the embedded default for a laptop or a test.
-//! `start` connects to NATS, Postgres and the object store once and hands the same
-//! clients to gateway, deploy, registry, runner and notify.
+//! `start` connects to Postgres and the object store once and hands the same clients to
+//! gateway, deploy, registry, runner and notify; each service connects to NATS as its own
+//! user (`nr_config::nats_auth`), with the permissions of its role.
 
 pub mod bundle;
+pub mod embedded;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use nr_config::nats_auth::Role;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +46,9 @@ pub struct PlatformConfig {
     /// The WebSocket hub's per-connection limits (docs/events.md).
     #[command(flatten)]
     pub notify_limits: nr_notify::HubLimits,
+    /// The embedded default's private NATS and state directory.
+    #[command(flatten)]
+    pub embedded: embedded::EmbeddedArgs,
 }
 
 impl PlatformConfig {
@@ -99,8 +105,11 @@ impl Platform {
             config.gateway.secrets_key = Some(nr_infra::appenv::load_or_create_file(&path)?);
             tracing::info!(path = %path.display(), "NR_SECRETS_KEY is not set: app secrets are sealed with the key in this file");
         }
-        let nats_url = &config.gateway.nats.nats_url;
-        let nats = nr_infra::bus::connect(nats_url, "noderouter").await?;
+        let nats_args = config.gateway.nats.clone();
+        let connect = |role| {
+            let args = nats_args.clone();
+            async move { nr_infra::bus::connect_as(&args, role).await }
+        };
         let store = nr_infra::store::open(&config.gateway.store.object_store_url)?;
         let db = nr_infra::db::connect(&config.gateway.db.database_url, config.gateway.db.db_pool)
             .await
@@ -116,7 +125,7 @@ impl Platform {
                 catch_up_s: 120,
             },
             nr_registry::RegistryDeps {
-                nats: nats.clone(),
+                nats: connect(Role::Registry).await?,
                 db: db.clone(),
             },
         )
@@ -132,7 +141,7 @@ impl Platform {
                 database_url: Some(config.gateway.db.database_url.clone()),
             },
             nr_deploy::DeployDeps {
-                nats: nats.clone(),
+                nats: connect(Role::Deploy).await?,
                 store: store.clone(),
             },
         )
@@ -143,7 +152,7 @@ impl Platform {
                 nr_runner::Runner::build(
                     config.runner(),
                     nr_runner::RunnerDeps {
-                        nats: nats.clone(),
+                        nats: connect(Role::Runner).await?,
                         store: store.clone(),
                         db: db.clone(),
                     },
@@ -160,7 +169,7 @@ impl Platform {
                 limits: config.notify_limits.clone(),
             },
             nr_notify::NotifyDeps {
-                nats: nats.clone(),
+                nats: connect(Role::Notify).await?,
                 db: db.clone(),
             },
         )
@@ -168,7 +177,7 @@ impl Platform {
         let gateway = nr_gateway::Gateway::build(
             config.gateway.clone(),
             nr_gateway::GatewayDeps {
-                nats: nats.clone(),
+                nats: connect(Role::Gateway).await?,
                 store,
                 db: db.clone(),
                 extra_routes: notify.router(),

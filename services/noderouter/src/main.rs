@@ -192,9 +192,32 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn up(config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result<()> {
+/// True when the NATS URL was given (flag or environment) rather than defaulted.
+fn nats_url_given() -> bool {
+    std::env::var_os("NR_NATS_URL").is_some()
+        || std::env::args().any(|a| a == "--nats-url" || a.starts_with("--nats-url="))
+}
+
+async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result<()> {
     nr_telemetry::init();
     let stop = nr_telemetry::shutdown_on_signal();
+    // Without a NATS of the operator's, run a private one that refuses anyone without the
+    // generated credentials; kept alive until the platform stops.
+    let embedded_nats = if nats_url_given() {
+        None
+    } else {
+        let nats = noderouter::embedded::start(&config.embedded).await?;
+        config.gateway.nats = nats.args();
+        Some(nats)
+    };
+    if nr_auth_keys_empty(&config) {
+        let data_dir = &config.embedded.data_dir;
+        config.gateway.runner_secret = Some(noderouter::embedded::runner_secret(data_dir)?);
+        tracing::info!(
+            path = %data_dir.join("runner.secret").display(),
+            "runner requests are signed with the key kept here (give it to separate runners as RUNNER_SECRET)"
+        );
+    }
     let platform = Platform::start(config).await?;
     let url = platform.url();
     let admin_token = platform.admin_token().to_owned();
@@ -234,8 +257,32 @@ async fn up(config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result
         "  try: curl -s -X POST {url}/api/sync/hello -H \"Authorization: Bearer $NR_TOKEN\" -H 'Content-Type: application/json' -d '{{}}'"
     );
     println!("  or open {url}/login in a browser (user admin)");
+    if let Some(nats) = &embedded_nats {
+        println!(
+            "  NATS (private, with authorization) at {}; read-only credentials for outside consumers of action.triggered.> and job.progress.>: {}",
+            nats.url,
+            nats.reader_file.display()
+        );
+        println!(
+            "    e.g. set -a; . {}; set +a; nats sub 'action.triggered.>'",
+            nats.reader_file.display()
+        );
+    }
     println!("Stop with Ctrl-C.");
-    platform.wait().await
+    let result = platform.wait().await;
+    if let Some(nats) = embedded_nats {
+        nats.stop().await;
+    }
+    result
+}
+
+fn nr_auth_keys_empty(config: &PlatformConfig) -> bool {
+    config
+        .gateway
+        .runner_secret
+        .as_deref()
+        .map(|s| s.split(',').all(|k| k.trim().is_empty()))
+        .unwrap_or(true)
 }
 
 /// Uploads a folder (packed first) or a zip to `POST /admin/api/apps/deploy`.

@@ -593,7 +593,11 @@ def execute(data, conn=None):
                 &h.nats.url,
                 "--database-url",
                 &h.db.url,
+                "--runner-secret",
+                common::RUNNER_SECRET,
             ])
+            .arg("--nats-passwords-file")
+            .arg(h.nats.passwords_file())
             .args([
                 "--object-store-url",
                 &h.dir.path().join("objects").to_string_lossy(),
@@ -697,7 +701,7 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
     };
     let stamped = |keys: &str, body: &[u8]| {
         let mut h = async_nats::HeaderMap::new();
-        for (k, v) in sign(&Keys::parse(Some(keys)), &subject, body).unwrap() {
+        for (k, v) in sign(&Keys::parse(Some(keys)), &subject, &h.clone(), body).unwrap() {
             h.insert(k, v.as_str());
         }
         h

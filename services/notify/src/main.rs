@@ -15,7 +15,8 @@ async fn main() -> anyhow::Result<()> {
     nr_telemetry::init();
     let cli = Cli::parse();
     let stop = nr_telemetry::shutdown_on_signal();
-    let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-notify").await?;
+    let nats =
+        nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Notify).await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let addr = cli.config.http_addr.clone();
     let ready = nr_telemetry::nats_ready(nats.clone());

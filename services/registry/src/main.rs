@@ -18,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
     nr_telemetry::init();
     let cli = Cli::parse();
     let stop = nr_telemetry::shutdown_on_signal();
-    let nats = nr_infra::bus::connect(&cli.config.nats.nats_url, "nr-registry").await?;
+    let nats =
+        nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Registry).await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let health = cli.config.health.health_addr.clone();
     let nats_for_ops = nats.clone();

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use async_nats::{HeaderMap, Message};
 use futures::StreamExt;
+use nr_config::nats_auth::RUNNER_NONCE;
 use nr_contracts::events::{ActionTriggered, ACTION_TRIGGERED};
 use nr_contracts::{headers, subjects, Envelope};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{CallError, FiredAction};
 use crate::{HostError, Inner};
 
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let nonces = share_nonces(inner.clone(), shutdown.clone()).await?;
     let mut sub = inner
         .nats
         .queue_subscribe(
@@ -29,6 +32,7 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
             };
             let Some(msg) = msg else { break };
             let inner = inner.clone();
+            let nonces = nonces.clone();
             tokio::spawn(async move {
                 let span = tracing::info_span!("exec", subject = %msg.subject, request_id = tracing::field::Empty);
                 if let Some(rid) = msg
@@ -38,7 +42,7 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
                 {
                     span.record("request_id", rid.as_str());
                 }
-                tracing::Instrument::instrument(handle(inner, msg), span).await
+                tracing::Instrument::instrument(handle(inner, msg, nonces), span).await
             });
         }
         let _ = sub.unsubscribe().await;
@@ -50,7 +54,67 @@ fn error_body(message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default()
 }
 
-async fn handle(inner: Arc<Inner>, msg: Message) {
+/// Shares the nonces of the signed requests this runner accepted with every other
+/// runner, and remembers theirs, so a captured request is served once across all
+/// runners. Core NATS, batched: whatever accumulated while the last batch was sent goes
+/// in the next message, so the sync path never waits for it. Residual: a replay that
+/// reaches another runner before the broadcast (a few milliseconds) is served twice.
+async fn share_nonces(
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<mpsc::UnboundedSender<String>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    if !inner.signatures.enabled() {
+        return Ok(tx);
+    }
+    let mut sub = inner
+        .nats
+        .subscribe(RUNNER_NONCE)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {RUNNER_NONCE}: {e}"))?;
+    let listener = inner.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => break,
+                m = sub.next() => m,
+            };
+            let Some(msg) = msg else { break };
+            let text = String::from_utf8_lossy(&msg.payload);
+            let mut lines = text.lines();
+            if lines.next() == Some(listener.id.as_str()) {
+                continue; // our own batch
+            }
+            for nonce in lines {
+                listener.signatures.remember(nonce);
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = rx.recv() => n,
+            };
+            let Some(first) = first else { break };
+            let mut batch = format!("{}\n{first}", inner.id);
+            let mut count = 1;
+            while count < 1024 {
+                let Ok(next) = rx.try_recv() else { break };
+                batch.push('\n');
+                batch.push_str(&next);
+                count += 1;
+            }
+            if let Err(e) = inner.nats.publish(RUNNER_NONCE, batch.into()).await {
+                tracing::warn!(error = %e, "cannot share accepted nonces");
+            }
+        }
+    });
+    Ok(tx)
+}
+
+async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<String>) {
     let Some(reply_to) = msg.reply.clone() else {
         return;
     };
@@ -65,24 +129,26 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
-    use nr_auth::signing::{HEADER_NONCE, HEADER_SIG, HEADER_TS};
-    if let Err(e) = inner.signatures.verify(
-        &msg.subject,
-        &msg.payload,
-        header(HEADER_TS).as_deref(),
-        header(HEADER_NONCE).as_deref(),
-        header(HEADER_SIG).as_deref(),
-    ) {
-        tracing::warn!(app, request_id = %request_id, error = %e, "runner request refused");
-        let mut h = HeaderMap::new();
-        h.insert(headers::STATUS, "401");
-        let body = serde_json::to_vec(&serde_json::json!({"error": format!("runner refused the request: {e}"), "code": "unauthorized"}))
+    let nonce = match inner
+        .signatures
+        .verify(&msg.subject, &msg.payload, msg.headers.as_ref())
+    {
+        Ok(nonce) => nonce,
+        Err(e) => {
+            tracing::warn!(app, request_id = %request_id, error = %e, "runner request refused");
+            let mut h = HeaderMap::new();
+            h.insert(headers::STATUS, "401");
+            let body = serde_json::to_vec(&serde_json::json!({"error": format!("runner refused the request: {e}"), "code": "unauthorized"}))
             .unwrap_or_default();
-        let _ = inner
-            .nats
-            .publish_with_headers(reply_to, h, body.into())
-            .await;
-        return;
+            let _ = inner
+                .nats
+                .publish_with_headers(reply_to, h, body.into())
+                .await;
+            return;
+        }
+    };
+    if let Some(nonce) = &nonce {
+        let _ = nonces.send(nonce.clone());
     }
 
     let started = std::time::Instant::now();
@@ -121,7 +187,14 @@ async fn handle(inner: Arc<Inner>, msg: Message) {
     };
     nr_telemetry::metrics().app_call(app, status, started.elapsed());
     let mut reply_headers = HeaderMap::new();
-    reply_headers.insert(headers::STATUS, status.to_string().as_str());
+    let status_text = status.to_string();
+    reply_headers.insert(headers::STATUS, status_text.as_str());
+    if let Some(sig) = nonce
+        .as_deref()
+        .and_then(|n| nr_auth::signing::sign_reply(inner.signatures.keys(), n, &status_text, &body))
+    {
+        reply_headers.insert(nr_auth::signing::HEADER_SIG, sig.as_str());
+    }
     if let Err(e) = inner
         .nats
         .publish_with_headers(reply_to, reply_headers, body.into())

@@ -2,15 +2,81 @@
 //!
 //! Each service composes the pieces it needs with `#[command(flatten)]`. Defaults are
 //! the embedded single-machine setup: NATS and Postgres on loopback, bundles in a local
-//! directory.
+//! directory. [`nats_auth`] holds who may do what on NATS, for every deployment.
+
+pub mod nats_auth;
+
+use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::nats_auth::Role;
 
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL (JetStream enabled).
     #[arg(long, env = "NR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// NATS user this service connects as (with `NR_NATS_PASSWORD`).
+    #[arg(long, env = "NR_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// Password of `NR_NATS_USER`.
+    #[arg(long, env = "NR_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// A JSON file of role -> password (`gateway`, `deploy`, `registry`, `runner`,
+    /// `notify`, ...): each service connects as the user named after its role. Used by
+    /// the all-in-one process; takes precedence over user and password.
+    #[arg(long, env = "NR_NATS_PASSWORDS_FILE")]
+    pub nats_passwords_file: Option<PathBuf>,
+}
+
+/// How a service proves who it is to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsCredentials {
+    /// No credentials: only for a server without authorization (development).
+    None,
+    UserPassword {
+        user: String,
+        password: String,
+    },
+}
+
+impl NatsArgs {
+    /// Anonymous access to `url`.
+    pub fn anonymous(url: impl Into<String>) -> NatsArgs {
+        NatsArgs {
+            nats_url: url.into(),
+            nats_user: None,
+            nats_password: None,
+            nats_passwords_file: None,
+        }
+    }
+
+    /// The credentials `role` connects with.
+    pub fn credentials(&self, role: Role) -> Result<NatsCredentials, String> {
+        if let Some(path) = &self.nats_passwords_file {
+            let passwords = nats_auth::Passwords::load(path)?;
+            let password = passwords.get(role).ok_or_else(|| {
+                format!(
+                    "NATS passwords file {} has no password for role {role:?}",
+                    path.display(),
+                    role = role.user()
+                )
+            })?;
+            return Ok(NatsCredentials::UserPassword {
+                user: role.user().to_owned(),
+                password: password.to_owned(),
+            });
+        }
+        match (&self.nats_user, &self.nats_password) {
+            (Some(user), password) => Ok(NatsCredentials::UserPassword {
+                user: user.clone(),
+                password: password.clone().unwrap_or_default(),
+            }),
+            (None, Some(_)) => Err("NR_NATS_PASSWORD is set without NR_NATS_USER: set both".into()),
+            (None, None) => Ok(NatsCredentials::None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

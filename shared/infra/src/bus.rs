@@ -4,19 +4,51 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage as Publish, stream};
+use nr_config::nats_auth::Role;
+use nr_config::{NatsArgs, NatsCredentials};
 use nr_contracts::{encode, subjects, Envelope};
 use serde::Serialize;
 
-/// Connects to NATS, naming the connection after the service for `nats server report`.
-/// `url` may list several servers of a cluster, comma-separated.
+/// Connects to NATS without credentials (a server without authorization), naming the
+/// connection after the service for `nats server report`. `url` may list several
+/// servers of a cluster, comma-separated.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    connect_with(url, async_nats::ConnectOptions::new().name(name)).await
+}
+
+/// Connects as `role` with the credentials `args` give for it (see
+/// [`nr_config::nats_auth`]): the connection is named `nr-<role>` and receives replies on
+/// the role's own inbox prefix, the only inbox its permissions let it read.
+pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("nr-{role}"))
+        .custom_inbox_prefix(role.inbox_prefix());
+    match args.credentials(role).map_err(|e| anyhow::anyhow!(e))? {
+        NatsCredentials::None => {
+            tracing::warn!(
+                role = %role,
+                "connecting to NATS without credentials: anyone who reaches this server can act as the platform (set NR_NATS_USER and NR_NATS_PASSWORD)"
+            );
+        }
+        NatsCredentials::UserPassword { user, password } => {
+            options = options.user_and_password(user, password);
+        }
+    }
+    connect_with(&args.nats_url, options)
+        .await
+        .with_context(|| format!("NATS refused or did not answer the {role} service"))
+}
+
+async fn connect_with(
+    url: &str,
+    options: async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::Client> {
     let servers: Vec<&str> = url
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    async_nats::ConnectOptions::new()
-        .name(name)
+    options
         .connection_timeout(Duration::from_secs(5))
         .connect(servers)
         .await
@@ -132,11 +164,14 @@ pub async fn publish_event<T: Serialize>(
 
 #[cfg(test)]
 mod tests {
+    use nr_config::nats_auth::Role;
+
     #[tokio::test]
     async fn a_comma_separated_list_reaches_whichever_server_answers() {
         let nats = nr_testkit::TestNats::start().await.unwrap();
-        let list = format!("nats://127.0.0.1:1, {}", nats.url);
-        let client = super::connect(&list, "t").await.unwrap();
+        let mut args = nats.args();
+        args.nats_url = format!("nats://127.0.0.1:1, {}", nats.url);
+        let client = super::connect_as(&args, Role::Gateway).await.unwrap();
         client.flush().await.unwrap();
         let err = super::connect("nats://127.0.0.1:1,nats://127.0.0.1:2", "t")
             .await
@@ -147,5 +182,19 @@ mod tests {
             err.contains("nats://127.0.0.1:1,nats://127.0.0.1:2"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn without_credentials_or_with_a_wrong_password_the_server_refuses() {
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        assert!(super::connect(&nats.url, "t").await.is_err());
+        let mut args = nr_config::NatsArgs::anonymous(nats.url.clone());
+        args.nats_user = Some("gateway".into());
+        args.nats_password = Some("wrong".into());
+        let err = super::connect_as(&args, Role::Gateway).await.err();
+        assert!(err.is_some(), "a wrong password connected");
+        args.nats_password = Some(nats.password(Role::Gateway));
+        let client = super::connect_as(&args, Role::Gateway).await.unwrap();
+        client.flush().await.unwrap();
     }
 }

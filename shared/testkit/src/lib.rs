@@ -1,7 +1,8 @@
 //! Test harness: real infrastructure, isolated per test.
 //!
-//! - [`TestNats`]: a private `nats-server -js` on a free port with its own store, so
-//!   tests never share streams.
+//! - [`TestNats`]: a private `nats-server` with JetStream on a free port with its own
+//!   store, so tests never share streams, and the platform's authorization (a user per
+//!   role, fresh passwords), so tests run against the same locks as production.
 //! - [`TestDb`]: a fresh Postgres database on the local server, dropped afterwards.
 //! - [`python`]: the interpreter the runner uses (the project's `.venv` when present).
 //! - [`zip_files`]: builds a bundle zip in memory.
@@ -15,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use nr_config::nats_auth::{self, Passwords, Role};
+use nr_config::NatsArgs;
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -56,24 +59,41 @@ fn nats_server_bin() -> String {
     "nats-server".into()
 }
 
-/// A private NATS server with JetStream, killed on drop.
+/// A private NATS server with JetStream, killed on drop. It runs with the platform's
+/// authorization ([`nr_config::nats_auth`]) and fresh passwords: connect as a role with
+/// [`TestNats::client`], [`TestNats::url_as`] or [`TestNats::args`].
 pub struct TestNats {
     child: Child,
     pub url: String,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    pub passwords: Passwords,
+    passwords_file: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl TestNats {
     pub async fn start() -> anyhow::Result<TestNats> {
         let dir = tempfile::tempdir()?;
+        let passwords = Passwords::generate();
+        let passwords_file = dir.path().join("nats-passwords.json");
+        std::fs::write(&passwords_file, passwords.to_json())?;
+        let store = dir.path().join("js");
         for _ in 0..5 {
             let port = free_port()?;
+            let conf = dir.path().join("nats.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {store:?} }}\n{}",
+                    nats_auth::render_with_passwords(&passwords)
+                ),
+            )?;
+            let log = std::fs::File::create(dir.path().join("nats.log"))?;
             let mut child = Command::new(nats_server_bin())
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .context("cannot start nats-server (scripts/test installs it)")?;
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -83,7 +103,9 @@ impl TestNats {
                         child,
                         url: format!("nats://127.0.0.1:{port}"),
                         port,
-                        _dir: dir,
+                        passwords,
+                        passwords_file,
+                        dir,
                     });
                 }
                 if let Ok(Some(_)) = child.try_wait() {
@@ -96,10 +118,63 @@ impl TestNats {
         }
         anyhow::bail!("nats-server did not start")
     }
+
+    /// The JSON file of role -> password (`--nats-passwords-file`).
+    pub fn passwords_file(&self) -> &Path {
+        &self.passwords_file
+    }
+
+    pub fn password(&self, role: Role) -> String {
+        self.passwords.get(role).unwrap_or_default().to_owned()
+    }
+
+    /// The server's URL with `role`'s user and password in it (for other languages' clients).
+    pub fn url_as(&self, role: Role) -> String {
+        format!(
+            "nats://{}:{}@127.0.0.1:{}",
+            role.user(),
+            self.password(role),
+            self.port
+        )
+    }
+
+    /// Connection settings that give every service its own user.
+    pub fn args(&self) -> NatsArgs {
+        NatsArgs {
+            nats_passwords_file: Some(self.passwords_file.clone()),
+            ..NatsArgs::anonymous(self.url.clone())
+        }
+    }
+
+    /// A client connected as `role` (its own inbox prefix, as the services connect).
+    pub async fn client(&self, role: Role) -> anyhow::Result<async_nats::Client> {
+        self.options(role)
+            .connect(self.url.as_str())
+            .await
+            .with_context(|| format!("cannot connect to the test NATS as {role}"))
+    }
+
+    /// Connect options for `role`, to add an event callback before connecting.
+    pub fn options(&self, role: Role) -> async_nats::ConnectOptions {
+        async_nats::ConnectOptions::with_user_and_password(
+            role.user().to_owned(),
+            self.password(role),
+        )
+        .custom_inbox_prefix(role.inbox_prefix())
+    }
+
+    /// What the server logged so far (permission violations, refused logins).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for TestNats {
     fn drop(&mut self) {
+        // A permission the platform lacks shows up here first: name it in the test output.
+        for line in self.log().lines().filter(|l| l.contains("Violation")) {
+            eprintln!("nats-server: {line}");
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -17,6 +17,10 @@ struct Args {
 }
 
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+/// The key the harness's gateway signs runner requests with (unless a test sets its own).
+pub const RUNNER_SECRET: &str = "runner-secret-for-tests-0123456789";
+
+pub use nr_config::nats_auth::Role;
 
 pub struct Harness {
     pub platform: Option<Platform>,
@@ -39,6 +43,8 @@ pub fn config_for(
         "127.0.0.1:0".into(),
         "--nats-url".into(),
         nats.url.clone(),
+        "--nats-passwords-file".into(),
+        nats.passwords_file().to_string_lossy().into_owned(),
         "--database-url".into(),
         db.url.clone(),
         "--object-store-url".into(),
@@ -52,6 +58,9 @@ pub fn config_for(
         "--jwt-secret".into(),
         "test-secret-0123456789abcdef".into(),
     ];
+    if !extra.contains(&"--runner-secret") {
+        args.extend(["--runner-secret".into(), RUNNER_SECRET.into()]);
+    }
     if !extra.contains(&"--pool-size") {
         args.extend(["--pool-size".into(), "2".into()]);
     }
@@ -225,10 +234,14 @@ impl Harness {
         }
     }
 
+    /// A NATS client with the operators' (`admin`) credentials: it may do anything.
     pub async fn nats_client(&self) -> async_nats::Client {
-        async_nats::connect(&self.nats.url)
-            .await
-            .expect("nats client")
+        self.nats_as(Role::Admin).await
+    }
+
+    /// A NATS client with `role`'s credentials and permissions.
+    pub async fn nats_as(&self, role: Role) -> async_nats::Client {
+        self.nats.client(role).await.expect("nats client")
     }
 }
 

@@ -1,0 +1,244 @@
+//! The embedded default's private NATS and runner key: what `noderouter up` starts when
+//! no `NR_NATS_URL` is given, so the bus is never open to other processes.
+//!
+//! Under `<data dir>/nats/` (mode 0700; the data directory keeps its own mode): `passwords.json` (one generated password per
+//! role, kept across restarts), `nats.conf` (listen on loopback, JetStream, the
+//! authorization block of [`nr_config::nats_auth`]), the server's store and log, and
+//! `reader.env`, the read-only credentials for outside consumers. The runner key is
+//! `<data dir>/runner.secret`. Every file is mode 0600.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nr_config::nats_auth::{self, Passwords, Role};
+use nr_config::NatsArgs;
+
+/// Settings of the private NATS server `noderouter up` starts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbeddedArgs {
+    /// Where the embedded default keeps its state (NATS store and credentials, runner key).
+    #[arg(long, env = "NR_DATA_DIR", default_value = ".data")]
+    pub data_dir: PathBuf,
+    /// Port of the private NATS server started when `NR_NATS_URL` is not given.
+    #[arg(long, env = "NR_EMBEDDED_NATS_PORT", default_value_t = 4223)]
+    pub embedded_nats_port: u16,
+    /// The nats-server binary for the private server.
+    #[arg(long, env = "NR_NATS_SERVER", default_value = "nats-server")]
+    pub nats_server: String,
+}
+
+/// Writes `contents` to `path` readable by this user only.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // `mode` applies only when the file is created: tighten an older one too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", path.display()))
+}
+
+/// The runner key in `<data dir>/runner.secret`, generated on first use.
+pub fn runner_secret(data_dir: &Path) -> anyhow::Result<String> {
+    // The data directory itself keeps its mode: app users traverse it to their bundles
+    // under the runner's directory; the key file is private on its own.
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let path = data_dir.join("runner.secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.to_owned());
+        }
+    }
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+/// The private NATS server, stopped when dropped.
+pub struct EmbeddedNats {
+    _child: Option<tokio::process::Child>,
+    pub url: String,
+    pub passwords_file: PathBuf,
+    /// `NATS_URL`, `NATS_USER`, `NATS_PASSWORD` of the read-only `reader` user.
+    pub reader_file: PathBuf,
+}
+
+impl EmbeddedNats {
+    /// Stops the server (SIGTERM, so JetStream closes its files; SIGKILL after 5 s) and
+    /// waits until it is gone. One found running from an earlier start is left alone.
+    pub async fn stop(mut self) {
+        let Some(mut child) = self._child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+
+    /// Connection settings that give each service its own user.
+    pub fn args(&self) -> NatsArgs {
+        NatsArgs {
+            nats_passwords_file: Some(self.passwords_file.clone()),
+            ..NatsArgs::anonymous(self.url.clone())
+        }
+    }
+}
+
+fn load_or_create_passwords(path: &Path) -> anyhow::Result<Passwords> {
+    if path.exists() {
+        let mut p = Passwords::load(path).map_err(|e| anyhow::anyhow!(e))?;
+        // Roles added since the file was written get a password now.
+        let fresh = Passwords::generate();
+        let mut added = false;
+        for (role, pw) in fresh.0 {
+            if let std::collections::btree_map::Entry::Vacant(e) = p.0.entry(role) {
+                e.insert(pw);
+                added = true;
+            }
+        }
+        if added {
+            write_private(path, &p.to_json())?;
+        }
+        return Ok(p);
+    }
+    let p = Passwords::generate();
+    write_private(path, &p.to_json())?;
+    Ok(p)
+}
+
+/// `nats-server` from `PATH`, else where Debian and the release archives put it
+/// (`/usr/sbin` is not on every user's `PATH`).
+fn server_binary(configured: &str) -> String {
+    if configured != "nats-server" {
+        return configured.to_owned();
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(configured).is_file()))
+        .unwrap_or(false);
+    if on_path {
+        return configured.to_owned();
+    }
+    ["/usr/sbin/nats-server", "/usr/local/bin/nats-server"]
+        .into_iter()
+        .find(|c| Path::new(c).is_file())
+        .unwrap_or(configured)
+        .to_owned()
+}
+
+/// Starts (or finds still running from an earlier start) the private NATS server.
+pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
+    let dir = std::path::absolute(args.data_dir.join("nats"))?;
+    private_dir(&dir)?;
+    let passwords_file = dir.join("passwords.json");
+    let passwords = load_or_create_passwords(&passwords_file)?;
+    let port = args.embedded_nats_port;
+    let url = format!("nats://127.0.0.1:{port}");
+    let conf = format!(
+        "# Generated by `noderouter up`; rewritten at each start.\n\
+         listen: \"127.0.0.1:{port}\"\n\
+         jetstream {{ store_dir: {store:?} }}\n\
+         {auth}",
+        store = dir.join("js"),
+        auth = nats_auth::render_with_passwords(&passwords)
+    );
+    let conf_path = dir.join("nats.conf");
+    write_private(&conf_path, &conf)?;
+    let reader_file = dir.join("reader.env");
+    write_private(
+        &reader_file,
+        &format!(
+            "# Read-only NATS credentials for outside consumers of action.triggered.> and job.progress.>\n\
+             NATS_URL={url}\nNATS_USER={}\nNATS_PASSWORD={}\n",
+            Role::Reader.user(),
+            passwords.get(Role::Reader).unwrap_or_default()
+        ),
+    )?;
+    let embedded = |child| EmbeddedNats {
+        _child: child,
+        url: url.clone(),
+        passwords_file: passwords_file.clone(),
+        reader_file: reader_file.clone(),
+    };
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // A server from an earlier start (this process was killed without stopping it)?
+        // Ours accepts our admin password; anything else on the port is refused.
+        let admin = async_nats::ConnectOptions::with_user_and_password(
+            Role::Admin.user().into(),
+            passwords.get(Role::Admin).unwrap_or_default().into(),
+        )
+        .connection_timeout(Duration::from_secs(2))
+        .connect(url.as_str())
+        .await;
+        return match admin {
+            Ok(_) => {
+                tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
+                Ok(embedded(None))
+            }
+            Err(_) => Err(anyhow::anyhow!(
+                "port {port} is taken by another process: set NR_EMBEDDED_NATS_PORT to a free port, \
+                 or NR_NATS_URL to use a NATS server you run"
+            )),
+        };
+    }
+    let log = std::fs::File::create(dir.join("nats.log"))?;
+    let mut child = tokio::process::Command::new(server_binary(&args.nats_server))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (install nats-server, or set NR_NATS_URL to a NATS server you run)",
+                args.nats_server
+            )
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            tracing::info!(%url, "embedded NATS server started with authorization");
+            return Ok(embedded(Some(child)));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!(
+                "the embedded nats-server exited ({status}); see {}",
+                dir.join("nats.log").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!(
+        "the embedded nats-server did not listen on port {port} within 10 s; see {}",
+        dir.join("nats.log").display()
+    )
+}

@@ -1,0 +1,141 @@
+//! The embedded default keeps the bus closed: `noderouter up` without `NR_NATS_URL` runs
+//! a private nats-server with generated credentials, kept private and across restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+/// `noderouter up` without `NR_NATS_URL`, as `scripts/up` runs it; returns once it
+/// printed its banner, with what it printed.
+async fn noderouter_up(
+    db: &nr_testkit::TestDb,
+    dir: &std::path::Path,
+    nats_port: u16,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        .args([
+            "up",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--embedded-nats-port", &nats_port.to_string()])
+        .arg("--object-store-url")
+        .arg(dir.join("objects"))
+        .arg("--runner-dir")
+        .arg(dir.join("runner"))
+        .args(["--python", &nr_testkit::python()])
+        .env_remove("NR_NATS_URL")
+        .env_remove("RUNNER_SECRET")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let up = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Stop with") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(up, Ok(true)),
+        "the platform did not come up: {printed}"
+    );
+    // Keep reading so the platform never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, printed)
+}
+
+/// Stops `noderouter up` as Ctrl-C would, and waits for it.
+async fn stop(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let ended = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    assert!(ended.is_ok(), "noderouter up did not stop on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = nr_testkit::TestDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = dir.path().join("data");
+    let (child, printed) = noderouter_up(&db, dir.path(), port).await;
+    let reader_file = data.join("nats/reader.env");
+    assert!(
+        printed.contains(&reader_file.display().to_string()),
+        "{printed}"
+    );
+    for file in [
+        "nats/passwords.json",
+        "nats/reader.env",
+        "nats/nats.conf",
+        "runner.secret",
+    ] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {mode:o}");
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(
+        async_nats::connect(&url).await.is_err(),
+        "the embedded NATS let a stranger in"
+    );
+    let env = std::fs::read_to_string(&reader_file).unwrap();
+    let get = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(get("NATS_URL"), url);
+    let reader =
+        async_nats::ConnectOptions::with_user_and_password(get("NATS_USER"), get("NATS_PASSWORD"))
+            .connect(url.as_str())
+            .await
+            .unwrap();
+    let js = async_nats::jetstream::new(reader);
+    assert!(js.get_stream("NR_ACTIONS").await.is_ok());
+    assert!(js.get_stream("NR_RBAC").await.is_err());
+    let secret = std::fs::read_to_string(data.join("runner.secret")).unwrap();
+
+    // The server stops with the platform; a restart keeps the credentials and the key.
+    stop(child).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the embedded NATS outlived the platform"
+    );
+    let (child, _) = noderouter_up(&db, dir.path(), port).await;
+    assert_eq!(std::fs::read_to_string(&reader_file).unwrap(), env);
+    assert_eq!(
+        std::fs::read_to_string(data.join("runner.secret")).unwrap(),
+        secret
+    );
+    let again =
+        async_nats::ConnectOptions::with_user_and_password(get("NATS_USER"), get("NATS_PASSWORD"))
+            .connect(url.as_str())
+            .await;
+    assert!(again.is_ok(), "the reader's credentials changed on restart");
+    stop(child).await;
+}

@@ -1,0 +1,418 @@
+//! Who may publish and subscribe to what on the platform's NATS: the one place the
+//! bus's permissions are written down.
+//!
+//! Each service connects as its own user (named after its [`Role`]); [`permissions`]
+//! says which subjects that user may publish and subscribe to, and [`render_authorization`]
+//! turns the table into the `authorization { users = [...] }` block of a nats-server
+//! config (2.9+). The embedded default, the test harness and `compose/` all use it.
+//!
+//! Replies: services never get a blanket `_INBOX.>`. Each role reads replies on its own
+//! inbox prefix ([`Role::inbox_prefix`], e.g. `_INBOX_gateway.>`), so nobody reads another
+//! service's replies, and services that answer requests (deploy, registry, runner) get
+//! `allow_responses`: they may publish once to the reply subject of a request they
+//! received, and nowhere else.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use nr_contracts::subjects;
+
+/// Stream of per-app variable changes (gateways publish `app.env.<app>` when an operator
+/// changes a variable, runners consume). Same names as `subjects::STREAM_APP_ENV` and
+/// `subjects::APP_ENV_ALL` where the contracts define them.
+pub const STREAM_APP_ENV: &str = "NR_APP_ENV";
+/// Subjects carried in [`STREAM_APP_ENV`].
+pub const APP_ENV_ALL: &str = "app.env.>";
+/// Gateway -> registry requests about an app's variables (planned lookups).
+pub const REGISTRY_APP_ENV_ALL: &str = "registry.app_env.>";
+/// Core NATS broadcast of the signed-request nonces a runner accepted, so every runner
+/// refuses their replay.
+pub const RUNNER_NONCE: &str = "runner.nonce";
+
+/// A NATS user of the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Gateway,
+    Deploy,
+    Registry,
+    Runner,
+    Notify,
+    /// Outside systems: read-only on `action.triggered.>` and `job.progress.>` (live, or
+    /// through durable pull consumers an operator created on `NR_ACTIONS` and
+    /// `NR_JOB_EVENTS`).
+    Reader,
+    /// Operators and tests: everything.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Gateway,
+        Role::Deploy,
+        Role::Registry,
+        Role::Runner,
+        Role::Notify,
+        Role::Reader,
+        Role::Admin,
+    ];
+    /// The five services.
+    pub const SERVICES: [Role; 5] = [
+        Role::Gateway,
+        Role::Deploy,
+        Role::Registry,
+        Role::Runner,
+        Role::Notify,
+    ];
+
+    /// The NATS user name of the role.
+    pub fn user(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Deploy => "deploy",
+            Role::Registry => "registry",
+            Role::Runner => "runner",
+            Role::Notify => "notify",
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.user() == name)
+    }
+
+    /// Where the role's clients receive replies. Services get a prefix of their own; the
+    /// reader and the admin keep the default `_INBOX` of every NATS client library.
+    pub fn inbox_prefix(self) -> String {
+        match self {
+            Role::Reader | Role::Admin => "_INBOX".into(),
+            r => format!("_INBOX_{}", r.user()),
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.user())
+    }
+}
+
+/// What one role may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+    /// May answer requests it received (once per request, within `expires`).
+    pub allow_responses: Option<&'static str>,
+}
+
+/// Every platform stream: each service calls `ensure_streams` at start.
+fn all_streams() -> [&'static str; 6] {
+    [
+        subjects::STREAM_APPS,
+        subjects::STREAM_JOBS,
+        subjects::STREAM_JOB_EVENTS,
+        subjects::STREAM_ACTIONS,
+        subjects::STREAM_RBAC,
+        STREAM_APP_ENV,
+    ]
+}
+
+/// Looking up and creating the platform's streams (what `ensure_streams` needs).
+fn ensure_streams() -> Vec<String> {
+    let mut v = vec!["$JS.API.INFO".to_owned()];
+    for s in all_streams() {
+        v.push(format!("$JS.API.STREAM.INFO.{s}"));
+        v.push(format!("$JS.API.STREAM.CREATE.{s}"));
+    }
+    v
+}
+
+/// Consuming stream `s` (ephemeral, ordered or durable pull consumers) and acking.
+fn consume(s: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.STREAM.INFO.{s}"),
+        format!("$JS.API.CONSUMER.CREATE.{s}"),
+        format!("$JS.API.CONSUMER.CREATE.{s}.>"),
+        format!("$JS.API.CONSUMER.DURABLE.CREATE.{s}.>"),
+        format!("$JS.API.CONSUMER.INFO.{s}.>"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{s}.>"),
+        format!("$JS.ACK.{s}.>"),
+        format!("$JS.FC.{s}.>"),
+    ]
+}
+
+/// Reading through consumers of stream `s` that an operator created: look up, fetch,
+/// acknowledge. Not creating them: a push consumer's deliver subject is any subject the
+/// creator names, with no permission check on it, so whoever may create consumers can
+/// make the server publish stream messages onto `rbac.log` or `app.updated.<app>`.
+fn read_consumers(s: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.STREAM.INFO.{s}"),
+        format!("$JS.API.CONSUMER.INFO.{s}.>"),
+        format!("$JS.API.CONSUMER.NAMES.{s}"),
+        format!("$JS.API.CONSUMER.LIST.{s}"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"),
+        format!("$JS.ACK.{s}.>"),
+    ]
+}
+
+/// Reading single messages of stream `s` by sequence or by subject.
+fn read_messages(s: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.STREAM.MSG.GET.{s}"),
+        format!("$JS.API.DIRECT.GET.{s}"),
+        format!("$JS.API.DIRECT.GET.{s}.>"),
+    ]
+}
+
+fn strs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The permission table.
+pub fn permissions(role: Role) -> Permissions {
+    let inbox = format!("{}.>", role.inbox_prefix());
+    let mut publish = Vec::new();
+    let mut subscribe = vec![inbox];
+    let mut allow_responses = None;
+    match role {
+        Role::Gateway => {
+            publish.extend(strs(&[
+                subjects::RBAC_LOG,
+                subjects::RBAC_BOOTSTRAP,
+                subjects::RUNNER_EXEC_ALL,
+                "job.submitted.*",
+                subjects::JOB_CANCEL_ALL,
+                // The cancellation event of a job no runner holds.
+                "job.progress.*.*",
+                subjects::DEPLOY_SUBMIT,
+                subjects::DEPLOY_ROLLBACK,
+                subjects::DEPLOY_DELETE,
+                subjects::REGISTRY_APPS_LIST,
+                subjects::REGISTRY_APP_VERSIONS,
+                REGISTRY_APP_ENV_ALL,
+                // An app's variables changed (the event names who changed which name).
+                "app.env.*",
+            ]));
+            publish.extend(ensure_streams());
+            publish.extend(consume(subjects::STREAM_APPS));
+            publish.extend(read_messages(subjects::STREAM_APPS));
+            subscribe.push(subjects::RBAC_APPLIED.into());
+        }
+        Role::Deploy => {
+            publish.push("app.updated.*".into());
+            publish.extend(ensure_streams());
+            publish.extend(consume(subjects::STREAM_APPS));
+            publish.extend(read_messages(subjects::STREAM_APPS));
+            subscribe.extend(strs(&[
+                subjects::DEPLOY_SUBMIT,
+                subjects::DEPLOY_ROLLBACK,
+                subjects::DEPLOY_DELETE,
+            ]));
+            allow_responses = Some("10m");
+        }
+        Role::Registry => {
+            publish.push(subjects::RBAC_APPLIED.into());
+            publish.extend(ensure_streams());
+            for s in [subjects::STREAM_APPS, subjects::STREAM_RBAC, STREAM_APP_ENV] {
+                publish.extend(consume(s));
+                publish.extend(read_messages(s));
+            }
+            subscribe.extend(strs(&[
+                subjects::REGISTRY_APPS_LIST,
+                subjects::REGISTRY_APP_VERSIONS,
+                REGISTRY_APP_ENV_ALL,
+            ]));
+            allow_responses = Some("10m");
+        }
+        Role::Runner => {
+            publish.extend(strs(&[
+                subjects::ACTION_TRIGGERED_ALL,
+                subjects::JOB_PROGRESS_ALL,
+                RUNNER_NONCE,
+            ]));
+            publish.extend(ensure_streams());
+            for s in [subjects::STREAM_APPS, subjects::STREAM_JOBS, STREAM_APP_ENV] {
+                publish.extend(consume(s));
+                publish.extend(read_messages(s));
+            }
+            subscribe.extend(strs(&[
+                subjects::RUNNER_EXEC_ALL,
+                subjects::JOB_CANCEL_ALL,
+                RUNNER_NONCE,
+            ]));
+            // Long enough for the longest sync call (the gateway gives up before).
+            allow_responses = Some("24h");
+        }
+        Role::Notify => {
+            publish.extend(ensure_streams());
+            for s in [
+                subjects::STREAM_APPS,
+                subjects::STREAM_ACTIONS,
+                subjects::STREAM_JOB_EVENTS,
+            ] {
+                publish.extend(consume(s));
+                publish.extend(read_messages(s));
+            }
+            subscribe.push(subjects::RBAC_APPLIED.into());
+        }
+        Role::Reader => {
+            publish.push("$JS.API.INFO".into());
+            for s in [subjects::STREAM_ACTIONS, subjects::STREAM_JOB_EVENTS] {
+                publish.extend(read_consumers(s));
+                publish.extend(read_messages(s));
+            }
+            subscribe.extend(strs(&[
+                subjects::ACTION_TRIGGERED_ALL,
+                subjects::JOB_PROGRESS_ALL,
+            ]));
+        }
+        Role::Admin => {
+            publish = vec![">".into()];
+            subscribe = vec![">".into()];
+            allow_responses = Some("24h");
+        }
+    }
+    Permissions {
+        publish: dedup(publish),
+        subscribe: dedup(subscribe),
+        allow_responses,
+    }
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    list.into_iter()
+        .filter(|s| seen.insert(s.clone()))
+        .collect()
+}
+
+/// One password per role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Passwords(pub BTreeMap<String, String>);
+
+impl Passwords {
+    /// Fresh random passwords (256 bits each) for every role.
+    pub fn generate() -> Passwords {
+        Passwords(
+            Role::ALL
+                .iter()
+                .map(|r| {
+                    let pw = format!(
+                        "{}{}",
+                        uuid::Uuid::new_v4().simple(),
+                        uuid::Uuid::new_v4().simple()
+                    );
+                    (r.user().to_owned(), pw)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, role: Role) -> Option<&str> {
+        self.0.get(role.user()).map(String::as_str)
+    }
+
+    /// Reads a passwords file (JSON object, role name -> password).
+    pub fn load(path: &std::path::Path) -> Result<Passwords, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read NATS passwords file {}: {e}", path.display()))?;
+        let p: Passwords = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "NATS passwords file {} is not a JSON object of role -> password: {e}",
+                path.display()
+            )
+        })?;
+        if let Some(unknown) = p.0.keys().find(|k| Role::parse(k).is_none()) {
+            return Err(format!(
+                "NATS passwords file {} names an unknown role {unknown:?}",
+                path.display()
+            ));
+        }
+        Ok(p)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// A nats-server config string (quoted; the characters of subjects and our passwords
+/// never need more than escaping `"` and `\`).
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Where a role's password comes from in the rendered config.
+pub enum Secret<'a> {
+    /// Written into the config (the file must be kept private).
+    Literal(&'a str),
+    /// An environment variable nats-server expands at start (`$NAME`).
+    Env(&'a str),
+}
+
+/// The `authorization { users = [...] }` block for `roles`.
+pub fn render_authorization<'a>(users: impl IntoIterator<Item = (Role, Secret<'a>)>) -> String {
+    let mut out = String::from("authorization {\n  users = [\n");
+    for (role, secret) in users {
+        let p = permissions(role);
+        let password = match secret {
+            Secret::Literal(pw) => quote(pw),
+            Secret::Env(var) => format!("${var}"),
+        };
+        let _ = writeln!(out, "    {{");
+        let _ = writeln!(out, "      user: {}", quote(role.user()));
+        let _ = writeln!(out, "      password: {password}");
+        let _ = writeln!(out, "      permissions: {{");
+        let _ = writeln!(out, "        publish: {{ allow: {} }}", list(&p.publish));
+        let _ = writeln!(
+            out,
+            "        subscribe: {{ allow: {} }}",
+            list(&p.subscribe)
+        );
+        if let Some(expires) = p.allow_responses {
+            let _ = writeln!(
+                out,
+                "        allow_responses: {{ max: 1, expires: {} }}",
+                quote(expires)
+            );
+        }
+        let _ = writeln!(out, "      }}");
+        let _ = writeln!(out, "    }}");
+    }
+    out.push_str("  ]\n}\n");
+    out
+}
+
+/// The block `compose/nats/auth.conf` holds: every role, each password read by
+/// nats-server from `NATS_<ROLE>_PASSWORD` in its environment.
+pub fn render_for_compose() -> String {
+    let vars: Vec<(Role, String)> = Role::ALL
+        .into_iter()
+        .map(|r| (r, format!("NATS_{}_PASSWORD", r.user().to_uppercase())))
+        .collect();
+    format!(
+        "# Generated from shared/config/src/nats_auth.rs by its tests (NR_BLESS=1 rewrites it);\n\
+         # do not edit by hand. Passwords come from the environment (compose/.env).\n{}",
+        render_authorization(vars.iter().map(|(r, v)| (*r, Secret::Env(v))))
+    )
+}
+
+/// The authorization block with every role's literal password.
+pub fn render_with_passwords(passwords: &Passwords) -> String {
+    render_authorization(
+        Role::ALL
+            .into_iter()
+            .filter_map(|r| passwords.get(r).map(|pw| (r, Secret::Literal(pw)))),
+    )
+}
+
+#[cfg(test)]
+mod tests;
