@@ -11,6 +11,7 @@ mod bundle;
 mod compose;
 mod csp;
 mod nav;
+mod scope;
 
 use std::sync::Arc;
 
@@ -60,7 +61,7 @@ fn html(status: StatusCode, body: String) -> Response {
 
 /// [`html`], also allowing the inline scripts and styles that carry `nonce`.
 fn html_with_nonce(status: StatusCode, body: String, nonce: Option<&str>) -> Response {
-    let mut res = (status, body).into_response();
+    let mut res = (status, assets::versioned(&body)).into_response();
     csp::set(&mut res, &csp::page_policy(nonce));
     let h = res.headers_mut();
     h.insert(
@@ -95,6 +96,14 @@ fn error_page(status: StatusCode, message: &str) -> Response {
             ERROR,
             &[("title", &esc(&title)), ("message", &esc(message))],
         ),
+    )
+}
+
+/// The page for a path no route serves: a 404 a person can act on.
+pub(crate) fn not_found_page() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "There is no page at this address. It may have moved, or the link is mistyped.",
     )
 }
 
@@ -397,13 +406,16 @@ async fn app_file(
         fnv(&path)
     );
     let kind = content_type(&path);
-    let mut res = assets::cached(
-        &parts.headers,
-        Body::from(bytes.clone()),
-        kind,
-        &etag,
-        "private, no-cache",
-    );
+    // The app's stylesheets reach its own wrapper only (`scope.rs`).
+    let body = if kind == assets::CSS {
+        Body::from(scope::scope_css(
+            &String::from_utf8_lossy(bytes),
+            &scope::prefix(&app),
+        ))
+    } else {
+        Body::from(bytes.clone())
+    };
+    let mut res = assets::cached(&parts.headers, body, kind, &etag, "private, no-cache");
     // The page itself, opened raw (the guide's standalone check), is held to the
     // pages' policy; any other HTML or SVG must not act with the viewer's session.
     if path == "index.html" {

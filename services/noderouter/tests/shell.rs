@@ -431,6 +431,19 @@ async fn pages_files_assets_and_access_rules() {
         get_with(&h, &cookie, "/apps/_bad/").await.status(),
         StatusCode::NOT_FOUND
     );
+    // An unknown page is a page a person can act on, under the pages' policy.
+    for path in ["/admin/nothing-here", "/nowhere"] {
+        let res = get_with(&h, &cookie, path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(content_type(&res).starts_with("text/html"), "{path}");
+        assert!(res
+            .headers()
+            .get("content-security-policy")
+            .is_some_and(|v| v.to_str().unwrap().contains("default-src 'self'")));
+        let body = res.text().await.unwrap();
+        assert!(body.contains("There is no page at this address"), "{body}");
+        assert!(body.contains("href=\"/admin\""), "{body}");
+    }
     // The API keeps its JSON error shape.
     let res = anon
         .get(format!("{}/api/nope", h.url))
@@ -444,10 +457,10 @@ async fn pages_files_assets_and_access_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
-    if !std::path::Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install -y chromium)");
-        return;
-    }
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
+    );
     let h = Harness::start().await;
     let app = "browserapp";
     deploy_app(
