@@ -3,6 +3,8 @@
 //! takes bundle uploads for deploy (`admin`).
 
 mod admin;
+#[cfg(test)]
+mod api_doc_tests;
 mod app_env;
 pub mod apps;
 pub mod auth;
@@ -179,9 +181,11 @@ async fn metrics_guard(
 async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = uri.path();
-    let api = ["/api", "/ws", "/metrics", "/healthz", "/readyz", "/livez"]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let api = [
+        "/api", "/ws", "/metrics", "/healthz", "/readyz", "/livez", "/assets", "/static",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")));
     if !api && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) {
         return shell::not_found_page();
     }

@@ -119,6 +119,12 @@ const ASSETS: &[Asset] = &[
         cache: REVALIDATE,
     },
     Asset {
+        paths: &["/assets/nr-admin-apps.js"],
+        bytes: include_bytes!("../../assets/shell/nr-admin-apps.js"),
+        content_type: JS,
+        cache: REVALIDATE,
+    },
+    Asset {
         paths: &["/assets/nr-shell.css"],
         bytes: include_bytes!("../../assets/shell/nr-shell.css"),
         content_type: CSS,
@@ -147,6 +153,7 @@ static VERSIONED: LazyLock<Vec<String>> = LazyLock::new(|| {
 });
 
 /// The versioned URL of the asset served at `path`, if it is one.
+#[cfg(test)]
 pub(crate) fn versioned_url(path: &str) -> Option<&'static str> {
     ASSETS
         .iter()
