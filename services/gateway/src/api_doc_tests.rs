@@ -28,14 +28,7 @@ fn reference(doc: &Value) -> String {
         for m in METHODS {
             let op = &paths[path][m];
             if op.is_object() {
-                let summary = op["summary"]
-                    .as_str()
-                    .or(op["description"].as_str())
-                    .unwrap_or("")
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .replace('|', "\\|");
+                let summary = summary_of(op);
                 out.push_str(&format!(
                     "| `{} {}` | {} |\n",
                     m.to_uppercase(),
@@ -44,6 +37,32 @@ fn reference(doc: &Value) -> String {
                 ));
             }
         }
+    }
+    out
+}
+
+/// The first sentence of an operation's text, without the endpoint it often opens
+/// with (`` `GET /x`: ``).
+fn summary_of(op: &Value) -> String {
+    let text = [op["summary"].as_str(), op["description"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut rest = text.as_str();
+    if let Some(after) = rest.strip_prefix('`').and_then(|r| r.split_once('`')) {
+        rest = after.1.trim_start_matches([':', ',']).trim_start();
+    }
+    let sentence = rest.split(". ").next().unwrap_or("").trim_end_matches('.');
+    let mut out = sentence.replace('|', "\\|");
+    if let Some(first) = out.get(..1) {
+        out = first.to_uppercase() + out.get(1..).unwrap_or("");
+    }
+    if out.is_empty() {
+        out.push('—');
     }
     out
 }
