@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage as Publish, stream};
 use nr_config::nats_auth::Role;
 use nr_config::{NatsArgs, NatsCredentials};
@@ -148,17 +149,12 @@ pub async fn publish_event<T: Serialize>(
         .map_err(|e| anyhow::anyhow!("publish to {subject} failed: {e}"))?;
     match ack.await {
         Ok(ack) => Ok(ack.sequence),
-        Err(e) => {
-            // JetStream answers 10071 "wrong last sequence" when the fence fails.
-            let text = e.to_string();
-            if text.contains("wrong last sequence") || text.contains("10071") {
-                Err(PublishFailure::Conflict)
-            } else {
-                Err(PublishFailure::Other(anyhow::anyhow!(
-                    "publish to {subject} was not acknowledged: {text}"
-                )))
-            }
-        }
+        // JetStream answers 10071 "wrong last sequence" when the fence fails; the
+        // client reports it as its own error kind.
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishFailure::Conflict),
+        Err(e) => Err(PublishFailure::Other(anyhow::anyhow!(
+            "publish to {subject} was not acknowledged: {e}"
+        ))),
     }
 }
 
@@ -196,5 +192,22 @@ mod tests {
         args.nats_password = Some(nats.password(Role::Gateway));
         let client = super::connect_as(&args, Role::Gateway).await.unwrap();
         client.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_publish_that_loses_the_sequence_race_is_a_conflict() {
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        let client = super::connect_as(&nats.args(), Role::Deploy).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        super::ensure_streams(&js).await.unwrap();
+        let subject = nr_contracts::subjects::app_updated("race");
+        let event = |n: u32| nr_contracts::Envelope::new("app.updated", "test", n);
+        let first = super::publish_event(&js, &subject, &event(1), Some(0)).await;
+        assert!(first.is_ok(), "{:?}", first.err());
+        // A second writer that also saw an empty subject loses, and is told so by kind.
+        match super::publish_event(&js, &subject, &event(2), Some(0)).await {
+            Err(super::PublishFailure::Conflict) => {}
+            other => panic!("expected a conflict, got {other:?}"),
+        }
     }
 }
