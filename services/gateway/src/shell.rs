@@ -10,6 +10,7 @@ mod assets;
 mod bundle;
 mod compose;
 mod csp;
+mod mime;
 mod nav;
 mod scope;
 
@@ -28,6 +29,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use bundle::Bundles;
 use compose::esc;
+use mime::content_type;
 
 const LAYOUT: &str = include_str!("../assets/shell/layout.html");
 const LOGIN: &str = include_str!("../assets/shell/login.html");
@@ -440,35 +442,6 @@ fn fnv(s: &str) -> String {
     format!("{h:016x}")
 }
 
-fn content_type(path: &str) -> &'static str {
-    let ext = path
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "js" | "mjs" => assets::JS,
-        "css" => assets::CSS,
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "otf" => "font/otf",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "xml" => "application/xml",
-        "wasm" => "application/wasm",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,12 +470,5 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/admin", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/admin");
-    }
-
-    #[test]
-    fn content_types_by_extension() {
-        assert_eq!(content_type("index.js"), assets::JS);
-        assert_eq!(content_type("a/B.CSS"), assets::CSS);
-        assert_eq!(content_type("x"), "application/octet-stream");
     }
 }
