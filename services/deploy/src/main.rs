@@ -22,10 +22,16 @@ async fn main() -> anyhow::Result<()> {
         nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Deploy).await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
     let health = cli.config.health.health_addr.clone();
-    let nats_for_ops = nats.clone();
+    // /readyz names each dependency that is down.
+    let ready = nr_infra::health::Deps {
+        nats: Some(nats.clone()),
+        db: None,
+        store: Some(store.clone()),
+    }
+    .ready_check();
     let deploy = Deploy::build(cli.config, DeployDeps { nats, store }).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3102".into());
-    let ops = nr_telemetry::ops_router("deploy", nr_telemetry::nats_ready(nats_for_ops));
+    let ops = nr_telemetry::ops_router("deploy", ready);
     let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
     tracing::info!(%bound, "health, readiness and metrics endpoint");
     tokio::spawn(serve);

@@ -18,6 +18,7 @@ use crate::conflicts::AppFacts;
 use crate::findings::{finding, Finding, Refused};
 use crate::jsonpos;
 
+mod beyond;
 mod format;
 mod nav;
 
@@ -384,6 +385,9 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
             ),
         ),
     }
+
+    beyond::check_schedules(&mut c, obj);
+    beyond::check_routes(&mut c, obj);
 
     c.unknown_fields(obj, "", KNOWN_FIELDS);
 

@@ -55,4 +55,21 @@ pub struct GatewayConfig {
     /// holding `metrics:read` (or admin).
     #[arg(long, env = "NR_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
+    /// Seconds between two passes of this gateway's scheduler over the apps' schedules.
+    #[arg(long, env = "NR_SCHEDULER_POLL_S", default_value_t = 10.0)]
+    pub scheduler_poll_s: f64,
+    /// A tick decided more than this many seconds after its time was missed (no
+    /// scheduler ran): the schedule's `catch_up` says whether it runs.
+    #[arg(long, env = "NR_SCHEDULER_GRACE_S", default_value_t = 120.0)]
+    pub scheduler_grace_s: f64,
+    /// Run no scheduler in this gateway (another process runs it).
+    #[arg(long, env = "NR_SCHEDULER_OFF")]
+    pub scheduler_off: bool,
+    /// Seconds a webhook delivery id is remembered: the same id again within them is
+    /// refused as a replay.
+    #[arg(long, env = "NR_WEBHOOK_REPLAY_WINDOW_S", default_value_t = 86_400)]
+    pub webhook_replay_window_s: u64,
+    /// Seconds a download link (`/files/<token>`) stays valid; expired files are removed.
+    #[arg(long, env = "NR_DOWNLOAD_TTL_S", default_value_t = 300)]
+    pub download_ttl_s: u64,
 }

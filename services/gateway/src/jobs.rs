@@ -51,7 +51,7 @@ pub(crate) fn is_app_name(name: &str) -> bool {
 }
 
 /// True when a key or string of the value holds U+0000, which Postgres `jsonb` refuses.
-fn has_nul(value: &serde_json::Value) -> bool {
+pub(crate) fn has_nul(value: &serde_json::Value) -> bool {
     match value {
         serde_json::Value::String(s) => s.contains('\0'),
         serde_json::Value::Array(items) => items.iter().any(has_nul),
@@ -162,18 +162,61 @@ pub(crate) async fn submit(
         ));
     }
     let id = Uuid::now_v7();
+    enqueue(
+        &state,
+        NewJob {
+            id,
+            app: &app,
+            rev: entry.rev,
+            payload: &payload,
+            submitted_by: &caller.0.sub,
+            idempotency_key: idempotency_key.as_deref(),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Submitted {
+            job_id: id.to_string(),
+            status: "pending",
+            node: state.node.clone(),
+        }),
+    ))
+}
+
+/// A job to queue: what `POST /api/async/<app>` and the scheduler submit.
+pub(crate) struct NewJob<'a> {
+    pub(crate) id: Uuid,
+    pub(crate) app: &'a str,
+    pub(crate) rev: u64,
+    pub(crate) payload: &'a serde_json::Value,
+    pub(crate) submitted_by: &'a str,
+    pub(crate) idempotency_key: Option<&'a str>,
+}
+
+/// Records a job and queues it for the runners. A job id (or Idempotency-Key) taken
+/// already is a 409.
+pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), ApiError> {
+    let NewJob {
+        id,
+        app,
+        rev,
+        payload,
+        submitted_by,
+        idempotency_key,
+    } = job;
     let inserted = sqlx::query(
         "INSERT INTO noderouter_core.job_queue \
              (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node) \
          VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8)",
     )
     .bind(id)
-    .bind(&app)
-    .bind(&payload)
+    .bind(app)
+    .bind(payload)
     .bind(state.config.job_max_attempts.max(1))
-    .bind(entry.rev as i64)
-    .bind(&caller.0.sub)
-    .bind(&idempotency_key)
+    .bind(rev as i64)
+    .bind(submitted_by)
+    .bind(idempotency_key)
     .bind(&state.node)
     .execute(&state.db)
     .await;
@@ -190,12 +233,12 @@ pub(crate) async fn submit(
         &state.node,
         JobSubmitted {
             job_id: id.to_string(),
-            app_name: app.clone(),
-            app_rev: entry.rev,
+            app_name: app.to_owned(),
+            app_rev: rev,
         },
     );
     if let Err(e) =
-        nr_infra::bus::publish_event(&state.js, &subjects::job_submitted(&app), &event, None).await
+        nr_infra::bus::publish_event(&state.js, &subjects::job_submitted(app), &event, None).await
     {
         tracing::error!(job = %id, error = %e, "cannot queue job");
         let _ = sqlx::query(
@@ -208,14 +251,7 @@ pub(crate) async fn submit(
             "the job queue is unavailable; retry shortly".into(),
         ));
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Submitted {
-            job_id: id.to_string(),
-            status: "pending",
-            node: state.node.clone(),
-        }),
-    ))
+    Ok(())
 }
 
 /// A job as the author guide shows it.

@@ -13,6 +13,8 @@ pub mod error;
 mod identity;
 mod jobs;
 mod openapi;
+mod routes;
+mod schedules;
 mod server;
 mod shell;
 mod sync;
@@ -101,24 +103,63 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.clamp(0.001, 86_400.0))
 }
 
-/// Ready when NATS is connected and Postgres answers.
+/// Ready when NATS is connected, Postgres answers and the object store answers; the
+/// reason names every dependency that is down.
 fn ready_check(state: Arc<AppState>) -> nr_telemetry::ReadyCheck {
-    Arc::new(move || {
-        let state = state.clone();
-        Box::pin(async move {
-            if !matches!(
-                state.nats.connection_state(),
-                async_nats::connection::State::Connected
-            ) {
-                return Err("NATS is not connected".to_owned());
-            }
-            sqlx::query("SELECT 1")
-                .execute(&state.db)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("Postgres does not answer: {e}"))
-        })
-    })
+    nr_infra::health::Deps {
+        nats: Some(state.nats.clone()),
+        db: Some(state.db.clone()),
+        store: Some(state.store.clone()),
+    }
+    .ready_check()
+}
+
+/// Whether a request needs NATS to be served: calls, job submissions and cancels, and
+/// every change made through the admin API (all are events on the bus).
+fn needs_nats(method: &axum::http::Method, path: &str) -> bool {
+    if path.starts_with("/api/sync/") {
+        return true;
+    }
+    let writes = !matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    writes
+        && (path.starts_with("/api/async/")
+            || path.starts_with("/admin/api/")
+            || path == "/api/auth/password")
+}
+
+/// Fails fast when a dependency is down: a request that needs NATS while it is
+/// unreachable answers 503 at once (the client reconnects by itself; nothing waits
+/// for it), and a 500 produced while Postgres or NATS is unreachable is answered as
+/// the 503 it is, naming the dependency.
+async fn dependency_guard(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse as _;
+    if needs_nats(req.method(), req.uri().path()) {
+        if let Err(reason) = nr_infra::health::nats(&state.nats) {
+            return ApiError::Unavailable(format!("{reason}; retry shortly")).into_response();
+        }
+    }
+    let res = next.run(req).await;
+    if res.status() != axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+        return res;
+    }
+    let down = nr_infra::health::Deps {
+        nats: Some(state.nats.clone()),
+        db: Some(state.db.clone()),
+        store: None,
+    }
+    .check()
+    .await;
+    match down {
+        Err(reason) => ApiError::Unavailable(format!("{reason}; retry shortly")).into_response(),
+        Ok(()) => res,
+    }
 }
 
 /// Parses `NR_SECRETS_KEY`; when a rotation put a new key first, seals the secrets that
@@ -253,12 +294,18 @@ impl Gateway {
             .merge(jobs::routes())
             .merge(identity::routes())
             .merge(ticket::routes())
+            .merge(routes::routes())
             .layer(DefaultBodyLimit::max(body_limit));
         let router = Router::new()
             .merge(api)
             .merge(admin::routes(bundle_limit))
             .merge(app_env::routes())
+            .merge(schedules::admin::routes())
             .merge(openapi::routes())
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                dependency_guard,
+            ))
             .with_state(state.clone())
             .route_layer(middleware::from_fn(|req, next| {
                 nr_telemetry::track_http("gateway", req, next)
@@ -345,6 +392,9 @@ impl Gateway {
                     tracing::error!(error = %e, "metrics listener ended");
                 }
             });
+        }
+        if !self.state.config.scheduler_off {
+            schedules::spawn(Arc::downgrade(&self.state), stop.clone());
         }
         server::serve(self.listener, self.router, limits, stop).await?;
         self.follower_stop.cancel();

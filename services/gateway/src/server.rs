@@ -53,6 +53,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
+    // Every connection's task, so a stopping server waits for exactly those.
+    let connections = tokio_util::task::TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -73,7 +75,7 @@ pub(crate) async fn serve(
         };
         let router = router.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _permit = permit;
             let svc = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
@@ -98,8 +100,19 @@ pub(crate) async fn serve(
             }
         });
     }
-    // Wait for open connections to finish (each holds a permit).
-    let _ = tokio::time::timeout(DRAIN, permits.acquire_many(max as u32)).await;
+    // New connections are refused from here on (a load balancer moves on at once).
+    drop(listener);
+    // Wait for open connections to finish their requests (up to DRAIN).
+    connections.close();
+    if tokio::time::timeout(DRAIN, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "drain deadline passed: closing connections still open"
+        );
+    }
     Ok(())
 }
 

@@ -96,10 +96,31 @@ pub(crate) async fn sync_call(
     caller.require(entry.manifest.required_permission.as_deref().unwrap_or(""))?;
     check_content_type(&headers)?;
     check_json_object(&body)?;
+    let (status, payload) = exec(&state, &app, &entry, &request_id, body).await?;
+    Ok((
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        payload,
+    )
+        .into_response())
+}
+
+/// Sends `body` (the JSON `data`) to a runner of `app`, signed, and returns the status
+/// and body the runner answered with. Sync calls and manifest routes both go this way.
+pub(crate) async fn exec(
+    state: &AppState,
+    app: &str,
+    entry: &crate::apps::AppEntry,
+    request_id: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), ApiError> {
     let mut h = HeaderMap::new();
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
-    h.insert(headers::REQUEST_ID, request_id.as_str());
-    let subject = subjects::runner_exec(&app);
+    h.insert(headers::REQUEST_ID, request_id);
+    let subject = subjects::runner_exec(app);
     let mut nonce = None;
     if let Some(stamp) = nr_auth::signing::sign(&state.runner_keys, &subject, &h, &body) {
         for (name, value) in stamp {
@@ -163,15 +184,7 @@ pub(crate) async fn sync_call(
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok((
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        reply.payload,
-    )
-        .into_response())
+    Ok((status, reply.payload))
 }
 
 #[cfg(test)]

@@ -74,12 +74,22 @@ impl PlatformConfig {
     }
 }
 
+type Services = JoinSet<(&'static str, anyhow::Result<()>)>;
+
 /// A running platform.
+///
+/// Stopping drains in two steps (docs/operations.md, "Drain"): the front (gateway and
+/// notify) stops taking requests, closes WebSockets with 1001 and finishes the sync
+/// calls in flight; only then the back (runners, deploy, registry) stops, so every
+/// call the front still waits for has a runner to answer it.
 pub struct Platform {
     addr: SocketAddr,
     admin_token: String,
     stop: CancellationToken,
-    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    front_stop: CancellationToken,
+    back_stop: CancellationToken,
+    front: Services,
+    back: Services,
 }
 
 impl Platform {
@@ -115,7 +125,6 @@ impl Platform {
             .await
             .context("Postgres is required (set DATABASE_URL)")?;
         let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
 
         let registry = nr_registry::Registry::build(
             nr_registry::RegistryConfig {
@@ -187,23 +196,28 @@ impl Platform {
         let addr = gateway.addr();
         let admin_token = gateway.admin_token().await?;
 
-        let s = stop.clone();
-        tasks.spawn(async move { ("registry", registry.run_until_stopped(s).await) });
-        let s = stop.clone();
-        tasks.spawn(async move { ("deploy", deploy.run_until_stopped(s).await) });
+        let (front_stop, back_stop) = (CancellationToken::new(), CancellationToken::new());
+        let (mut front, mut back) = (JoinSet::new(), JoinSet::new());
+        let s = back_stop.clone();
+        back.spawn(async move { ("registry", registry.run_until_stopped(s).await) });
+        let s = back_stop.clone();
+        back.spawn(async move { ("deploy", deploy.run_until_stopped(s).await) });
         for runner in runners {
-            let s = stop.clone();
-            tasks.spawn(async move { ("runner", runner.run_until_stopped(s).await) });
+            let s = back_stop.clone();
+            back.spawn(async move { ("runner", runner.run_until_stopped(s).await) });
         }
-        let s = stop.clone();
-        tasks.spawn(async move { ("notify", notify.run_until_stopped(s).await) });
-        let s = stop.clone();
-        tasks.spawn(async move { ("gateway", gateway.run_until_stopped(s).await) });
+        let s = front_stop.clone();
+        front.spawn(async move { ("notify", notify.run_until_stopped(s).await) });
+        let s = front_stop.clone();
+        front.spawn(async move { ("gateway", gateway.run_until_stopped(s).await) });
         Ok(Platform {
             addr,
             admin_token,
             stop,
-            tasks,
+            front_stop,
+            back_stop,
+            front,
+            back,
         })
     }
 
@@ -225,28 +239,48 @@ impl Platform {
         self.stop.clone()
     }
 
-    /// Runs until the stop token is cancelled or a service ends; then stops the rest and
+    /// Runs until the stop token is cancelled or a service ends; then drains the front
+    /// (gateway, notify) and after it the back (runners, deploy, registry), and
     /// reports which service ended and why.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            self.stop.cancel();
-            match joined {
-                Ok((name, Ok(()))) => tracing::info!(service = name, "stopped"),
-                Ok((name, Err(e))) => {
-                    tracing::error!(service = name, error = %e, "service failed");
-                    first_error.get_or_insert(e.context(format!("{name} failed")));
-                }
-                Err(e) => {
-                    first_error.get_or_insert(anyhow::anyhow!("a service task panicked: {e}"));
-                }
-            }
+        tokio::select! {
+            _ = self.stop.cancelled() => {}
+            Some(joined) = self.front.join_next() => record(joined, &mut first_error),
+            Some(joined) = self.back.join_next() => record(joined, &mut first_error),
         }
+        tracing::info!("draining: the gateway stops taking requests and finishes those in flight");
+        self.front_stop.cancel();
+        while let Some(joined) = self.front.join_next().await {
+            record(joined, &mut first_error);
+        }
+        tracing::info!("draining: runners, deploy and registry stop");
+        self.back_stop.cancel();
+        while let Some(joined) = self.back.join_next().await {
+            record(joined, &mut first_error);
+        }
+        self.stop.cancel();
         first_error.map_or(Ok(()), Err)
     }
 
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.wait().await
+    }
+}
+
+fn record(
+    joined: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>,
+    first_error: &mut Option<anyhow::Error>,
+) {
+    match joined {
+        Ok((name, Ok(()))) => tracing::info!(service = name, "stopped"),
+        Ok((name, Err(e))) => {
+            tracing::error!(service = name, error = %e, "service failed");
+            first_error.get_or_insert(e.context(format!("{name} failed")));
+        }
+        Err(e) => {
+            first_error.get_or_insert(anyhow::anyhow!("a service task panicked: {e}"));
+        }
     }
 }

@@ -3,6 +3,7 @@
 mod author;
 mod env_cmd;
 mod scaffold;
+mod schedule_cmd;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,9 @@ enum Command {
     /// Author tools: scaffold, lint, pack and deploy an app; list, roll back and delete versions.
     #[command(subcommand)]
     App(AppCommand),
+    /// The apps' schedules: list (with the next five fire times), pause, resume.
+    #[command(subcommand)]
+    Schedule(schedule_cmd::ScheduleCommand),
 }
 
 #[derive(Subcommand)]
@@ -189,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             author::delete(&remote.remote(), &app).await
         }
         Command::App(AppCommand::Env(cmd)) => env_cmd::run(cmd).await,
+        Command::Schedule(cmd) => schedule_cmd::run(cmd).await,
     }
 }
 

@@ -90,11 +90,12 @@ async fn deploy_counter(h: &Harness) -> String {
 }
 
 async fn runs(h: &Harness, app: &str) -> i64 {
-    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    // The app's table is in its own schema (one Postgres role and schema per app).
+    let pool = common::app_tables(h).await;
     let (n,): (i64,) = sqlx::query_as(&format!("SELECT count(*) FROM {app}_runs"))
         .fetch_one(&pool)
         .await
-        .unwrap_or((0,));
+        .unwrap();
     n
 }
 
@@ -354,7 +355,8 @@ async fn a_replayed_signed_request_is_served_once_across_two_runners() {
         first.headers.as_ref().unwrap().get(HEADER_SIG).is_some(),
         "the runner signs its replies"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The accepted nonce reaches the other runner in a broadcast that follows the reply.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     // The queue group spreads the replays over both runners.
     for i in 0..12 {
         let again = admin

@@ -84,6 +84,12 @@ async fn failed_logins_are_throttled_per_account_and_per_address_with_growing_de
     assert_eq!(body["code"], "too_many_requests");
 }
 
+/// The fastest of several tries: a busy machine only ever adds time, so the minimum is
+/// the closest to what the server itself spends.
+fn fastest(v: &[Duration]) -> Duration {
+    v.iter().copied().min().unwrap_or_default()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -117,13 +123,13 @@ async fn unknown_and_disabled_users_answer_in_the_time_of_a_wrong_password() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (mut wrong, mut unknown, mut disabled) = (vec![], vec![], vec![]);
-    for _ in 0..7 {
+    for _ in 0..9 {
         wrong.push(timed(&h, "erin", "not-her-password").await);
         unknown.push(timed(&h, "nobody-by-this-name", "whatever").await);
         // The right password of a disabled user: refused, in the same time.
         disabled.push(timed(&h, "frank", "password-123").await);
     }
-    let (w, u, d) = (median(wrong), median(unknown), median(disabled));
+    let (w, u, d) = (fastest(&wrong), fastest(&unknown), fastest(&disabled));
     for (what, t) in [("unknown", u), ("disabled", d)] {
         assert!(
             t * 2 >= w && t <= w * 2,

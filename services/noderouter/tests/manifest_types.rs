@@ -58,8 +58,14 @@ async fn call(c: &reqwest::Client, h: &Harness, app: &str) -> (StatusCode, Value
 /// `nr_app_events_skipped_total{service, reason="manifest"}` (0 when absent). The
 /// metrics are the process's, shared by the tests of this file: compare deltas.
 async fn skipped(h: &Harness, service: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", h.url))
+    // /metrics needs a credential holding metrics:read (the admin's).
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.url))
+        .send()
         .await
+        .unwrap()
+        .error_for_status()
         .unwrap()
         .text()
         .await

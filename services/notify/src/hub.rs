@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
@@ -424,38 +422,20 @@ impl Hub {
         stream: &'static str,
         filter: &'static str,
     ) -> anyhow::Result<()> {
-        let consumer = self
-            .js
-            .get_stream(stream)
-            .await
-            .with_context(|| format!("cannot open stream {stream}"))?
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: filter.into(),
-                deliver_policy: consumer::DeliverPolicy::New,
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("cannot create a consumer on {stream}"))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .with_context(|| format!("cannot read {stream}"))?;
+        let mut messages = nr_infra::follow::Resumable::open(
+            self.js.clone(),
+            stream,
+            Some(filter),
+            consumer::DeliverPolicy::New,
+            "hub",
+        )
+        .await?;
         let weak = Arc::downgrade(self);
         let stop = self.shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let next = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    next = messages.next() => next,
-                };
-                let msg = match next {
-                    Some(Ok(msg)) => msg,
-                    Some(Err(e)) => {
-                        tracing::warn!(stream, error = %e, "event read failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        continue;
-                    }
-                    None => break,
+                let Some(msg) = messages.next(&stop).await else {
+                    break;
                 };
                 let Some(hub) = weak.upgrade() else { break };
                 let Ok(info) = msg.info() else { continue };

@@ -137,9 +137,16 @@ impl Notify {
         self.hub.socket_count()
     }
 
+    /// Serves until `stop`; then closes every socket with 1001 (going away) so its
+    /// client reconnects to another instance, and waits (at most 5 s) for the close
+    /// frames to be written.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
         self.hub.stop();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.hub.socket_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 }

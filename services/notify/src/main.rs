@@ -19,7 +19,13 @@ async fn main() -> anyhow::Result<()> {
         nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Notify).await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let addr = cli.config.http_addr.clone();
-    let ready = nr_telemetry::nats_ready(nats.clone());
+    // /readyz names each dependency that is down (NATS, Postgres).
+    let ready = nr_infra::health::Deps {
+        nats: Some(nats.clone()),
+        db: Some(db.clone()),
+        store: None,
+    }
+    .ready_check();
     let notify = Notify::build(cli.config, NotifyDeps { nats, db }).await?;
     let router = notify
         .router()

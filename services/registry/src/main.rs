@@ -22,10 +22,16 @@ async fn main() -> anyhow::Result<()> {
         nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Registry).await?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     let health = cli.config.health.health_addr.clone();
-    let nats_for_ops = nats.clone();
+    // /readyz names each dependency that is down.
+    let ready = nr_infra::health::Deps {
+        nats: Some(nats.clone()),
+        db: Some(db.clone()),
+        store: None,
+    }
+    .ready_check();
     let registry = Registry::build(cli.config, RegistryDeps { nats, db }).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3103".into());
-    let ops = nr_telemetry::ops_router("registry", nr_telemetry::nats_ready(nats_for_ops));
+    let ops = nr_telemetry::ops_router("registry", ready);
     let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
     tracing::info!(%bound, "health, readiness and metrics endpoint");
     tokio::spawn(serve);

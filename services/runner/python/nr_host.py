@@ -129,14 +129,39 @@ def load_app(app_name, app_dir):
 
 
 class ConnHolder:
-    """The worker's warm psycopg2 connection, handed back clean after every call."""
+    """The worker's warm psycopg2 connection, handed back clean after every call.
+
+    Before it is handed out again, a warm connection is checked without a round trip:
+    an idle connection has nothing to read, so a readable socket means the server
+    ended it (a restart, `pg_terminate_backend`, an idle timeout) and a new one is
+    opened instead. A call that failed on a database error also leaves the connection
+    to be replaced, so no call fails on a stale connection.
+    """
 
     def __init__(self):
         self.conn = None
 
+    def _stale(self, conn):
+        if conn.closed:
+            return True
+        try:
+            import select
+
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     def get(self):
-        if self.conn is not None and not self.conn.closed:
-            return self.conn
+        conn = self.conn
+        if conn is not None:
+            if not self._stale(conn):
+                return conn
+            try:
+                conn.close()
+            except Exception:
+                pass
+            self.conn = None
         import psycopg2
 
         self.conn = psycopg2.connect(os.environ.get("DATABASE_URL", ""))
@@ -153,7 +178,7 @@ class ConnHolder:
                 self.conn = None
                 return
             status = conn.get_transaction_status()
-            if status == ext.TRANSACTION_STATUS_UNKNOWN:
+            if status == ext.TRANSACTION_STATUS_UNKNOWN or self._stale(conn):
                 conn.close()
                 self.conn = None
             elif status != ext.TRANSACTION_STATUS_IDLE:

@@ -5,11 +5,9 @@
 //! host serving.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer;
-use futures::StreamExt;
 use nr_contracts::events::AppChange;
 use nr_contracts::subjects;
 use tokio_util::sync::CancellationToken;
@@ -26,36 +24,21 @@ pub(crate) struct EnvGen {
 
 /// Subscribes to `app.env.>` and reloads the app of each change.
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let stream = inner
-        .js
-        .get_stream(subjects::STREAM_APP_ENV)
-        .await
-        .context("cannot open stream NR_APP_ENV")?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects::APP_ENV_ALL.into(),
-            deliver_policy: consumer::DeliverPolicy::New,
-            ..Default::default()
-        })
-        .await
-        .context("cannot follow app.env")?;
-    let mut messages = consumer.messages().await.context("cannot follow app.env")?;
+    let mut messages = nr_infra::follow::Resumable::open(
+        inner.js.clone(),
+        subjects::STREAM_APP_ENV,
+        Some(subjects::APP_ENV_ALL),
+        consumer::DeliverPolicy::New,
+        "app.env",
+    )
+    .await
+    .context("cannot follow app.env")?;
     let weak = Arc::downgrade(&inner);
     drop(inner);
     tokio::spawn(async move {
         loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = messages.next() => next,
-            };
-            let msg = match next {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "app.env read failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                None => break,
+            let Some(msg) = messages.next(&shutdown).await else {
+                break;
             };
             let Some(inner) = weak.upgrade() else { break };
             let Some(app) = subjects::app_of_app_env(&msg.subject) else {

@@ -31,9 +31,10 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
                 m = sub.next() => m,
             };
             let Some(msg) = msg else { break };
-            let inner = inner.clone();
+            let task_inner = inner.clone();
             let nonces = nonces.clone();
-            tokio::spawn(async move {
+            inner.calls.spawn(async move {
+                let inner = task_inner;
                 let span = tracing::info_span!("exec", subject = %msg.subject, request_id = tracing::field::Empty);
                 if let Some(rid) = msg
                     .headers
@@ -52,6 +53,33 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
 
 fn error_body(message: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default()
+}
+
+/// Room kept for the reply's headers (status, signature) under the bus limit.
+const HEADER_ROOM: usize = 1024;
+
+/// A reply the bus cannot carry becomes a 413 naming the size and the limit, sent at
+/// once instead of failing to publish (which would leave the caller waiting for the
+/// whole time limit).
+fn fit_reply(app: &str, status: u16, body: Vec<u8>, max_payload: usize) -> (u16, Vec<u8>) {
+    if max_payload == 0 || body.len() + HEADER_ROOM <= max_payload {
+        return (status, body);
+    }
+    tracing::warn!(
+        app,
+        bytes = body.len(),
+        max_payload,
+        "app result over the bus limit"
+    );
+    let message = format!(
+        "the result of app '{app}' is {} bytes, over the message limit of {} bytes (the NATS server's max_payload); return less, or store large data and return a reference",
+        body.len(),
+        max_payload.saturating_sub(HEADER_ROOM)
+    );
+    let body =
+        serde_json::to_vec(&serde_json::json!({"error": message, "code": "payload_too_large"}))
+            .unwrap_or_default();
+    (413, body)
 }
 
 /// Shares the nonces of the signed requests this runner accepted with every other
@@ -185,6 +213,7 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
             }
         },
     };
+    let (status, body) = fit_reply(app, status, body, inner.nats.server_info().max_payload);
     nr_telemetry::metrics().app_call(app, status, started.elapsed());
     let mut reply_headers = HeaderMap::new();
     let status_text = status.to_string();

@@ -1,7 +1,7 @@
 //! One app revision loaded in the runner: its Python host process (which imported the
 //! app once) and the pool of workers forked from it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::frame::{read_frame, write_frame};
+use crate::output;
 use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 
@@ -165,22 +166,7 @@ impl AppHost {
         else {
             return Err(LoadError::Host("host process has no pipes".into()));
         };
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
-        {
-            let tail = tail.clone();
-            let app = spec.app.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(target: "app", app = %app, "{line}");
-                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    if t.len() == STDERR_TAIL {
-                        t.pop_front();
-                    }
-                    t.push_back(line);
-                }
-            });
-        }
+        let tail = output::log_app_output(stderr, spec.app.clone(), STDERR_TAIL);
         let mut stdout = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(spec.import_timeout, stdout.next_line()).await;
         let line = match first {
@@ -251,6 +237,16 @@ impl AppHost {
             .map_err(|e| LoadError::Host(e.to_string()))?;
         host.lock_idle().push(warm);
         Ok(host)
+    }
+
+    /// True once the host process has exited (killed by one of its workers, the OOM
+    /// killer, ...): it can fork no more workers, so the runner loads the app again.
+    /// A host busy forking (its control channel locked) counts as alive.
+    pub fn is_dead(&self) -> bool {
+        match self.control.try_lock() {
+            Ok(mut ctl) => !matches!(ctl.child.try_wait(), Ok(None)),
+            Err(_) => false,
+        }
     }
 
     pub fn timeout(&self) -> Duration {

@@ -2,7 +2,7 @@
 //!
 //! - `host`: one app revision = one Python host process that imported the app once,
 //!   plus a pool of workers forked from it.
-//! - `catalog` (here): which revision of each app is current, kept from the `NR_APPS`
+//! - `catalog`: which revision of each app is current, kept from the `NR_APPS`
 //!   stream; a request that names a newer revision loads it first (hot reload).
 //! - `exec`: the `runner.exec.<app>` queue-group handler.
 //! - `frame`: the runner–worker pipe protocol.
@@ -14,12 +14,14 @@
 //! Containment (one uid and Postgres role per app, process trees killed whole) is in
 //! `nr_infra::appid` and `nr_infra::contain`; docs/security.md says what each holds.
 
+mod catalog;
 pub mod config;
 mod env_watch;
 mod exec;
 pub mod frame;
 pub mod host;
 mod jobs;
+pub mod output;
 mod spawner;
 mod unpack;
 
@@ -30,16 +32,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use bytes::Bytes;
-use nr_contracts::events::{AppChange, AppUpdated};
-use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
-use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
 use nr_infra::store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use config::RunnerConfig;
-use host::{AppHost, LoadError, LoadSpec, Spawner};
+use host::{AppHost, Spawner};
 
 const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
 const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
@@ -56,7 +54,10 @@ pub struct RunnerDeps {
 
 pub struct Runner {
     inner: Arc<Inner>,
+    /// Stops everything: subscriptions, followers, the worker socket.
     shutdown: CancellationToken,
+    /// Stops taking sync calls (a child of `shutdown`, cancelled first on drain).
+    intake: CancellationToken,
 }
 
 pub(crate) struct Inner {
@@ -67,6 +68,9 @@ pub(crate) struct Inner {
     pub(crate) db: sqlx::PgPool,
     pub(crate) jobs: jobs::JobTable,
     pub(crate) signatures: nr_auth::signing::Verifier,
+    /// Every sync call in flight: a stopping runner waits for them (up to their time
+    /// limit) before it stops its workers and removes its work directory.
+    pub(crate) calls: tokio_util::task::TaskTracker,
     store: Store,
     spawner: Arc<Spawner>,
     bundles_dir: PathBuf,
@@ -204,6 +208,7 @@ impl Runner {
             db: deps.db,
             jobs: jobs::JobTable::default(),
             signatures,
+            calls: tokio_util::task::TaskTracker::new(),
             store: deps.store,
             spawner,
             bundles_dir,
@@ -243,14 +248,19 @@ impl Runner {
                 }
             }
         }
-        tokio::spawn(sweep(Arc::downgrade(&inner), shutdown.clone()));
-        exec::start(inner.clone(), shutdown.clone()).await?;
+        tokio::spawn(catalog::sweep(Arc::downgrade(&inner), shutdown.clone()));
+        let intake = shutdown.child_token();
+        exec::start(inner.clone(), intake.clone()).await?;
         jobs::start(inner.clone(), shutdown.clone()).await?;
         if !inner.signatures.enabled() {
             tracing::warn!("RUNNER_SECRET is not set: unsigned runner requests are accepted (development mode)");
         }
         tracing::info!(runner = %inner.id, pool = inner.config.pool(), "runner ready");
-        Ok(Runner { inner, shutdown })
+        Ok(Runner {
+            inner,
+            shutdown,
+            intake,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -263,34 +273,56 @@ impl Runner {
         self.inner.spawner.switch_users
     }
 
-    /// The runner's readiness: NATS connected, and app processes contained. A runner
-    /// that cannot switch users reports it here ("not contained"), loudly, so an
-    /// operator's probe sees it.
+    /// The runner's readiness: NATS connected, Postgres and the object store answering
+    /// (each named when down), and app processes contained. A runner that cannot
+    /// switch users reports it here ("not contained"), loudly, so an operator's probe
+    /// sees it.
     pub fn ready_check(&self) -> nr_telemetry::ReadyCheck {
-        let nats = self.inner.nats.clone();
+        let deps = nr_infra::health::Deps {
+            nats: Some(self.inner.nats.clone()),
+            db: Some(self.inner.db.clone()),
+            store: Some(self.inner.store.clone()),
+        };
         let contained = self.contained();
         std::sync::Arc::new(move || {
-            let nats = nats.clone();
+            let deps = deps.clone();
             Box::pin(async move {
-                match nats.connection_state() {
-                    async_nats::connection::State::Connected => {}
-                    other => return Err(format!("NATS is {other:?}")),
-                }
-                if contained {
-                    Ok(())
-                } else {
-                    Err(format!(
+                let mut down = deps.check().await.err().into_iter().collect::<Vec<_>>();
+                if !contained {
+                    down.push(format!(
                         "not contained: {}",
                         nr_infra::contain::NO_SWITCH_WARNING
-                    ))
+                    ));
+                }
+                if down.is_empty() {
+                    Ok(())
+                } else {
+                    Err(down.join("; "))
                 }
             })
         })
     }
 
-    /// Serves until `stop` is cancelled, then stops every worker.
+    /// Serves until `stop` is cancelled, then drains: stops taking sync calls, lets the
+    /// calls in flight finish (up to the sync time limit and a margin), and only then
+    /// stops the workers and removes the work directory.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
+        self.intake.cancel();
+        self.inner.calls.close();
+        let open = self.inner.calls.len();
+        if open > 0 {
+            tracing::info!(runner = %self.inner.id, calls = open, "draining: waiting for calls in flight");
+        }
+        let deadline = std::time::Duration::from_secs_f64(
+            self.inner.config.sync_timeout_s.clamp(0.0, 3600.0) + 5.0,
+        );
+        if tokio::time::timeout(deadline, self.inner.calls.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
+        }
         self.shutdown.cancel();
         let hosts: Vec<Arc<AppHost>> = self
             .inner
@@ -306,199 +338,5 @@ impl Runner {
         }
         tracing::info!(runner = %self.inner.id, "runner stopped");
         Ok(())
-    }
-}
-
-impl Inner {
-    fn current(&self, app: &str) -> Option<Arc<AppHost>> {
-        self.hosts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(app)
-            .cloned()
-    }
-
-    /// The host serving `app` at revision `min_rev` or later, loading it when this
-    /// runner is behind. Loads of one app are serialised; other apps are unaffected.
-    pub(crate) async fn host_for(
-        &self,
-        app: &str,
-        min_rev: u64,
-    ) -> Result<Arc<AppHost>, HostError> {
-        if let Some(h) = self.current(app) {
-            if h.rev >= min_rev {
-                return Ok(h);
-            }
-        }
-        let app_lock = lock(&self.load_locks)
-            .entry(app.to_owned())
-            .or_default()
-            .clone();
-        let _guard = app_lock.lock().await;
-        let current = self.current(app);
-        if let Some(h) = &current {
-            if h.rev >= min_rev {
-                return Ok(h.clone());
-            }
-        }
-        if let Some((rev, error)) = lock(&self.failed).get(app).cloned() {
-            if rev >= min_rev {
-                return current.ok_or_else(|| HostError::LoadFailed {
-                    app: app.to_owned(),
-                    version: String::new(),
-                    error,
-                });
-            }
-        }
-        let known = lock(&self.known).get(app).cloned();
-        let ev = match known {
-            Some(ev) if ev.rev >= min_rev => ev,
-            _ if min_rev > 0 => self.fetch_event(app, min_rev).await?,
-            _ => return Err(HostError::NotFound(app.to_owned())),
-        };
-        if ev.event.data.change == AppChange::Deleted {
-            self.hosts
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(app);
-            return Err(HostError::NotFound(app.to_owned()));
-        }
-        match self.load(ev.rev, &ev.event.data).await {
-            Ok(host) => {
-                self.hosts
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(app.to_owned(), host.clone());
-                lock(&self.failed).remove(app);
-                tracing::info!(app, version = %host.version, rev = host.rev, "app loaded");
-                Ok(host)
-            }
-            Err(e) => {
-                let error = match &e {
-                    LoadError::Import { error, traceback } if !traceback.is_empty() => {
-                        format!("{error}\n{traceback}")
-                    }
-                    other => other.to_string(),
-                };
-                tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %error, "app failed to load");
-                lock(&self.failed).insert(app.to_owned(), (ev.rev, e.to_string()));
-                current.ok_or_else(|| HostError::LoadFailed {
-                    app: app.to_owned(),
-                    version: ev.event.data.version.clone(),
-                    error: e.to_string(),
-                })
-            }
-        }
-    }
-
-    /// Reads one catalogue event by sequence (a caller saw a revision before we did).
-    async fn fetch_event(&self, app: &str, rev: u64) -> Result<AppEvent, HostError> {
-        let stream = self
-            .js
-            .get_stream(subjects::STREAM_APPS)
-            .await
-            .map_err(|e| HostError::Internal(format!("cannot open NR_APPS: {e}")))?;
-        let msg = stream
-            .get_raw_message(rev)
-            .await
-            .map_err(|_| HostError::NotFound(app.to_owned()))?;
-        if subjects::app_of_app_updated(&msg.subject) != Some(app) {
-            return Err(HostError::NotFound(app.to_owned()));
-        }
-        let event: Envelope<AppUpdated> = decode(&msg.payload)
-            .map_err(|e| HostError::Internal(format!("bad app.updated event {rev}: {e}")))?;
-        Ok(AppEvent { rev, event })
-    }
-
-    async fn load(&self, rev: u64, ev: &AppUpdated) -> Result<Arc<AppHost>, LoadError> {
-        // Checked before any work: a manifest that does not parse loads nothing, and
-        // the version already loaded keeps serving.
-        let manifest = RuntimeManifest::from_value(&ev.manifest).map_err(|e| {
-            nr_telemetry::metrics::metrics().app_event_skipped("runner", "manifest");
-            LoadError::Host(format!("app.updated event {rev} skipped: its {e}"))
-        })?;
-        let path = object_store::path::Path::from(ev.bundle_key.as_str());
-        let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
-            .await
-            .map_err(|e| LoadError::Host(format!("cannot read bundle {}: {e}", ev.bundle_key)))?;
-        let dir = self.bundles_dir.join(&ev.app_name).join(format!(
-            "{rev}-{}",
-            ev.sha256.get(..12).unwrap_or(&ev.sha256)
-        ));
-        let identity = nr_infra::appid::ensure(&self.db, &ev.app_name, &self.config.contain)
-            .await
-            .map_err(|e| {
-                LoadError::Host(format!(
-                    "cannot set up the identity of app {}: {e:#}",
-                    ev.app_name
-                ))
-            })?;
-        // The app's folder is closed to other apps before anything is unpacked in it.
-        let gid = self.spawner.switch_users.then_some(identity.gid());
-        let app_dir = self.bundles_dir.join(&ev.app_name);
-        nr_infra::contain::group_dir(&app_dir, gid)
-            .map_err(|e| LoadError::Host(format!("cannot prepare {}: {e}", app_dir.display())))?;
-        let target = dir.clone();
-        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
-            .await
-            .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
-            .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
-        let env = nr_infra::appenv::load_for_app(&self.db, self.secrets.as_deref(), &ev.app_name)
-            .await
-            .map_err(|e| LoadError::Host(format!("cannot read the app's variables: {e}")))?;
-        let timeout = manifest
-            .timeout_s
-            .map(Seconds::duration)
-            .unwrap_or_else(|| duration_or(self.config.sync_timeout_s, 30.0));
-        AppHost::load(
-            self.spawner.clone(),
-            LoadSpec {
-                app: ev.app_name.clone(),
-                rev,
-                sha256: ev.sha256.clone(),
-                version: ev.version.clone(),
-                dir,
-                manifest,
-                timeout,
-                pool: self.config.pool(),
-                import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
-                identity,
-                env,
-            },
-        )
-        .await
-    }
-}
-
-/// Every second, kills what an app left running under its host (children of module
-/// code, orphans of killed workers): cheap, it reads each host's children list.
-async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Some(inner) = inner.upgrade() else { return };
-        let hosts: Vec<Arc<AppHost>> = inner
-            .hosts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let (contained, base, count) = (
-            inner.spawner.switch_users,
-            inner.config.contain.app_uid_base,
-            inner.config.contain.app_uid_count,
-        );
-        drop(inner);
-        for h in hosts {
-            h.sweep();
-        }
-        if contained {
-            nr_infra::contain::reap_strays(base, count);
-        }
     }
 }

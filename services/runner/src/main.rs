@@ -38,10 +38,9 @@ async fn main() -> anyhow::Result<()> {
     let db = nr_infra::db::connect(&cli.config.database_url, 4).await?;
     nr_infra::db::migrate(&db).await?;
     let health = cli.config.health.health_addr.clone();
-    let nats_for_ops = nats.clone();
     let runner = Runner::build(cli.config, RunnerDeps { nats, store, db }).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3104".into());
-    let ops = nr_telemetry::ops_router("runner", nr_telemetry::nats_ready(nats_for_ops));
+    let ops = nr_telemetry::ops_router("runner", runner.ready_check());
     let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
     tracing::info!(%bound, "health, readiness and metrics endpoint");
     tokio::spawn(serve);

@@ -12,10 +12,16 @@
 //! type. Rules that are not about shape (name formats, uniqueness, matching the bundle
 //! name, conflicts with other apps) are deploy's (`services/deploy/src/manifest.rs`).
 
+mod beyond;
 mod seconds;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use beyond::{
+    CatchUp, Overlap, RouteDecl, RouteMethod, ScheduleDecl, UploadDecl, WebhookDecl,
+    DEFAULT_DELIVERY_HEADER, DEFAULT_SIGNATURE_HEADER, ROUTE_FIELDS, SCHEDULE_FIELDS,
+    UPLOAD_FIELDS, WEBHOOK_FIELDS,
+};
 pub use seconds::{duration_or, Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
 
 /// The top-level fields the platform knows, in the order the docs list them.
@@ -31,6 +37,8 @@ pub const FIELDS: &[&str] = &[
     "api_version",
     "nav",
     "permissions",
+    "schedules",
+    "routes",
 ];
 
 /// The fields of one `actions[]` entry.
@@ -79,6 +87,18 @@ pub struct Manifest {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub permissions: Vec<PermissionDecl>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub schedules: Vec<ScheduleDecl>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub routes: Vec<RouteDecl>,
 }
 
 /// The name the services used for the run-time view before there was one type.
@@ -231,7 +251,7 @@ fn not_an_object(manifest: &serde_json::Value) -> Result<(), ManifestError> {
             .collect()
     }
     object(manifest, "", "")?;
-    for key in ["actions", "permissions"] {
+    for key in ["actions", "permissions", "schedules", "routes"] {
         for (field, pointer, v) in items(manifest, key, "", "") {
             object(v, &field, &pointer)?;
         }

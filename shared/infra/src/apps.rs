@@ -2,11 +2,8 @@
 //! new one, from the `NR_APPS` stream. Gateways and runners keep their view of which
 //! version is current this way, with no lookup on the request path.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
-use futures::StreamExt;
 use nr_contracts::{decode, events::AppUpdated, subjects, Envelope};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -39,33 +36,20 @@ where
         .context("cannot read stream NR_APPS")?
         .state
         .last_sequence;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects::APP_UPDATED_ALL.into(),
-            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
-            ..Default::default()
-        })
-        .await
-        .context("cannot create app catalogue consumer")?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("cannot read app catalogue")?;
+    let mut messages = crate::follow::Resumable::open(
+        js.clone(),
+        subjects::STREAM_APPS,
+        Some(subjects::APP_UPDATED_ALL),
+        consumer::DeliverPolicy::LastPerSubject,
+        "catalogue",
+    )
+    .await
+    .context("cannot read app catalogue")?;
     let (caught_up_tx, mut caught_up_rx) = watch::channel(last == 0);
     tokio::spawn(async move {
         loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                next = messages.next() => next,
-            };
-            let msg = match next {
-                Some(Ok(msg)) => msg,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "app catalogue read failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                None => break,
+            let Some(msg) = messages.next(&shutdown).await else {
+                break;
             };
             let Ok(info) = msg.info() else { continue };
             let rev = info.stream_sequence;

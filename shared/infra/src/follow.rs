@@ -40,6 +40,135 @@ pub async fn last_sequence(js: &jetstream::Context, stream: &str) -> anyhow::Res
     Ok(info.state.last_sequence)
 }
 
+/// An ordered read of a stream that survives NATS going away: when the server restarts
+/// its ephemeral consumer is gone, so on a read error (or the end of the message stream)
+/// the consumer is created again right after the last sequence delivered. No message is
+/// skipped and none is delivered twice.
+pub struct Resumable {
+    js: jetstream::Context,
+    stream: String,
+    filter: String,
+    /// Where the first consumer starts; later ones start after `last`.
+    initial: consumer::DeliverPolicy,
+    last: u64,
+    messages: Option<consumer::pull::Ordered>,
+    name: &'static str,
+}
+
+impl Resumable {
+    /// Opens the first consumer (its errors are returned: a service that cannot follow
+    /// at start does not start).
+    pub async fn open(
+        js: jetstream::Context,
+        stream: &str,
+        filter: Option<&str>,
+        initial: consumer::DeliverPolicy,
+        name: &'static str,
+    ) -> anyhow::Result<Resumable> {
+        let mut r = Resumable {
+            js,
+            stream: stream.to_owned(),
+            filter: filter.unwrap_or_default().to_owned(),
+            initial,
+            last: 0,
+            messages: None,
+            name,
+        };
+        if matches!(r.initial, consumer::DeliverPolicy::New) {
+            // "From now on" pinned to a sequence, so a consumer made again after an
+            // outage still starts where this one did.
+            r.last = last_sequence(&r.js, stream).await?;
+            r.initial = consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: r.last + 1,
+            };
+        }
+        r.messages = Some(Self::create(r.plan()).await?);
+        Ok(r)
+    }
+
+    /// What the next consumer is made of (owned: `self` holds a stream that is not
+    /// `Sync`, so it is not borrowed across the await).
+    fn plan(&self) -> (jetstream::Context, String, String, consumer::DeliverPolicy) {
+        let deliver_policy = if self.last == 0 {
+            self.initial
+        } else {
+            consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: self.last + 1,
+            }
+        };
+        (
+            self.js.clone(),
+            self.stream.clone(),
+            self.filter.clone(),
+            deliver_policy,
+        )
+    }
+
+    async fn create(
+        (js, stream, filter_subject, deliver_policy): (
+            jetstream::Context,
+            String,
+            String,
+            consumer::DeliverPolicy,
+        ),
+    ) -> anyhow::Result<consumer::pull::Ordered> {
+        js.get_stream(&stream)
+            .await
+            .with_context(|| format!("cannot open stream {stream}"))?
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject,
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create a consumer on {stream}"))?
+            .messages()
+            .await
+            .with_context(|| format!("cannot read {stream}"))
+    }
+
+    /// The next message in stream order; `None` once `stop` is cancelled.
+    pub async fn next(&mut self, stop: &CancellationToken) -> Option<jetstream::Message> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Some(messages) = self.messages.as_mut() else {
+                match Self::create(self.plan()).await {
+                    Ok(m) => {
+                        tracing::info!(follower = self.name, stream = %self.stream, after = self.last, "reading the stream again");
+                        self.messages = Some(m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(follower = self.name, stream = %self.stream, error = %format!("{e:#}"), "cannot read the stream yet; retrying");
+                        tokio::select! {
+                            _ = stop.cancelled() => return None,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+                continue;
+            };
+            let next = tokio::select! {
+                _ = stop.cancelled() => return None,
+                n = messages.next() => n,
+            };
+            match next {
+                Some(Ok(msg)) => {
+                    if let Ok(info) = msg.info() {
+                        self.last = info.stream_sequence;
+                    }
+                    return Some(msg);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(follower = self.name, stream = %self.stream, error = %e, "stream read failed; reading again after the last message");
+                    self.messages = None;
+                }
+                None => self.messages = None,
+            }
+        }
+    }
+}
+
 /// Starts following; `handle(seq, payload)` is called for each message in stream order.
 pub async fn from_offset<F, Fut>(
     js: &jetstream::Context,
@@ -60,35 +189,12 @@ where
             start_sequence: follow.applied + 1,
         }
     };
-    let consumer = js
-        .get_stream(&stream)
-        .await
-        .with_context(|| format!("cannot open stream {stream}"))?
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: follow.filter.unwrap_or_default().into(),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("cannot create a consumer on {stream}"))?;
-    let mut messages = consumer
-        .messages()
-        .await
-        .with_context(|| format!("cannot read {stream}"))?;
+    let mut messages =
+        Resumable::open(js.clone(), &stream, follow.filter, deliver_policy, name).await?;
     tokio::spawn(async move {
         loop {
-            let next = tokio::select! {
-                _ = stop.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(follower = name, stream = %stream, error = %e, "stream read failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-                None => break,
+            let Some(msg) = messages.next(&stop).await else {
+                break;
             };
             let Ok(info) = msg.info() else { continue };
             let seq = info.stream_sequence;

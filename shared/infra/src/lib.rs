@@ -10,6 +10,8 @@ pub mod appid;
 pub mod apps;
 pub mod bus;
 pub mod contain;
+pub mod cron;
 pub mod db;
 pub mod follow;
+pub mod health;
 pub mod store;

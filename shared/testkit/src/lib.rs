@@ -119,6 +119,48 @@ impl TestNats {
         anyhow::bail!("nats-server did not start")
     }
 
+    /// Stops the server (SIGKILL, as a crash or a cut network looks to clients). Its
+    /// JetStream store stays on disk for [`TestNats::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port with the same store and passwords;
+    /// returns once it accepts connections (at most 10 s).
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let conf = self.dir.path().join("nats.conf");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.dir.path().join("nats.log"))?;
+            self.child = Command::new(nats_server_bin())
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("cannot start nats-server again")?;
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return Ok(());
+                }
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break; // the port is not free yet: try again
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("nats-server did not start again on port {}", self.port)
+    }
+
     /// The JSON file of role -> password (`--nats-passwords-file`).
     pub fn passwords_file(&self) -> &Path {
         &self.passwords_file

@@ -11,9 +11,12 @@
 ``progress`` records the job's progress in ``noderouter_core.job_queue`` and publishes it
 on ``job.progress.<app>.<job_id>``. Outside an async job it does nothing, so the same
 code runs on the sync path.
+
+``read_upload(handle)`` returns the bytes of a file uploaded to a route declaring
+``upload`` (``data["body"]["files"][i]``: ``name``, ``size``, ``content_type``).
 """
 
-__all__ = ["progress", "job_id", "__version__"]
+__all__ = ["progress", "job_id", "read_upload", "download", "__version__"]
 __version__ = "1.0.0"
 
 # Set by the runner's worker loop: a function sending one frame header to the runner,
@@ -41,3 +44,23 @@ def progress(percent, message=None):
         frame["message"] = str(message)[:500]
     _emit(frame)
     return True
+
+
+def read_upload(handle):
+    """The bytes of an uploaded file, from its handle in ``data["body"]["files"]``."""
+    import base64
+
+    if not isinstance(handle, dict) or "data" not in handle:
+        raise ValueError("read_upload() takes a handle from data['body']['files']")
+    return base64.b64decode(handle["data"])
+
+
+def download(content, name, content_type="application/octet-stream"):
+    """A route answer offering ``content`` (bytes or str) as a file: the caller gets a
+    short-lived link (``download_url``) served as an attachment named ``name``."""
+    import base64
+
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    return {"download": {"name": str(name), "content_type": str(content_type),
+                         "data": base64.b64encode(bytes(content)).decode("ascii")}}

@@ -159,7 +159,15 @@ fn the_full_manifest_round_trips_and_fields_lists_every_field() {
         "api_version": "1.0.0",
         "nav": [{"id": "sales:root", "label": "Sales", "icon": "briefcase", "href": "/apps/sales/", "permission": "sales:access",
                  "children": [{"id": "sales:reports", "label": "Reports"}]}],
-        "permissions": [{"name": "sales:read", "description": "Read deals"}]
+        "permissions": [{"name": "sales:read", "description": "Read deals"}],
+        "schedules": [{"name": "nightly", "cron": "0 2 * * *", "action": "deal_closed", "payload": {"days": 1},
+                       "timezone": "Europe/Paris", "overlap": "queue", "catch_up": "last"}],
+        "routes": [
+            {"method": "GET", "path": "/deals/:id", "action": "deal_closed", "permission": "sales:read"},
+            {"method": "POST", "path": "/hook", "action": "deal_closed",
+             "webhook": {"secret_name": "HOOK", "header": "X-Sig", "algorithm": "sha256", "delivery_header": "X-Id"},
+             "upload": {"max_bytes": 1024}}
+        ]
     });
     let m = Manifest::from_value(&full).unwrap();
     assert_eq!(serde_json::to_value(&m).unwrap(), full);

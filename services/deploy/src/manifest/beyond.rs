@@ -1,0 +1,399 @@
+//! The rules of `schedules[]` and `routes[]`: cron syntax and time zones (with the
+//! scheduler's own parser), policies, actions that exist, route paths, duplicate
+//! routes, and webhook and upload settings.
+
+use std::collections::BTreeMap;
+
+use nr_contracts::manifest::{ROUTE_FIELDS, SCHEDULE_FIELDS, UPLOAD_FIELDS, WEBHOOK_FIELDS};
+use serde_json::{Map, Value};
+
+use super::{display_path, is_action_slug, kind, Ctx};
+
+/// The largest upload a route may declare (1 GiB).
+pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
+
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
+
+/// The names in `actions[]`, which schedules and routes must name.
+fn declared_actions(obj: &Map<String, Value>) -> Vec<String> {
+    obj.get("actions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn list<'v>(c: &mut Ctx, obj: &'v Map<String, Value>, key: &str) -> &'v [Value] {
+    match obj.get(key) {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            c.error(
+                &format!("manifest.{key}"),
+                &format!("/{key}"),
+                format!("{key} must be an array of objects, not {}", kind(other)),
+            );
+            &[]
+        }
+    }
+}
+
+fn action_ref(
+    c: &mut Ctx,
+    rule: &str,
+    o: &Map<String, Value>,
+    p: &str,
+    actions: &[String],
+    required: bool,
+) {
+    let at = display_path(&format!("{p}/action"));
+    match o.get("action") {
+        None | Some(Value::Null) if !required => {}
+        None | Some(Value::Null) => c.error(
+            rule,
+            p,
+            format!("{at} is required: one of the app's actions[] names"),
+        ),
+        Some(Value::String(a)) if actions.iter().any(|x| x == a) => {}
+        Some(Value::String(a)) => c.error(
+            rule,
+            &format!("{p}/action"),
+            format!(
+                "{at} {a:?} is not declared in actions[] (declared: {})",
+                if actions.is_empty() {
+                    "none".to_owned()
+                } else {
+                    actions.join(", ")
+                }
+            ),
+        ),
+        Some(other) => c.error(
+            rule,
+            &format!("{p}/action"),
+            format!("{at} must be a string, not {}", kind(other)),
+        ),
+    }
+}
+
+pub(super) fn check_schedules(c: &mut Ctx, obj: &Map<String, Value>) {
+    const RULE: &str = "manifest.schedules";
+    let actions = declared_actions(obj);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, item) in list(c, obj, "schedules").iter().enumerate() {
+        let p = format!("/schedules/{i}");
+        let at = display_path(&p);
+        let Some(o) = item.as_object() else {
+            c.error(
+                RULE,
+                &p,
+                format!(
+                    "{at} must be an object {{\"name\", \"cron\", ...}}, not {}",
+                    kind(item)
+                ),
+            );
+            continue;
+        };
+        c.unknown_fields(o, &p, SCHEDULE_FIELDS);
+        match o.get("name") {
+            Some(Value::String(n)) if is_action_slug(n) => {
+                if let Some(first) = seen.insert(n.clone(), i) {
+                    c.error(RULE, &format!("{p}/name"), format!("schedule {n:?} is declared twice (schedules[{first}] and schedules[{i}])"));
+                }
+            }
+            Some(Value::String(n)) => c.error(RULE, &format!("{p}/name"), format!("{at}.name {n:?} must be a slug: letters, digits, _ and -, starting with a letter or digit, at most 64 characters")),
+            _ => c.error(RULE, &p, format!("{at}.name is required: a slug such as \"nightly\"")),
+        }
+        let tz = match o.get("timezone") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(z)) => Some(z.as_str()),
+            Some(other) => {
+                c.error(
+                    RULE,
+                    &format!("{p}/timezone"),
+                    format!("{at}.timezone must be a string, not {}", kind(other)),
+                );
+                None
+            }
+        };
+        if let Some(z) = tz {
+            if let Err(m) = nr_infra::cron::parse_timezone(Some(z)) {
+                c.error(RULE, &format!("{p}/timezone"), format!("{at}.timezone {m}"));
+            }
+        }
+        match o.get("cron") {
+            Some(Value::String(expr)) => {
+                if let Err(m) = nr_infra::cron::parse_cron(expr) {
+                    c.error(RULE, &format!("{p}/cron"), format!("{at}.cron {m}"));
+                }
+            }
+            Some(other) => c.error(
+                RULE,
+                &format!("{p}/cron"),
+                format!("{at}.cron must be a string, not {}", kind(other)),
+            ),
+            None => c.error(
+                RULE,
+                &p,
+                format!("{at}.cron is required: five fields such as \"0 2 * * *\""),
+            ),
+        }
+        action_ref(c, RULE, o, &p, &actions, false);
+        match o.get("payload") {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => c.error(
+                RULE,
+                &format!("{p}/payload"),
+                format!(
+                    "{at}.payload must be an object (the job's data), not {}",
+                    kind(other)
+                ),
+            ),
+        }
+        for (key, allowed) in [
+            ("overlap", &["skip", "queue", "allow"][..]),
+            ("catch_up", &["none", "last", "all"][..]),
+        ] {
+            match o.get(key) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(v)) if allowed.contains(&v.as_str()) => {}
+                Some(v) => c.error(
+                    RULE,
+                    &format!("{p}/{key}"),
+                    format!(
+                        "{at}.{key} must be one of {} (the first is the default), not {v}",
+                        allowed.join(", ")
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// A route path: `/`, or `/`-separated segments, each a literal
+/// (`[A-Za-z0-9._~-]`, not `.` or `..`) or a `:name` parameter.
+pub fn check_route_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err("must start with \"/\" (it is relative to /apps/<app>/api)".into());
+    }
+    if path.len() > 256 {
+        return Err("is longer than 256 characters".into());
+    }
+    if path == "/" {
+        return Ok(());
+    }
+    let mut params: Vec<&str> = Vec::new();
+    for seg in path[1..].split('/') {
+        if seg.is_empty() {
+            return Err("has an empty segment (\"//\" or a trailing \"/\")".into());
+        }
+        if let Some(name) = seg.strip_prefix(':') {
+            let ok = name
+                .chars()
+                .next()
+                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !ok {
+                return Err(format!("parameter {seg:?} must be \":\" then a name of letters, digits and _ (such as \":id\")"));
+            }
+            if params.contains(&name) {
+                return Err(format!("names the parameter {seg:?} twice"));
+            }
+            params.push(name);
+        } else if seg == "." || seg == ".." {
+            return Err(format!("has a {seg:?} segment"));
+        } else if !seg
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "._~-".contains(ch))
+        {
+            return Err(format!(
+                "segment {seg:?} may hold only letters, digits and . _ ~ -"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shape two routes collide on: parameters are all alike.
+fn route_shape(path: &str) -> String {
+    path.split('/')
+        .map(|s| if s.starts_with(':') { ":" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
+    const RULE: &str = "manifest.routes";
+    let actions = declared_actions(obj);
+    // (method, shape) -> index; a GET also takes HEAD.
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (i, item) in list(c, obj, "routes").iter().enumerate() {
+        let p = format!("/routes/{i}");
+        let at = display_path(&p);
+        let Some(o) = item.as_object() else {
+            c.error(
+                RULE,
+                &p,
+                format!(
+                    "{at} must be an object {{\"method\", \"path\", \"action\"}}, not {}",
+                    kind(item)
+                ),
+            );
+            continue;
+        };
+        c.unknown_fields(o, &p, ROUTE_FIELDS);
+        let method = match o.get("method") {
+            Some(Value::String(m)) if METHODS.contains(&m.as_str()) => Some(m.clone()),
+            Some(m) => {
+                c.error(
+                    RULE,
+                    &format!("{p}/method"),
+                    format!("{at}.method must be one of {}, not {m}", METHODS.join(" ")),
+                );
+                None
+            }
+            None => {
+                c.error(
+                    RULE,
+                    &p,
+                    format!("{at}.method is required: one of {}", METHODS.join(" ")),
+                );
+                None
+            }
+        };
+        let path = match o.get("path") {
+            Some(Value::String(path)) => match check_route_path(path) {
+                Ok(()) => Some(path.clone()),
+                Err(m) => {
+                    c.error(
+                        RULE,
+                        &format!("{p}/path"),
+                        format!("{at}.path {path:?} {m}"),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                c.error(
+                    RULE,
+                    &format!("{p}/path"),
+                    format!("{at}.path must be a string, not {}", kind(other)),
+                );
+                None
+            }
+            None => {
+                c.error(
+                    RULE,
+                    &p,
+                    format!("{at}.path is required, such as \"/items/:id\""),
+                );
+                None
+            }
+        };
+        if let (Some(m), Some(path)) = (&method, &path) {
+            let shape = route_shape(path);
+            let mut keys = vec![m.clone()];
+            if m == "GET" {
+                keys.push("HEAD".into());
+            }
+            for k in keys {
+                if let Some(first) = seen.get(&(k.clone(), shape.clone())) {
+                    c.error(RULE, &format!("{p}/path"), format!("routes[{first}] and routes[{i}] both answer {k} {path}: two routes may not share a method and path (a GET also answers HEAD; :params match alike)"));
+                } else {
+                    seen.insert((k, shape.clone()), i);
+                }
+            }
+        }
+        action_ref(c, RULE, o, &p, &actions, true);
+        c.permission(RULE, o, &p, "permission");
+        let has_permission = o
+            .get("permission")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        match o.get("webhook") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(w)) => {
+                let wp = format!("{p}/webhook");
+                if has_permission {
+                    c.error(RULE, &wp, format!("{at} declares both permission and webhook: a webhook route is called by an outside system proving the body with its secret, not by a signed-in user"));
+                }
+                c.unknown_fields(w, &wp, WEBHOOK_FIELDS);
+                match w.get("secret_name") {
+                    Some(Value::String(s)) => {
+                        if let Err(e) = nr_infra::appenv::check_name(s) {
+                            c.error(RULE, &format!("{wp}/secret_name"), format!("{at}.webhook.secret_name {s:?}: {e}"));
+                        }
+                    }
+                    _ => c.error(RULE, &wp, format!("{at}.webhook.secret_name is required: the name of an app secret (noderouter env set --secret)")),
+                }
+                for key in ["header", "delivery_header"] {
+                    match w.get(key) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::String(h)) if axum_header_ok(h) => {}
+                        Some(v) => c.error(RULE, &format!("{wp}/{key}"), format!("{at}.webhook.{key} must be an HTTP header name such as \"X-Hub-Signature-256\", not {v}")),
+                    }
+                }
+                match w.get("algorithm") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(a)) if a == "sha256" => {}
+                    Some(v) => c.error(RULE, &format!("{wp}/algorithm"), format!("{at}.webhook.algorithm must be \"sha256\" (HMAC-SHA256), not {v}")),
+                }
+            }
+            Some(other) => c.error(RULE, &format!("{p}/webhook"), format!("{at}.webhook must be an object {{\"secret_name\", \"header\", \"algorithm\"}}, not {}", kind(other))),
+        }
+        match o.get("upload") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(u)) => {
+                let up = format!("{p}/upload");
+                c.unknown_fields(u, &up, UPLOAD_FIELDS);
+                if !matches!(method.as_deref(), Some("POST" | "PUT" | "PATCH") | None) {
+                    c.error(
+                        RULE,
+                        &up,
+                        format!("{at}.upload needs a POST, PUT or PATCH route"),
+                    );
+                }
+                match u.get("max_bytes").and_then(Value::as_u64) {
+                    Some(n) if (1..=MAX_UPLOAD_BYTES).contains(&n) => {}
+                    _ => c.error(RULE, &format!("{up}/max_bytes"), format!("{at}.upload.max_bytes must be a whole number of bytes from 1 to {MAX_UPLOAD_BYTES}")),
+                }
+            }
+            Some(other) => c.error(
+                RULE,
+                &format!("{p}/upload"),
+                format!(
+                    "{at}.upload must be an object {{\"max_bytes\"}}, not {}",
+                    kind(other)
+                ),
+            ),
+        }
+    }
+}
+
+fn axum_header_ok(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_paths_are_checked_segment_by_segment() {
+        assert!(check_route_path("/").is_ok());
+        assert!(check_route_path("/items/:id").is_ok());
+        assert!(check_route_path("/v1/report.csv").is_ok());
+        assert!(check_route_path("items").is_err());
+        assert!(check_route_path("/items/").is_err());
+        assert!(check_route_path("/a//b").is_err());
+        assert!(check_route_path("/a/../b").is_err());
+        assert!(check_route_path("/a/:1x").is_err());
+        assert!(check_route_path("/a/:id/b/:id").is_err());
+        assert!(check_route_path("/a b").is_err());
+        assert_eq!(route_shape("/a/:id/b"), route_shape("/a/:x/b"));
+    }
+}

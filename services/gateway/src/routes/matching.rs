@@ -1,0 +1,96 @@
+//! Which manifest route a request path answers, and its `:params`.
+
+use std::collections::BTreeMap;
+
+use nr_contracts::manifest::RouteDecl;
+
+/// The outcome of matching a path against an app's routes.
+pub(crate) enum Match<'r> {
+    Found(&'r RouteDecl, BTreeMap<String, String>),
+    /// The path exists with other methods (for `Allow`).
+    WrongMethod(Vec<&'static str>),
+    None,
+}
+
+fn params(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let a: Vec<&str> = path.split('/').collect();
+    if p.len() != a.len() {
+        return None;
+    }
+    let mut out = BTreeMap::new();
+    for (ps, seg) in p.iter().zip(a.iter()) {
+        if let Some(name) = ps.strip_prefix(':') {
+            if seg.is_empty() {
+                return None;
+            }
+            out.insert(name.to_owned(), (*seg).to_owned());
+        } else if ps != seg {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// Matches `method path` (path relative to `/apps/<app>/api`, decoded) against `routes`.
+/// A literal segment wins over a `:param` in the same place (deploy refuses two routes
+/// of the same shape, so at most one literal route and one param route can compete).
+pub(crate) fn find<'r>(routes: &'r [RouteDecl], method: &str, path: &str) -> Match<'r> {
+    let mut best: Option<(&RouteDecl, BTreeMap<String, String>)> = None;
+    let mut allow: Vec<&'static str> = Vec::new();
+    for r in routes {
+        let Some(p) = params(&r.path, path) else {
+            continue;
+        };
+        if !r.method.answers(method) {
+            allow.push(r.method.as_str());
+            if r.method.as_str() == "GET" {
+                allow.push("HEAD");
+            }
+            continue;
+        }
+        if best.as_ref().is_none_or(|(_, bp)| p.len() < bp.len()) {
+            best = Some((r, p));
+        }
+    }
+    match best {
+        Some((r, p)) => Match::Found(r, p),
+        None if !allow.is_empty() => {
+            allow.sort_unstable();
+            allow.dedup();
+            Match::WrongMethod(allow)
+        }
+        None => Match::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> Vec<RouteDecl> {
+        serde_json::from_value(serde_json::json!([
+            {"method": "GET", "path": "/items/:id", "action": "get"},
+            {"method": "GET", "path": "/items/new", "action": "form"},
+            {"method": "POST", "path": "/items", "action": "create"},
+            {"method": "GET", "path": "/", "action": "home"}
+        ]))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn literal_segments_win_params_are_extracted_and_methods_are_listed() {
+        let r = routes();
+        match find(&r, "GET", "/items/42") {
+            Match::Found(route, p) => {
+                assert_eq!(route.action, "get");
+                assert_eq!(p.get("id").map(String::as_str), Some("42"));
+            }
+            _ => unreachable!("no match"),
+        }
+        assert!(matches!(find(&r, "HEAD", "/items/new"), Match::Found(x, _) if x.action == "form"));
+        assert!(matches!(find(&r, "GET", "/"), Match::Found(x, _) if x.action == "home"));
+        assert!(matches!(find(&r, "DELETE", "/items"), Match::WrongMethod(m) if m == vec!["POST"]));
+        assert!(matches!(find(&r, "GET", "/items/1/x"), Match::None));
+    }
+}

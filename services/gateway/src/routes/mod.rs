@@ -1,0 +1,198 @@
+//! Manifest routes: `/apps/<app>/api/<path>` answers the app's `routes[]`. The route's
+//! gate runs first (a signed-in caller holding the app's `required_permission` and the
+//! route's `permission`, or, on a webhook route, the body's HMAC signature); then
+//! `execute` gets `{"action", "params", "query", "body", "headers"}` through the same
+//! signed runner request as `POST /api/sync/<app>`, and its dict becomes the response
+//! (`result`).
+
+pub(crate) mod download;
+mod matching;
+mod result;
+mod upload;
+mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::error::ApiError;
+use crate::{AppState, RequestId};
+
+/// Request headers passed on to the app; nothing that carries a credential.
+const PASSED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "user-agent",
+    "x-request-id",
+    "x-github-event",
+    "x-github-delivery",
+];
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/apps/{app}/api", any(root))
+        .route("/apps/{app}/api/", any(root))
+        .route("/apps/{app}/api/{*path}", any(nested))
+        .merge(download::routes())
+}
+
+async fn root(
+    state: State<Arc<AppState>>,
+    Path(app): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    call(state, app, "/".to_owned(), req).await
+}
+
+async fn nested(
+    state: State<Arc<AppState>>,
+    Path((app, path)): Path<(String, String)>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    call(state, app, format!("/{path}"), req).await
+}
+
+async fn call(
+    State(state): State<Arc<AppState>>,
+    app: String,
+    path: String,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let entry = state
+        .apps
+        .get(&app)
+        .ok_or_else(|| ApiError::NotFound(format!("app '{app}' is not deployed")))?;
+    let (parts, body) = req.into_parts();
+    let method = parts.method.as_str().to_owned();
+    let (route, params) = match matching::find(&entry.manifest.routes, &method, &path) {
+        matching::Match::Found(r, p) => (r.clone(), p),
+        matching::Match::WrongMethod(allow) => {
+            let mut res = ApiError::Refused {
+                status: 405,
+                error: format!(
+                    "{method} {path} is not a route of app '{app}'; it answers {}",
+                    allow.join(", ")
+                ),
+                details: json!({ "allow": allow }),
+            }
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                res.headers_mut().insert(header::ALLOW, v);
+            }
+            return Ok(res);
+        }
+        matching::Match::None => {
+            return Err(ApiError::NotFound(format!(
+                "app '{app}' has no route {method} {path}"
+            )))
+        }
+    };
+    if route.webhook.is_none() {
+        let caller = crate::auth::authenticate(&state, &parts).await?;
+        let caller = crate::auth::Caller(caller);
+        caller.require(entry.manifest.permission())?;
+        caller.require(route.permission.as_deref().unwrap_or(""))?;
+    }
+    let limit = match &route.upload {
+        Some(u) => usize::try_from(u.max_bytes).unwrap_or(usize::MAX),
+        None => state.config.max_body_bytes,
+    };
+    let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!(
+            "the body exceeds the limit of {limit} bytes of {} {}",
+            route.method.as_str(),
+            route.path
+        ))
+    })?;
+    if let Some(hook) = &route.webhook {
+        webhook::verify(&state, &app, hook, &parts.headers, &raw).await?;
+    }
+    // The last of a repeated key wins.
+    let query: BTreeMap<String, String> =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map(|q| q.0.into_iter().collect())
+            .map_err(|e| ApiError::BadRequest(format!("the query string does not parse: {e}")))?;
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ct == "application/json" || ct.ends_with("+json")
+        });
+    let body_value = if route.upload.is_some() && !raw.is_empty() {
+        upload::read(&parts, raw.clone()).await?
+    } else if raw.is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
+    } else {
+        match std::str::from_utf8(&raw) {
+            Ok(s) => Value::String(s.to_owned()),
+            Err(_) => {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be JSON or text".into(),
+                ))
+            }
+        }
+    };
+    let mut headers = Map::new();
+    for name in PASSED_HEADERS {
+        if let Some(v) = parts.headers.get(*name).and_then(|v| v.to_str().ok()) {
+            headers.insert((*name).to_owned(), Value::String(v.to_owned()));
+        }
+    }
+    let data = json!({
+        "action": route.action,
+        "params": params,
+        "query": query,
+        "body": body_value,
+        "headers": headers,
+        "method": method,
+        "path": path,
+    });
+    if crate::jobs::has_nul(&data) {
+        return Err(ApiError::BadRequest(
+            "the request must not contain the character \\u0000".into(),
+        ));
+    }
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let payload = Bytes::from(data.to_string());
+    let (status, answer) = crate::sync::exec(&state, &app, &entry, &request_id, payload).await?;
+    tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
+    if status.is_success() {
+        if let Ok(v) = serde_json::from_slice::<Value>(&answer) {
+            if let Some(d) = v.get("download") {
+                let link = download::store(&state, &app, d).await?;
+                return Ok((
+                    axum::http::StatusCode::OK,
+                    [(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    )],
+                    link.to_string(),
+                )
+                    .into_response());
+            }
+        }
+    }
+    Ok(result::respond(&app, status, &answer))
+}

@@ -1,0 +1,111 @@
+//! The app's dict as an HTTP response, after the plugin contract's `RouteResult`:
+//! `{"json"}`, `{"html"}` or `{"redirect"}`, each with an optional `status` and
+//! `headers` (only names on a safe list pass); any other dict is sent as JSON.
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// Headers an app may set on its responses; anything else is dropped (and logged), so
+/// an app cannot set cookies, widen the page's policy or redirect by header.
+const SAFE_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-language",
+    "etag",
+    "last-modified",
+    "vary",
+    "x-total-count",
+];
+
+/// The policy of an app's `html` answer served on its own: a sandbox without
+/// same-origin or scripts, so the page cannot act with the viewer's session.
+pub(crate) const HTML_CSP: &str =
+    "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'";
+
+fn extra_headers(app: &str, v: &Value, res: &mut Response) {
+    let Some(map) = v.get("headers").and_then(Value::as_object) else {
+        return;
+    };
+    for (name, value) in map {
+        let lower = name.to_ascii_lowercase();
+        let ok = SAFE_HEADERS.contains(&lower.as_str()) || lower.starts_with("x-app-");
+        let (Some(value), true) = (value.as_str(), ok) else {
+            tracing::warn!(app = %app, header = %name, "route result header dropped: not on the safe list");
+            continue;
+        };
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(lower), HeaderValue::from_str(value)) {
+            res.headers_mut().insert(n, v);
+        }
+    }
+}
+
+fn status(v: &Value, default: StatusCode) -> StatusCode {
+    v.get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .filter(|s| (200..600).contains(s))
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(default)
+}
+
+/// Builds the response from the runner's answer (`runner_status`, its JSON body).
+pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Response {
+    let json_ct = [(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return (
+            StatusCode::BAD_GATEWAY,
+            json_ct,
+            r#"{"error":"bad_gateway","message":"the app's answer is not JSON"}"#,
+        )
+            .into_response();
+    };
+    if !runner_status.is_success() || !v.is_object() {
+        return (runner_status, json_ct, body.to_vec()).into_response();
+    }
+    let mut res = if let Some(to) = v.get("redirect").and_then(Value::as_str) {
+        let code = status(&v, StatusCode::SEE_OTHER);
+        let code = if code.is_redirection() {
+            code
+        } else {
+            StatusCode::SEE_OTHER
+        };
+        match HeaderValue::from_str(to) {
+            Ok(loc) => (code, [(header::LOCATION, loc)]).into_response(),
+            Err(_) => (
+                StatusCode::BAD_GATEWAY,
+                json_ct,
+                r#"{"error":"bad_gateway","message":"the app's redirect is not a valid URL"}"#,
+            )
+                .into_response(),
+        }
+    } else if let Some(html) = v.get("html").and_then(Value::as_str) {
+        (
+            status(&v, StatusCode::OK),
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(HTML_CSP),
+                ),
+                (
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ),
+            ],
+            html.to_owned(),
+        )
+            .into_response()
+    } else if let Some(j) = v.get("json") {
+        (status(&v, StatusCode::OK), json_ct, j.to_string()).into_response()
+    } else {
+        return (StatusCode::OK, json_ct, body.to_vec()).into_response();
+    };
+    extra_headers(app, &v, &mut res);
+    res
+}

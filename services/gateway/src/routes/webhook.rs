@@ -1,0 +1,84 @@
+//! Webhook routes: the caller proves the raw body with an HMAC-SHA256 under a secret
+//! of the app (`X-Hub-Signature-256: sha256=<hex>`, as GitHub sends it), checked in
+//! constant time; a delivery id seen within the window is refused as a replay.
+
+use hmac::{Hmac, Mac};
+use nr_contracts::manifest::WebhookDecl;
+use sha2::Sha256;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Checks the signature of `body` and records the delivery. 401 for a missing or wrong
+/// signature (or a secret not set), 400 without a delivery id, 409 for a replay.
+pub(crate) async fn verify(
+    state: &AppState,
+    app: &str,
+    hook: &WebhookDecl,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let header = hook.signature_header();
+    let given = headers
+        .get(header)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing: sign the raw body with HMAC-SHA256 and send sha256=<hex>")))?;
+    let hex_sig = given
+        .strip_prefix("sha256=")
+        .ok_or_else(|| ApiError::Unauthorized(format!("{header} must read sha256=<hex>")))?;
+    let sig = hex::decode(hex_sig)
+        .map_err(|_| ApiError::Unauthorized(format!("{header} must read sha256=<hex>")))?;
+    let env = nr_infra::appenv::load_for_app(&state.db, state.secrets.as_deref(), app)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot load the webhook secret: {e}")))?;
+    let secret = env
+        .into_iter()
+        .find(|(n, _)| *n == hook.secret_name)
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            tracing::warn!(app = %app, secret = %hook.secret_name, "webhook secret is not set");
+            ApiError::Unauthorized("the webhook's secret is not set on this platform".into())
+        })?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hmac key: {e}")))?;
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&sig).map_err(|_| {
+        ApiError::Unauthorized(format!("the {header} signature does not match the body"))
+    })?;
+
+    let dh = hook.delivery_header();
+    let delivery = headers
+        .get(dh)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "the {dh} header (the delivery's id, 1-200 characters) is missing"
+            ))
+        })?
+        .to_owned();
+    let window = state.config.webhook_replay_window_s.max(1);
+    let fresh = sqlx::query(&format!(
+        "INSERT INTO noderouter_core.webhook_deliveries (app_name, delivery_id) VALUES ($1, $2) \
+         ON CONFLICT (app_name, delivery_id) DO UPDATE SET received_at = NOW() \
+         WHERE webhook_deliveries.received_at < NOW() - INTERVAL '{window} seconds'"
+    ))
+    .bind(app)
+    .bind(&delivery)
+    .execute(&state.db)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the delivery: {e}")))?
+    .rows_affected();
+    if fresh == 0 {
+        return Err(ApiError::Conflict(format!(
+            "delivery {delivery:?} was already received: a replay is refused"
+        )));
+    }
+    let _ = sqlx::query(&format!(
+        "DELETE FROM noderouter_core.webhook_deliveries WHERE received_at < NOW() - INTERVAL '{window} seconds'"
+    ))
+    .execute(&state.db)
+    .await;
+    Ok(delivery)
+}

@@ -1,0 +1,200 @@
+//! Operators' view of schedules: `GET /admin/api/schedules` (each with its next five
+//! fire times and latest ticks, `apps:read`), `GET .../{app}/{name}/ticks`, and
+//! `POST .../{app}/{name}/pause|resume` (`apps:deploy`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use nr_auth::perms;
+use nr_infra::cron::CronSpec;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/api/schedules", get(list))
+        .route("/admin/api/schedules/{app}/{name}/ticks", get(ticks))
+        .route("/admin/api/schedules/{app}/{name}/pause", post(pause))
+        .route("/admin/api/schedules/{app}/{name}/resume", post(resume))
+}
+
+#[derive(Serialize, sqlx::FromRow)]
+pub(crate) struct Tick {
+    #[serde(with = "time::serde::rfc3339")]
+    tick: OffsetDateTime,
+    /// `submitted`, `queued`, `skipped`, `missed`, `paused` or `failed`.
+    status: String,
+    reason: Option<String>,
+    job_id: Option<Uuid>,
+    node: String,
+    #[serde(with = "time::serde::rfc3339")]
+    decided_at: OffsetDateTime,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ScheduleView {
+    app: String,
+    name: String,
+    cron: String,
+    timezone: String,
+    action: Option<String>,
+    overlap: &'static str,
+    catch_up: &'static str,
+    paused: bool,
+    /// The next five fire times, UTC.
+    next: Vec<DateTime<Utc>>,
+    /// The same, in the schedule's time zone (RFC 3339 with its offset).
+    next_local: Vec<String>,
+    /// The latest decided ticks, newest first.
+    recent: Vec<Tick>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    app: Option<String>,
+}
+
+async fn recent(
+    state: &AppState,
+    app: &str,
+    name: &str,
+    limit: i64,
+) -> Result<Vec<Tick>, ApiError> {
+    sqlx::query_as::<_, Tick>(
+        "SELECT tick, status, reason, job_id, node, decided_at FROM noderouter_core.schedule_ticks \
+         WHERE app_name = $1 AND schedule = $2 ORDER BY tick DESC LIMIT $3",
+    )
+    .bind(app)
+    .bind(name)
+    .bind(limit)
+    .fetch_all(&state.db)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read schedule ticks: {e}")))
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    caller.require(perms::APPS_READ)?;
+    let paused: Vec<(String, String)> =
+        sqlx::query_as("SELECT app_name, name FROM noderouter_core.schedules WHERE paused")
+            .fetch_all(&state.db)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read schedules: {e}")))?;
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for (app, entry) in state.apps.all() {
+        if q.app.as_ref().is_some_and(|a| *a != app) {
+            continue;
+        }
+        for s in &entry.manifest.schedules {
+            let tz = s.timezone.clone().unwrap_or_else(|| "UTC".into());
+            let (next, next_local) = match CronSpec::new(&s.cron, s.timezone.as_deref()) {
+                Ok(spec) => {
+                    let next = spec.upcoming(now, 5);
+                    let zone = nr_infra::cron::parse_timezone(s.timezone.as_deref())
+                        .unwrap_or(chrono_tz::Tz::UTC);
+                    let local = next
+                        .iter()
+                        .map(|t| t.with_timezone(&zone).to_rfc3339())
+                        .collect();
+                    (next, local)
+                }
+                Err(_) => (Vec::new(), Vec::new()),
+            };
+            out.push(ScheduleView {
+                paused: paused.iter().any(|(a, n)| *a == app && *n == s.name),
+                recent: recent(&state, &app, &s.name, 10).await?,
+                app: app.clone(),
+                name: s.name.clone(),
+                cron: s.cron.clone(),
+                timezone: tz,
+                action: s.action.clone(),
+                overlap: s.overlap.as_str(),
+                catch_up: s.catch_up.as_str(),
+                next,
+                next_local,
+            });
+        }
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TicksQuery {
+    limit: Option<i64>,
+}
+
+async fn ticks(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+    Query(q): Query<TicksQuery>,
+) -> Result<Json<Vec<Tick>>, ApiError> {
+    caller.require(perms::APPS_READ)?;
+    super::find(&state, &app, &name)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(recent(&state, &app, &name, limit).await?))
+}
+
+#[derive(Serialize)]
+pub(crate) struct Paused {
+    app: String,
+    name: String,
+    paused: bool,
+}
+
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+    name: String,
+    paused: bool,
+) -> Result<Json<Paused>, ApiError> {
+    caller.require(perms::APPS_DEPLOY)?;
+    super::find(state, &app, &name)?;
+    // Resuming does not replay the pause: ticks from here on run.
+    sqlx::query(
+        "INSERT INTO noderouter_core.schedules (app_name, name, paused, paused_by, paused_at, checked_until) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $3 THEN NOW() END, NOW()) \
+         ON CONFLICT (app_name, name) DO UPDATE SET paused = $3, paused_by = $4, \
+             paused_at = CASE WHEN $3 THEN NOW() END, \
+             checked_until = CASE WHEN $3 THEN schedules.checked_until \
+                                  ELSE GREATEST(schedules.checked_until, NOW()) END",
+    )
+    .bind(&app)
+    .bind(&name)
+    .bind(paused)
+    .bind(&caller.0.sub)
+    .execute(&state.db)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
+    tracing::info!(app = %app, schedule = %name, paused, by = %caller.0.sub, "schedule paused or resumed");
+    Ok(Json(Paused { app, name, paused }))
+}
+
+async fn pause(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> Result<Json<Paused>, ApiError> {
+    set_paused(&state, &caller, app, name, true).await
+}
+
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path((app, name)): Path<(String, String)>,
+) -> Result<Json<Paused>, ApiError> {
+    set_paused(&state, &caller, app, name, false).await
+}

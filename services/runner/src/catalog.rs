@@ -1,0 +1,222 @@
+//! The catalogue: which revision of each app this runner serves, loading a newer one
+//! when a call names it (hot reload), loading an app again when its host died, and the
+//! sweep of what apps leave behind.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nr_contracts::events::{AppChange, AppUpdated};
+use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
+use nr_contracts::{decode, subjects, Envelope};
+use nr_infra::apps::AppEvent;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::{AppHost, LoadError, LoadSpec};
+use crate::{lock, unpack, HostError, Inner};
+
+impl Inner {
+    pub(crate) fn current(&self, app: &str) -> Option<Arc<AppHost>> {
+        self.hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app)
+            .cloned()
+    }
+
+    /// The host serving `app` at revision `min_rev` or later, loading it when this
+    /// runner is behind. Loads of one app are serialised; other apps are unaffected.
+    pub(crate) async fn host_for(
+        &self,
+        app: &str,
+        mut min_rev: u64,
+    ) -> Result<Arc<AppHost>, HostError> {
+        if let Some(h) = self.current(app) {
+            if h.rev >= min_rev && !h.is_dead() {
+                return Ok(h);
+            }
+        }
+        let app_lock = lock(&self.load_locks)
+            .entry(app.to_owned())
+            .or_default()
+            .clone();
+        let _guard = app_lock.lock().await;
+        let mut current = self.current(app);
+        if let Some(h) = &current {
+            if h.is_dead() {
+                // Its host process is gone: load the same revision again, now.
+                tracing::warn!(
+                    app,
+                    rev = h.rev,
+                    "the app's host process died; loading it again"
+                );
+                min_rev = min_rev.max(h.rev);
+                self.hosts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(app);
+                current = None;
+            } else if h.rev >= min_rev {
+                return Ok(h.clone());
+            }
+        }
+        if let Some((rev, error)) = lock(&self.failed).get(app).cloned() {
+            if rev >= min_rev {
+                return current.ok_or_else(|| HostError::LoadFailed {
+                    app: app.to_owned(),
+                    version: String::new(),
+                    error,
+                });
+            }
+        }
+        let known = lock(&self.known).get(app).cloned();
+        let ev = match known {
+            Some(ev) if ev.rev >= min_rev => ev,
+            _ if min_rev > 0 => self.fetch_event(app, min_rev).await?,
+            _ => return Err(HostError::NotFound(app.to_owned())),
+        };
+        if ev.event.data.change == AppChange::Deleted {
+            self.hosts
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(app);
+            return Err(HostError::NotFound(app.to_owned()));
+        }
+        match self.load(ev.rev, &ev.event.data).await {
+            Ok(host) => {
+                self.hosts
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(app.to_owned(), host.clone());
+                lock(&self.failed).remove(app);
+                tracing::info!(app, version = %host.version, rev = host.rev, "app loaded");
+                Ok(host)
+            }
+            Err(e) => {
+                let error = match &e {
+                    LoadError::Import { error, traceback } if !traceback.is_empty() => {
+                        format!("{error}\n{traceback}")
+                    }
+                    other => other.to_string(),
+                };
+                tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %error, "app failed to load");
+                lock(&self.failed).insert(app.to_owned(), (ev.rev, e.to_string()));
+                current.ok_or_else(|| HostError::LoadFailed {
+                    app: app.to_owned(),
+                    version: ev.event.data.version.clone(),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Reads one catalogue event by sequence (a caller saw a revision before we did).
+    pub(crate) async fn fetch_event(&self, app: &str, rev: u64) -> Result<AppEvent, HostError> {
+        let stream = self
+            .js
+            .get_stream(subjects::STREAM_APPS)
+            .await
+            .map_err(|e| HostError::Internal(format!("cannot open NR_APPS: {e}")))?;
+        let msg = stream
+            .get_raw_message(rev)
+            .await
+            .map_err(|_| HostError::NotFound(app.to_owned()))?;
+        if subjects::app_of_app_updated(&msg.subject) != Some(app) {
+            return Err(HostError::NotFound(app.to_owned()));
+        }
+        let event: Envelope<AppUpdated> = decode(&msg.payload)
+            .map_err(|e| HostError::Internal(format!("bad app.updated event {rev}: {e}")))?;
+        Ok(AppEvent { rev, event })
+    }
+
+    pub(crate) async fn load(&self, rev: u64, ev: &AppUpdated) -> Result<Arc<AppHost>, LoadError> {
+        // Checked before any work: a manifest that does not parse loads nothing, and
+        // the version already loaded keeps serving.
+        let manifest = RuntimeManifest::from_value(&ev.manifest).map_err(|e| {
+            nr_telemetry::metrics::metrics().app_event_skipped("runner", "manifest");
+            LoadError::Host(format!("app.updated event {rev} skipped: its {e}"))
+        })?;
+        let path = object_store::path::Path::from(ev.bundle_key.as_str());
+        let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
+            .await
+            .map_err(|e| LoadError::Host(format!("cannot read bundle {}: {e}", ev.bundle_key)))?;
+        let dir = self.bundles_dir.join(&ev.app_name).join(format!(
+            "{rev}-{}",
+            ev.sha256.get(..12).unwrap_or(&ev.sha256)
+        ));
+        let identity = nr_infra::appid::ensure(&self.db, &ev.app_name, &self.config.contain)
+            .await
+            .map_err(|e| {
+                LoadError::Host(format!(
+                    "cannot set up the identity of app {}: {e:#}",
+                    ev.app_name
+                ))
+            })?;
+        // The app's folder is closed to other apps before anything is unpacked in it.
+        let gid = self.spawner.switch_users.then_some(identity.gid());
+        let app_dir = self.bundles_dir.join(&ev.app_name);
+        nr_infra::contain::group_dir(&app_dir, gid)
+            .map_err(|e| LoadError::Host(format!("cannot prepare {}: {e}", app_dir.display())))?;
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || unpack::unpack(&bytes, &target))
+            .await
+            .map_err(|e| LoadError::Host(format!("unpack task failed: {e}")))?
+            .map_err(|e| LoadError::Host(format!("cannot unpack bundle: {e:#}")))?;
+        let env = nr_infra::appenv::load_for_app(&self.db, self.secrets.as_deref(), &ev.app_name)
+            .await
+            .map_err(|e| LoadError::Host(format!("cannot read the app's variables: {e}")))?;
+        let timeout = manifest
+            .timeout_s
+            .map(Seconds::duration)
+            .unwrap_or_else(|| duration_or(self.config.sync_timeout_s, 30.0));
+        AppHost::load(
+            self.spawner.clone(),
+            LoadSpec {
+                app: ev.app_name.clone(),
+                rev,
+                sha256: ev.sha256.clone(),
+                version: ev.version.clone(),
+                dir,
+                manifest,
+                timeout,
+                pool: self.config.pool(),
+                import_timeout: duration_or(self.config.import_timeout_s.max(1.0), 60.0),
+                identity,
+                env,
+            },
+        )
+        .await
+    }
+}
+
+/// Every second, kills what an app left running under its host (children of module
+/// code, orphans of killed workers): cheap, it reads each host's children list.
+pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let hosts: Vec<Arc<AppHost>> = inner
+            .hosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let (contained, base, count) = (
+            inner.spawner.switch_users,
+            inner.config.contain.app_uid_base,
+            inner.config.contain.app_uid_count,
+        );
+        drop(inner);
+        for h in hosts {
+            h.sweep();
+        }
+        if contained {
+            nr_infra::contain::reap_strays(base, count);
+        }
+    }
+}

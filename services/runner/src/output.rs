@@ -1,0 +1,162 @@
+//! App output (the host's and its workers' stderr) read with a bounded reader: a line is
+//! capped at [`MAX_LINE`] bytes (the rest is skipped and a marker says how much), and
+//! lines are rate-limited per app host ([`RATE`] a second, bursts of [`BURST`]), so an
+//! app printing a 32 MB line or a flood of lines costs the platform a fixed amount of
+//! memory and log volume.
+
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Longest line of app output kept, bytes; longer lines are truncated with a marker.
+pub const MAX_LINE: usize = 8 * 1024;
+/// Lines logged per second per app host, sustained.
+pub const RATE: f64 = 200.0;
+/// Lines that may be logged at once before the rate applies.
+pub const BURST: f64 = 1000.0;
+
+/// Reads lines of at most [`MAX_LINE`] bytes; the rest of a longer line is read and
+/// dropped in chunks, never held.
+pub struct CappedLines<R> {
+    reader: BufReader<R>,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> CappedLines<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        CappedLines {
+            reader: BufReader::with_capacity(16 * 1024, reader),
+            max,
+        }
+    }
+
+    /// The next line (without its newline, lossily decoded), with the marker
+    /// `… [line truncated: N bytes]` when it was longer than the cap; `None` at the end.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                if total == 0 {
+                    return Ok(None);
+                }
+                break;
+            }
+            let (chunk, consumed, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (&buf[..i], i + 1, true),
+                None => (buf, buf.len(), false),
+            };
+            total += chunk.len();
+            let room = self.max.saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            self.reader.consume(consumed);
+            if done {
+                break;
+            }
+        }
+        if kept.last() == Some(&b'\r') {
+            kept.pop();
+        }
+        let mut line = String::from_utf8_lossy(&kept).into_owned();
+        if total > self.max {
+            line.push_str(&format!("… [line truncated: {total} bytes]"));
+        }
+        Ok(Some(line))
+    }
+}
+
+/// A token bucket of lines; counts what it drops so the next logged line can say so.
+pub struct LogRate {
+    tokens: f64,
+    last: Instant,
+    dropped: u64,
+}
+
+impl Default for LogRate {
+    fn default() -> Self {
+        LogRate {
+            tokens: BURST,
+            last: Instant::now(),
+            dropped: 0,
+        }
+    }
+}
+
+impl LogRate {
+    /// `Some(n)` when this line may be logged, `n` being the lines dropped since the
+    /// last one logged; `None` when it is dropped.
+    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * RATE).min(BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Some(std::mem::take(&mut self.dropped))
+        } else {
+            self.dropped += 1;
+            None
+        }
+    }
+}
+
+/// The last lines of an app's output, kept for the error of a failed import.
+pub type Tail = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>;
+
+/// Logs `app`'s output (capped lines, rate-limited) in the background and keeps its
+/// last `keep` lines.
+pub fn log_app_output<R>(output: R, app: String, keep: usize) -> Tail
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let tail: Tail = Default::default();
+    let kept = tail.clone();
+    tokio::spawn(async move {
+        let mut lines = CappedLines::new(output, MAX_LINE);
+        let mut rate = LogRate::default();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match rate.admit(Instant::now()) {
+                Some(0) => tracing::info!(target: "app", app = %app, "{line}"),
+                Some(dropped) => {
+                    tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
+                    tracing::info!(target: "app", app = %app, "{line}");
+                }
+                None => {}
+            }
+            let mut t = kept.lock().unwrap_or_else(|p| p.into_inner());
+            if t.len() >= keep {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    });
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_long_line_is_cut_with_a_marker_and_the_next_line_is_whole() {
+        let mut input = vec![b'x'; 100_000];
+        input.extend_from_slice(b"\nnext\r\nlast");
+        let mut lines = CappedLines::new(input.as_slice(), 16);
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(first, "xxxxxxxxxxxxxxxx… [line truncated: 100000 bytes]");
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "next");
+        assert_eq!(lines.next_line().await.unwrap().unwrap(), "last");
+        assert!(lines.next_line().await.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_flood_is_cut_to_the_burst_then_the_rate() {
+        let mut rate = LogRate::default();
+        let t = Instant::now();
+        let admitted = (0..5000).filter(|_| rate.admit(t).is_some()).count();
+        assert_eq!(admitted, BURST as usize);
+        let later = t + Duration::from_secs(1);
+        assert_eq!(rate.admit(later), Some(5000 - BURST as u64));
+    }
+}

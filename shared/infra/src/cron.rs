@@ -1,0 +1,106 @@
+//! Cron expressions and time zones of manifest schedules: parsing with the rule that
+//! failed named, and the ticks of a schedule between two instants. Pure; the
+//! scheduler (gateway) and deploy's checks use the same functions so a schedule deploy
+//! accepts is one the scheduler can run.
+//!
+//! Ticks are instants (UTC). An expression is read in the schedule's time zone: on a
+//! day the clocks go forward, a local time that does not exist fires once at the first
+//! minute after the gap; on a day they go back, a local time that happens twice fires
+//! once, at its first occurrence (croner's OCPS behaviour, pinned by
+//! `services/noderouter/tests/schedules.rs`).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+
+/// A schedule's expression and zone, ready to compute ticks.
+#[derive(Debug, Clone)]
+pub struct CronSpec {
+    cron: Cron,
+    tz: Tz,
+}
+
+/// Parses a standard five-field expression (minute hour day-of-month month weekday;
+/// names such as `MON` and `JAN`, lists, ranges, steps and the `@daily` nicknames).
+pub fn parse_cron(expr: &str) -> Result<Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if !expr.trim_start().starts_with('@') && fields != 5 {
+        return Err(format!(
+            "{expr:?} has {fields} fields; a cron expression has five: minute hour day-of-month month weekday (e.g. \"0 2 * * *\" for 02:00 every day)"
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Disallowed)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+}
+
+/// Parses an IANA time zone name such as `Europe/Paris`; absent means UTC.
+pub fn parse_timezone(name: Option<&str>) -> Result<Tz, String> {
+    match name {
+        None => Ok(Tz::UTC),
+        Some(n) => n.parse::<Tz>().map_err(|_| {
+            format!("{n:?} is not an IANA time zone name (such as \"Europe/Paris\" or \"UTC\")")
+        }),
+    }
+}
+
+impl CronSpec {
+    pub fn new(expr: &str, timezone: Option<&str>) -> Result<CronSpec, String> {
+        Ok(CronSpec {
+            cron: parse_cron(expr)?,
+            tz: parse_timezone(timezone)?,
+        })
+    }
+
+    /// The first tick strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The next `n` ticks strictly after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut at = after;
+        while out.len() < n {
+            match self.next_after(at) {
+                Some(t) if t > at => {
+                    out.push(t);
+                    at = t;
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// The ticks in `(from, to]`, oldest first, at most `limit` of them (the newest
+    /// ones when there are more: older ones are past any use).
+    pub fn between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new();
+        let mut at = from;
+        while let Some(t) = self.next_after(at) {
+            if t > to || t <= at {
+                break;
+            }
+            out.push(t);
+            if out.len() > limit {
+                out.remove(0);
+            }
+            at = t;
+        }
+        out
+    }
+}

@@ -1,0 +1,92 @@
+//! Readiness of a service's dependencies, named one by one: `/readyz` answers 503 with
+//! every dependency that is down (`NATS is unreachable; Postgres is unreachable: ...`),
+//! and the gateway answers 503 naming the dependency instead of a 500 or a long wait.
+
+use std::time::Duration;
+
+use crate::store::Store;
+
+/// How long one probe may take before its dependency counts as down.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The message naming NATS when the client is not connected (it reconnects by itself).
+pub const NATS_DOWN: &str = "NATS is unreachable";
+
+/// The dependencies a service needs; `None` for the ones it does not use.
+#[derive(Clone, Default)]
+pub struct Deps {
+    pub nats: Option<async_nats::Client>,
+    pub db: Option<sqlx::PgPool>,
+    pub store: Option<Store>,
+}
+
+/// `Err` naming NATS when the client is not connected right now (no round trip).
+pub fn nats(client: &async_nats::Client) -> Result<(), String> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        state => Err(format!("{NATS_DOWN} (connection {state:?}; reconnecting)")),
+    }
+}
+
+/// `Err` naming Postgres when `SELECT 1` fails or takes over [`PROBE_TIMEOUT`].
+pub async fn postgres(db: &sqlx::PgPool) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(db)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("Postgres is unreachable: {e}")),
+        Err(_) => Err(format!(
+            "Postgres is unreachable: no answer within {} s",
+            PROBE_TIMEOUT.as_secs_f64()
+        )),
+    }
+}
+
+/// `Err` naming the object store when a metadata read fails (a missing object is fine).
+pub async fn object_store(store: &Store) -> Result<(), String> {
+    let probe = object_store::path::Path::from("_readyz/probe");
+    match tokio::time::timeout(PROBE_TIMEOUT, store.head(&probe)).await {
+        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+        Ok(Err(e)) => Err(format!("the object store is unreachable: {e}")),
+        Err(_) => Err(format!(
+            "the object store is unreachable: no answer within {} s",
+            PROBE_TIMEOUT.as_secs_f64()
+        )),
+    }
+}
+
+impl Deps {
+    /// Every dependency that is down, joined with `; `.
+    pub async fn check(&self) -> Result<(), String> {
+        let nats = self.nats.as_ref().map(nats).unwrap_or(Ok(()));
+        let (db, store) = tokio::join!(
+            async {
+                match &self.db {
+                    Some(db) => postgres(db).await,
+                    None => Ok(()),
+                }
+            },
+            async {
+                match &self.store {
+                    Some(s) => object_store(s).await,
+                    None => Ok(()),
+                }
+            }
+        );
+        let down: Vec<String> = [nats, db, store]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(down.join("; "))
+        }
+    }
+
+    /// A `/readyz` probe over these dependencies.
+    pub fn ready_check(self) -> nr_telemetry::ReadyCheck {
+        std::sync::Arc::new(move || {
+            let deps = self.clone();
+            Box::pin(async move { deps.check().await })
+        })
+    }
+}
