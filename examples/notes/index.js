@@ -9,20 +9,32 @@
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   }
 
+  /* The app's answer, or an Error carrying the message to show the user. */
   async function syncCall(body) {
     var res = await fetch("/api/sync/notes", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    var data = await res.json();
-    if (!res.ok) throw new Error(data.error || "HTTP " + res.status);
+    var data = {};
+    try { data = await res.json(); } catch (_) { data = {}; }
+    if (!res.ok) {
+      // "ValueError: name is required" reads "name is required".
+      var msg = String(data.error || "the request failed (HTTP " + res.status + ")").replace(/^[A-Za-z]*Error: /, "");
+      throw new Error(msg);
+    }
     return data;
+  }
+
+  function showError(text) {
+    var box = root.querySelector(".notes-error");
+    box.textContent = text || "";
+    box.hidden = !text;
   }
 
   async function refresh() {
     var data = await syncCall({ action: "list" });
-    root.querySelector(".notes-list").innerHTML = data.rows
+    root.querySelector(".notes-list").innerHTML = (data.rows || [])
       .map(function (r) { return '<li class="list-group-item notes-item">' + esc(r.name) + "</li>"; })
       .join("");
   }
@@ -31,10 +43,16 @@
     var form = e.target.closest("[data-action='create']");
     if (!form) return;
     e.preventDefault();
-    await syncCall({ action: "create", name: form.elements.name.value });
-    form.reset();
-    refresh();
+    try {
+      await syncCall({ action: "create", name: form.elements.name.value });
+      showError("");
+      form.reset();
+      await refresh();
+    } catch (err) {
+      showError("Not saved: " + err.message);
+      form.elements.name.focus();
+    }
   });
 
-  refresh();
+  refresh().catch(function (err) { showError("Could not load the notes: " + err.message); });
 })();

@@ -138,6 +138,20 @@ fn keeps_text(rel: &str) -> bool {
 
 const HOW_TO_ZIP: &str = "zip the contents of the app folder, not the folder: cd my_app && zip -r ../my_app.zip . (or: noderouter app pack my_app)";
 
+/// The message for an upload the zip reader refuses, in the author's words: the
+/// library's "Could not find EOCD" means the bytes are not a zip archive at all.
+fn not_a_zip(e: &zip::result::ZipError) -> String {
+    let text = e.to_string();
+    if text.contains("EOCD")
+        || text.contains("central directory")
+        || text.contains("Invalid Zip archive")
+    {
+        format!("the file is not a zip archive (or it is cut short); {HOW_TO_ZIP}")
+    } else {
+        format!("the upload is not a readable zip archive ({text}); {HOW_TO_ZIP}")
+    }
+}
+
 struct Entry {
     index: usize,
     name: String,
@@ -147,15 +161,8 @@ struct Entry {
 /// Reads and checks `bytes`; writes the bundle's files (root stripped, ignored entries
 /// left out) under `dest` when given.
 pub fn unpack(bytes: &[u8], limits: &Limits, dest: Option<&Path>) -> Result<Unpacked, Refused> {
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| {
-        Refused::one(
-            400,
-            "bundle.zip",
-            None,
-            None,
-            format!("the upload is not a readable zip archive: {e}"),
-        )
-    })?;
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| Refused::one(400, "bundle.zip", None, None, not_a_zip(&e)))?;
     if zip.has_duplicate_names() {
         return Err(Refused::one(
             422,

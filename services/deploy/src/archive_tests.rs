@@ -313,6 +313,12 @@ fn headers_understating_sizes_do_not_get_past_the_inflater() {
 fn not_a_zip_is_400() {
     let r = refused(b"hello, not a zip");
     assert_eq!((r.status, r.details[0].rule.as_str()), (400, "bundle.zip"));
+    assert!(
+        r.error.contains("the file is not a zip archive"),
+        "{}",
+        r.error
+    );
+    assert!(!r.error.contains("EOCD"), "{}", r.error);
 }
 
 #[test]

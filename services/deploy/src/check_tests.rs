@@ -114,6 +114,33 @@ async fn an_import_error_is_refused_with_the_traceback() {
         "{}",
         r.details[0].message
     );
+    // The author's own file names, never the server's directories; lines kept.
+    let all: String = r.details.iter().map(|d| d.message.as_str()).collect();
+    assert!(all.contains("File \"main.py\", line 2"), "{all}");
+    assert!(!all.contains("/tmp") && !all.contains("nr-deploy"), "{all}");
+    assert!(r.details[0].message.lines().count() > 3, "{all}");
+}
+
+#[tokio::test]
+async fn a_version_suffixed_zip_name_deploys() {
+    let files = [
+        (
+            "manifest.json",
+            r#"{"app_name":"notes","version":"1.2.0","api_version":"1.0.0"}"#,
+        ),
+        ("main.py", "def execute(data):\n    return {}\n"),
+    ];
+    run_with(&checker(20), "notes_1.2.0.zip", &files)
+        .await
+        .unwrap();
+    let r = run_with(&checker(20), "notes_1.2.1.zip", &files)
+        .await
+        .unwrap_err();
+    assert!(
+        r.error.contains("does not match the bundle name"),
+        "{}",
+        r.error
+    );
 }
 
 #[tokio::test]

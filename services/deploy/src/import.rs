@@ -210,7 +210,8 @@ impl ImportCheck {
         };
         // Whatever the app left running under the checker goes with it.
         kill_tree(pid, uid, &self.contain);
-        let stderr_text = tail(&String::from_utf8_lossy(&err), OUTPUT_LIMIT);
+        let roots = [app_dir, scratch];
+        let stderr_text = scrub_paths(&tail(&String::from_utf8_lossy(&err), OUTPUT_LIMIT), &roots);
         let line = String::from_utf8_lossy(&out);
         let outcome = line
             .lines()
@@ -219,11 +220,13 @@ impl ImportCheck {
         match outcome {
             Some(o) if o.ok => Ok(()),
             Some(o) => {
-                let message = o
-                    .message
-                    .unwrap_or_else(|| "main.py failed the import check".into());
+                let message = scrub_paths(
+                    &o.message
+                        .unwrap_or_else(|| "main.py failed the import check".into()),
+                    &roots,
+                );
                 let mut text = message.clone();
-                let tb = o.traceback.unwrap_or_default();
+                let tb = scrub_paths(&o.traceback.unwrap_or_default(), &roots);
                 if !tb.trim().is_empty() {
                     text = format!("{message}\n{}", tb.trim_end());
                 }
@@ -233,7 +236,8 @@ impl ImportCheck {
                     o.line,
                     text,
                 )];
-                if !stderr_text.trim().is_empty() {
+                // The output is shown once: not when it only repeats the traceback.
+                if !stderr_text.trim().is_empty() && !tb.contains(stderr_text.trim()) {
                     details.push(finding(
                         "main.output",
                         Some("main.py"),
@@ -268,6 +272,27 @@ impl ImportCheck {
             }
         }
     }
+}
+
+/// `text` without the server's directories: `<root>/main.py` reads `main.py`, so an
+/// author's traceback names their own files only.
+pub(crate) fn scrub_paths(text: &str, roots: &[&Path]) -> String {
+    let mut out = text.to_owned();
+    for root in roots {
+        let mut variants = vec![root.display().to_string()];
+        if let Ok(real) = std::fs::canonicalize(root) {
+            variants.push(real.display().to_string());
+        }
+        variants.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        for v in variants {
+            let v = v.trim_end_matches('/');
+            if v.len() < 2 {
+                continue;
+            }
+            out = out.replace(&format!("{v}/"), "").replace(v, ".");
+        }
+    }
+    out
 }
 
 /// Kills the checker and everything under it; then anything of the app's uid range

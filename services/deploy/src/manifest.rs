@@ -168,6 +168,19 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// True when `bundle` is `app` followed by `_` or `-` and the manifest's `version`
+/// (`app_material_master_1.0.0` for `app_material_master` version `1.0.0`): authors
+/// keep one zip per release.
+pub(crate) fn is_versioned_name(bundle: &str, app: &str, version: Option<&str>) -> bool {
+    let Some(version) = version.filter(|v| !v.is_empty()) else {
+        return false;
+    };
+    bundle
+        .strip_prefix(app)
+        .and_then(|rest| rest.strip_prefix('_').or_else(|| rest.strip_prefix('-')))
+        .is_some_and(|rest| rest == version)
+}
+
 /// Checks `manifest.json` of a bundle named `bundle_name` (the zip's file name without
 /// `.zip`, or the folder's name). Errors refuse with 422; warnings come back with it.
 pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refused> {
@@ -209,11 +222,14 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
                     "/app_name",
                     format!("app_name {s:?} must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{{0,63}}$ (letters, digits, _ and -, starting with a letter or digit, at most 64 characters)"),
                 );
-            } else if !bundle_name.is_empty() && s != bundle_name {
+            } else if !bundle_name.is_empty()
+                && s != bundle_name
+                && !is_versioned_name(bundle_name, s, obj.get("version").and_then(Value::as_str))
+            {
                 c.error(
                     "manifest.app_name",
                     "/app_name",
-                    format!("app_name {s:?} does not match the bundle name {bundle_name:?}: name the zip {s}.zip (or the folder {s})"),
+                    format!("app_name {s:?} does not match the bundle name {bundle_name:?}: name the zip {s}.zip (or {s}_<version>.zip with the manifest's version, or the folder {s})"),
                 );
             }
             s.clone()

@@ -217,6 +217,23 @@ fn app_name_must_match_the_bundle_name() {
         "{}",
         r.error
     );
+    let ok = br#"{"app_name":"app_material_master","version":"1.0.0"}"#;
+    assert!(check_manifest(ok, "app_material_master_1.0.0").is_ok());
+    assert!(check_manifest(ok, "app_material_master-1.0.0").is_ok());
+    for other in [
+        "app_material_master_1.0.1",
+        "app_material_master_",
+        "app_material_master1.0.0",
+        "other_1.0.0",
+        "app_material_master_1.0.0_x",
+    ] {
+        let r = check_manifest(ok, other).unwrap_err();
+        assert!(
+            r.error.contains("name the zip app_material_master.zip"),
+            "{other}: {}",
+            r.error
+        );
+    }
     let r = check(with(json!({"app_name": "sa les"}))).unwrap_err();
     assert!(r.error.contains("must match"));
     let r = check(with(json!({"app_name": 5}))).unwrap_err();

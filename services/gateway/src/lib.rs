@@ -3,6 +3,8 @@
 //! takes bundle uploads for deploy (`admin`).
 
 mod admin;
+#[cfg(test)]
+mod api_doc_tests;
 mod app_env;
 pub mod apps;
 pub mod auth;
@@ -217,8 +219,20 @@ async fn metrics_guard(
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint".into())
+/// An unknown path: a page for a browser asking for one (a GET outside `/api/`, the
+/// ops endpoints and `/ws`), the API's JSON error otherwise.
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let api = [
+        "/api", "/ws", "/metrics", "/healthz", "/readyz", "/livez", "/assets", "/static",
+    ]
+    .iter()
+    .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if !api && (method == axum::http::Method::GET || method == axum::http::Method::HEAD) {
+        return shell::not_found_page();
+    }
+    ApiError::NotFound("no such endpoint".into()).into_response()
 }
 
 impl Gateway {
@@ -303,10 +317,10 @@ impl Gateway {
                     .layer(middleware::from_fn_with_state(state.clone(), metrics_guard)),
             )
             .merge(deps.extra_routes)
-            .fallback(not_found)
             .layer(middleware::from_fn(error::uniform_errors))
             .merge(shell::routes().with_state(state.clone()))
             .merge(console::routes(&state).with_state(state.clone()))
+            .fallback(not_found)
             .layer(middleware::from_fn(request_id))
             .layer(middleware::from_fn(move |req, next| {
                 server::body_deadline(body_timeout, req, next)

@@ -10,6 +10,9 @@ mod assets;
 mod bundle;
 mod compose;
 mod csp;
+mod mime;
+mod nav;
+mod scope;
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use bundle::Bundles;
 use compose::esc;
+use mime::content_type;
 
 // Shared with the console's pages (`crate::console`).
 pub(crate) use assets::{cached as cached_asset, JS};
@@ -61,7 +65,7 @@ pub(crate) fn html(status: StatusCode, body: String) -> Response {
 
 /// [`html`], also allowing the inline scripts and styles that carry `nonce`.
 fn html_with_nonce(status: StatusCode, body: String, nonce: Option<&str>) -> Response {
-    let mut res = (status, body).into_response();
+    let mut res = (status, assets::versioned(&body)).into_response();
     csp::set(&mut res, &csp::page_policy(nonce));
     let h = res.headers_mut();
     h.insert(
@@ -96,6 +100,14 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
             ERROR,
             &[("title", &esc(&title)), ("message", &esc(message))],
         ),
+    )
+}
+
+/// The page for a path no route serves: a 404 a person can act on.
+pub(crate) fn not_found_page() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "There is no page at this address. It may have moved, or the link is mistyped.",
     )
 }
 
@@ -142,12 +154,22 @@ fn valid_app_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-pub(crate) fn layout(title: &str, app: &str, head: &str, content: &str) -> String {
+/// A shell page: the layout around `content`, with the sidebar's platform links
+/// ([`nav::ADMIN_NAV`]) that `principal` may see, the one at `path` marked current.
+pub(crate) fn layout(
+    principal: &Principal,
+    path: &str,
+    title: &str,
+    app: &str,
+    head: &str,
+    content: &str,
+) -> String {
     compose::render(
         LAYOUT,
         &[
             ("title", &esc(title)),
             ("app", &esc(app)),
+            ("nav", &nav::render(Some(principal), path)),
             ("head", head),
             ("content", content),
         ],
@@ -188,10 +210,14 @@ async fn login_page(
 }
 
 async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    if let Err(res) = session(&state, &parts).await {
-        return res;
-    }
-    html(StatusCode::OK, layout("Apps", "", "", HOME))
+    let principal = match session(&state, &parts).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    html(
+        StatusCode::OK,
+        layout(&principal, parts.uri.path(), "Apps", "", "", HOME),
+    )
 }
 
 /// `/admin/apps`: deployed apps, their versions, deploy / rollback / delete. Readers
@@ -208,17 +234,35 @@ async fn admin_apps(State(state): State<Arc<AppState>>, parts: Parts) -> Respons
             "Managing apps requires the permission 'apps:deploy' or 'apps:read'.",
         );
     }
-    html(StatusCode::OK, layout("Manage apps", "", "", ADMIN_APPS))
+    html(
+        StatusCode::OK,
+        layout(
+            &principal,
+            parts.uri.path(),
+            "Manage apps",
+            "",
+            "",
+            ADMIN_APPS,
+        ),
+    )
 }
 
 /// `/admin/notifications`: the caller's subscriptions, one toggle per (app, action).
 async fn admin_notifications(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    if let Err(res) = session(&state, &parts).await {
-        return res;
-    }
+    let principal = match session(&state, &parts).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     html(
         StatusCode::OK,
-        layout("Notifications", "", "", ADMIN_NOTIFICATIONS),
+        layout(
+            &principal,
+            parts.uri.path(),
+            "Notifications",
+            "",
+            "",
+            ADMIN_NOTIFICATIONS,
+        ),
     )
 }
 
@@ -235,7 +279,7 @@ async fn open_app(
     state: &AppState,
     parts: &Parts,
     app: &str,
-) -> Result<Arc<crate::apps::AppEntry>, Response> {
+) -> Result<(Principal, Arc<crate::apps::AppEntry>), Response> {
     if !valid_app_name(app) {
         return Err(error_page(StatusCode::NOT_FOUND, "There is no such app."));
     }
@@ -253,7 +297,7 @@ async fn open_app(
             &format!("You may not use the app '{app}': it requires the permission '{required}'."),
         ));
     }
-    Ok(entry)
+    Ok((principal, entry))
 }
 
 async fn app_page(
@@ -262,7 +306,7 @@ async fn app_page(
     Path(app): Path<String>,
     parts: Parts,
 ) -> Response {
-    let entry = match open_app(&state, &parts, &app).await {
+    let (principal, entry) = match open_app(&state, &parts, &app).await {
         Ok(e) => e,
         Err(res) => return res,
     };
@@ -312,7 +356,7 @@ async fn app_page(
     let content = csp::add_nonce(&content, &nonce);
     html_with_nonce(
         StatusCode::OK,
-        layout(&title, &app, &head, &content),
+        layout(&principal, parts.uri.path(), &title, &app, &head, &content),
         Some(&nonce),
     )
 }
@@ -367,13 +411,16 @@ async fn app_file(
         fnv(&path)
     );
     let kind = content_type(&path);
-    let mut res = assets::cached(
-        &parts.headers,
-        Body::from(bytes.clone()),
-        kind,
-        &etag,
-        "private, no-cache",
-    );
+    // The app's stylesheets reach its own wrapper only (`scope.rs`).
+    let body = if kind == assets::CSS {
+        Body::from(scope::scope_css(
+            &String::from_utf8_lossy(bytes),
+            &scope::prefix(&app),
+        ))
+    } else {
+        Body::from(bytes.clone())
+    };
+    let mut res = assets::cached(&parts.headers, body, kind, &etag, "private, no-cache");
     // The page itself, opened raw (the guide's standalone check), is held to the
     // pages' policy; any other HTML or SVG must not act with the viewer's session.
     if path == "index.html" {
@@ -396,35 +443,6 @@ fn fnv(s: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
-}
-
-fn content_type(path: &str) -> &'static str {
-    let ext = path
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "html" | "htm" => "text/html; charset=utf-8",
-        "js" | "mjs" => assets::JS,
-        "css" => assets::CSS,
-        "json" | "map" => "application/json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "ico" => "image/x-icon",
-        "woff" => "font/woff",
-        "woff2" => "font/woff2",
-        "ttf" => "font/ttf",
-        "otf" => "font/otf",
-        "txt" | "md" => "text/plain; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "xml" => "application/xml",
-        "wasm" => "application/wasm",
-        "pdf" => "application/pdf",
-        _ => "application/octet-stream",
-    }
 }
 
 #[cfg(test)]
@@ -455,12 +473,5 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/admin", "{bad:?}");
         }
         assert_eq!(safe_next(None), "/admin");
-    }
-
-    #[test]
-    fn content_types_by_extension() {
-        assert_eq!(content_type("index.js"), assets::JS);
-        assert_eq!(content_type("a/B.CSS"), assets::CSS);
-        assert_eq!(content_type("x"), "application/octet-stream");
     }
 }

@@ -169,10 +169,13 @@ async fn admin_pages_access_rules_and_app_actions() {
     assert_eq!(res.status(), StatusCode::OK);
     let body = res.text().await.unwrap();
     assert!(body.contains("id=\"nr-admin-notifications\""), "{body}");
-    assert!(body.contains("/assets/nr-admin.js"), "{body}");
-    // Both pages are linked from the sidebar of every shell page.
+    assert!(body.contains("/nr-admin.js\""), "{body}");
+    // The sidebar links the pages the viewer may open, the current one marked; Manage
+    // apps is not offered to a user without apps:read or apps:deploy.
     assert!(
-        body.contains("href=\"/admin/apps\"") && body.contains("href=\"/admin/notifications\""),
+        body.contains(
+            "id=\"nr-link-notifications\" href=\"/admin/notifications\" aria-current=\"page\""
+        ) && !body.contains("href=\"/admin/apps\""),
         "{body}"
     );
     assert!(body.contains("id=\"nr-toasts\""), "{body}");
@@ -194,7 +197,7 @@ async fn admin_pages_access_rules_and_app_actions() {
     }
 
     // The page script is served like the shell's others.
-    let res = get_with(&h, &plain, "/assets/nr-admin.js").await;
+    let res = get_with(&h, &plain, "/assets/nr-admin-apps.js").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(content_type(&res).starts_with("text/javascript"));
     let js = res.text().await.unwrap();
@@ -242,15 +245,16 @@ async fn admin_pages_access_rules_and_app_actions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toast() {
-    if !std::path::Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install -y chromium)");
-        return;
-    }
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
+    );
     let h = Harness::start().await;
     let app = "bellpage";
     let cookie = login(&h, "admin", ADMIN_PASSWORD).await;
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join(format!("{app}.zip"));
+    // Named with its version, as authors keep one zip per release.
+    let good = dir.path().join(format!("{app}_1.0.0.zip"));
     std::fs::write(&good, zip_of(&bell_files(app, "1.0.0"))).unwrap();
     let bad = dir.path().join(format!("{app}.zip.bad"));
     // Not a zip at all: the deploy service refuses it.
@@ -319,8 +323,18 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
         .eval("document.getElementById('nr-deploy-result').textContent")
         .await;
     assert!(
-        refusal.as_str().unwrap().contains("Refused (4"),
+        refusal.as_str().unwrap().contains("Refused (4")
+            && refusal
+                .as_str()
+                .unwrap()
+                .contains("the file is not a zip archive")
+            && !refusal.as_str().unwrap().contains("EOCD"),
         "{refusal}"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('#nr-deploy-result .alert-danger').length")
+            .await,
+        json!(1)
     );
 
     // The bundle: the report names the version; the list shows the app and its version.
@@ -373,10 +387,31 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
         .await;
     cdp.wait_for("!window.nrOld && document.readyState === 'complete'")
         .await;
+    // Versions are folded: opening the fold loads them, with times in the viewer's
+    // zone (no raw ISO strings) and a labelled actions column.
+    cdp.wait_for(&format!(
+        "(() => {{ const d = document.querySelector('.nr-admin-app[data-app=\"{app}\"][data-version=\"1.1.0\"] details'); if (d && !d.open) d.open = true; return !!d; }})()"
+    ))
+    .await;
     cdp.wait_for(&format!(
         "document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"][data-version=\"1.1.0\"] button[data-nr-admin=\"rollback\"][data-version=\"1.0.0\"]').length === 1"
     ))
     .await;
+    let table = cdp
+        .eval(
+            r#"(() => {
+              const t = document.querySelector(".nr-versions");
+              return {
+                when: t.querySelector("tbody tr td:nth-child(2)").textContent,
+                empty_headers: Array.from(t.querySelectorAll("th")).filter(h => !h.textContent.trim()).length,
+                unlabelled: Array.from(document.querySelectorAll("input")).filter(i => !(i.labels && i.labels.length) && !i.getAttribute("aria-label")).length,
+              };
+            })()"#,
+        )
+        .await;
+    assert!(regex_lite_when(table["when"].as_str().unwrap()), "{table}");
+    assert_eq!(table["empty_headers"], json!(0), "{table}");
+    assert_eq!(table["unlabelled"], json!(0), "{table}");
     let shot = cdp.screenshot("admin-apps.png").await;
     eprintln!("screenshot: {}", shot.display());
     // Rollback (confirm answered yes) makes 1.0.0 current again.
@@ -511,7 +546,7 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
     )
     .await;
     cdp.wait_for(&format!(
-        "document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"] .nr-version').length === 2"
+        "(() => {{ const d = document.querySelector('.nr-admin-app[data-app=\"{app}\"] details'); if (d && !d.open) d.open = true; return document.querySelectorAll('.nr-admin-app[data-app=\"{app}\"] .nr-version').length === 2; }})()"
     ))
     .await;
     let facts = cdp
@@ -569,6 +604,18 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
 
     drop(cdp);
     let _ = child.kill().await;
+}
+
+/// `YYYY-MM-DD HH:mm`: a time as the page shows it (not `2026-11-28T09:01:02.123456Z`).
+fn regex_lite_when(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 /// Puts `file` into the deploy form's file input (DOM.setFileInputFiles) and submits.

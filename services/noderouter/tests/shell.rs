@@ -90,7 +90,9 @@ fn index_js(app: &str) -> String {
     .replace("<app>", app)
 }
 
-const STYLE: &str = ".st-item { border-left: 3px solid var(--bs-primary); }\n";
+/// The app's stylesheet: its bare `button` rule must reach the app's buttons only.
+const STYLE: &str =
+    ".st-item { border-left: 3px solid var(--bs-primary); }\nbutton { text-transform: uppercase; }\n";
 
 async fn deploy_app(h: &Harness, app: &str, version: &str, marker: &str, extra: Value) {
     let m = manifest(app, version, extra);
@@ -197,7 +199,7 @@ async fn pages_files_assets_and_access_rules() {
     assert!(content_type(&res).starts_with("text/html"));
     let body = res.text().await.unwrap();
     assert!(
-        body.contains("<form") && body.contains("/assets/nr-login.js"),
+        body.contains("<form") && body.contains("/nr-login.js\""),
         "{body}"
     );
 
@@ -234,7 +236,7 @@ async fn pages_files_assets_and_access_rules() {
         .find(&format!("<script src=\"/apps/{app}/index.js\"></script>"))
         .expect("index.js resolved against the app");
     let bootstrap = page
-        .find("<script src=\"/static/js/bootstrap.bundle.min.js\"></script>")
+        .find("/bootstrap.bundle.min.js\"></script>")
         .expect("layout's bootstrap");
     let admin_ws = page
         .find("<script src=\"/assets/admin-ws.js\"></script>")
@@ -250,8 +252,9 @@ async fn pages_files_assets_and_access_rules() {
         page.contains(&format!("href=\"/apps/{app}/style.css\"")),
         "{page}"
     );
-    assert!(page.contains("<link rel=\"stylesheet\" href=\"/assets/vendor/tabulator.min.css\">"));
-    assert!(page.contains("<script src=\"/assets/vendor/dayjs.min.js\"></script>"));
+    // Vendor files under their versioned names.
+    assert!(page.contains("/tabulator.min.css\">") && page.contains("href=\"/assets/v/"));
+    assert!(page.contains("/dayjs.min.js\"></script>") && !page.contains("\"/assets/vendor/"));
     // The display name is escaped where the shell interpolates it.
     assert!(
         page.contains("<title>Shell &lt;Test&gt; · NodeRouter</title>"),
@@ -273,7 +276,12 @@ async fn pages_files_assets_and_access_rules() {
     // The bundle's public files, with their types.
     for (path, ty, needle) in [
         ("index.js", "text/javascript", "use strict"),
-        ("style.css", "text/css", "st-item"),
+        // The app's stylesheet comes confined to its wrapper.
+        (
+            "style.css",
+            "text/css",
+            ".nr-app[data-app=\"shellapp\"] button",
+        ),
         ("img/logo.svg", "image/svg+xml", "<svg"),
         ("index.html", "text/html", "First version"),
     ] {
@@ -322,7 +330,7 @@ async fn pages_files_assets_and_access_rules() {
         assert!(status == 400 || status == 404, "{path}: {status}");
     }
 
-    // Embedded assets: right types, an ETag, long caching, 304 on revalidation.
+    // Embedded assets: right types, an ETag, revalidated under their plain names, 304.
     for (path, ty) in [
         ("/static/css/bootstrap.min.css", "text/css"),
         ("/static/js/bootstrap.bundle.min.js", "text/javascript"),
@@ -347,12 +355,7 @@ async fn pages_files_assets_and_access_rules() {
         );
         assert_eq!(res.headers()["x-content-type-options"], "nosniff");
         let etag = res.headers()[ETAG].to_str().unwrap().to_owned();
-        if path.contains("/vendor/") || path.contains("bootstrap") {
-            assert!(res.headers()["cache-control"]
-                .to_str()
-                .unwrap()
-                .contains("max-age=604800"));
-        }
+        assert_eq!(res.headers()["cache-control"], "no-cache", "{path}");
         assert!(res.bytes().await.unwrap().len() > 1000, "{path}");
         let again = anon
             .get(format!("{}{path}", h.url))
@@ -362,6 +365,40 @@ async fn pages_files_assets_and_access_rules() {
             .unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
     }
+    // Pages link the versioned names, cached for a year and never revalidated.
+    let page = get_with(&h, &cookie, "/admin").await.text().await.unwrap();
+    let versioned: Vec<&str> = page
+        .split('"')
+        .filter(|s| s.starts_with("/assets/v/"))
+        .collect();
+    assert!(versioned.len() >= 4, "{page}");
+    for name in [
+        "nr-shell.css",
+        "nr-shell.js",
+        "nr-theme.js",
+        "bootstrap.min.css",
+    ] {
+        assert!(
+            versioned.iter().any(|u| u.ends_with(name)),
+            "{name}: {page}"
+        );
+        assert!(!page.contains(&format!("\"/assets/{name}\"")), "{name}");
+    }
+    for url in &versioned {
+        let res = anon.get(format!("{}{url}", h.url)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{url}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{url}"
+        );
+    }
+    let app_page = get_with(&h, &cookie, &format!("/apps/{app}/"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!app_page.contains("\"/assets/vendor/"), "{app_page}");
     let res = anon
         .get(format!("{}/assets/vendor/nope.js", h.url))
         .send()
@@ -431,6 +468,19 @@ async fn pages_files_assets_and_access_rules() {
         get_with(&h, &cookie, "/apps/_bad/").await.status(),
         StatusCode::NOT_FOUND
     );
+    // An unknown page is a page a person can act on, under the pages' policy.
+    for path in ["/admin/nothing-here", "/nowhere"] {
+        let res = get_with(&h, &cookie, path).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(content_type(&res).starts_with("text/html"), "{path}");
+        assert!(res
+            .headers()
+            .get("content-security-policy")
+            .is_some_and(|v| v.to_str().unwrap().contains("default-src 'self'")));
+        let body = res.text().await.unwrap();
+        assert!(body.contains("There is no page at this address"), "{body}");
+        assert!(body.contains("href=\"/admin\""), "{body}");
+    }
     // The API keeps its JSON error shape.
     let res = anon
         .get(format!("{}/api/nope", h.url))
@@ -444,10 +494,10 @@ async fn pages_files_assets_and_access_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
-    if !std::path::Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install -y chromium)");
-        return;
-    }
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
+    );
     let h = Harness::start().await;
     let app = "browserapp";
     deploy_app(
@@ -550,6 +600,24 @@ async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
         json!("Browser Notes · NodeRouter"),
         "{facts}"
     );
+    // The app's bare `button` rule styles its own button, never the shell's.
+    let transforms = cdp
+        .eval(
+            r#"(() => {
+              const t = (el) => getComputedStyle(el).textTransform;
+              return {
+                app: t(document.querySelector(".nr-app .st-form button")),
+                logout: t(document.getElementById("nr-logout")),
+                theme: t(document.getElementById("nr-theme-toggle")),
+              };
+            })()"#,
+        )
+        .await;
+    assert_eq!(
+        transforms,
+        json!({"app": "uppercase", "logout": "none", "theme": "none"}),
+        "{transforms}"
+    );
     // The menu from /api/apps links to the app, marked as the current page.
     cdp.wait_for(&format!(
         "document.querySelectorAll('#nr-nav a.active[href=\"/apps/{app}/\"]').length === 1"
@@ -626,6 +694,62 @@ async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
         dark.display(),
         home.display()
     );
+
+    // An unknown page is a friendly page, not JSON.
+    cdp.call(
+        "Page.navigate",
+        json!({"url": format!("{}/admin/no-such-page", h.url)}),
+    )
+    .await;
+    cdp.wait_for("document.readyState === 'complete' && document.title.startsWith('404')")
+        .await;
+    assert_eq!(
+        cdp.eval("document.querySelector('a[href=\"/admin\"]') !== null && !document.body.textContent.includes('not_found')").await,
+        json!(true)
+    );
+
+    // Phone width: no sideways scrolling; the menu opens over the top bar with a
+    // backdrop, says so in aria-expanded, and Escape closes it.
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await;
+    cdp.call("Page.navigate", json!({"url": format!("{}/admin", h.url)}))
+        .await;
+    cdp.wait_for(&format!(
+        "document.querySelectorAll('#nr-apps a[href=\"/apps/{app}/\"]').length === 1"
+    ))
+    .await;
+    let narrow = cdp
+        .eval("({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth, expanded: document.getElementById('nr-menu-toggle').getAttribute('aria-expanded')})")
+        .await;
+    assert!(
+        narrow["scroll"].as_u64().unwrap() <= narrow["client"].as_u64().unwrap(),
+        "{narrow}"
+    );
+    assert_eq!(narrow["expanded"], json!("false"), "{narrow}");
+    cdp.eval("document.getElementById('nr-menu-toggle').click(); true")
+        .await;
+    cdp.wait_for("document.getElementById('nr-menu-toggle').getAttribute('aria-expanded') === 'true' && !document.getElementById('nr-backdrop').hidden")
+        .await;
+    // After the slide-in, the point over the top bar's left belongs to the menu.
+    cdp.wait_for("(() => { const e = document.elementFromPoint(20, 20); return !!e && !!e.closest('#nr-sidebar'); })()")
+        .await;
+    let menu_shot = cdp.screenshot("menu-390.png").await;
+    eprintln!("menu screenshot: {}", menu_shot.display());
+    cdp.call(
+        "Input.dispatchKeyEvent",
+        json!({"type": "keyDown", "key": "Escape", "code": "Escape", "windowsVirtualKeyCode": 27}),
+    )
+    .await;
+    cdp.wait_for("document.getElementById('nr-menu-toggle').getAttribute('aria-expanded') === 'false' && document.getElementById('nr-backdrop').hidden")
+        .await;
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
 
     // Without the cookie the browser lands on the login page, and logging in there
     // returns to the app.

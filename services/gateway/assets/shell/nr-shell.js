@@ -78,19 +78,44 @@
     return li;
   }
 
+  /* A group heading with nothing under it (a fragment whose pages the user may not
+     open) is left out. */
+  function useful(node) {
+    if (!node) return false;
+    if (safeHref(node.href)) return true;
+    return Array.isArray(node.children) && node.children.some(useful);
+  }
+
   function renderNav(nav) {
     var ul = byId("nr-nav");
     if (!ul) return;
     ul.textContent = "";
-    (nav || []).forEach(function (n) { ul.appendChild(navNode(n)); });
+    (nav || []).filter(useful).forEach(function (n) {
+      if (Array.isArray(n.children)) n = Object.assign({}, n, { children: n.children.filter(useful) });
+      ul.appendChild(navNode(n));
+    });
   }
+
+  function shownName(a) { return String(a.display_name || a.app_name || ""); }
 
   function renderApps(apps) {
     var box = byId("nr-apps");
     var status = byId("nr-apps-status");
     if (!box) return;
     box.textContent = "";
-    if (status) status.textContent = apps.length ? apps.length + " app(s) you can use" : "No apps are deployed that you can use.";
+    if (status) {
+      status.textContent = apps.length ? apps.length + " app(s) you can use" : "No apps are deployed that you can use. ";
+      if (!apps.length) {
+        var manage = document.createElement("a");
+        manage.href = "/admin/apps";
+        manage.id = "nr-empty-manage";
+        manage.textContent = "Deploy one in Manage apps";
+        status.appendChild(manage);
+      }
+    }
+    apps = apps.slice().sort(function (x, y) {
+      return shownName(x).localeCompare(shownName(y), undefined, { sensitivity: "base" });
+    });
     apps.forEach(function (a) {
       var col = document.createElement("div");
       col.className = "col-12 col-md-6 col-xl-4";
@@ -112,19 +137,6 @@
       card.appendChild(body);
       col.appendChild(card);
       box.appendChild(col);
-    });
-  }
-
-  // ── Admin links (Manage apps, Notifications) ─────────────────────────────
-  function renderAdminLinks(me) {
-    var perms = (me && me.permissions) || [];
-    var manage = byId("nr-link-admin-apps");
-    if (manage) {
-      manage.hidden = !(me && (me.admin || perms.indexOf("apps:deploy") >= 0 || perms.indexOf("apps:read") >= 0));
-    }
-    ["nr-link-admin-apps", "nr-link-notifications"].forEach(function (id) {
-      var a = byId(id);
-      if (a && samePage(a.getAttribute("href"))) { a.classList.add("active"); a.setAttribute("aria-current", "page"); }
     });
   }
 
@@ -205,7 +217,6 @@
       var me = await getJson("/api/auth/me");
       var user = byId("nr-user");
       if (user) user.textContent = me.username || "";
-      renderAdminLinks(me);
     } catch (_) { /* handled by toLogin or shown below */ }
     try {
       var data = await getJson("/api/apps");
@@ -226,16 +237,40 @@
     }
   }
 
+  // ── Off-canvas menu (phone width) ─────────────────────────────────────────
+  function setMenu(open) {
+    var s = byId("nr-sidebar");
+    var toggle = byId("nr-menu-toggle");
+    var backdrop = byId("nr-backdrop");
+    if (!s) return;
+    s.classList.toggle("nr-sidebar-open", open);
+    if (backdrop) backdrop.hidden = !open;
+    if (toggle) toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      var first = s.querySelector("a");
+      if (first) first.focus();
+    } else if (toggle && s.contains(document.activeElement)) {
+      toggle.focus();
+    }
+  }
+
+  function menuOpen() {
+    var s = byId("nr-sidebar");
+    return !!s && s.classList.contains("nr-sidebar-open");
+  }
+
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && menuOpen()) setMenu(false);
+  });
+
   document.addEventListener("click", function (e) {
     var t = e.target.closest("[data-nr-action]");
     if (!t || t.closest(".nr-app")) return;
     var action = t.getAttribute("data-nr-action");
     if (action === "toggle-theme") toggleTheme();
     else if (action === "logout") logout();
-    else if (action === "toggle-sidebar") {
-      var s = byId("nr-sidebar");
-      if (s) s.classList.toggle("nr-sidebar-open");
-    }
+    else if (action === "toggle-sidebar") setMenu(!menuOpen());
+    else if (action === "close-sidebar") setMenu(false);
   });
 
   window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load, showToast: showToast };

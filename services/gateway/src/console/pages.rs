@@ -76,7 +76,10 @@ async fn render(state: &AppState, parts: &Parts, page: Page<'_>) -> Response {
         script = attr(page.script),
         title = attr(page.title),
     );
-    html(StatusCode::OK, layout(page.title, "", "", &content))
+    html(
+        StatusCode::OK,
+        layout(&principal, parts.uri.path(), page.title, "", "", &content),
+    )
 }
 
 async fn dashboard(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
@@ -97,7 +100,17 @@ async fn dashboard(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
          <script src=\"/assets/console/common.js\" defer></script>\n\
          <script src=\"/assets/console/dashboard.js\" defer></script>"
     );
-    html(StatusCode::OK, layout("Dashboard", "", head, &content))
+    html(
+        StatusCode::OK,
+        layout(
+            &principal,
+            parts.uri.path(),
+            "Dashboard",
+            "",
+            head,
+            &content,
+        ),
+    )
 }
 
 async fn jobs(State(s): State<Arc<AppState>>, parts: Parts) -> Response {

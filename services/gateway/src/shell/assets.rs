@@ -1,7 +1,9 @@
 //! Files compiled into the binary: Bootstrap, the vendor libraries apps may load from
 //! `/assets/vendor/*`, and the shell's own script and styles. Each is served with its
-//! content type and an ETag computed from its bytes; vendor files may be cached for a
-//! week, the shell's own files are revalidated on every use.
+//! content type and an ETag computed from its bytes. Each file is also served under a
+//! versioned name, `/assets/v/<content hash>/<file>`, cached immutably for a year; pages
+//! link those ([`versioned`] rewrites the known paths of every page the shell serves).
+//! The plain names stay for bundles' standalone pages and are revalidated on every use.
 
 use std::sync::{Arc, LazyLock};
 
@@ -17,8 +19,8 @@ use crate::AppState;
 pub(crate) const JS: &str = "text/javascript; charset=utf-8";
 pub(crate) const CSS: &str = "text/css; charset=utf-8";
 
-const WEEK: &str = "public, max-age=604800";
 const REVALIDATE: &str = "no-cache";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 struct Asset {
     paths: &'static [&'static str],
@@ -37,7 +39,7 @@ const ASSETS: &[Asset] = &[
         ],
         bytes: include_bytes!("../../assets/vendor/bootstrap.min.css"),
         content_type: CSS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &[
@@ -48,49 +50,49 @@ const ASSETS: &[Asset] = &[
         ],
         bytes: include_bytes!("../../assets/vendor/bootstrap.bundle.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/echarts.min.js"],
         bytes: include_bytes!("../../assets/vendor/echarts.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/tabulator.min.js"],
         bytes: include_bytes!("../../assets/vendor/tabulator.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/tabulator.min.css"],
         bytes: include_bytes!("../../assets/vendor/tabulator.min.css"),
         content_type: CSS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/xlsx.full.min.js"],
         bytes: include_bytes!("../../assets/vendor/xlsx.full.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/papaparse.min.js"],
         bytes: include_bytes!("../../assets/vendor/papaparse.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/dayjs.min.js"],
         bytes: include_bytes!("../../assets/vendor/dayjs.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/vendor/lucide.min.js"],
         bytes: include_bytes!("../../assets/vendor/lucide.min.js"),
         content_type: JS,
-        cache: WEEK,
+        cache: REVALIDATE,
     },
     Asset {
         paths: &["/assets/nr-shell.js"],
@@ -117,6 +119,12 @@ const ASSETS: &[Asset] = &[
         cache: REVALIDATE,
     },
     Asset {
+        paths: &["/assets/nr-admin-apps.js"],
+        bytes: include_bytes!("../../assets/shell/nr-admin-apps.js"),
+        content_type: JS,
+        cache: REVALIDATE,
+    },
+    Asset {
         paths: &["/assets/nr-shell.css"],
         bytes: include_bytes!("../../assets/shell/nr-shell.css"),
         content_type: CSS,
@@ -131,6 +139,43 @@ static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| {
         .map(|a| format!("\"{}\"", &hex::encode(Sha256::digest(a.bytes))[..32]))
         .collect()
 });
+
+/// The versioned URL of every asset: `/assets/v/<first 12 hex of its ETag>/<file name>`.
+static VERSIONED: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ASSETS
+        .iter()
+        .zip(ETAGS.iter())
+        .map(|(a, etag)| {
+            let file = a.paths[0].rsplit('/').next().unwrap_or("file");
+            format!("/assets/v/{}/{file}", &etag.trim_matches('"')[..12])
+        })
+        .collect()
+});
+
+/// The versioned URL of the asset served at `path`, if it is one.
+#[cfg(test)]
+pub(crate) fn versioned_url(path: &str) -> Option<&'static str> {
+    ASSETS
+        .iter()
+        .position(|a| a.paths.contains(&path))
+        .and_then(|i| VERSIONED.get(i))
+        .map(String::as_str)
+}
+
+/// `html` with every quoted plain asset URL (`"/assets/nr-shell.css"`) replaced by its
+/// versioned URL.
+pub(crate) fn versioned(html: &str) -> String {
+    let mut out = html.to_owned();
+    for (asset, url) in ASSETS.iter().zip(VERSIONED.iter()) {
+        for path in asset.paths {
+            let quoted = format!("\"{path}\"");
+            if out.contains(&quoted) {
+                out = out.replace(&quoted, &format!("\"{url}\""));
+            }
+        }
+    }
+    out
+}
 
 /// True when the request's `If-None-Match` names `etag` (or `*`).
 pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -171,7 +216,7 @@ pub(crate) fn cached(
     res
 }
 
-fn serve(index: usize, headers: &HeaderMap) -> Response {
+fn serve(index: usize, headers: &HeaderMap, immutable: bool) -> Response {
     let (Some(asset), Some(etag)) = (ASSETS.get(index), ETAGS.get(index)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -180,7 +225,7 @@ fn serve(index: usize, headers: &HeaderMap) -> Response {
         Body::from(asset.bytes),
         asset.content_type,
         etag,
-        asset.cache,
+        if immutable { IMMUTABLE } else { asset.cache },
     )
 }
 
@@ -190,7 +235,13 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         for path in asset.paths {
             router = router.route(
                 path,
-                get(move |headers: HeaderMap| async move { serve(index, &headers) }),
+                get(move |headers: HeaderMap| async move { serve(index, &headers, false) }),
+            );
+        }
+        if let Some(url) = VERSIONED.get(index) {
+            router = router.route(
+                url,
+                get(move |headers: HeaderMap| async move { serve(index, &headers, true) }),
             );
         }
     }
@@ -219,6 +270,26 @@ mod tests {
             total < 4 * 1024 * 1024,
             "embedded assets grew to {total} bytes"
         );
+    }
+
+    #[test]
+    fn pages_link_versioned_names() {
+        let page = versioned(
+            r#"<link href="/assets/nr-shell.css"><script src="/assets/vendor/echarts.min.js"></script> "/assets/unknown.js""#,
+        );
+        let css = versioned_url("/assets/nr-shell.css").unwrap();
+        assert!(
+            css.starts_with("/assets/v/") && css.ends_with("/nr-shell.css"),
+            "{css}"
+        );
+        assert!(page.contains(&format!("\"{css}\"")), "{page}");
+        assert!(
+            page.contains("/echarts.min.js\"")
+                && !page.contains("\"/assets/vendor/echarts.min.js\"")
+        );
+        assert!(page.contains("\"/assets/unknown.js\""));
+        let unique: std::collections::HashSet<_> = VERSIONED.iter().collect();
+        assert_eq!(unique.len(), ASSETS.len());
     }
 
     #[test]

@@ -308,6 +308,15 @@ fn element_end(s: &str, open_end: usize, name: &str) -> usize {
     }
 }
 
+/// A `<style>` element (open tag at `p..end`) with its CSS confined to the app's
+/// wrapper; returns the markup and where the element ends.
+fn scoped_style(s: &str, p: usize, end: usize, app: &str) -> (String, usize) {
+    let close_start = find_ci(s, "</style", end).unwrap_or(s.len());
+    let close = element_end(s, end, "style");
+    let css = super::scope::scope_css(&s[end..close_start], &super::scope::prefix(app));
+    (format!("{}{}</style>", &s[p..end], css), close)
+}
+
 /// What the shell keeps from the app's `<head>`: stylesheets and scripts (vendor
 /// libraries, the app's `style.css`) and `<style>` blocks, with relative URLs made
 /// absolute. Bootstrap (owned by the layout), titles, metas and comments are dropped.
@@ -351,8 +360,8 @@ pub(crate) fn head_resources(head: &str, app: &str) -> String {
             }
             i = close;
         } else if tag_at(head, p, "style") {
-            let close = element_end(head, end, "style");
-            out.push_str(&head[p..close]);
+            let (style, close) = scoped_style(head, p, end, app);
+            out.push_str(&style);
             out.push('\n');
             i = close;
         } else {
@@ -363,7 +372,7 @@ pub(crate) fn head_resources(head: &str, app: &str) -> String {
 }
 
 /// The app's body as the shell injects it: Bootstrap scripts removed, script sources
-/// made absolute; everything else as written.
+/// made absolute, `<style>` confined to the app's wrapper; everything else as written.
 pub(crate) fn body_content(body: &str, app: &str) -> String {
     let mut out = String::with_capacity(body.len());
     let mut i = 0;
@@ -373,6 +382,15 @@ pub(crate) fn body_content(body: &str, app: &str) -> String {
             i = body[p + 4..]
                 .find("-->")
                 .map_or(body.len(), |e| p + 4 + e + 3);
+            continue;
+        }
+        if tag_at(body, p, "style") {
+            let end = tag_end(body, p);
+            let (style, close) = scoped_style(body, p, end, app);
+            out.push_str(&body[copied..p]);
+            out.push_str(&style);
+            copied = close;
+            i = close;
             continue;
         }
         if !tag_at(body, p, "script") {
