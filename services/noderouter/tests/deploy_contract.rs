@@ -143,7 +143,7 @@ async fn a_corpus_of_bad_bundles_is_refused_and_the_previous_version_keeps_servi
             b"PK? no".to_vec(),
             400,
             "bundle.zip",
-            "not a readable zip",
+            "not a zip archive",
         ),
         (
             "zip slip",
