@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# A/B of the sync path between two `noderouter` release binaries (say, before and after a
+# change), in the same run, interleaved: each is started on a fresh database and its own
+# NATS, the guide's starter app (load-tests/apps/starter) is deployed, and wrk drives
+# POST /api/sync/starter {} at 64 and at 1 connection. Compare the ratios, not the
+# absolute figures.
+#
+#   load-tests/ab-sync.sh OLD_BINARY NEW_BINARY [rounds]
+#
+# A binary from before the embedded NATS (it has no --embedded-nats-port) is given a
+# private nats-server without authorization, as it expects.
+set -u
+source "$(dirname "$0")/../scripts/lib.sh"
+set +e +o pipefail
+command -v wrk >/dev/null || apt_install wrk
+OLD=$1; NEW=$2; ROUNDS=${3:-2}; SECS=${SECONDS_PER_RUN:-6}
+APP_DIR="$ROOT/load-tests/apps/starter"
+
+one() { # binary label port
+  local bin=$1 label=$2 port=$3 d db nats_pid="" token extra=()
+  d=$(mktemp -d "$ROOT/.data/ab.XXXX"); chmod 711 "$ROOT/.data" "$d"
+  db="ab_$(basename "$d" | tr -dc 'a-z0-9')"
+  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db" postgres
+  if "$bin" up --help | grep -q -- --embedded-nats-port; then
+    extra=(--embedded-nats-port $((port + 1000)) --data-dir "$d/data")
+  else
+    "$(nats_bin)" -a 127.0.0.1 -p $((port + 1000)) -js -sd "$d/nats" >/dev/null 2>&1 &
+    nats_pid=$!; sleep 0.5
+    extra=(--nats-url "nats://127.0.0.1:$((port + 1000))")
+  fi
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" RUST_LOG=warn "$bin" up \
+    --http-addr "127.0.0.1:$port" --object-store-url "$d/objects" --runner-dir "$d/runner" \
+    "${extra[@]}" >"$d/log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 300); do
+    token=$(grep -o 'export NR_TOKEN=[^ ]*' "$d/log" | head -1 | cut -d= -f2); [ -n "$token" ] && break; sleep 0.2
+  done
+  NR_TOKEN=$token "$bin" app deploy "$APP_DIR" --url "http://127.0.0.1:$port" >"$d/deploy.log" 2>&1 ||
+    { echo "$label: deploy failed (see $d)"; kill $pid; return; }
+  for c in 64 1; do
+    local out
+    out=$(NR_TOKEN=$token BODY='{}' wrk -t$([ $c = 1 ] && echo 1 || echo 2) -c$c -d${SECS}s --latency \
+      -s "$ROOT/load-tests/post.lua" "http://127.0.0.1:$port/api/sync/starter" 2>&1)
+    printf '%-8s c=%-3s %10s req/s   p50 %9s   p99 %9s   non-2xx=%s\n' "$label" $c \
+      "$(awk '/Requests\/sec/{print $2}' <<<"$out")" "$(awk '$1=="50%"{print $2}' <<<"$out")" \
+      "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(awk '/Non-2xx/{print $5}' <<<"$out")"
+  done
+  kill $pid; wait $pid 2>/dev/null
+  [ -n "$nats_pid" ] && { kill $nats_pid; wait $nats_pid 2>/dev/null; }
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE $db WITH (FORCE)" postgres
+  rm -rf "$d"
+}
+echo "sync A/B, guide's starter app, ${SECS}s per run, $(nproc) cores"
+for r in $(seq 1 "$ROUNDS"); do one "$OLD" old 3961; one "$NEW" new 3962; done
