@@ -87,6 +87,11 @@ fn fit_reply(app: &str, status: u16, body: Vec<u8>, max_payload: usize) -> (u16,
 /// runners. Core NATS, batched: whatever accumulated while the last batch was sent goes
 /// in the next message, so the sync path never waits for it. Residual: a replay that
 /// reaches another runner before the broadcast (a few milliseconds) is served twice.
+/// How long accepted nonces gather before they are broadcast together.
+const GOSSIP_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+/// Nonces in one broadcast at most (33 bytes each, well under any payload limit).
+const GOSSIP_MAX: usize = 4096;
+
 async fn share_nonces(
     inner: Arc<Inner>,
     shutdown: CancellationToken,
@@ -126,9 +131,13 @@ async fn share_nonces(
                 n = rx.recv() => n,
             };
             let Some(first) = first else { break };
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(GOSSIP_EVERY) => {}
+            }
             let mut batch = format!("{}\n{first}", inner.id);
             let mut count = 1;
-            while count < 1024 {
+            while count < GOSSIP_MAX {
                 let Ok(next) = rx.try_recv() else { break };
                 batch.push('\n');
                 batch.push_str(&next);

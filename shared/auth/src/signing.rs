@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use hmac::{Hmac, Mac};
-use moka::sync::Cache;
 use nr_contracts::headers;
 use sha2::{Digest, Sha256};
 
@@ -176,17 +175,67 @@ pub enum SigError {
 /// Verifies signatures and remembers nonces for the window.
 pub struct Verifier {
     keys: Keys,
-    seen: Cache<String, ()>,
+    seen: Nonces,
+}
+
+/// Nonces seen, as 64-bit keyed hashes in two generations: a nonce stays between one
+/// and two rotation periods, each period twice the timestamp window, so a request is
+/// remembered for as long as its timestamp can be accepted (a replay inside the window
+/// is refused; one outside it is stale). A set and a hash per request, where a general
+/// cache with per-entry expiry costs more than the check itself. A hash collision (at a
+/// million nonces, about one chance in ten million) refuses a request as a replay; it
+/// never lets one through.
+struct Nonces {
+    hasher: std::collections::hash_map::RandomState,
+    sets: std::sync::Mutex<Generations>,
+    period: Duration,
+}
+
+struct Generations {
+    current: std::collections::HashSet<u64>,
+    previous: std::collections::HashSet<u64>,
+    rotated: std::time::Instant,
+}
+
+/// How long one generation of nonces is filled before it becomes the previous one.
+const ROTATE: Duration = Duration::from_secs(WINDOW.as_secs() * 2);
+
+impl Nonces {
+    fn new(period: Duration) -> Nonces {
+        Nonces {
+            period,
+            hasher: std::collections::hash_map::RandomState::new(),
+            sets: std::sync::Mutex::new(Generations {
+                current: Default::default(),
+                previous: Default::default(),
+                rotated: std::time::Instant::now(),
+            }),
+        }
+    }
+
+    /// Records `nonce`; false when it was already there.
+    fn insert(&self, nonce: &str) -> bool {
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(nonce);
+        // A poisoned lock still holds valid sets (inserts cannot half-happen).
+        let mut g = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if g.rotated.elapsed() >= self.period {
+            let current = std::mem::take(&mut g.current);
+            g.previous = current;
+            g.rotated = std::time::Instant::now();
+        }
+        if g.previous.contains(&key) {
+            return false;
+        }
+        g.current.insert(key)
+    }
 }
 
 impl Verifier {
     pub fn new(keys: Keys) -> Verifier {
         Verifier {
             keys,
-            seen: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(WINDOW * 2 + Duration::from_secs(1))
-                .build(),
+            seen: Nonces::new(ROTATE),
         }
     }
 
@@ -227,8 +276,7 @@ impl Verifier {
             return Err(SigError::Invalid);
         }
         // Only a correctly signed nonce is remembered, so garbage cannot fill the cache.
-        let entry = self.seen.entry(nonce.to_owned()).or_insert(());
-        if !entry.is_fresh() {
+        if !self.seen.insert(nonce) {
             return Err(SigError::Replayed);
         }
         Ok(Some(nonce.to_owned()))
@@ -236,7 +284,7 @@ impl Verifier {
 
     /// Records a nonce another runner accepted, so its replay is refused here too.
     pub fn remember(&self, nonce: &str) {
-        self.seen.insert(nonce.to_owned(), ());
+        self.seen.insert(nonce);
     }
 
     /// The keys replies are signed with.
@@ -289,6 +337,25 @@ mod tests {
             headers::REQUEST_ID
         );
         assert_eq!(sig, mac_of(&text));
+    }
+
+    /// A nonce is refused for at least one rotation period after it was first seen
+    /// (the period is twice the timestamp window in use), and forgotten after two.
+    #[test]
+    fn nonces_are_remembered_for_a_period_then_forgotten() {
+        let period = Duration::from_millis(200);
+        let n = Nonces::new(period);
+        assert!(n.insert("a"));
+        assert!(!n.insert("a"));
+        assert!(n.insert("b"));
+        std::thread::sleep(period + Duration::from_millis(20));
+        // Rotated once: both are in the previous generation, still refused.
+        assert!(!n.insert("a"));
+        assert!(n.insert("c"));
+        std::thread::sleep(period + Duration::from_millis(20));
+        // Rotated twice: "a" and "b" are gone, "c" (seen one period ago) is not.
+        assert!(!n.insert("c"));
+        assert!(n.insert("a"));
     }
 
     #[test]
