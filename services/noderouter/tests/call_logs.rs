@@ -77,8 +77,10 @@ async fn call(h: &Harness, app: &str, rid: &str, body: Value) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-request-id"], rid);
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

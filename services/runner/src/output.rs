@@ -122,12 +122,12 @@ pub fn log_call_line(
         .admit(Instant::now());
     let Some(dropped) = admitted else { return };
     if dropped > 0 {
-        tracing::warn!(target: "app", app, dropped, "app output over the log rate: lines dropped");
+        tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
     }
     if job_id.is_empty() {
-        tracing::info!(target: "app", app, request_id, stream, "{line}");
+        tracing::info!(target: "app", app = %app, request_id = %request_id, stream = %stream, "{line}");
     } else {
-        tracing::info!(target: "app", app, request_id, job_id, stream, "{line}");
+        tracing::info!(target: "app", app = %app, request_id = %request_id, job_id = %job_id, stream = %stream, "{line}");
     }
 }
 
