@@ -14,10 +14,10 @@ import importlib.util
 import inspect
 import json
 import os
-import signal
 import sys
-import time
 import traceback
+
+import nr_contain  # next to this script (the runner's containment helpers)
 
 
 def _out(stream, obj):
@@ -48,94 +48,23 @@ def _app_traceback(exc, app_dir):
     return text.replace(os.path.join(app_dir, ""), "")
 
 
-def _import_lock(app_name):
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        return None
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("noderouter:import:" + app_name,))
-        return conn
-    except Exception as exc:  # the import still runs, unserialised
-        sys.stderr.write("[noderouter] import lock unavailable for %s: %s\n" % (app_name, exc))
-        return None
-
-
-def _env_int(name):
-    try:
-        return max(0, int(os.environ.get(name, "0")))
-    except ValueError:
-        return 0
-
-
 def _contain():
     """The runner's limits, and a child subreaper so whatever module code starts
     (``setsid`` + double fork included) stays under this process to be killed."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except Exception as exc:
-        sys.stderr.write("[noderouter] cannot become a child subreaper: %s\n" % exc)
+    nr_contain.become_subreaper()
     try:
         import resource
 
+        nr_contain.limit_process()
         for name, res, scale in (
-            ("NR_APP_MAX_PROCS", resource.RLIMIT_NPROC, 1),
-            ("NR_APP_MAX_FILE_MB", resource.RLIMIT_FSIZE, 1024 * 1024),
             ("NR_APP_CPU_S", resource.RLIMIT_CPU, 1),
             ("NR_WORKER_MEMORY_MB", resource.RLIMIT_AS, 1024 * 1024),
         ):
-            value = _env_int(name)
+            value = nr_contain.env_int(name)
             if value > 0:
                 resource.setrlimit(res, (value * scale, value * scale))
     except Exception as exc:
-        sys.stderr.write("[noderouter] cannot set process limits: %s\n" % exc)
-
-
-def _children(pid):
-    out = []
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
-                out.extend(int(x) for x in fh.read().split())
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def _kill_descendants():
-    me = os.getpid()
-    for _ in range(500):
-        kids = _children(me)
-        if not kids:
-            return
-        todo, tree = list(kids), []
-        while todo:
-            pid = todo.pop()
-            tree.append(pid)
-            todo.extend(_children(pid))
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-        time.sleep(0.001)
+        nr_contain.log("[noderouter] cannot set process limits: %s" % exc)
 
 
 def check(app_name, app_dir):
@@ -162,7 +91,7 @@ def check(app_name, app_dir):
         sys.path.insert(0, libs)
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
-    lock = _import_lock(app_name)
+    lock = nr_contain.import_lock(app_name)
     try:
         spec = importlib.util.spec_from_file_location("main", path)
         module = importlib.util.module_from_spec(spec)
@@ -173,11 +102,7 @@ def check(app_name, app_dir):
         return {"ok": False, "rule": "main.import", "line": _app_frame_line(exc.__traceback__, app_dir),
                 "message": "main.py fails on import: %s: %s" % (type(exc).__name__, exc), "traceback": tb}
     finally:
-        if lock is not None:
-            try:
-                lock.close()
-            except Exception:
-                pass
+        nr_contain.release(lock)
 
     execute = getattr(module, "execute", None)
     if execute is None:
@@ -222,7 +147,7 @@ def main():
     except Exception:
         pass
     # Nothing the module started outlives the check.
-    _kill_descendants()
+    nr_contain.kill_descendants()
     _out(result_stream, result)
     sys.stderr.flush()
     # Threads or atexit hooks the app started must not keep the check alive.

@@ -21,6 +21,8 @@ use nr_infra::contain;
 use crate::findings::{finding, Refused};
 
 const CHECKER: &str = include_str!("../python/nr_check.py");
+/// The containment helpers the checker shares with the runner's app host.
+const CONTAIN: &str = include_str!("../../runner/python/nr_contain.py");
 /// The app SDK the runner puts on `PYTHONPATH` (`from noderouter import progress`), so
 /// an app importing it passes here as it loads there.
 const SDK_INIT: &str = include_str!("../../runner/python/noderouter/__init__.py");
@@ -76,6 +78,9 @@ impl ImportCheck {
         tokio::fs::write(&script, CHECKER)
             .await
             .map_err(|e| Refused::internal(format!("cannot write the import checker: {e}")))?;
+        tokio::fs::write(py_dir.join("nr_contain.py"), CONTAIN)
+            .await
+            .map_err(|e| Refused::internal(format!("cannot write the containment helpers: {e}")))?;
         tokio::fs::write(sdk_dir.join("__init__.py"), SDK_INIT)
             .await
             .map_err(|e| Refused::internal(format!("cannot write the app SDK: {e}")))?;

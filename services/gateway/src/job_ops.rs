@@ -238,7 +238,7 @@ pub(crate) struct JobLogs {
     job_id: String,
     status: String,
     /// stdout, stderr and `logging` lines of the last attempt, each prefixed with
-    /// `[<job id>]`; long lines and the whole are cut with a marker. Empty while the
+    /// `[<request id>]` (of the submit; the job id without one); long lines and the whole are cut with a marker. Empty while the
     /// job has not finished an attempt.
     logs: String,
 }

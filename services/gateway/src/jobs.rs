@@ -98,6 +98,7 @@ pub(crate) async fn submit(
     State(state): State<Arc<AppState>>,
     Path(app): Path<String>,
     caller: Caller,
+    request_id: Option<axum::Extension<crate::RequestId>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Submitted>), ApiError> {
@@ -167,6 +168,7 @@ pub(crate) async fn submit(
             payload: &payload,
             submitted_by: &caller.0.sub,
             idempotency_key: idempotency_key.as_deref(),
+            request_id: request_id.as_ref().map(|r| r.0 .0.as_str()),
         },
     )
     .await?;
@@ -188,6 +190,8 @@ pub(crate) struct NewJob<'a> {
     pub(crate) payload: &'a serde_json::Value,
     pub(crate) submitted_by: &'a str,
     pub(crate) idempotency_key: Option<&'a str>,
+    /// The submit's request id, carried by the job's log lines.
+    pub(crate) request_id: Option<&'a str>,
 }
 
 /// Records a job and queues it for the runners. A job id (or Idempotency-Key) taken
@@ -200,6 +204,7 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         payload,
         submitted_by,
         idempotency_key,
+        request_id,
     } = job;
     // Runs in all: the manifest's `job_retry.attempts`, else the platform's default.
     let max_attempts = state
@@ -220,6 +225,7 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
             submitted_by,
             idempotency_key,
             node: &state.node,
+            request_id,
         },
     )
     .await;

@@ -31,6 +31,24 @@ async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
     b["job_id"].as_str().unwrap().to_owned()
 }
 
+/// Submits with `X-Request-Id: rid`; the job's id.
+async fn submit_as_request(h: &Harness, app: &str, rid: &str, body: Value) -> String {
+    let r = h
+        .http
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("x-request-id", rid)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-request-id"], rid);
+    r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -242,8 +260,16 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
     let stranger = user(&h, "stranger", &[]).await;
     let mut mine = ws(&h.url, h.platform.as_ref().unwrap().admin_token()).await;
     let mut theirs = ws(&h.url, &login(&h, "stranger").await).await;
-    let id = submit_id(&h, &app, json!({"n": 1})).await;
-    let many = submit_id(&h, &app, json!({"n": 2, "lines": 5000, "fail": true})).await;
+    // Every line carries the request id of the submit.
+    let (rid, many_rid) = (app_name("rid-one"), app_name("rid-many"));
+    let id = submit_as_request(&h, &app, &rid, json!({"n": 1})).await;
+    let many = submit_as_request(
+        &h,
+        &app,
+        &many_rid,
+        json!({"n": 2, "lines": 5000, "fail": true}),
+    )
+    .await;
     // Live over the WebSocket, to the submitter only.
     let live = job_messages(&mut mine, &id).await;
     let lines: Vec<&str> = live
@@ -252,8 +278,12 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
         .filter_map(|m| m["line"].as_str())
         .collect();
     assert!(
-        lines.contains(&format!("[{id}] hello from the job").as_str()),
+        lines.contains(&format!("[{rid}] hello from the job").as_str()),
         "no live log line in {live:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with(&format!("[{rid}] "))),
+        "{lines:?}"
     );
     let log_at = live.iter().position(|m| m["type"] == "job_log").unwrap();
     let final_at = live
@@ -300,16 +330,16 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
     };
     let text = logs(id.clone()).await;
     assert!(
-        text.contains(&format!("[{id}] hello from the job")),
+        text.contains(&format!("[{rid}] hello from the job")),
         "{text}"
     );
     assert!(
-        text.contains(&format!("[{id}] WARNING chatty: careful: 1")),
+        text.contains(&format!("[{rid}] WARNING chatty: careful: 1")),
         "{text}"
     );
     assert!(text.contains("line truncated, 10000 characters"), "{text}");
     assert!(
-        text.lines().all(|l| l.starts_with(&format!("[{id}] "))),
+        text.lines().all(|l| l.starts_with(&format!("[{rid}] "))),
         "{text}"
     );
 
@@ -319,8 +349,13 @@ async fn logs_are_kept_with_the_job_and_listings_leave_results_out() {
     assert!(text.len() <= 16384 + 200, "{} bytes kept", text.len());
     assert!(text.contains("log truncated"), "no truncation marker");
     assert!(
-        text.contains(&format!("[{many}] line 0")),
+        text.contains(&format!("[{many_rid}] line 0")),
         "first lines kept"
+    );
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with(&format!("[{many_rid}] "))),
+        "{text}"
     );
 
     // Another user sees neither the job nor its logs.

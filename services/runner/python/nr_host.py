@@ -26,12 +26,13 @@ import time
 import traceback
 import uuid
 
+import nr_contain  # next to this script: containment helpers shared with the deploy check
+import nr_output  # next to this script: output of app code during calls
+
 _LEN = struct.Struct(">II")
 
 
-def _log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+_log = nr_contain.log
 
 
 # ── JSON ──────────────────────────────────────────────────────────────────────
@@ -80,42 +81,20 @@ def send_frame(sock, header, body=b""):
 # ── Import ────────────────────────────────────────────────────────────────────
 
 
-def _import_lock(app_name):
-    """Session-level advisory lock so two runners never run module code concurrently."""
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        return None
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("noderouter:import:" + app_name,))
-        return conn
-    except Exception as exc:  # the import still runs, unserialised
-        _log("[noderouter] import lock unavailable for %s: %s" % (app_name, exc))
-        return None
-
-
 def load_app(app_name, app_dir):
     libs = os.path.join(app_dir, "libs")
     if os.path.isdir(libs):
         sys.path.insert(0, libs)
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
-    lock = _import_lock(app_name)
+    lock = nr_contain.import_lock(app_name)
     try:
         spec = importlib.util.spec_from_file_location("main", os.path.join(app_dir, "main.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules["main"] = module
         spec.loader.exec_module(module)
     finally:
-        if lock is not None:
-            try:
-                lock.close()
-            except Exception:
-                pass
+        nr_contain.release(lock)
     execute = getattr(module, "execute", None)
     if not callable(execute):
         raise TypeError("main.py does not define a callable execute(data, conn=None)")
@@ -203,11 +182,7 @@ def _actions_of(result):
     return out
 
 
-def _env_int(name):
-    try:
-        return max(0, int(os.environ.get(name, "0")))
-    except ValueError:
-        return 0
+_env_int = nr_contain.env_int
 
 
 def _limit_memory():
@@ -222,34 +197,10 @@ def _limit_memory():
 
 # ── Containment ───────────────────────────────────────────────────────────────
 
-_PR_SET_CHILD_SUBREAPER = 36
-
-
-def _become_subreaper():
-    """Orphans of this process's descendants (``setsid`` + double fork included) are
-    re-parented here instead of to init, so they can always be found and killed."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            _log("[noderouter] cannot become a child subreaper (errno %d)" % ctypes.get_errno())
-    except Exception as exc:
-        _log("[noderouter] cannot become a child subreaper: %s" % exc)
-
-
 def _limit_process():
     """Hard limits on processes of the app's uid and on file size (the app cannot raise
     them), and a CPU-time limit for the import."""
-    import resource
-
-    procs = _env_int("NR_APP_MAX_PROCS")
-    if procs > 0:
-        resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
-    fsize = _env_int("NR_APP_MAX_FILE_MB")
-    if fsize > 0:
-        limit = fsize * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    nr_contain.limit_process()
     _limit_cpu()
 
 
@@ -286,183 +237,20 @@ def _limit_cpu():
 _CPU_S = []
 
 
-def _children(pid):
-    out = []
-    try:
-        tasks = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
-                out.extend(int(x) for x in fh.read().split())
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-_WALL = 0x40000000  # waitpid's __WALL: children with any exit signal (clone() included)
-
-
-def _has_children():
-    """One system call: false only when this process has no child at all, live or
-    zombie. As a child subreaper, it then has no descendant either (orphans come back
-    to it), so the /proc walk below is needed only when something was started."""
-    try:
-        pid, _ = os.waitpid(-1, os.WNOHANG | _WALL)
-    except ChildProcessError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _kill_descendants():
-    """Kills every process this one started (and every orphan re-parented to it), then
-    reaps them. Costs one waitpid when there are none."""
-    if not _has_children():
-        return
-    me = os.getpid()
-    for _ in range(500):
-        kids = _children(me)
-        if not kids:
-            return
-        todo, tree = list(kids), []
-        while todo:
-            pid = todo.pop()
-            tree.append(pid)
-            todo.extend(_children(pid))
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-        time.sleep(0.001)
-
-
-# ── Output capture (jobs) ─────────────────────────────────────────────────────
-
-_LINE_MAX = 4096  # characters of one kept line
-_LIVE_PER_S = 50  # live log lines a job may send per second (the rest are kept only)
-
-
-class _Capture:
-    """stdout, stderr and ``logging`` output of one call: every line prefixed with the
-    request id, long lines cut with a marker, at most ``cap`` bytes kept; the first
-    lines of each second also sent live to the runner."""
-
-    def __init__(self, rid, cap, emit):
-        self.rid, self.cap, self.emit = rid, cap, emit
-        self.lines, self.size, self.dropped = [], 0, 0
-        self.window, self.sent = 0, 0
-
-    def line(self, text):
-        if len(text) > _LINE_MAX:
-            text = text[:_LINE_MAX] + " ...[line truncated, %d characters]" % len(text)
-        entry = "[%s] %s" % (self.rid, text)
-        n = len(entry.encode("utf-8", "replace")) + 1
-        if self.size + n > self.cap:
-            self.dropped += n
-            return
-        self.lines.append(entry)
-        self.size += n
-        now = int(time.monotonic())
-        if now != self.window:
-            self.window, self.sent = now, 0
-        if self.sent < _LIVE_PER_S:
-            self.sent += 1
-            try:
-                self.emit(entry)
-            except OSError:
-                pass
-
-    def text(self):
-        out = "\n".join(self.lines)
-        if self.dropped:
-            out += "\n[%s] ...[log truncated: %d more bytes not kept]" % (self.rid, self.dropped)
-        return out
-
-
-class _Stream:
-    """A text stream feeding whole lines to a capture."""
-
-    def __init__(self, capture):
-        self.capture, self.partial = capture, ""
-        self.encoding, self.errors = "utf-8", "replace"
-
-    def write(self, s):
-        if not isinstance(s, str):
-            s = str(s)
-        self.partial += s
-        while "\n" in self.partial:
-            line, self.partial = self.partial.split("\n", 1)
-            self.capture.line(line)
-        if len(self.partial) > _LINE_MAX * 2:
-            self.capture.line(self.partial)
-            self.partial = ""
-        return len(s)
-
-    def flush(self):
-        pass
-
-    def close_line(self):
-        if self.partial:
-            self.capture.line(self.partial)
-            self.partial = ""
-
-    def isatty(self):
-        return False
-
-    def writable(self):
-        return True
-
-
-def _start_capture(header, sock):
-    """Redirects output for a call that asks for it; returns a function that undoes the
-    redirection and gives the captured text."""
-    cap = header.get("capture")
-    if not isinstance(cap, int) or cap <= 0:
-        return None
-    import logging
-
-    capture = _Capture(header.get("rid") or "", cap, lambda line: send_frame(sock, {"log": line}))
-    out, err = _Stream(capture), _Stream(capture)
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-
-    def stop():
-        root.removeHandler(handler)
-        sys.stdout, sys.stderr = saved
-        out.close_line()
-        err.close_line()
-        return capture.text()
-
-    return stop
-
-
 def serve_worker(sock, execute, wants_conn, is_async):
     """Serves calls one at a time. Per call: one frame in, `execute`, one frame out, the
     connection handed back clean, the CPU limit reset and a check that nothing the call
     started is still running (one waitpid when nothing was)."""
     reader = sock.makefile("rb")
     holder = ConnHolder()
+    output = nr_output.CallOutput(lambda header, body=b"": send_frame(sock, header, body))
+    output.install()
     try:
         import noderouter as sdk
     except ImportError:
         sdk = None
     if sdk is not None:
-        sdk._emit = lambda header: send_frame(sock, header)
+        sdk._emit = output.frame
     if wants_conn:
         try:
             holder.get()
@@ -478,14 +266,19 @@ def serve_worker(sock, execute, wants_conn, is_async):
             os._exit(0)
         reply = {"id": header.get("id")}
         out = b""
-        stop_capture = _start_capture(header, sock)
+        extra = header.get("inject") or {}
+        job = extra.get("_job_id") if isinstance(extra, dict) else None
+        rid = header.get("rid") or ""
+        # A job keeps its output (`capture` bytes); a sync call logs it (`cap` bytes).
+        keep = header.get("capture")
+        keep = keep if isinstance(keep, int) and keep > 0 else None
+        output.begin(rid, job or "", keep or header.get("cap"), keep is not None)
+        if sdk is not None:
+            sdk._job_id, sdk._request_id = job, rid or None
         try:
             data = loads(body) if body else {}
-            extra = header.get("inject")
             if extra and isinstance(data, dict):
                 data.update(extra)
-            if sdk is not None:
-                sdk._job_id = extra.get("_job_id") if extra else None
             _limit_cpu()
             if wants_conn:
                 try:
@@ -511,16 +304,17 @@ def serve_worker(sock, execute, wants_conn, is_async):
             reply["ok"] = False
             reply["error"] = "%s: %s" % (type(exc).__name__, exc)
             reply["traceback"] = traceback.format_exc()
-            if stop_capture is not None:  # kept with the job, as a script's stderr would
+            if keep is not None:  # kept with the job, as a script's stderr would
                 sys.stderr.write(reply["traceback"])
         finally:
             holder.clean()
             # Nothing the call started outlives it (forks, setsid daemons, subprocesses).
-            _kill_descendants()
-            if stop_capture is not None:
-                reply["logs"] = stop_capture()
+            nr_contain.kill_descendants()
+            logs = output.end()
+            if keep is not None:
+                reply["logs"] = logs or ""
         try:
-            send_frame(sock, reply, out)
+            output.frame(reply, out)
         except OSError:
             os._exit(0)
 
@@ -535,7 +329,7 @@ def fork_worker(token, sock_path, execute, wants_conn, is_async):
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
-        _become_subreaper()
+        nr_contain.become_subreaper()
         for fd in _CONTROL_FDS:  # the host's control pipes are not the worker's
             try:
                 os.close(fd)
@@ -565,7 +359,8 @@ def main():
         ctl.write(json.dumps(obj) + "\n")
         ctl.flush()
 
-    _become_subreaper()
+    nr_contain.become_subreaper()
+    nr_output.install_record_factory()
     try:
         _limit_process()
     except Exception as exc:

@@ -79,7 +79,8 @@ pub struct JobArgs {
     /// Resident memory (MiB) past which a job worker is replaced after its job (0: never).
     #[arg(long, env = "NR_JOB_WORKER_MAX_RSS_MB", default_value_t = 256)]
     pub job_worker_max_rss_mb: u64,
-    /// Bytes of stdout, stderr and `logging` output kept per job.
+    /// Bytes of stdout, stderr and `logging` output kept per job, and logged per sync
+    /// call (the rest is left out, with a marker line saying how much).
     #[arg(long, env = "NR_JOB_LOG_BYTES", default_value_t = 65_536)]
     pub job_log_bytes: usize,
     /// Finished jobs (and their results and logs) are deleted this long after they

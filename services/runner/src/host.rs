@@ -24,6 +24,9 @@ pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
 mod job_pool;
+mod wire;
+
+use wire::{ForkReply, LoadReply, ReplyHeader};
 
 /// What to load.
 pub struct LoadSpec {
@@ -86,48 +89,9 @@ pub struct FiredAction {
 pub struct CallReply {
     pub body: Vec<u8>,
     pub actions: Vec<FiredAction>,
-    /// Captured stdout, stderr and `logging` output (jobs only).
+    /// Captured stdout, stderr and `logging` output (jobs only; a sync call's lines
+    /// go to the platform's log as they come).
     pub logs: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ReplyHeader {
-    /// Present on a progress frame; the final reply has none.
-    #[serde(default)]
-    progress: Option<i32>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    traceback: Option<String>,
-    #[serde(default)]
-    actions: Vec<FiredAction>,
-    /// A live log line of a job (a frame of its own, like progress).
-    #[serde(default)]
-    log: Option<String>,
-    /// The job's captured output, on the final reply.
-    #[serde(default)]
-    logs: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct LoadReply {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    traceback: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ForkReply {
-    #[serde(default)]
-    pid: Option<i32>,
-    #[serde(default)]
-    error: Option<String>,
 }
 
 struct Control {
@@ -171,6 +135,8 @@ pub struct AppHost {
     /// Idle job workers (never used for sync calls) and how many jobs each served.
     job_idle: Mutex<Vec<(Worker, u32)>>,
     jobs: JobPoolSpec,
+    /// The platform log's rate for this app's output, its calls' lines included.
+    log_rate: output::SharedRate,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -184,7 +150,8 @@ impl AppHost {
         else {
             return Err(LoadError::Host("host process has no pipes".into()));
         };
-        let tail = output::log_app_output(stderr, spec.app.clone(), STDERR_TAIL);
+        let log_rate = output::SharedRate::default();
+        let tail = output::log_app_output(stderr, spec.app.clone(), STDERR_TAIL, log_rate.clone());
         let mut stdout = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(spec.import_timeout, stdout.next_line()).await;
         let line = match first {
@@ -250,6 +217,7 @@ impl AppHost {
             workers: Mutex::new(HashSet::new()),
             job_idle: Mutex::new(Vec::new()),
             jobs: spec.jobs,
+            log_rate,
         });
         let warm = host
             .fork_worker()
@@ -381,6 +349,7 @@ impl AppHost {
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
             "rid": request_id,
+            "cap": self.jobs.log_bytes,
         });
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let result = self
@@ -415,12 +384,17 @@ impl AppHost {
         };
         let stream = &mut worker.stream;
         let rid = header["rid"].as_str().unwrap_or("").to_owned();
+        let job = header["inject"]["_job_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
                 if let Some(line) = h.log {
-                    tracing::info!(target: "app", app = %self.app, rid = %rid, "{line}");
+                    let stream = h.stream.as_deref().unwrap_or("stderr");
+                    output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line);
                     if let Some(tx) = &progress {
                         let _ = tx.send(Progress {
                             percent: 0,

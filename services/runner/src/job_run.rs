@@ -139,7 +139,7 @@ pub(crate) async fn handle(
         })
     };
 
-    let (outcome, retry) = run(&inner, &job, id, attempt, &claimed.payload, cancel).await;
+    let (outcome, retry) = run(&inner, &job, id, attempt, &claimed, cancel).await;
     renew.abort();
     inner.jobs.lock().remove(&id);
     let retry = retry.unwrap_or_default();
@@ -332,9 +332,10 @@ async fn run(
     job: &JobSubmitted,
     id: Uuid,
     attempt: i32,
-    payload: &serde_json::Value,
+    claimed: &nr_jobs::Claimed,
     cancel: CancellationToken,
 ) -> (Result<JobOutput, Failure>, Option<JobRetry>) {
+    let payload = &claimed.payload;
     let fail = |kind, error: String| Failure {
         kind,
         error,
@@ -379,7 +380,14 @@ async fn run(
         .map(nr_contracts::manifest::Seconds::duration)
         .unwrap_or_else(|| nr_contracts::manifest::duration_or(inner.config.job_timeout_s, 300.0));
     let outcome = host
-        .run_job(&body, &id.to_string(), limit, tx, cancel)
+        .run_job(
+            &body,
+            &id.to_string(),
+            claimed.request_id.as_deref(),
+            limit,
+            tx,
+            cancel,
+        )
         .await;
     let _ = reporter.await;
     let out = match outcome {

@@ -41,6 +41,8 @@ pub use config::{JobArgs, RunnerConfig};
 use host::{AppHost, Spawner};
 
 const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
+const CONTAIN_SCRIPT: &str = include_str!("../python/nr_contain.py");
+const OUTPUT_SCRIPT: &str = include_str!("../python/nr_output.py");
 const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
 
 /// Shared connections a runner uses; built by the caller so several services in one
@@ -150,6 +152,8 @@ impl Runner {
         std::fs::create_dir_all(py_dir.join("noderouter"))
             .with_context(|| format!("cannot create {}", py_dir.display()))?;
         std::fs::write(py_dir.join("nr_host.py"), HOST_SCRIPT)?;
+        std::fs::write(py_dir.join("nr_contain.py"), CONTAIN_SCRIPT)?;
+        std::fs::write(py_dir.join("nr_output.py"), OUTPUT_SCRIPT)?;
         std::fs::write(py_dir.join("noderouter").join("__init__.py"), SDK_INIT)?;
         let bundles_dir = root.join("apps");
         std::fs::create_dir_all(&bundles_dir)?;

@@ -1,8 +1,11 @@
-//! App output (the host's and its workers' stderr) read with a bounded reader: a line is
-//! capped at [`MAX_LINE`] bytes (the rest is skipped and a marker says how much), and
-//! lines are rate-limited per app host ([`RATE`] a second, bursts of [`BURST`]), so an
-//! app printing a 32 MB line or a flood of lines costs the platform a fixed amount of
-//! memory and log volume.
+//! App output in the platform's log (target `app`). Output outside a call (module code,
+//! threads between calls, subprocesses writing to the file descriptors) is the host's
+//! and its workers' stderr, read with a bounded reader: a line is capped at
+//! [`MAX_LINE`] bytes (the rest is skipped and a marker says how much). Output during a
+//! call comes as frames from the worker, already capped per call, and is logged with
+//! the call's request id and its stream ([`log_call_line`]). Both are rate-limited per
+//! app host ([`RATE`] a second, bursts of [`BURST`]), so an app printing a 32 MB line or
+//! a flood of lines costs the platform a fixed amount of memory and log volume.
 
 use std::time::Instant;
 
@@ -100,12 +103,40 @@ impl LogRate {
     }
 }
 
+/// One app host's log rate, shared by its stderr and its calls' lines.
+pub type SharedRate = std::sync::Arc<std::sync::Mutex<LogRate>>;
+
+/// Logs one line of a call's output with the app, the request id, the stream
+/// (`stdout`, `stderr`, `logging`) and, for a job, its id, within the host's rate.
+pub fn log_call_line(
+    rate: &SharedRate,
+    app: &str,
+    request_id: &str,
+    job_id: &str,
+    stream: &str,
+    line: &str,
+) {
+    let admitted = rate
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(Instant::now());
+    let Some(dropped) = admitted else { return };
+    if dropped > 0 {
+        tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
+    }
+    if job_id.is_empty() {
+        tracing::info!(target: "app", app = %app, request_id = %request_id, stream = %stream, "{line}");
+    } else {
+        tracing::info!(target: "app", app = %app, request_id = %request_id, job_id = %job_id, stream = %stream, "{line}");
+    }
+}
+
 /// The last lines of an app's output, kept for the error of a failed import.
 pub type Tail = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>;
 
-/// Logs `app`'s output (capped lines, rate-limited) in the background and keeps its
-/// last `keep` lines.
-pub fn log_app_output<R>(output: R, app: String, keep: usize) -> Tail
+/// Logs `app`'s output (capped lines, rate-limited by `rate`) in the background and
+/// keeps its last `keep` lines.
+pub fn log_app_output<R>(output: R, app: String, keep: usize, rate: SharedRate) -> Tail
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -113,9 +144,12 @@ where
     let kept = tail.clone();
     tokio::spawn(async move {
         let mut lines = CappedLines::new(output, MAX_LINE);
-        let mut rate = LogRate::default();
         while let Ok(Some(line)) = lines.next_line().await {
-            match rate.admit(Instant::now()) {
+            let admitted = rate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .admit(Instant::now());
+            match admitted {
                 Some(0) => tracing::info!(target: "app", app = %app, "{line}"),
                 Some(dropped) => {
                     tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");

@@ -155,7 +155,7 @@ pub const JOB_LOG: &str = "job.log";
 pub struct JobLog {
     pub job_id: String,
     pub app_name: String,
-    /// The line, prefixed with `[<job id>]`.
+    /// The line, prefixed with `[<request id>]` (the submit's; the job id without one).
     pub line: String,
     /// Who submitted the job, so a hub can route it.
     #[serde(default)]

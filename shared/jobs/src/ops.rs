@@ -20,13 +20,15 @@ pub struct NewJob<'a> {
     pub submitted_by: &'a str,
     pub idempotency_key: Option<&'a str>,
     pub node: &'a str,
+    /// The request id of the submit (`X-Request-Id`), carried by the job's log lines.
+    pub request_id: Option<&'a str>,
 }
 
 pub async fn submit(db: &PgPool, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO noderouter_core.job_queue \
-             (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(job.id)
     .bind(job.app)
@@ -37,6 +39,7 @@ pub async fn submit(db: &PgPool, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
     .bind(job.submitted_by)
     .bind(job.idempotency_key)
     .bind(job.node)
+    .bind(job.request_id)
     .execute(db)
     .await
     .map(|_| ())
@@ -63,6 +66,8 @@ pub struct Claimed {
     pub max_attempts: i32,
     pub payload: Value,
     pub submitted_by: Option<String>,
+    /// The request id of the submit, if it came through the HTTP API.
+    pub request_id: Option<String>,
 }
 
 /// Claims every job of `ids` that may run now, in one statement: pending and past its
@@ -73,14 +78,15 @@ pub async fn claim(
     node: &str,
     lease: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows: Vec<(Uuid, i32, i32, Value, Option<String>)> = sqlx::query_as(
+    type Row = (Uuid, i32, i32, Value, Option<String>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
         "UPDATE noderouter_core.job_queue \
          SET status = $4, attempt = attempt + 1, node = $2, progress = 0, not_before = NULL, \
              lease_until = NOW() + make_interval(secs => $3) \
          WHERE id = ANY($1) AND attempt < max_attempts \
            AND ((status = $5 AND (not_before IS NULL OR not_before <= NOW())) \
                 OR (status = $4 AND lease_until < NOW())) \
-         RETURNING id, attempt, max_attempts, payload, submitted_by",
+         RETURNING id, attempt, max_attempts, payload, submitted_by, request_id",
     )
     .bind(ids)
     .bind(node)
@@ -92,12 +98,13 @@ pub async fn claim(
     Ok(rows
         .into_iter()
         .map(
-            |(id, attempt, max_attempts, payload, submitted_by)| Claimed {
+            |(id, attempt, max_attempts, payload, submitted_by, request_id)| Claimed {
                 id,
                 attempt,
                 max_attempts,
                 payload,
                 submitted_by,
+                request_id,
             },
         )
         .collect())

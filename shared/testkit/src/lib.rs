@@ -6,7 +6,9 @@
 //! - [`TestDb`]: a fresh Postgres database on the local server, dropped afterwards.
 //! - [`python`]: the interpreter the runner uses (the project's `.venv` when present).
 //! - [`zip_files`]: builds a bundle zip in memory.
+//! - [`runner_secret`]: the start-up check of services that sign runner requests.
 
+pub mod runner_secret;
 pub mod s3;
 
 use std::io::Write;

@@ -304,6 +304,7 @@ async fn submit_tick(
             payload: &payload,
             submitted_by: &by,
             idempotency_key: None,
+            request_id: None,
         },
     )
     .await;

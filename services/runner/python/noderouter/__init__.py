@@ -12,22 +12,35 @@
 on ``job.progress.<app>.<job_id>``. Outside an async job it does nothing, so the same
 code runs on the sync path.
 
+What the app prints (stdout, stderr) and logs (``logging``) during a call reaches the
+platform's log with the app, the request id and the stream; ``request_id()`` gives the
+call's request id.
+
 ``read_upload(handle)`` returns the bytes of a file uploaded to a route declaring
 ``upload`` (``data["body"]["files"][i]``: ``name``, ``size``, ``content_type``).
 """
 
-__all__ = ["progress", "job_id", "read_upload", "download", "__version__"]
+__all__ = ["progress", "job_id", "request_id", "read_upload", "download", "__version__"]
 __version__ = "1.0.0"
 
 # Set by the runner's worker loop: a function sending one frame header to the runner,
-# and the id of the job being run (None on the sync path).
+# the id of the job being run (None on the sync path) and the request id of the call
+# (of the job's submit, for a job).
 _emit = None
 _job_id = None
+_request_id = None
 
 
 def job_id():
     """The id of the async job being run, or None on the sync path."""
     return _job_id
+
+
+def request_id():
+    """The request id of the call being served (for a job, the id of the request that
+    submitted it), as the platform's log and ``X-Request-Id`` show it; None outside a
+    call. ``logging`` records carry it too, as ``%(request_id)s``."""
+    return _request_id
 
 
 def progress(percent, message=None):

@@ -35,6 +35,7 @@ impl AppHost {
         &self,
         body: &[u8],
         job_id: &str,
+        request_id: Option<&str>,
         limit: Duration,
         progress: tokio::sync::mpsc::UnboundedSender<Progress>,
         cancel: CancellationToken,
@@ -51,7 +52,8 @@ impl AppHost {
         };
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
-            "rid": job_id,
+            // The submit's request id on every line; the job id where there was none.
+            "rid": request_id.filter(|r| !r.is_empty()).unwrap_or(job_id),
             "inject": {"_job_id": job_id},
             "capture": self.jobs.log_bytes,
         });

@@ -1,0 +1,173 @@
+//! What an app prints and logs during a sync call reaches the platform's log with the
+//! app, the call's request id and the stream on every line, capped per call; a job's
+//! platform log lines carry the submit's request id and the job id. The platform runs
+//! in this process: its log is read from a tracing subscriber writing to memory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use common::Harness;
+use nr_testkit::{app_name, manifest};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Everything the platform logged so far.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_platform_log() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .init();
+    });
+}
+
+/// The platform log's lines holding `needle`.
+fn logged(needle: &str) -> Vec<String> {
+    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+const TALKER: &str = r#"import logging, sys
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s [%(request_id)s] %(message)s")
+log = logging.getLogger("talker")
+
+def execute(data, conn=None):
+    tag = data["tag"]
+    print("to stdout " + tag)
+    print("to stderr " + tag, file=sys.stderr)
+    log.info("to logging " + tag)
+    for i in range(data.get("lines", 0)):
+        print("flood %s %04d %s" % (tag, i, "z" * 80))
+    return {"ok": True}
+"#;
+
+async fn call(h: &Harness, app: &str, rid: &str, body: Value) {
+    let r = h
+        .http
+        .post(format!("{}/api/sync/{app}", h.url))
+        .header("x-request-id", rid)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], rid);
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
+    capture_platform_log();
+    let h = Harness::start_with(&["--job-log-bytes", "4096"]).await;
+    let app = app_name("talker");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", TALKER),
+        ],
+    )
+    .await;
+
+    let (tag, rid) = (app_name("tag"), app_name("rid"));
+    call(&h, &app, &rid, json!({"tag": tag})).await;
+    for (stream, text) in [
+        ("stdout", format!("to stdout {tag}")),
+        ("stderr", format!("to stderr {tag}")),
+        ("logging", format!("INFO talker [{rid}] to logging {tag}")),
+    ] {
+        let lines = logged(&text);
+        assert_eq!(lines.len(), 1, "{text:?} logged once: {lines:?}");
+        let line = &lines[0];
+        for field in [
+            format!("app={app}"),
+            format!("request_id={rid}"),
+            format!("stream={stream}"),
+        ] {
+            assert!(line.contains(&field), "{field} missing in {line}");
+        }
+    }
+
+    // Over the cap: the first lines are logged, then one marker says what was left out.
+    let (tag, rid) = (app_name("flood"), app_name("rid"));
+    call(&h, &app, &rid, json!({"tag": tag, "lines": 200})).await;
+    let flood = logged(&format!("flood {tag} "));
+    assert!(flood.len() > 10, "the first lines are logged: {flood:?}");
+    assert!(
+        flood.len() < 200,
+        "{} lines logged past the cap",
+        flood.len()
+    );
+    assert!(flood[0].contains(&format!("flood {tag} 0000")), "{flood:?}");
+    assert!(flood
+        .iter()
+        .all(|l| l.contains(&format!("request_id={rid}")) && l.contains(&format!("app={app}"))));
+    let marker = logged("output truncated");
+    let marker: Vec<_> = marker
+        .iter()
+        .filter(|l| l.contains(&format!("request_id={rid}")))
+        .collect();
+    assert_eq!(marker.len(), 1, "{marker:?}");
+    assert!(marker[0].contains("over the cap of 4096"), "{}", marker[0]);
+
+    // A job's lines in the platform log carry the submit's request id and the job id.
+    let (tag, rid) = (app_name("job"), app_name("rid"));
+    let r = h
+        .http
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("x-request-id", &rid)
+        .json(&json!({"tag": tag}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let lines = logged(&format!("to stdout {tag}"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    for field in [
+        format!("app={app}"),
+        format!("request_id={rid}"),
+        format!("job_id={id}"),
+        "stream=stdout".to_owned(),
+        format!("[{rid}] to stdout {tag}"),
+    ] {
+        assert!(lines[0].contains(&field), "{field} missing in {}", lines[0]);
+    }
+}

@@ -1,0 +1,145 @@
+"""NodeRouter containment helpers, shared by the runner's app host (``nr_host.py``) and
+the deploy import check (``nr_check.py``).
+
+Both run as the app's OS user, with a scrubbed environment and this file in a
+read-only directory on ``PYTHONPATH``; nothing here writes a file. The helpers: a
+child subreaper (so whatever app code starts stays under the process to be killed),
+the hard limits the platform sets, the kill of every descendant, and the Postgres
+advisory lock that serialises imports of one app across runners and deploys.
+"""
+
+import os
+import signal
+import sys
+import time
+
+_PR_SET_CHILD_SUBREAPER = 36
+_WALL = 0x40000000  # waitpid's __WALL: children with any exit signal (clone() included)
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def env_int(name):
+    """A non-negative integer from the environment (0 when unset or not a number)."""
+    try:
+        return max(0, int(os.environ.get(name, "0")))
+    except ValueError:
+        return 0
+
+
+def become_subreaper():
+    """Orphans of this process's descendants (``setsid`` + double fork included) are
+    re-parented here instead of to init, so they can always be found and killed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            log("[noderouter] cannot become a child subreaper (errno %d)" % ctypes.get_errno())
+    except Exception as exc:
+        log("[noderouter] cannot become a child subreaper: %s" % exc)
+
+
+def limit_process():
+    """Hard limits on processes of the app's uid and on file size (the app cannot raise
+    them): ``NR_APP_MAX_PROCS`` and ``NR_APP_MAX_FILE_MB``."""
+    import resource
+
+    procs = env_int("NR_APP_MAX_PROCS")
+    if procs > 0:
+        resource.setrlimit(resource.RLIMIT_NPROC, (procs, procs))
+    fsize = env_int("NR_APP_MAX_FILE_MB")
+    if fsize > 0:
+        limit = fsize * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def children(pid):
+    """The direct children of ``pid``, from ``/proc`` (every thread's list)."""
+    out = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def has_children():
+    """One system call: false only when this process has no child at all, live or
+    zombie. As a child subreaper, it then has no descendant either (orphans come back
+    to it), so the /proc walk of :func:`kill_descendants` is needed only when something
+    was started."""
+    try:
+        os.waitpid(-1, os.WNOHANG | _WALL)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def kill_descendants():
+    """Kills every process this one started (and every orphan re-parented to it), then
+    reaps them. Costs one waitpid when there are none."""
+    if not has_children():
+        return
+    me = os.getpid()
+    for _ in range(500):
+        kids = children(me)
+        if not kids:
+            return
+        todo, tree = list(kids), []
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children(pid))
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        time.sleep(0.001)
+
+
+def import_lock(app_name):
+    """Session-level advisory lock so two runners (or a runner and a deploy) never run
+    an app's module code concurrently; None when there is no database to lock in."""
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        return None
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("noderouter:import:" + app_name,))
+        return conn
+    except Exception as exc:  # the import still runs, unserialised
+        log("[noderouter] import lock unavailable for %s: %s" % (app_name, exc))
+        return None
+
+
+def release(lock):
+    """Releases a lock from :func:`import_lock` (closing its connection)."""
+    if lock is not None:
+        try:
+            lock.close()
+        except Exception:
+            pass

@@ -1,0 +1,48 @@
+//! The headers of the frames and control lines the Python host and its workers send.
+
+use serde::Deserialize;
+
+use super::FiredAction;
+
+#[derive(Deserialize)]
+pub(super) struct ReplyHeader {
+    /// Present on a progress frame; the final reply has none.
+    #[serde(default)]
+    pub(super) progress: Option<i32>,
+    #[serde(default)]
+    pub(super) message: Option<String>,
+    #[serde(default)]
+    pub(super) ok: bool,
+    #[serde(default)]
+    pub(super) error: Option<String>,
+    #[serde(default)]
+    pub(super) traceback: Option<String>,
+    #[serde(default)]
+    pub(super) actions: Vec<FiredAction>,
+    /// A line of the call's output (a frame of its own, like progress).
+    #[serde(default)]
+    pub(super) log: Option<String>,
+    /// Where that line came from: `stdout`, `stderr` or `logging`.
+    #[serde(default)]
+    pub(super) stream: Option<String>,
+    /// The job's captured output, on the final reply.
+    #[serde(default)]
+    pub(super) logs: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoadReply {
+    pub(super) ok: bool,
+    #[serde(default)]
+    pub(super) error: Option<String>,
+    #[serde(default)]
+    pub(super) traceback: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ForkReply {
+    #[serde(default)]
+    pub(super) pid: Option<i32>,
+    #[serde(default)]
+    pub(super) error: Option<String>,
+}
