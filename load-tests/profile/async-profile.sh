@@ -19,6 +19,9 @@ APP="${APP:-bench_noop}"
 HZ=499
 bench_start --runners "${RUNNERS:-1}"
 bench_deploy "$ROOT/load-tests/apps/bench_noop" "$ROOT/load-tests/apps/bench_select"
+# Any other app of load-tests/apps (e.g. APP=starter, the guide's starter).
+[ -d "$ROOT/load-tests/apps/$APP" ] && [ "$APP" != bench_noop ] && [ "$APP" != bench_select ] &&
+  bench_deploy "$ROOT/load-tests/apps/$APP"
 "$NR_LOAD" async --url "$BASE" --app "$APP" --jobs 20 --concurrency 4 --label warm-up >/dev/null
 PERF="${PERF_OUT:-$DATA/perf.data}"
 pgq() { psql -h 127.0.0.1 -U postgres -tA -F ' ' noderouter -c "$1"; }
