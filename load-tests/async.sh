@@ -18,6 +18,9 @@ PACED_JOBS="${PACED_JOBS:-500}"
 APP="${APP:-bench_noop}"
 bench_start --runners "${RUNNERS:-1}"
 bench_deploy "$ROOT/load-tests/apps/bench_noop" "$ROOT/load-tests/apps/bench_select"
+# Any other app of load-tests/apps (e.g. APP=starter, the guide's starter).
+[ -d "$ROOT/load-tests/apps/$APP" ] && [ "$APP" != bench_noop ] && [ "$APP" != bench_select ] &&
+  bench_deploy "$ROOT/load-tests/apps/$APP"
 # A short warm-up so the first measured job does not pay for loading the app.
 "$NR_LOAD" async --url "$BASE" --app "$APP" --jobs 20 --concurrency 4 --label warm-up >/dev/null
 echo "async jobs through the gateway (app '$APP', $(nproc) cores, runners=${RUNNERS:-1})"

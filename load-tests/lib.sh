@@ -10,8 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 PORT="${NR_BENCH_PORT:-3999}"
 BASE="http://127.0.0.1:$PORT"
-NR="${CARGO_TARGET_DIR:-$ROOT/target}/release/noderouter"
-NR_LOAD="${CARGO_TARGET_DIR:-$ROOT/target}/release/nr-load"
+# The release binaries: NR_BENCH_TARGET_DIR (a cargo target dir built apart, e.g. with
+# NR_BENCH_NO_BUILD=1), else CARGO_TARGET_DIR, else the repository's target/.
+TARGET_DIR="${NR_BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}"
+NR="$TARGET_DIR/release/noderouter"
+NR_LOAD="$TARGET_DIR/release/nr-load"
 # Override to try other settings, e.g. ...noderouter?sslmode=disable (libpq and sqlx
 # negotiate TLS on loopback by default).
 export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
@@ -21,7 +24,7 @@ bench_start() {
   ensure_nats # the open server the raw NATS floor figures use
   cd "$ROOT"
   if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
-    cargo build --release -q -p noderouter -p nr-load
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p noderouter -p nr-load
   fi
   if port_open 127.0.0.1 "$PORT"; then
     echo "port $PORT is taken; set NR_BENCH_PORT" >&2

@@ -15,6 +15,9 @@
 #   load-tests/run.sh                      # about 2-3 minutes
 #   SECONDS_PER_RUN=10 JOBS=4000 load-tests/run.sh
 #   NR_BENCH_NO_BUILD=1 load-tests/run.sh  # use target/release as built
+#   NR_BENCH_ONLY=async NR_BENCH_NO_BUILD=1 NR_BENCH_TARGET_DIR=/path/to/target load-tests/run.sh
+#                                          # only the platform's jobs and Celery's, same run
+#   RATE=200 load-tests/run.sh             # the paced run's rate (jobs/s, below capacity; 0 skips)
 #
 # The baselines run after the platform is stopped, one at a time, on the same cores.
 set -euo pipefail
@@ -22,6 +25,9 @@ source "$(dirname "$0")/lib.sh"
 DUR="${SECONDS_PER_RUN:-5}"
 JOBS="${JOBS:-2000}"
 CONCURRENCY="${CONCURRENCY:-64}"
+RATE="${RATE:-100}"
+PACED_JOBS="${PACED_JOBS:-500}"
+ONLY="${NR_BENCH_ONLY:-}" # "async": skip sync, floors and Flask
 FLASK_PORT="${NR_BENCH_FLASK_PORT:-3998}"
 REDIS_PORT="${NR_BENCH_REDIS_PORT:-6379}"
 LT="$ROOT/load-tests"
@@ -60,12 +66,14 @@ record() { echo "$*" >>"$OUT"; } # key rate p50 p99 [note]
 bench_start
 trap 'cleanup_extra; kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 bench_deploy "$LT/apps/starter"
-log "platform: sync"
-wrk_run 4 1 "$BASE/api/sync/starter" >/dev/null # warm-up (fills the worker pool)
-read -r r a b e < <(wrk_run 1 1 "$BASE/api/sync/starter")
-record "sync_nr_1 $r $a $b non2xx=$e"
-read -r r a b e < <(wrk_run 64 2 "$BASE/api/sync/starter")
-record "sync_nr_64 $r $a $b non2xx=$e"
+if [ "$ONLY" != "async" ]; then
+  log "platform: sync"
+  wrk_run 4 1 "$BASE/api/sync/starter" >/dev/null # warm-up (fills the worker pool)
+  read -r r a b e < <(wrk_run 1 1 "$BASE/api/sync/starter")
+  record "sync_nr_1 $r $a $b non2xx=$e"
+  read -r r a b e < <(wrk_run 64 2 "$BASE/api/sync/starter")
+  record "sync_nr_64 $r $a $b non2xx=$e"
+fi
 log "platform: async"
 "$NR_LOAD" async --url "$BASE" --app starter --jobs 20 --concurrency 4 --label warm-up >/dev/null
 jobs_out="$("$NR_LOAD" async --url "$BASE" --app starter --jobs "$JOBS" --concurrency "$CONCURRENCY" --label nr)"
@@ -75,10 +83,19 @@ p50="$(awk '/submit → completed seen/ {print $7}' <<<"$jobs_out")"
 p99="$(awk '/submit → completed seen/ {print $10}' <<<"$jobs_out")"
 done_n="$(grep -o 'completed [0-9]*, failed [0-9]*' <<<"$jobs_out" | head -n1)"
 record "async_nr $rate $p50 $p99 ${done_n// /_}"
+record "async_nr_running - $(awk '/submit → running seen/ {print $7, $10}' <<<"$jobs_out")"
+if [ "$RATE" != "0" ]; then
+  paced_out="$("$NR_LOAD" async --url "$BASE" --app starter --jobs "$PACED_JOBS" --concurrency "$CONCURRENCY" \
+    --rate "$RATE" --label paced)"
+  echo "$paced_out" >"$DATA/paced.txt"
+  record "async_paced_running $RATE $(awk '/submit → running seen/ {print $7, $10}' <<<"$paced_out")"
+  record "async_paced_completed $RATE $(awk '/submit → completed seen/ {print $7, $10}' <<<"$paced_out")"
+fi
 # Stop the platform before the floors and the baselines, so it does not take their CPU.
 kill "$PID" 2>/dev/null || true
 wait "$PID" 2>/dev/null || true
 
+if [ "$ONLY" != "async" ]; then
 log "floor"
 read_floor() { awk '{for (i=1;i<=NF;i++) {if ($i ~ /\/s$/) r=$i; if ($i=="p50") a=$(i+1); if ($i=="p99") b=$(i+1)}} END {sub(/\/s$/,"",r); print r, a, b}'; }
 floor_nats() {
@@ -108,6 +125,7 @@ record "sync_flask_1 $r $a $b non2xx=$e"
 read -r r a b e < <(wrk_run 64 2 "http://127.0.0.1:$FLASK_PORT/api/sync/starter")
 record "sync_flask_64 $r $a $b non2xx=$e"
 kill "${EXTRA_PIDS[-1]}" 2>/dev/null || true
+fi
 
 log "baseline: Celery, prefork 4 processes, Redis broker and result backend"
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
@@ -134,21 +152,29 @@ others="$(ps -eo comm= | sort | uniq -c | sort -rn | awk '$2 ~ /rustc|cargo|cc1|
 echo
 echo "NodeRouter load tests, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'); app 'starter' (the guide's starter, default action); ${DUR}s per sync run; $JOBS jobs from $CONCURRENCY clients"
+echo "binaries: $NR"
 echo "processes at the end: ${others%, }"
 echo
 printf '| %-44s | %12s | %10s | %10s | %-30s |\n' "path" "rate" "p50 ms" "p99 ms" "vs baseline / floor"
 printf '|%s|%s|%s|%s|%s|\n' "----------------------------------------------" "--------------" "------------" "------------" "--------------------------------"
 row() { printf '| %-44s | %12s | %10s | %10s | %-30s |\n' "$1" "$2" "$3" "$4" "$5"; }
-row "sync, platform, c=1 (req/s)" "$(val sync_nr_1 2)" "$(val sync_nr_1 3)" "$(val sync_nr_1 4)" "$(ratio "$(val sync_nr_1 2)" "$(val sync_flask_1 2)") Flask"
-row "sync, platform, c=64 (req/s)" "$(val sync_nr_64 2)" "$(val sync_nr_64 3)" "$(val sync_nr_64 4)" "$(ratio "$(val sync_nr_64 2)" "$(val sync_flask_64 2)") Flask"
-row "sync, Flask + gunicorn -w 4, c=1" "$(val sync_flask_1 2)" "$(val sync_flask_1 3)" "$(val sync_flask_1 4)" "baseline"
-row "sync, Flask + gunicorn -w 4, c=64" "$(val sync_flask_64 2)" "$(val sync_flask_64 3)" "$(val sync_flask_64 4)" "baseline"
+if [ "$ONLY" != "async" ]; then
+  row "sync, platform, c=1 (req/s)" "$(val sync_nr_1 2)" "$(val sync_nr_1 3)" "$(val sync_nr_1 4)" "$(ratio "$(val sync_nr_1 2)" "$(val sync_flask_1 2)") Flask"
+  row "sync, platform, c=64 (req/s)" "$(val sync_nr_64 2)" "$(val sync_nr_64 3)" "$(val sync_nr_64 4)" "$(ratio "$(val sync_nr_64 2)" "$(val sync_flask_64 2)") Flask"
+  row "sync, Flask + gunicorn -w 4, c=1" "$(val sync_flask_1 2)" "$(val sync_flask_1 3)" "$(val sync_flask_1 4)" "baseline"
+  row "sync, Flask + gunicorn -w 4, c=64" "$(val sync_flask_64 2)" "$(val sync_flask_64 3)" "$(val sync_flask_64 4)" "baseline"
+fi
 row "async, platform (jobs/s)" "$(val async_nr 2)" "$(val async_nr 3)" "$(val async_nr 4)" "$(ratio "$(val async_nr 2)" "$(val async_celery 2)") Celery ($(val async_nr 5))"
+row "async, platform: submit → running seen" "" "$(val async_nr_running 3)" "$(val async_nr_running 4)" "saturated: queueing"
+row "async, paced $RATE/s: submit → running" "$(val async_paced_running 2)" "$(val async_paced_running 3)" "$(val async_paced_running 4)" "below capacity"
+row "async, paced $RATE/s: submit → completed" "$(val async_paced_completed 2)" "$(val async_paced_completed 3)" "$(val async_paced_completed 4)" "below capacity"
 row "async, Celery prefork 4 + Redis (jobs/s)" "$(val async_celery 2)" "$(val async_celery 3)" "$(val async_celery 4)" "baseline ($(val async_celery 5))"
-row "floor: NATS request/reply c=1" "$(val floor_nats_1 2)" "$(val floor_nats_1 3)" "$(val floor_nats_1 4)" "sync c=1 p50 = $(ratio "$(val sync_nr_1 3)" "$(val floor_nats_1 3)") floor"
-row "floor: NATS request/reply c=64" "$(val floor_nats_64 2)" "$(val floor_nats_64 3)" "$(val floor_nats_64 4)" "sync c=64 = $(ratio "$(val sync_nr_64 2)" "$(val floor_nats_64 2)") of it"
-row "floor: warm Python worker call c=1" "$(val floor_worker_1 2)" "$(val floor_worker_1 3)" "$(val floor_worker_1 4)" "sync c=1 p50 = $(ratio "$(val sync_nr_1 3)" "$(val floor_worker_1 3)") floor"
-row "floor: one Postgres commit c=1" "$(val floor_commit_1 2)" "$(val floor_commit_1 3)" "$(val floor_commit_1 4)" "job p50 = $(ratio "$(val async_nr 3)" "$(val floor_commit_1 3)") commit"
+if [ "$ONLY" != "async" ]; then
+  row "floor: NATS request/reply c=1" "$(val floor_nats_1 2)" "$(val floor_nats_1 3)" "$(val floor_nats_1 4)" "sync c=1 p50 = $(ratio "$(val sync_nr_1 3)" "$(val floor_nats_1 3)") floor"
+  row "floor: NATS request/reply c=64" "$(val floor_nats_64 2)" "$(val floor_nats_64 3)" "$(val floor_nats_64 4)" "sync c=64 = $(ratio "$(val sync_nr_64 2)" "$(val floor_nats_64 2)") of it"
+  row "floor: warm Python worker call c=1" "$(val floor_worker_1 2)" "$(val floor_worker_1 3)" "$(val floor_worker_1 4)" "sync c=1 p50 = $(ratio "$(val sync_nr_1 3)" "$(val floor_worker_1 3)") floor"
+  row "floor: one Postgres commit c=1" "$(val floor_commit_1 2)" "$(val floor_commit_1 3)" "$(val floor_commit_1 4)" "job p50 = $(ratio "$(val async_nr 3)" "$(val floor_commit_1 3)") commit"
+fi
 echo
 echo "(p50/p99: sync = request latency seen by wrk; async = submit → completion, the final"
 echo " job.progress event for the platform, the result's date_done for Celery; the ratio"

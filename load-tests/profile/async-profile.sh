@@ -5,6 +5,7 @@
 #   - the benchmark's own lines (jobs/s, latencies);
 #   - Postgres work per job: commits, WAL bytes and WAL flushes (whole server);
 #   - CPU by command over the run, in ms of CPU per job (swapper = idle);
+#   - the hottest functions of nats-server (gosym.py names them in the stripped binary);
 #   - the Python side split into the app hosts (which fork) and the per-job workers,
 #     and the kernel paths its CPU goes to (fork, page faults, exit).
 #
@@ -19,12 +20,17 @@ APP="${APP:-bench_noop}"
 HZ=499
 bench_start --runners "${RUNNERS:-1}"
 bench_deploy "$ROOT/load-tests/apps/bench_noop" "$ROOT/load-tests/apps/bench_select"
+# Any other app of load-tests/apps (e.g. APP=starter, the guide's starter).
+[ -d "$ROOT/load-tests/apps/$APP" ] && [ "$APP" != bench_noop ] && [ "$APP" != bench_select ] &&
+  bench_deploy "$ROOT/load-tests/apps/$APP"
 "$NR_LOAD" async --url "$BASE" --app "$APP" --jobs 20 --concurrency 4 --label warm-up >/dev/null
 PERF="${PERF_OUT:-$DATA/perf.data}"
-pgq() { psql -h 127.0.0.1 -U postgres -tA -F ' ' noderouter -c "$1"; }
+DB_NAME="${DATABASE_URL##*/}"
+DB_NAME="${DB_NAME%%\?*}"
+pgq() { psql -h 127.0.0.1 -U postgres -tA -F ' ' "$DB_NAME" -c "$1"; }
 pg_snapshot() {
   pgq "SELECT xact_commit, pg_current_wal_lsn(), (SELECT wal_sync FROM pg_stat_wal)
-       FROM pg_stat_database WHERE datname = 'noderouter'"
+       FROM pg_stat_database WHERE datname = '$DB_NAME'"
 }
 # Postgres publishes backend counters up to ~10 s late; wait them out around the run.
 sleep 11
@@ -35,8 +41,8 @@ perf record -a -g -e cpu-clock -F "$HZ" -o "$PERF" -- \
 sleep 11
 read -r x1 lsn1 s1 < <(pg_snapshot)
 wal="$(pgq "SELECT pg_wal_lsn_diff('$lsn1', '$lsn0')")"
-awk -v n="$JOBS" -v x="$((x1 - x0))" -v w="$wal" -v s="$((s1 - s0))" 'BEGIN {
-  printf "postgres per job: %.2f commits, %.0f WAL bytes, %.2f WAL flushes (whole server, noderouter db)\n", x/n, w/n, s/n }'
+awk -v db="$DB_NAME" -v n="$JOBS" -v x="$((x1 - x0))" -v w="$wal" -v s="$((s1 - s0))" 'BEGIN {
+  printf "postgres per job: %.2f commits, %.0f WAL bytes, %.2f WAL flushes (whole server; commits: database %s)\n", x/n, w/n, s/n, db }'
 
 # `head` closing a pipe must not end the script.
 set +o pipefail
@@ -62,3 +68,6 @@ perf script -i "$PERF" -F comm,pid,ip,sym 2>/dev/null | awk -v HOST="$host" '
   awk -F'\t' -v n="$JOBS" -v hz="$HZ" '{ printf "  %7.3f ms/job  %s\n", $1 / hz * 1000 / n, $2 }'
 echo "hottest symbols in the platform process (tokio-rt-worker):"
 report --comm tokio-rt-worker --sort dso,sym | head -n 8 | sed 's/^/  /'
+echo "hottest functions in nats-server (% of all samples; named from its .gopclntab):"
+report --comm nats-server --sort sym | python3 "$ROOT/load-tests/profile/gosym.py" "$(command -v nats-server || echo /usr/sbin/nats-server)" |
+  head -n 6 | sed 's/^/  /'

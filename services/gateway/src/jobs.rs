@@ -214,29 +214,27 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         .and_then(|a| i32::try_from(a).ok())
         .unwrap_or(state.config.job_max_attempts)
         .max(1);
-    let inserted = nr_jobs::submit(
-        &state.db,
-        &nr_jobs::NewJob {
-            id,
-            app,
-            payload,
-            max_attempts,
-            app_rev: rev as i64,
-            submitted_by,
-            idempotency_key,
-            node: &state.node,
-            request_id,
-        },
-    )
-    .await;
-    if let Err(sqlx::Error::Database(e)) = &inserted {
-        if e.is_unique_violation() {
+    let queued = nr_jobs::QueuedJob {
+        id,
+        app: app.to_owned(),
+        payload: payload.clone(),
+        max_attempts,
+        app_rev: rev as i64,
+        submitted_by: submitted_by.to_owned(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+        node: state.node.clone(),
+        request_id: request_id.map(str::to_owned),
+    };
+    match state.submits.call(queued).await {
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
             return Err(ApiError::Conflict(
                 "a job with this Idempotency-Key is being submitted right now; retry".into(),
-            ));
+            ))
         }
+        Some(Err(e)) => return Err(anyhow::anyhow!("cannot record job: {e}").into()),
+        None => return Err(anyhow::anyhow!("cannot record job: the job writer stopped").into()),
     }
-    inserted.map_err(|e| anyhow::anyhow!("cannot record job: {e}"))?;
     let event = Envelope::new(
         JOB_SUBMITTED,
         &state.node,
@@ -256,6 +254,45 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         ));
     }
     Ok(())
+}
+
+/// Submits written together: whatever waits while one INSERT is in flight goes in the
+/// next, at most this many per statement.
+const SUBMIT_BATCH: usize = 256;
+
+/// What one submit came to: queued, its key taken (`false`), or the database's error.
+pub(crate) type SubmitResult = Result<bool, String>;
+
+/// The gateway's job writer: under load many submits share one INSERT and one commit;
+/// a lone submit is written at once. A batch the database refuses is written again one
+/// job at a time, so one bad job fails alone.
+pub(crate) fn submit_batcher(
+    db: sqlx::PgPool,
+) -> nr_jobs::Batcher<nr_jobs::QueuedJob, SubmitResult> {
+    nr_jobs::Batcher::spawn(SUBMIT_BATCH, move |jobs: Vec<nr_jobs::QueuedJob>| {
+        let db = db.clone();
+        async move {
+            match nr_jobs::submit_many(&db, &jobs).await {
+                Ok(queued) => queued.into_iter().map(Ok).collect(),
+                Err(e) if jobs.len() == 1 => vec![one_result(Err(e))],
+                Err(_) => {
+                    let mut out = Vec::with_capacity(jobs.len());
+                    for job in &jobs {
+                        out.push(one_result(nr_jobs::submit(&db, &job.as_new()).await));
+                    }
+                    out
+                }
+            }
+        }
+    })
+}
+
+fn one_result(r: Result<(), sqlx::Error>) -> SubmitResult {
+    match r {
+        Ok(()) => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A job as the author guide shows it (`nr_jobs::Job` writes this JSON).

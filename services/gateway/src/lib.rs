@@ -67,6 +67,8 @@ pub(crate) struct AppState {
     pub(crate) hasher: nr_auth::password::Hasher,
     /// Growing delays after failed logins.
     pub(crate) throttle: nr_auth::throttle::LoginThrottle,
+    /// Writes submitted jobs, many per statement under load.
+    pub(crate) submits: nr_jobs::Batcher<nr_jobs::QueuedJob, jobs::SubmitResult>,
 }
 
 #[derive(Clone)]
@@ -268,6 +270,7 @@ impl Gateway {
             config,
             nats: deps.nats,
             store: deps.store,
+            submits: jobs::submit_batcher(deps.db.clone()),
             db: deps.db,
             js: js.clone(),
             node: format!(

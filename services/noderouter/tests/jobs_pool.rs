@@ -1,6 +1,7 @@
 //! Job workers and scheduling, against the real platform: a job worker serves
 //! consecutive jobs and is replaced after a cancel or a timeout; one app's jobs do not
-//! hold every slot; a stopping runner hands its running jobs back.
+//! hold every slot; a stopping runner hands its running jobs back; a job's slot goes to
+//! the next job while its outcome is written.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -203,4 +204,57 @@ async fn a_stopping_runner_hands_its_running_jobs_back_at_once() {
         3,
         "the handed-back attempt counts against the job"
     );
+}
+
+/// A job's slot goes to the app's next job as soon as its worker is done with it: while
+/// the first job's outcome cannot be written (its row is locked here), the next job of
+/// the same app, limited to one at a time, is claimed and runs; both complete once the
+/// row is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_job_runs_while_the_previous_ones_outcome_is_being_written() {
+    use sqlx::Connection as _;
+    let h = Harness::start().await;
+    let app = app_name("overlap");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_concurrency": 1})),
+            ),
+            (
+                "main.py",
+                "import time\ndef execute(data, conn=None):\n    time.sleep(float(data.get('sleep', 0)))\n    return {'n': data.get('n')}\n",
+            ),
+        ],
+    )
+    .await;
+    let first = submit_id(&h, &app, json!({"n": 1, "sleep": 5})).await;
+    let j = h.wait_job(&first, |j| j["status"] == "running").await;
+    assert_eq!(j["status"], "running", "{j}");
+    let mut conn = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    let id = uuid::Uuid::parse_str(&first).unwrap();
+    sqlx::query("SELECT 1 FROM noderouter_core.job_queue WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let second = submit_id(&h, &app, json!({"n": 2})).await;
+    let j = h.wait_job(&second, |j| j["status"] == "running").await;
+    assert_eq!(
+        j["status"], "running",
+        "the app's next job waits for the previous job's outcome to be written: {j}"
+    );
+    let j = h.job(&first).await;
+    assert_eq!(
+        j["status"], "running",
+        "the first job's outcome is held: {j}"
+    );
+    tx.rollback().await.unwrap();
+    for (id, n) in [(&first, 1), (&second, 2)] {
+        let j = h.wait_job(id, is_final).await;
+        assert_eq!(j["status"], "completed", "{j}");
+        assert_eq!(j["result"]["n"], n, "{j}");
+    }
 }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind};
 use nr_contracts::events::{JobStatus, JobSubmitted};
 use nr_contracts::manifest::JobRetry;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ pub(crate) async fn handle(
     msg: jetstream::Message,
     job: JobSubmitted,
     id: Uuid,
+    slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     let lease = inner.lease();
     let claims = inner
@@ -105,14 +106,7 @@ pub(crate) async fn handle(
         cancel.cancel();
     }
     inner
-        .publish_progress(
-            id,
-            &job.app_name,
-            JobStatus::Running,
-            0,
-            None,
-            submitted_by.clone(),
-        )
+        .publish_running(id, &job.app_name, submitted_by.clone())
         .await;
 
     // Keep the lease (and the message) while the job runs; losing it stops the job.
@@ -140,6 +134,9 @@ pub(crate) async fn handle(
     };
 
     let (outcome, retry) = run(&inner, &job, id, attempt, &claimed, cancel).await;
+    // The worker is free (back in the pool or replaced): the app's and the runner's
+    // slots go to the next job while this one's outcome is written.
+    drop(slots);
     renew.abort();
     inner.jobs.lock().remove(&id);
     let retry = retry.unwrap_or_default();

@@ -282,10 +282,10 @@ async fn dispatch(
         return;
     }
     inner.jobs.active.fetch_add(1, Ordering::SeqCst);
-    crate::job_run::handle(inner.clone(), msg, job, id).await;
+    // The slots are given back as soon as the job's worker is done with it: writing the
+    // outcome, publishing it and acking the work item overlap the next job's run.
+    crate::job_run::handle(inner.clone(), msg, job, id, (app_permit, permit)).await;
     inner.jobs.active.fetch_sub(1, Ordering::SeqCst);
-    drop(app_permit);
-    drop(permit);
 }
 
 /// Waits for the app's slot, keeping the work item from being redelivered meanwhile;
@@ -386,6 +386,41 @@ impl Inner {
         let subject = subjects::job_progress(app, &id.to_string());
         if let Err(e) = nr_infra::bus::publish_event(&self.js, &subject, &event, None).await {
             tracing::warn!(job = %id, error = %e, "cannot publish job progress");
+        }
+    }
+
+    /// Publishes a job's `running` event without waiting for JetStream's ack before the
+    /// job starts: the message is on the connection first, so the final event, sent on
+    /// the same connection later, is stored after it; a refused publish is logged.
+    pub(crate) async fn publish_running(&self, id: Uuid, app: &str, submitted_by: Option<String>) {
+        let event = Envelope::new(
+            nr_contracts::events::JOB_PROGRESS,
+            &self.id,
+            nr_contracts::events::JobProgress {
+                job_id: id.to_string(),
+                app_name: app.to_owned(),
+                status: JobStatus::Running,
+                progress: 0,
+                message: None,
+                submitted_by,
+            },
+        );
+        let Ok(payload) = nr_contracts::encode(&event) else {
+            return;
+        };
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&event.id);
+        let subject = subjects::job_progress(app, &id.to_string());
+        match self.js.send_publish(subject, publish).await {
+            Ok(ack) => {
+                tokio::spawn(async move {
+                    if let Err(e) = ack.await {
+                        tracing::warn!(job = %id, error = %e, "job's running event was not acknowledged");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "cannot publish job progress"),
         }
     }
 

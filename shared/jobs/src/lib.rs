@@ -9,11 +9,13 @@
 mod batch;
 mod ops;
 mod read;
+mod submit;
 
 pub use batch::Batcher;
 pub use nr_contracts::events::JobStatus;
 pub use ops::*;
 pub use read::*;
+pub use submit::*;
 
 /// The status a stored `status` column holds.
 pub fn parse_status(s: &str) -> Option<JobStatus> {

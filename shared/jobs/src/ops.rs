@@ -1,5 +1,5 @@
-//! Writes to the queue: submit, claim, renew, progress, finish, retry, hand back,
-//! cancel, re-queue and prune.
+//! Writes to the queue: claim, renew, progress, finish, retry, hand back, cancel,
+//! re-queue and prune (submits are in `submit.rs`).
 
 use std::time::Duration;
 
@@ -8,55 +8,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::JobStatus;
-
-/// A job to queue.
-pub struct NewJob<'a> {
-    pub id: Uuid,
-    pub app: &'a str,
-    pub payload: &'a Value,
-    /// Runs in all, the first included.
-    pub max_attempts: i32,
-    pub app_rev: i64,
-    pub submitted_by: &'a str,
-    pub idempotency_key: Option<&'a str>,
-    pub node: &'a str,
-    /// The request id of the submit (`X-Request-Id`), carried by the job's log lines.
-    pub request_id: Option<&'a str>,
-}
-
-pub async fn submit(db: &PgPool, job: &NewJob<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO noderouter_core.job_queue \
-             (id, app_name, payload, status, max_attempts, app_rev, submitted_by, idempotency_key, node, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(job.id)
-    .bind(job.app)
-    .bind(job.payload)
-    .bind(JobStatus::Pending.as_str())
-    .bind(job.max_attempts.max(1))
-    .bind(job.app_rev)
-    .bind(job.submitted_by)
-    .bind(job.idempotency_key)
-    .bind(job.node)
-    .bind(job.request_id)
-    .execute(db)
-    .await
-    .map(|_| ())
-}
-
-/// Marks a job that could not be queued as failed.
-pub async fn fail_unqueued(db: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE noderouter_core.job_queue SET status = $2, error_message = $3 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(JobStatus::Failed.as_str())
-    .bind(reason)
-    .execute(db)
-    .await
-    .map(|_| ())
-}
 
 /// A job this runner now holds.
 #[derive(Debug, Clone)]
