@@ -257,7 +257,9 @@ def test_nats_node_killed_under_load(p):
 
 
 def test_postgres_cut_and_restored(p):
-    ids, refused = submit_many(p, 10, {"sleep": 0.2})
+    # More jobs than worker slots: some are claimed, waiting for a worker, when the
+    # database goes (their worker cannot open the app's connection then).
+    ids, refused = submit_many(p, 30, {"sleep": 0.2})
     assert not refused, refused
     topology("kill", "pg-proxy", "KILL")
     statuses = []
@@ -366,6 +368,7 @@ def test_notify_restart_misses_no_retained_event(p):
     start_seq = max([seq for seq, _ in stream_messages("NR_ACTIONS", f"action.triggered.{APP}.tick")] or [0])
     ws_url = p.url.replace("http://", "ws://") + "/api/ws/notify"
     received = []
+    sockets = []  # (connection number, last_id it was opened with, first id it sent)
     stop = threading.Event()
 
     def fire():
@@ -389,6 +392,7 @@ def test_notify_restart_misses_no_retained_event(p):
                 async with websockets.connect(
                     url, additional_headers={"Authorization": f"Bearer {p.token}"}, open_timeout=5
                 ) as ws:
+                    sockets.append([reconnects, last_id, None])
                     while time.time() < deadline:
                         try:
                             raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
@@ -397,6 +401,8 @@ def test_notify_restart_misses_no_retained_event(p):
                         msg = json.loads(raw)
                         if msg.get("type") == "action" and msg.get("app_name") == APP:
                             received.append(msg["id"])
+                            if sockets[-1][2] is None:
+                                sockets[-1][2] = msg["id"]
                             last_id = msg["id"]
             except (OSError, websockets.exceptions.WebSocketException):
                 reconnects += 1
@@ -429,7 +435,9 @@ def test_notify_restart_misses_no_retained_event(p):
     dupes = len(received) - len(set(received))
     missing = sorted(set(expected) - set(received))
     assert reconnects >= 1, "the socket was never closed by a restart"
-    assert not dupes, f"{dupes} duplicate events"
+    twice = sorted({i for i in received if received.count(i) > 1})
+    assert not dupes, (f"{dupes} duplicate events (ids {twice[:5]}..{twice[-1:]}); sockets "
+                       f"(reconnect, last_id, first id sent): {sockets}")
     assert not missing, f"{len(missing)} of {len(expected)} events missed: {missing[:10]}"
     return f"{len(expected)} events, {reconnects} reconnect(s), none missed, none twice"
 

@@ -103,6 +103,10 @@ struct ReplyHeader {
     error: Option<String>,
     #[serde(default)]
     traceback: Option<String>,
+    /// Set when the call failed before `execute` because the worker could not open the
+    /// app's database connection (Postgres away): not the app's fault.
+    #[serde(default)]
+    unavailable: bool,
     #[serde(default)]
     actions: Vec<FiredAction>,
     /// A live log line of a job (a frame of its own, like progress).
@@ -466,6 +470,14 @@ impl AppHost {
                     Ok(CallReply {
                         body: out,
                         actions: header.actions,
+                        logs: header.logs,
+                    })
+                } else if header.unavailable {
+                    let error = header
+                        .error
+                        .unwrap_or_else(|| "the app's database is unavailable".into());
+                    Err(JobError {
+                        error: CallError::Unavailable(error),
                         logs: header.logs,
                     })
                 } else {
