@@ -97,10 +97,16 @@ ensure_browser() {
 
 # An S3-compatible server for the object-store tests and the multi-process topology:
 # s3s-fs from crates.io, built once into .tools/bin (a few minutes on a fresh machine).
+# NR_S3_SERVER: a built s3s-fs to use instead (the tests' testkit reads it too).
 S3S_VERSION=0.14.1
+s3_bin() { echo "${NR_S3_SERVER:-$ROOT/.tools/bin/s3s-fs}"; }
 ensure_s3() {
-  local bin="$ROOT/.tools/bin/s3s-fs"
+  local bin; bin="$(s3_bin)"
   if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$S3S_VERSION"; then return; fi
+  if [ -n "${NR_S3_SERVER:-}" ]; then
+    echo "NR_S3_SERVER=$NR_S3_SERVER is not an s3s-fs $S3S_VERSION" >&2
+    exit 1
+  fi
   log "building the S3-compatible test server (s3s-fs $S3S_VERSION)"
   cargo install -q s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$ROOT/.tools"
 }

@@ -156,10 +156,17 @@ async fn replay(
     let Some(mut replay) = hub.replay(after).await? else {
         return Ok(after);
     };
-    while let Some((_, text)) = replay.next(hub, viewer).await? {
+    let mut sent = after;
+    while let Some((seq, text)) = replay.next(hub, viewer).await? {
+        // An ordered consumer that resets before its first message may start over
+        // from the stream's beginning: what the client has is never sent again.
+        if seq <= sent {
+            continue;
+        }
         if !send(socket, Message::Text(text), slow).await {
             anyhow::bail!("the socket closed during replay");
         }
+        sent = seq;
     }
-    Ok(replay.last)
+    Ok(replay.last.max(sent))
 }

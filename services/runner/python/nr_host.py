@@ -284,6 +284,8 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 try:
                     conn = holder.get()
                 except Exception as exc:
+                    # The platform's trouble, not the app's: the runner retries the job.
+                    reply["unavailable"] = True
                     raise RuntimeError("database connection unavailable: %s" % exc)
                 result = execute(data, conn=conn)
             else:

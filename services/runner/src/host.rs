@@ -442,6 +442,14 @@ impl AppHost {
                         actions: header.actions,
                         logs: header.logs,
                     })
+                } else if header.unavailable {
+                    let error = header
+                        .error
+                        .unwrap_or_else(|| "the app's database is unavailable".into());
+                    Err(JobError {
+                        error: CallError::Unavailable(error),
+                        logs: header.logs,
+                    })
                 } else {
                     Err(JobError {
                         error: CallError::Exception {

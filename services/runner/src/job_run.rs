@@ -42,23 +42,34 @@ pub(crate) async fn handle(
                     // A runner may have died between recording the outcome and
                     // publishing it: publish the final event again; its id is derived
                     // from the job and attempt, so JetStream drops it if it was sent.
-                    if let Ok(Some(row)) = nr_jobs::get(&inner.db, id, nr_jobs::Viewer::All).await {
-                        if let Some(status) = nr_jobs::parse_status(&row.status)
+                    let published = match nr_jobs::get(&inner.db, id, nr_jobs::Viewer::All).await {
+                        Ok(Some(row)) => match nr_jobs::parse_status(&row.status)
                             .filter(|s| matches!(s, JobStatus::Completed | JobStatus::Failed))
                         {
-                            inner
-                                .publish_final(
-                                    id,
-                                    &row.app_name,
-                                    status,
-                                    row.progress,
-                                    row.submitted_by,
-                                    row.attempt,
-                                )
-                                .await;
-                        }
-                    }
-                    let _ = msg.ack().await;
+                            Some(status) => {
+                                inner
+                                    .publish_final(
+                                        id,
+                                        &row.app_name,
+                                        status,
+                                        row.progress,
+                                        row.submitted_by,
+                                        row.attempt,
+                                    )
+                                    .await
+                            }
+                            None => true,
+                        },
+                        Ok(None) => true,
+                        Err(_) => false,
+                    };
+                    // Until the final event is in the stream, the work item comes back.
+                    let _ = if published {
+                        msg.ack().await
+                    } else {
+                        msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await
+                    };
                 }
                 Ok(nr_jobs::Unclaimed::Later(d)) => {
                     let _ = msg.ack_with(AckKind::Nak(Some(d))).await;
@@ -170,10 +181,14 @@ pub(crate) async fn handle(
             match done {
                 Some(Ok(Some(progress))) => {
                     nr_telemetry::metrics().job(&app, status.as_str());
-                    inner
+                    if inner
                         .publish_final(id, &app, status, progress, submitted_by, attempt)
-                        .await;
-                    Recorded::Yes
+                        .await
+                    {
+                        Recorded::Yes
+                    } else {
+                        Recorded::Unpublished
+                    }
                 }
                 // Fenced out: another attempt owns the row now.
                 Some(Ok(None)) => Recorded::Fenced,
@@ -198,7 +213,9 @@ pub(crate) async fn handle(
                     .await;
                 return;
             }
-            if recorded == Recorded::Yes && !reply.actions.is_empty() {
+            if matches!(recorded, Recorded::Yes | Recorded::Unpublished)
+                && !reply.actions.is_empty()
+            {
                 crate::exec::publish_actions(
                     &inner,
                     &job.app_name,
@@ -209,7 +226,7 @@ pub(crate) async fn handle(
                 )
                 .await;
             }
-            let _ = msg.ack().await;
+            ack_recorded(&msg, recorded).await;
         }
         Err(Failure {
             kind: Kind::Cancelled,
@@ -282,21 +299,31 @@ pub(crate) async fn handle(
             } else {
                 error
             };
-            if finish(JobStatus::Failed, None, Some(error), logs).await == Recorded::Failed {
-                let _ = msg
-                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                    .await;
-                return;
-            }
-            let _ = msg.ack().await;
+            let recorded = finish(JobStatus::Failed, None, Some(error), logs).await;
+            ack_recorded(&msg, recorded).await;
         }
     }
+}
+
+/// Acks the work item once the outcome is recorded and its final event published;
+/// otherwise it comes back in a second and the redelivery publishes the event again
+/// (deduplicated by its id) or records the outcome.
+async fn ack_recorded(msg: &jetstream::Message, recorded: Recorded) {
+    let _ = match recorded {
+        Recorded::Yes | Recorded::Fenced => msg.ack().await,
+        Recorded::Unpublished | Recorded::Failed => {
+            msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await
+        }
+    };
 }
 
 /// What recording a job's outcome came to.
 #[derive(PartialEq, Eq)]
 enum Recorded {
     Yes,
+    /// Recorded, but the final event could not be published (NATS moving leaders).
+    Unpublished,
     /// Another attempt owns the row: nothing to do.
     Fenced,
     /// The database did not take it: the work item must come back.

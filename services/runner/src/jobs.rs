@@ -426,6 +426,7 @@ impl Inner {
 
     /// A job's final event, with an id derived from the job and its attempt, so that
     /// publishing it again (after a runner died before it could) is deduplicated.
+    /// False when it could not be published.
     pub(crate) async fn publish_final(
         &self,
         id: Uuid,
@@ -434,7 +435,7 @@ impl Inner {
         progress: i32,
         submitted_by: Option<String>,
         attempt: i32,
-    ) {
+    ) -> bool {
         let mut event = Envelope::new(
             nr_contracts::events::JOB_PROGRESS,
             &self.id,
@@ -449,8 +450,12 @@ impl Inner {
         );
         event.id = final_event_id(id, attempt, status).to_string();
         let subject = subjects::job_progress(app, &id.to_string());
-        if let Err(e) = nr_infra::bus::publish_event(&self.js, &subject, &event, None).await {
-            tracing::warn!(job = %id, error = %e, "cannot publish the job's final event");
+        match nr_infra::bus::publish_event(&self.js, &subject, &event, None).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot publish the job's final event");
+                false
+            }
         }
     }
 }

@@ -81,6 +81,8 @@ impl Resumable {
             r.initial = consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: r.last + 1,
             };
+        } else if let consumer::DeliverPolicy::ByStartSequence { start_sequence } = r.initial {
+            r.last = start_sequence.saturating_sub(1);
         }
         r.messages = Some(Self::create(r.plan()).await?);
         Ok(r)
@@ -155,6 +157,12 @@ impl Resumable {
             match next {
                 Some(Ok(msg)) => {
                     if let Ok(info) = msg.info() {
+                        // The client's ordered consumer, reset before its first
+                        // message, starts over from the stream's beginning: what was
+                        // delivered (or lies before the start) is not delivered again.
+                        if info.stream_sequence <= self.last {
+                            continue;
+                        }
                         self.last = info.stream_sequence;
                     }
                     return Some(msg);

@@ -13,6 +13,10 @@ pub(super) struct ReplyHeader {
     pub(super) message: Option<String>,
     #[serde(default)]
     pub(super) ok: bool,
+    /// Set when the call failed before `execute` because the worker could not open the
+    /// app's database connection (Postgres away): not the app's fault.
+    #[serde(default)]
+    pub(super) unavailable: bool,
     #[serde(default)]
     pub(super) error: Option<String>,
     #[serde(default)]
