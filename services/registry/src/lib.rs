@@ -219,6 +219,17 @@ impl Lookups {
     }
 }
 
+/// A row of `app_versions` as the versions lookup reads it.
+type VersionRow = (
+    String,
+    String,
+    time::OffsetDateTime,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
 /// Every version of one app, newest first.
 pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions> {
     let current: Option<(String, String, bool)> = sqlx::query_as(
@@ -227,8 +238,9 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     .bind(app)
     .fetch_optional(db)
     .await?;
-    let rows: Vec<(String, String, time::OffsetDateTime, i64, i64)> = sqlx::query_as(
-        "SELECT version, sha256, deployed_at, first_rev, last_rev FROM noderouter_core.app_versions \
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id \
+         FROM noderouter_core.app_versions \
          WHERE app_name = $1 ORDER BY first_rev DESC",
     )
     .bind(app)
@@ -241,15 +253,19 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     let versions = rows
         .into_iter()
         .map(
-            |(version, sha256, deployed_at, first_rev, last_rev)| AppVersion {
-                current: !deleted && current_sha.as_deref() == Some(sha256.as_str()),
-                version,
-                sha256,
-                deployed_at: deployed_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                first_rev: first_rev.max(0) as u64,
-                last_rev: last_rev.max(0) as u64,
+            |(version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id)| {
+                AppVersion {
+                    current: !deleted && current_sha.as_deref() == Some(sha256.as_str()),
+                    version,
+                    sha256,
+                    deployed_at: deployed_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    first_rev: first_rev.max(0) as u64,
+                    last_rev: last_rev.max(0) as u64,
+                    deployed_by,
+                    deployed_by_id,
+                }
             },
         )
         .collect();
@@ -271,32 +287,39 @@ type AppRow = (
     String,
     i64,
     time::OffsetDateTime,
+    bool,
 );
 
-/// Every deployed app with its current version, by name.
+/// Every deployed app with its current version, and every deleted one with the version
+/// it had, by name.
 pub async fn list_apps(db: &PgPool) -> anyhow::Result<AppList> {
-    let rows: Vec<AppRow> =
-        sqlx::query_as(
-            "SELECT app_name, display_name, description, current_version, current_sha256, rev, updated_at \
-             FROM noderouter_core.apps WHERE NOT deleted ORDER BY app_name",
-        )
-        .fetch_all(db)
-        .await?;
-    let apps = rows
-        .into_iter()
-        .map(
-            |(app_name, display_name, description, version, sha256, rev, updated_at)| AppSummary {
-                app_name,
-                display_name,
-                description,
-                version,
-                sha256,
-                rev: rev.max(0) as u64,
-                updated_at: updated_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-            },
-        )
-        .collect();
-    Ok(AppList { apps })
+    let rows: Vec<AppRow> = sqlx::query_as(
+        "SELECT app_name, display_name, description, current_version, current_sha256, rev, updated_at, deleted \
+         FROM noderouter_core.apps ORDER BY app_name",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut list = AppList {
+        apps: Vec::new(),
+        deleted: Vec::new(),
+    };
+    for (app_name, display_name, description, version, sha256, rev, updated_at, deleted) in rows {
+        let summary = AppSummary {
+            app_name,
+            display_name,
+            description,
+            version,
+            sha256,
+            rev: rev.max(0) as u64,
+            updated_at: updated_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        if deleted {
+            list.deleted.push(summary);
+        } else {
+            list.apps.push(summary);
+        }
+    }
+    Ok(list)
 }
