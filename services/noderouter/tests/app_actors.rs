@@ -233,7 +233,7 @@ async fn an_event_from_before_actors_projects_and_audits_as_not_recorded() {
         "id": uuid::Uuid::now_v7().to_string(),
         "type": "app.updated",
         "source": "deploy-old",
-        "time": "2026-11-01T10:00:00Z",
+        "time": nr_contracts::envelope::now_rfc3339(),
         "data": {
             "app_name": app,
             "change": "deployed",

@@ -145,7 +145,10 @@ impl Lookups {
     async fn answer(&self, msg: async_nats::Message) {
         let Some(reply) = msg.reply else { return };
         let payload = match msg.subject.as_str() {
-            subjects::REGISTRY_APPS_LIST => match list_apps(&self.db).await {
+            subjects::REGISTRY_APPS_LIST => match {
+                self.catch_up(None).await;
+                list_apps(&self.db).await
+            } {
                 Ok(list) => encode(&list),
                 Err(e) => {
                     // An empty reply fails fast at the caller instead of a timeout.
@@ -162,7 +165,7 @@ impl Lookups {
                         return;
                     }
                 };
-                self.catch_up(&req.app_name).await;
+                self.catch_up(Some(&req.app_name)).await;
                 match app_versions(&self.db, &req.app_name).await {
                     Ok(v) => encode(&v),
                     Err(e) => {
@@ -183,19 +186,23 @@ impl Lookups {
         }
     }
 
-    /// Waits (bounded) until the projection has applied the app's last event, so a
-    /// lookup made right after a deploy, rollback or delete returned reflects it.
-    async fn catch_up(&self, app: &str) {
-        if !subjects::is_subject_token(app) {
+    /// Waits (bounded) until the projection has applied the app's last event (every
+    /// app's, for `None`), so a lookup made right after a deploy, rollback or delete
+    /// returned reflects it.
+    async fn catch_up(&self, app: Option<&str>) {
+        if app.is_some_and(|a| !subjects::is_subject_token(a)) {
             return;
         }
         let last = async {
-            let stream = self.js.get_stream(subjects::STREAM_APPS).await.ok()?;
-            stream
-                .get_last_raw_message_by_subject(&subjects::app_updated(app))
-                .await
-                .ok()
-                .map(|m| m.sequence)
+            let mut stream = self.js.get_stream(subjects::STREAM_APPS).await.ok()?;
+            match app {
+                Some(app) => stream
+                    .get_last_raw_message_by_subject(&subjects::app_updated(app))
+                    .await
+                    .ok()
+                    .map(|m| m.sequence),
+                None => stream.info().await.ok().map(|i| i.state.last_sequence),
+            }
         }
         .await;
         let Some(last) = last else { return };
@@ -212,7 +219,7 @@ impl Lookups {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::warn!(
-            app,
+            app = app.unwrap_or("*"),
             last,
             "projection behind the event log; answering with what it has"
         );
