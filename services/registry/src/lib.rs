@@ -145,17 +145,18 @@ impl Lookups {
     async fn answer(&self, msg: async_nats::Message) {
         let Some(reply) = msg.reply else { return };
         let payload = match msg.subject.as_str() {
-            subjects::REGISTRY_APPS_LIST => match {
+            subjects::REGISTRY_APPS_LIST => {
                 self.catch_up(None).await;
-                list_apps(&self.db).await
-            } {
-                Ok(list) => encode(&list),
-                Err(e) => {
-                    // An empty reply fails fast at the caller instead of a timeout.
-                    tracing::error!(error = %e, "app list failed");
-                    Ok(Vec::new())
+                let list = list_apps(&self.db).await;
+                match list {
+                    Ok(list) => encode(&list),
+                    Err(e) => {
+                        // An empty reply fails fast at the caller instead of a timeout.
+                        tracing::error!(error = %e, "app list failed");
+                        Ok(Vec::new())
+                    }
                 }
-            },
+            }
             subjects::REGISTRY_APP_VERSIONS => {
                 let req: AppVersionsRequest = match decode(&msg.payload) {
                     Ok(r) => r,
