@@ -363,7 +363,9 @@
     else if (q) status.textContent = shown.length + " of " + allApps.length + " app(s) match “" + q + "”";
     else status.textContent = allApps.length + " deployed app(s)";
     if (pager) {
+      // d-flex would win over the hidden attribute: d-none hides it.
       pager.hidden = pages < 2;
+      pager.classList.toggle("d-none", pages < 2);
       byId("nr-admin-apps-page").textContent = "Page " + (page + 1) + " of " + pages;
       byId("nr-admin-apps-prev").disabled = page === 0;
       byId("nr-admin-apps-next").disabled = page >= pages - 1;
