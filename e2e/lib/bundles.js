@@ -73,11 +73,20 @@ function zip(dir, app, fileName) {
   const src = path.join(dir, `${app}-src`);
   fs.mkdirSync(src, { recursive: true });
   for (const [name, text] of Object.entries(APPS[app])) fs.writeFileSync(path.join(src, name), text);
-  const out = path.join(dir, fileName || `${app}.zip`);
+  return zipDir(src, path.join(dir, fileName || `${app}.zip`));
+}
+
+/** Zips the files of directory src (flat, at the zip's root) into out; returns out. */
+function zipDir(src, out) {
   execFileSync("python3", ["-c",
     "import sys, os, zipfile\nsrc, out = sys.argv[1], sys.argv[2]\nwith zipfile.ZipFile(out, 'w') as z:\n    for n in sorted(os.listdir(src)):\n        z.write(os.path.join(src, n), n)\n",
     src, out]);
   return out;
 }
 
-module.exports = { zip, APPS };
+/** Zips one of the repository's examples (examples/<name>) under dir; returns its path. */
+function example(dir, name) {
+  return zipDir(path.join(__dirname, "..", "..", "examples", name), path.join(dir, `${name}.zip`));
+}
+
+module.exports = { zip, example, APPS };

@@ -170,6 +170,66 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.match(await page.locator("#nr-inbox-items").innerText(), /Grace/);
   });
 
+  it("deletes an app, lists it as deleted with who deployed it, and restores it", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    const card = page.locator("#nr-admin-apps-list .nr-admin-app[data-app='e2e_greeter']");
+    await card.waitFor();
+    page.once("dialog", (d) => d.accept());
+    await card.locator("[data-nr-admin='delete']").click();
+    const gone = page.locator("#nr-admin-deleted-list .nr-admin-deleted-app[data-app='e2e_greeter']");
+    await gone.waitFor();
+    assert.equal(await card.count(), 0);
+    await page.waitForFunction(() => !document.querySelector("#nr-sidebar a[href='/apps/e2e_greeter/']"));
+    // Its kept versions, with who deployed each.
+    await gone.locator("summary").click();
+    const row = gone.locator(".nr-version[data-version='1.0.0']");
+    await row.waitFor();
+    assert.equal((await row.locator(".nr-deployed-by").innerText()).trim(), "admin");
+
+    page.once("dialog", (d) => { assert.match(d.message(), /Restore e2e_greeter with version 1\.0\.0/); d.accept(); });
+    await gone.locator(".card-header [data-nr-admin='restore']").click();
+    await card.waitFor();
+    await page.waitForSelector(".nr-toast.nr-notice");
+    assert.match(await page.locator(".nr-toast.nr-notice").last().innerText(), /Restored e2e_greeter[\s\S]*1\.0\.0/);
+    assert.equal(await gone.count(), 0);
+    assert.ok(await page.locator("#nr-admin-deleted").isHidden());
+    await page.waitForSelector("#nr-sidebar a[href='/apps/e2e_greeter/']");
+    assert.match(await card.locator(".nr-admin-app-message").innerText(), /Restored with version 1\.0\.0/);
+
+    // The audit trail names who deleted and restored it.
+    const audit = await api("GET", "/admin/api/audit?kind=apps&q=e2e_greeter");
+    const actions = audit.data.entries.map((e) => `${e.action} by ${e.actor}`);
+    assert.deepEqual(actions.slice(0, 3), ["rolled_back by admin", "deleted by admin", "deployed by admin"], JSON.stringify(audit.data));
+    // The restored app serves again.
+    const run = await api("POST", "/api/sync/e2e_greeter", { name: "again" });
+    assert.equal(run.data.message, "hello, again", JSON.stringify(run));
+  });
+
+  it("the notes example tells the user what is wrong with a blank note", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    await page.locator("form input[type=file]").first().setInputFiles(bundles.example(nr.dir, "notes"));
+    await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
+    await page.waitForFunction(() => /Deployed notes version|refused|failed/i.test(document.querySelector("main").innerText));
+    assert.match(await page.locator("main").innerText(), /Deployed notes version/);
+
+    await page.goto(`${nr.url}/apps/notes/`);
+    await page.waitForSelector(".notes-form");
+    await page.fill(".notes-name", "   ");
+    await page.click(".notes-form button[type=submit]");
+    const error = page.locator(".notes-error");
+    await error.waitFor({ state: "visible" });
+    assert.match(await error.innerText(), /Not saved: the note is empty/);
+    // A real note is saved, and the message goes away.
+    await page.fill(".notes-name", "buy milk");
+    await page.click(".notes-form button[type=submit]");
+    await page.waitForSelector(".notes-item:has-text('buy milk')");
+    assert.ok(await error.isHidden());
+    // The app answered the blank note itself, not with a server error.
+    const blank = await api("POST", "/api/sync/notes", { action: "create", name: "" });
+    assert.equal(blank.status, 200, JSON.stringify(blank));
+    assert.match(blank.data.error, /empty/);
+  });
+
   it("switches themes, and every page passes axe in both, with screenshots", async () => {
     const pages = ["/admin", "/admin/apps", "/admin/jobs", "/admin/run", "/admin/run/e2e_greeter", "/admin/users", "/admin/roles",
       "/admin/tokens", "/admin/profile", "/admin/audit", "/admin/apps/e2e_greeter/env", "/admin/inbox", "/admin/notifications", "/apps/e2e_greeter/"];

@@ -9,7 +9,8 @@
       .replace(/"/g, "&quot;").replace(/'/g, "&#39;");
   }
 
-  /* The app's answer, or an Error carrying the message to show the user. */
+  /* The app's answer, or an Error carrying the message to show the user: the app
+     answers {"error": "..."} to input it refuses, the platform an HTTP error. */
   async function syncCall(body) {
     var res = await fetch("/api/sync/notes", {
       method: "POST",
@@ -23,6 +24,7 @@
       var msg = String(data.error || "the request failed (HTTP " + res.status + ")").replace(/^[A-Za-z]*Error: /, "");
       throw new Error(msg);
     }
+    if (data && data.error) throw new Error(String(data.error));
     return data;
   }
 

@@ -50,10 +50,20 @@ def _list(conn=None) -> dict:
     return {"rows": [{"id": r[0], "name": r[1]} for r in rows]}
 
 
+MAX_NAME = 500
+
+
 def _create(data: dict, conn=None) -> dict:
-    name = str(data.get("name", "")).strip()
+    # Bad input is the user's to fix: answer with what is wrong (the page shows
+    # `error`), not with an exception (HTTP 500).
+    raw = data.get("name")
+    if raw is not None and not isinstance(raw, str):
+        return {"error": "the note must be text"}
+    name = (raw or "").strip()
     if not name:
-        raise ValueError("name is required")
+        return {"error": "the note is empty: write something first"}
+    if len(name) > MAX_NAME:
+        return {"error": "the note is %d characters long; at most %d fit" % (len(name), MAX_NAME)}
     with _get_conn(conn) as c:
         with c.cursor() as cur:
             cur.execute("INSERT INTO notes_items (name) VALUES (%s) RETURNING id", (name,))

@@ -217,6 +217,8 @@ mod tests {
             manifest: json!({"nav": [{"id": "s:root", "label": "S", "children": [{"id": "s:child", "label": "C"}]}],
                              "permissions": [{"name": "s:read"}]}),
             previous_version: None,
+            actor: None,
+            actor_id: None,
         };
         c.apply(&ev);
         let r = check("other", &facts(&["s:child"], &["s:read"]), &c);

@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use futures::StreamExt;
 use nr_contracts::events::{AppChange, AppUpdated, APP_UPDATED};
 use nr_contracts::requests::{
@@ -18,6 +18,8 @@ use object_store::path::Path;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+mod app_log;
 
 use crate::check::Checker;
 use crate::conflicts::{self, AppFacts, Catalogue};
@@ -113,6 +115,12 @@ impl Deploy {
     }
 }
 
+/// Who asked for a change, as the gateway authenticated them.
+struct Actor {
+    name: Option<String>,
+    id: Option<String>,
+}
+
 fn refusal(r: Refused) -> DeployRefusal {
     DeployRefusal {
         status: r.status,
@@ -174,7 +182,11 @@ impl Inner {
     #[tracing::instrument(skip_all, fields(file = %req.file_name))]
     async fn submit(&self, req: DeploySubmit) -> DeployReply {
         let staged = Path::from(req.staging_key.as_str());
-        let reply = match self.submit_staged(&staged, &req.file_name).await {
+        let actor = Actor {
+            name: req.actor.clone(),
+            id: req.actor_id.clone(),
+        };
+        let reply = match self.submit_staged(&staged, &req.file_name, actor).await {
             Ok(report) => {
                 nr_telemetry::metrics().deploy("deployed");
                 DeployReply::Deployed(report)
@@ -193,7 +205,12 @@ impl Inner {
         reply
     }
 
-    async fn submit_staged(&self, staged: &Path, file_name: &str) -> Result<DeployReport, Refused> {
+    async fn submit_staged(
+        &self,
+        staged: &Path,
+        file_name: &str,
+        actor: Actor,
+    ) -> Result<DeployReport, Refused> {
         let bytes = async { self.store.get(staged).await?.bytes().await }
             .await
             .map_err(|e| Refused::internal(format!("cannot read staged upload: {e}")))?;
@@ -247,6 +264,8 @@ impl Inner {
             bundle_key,
             manifest: bundle.manifest.clone(),
             previous_version: previous_version.clone(),
+            actor: actor.name,
+            actor_id: actor.id,
         };
         let rev = self.publish(event, last_seq).await?;
         tracing::info!(app = %app, version = %bundle.version, rev, "deployed");
@@ -358,6 +377,8 @@ impl Inner {
             bundle_key: target.bundle_key.clone(),
             manifest: target.manifest.clone(),
             previous_version: previous_version.clone(),
+            actor: req.actor,
+            actor_id: req.actor_id,
         };
         let rev = self.publish(event, last_seq).await?;
         tracing::info!(rev, "rolled back");
@@ -386,6 +407,8 @@ impl Inner {
         let event = AppUpdated {
             change: AppChange::Deleted,
             previous_version: Some(current.version.clone()),
+            actor: req.actor,
+            actor_id: req.actor_id,
             ..current
         };
         let rev = self.publish(event, last_seq).await?;
@@ -413,99 +436,6 @@ impl Inner {
             )),
             Err(PublishFailure::Other(e)) => Err(Refused::internal(e)),
         }
-    }
-
-    async fn stream_last_seq(&self) -> anyhow::Result<u64> {
-        let mut stream = self
-            .js
-            .get_stream(subjects::STREAM_APPS)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open NR_APPS: {e}"))?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read NR_APPS: {e}"))?;
-        Ok(info.state.last_sequence)
-    }
-
-    /// Sequence and event of the app's current state (0 and none for a new app).
-    async fn last_event(&self, app: &str) -> anyhow::Result<(u64, Option<AppUpdated>)> {
-        let subject = subjects::app_updated(app);
-        let stream = self
-            .js
-            .get_stream(subjects::STREAM_APPS)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open NR_APPS: {e}"))?;
-        match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(msg) => {
-                let prev: Envelope<AppUpdated> = decode(&msg.payload)?;
-                Ok((msg.sequence, Some(prev.data)))
-            }
-            Err(e)
-                if e.kind()
-                    == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                Ok((0, None))
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot read the last event of {subject}: {e}"
-            )),
-        }
-    }
-
-    /// Every event of the app, oldest first, from the event log.
-    async fn history(&self, app: &str) -> Result<Vec<(u64, AppUpdated)>, Refused> {
-        if !is_valid_app_name(app) {
-            return Err(not_found(app));
-        }
-        let (last, _) = self.last_event(app).await.map_err(Refused::internal)?;
-        if last == 0 {
-            return Ok(Vec::new());
-        }
-        let stream = self
-            .js
-            .get_stream(subjects::STREAM_APPS)
-            .await
-            .map_err(|e| Refused::internal(format!("cannot open NR_APPS: {e}")))?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subjects::app_updated(app),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
-        let mut out = Vec::new();
-        loop {
-            let next = tokio::time::timeout(Duration::from_secs(5), messages.next())
-                .await
-                .map_err(|_| {
-                    Refused::internal(format!("reading the history of {app} timed out"))
-                })?;
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    return Err(Refused::internal(format!(
-                        "cannot read the history of {app}: {e}"
-                    )))
-                }
-                None => break,
-            };
-            let Ok(info) = msg.info() else { continue };
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            match decode::<Envelope<AppUpdated>>(&msg.payload) {
-                Ok(ev) => out.push((seq, ev.data)),
-                Err(e) => tracing::warn!(seq, error = %e, "undecodable app.updated event skipped"),
-            }
-            if pending == 0 || seq >= last {
-                break;
-            }
-        }
-        Ok(out)
     }
 }
 

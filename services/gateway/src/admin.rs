@@ -123,6 +123,8 @@ pub(crate) async fn deploy(
             encode(&DeploySubmit {
                 staging_key,
                 file_name,
+                actor: Some(caller.0.name.clone()),
+                actor_id: Some(caller.0.sub.clone()),
             })
             .map_err(anyhow::Error::from)?
             .into(),
@@ -268,6 +270,8 @@ pub(crate) async fn rollback(
         app_name: app,
         version: body.version,
         sha256: body.sha256,
+        actor: Some(caller.0.name.clone()),
+        actor_id: Some(caller.0.sub.clone()),
     })
     .map_err(anyhow::Error::from)?;
     let reply = ask_deploy(&state, subjects::DEPLOY_ROLLBACK, payload).await?;
@@ -303,7 +307,7 @@ pub(crate) async fn delete_app(
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<DeleteReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
-    delete_named(&state, app).await
+    delete_named(&state, &caller, app).await
 }
 
 /// `DELETE /admin/api/apps/deploy`: deletes the app named `deploy` (the static path
@@ -327,12 +331,21 @@ pub(crate) async fn delete_app_named_deploy(
     caller: Caller,
 ) -> Result<Json<DeleteReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
-    delete_named(&state, "deploy".into()).await
+    delete_named(&state, &caller, "deploy".into()).await
 }
 
-async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport>, ApiError> {
+async fn delete_named(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+) -> Result<Json<DeleteReport>, ApiError> {
     check_app_name(&app)?;
-    let payload = encode(&DeleteRequest { app_name: app }).map_err(anyhow::Error::from)?;
+    let payload = encode(&DeleteRequest {
+        app_name: app,
+        actor: Some(caller.0.name.clone()),
+        actor_id: Some(caller.0.sub.clone()),
+    })
+    .map_err(anyhow::Error::from)?;
     let reply = ask_deploy(state, subjects::DEPLOY_DELETE, payload).await?;
     match decode::<DeleteReply>(&reply).map_err(anyhow::Error::from)? {
         DeleteReply::Deleted(report) => {
@@ -351,7 +364,7 @@ async fn delete_named(state: &AppState, app: String) -> Result<Json<DeleteReport
     tag = "admin",
     params(("app" = String, Path, description = "The app's name")),
     responses(
-        (status = 200, description = "`{found, current, versions}`: every version, newest first", body = Object),
+        (status = 200, description = "`{app_name, found, deleted, current_version, versions}`: every version, newest first, each with `deployed_at` and `deployed_by` (who first deployed it; null before deploys recorded it)", body = Object),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
@@ -392,13 +405,14 @@ pub(crate) async fn versions(
     Ok(Json(versions))
 }
 
-/// `GET /admin/api/apps`: deployed apps with their current version.
+/// `GET /admin/api/apps`: deployed apps with their current version, and deleted apps
+/// with the version they had (a rollback brings one back).
 #[utoipa::path(
     get,
     path = "/admin/api/apps",
     tag = "admin",
     responses(
-        (status = 200, description = "`{apps}`: deployed apps with their current version", body = Object),
+        (status = 200, description = "`{apps, deleted}`: deployed apps with their current version; deleted apps with the version current when they were deleted and `updated_at` the time of the delete", body = Object),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
         (status = 503, description = "The registry is not running", body = ErrorBody),

@@ -249,6 +249,8 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
         bundle_key: format!("bundles/{app}/{sha}.zip"),
         manifest,
         previous_version: Some("1.0.0".into()),
+        actor: None,
+        actor_id: None,
     };
     // Read leniently, the first dropped required_permission (the app opened to the
     // viewer); the second reached Duration::from_secs_f64 in the runner and panicked.

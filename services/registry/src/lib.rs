@@ -145,14 +145,18 @@ impl Lookups {
     async fn answer(&self, msg: async_nats::Message) {
         let Some(reply) = msg.reply else { return };
         let payload = match msg.subject.as_str() {
-            subjects::REGISTRY_APPS_LIST => match list_apps(&self.db).await {
-                Ok(list) => encode(&list),
-                Err(e) => {
-                    // An empty reply fails fast at the caller instead of a timeout.
-                    tracing::error!(error = %e, "app list failed");
-                    Ok(Vec::new())
+            subjects::REGISTRY_APPS_LIST => {
+                self.catch_up(None).await;
+                let list = list_apps(&self.db).await;
+                match list {
+                    Ok(list) => encode(&list),
+                    Err(e) => {
+                        // An empty reply fails fast at the caller instead of a timeout.
+                        tracing::error!(error = %e, "app list failed");
+                        Ok(Vec::new())
+                    }
                 }
-            },
+            }
             subjects::REGISTRY_APP_VERSIONS => {
                 let req: AppVersionsRequest = match decode(&msg.payload) {
                     Ok(r) => r,
@@ -162,7 +166,7 @@ impl Lookups {
                         return;
                     }
                 };
-                self.catch_up(&req.app_name).await;
+                self.catch_up(Some(&req.app_name)).await;
                 match app_versions(&self.db, &req.app_name).await {
                     Ok(v) => encode(&v),
                     Err(e) => {
@@ -183,19 +187,23 @@ impl Lookups {
         }
     }
 
-    /// Waits (bounded) until the projection has applied the app's last event, so a
-    /// lookup made right after a deploy, rollback or delete returned reflects it.
-    async fn catch_up(&self, app: &str) {
-        if !subjects::is_subject_token(app) {
+    /// Waits (bounded) until the projection has applied the app's last event (every
+    /// app's, for `None`), so a lookup made right after a deploy, rollback or delete
+    /// returned reflects it.
+    async fn catch_up(&self, app: Option<&str>) {
+        if app.is_some_and(|a| !subjects::is_subject_token(a)) {
             return;
         }
         let last = async {
-            let stream = self.js.get_stream(subjects::STREAM_APPS).await.ok()?;
-            stream
-                .get_last_raw_message_by_subject(&subjects::app_updated(app))
-                .await
-                .ok()
-                .map(|m| m.sequence)
+            let mut stream = self.js.get_stream(subjects::STREAM_APPS).await.ok()?;
+            match app {
+                Some(app) => stream
+                    .get_last_raw_message_by_subject(&subjects::app_updated(app))
+                    .await
+                    .ok()
+                    .map(|m| m.sequence),
+                None => stream.info().await.ok().map(|i| i.state.last_sequence),
+            }
         }
         .await;
         let Some(last) = last else { return };
@@ -212,12 +220,23 @@ impl Lookups {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::warn!(
-            app,
+            app = app.unwrap_or("*"),
             last,
             "projection behind the event log; answering with what it has"
         );
     }
 }
+
+/// A row of `app_versions` as the versions lookup reads it.
+type VersionRow = (
+    String,
+    String,
+    time::OffsetDateTime,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 /// Every version of one app, newest first.
 pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions> {
@@ -227,8 +246,9 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     .bind(app)
     .fetch_optional(db)
     .await?;
-    let rows: Vec<(String, String, time::OffsetDateTime, i64, i64)> = sqlx::query_as(
-        "SELECT version, sha256, deployed_at, first_rev, last_rev FROM noderouter_core.app_versions \
+    let rows: Vec<VersionRow> = sqlx::query_as(
+        "SELECT version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id \
+         FROM noderouter_core.app_versions \
          WHERE app_name = $1 ORDER BY first_rev DESC",
     )
     .bind(app)
@@ -241,15 +261,19 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     let versions = rows
         .into_iter()
         .map(
-            |(version, sha256, deployed_at, first_rev, last_rev)| AppVersion {
-                current: !deleted && current_sha.as_deref() == Some(sha256.as_str()),
-                version,
-                sha256,
-                deployed_at: deployed_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                first_rev: first_rev.max(0) as u64,
-                last_rev: last_rev.max(0) as u64,
+            |(version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id)| {
+                AppVersion {
+                    current: !deleted && current_sha.as_deref() == Some(sha256.as_str()),
+                    version,
+                    sha256,
+                    deployed_at: deployed_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    first_rev: first_rev.max(0) as u64,
+                    last_rev: last_rev.max(0) as u64,
+                    deployed_by,
+                    deployed_by_id,
+                }
             },
         )
         .collect();
@@ -271,32 +295,39 @@ type AppRow = (
     String,
     i64,
     time::OffsetDateTime,
+    bool,
 );
 
-/// Every deployed app with its current version, by name.
+/// Every deployed app with its current version, and every deleted one with the version
+/// it had, by name.
 pub async fn list_apps(db: &PgPool) -> anyhow::Result<AppList> {
-    let rows: Vec<AppRow> =
-        sqlx::query_as(
-            "SELECT app_name, display_name, description, current_version, current_sha256, rev, updated_at \
-             FROM noderouter_core.apps WHERE NOT deleted ORDER BY app_name",
-        )
-        .fetch_all(db)
-        .await?;
-    let apps = rows
-        .into_iter()
-        .map(
-            |(app_name, display_name, description, version, sha256, rev, updated_at)| AppSummary {
-                app_name,
-                display_name,
-                description,
-                version,
-                sha256,
-                rev: rev.max(0) as u64,
-                updated_at: updated_at
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-            },
-        )
-        .collect();
-    Ok(AppList { apps })
+    let rows: Vec<AppRow> = sqlx::query_as(
+        "SELECT app_name, display_name, description, current_version, current_sha256, rev, updated_at, deleted \
+         FROM noderouter_core.apps ORDER BY app_name",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut list = AppList {
+        apps: Vec::new(),
+        deleted: Vec::new(),
+    };
+    for (app_name, display_name, description, version, sha256, rev, updated_at, deleted) in rows {
+        let summary = AppSummary {
+            app_name,
+            display_name,
+            description,
+            version,
+            sha256,
+            rev: rev.max(0) as u64,
+            updated_at: updated_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        if deleted {
+            list.deleted.push(summary);
+        } else {
+            list.apps.push(summary);
+        }
+    }
+    Ok(list)
 }

@@ -106,8 +106,9 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     if let Some(manifest) = &manifest {
         catalogue_permissions(&mut tx, &d.app_name, manifest).await?;
         sqlx::query(
-            "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+            "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at, \
+                 deployed_by, deployed_by_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
              ON CONFLICT (app_name, sha256) DO UPDATE SET last_rev = EXCLUDED.last_rev",
         )
         .bind(&d.app_name)
@@ -117,6 +118,8 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .bind(&d.manifest)
         .bind(seq)
         .bind(at)
+        .bind(&d.actor)
+        .bind(&d.actor_id)
         .execute(&mut *tx)
         .await?;
     }

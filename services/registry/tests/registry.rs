@@ -19,6 +19,8 @@ fn event(app: &str, change: AppChange, version: &str, sha: &str, time: &str) -> 
             bundle_key: format!("bundles/{app}/{sha}.zip"),
             manifest: json!({"app_name": app, "version": version}),
             previous_version: None,
+            actor: None,
+            actor_id: None,
         },
     );
     env.time = time.into();

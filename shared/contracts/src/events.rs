@@ -28,6 +28,13 @@ pub struct AppUpdated {
     pub manifest: serde_json::Value,
     #[serde(default)]
     pub previous_version: Option<String>,
+    /// Who deployed, rolled back or deleted: the user or API token's name. Absent from
+    /// events published before the field existed.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default)]
+    pub actor_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -49,6 +56,8 @@ mod tests {
                 bundle_key: "bundles/notes/ab.zip".into(),
                 manifest: serde_json::json!({"app_name": "notes", "version": "1.0.0"}),
                 previous_version: None,
+                actor: Some("ann".into()),
+                actor_id: Some("u-1".into()),
             },
         }
     }
@@ -233,6 +242,22 @@ pub enum RbacChange {
         app_name: String,
         action_name: String,
     },
+}
+
+/// An [`RbacChange`] with who made it, as the gateway appends it to `rbac.log`: the
+/// change's fields and `op`, plus `actor` and `actor_id` (a MessagePack map). Readers of
+/// [`RbacChange`] ignore the two; events appended before they existed lack them, and
+/// the bootstrap event has none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RbacEvent {
+    #[serde(flatten)]
+    pub change: RbacChange,
+    /// Who made the change: the user or API token's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
 }
 
 pub const APP_ENV_CHANGED: &str = "app.env";

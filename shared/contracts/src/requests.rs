@@ -9,6 +9,12 @@ pub struct DeploySubmit {
     pub staging_key: String,
     /// File name the author uploaded (`notes.zip`): the bundle's name.
     pub file_name: String,
+    /// Who deploys: the user or API token's name, recorded in the `app.updated` event.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default)]
+    pub actor_id: Option<String>,
 }
 
 /// One finding about a bundle: which rule, where, and what to do.
@@ -63,6 +69,10 @@ pub struct AppSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppList {
     pub apps: Vec<AppSummary>,
+    /// Deleted apps, by name: `version` is the one current when it was deleted and
+    /// `updated_at` when. A rollback to any of their versions brings them back.
+    #[serde(default)]
+    pub deleted: Vec<AppSummary>,
 }
 
 /// `deploy.rollback`: make an earlier version of an app current again.
@@ -75,12 +85,24 @@ pub struct RollbackRequest {
     /// contents; the most recent one otherwise.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Who rolls back: the user or API token's name.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default)]
+    pub actor_id: Option<String>,
 }
 
 /// `deploy.delete`: remove an app from service. Its bundles and versions are kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeleteRequest {
     pub app_name: String,
+    /// Who deletes: the user or API token's name.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default)]
+    pub actor_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +140,13 @@ pub struct AppVersion {
     pub last_rev: u64,
     /// True for the version serving now (never for a deleted app).
     pub current: bool,
+    /// Who first deployed this bundle (user or token name); none for versions deployed
+    /// before deploys recorded it.
+    #[serde(default)]
+    pub deployed_by: Option<String>,
+    /// The stable id of that user or token (`sub`).
+    #[serde(default)]
+    pub deployed_by_id: Option<String>,
 }
 
 /// Reply to `registry.apps.versions`; `found` is false for an app never deployed.

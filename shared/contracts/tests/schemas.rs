@@ -119,6 +119,8 @@ fn app_updated(change: AppChange, previous: Option<&str>) -> Envelope<AppUpdated
             bundle_key: format!("bundles/notes/{SHA}.zip"),
             manifest: manifest("notes", "1.1.0"),
             previous_version: previous.map(str::to_owned),
+            actor: Some("ann".into()),
+            actor_id: Some("019a9f3c-0000-7000-8000-00000000a11e".into()),
         },
     )
 }
@@ -282,6 +284,8 @@ fn deploy_submit_requests_match_their_schema_and_examples_decode() {
     let req = DeploySubmit {
         staging_key: "staging/019a9f3c-5a01-7d10-8c3b-0e1f2a3b4c5d.zip".into(),
         file_name: "notes.zip".into(),
+        actor: Some("ann".into()),
+        actor_id: Some("019a9f3c-0000-7000-8000-00000000a11e".into()),
     };
     assert_valid(DEPLOY_SUBMIT_SCHEMA, &wire(&req));
     examples_round_trip::<DeploySubmit>(DEPLOY_SUBMIT_SCHEMA);
@@ -331,12 +335,16 @@ fn app_lists_match_their_schema_and_examples_decode() {
         updated_at: nr_contracts::envelope::now_rfc3339(),
     };
     for list in [
-        AppList { apps: vec![] },
+        AppList {
+            apps: vec![],
+            deleted: vec![],
+        },
         AppList {
             apps: vec![
                 summary(Some("Notes"), Some("Keeps notes")),
                 summary(None, None),
             ],
+            deleted: vec![summary(None, None)],
         },
     ] {
         assert_valid(APPS_LIST_REPLY_SCHEMA, &wire(&list));

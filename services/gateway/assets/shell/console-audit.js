@@ -25,7 +25,7 @@
       tbody.appendChild(el("tr", { "data-action": e.action }, [
         el("td", { class: "small text-nowrap" }, [C.time(e.time)]),
         el("td", {}, [el("span", { class: "badge text-bg-secondary" }, [e.kind])]),
-        el("td", {}, [e.action.replace(/_/g, " ")]),
+        el("td", { class: "text-nowrap" }, [e.action.replace(/_/g, " ")]),
         el("td", { class: "text-break" }, [e.target]),
         el("td", {}, [e.actor || el("span", { class: "text-body-secondary" }, ["not recorded"])]),
         el("td", { class: "small text-break" }, [details(e.details)])

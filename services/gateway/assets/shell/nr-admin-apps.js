@@ -1,8 +1,9 @@
 /*
  * NodeRouter Manage apps (/admin/apps): deploy a bundle (file picker or drag and drop,
  * with upload progress), the report (success, warnings, refusal), the deployed apps with
- * search and pages, each app's versions folded (loaded when opened), rollback and
- * delete. Every value shown is set with textContent; nothing from the server becomes
+ * search and pages, each app's versions folded (loaded when opened) with who deployed
+ * each, rollback and delete; deleted apps below, each restorable to any of its kept
+ * versions. Every value shown is set with textContent; nothing from the server becomes
  * markup. Times are shown in the viewer's zone (dayjs).
  */
 (function () {
@@ -11,6 +12,7 @@
   var PAGE_SIZE = 10;
   var canDeploy = false;
   var allApps = [];
+  var allDeleted = [];
   var page = 0;
   var opened = {};  // app -> true: its versions fold stays open across reloads
 
@@ -194,7 +196,7 @@
 
   // ── The list ───────────────────────────────────────────────────────────────
 
-  function versionRow(app, v) {
+  function versionRow(app, v, deleted) {
     var tr = el("tr", "nr-version");
     tr.setAttribute("data-version", v.version);
     var name = el("td", "font-monospace", v.version);
@@ -210,9 +212,9 @@
     tr.appendChild(el("td", "small font-monospace text-body-secondary", String(v.sha256 || "").slice(0, 12)));
     var actions = el("td", "text-end");
     if (canDeploy && !v.current) {
-      var b = el("button", "btn btn-sm btn-outline-primary", "Roll back to this");
+      var b = el("button", "btn btn-sm btn-outline-primary", deleted ? "Restore this version" : "Roll back to this");
       b.type = "button";
-      b.setAttribute("data-nr-admin", "rollback");
+      b.setAttribute("data-nr-admin", deleted ? "restore" : "rollback");
       b.setAttribute("data-app", app);
       b.setAttribute("data-version", v.version);
       b.setAttribute("data-sha256", v.sha256 || "");
@@ -222,7 +224,7 @@
     return tr;
   }
 
-  async function loadVersions(app, box) {
+  async function loadVersions(app, box, deleted) {
     var r = await call("/admin/api/apps/" + encodeURIComponent(app) + "/versions");
     box.textContent = "";
     if (!r.ok) {
@@ -240,7 +242,7 @@
     head.appendChild(hr);
     table.appendChild(head);
     var body = el("tbody");
-    (r.data.versions || []).forEach(function (v) { body.appendChild(versionRow(app, v)); });
+    (r.data.versions || []).forEach(function (v) { body.appendChild(versionRow(app, v, deleted)); });
     table.appendChild(body);
     wrap.appendChild(table);
     box.appendChild(wrap);
@@ -271,23 +273,72 @@
     card.appendChild(header);
     var body = el("div", "card-body");
     if (a.description) body.appendChild(el("p", "small mb-2", a.description));
+    body.appendChild(versionsFold(a, false));
+    body.appendChild(el("div", "small mt-2 nr-admin-app-message"));
+    card.appendChild(body);
+    return card;
+  }
+
+  /* The app's versions, folded; loaded when first opened. */
+  function versionsFold(a, deleted) {
+    var key = (deleted ? "deleted:" : "") + a.app_name;
     var fold = el("details", "nr-admin-versions-fold");
-    fold.appendChild(el("summary", "small", "Versions"));
+    fold.appendChild(el("summary", "small", deleted ? "Kept versions" : "Versions"));
     var versions = el("div", "nr-admin-versions small text-body-secondary mt-2", "Loading versions…");
     fold.appendChild(versions);
     fold.addEventListener("toggle", function () {
-      opened[a.app_name] = fold.open;
+      opened[key] = fold.open;
       if (fold.open && !versions.getAttribute("data-nr-loaded")) {
-        loadVersions(a.app_name, versions).catch(function (err) {
+        loadVersions(a.app_name, versions, deleted).catch(function (err) {
           versions.textContent = "Could not load the versions: " + err.message;
         });
       }
     });
-    if (opened[a.app_name]) fold.open = true;
-    body.appendChild(fold);
+    if (opened[key]) fold.open = true;
+    return fold;
+  }
+
+  /* A deleted app: the version it had, when it was deleted, and a Restore button. */
+  function deletedCard(a) {
+    var card = el("div", "card nr-admin-app nr-admin-deleted-app");
+    card.setAttribute("data-app", a.app_name);
+    card.setAttribute("data-version", a.version);
+    var header = el("div", "card-header d-flex flex-wrap gap-2 align-items-center");
+    var title = el("div", "me-auto");
+    title.appendChild(el("span", "fw-semibold", shownName(a)));
+    title.appendChild(el("span", "badge text-bg-secondary ms-2", "deleted"));
+    var meta = el("span", "small text-body-secondary ms-2 nr-admin-app-meta",
+      a.app_name + " · v" + a.version + " · deleted " + when(a.updated_at));
+    if (a.updated_at) meta.title = String(a.updated_at);
+    title.appendChild(meta);
+    header.appendChild(title);
+    if (canDeploy) {
+      var restore = el("button", "btn btn-sm btn-outline-primary", "Restore v" + a.version);
+      restore.type = "button";
+      restore.setAttribute("data-nr-admin", "restore");
+      restore.setAttribute("data-app", a.app_name);
+      restore.setAttribute("data-version", a.version);
+      restore.setAttribute("data-sha256", a.sha256 || "");
+      restore.setAttribute("aria-label", "Restore " + shownName(a) + " version " + a.version);
+      header.appendChild(restore);
+    }
+    card.appendChild(header);
+    var body = el("div", "card-body");
+    body.appendChild(versionsFold(a, true));
     body.appendChild(el("div", "small mt-2 nr-admin-app-message"));
     card.appendChild(body);
     return card;
+  }
+
+  function renderDeleted(q) {
+    var section = byId("nr-admin-deleted");
+    var list = byId("nr-admin-deleted-list");
+    if (!section || !list) return;
+    var shown = allDeleted.filter(function (a) { return matches(a, q); });
+    list.textContent = "";
+    shown.forEach(function (a) { list.appendChild(deletedCard(a)); });
+    section.hidden = shown.length === 0;
+    list.setAttribute("data-nr-loaded", String(allDeleted.length));
   }
 
   function matches(a, q) {
@@ -312,12 +363,15 @@
     else if (q) status.textContent = shown.length + " of " + allApps.length + " app(s) match “" + q + "”";
     else status.textContent = allApps.length + " deployed app(s)";
     if (pager) {
+      // d-flex would win over the hidden attribute: d-none hides it.
       pager.hidden = pages < 2;
+      pager.classList.toggle("d-none", pages < 2);
       byId("nr-admin-apps-page").textContent = "Page " + (page + 1) + " of " + pages;
       byId("nr-admin-apps-prev").disabled = page === 0;
       byId("nr-admin-apps-next").disabled = page >= pages - 1;
     }
     list.setAttribute("data-nr-loaded", String(allApps.length));
+    renderDeleted(q);
   }
 
   function sleep(ms) { return new Promise(function (ok) { window.setTimeout(ok, ms); }); }
@@ -338,9 +392,11 @@
       status.textContent = "Could not load the apps: " + errorText(r);
       return;
     }
-    allApps = (r.data.apps || []).slice().sort(function (x, y) {
+    var byName = function (x, y) {
       return shownName(x).localeCompare(shownName(y), undefined, { sensitivity: "base" });
-    });
+    };
+    allApps = (r.data.apps || []).slice().sort(byName);
+    allDeleted = (r.data.deleted || []).slice().sort(byName);
     if (expect && !expect.gone) {
       var at = allApps.map(function (a) { return a.app_name; }).indexOf(expect.app);
       if (at >= 0) page = Math.floor(at / PAGE_SIZE);
@@ -373,6 +429,21 @@
       r = await postJson("/admin/api/apps/" + encodeURIComponent(app) + "/rollback", body);
       if (r.ok) { await loadApps({ app: app, version: r.data.version }); cardMessage(app, "Rolled back to version " + r.data.version + ".", false); }
       else { b.disabled = false; cardMessage(app, "Rollback refused: " + errorText(r), true); }
+    } else if (what === "restore") {
+      var restoring = b.getAttribute("data-version");
+      if (!window.confirm("Restore " + app + " with version " + restoring + "? It is served again, at /apps/" + app + "/.")) return;
+      b.disabled = true;
+      var req = { version: restoring };
+      if (b.getAttribute("data-sha256")) req.sha256 = b.getAttribute("data-sha256");
+      r = await postJson("/admin/api/apps/" + encodeURIComponent(app) + "/rollback", req);
+      if (r.ok) {
+        opened[app] = true;
+        await loadApps({ app: app, version: r.data.version });
+        cardMessage(app, "Restored with version " + r.data.version + ".", false);
+        if (window.NodeRouterShell && window.NodeRouterShell.notify) {
+          window.NodeRouterShell.notify("Restored " + app, "Version " + r.data.version + " is served again.");
+        }
+      } else { b.disabled = false; cardMessage(app, "Restore refused: " + errorText(r), true); }
     } else if (what === "delete") {
       if (!window.confirm("Delete " + app + "? It stops being served; its versions are kept.")) return;
       b.disabled = true;
@@ -408,8 +479,11 @@
     if (prev) prev.addEventListener("click", function () { page = Math.max(0, page - 1); render(); });
     if (next) next.addEventListener("click", function () { page += 1; render(); });
     var list = byId("nr-admin-apps-list");
-    list.addEventListener("click", function (e) {
-      onAppsClick(e).catch(function (err) { window.alert("Failed: " + err.message); });
+    [list, byId("nr-admin-deleted-list")].forEach(function (box) {
+      if (!box) return;
+      box.addEventListener("click", function (e) {
+        onAppsClick(e).catch(function (err) { window.alert("Failed: " + err.message); });
+      });
     });
     await loadApps();
   }

@@ -206,6 +206,43 @@
     }
   }
 
+  /* A toast of the page's own: what an action just did (title, text). */
+  function notify(title, text) {
+    var box = byId("nr-toasts");
+    if (!box) return;
+    var el = document.createElement("div");
+    el.className = "toast nr-toast nr-notice";
+    el.setAttribute("role", "status");
+    var head = document.createElement("div");
+    head.className = "toast-header";
+    var strong = document.createElement("strong");
+    strong.className = "me-auto nr-toast-title";
+    strong.textContent = String(title || "");
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn-close ms-2";
+    close.setAttribute("aria-label", "Close");
+    close.setAttribute("data-bs-dismiss", "toast");
+    head.appendChild(strong); head.appendChild(close);
+    el.appendChild(head);
+    if (text) {
+      var body = document.createElement("div");
+      body.className = "toast-body small text-break nr-toast-body";
+      body.textContent = String(text);
+      el.appendChild(body);
+    }
+    box.appendChild(el);
+    while (box.children.length > 5) box.removeChild(box.firstChild);
+    if (window.bootstrap && window.bootstrap.Toast) {
+      el.addEventListener("hidden.bs.toast", function () { el.remove(); });
+      new window.bootstrap.Toast(el, { delay: 8000 }).show();
+    } else {
+      el.classList.add("show");
+      close.addEventListener("click", function () { el.remove(); });
+      window.setTimeout(function () { el.remove(); }, 8000);
+    }
+  }
+
   function startToasts() {
     if (window.AdminWS && typeof window.AdminWS.on === "function") {
       window.AdminWS.on("action", showToast);
@@ -273,7 +310,7 @@
     else if (action === "close-sidebar") setMenu(false);
   });
 
-  window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load, showToast: showToast };
+  window.NodeRouterShell = { setTheme: setTheme, toggleTheme: toggleTheme, reloadMenu: load, showToast: showToast, notify: notify };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startToasts);
   else startToasts();
   load();

@@ -62,8 +62,10 @@ struct Entry {
     action: String,
     /// The app, user id, role or token the change is about.
     target: String,
-    /// Who made it, when the event names them.
+    /// Who made it (user or token name), when the event names them.
     actor: Option<String>,
+    /// The stable id of that user or token.
+    actor_id: Option<String>,
     source: String,
     details: Map<String, Value>,
 }
@@ -95,7 +97,7 @@ fn parse_cursor(text: Option<&str>) -> Result<HashMap<String, u64>, ApiError> {
     tag = "admin",
     params(AuditQuery),
     responses(
-        (status = 200, description = "`{entries: [{kind, seq, time, action, target, actor, source, details}], next_before}`; hashes, secrets and manifests are never included", body = Object),
+        (status = 200, description = "`{entries: [{kind, seq, time, action, target, actor, actor_id, source, details}], next_before}`; `actor` is who made the change (null for events recorded before changes named their author); hashes, secrets and manifests are never included", body = Object),
         (status = 400, description = "A bad `kind` or `before`", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `audit:read` permission is missing", body = ErrorBody),
@@ -242,12 +244,18 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
             (op, target)
         }
     };
-    let actor = ["actor", "deployed_by", "by"].iter().find_map(|k| text(k));
+    let actor = text("actor");
+    let actor_id = text("actor_id");
     let details = data
         .into_iter()
         .filter(|(k, v)| {
             let k = k.to_lowercase();
-            !(k.contains("hash") || k == "manifest" || k == "bundle_key" || k == "sha256")
+            !(k.contains("hash")
+                || k == "manifest"
+                || k == "bundle_key"
+                || k == "sha256"
+                || k == "actor"
+                || k == "actor_id")
                 && (!k.contains("secret") || v.is_boolean())
         })
         .collect();
@@ -262,6 +270,7 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
         action,
         target,
         actor,
+        actor_id,
         source: env
             .get("source")
             .and_then(Value::as_str)
@@ -296,6 +305,48 @@ mod tests {
         );
         let shown = serde_json::to_string(&e).unwrap();
         assert!(!shown.contains("argon2"), "{shown}");
+    }
+
+    #[test]
+    fn an_access_entry_names_who_made_it_and_an_old_one_reads_as_unrecorded() {
+        let ev = Envelope::new(
+            "rbac.changed",
+            "gateway/x",
+            nr_contracts::events::RbacEvent {
+                change: RbacChange::RoleDeleted {
+                    name: "sales".into(),
+                },
+                actor: Some("ann".into()),
+                actor_id: Some("u-1".into()),
+            },
+        );
+        let e = entry("access", 3, &encode(&ev).unwrap()).unwrap();
+        assert_eq!(
+            (e.action.as_str(), e.target.as_str()),
+            ("role_deleted", "sales")
+        );
+        assert_eq!(
+            (e.actor.as_deref(), e.actor_id.as_deref()),
+            (Some("ann"), Some("u-1"))
+        );
+        assert!(!e.details.contains_key("actor"), "{:?}", e.details);
+        let old = Envelope::new(
+            "rbac.changed",
+            "gateway/x",
+            RbacChange::RoleDeleted {
+                name: "sales".into(),
+            },
+        );
+        let e = entry("access", 2, &encode(&old).unwrap()).unwrap();
+        assert_eq!(e.actor, None);
+        // The registry still reads the change itself from an event that names its author.
+        let back: Envelope<RbacChange> = nr_contracts::decode(&encode(&ev).unwrap()).unwrap();
+        assert_eq!(
+            back.data,
+            RbacChange::RoleDeleted {
+                name: "sales".into()
+            }
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use nr_auth::{perms, ADMIN_ROLE};
-use nr_contracts::events::{RbacChange, RBAC_CHANGED};
+use nr_contracts::events::{RbacChange, RbacEvent, RBAC_CHANGED};
 use nr_contracts::{subjects, Envelope};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -71,9 +71,22 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl AppState {
-    /// Appends an RBAC change and waits until the projection has applied it.
-    pub(crate) async fn rbac_change(&self, change: RbacChange) -> Result<u64, ApiError> {
-        let event = Envelope::new(RBAC_CHANGED, &self.node, change);
+    /// Appends an RBAC change made by `caller` and waits until the projection has
+    /// applied it.
+    pub(crate) async fn rbac_change(
+        &self,
+        caller: &Caller,
+        change: RbacChange,
+    ) -> Result<u64, ApiError> {
+        let event = Envelope::new(
+            RBAC_CHANGED,
+            &self.node,
+            RbacEvent {
+                change,
+                actor: Some(caller.0.name.clone()),
+                actor_id: Some(caller.0.sub.clone()),
+            },
+        );
         let seq = nr_infra::bus::publish_event(&self.js, subjects::RBAC_LOG, &event, None)
             .await
             .map_err(internal)?;

@@ -129,10 +129,13 @@ pub(crate) async fn create_role(
     }
     check_text("description", &body.description, 500)?;
     state
-        .rbac_change(RbacChange::RoleCreated {
-            name: body.name.clone(),
-            description: body.description.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::RoleCreated {
+                name: body.name.clone(),
+                description: body.description.clone(),
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -174,7 +177,7 @@ pub(crate) async fn delete_role(
         .map_err(|_| ApiError::NotFound(format!("role '{name}' not found")))?;
     caller.require_roles(std::slice::from_ref(&name), "delete")?;
     state
-        .rbac_change(RbacChange::RoleDeleted { name: name.clone() })
+        .rbac_change(&caller, RbacChange::RoleDeleted { name: name.clone() })
         .await?;
     Ok(Json(RoleDeleted { deleted: name }))
 }
@@ -228,10 +231,13 @@ pub(crate) async fn grant(
     caller.require(&body.permission)?;
     caller.require_roles(std::slice::from_ref(&role), "change")?;
     state
-        .rbac_change(RbacChange::PermissionGranted {
-            role: role.clone(),
-            permission: body.permission.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::PermissionGranted {
+                role: role.clone(),
+                permission: body.permission.clone(),
+            },
+        )
         .await?;
     Ok(Json(Granted {
         role,
@@ -272,10 +278,13 @@ pub(crate) async fn revoke(
     }
     caller.require_roles(std::slice::from_ref(&role), "change")?;
     state
-        .rbac_change(RbacChange::PermissionRevoked {
-            role: role.clone(),
-            permission: permission.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::PermissionRevoked {
+                role: role.clone(),
+                permission: permission.clone(),
+            },
+        )
         .await?;
     Ok(Json(Revoked {
         role,

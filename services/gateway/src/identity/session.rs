@@ -238,10 +238,13 @@ pub(crate) async fn change_password(
         .await
         .map_err(ApiError::Internal)?;
     state
-        .rbac_change(RbacChange::PasswordSet {
-            id: caller.0.sub.clone(),
-            password_hash,
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::PasswordSet {
+                id: caller.0.sub.clone(),
+                password_hash,
+            },
+        )
         .await?;
     start_session(&state, &caller.0.sub).await
 }
@@ -263,10 +266,13 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     if let (Some(jti), Some(exp)) = (caller.0.jti.clone(), caller.0.exp) {
         state
-            .rbac_change(RbacChange::SessionRevoked {
-                jti,
-                expires_at: rfc3339(exp),
-            })
+            .rbac_change(
+                &caller,
+                RbacChange::SessionRevoked {
+                    jti,
+                    expires_at: rfc3339(exp),
+                },
+            )
             .await?;
     }
     let cookie = session_cookie(&state, "", 0)?;

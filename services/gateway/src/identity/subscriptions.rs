@@ -70,11 +70,14 @@ pub(crate) async fn subscribe(
     caller.require(entry.manifest.required_permission.as_deref().unwrap_or(""))?;
     caller.require(action.required_permission.as_deref().unwrap_or(""))?;
     state
-        .rbac_change(RbacChange::Subscribed {
-            user_id: caller.0.sub.clone(),
-            app_name: body.app_name.clone(),
-            action_name: body.action_name.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::Subscribed {
+                user_id: caller.0.sub.clone(),
+                app_name: body.app_name.clone(),
+                action_name: body.action_name.clone(),
+            },
+        )
         .await?;
     Ok(Json(Subscription {
         subscribed: true,
@@ -109,11 +112,14 @@ pub(crate) async fn unsubscribe(
         ));
     }
     state
-        .rbac_change(RbacChange::Unsubscribed {
-            user_id: caller.0.sub.clone(),
-            app_name: body.app_name.clone(),
-            action_name: body.action_name.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::Unsubscribed {
+                user_id: caller.0.sub.clone(),
+                app_name: body.app_name.clone(),
+                action_name: body.action_name.clone(),
+            },
+        )
         .await?;
     Ok(Json(Subscription {
         subscribed: false,

@@ -137,14 +137,17 @@ pub(crate) async fn create_token(
         rfc3339(time::OffsetDateTime::now_utc().unix_timestamp() + s.min(10 * 365 * 86400) as i64)
     });
     state
-        .rbac_change(RbacChange::TokenIssued {
-            id: id.clone(),
-            name: body.name.clone(),
-            owner: caller.0.sub.clone(),
-            roles: body.roles.clone(),
-            secret_hash: nr_auth::rbac::hash_secret(&secret),
-            expires_at: expires_at.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::TokenIssued {
+                id: id.clone(),
+                name: body.name.clone(),
+                owner: caller.0.sub.clone(),
+                roles: body.roles.clone(),
+                secret_hash: nr_auth::rbac::hash_secret(&secret),
+                expires_at: expires_at.clone(),
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -183,7 +186,7 @@ pub(crate) async fn revoke_token(
         return Err(ApiError::NotFound(format!("token {id:?} not found")));
     }
     state
-        .rbac_change(RbacChange::TokenRevoked { id: id.clone() })
+        .rbac_change(&caller, RbacChange::TokenRevoked { id: id.clone() })
         .await?;
     Ok(Json(TokenRevoked { id, revoked: true }))
 }

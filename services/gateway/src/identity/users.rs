@@ -127,18 +127,24 @@ pub(crate) async fn create_user(
         .await
         .map_err(ApiError::Internal)?;
     state
-        .rbac_change(RbacChange::UserCreated {
-            id: id.clone(),
-            username: body.username.clone(),
-            password_hash,
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::UserCreated {
+                id: id.clone(),
+                username: body.username.clone(),
+                password_hash,
+            },
+        )
         .await?;
     if !body.roles.is_empty() {
         state
-            .rbac_change(RbacChange::UserRolesSet {
-                id: id.clone(),
-                roles: body.roles.clone(),
-            })
+            .rbac_change(
+                &caller,
+                RbacChange::UserRolesSet {
+                    id: id.clone(),
+                    roles: body.roles.clone(),
+                },
+            )
             .await?;
     }
     Ok((
@@ -207,18 +213,24 @@ pub(crate) async fn update_user(
             .await
             .map_err(ApiError::Internal)?;
         state
-            .rbac_change(RbacChange::PasswordSet {
-                id: id.clone(),
-                password_hash,
-            })
+            .rbac_change(
+                &caller,
+                RbacChange::PasswordSet {
+                    id: id.clone(),
+                    password_hash,
+                },
+            )
             .await?;
     }
     if let Some(disabled) = body.disabled {
         state
-            .rbac_change(RbacChange::UserDisabled {
-                id: id.clone(),
-                disabled,
-            })
+            .rbac_change(
+                &caller,
+                RbacChange::UserDisabled {
+                    id: id.clone(),
+                    disabled,
+                },
+            )
             .await?;
     }
     Ok(Json(UserUpdated { id, updated: true }))
@@ -264,10 +276,13 @@ pub(crate) async fn set_roles(
         .collect();
     caller.require_roles(&removed, "take away")?;
     state
-        .rbac_change(RbacChange::UserRolesSet {
-            id: id.clone(),
-            roles: body.roles.clone(),
-        })
+        .rbac_change(
+            &caller,
+            RbacChange::UserRolesSet {
+                id: id.clone(),
+                roles: body.roles.clone(),
+            },
+        )
         .await?;
     Ok(Json(UserRoles {
         id,
