@@ -463,6 +463,12 @@ def serve_worker(sock, execute, wants_conn, is_async):
         sdk = None
     if sdk is not None:
         sdk._emit = lambda header: send_frame(sock, header)
+
+        def _request(header, body=b""):
+            send_frame(sock, header, body)
+            return recv_frame(reader)
+
+        sdk._request = _request
     if wants_conn:
         try:
             holder.get()

@@ -23,7 +23,9 @@ use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
+mod files;
 mod job_pool;
+pub use files::FileIo;
 
 /// What to load.
 pub struct LoadSpec {
@@ -111,6 +113,9 @@ struct ReplyHeader {
     /// The job's captured output, on the final reply.
     #[serde(default)]
     logs: Option<String>,
+    /// A file request mid-call (`noderouter.read_upload`, `noderouter.download`).
+    #[serde(default)]
+    file: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -415,10 +420,17 @@ impl AppHost {
         };
         let stream = &mut worker.stream;
         let rid = header["rid"].as_str().unwrap_or("").to_owned();
+        let job = header["inject"]["_job_id"].as_str();
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                if let Some(op) = h.file {
+                    let files = self.spawner.files.as_ref();
+                    let (rh, rb) = files::answer(files, &self.app, job, op, out).await;
+                    write_frame(stream, &rh, &rb).await?;
+                    continue;
+                }
                 if let Some(line) = h.log {
                     tracing::info!(target: "app", app = %self.app, rid = %rid, "{line}");
                     if let Some(tx) = &progress {
