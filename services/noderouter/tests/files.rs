@@ -238,7 +238,7 @@ async fn returned_files_are_links_from_sync_calls_and_jobs_removed_with_the_job_
 
 #[tokio::test]
 async fn a_file_over_the_limit_is_refused_to_the_app() {
-    let h = Harness::start_with(&["--file-max-bytes", "10"]).await;
+    let h = Harness::start_with(&["--file-max-bytes", "4"]).await;
     h.deploy_ok(
         "rep",
         &[
@@ -251,7 +251,7 @@ async fn a_file_over_the_limit_is_refused_to_the_app() {
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
     let e = b["error"].as_str().unwrap();
     assert!(
-        e.contains("ValueError") && e.contains("over the limit of 10 bytes"),
+        e.contains("ValueError") && e.contains("over the limit of 4 bytes"),
         "{e}"
     );
 }

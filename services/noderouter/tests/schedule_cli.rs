@@ -37,7 +37,9 @@ async fn paused(h: &Harness) -> Value {
     r.json::<Value>().await.unwrap()[0]["paused"].clone()
 }
 
-#[tokio::test]
+// The CLI runs as a blocking child process: the platform keeps serving on the other
+// worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_lists_pauses_and_resumes_schedules() {
     let h = Harness::start_with(&["--scheduler-poll-s", "0.2"]).await;
     let manifest = json!({
