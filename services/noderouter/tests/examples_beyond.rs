@@ -37,7 +37,9 @@ async fn deploy_clean(h: &Harness, name: &str) {
         .map(|(n, c)| (n.as_str(), c.as_str()))
         .collect();
     let b = h.deploy_ok(name, &refs).await;
-    let warnings = b["warnings"].as_array().expect("the deploy lists its warnings");
+    let warnings = b["warnings"]
+        .as_array()
+        .expect("the deploy lists its warnings");
     assert!(warnings.is_empty(), "{name} deployed with warnings: {b}");
 }
 
