@@ -1,9 +1,12 @@
 """A report written every night by a schedule (manifest `schedules`), read back over
-a route (manifest `routes`): GET /apps/nightly_report/api/reports."""
+a route (manifest `routes`): GET /apps/nightly_report/api/reports, or as a CSV file
+(GET /apps/nightly_report/api/reports.csv answers a short-lived download link)."""
 import contextlib
 import os
 
 import psycopg2
+
+from noderouter import download
 
 
 def _migrate() -> None:
@@ -55,4 +58,10 @@ def execute(data: dict, conn=None) -> dict:
             cur.execute("SELECT id, tick, late FROM nightly_report_items ORDER BY id DESC LIMIT 30")
             rows = [{"id": r[0], "tick": r[1], "late": r[2]} for r in cur.fetchall()]
         return {"json": {"reports": rows}, "headers": {"Cache-Control": "no-store"}}
+    if action == "export":
+        with _get_conn(conn) as c, c.cursor() as cur:
+            cur.execute("SELECT id, tick, late FROM nightly_report_items ORDER BY id")
+            lines = ["id,tick,late"] + [f"{r[0]},{r[1]},{str(r[2]).lower()}" for r in cur.fetchall()]
+        # The caller gets {"download_url": "/files/<token>", ...}, served as an attachment.
+        return download("\n".join(lines) + "\n", "nightly-reports.csv", "text/csv")
     return {"error": f"unknown action {action!r}"}

@@ -69,7 +69,7 @@ pub struct GatewayConfig {
     /// refused as a replay.
     #[arg(long, env = "NR_WEBHOOK_REPLAY_WINDOW_S", default_value_t = 86_400)]
     pub webhook_replay_window_s: u64,
-    /// Seconds a download link (`/files/<token>`) stays valid; expired files are removed.
-    #[arg(long, env = "NR_DOWNLOAD_TTL_S", default_value_t = 300)]
-    pub download_ttl_s: u64,
+    /// Lifetimes of uploads and returned files (`/files/<token>` links).
+    #[command(flatten)]
+    pub files: nr_infra::files::FileArgs,
 }

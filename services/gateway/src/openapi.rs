@@ -70,6 +70,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         crate::app_env::set_env,
         crate::app_env::unset_env,
         crate::console::audit::audit,
+        crate::schedules::admin::list,
+        crate::schedules::admin::ticks,
+        crate::schedules::admin::pause,
+        crate::schedules::admin::resume,
+        crate::routes::download::fetch,
         crate::console::series::series,
         crate::console::series::payload,
     ),
@@ -82,6 +87,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         (name = "auth", description = "Sessions"),
         (name = "notify", description = "Notification subscriptions"),
         (name = "admin", description = "Administration: apps, users, roles, grants, API tokens"),
+        (name = "files", description = "Files apps return, by their short-lived links"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -73,6 +73,7 @@ impl PlatformConfig {
             secrets_key: self.gateway.secrets_key.clone(),
             work_dir: self.runner_dir.clone(),
             contain: self.deploy_checks.contain.clone(),
+            files: self.gateway.files.clone(),
         }
     }
 }

@@ -251,6 +251,13 @@ def serve_worker(sock, execute, wants_conn, is_async):
         sdk = None
     if sdk is not None:
         sdk._emit = output.frame
+
+        def _request(header, body=b""):
+            with output.lock:
+                send_frame(sock, header, body)
+                return recv_frame(reader)
+
+        sdk._request = _request
     if wants_conn:
         try:
             holder.get()

@@ -61,6 +61,9 @@ pub struct RunnerConfig {
     /// bundles and the worker socket through it.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub work_dir: PathBuf,
+    /// Lifetimes and size limit of files apps return (`noderouter.download`).
+    #[command(flatten)]
+    pub files: nr_infra::files::FileArgs,
 }
 
 /// How a runner schedules and keeps jobs (shared by the all-in-one process).

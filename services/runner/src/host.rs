@@ -23,9 +23,11 @@ use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
+mod files;
 mod job_pool;
 mod wire;
 
+pub use files::FileIo;
 use wire::{ForkReply, LoadReply, ReplyHeader};
 
 /// What to load.
@@ -392,6 +394,19 @@ impl AppHost {
             write_frame(stream, header, body).await?;
             loop {
                 let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                if let Some(op) = h.file {
+                    let files = self.spawner.files.as_ref();
+                    let (rh, rb) = files::answer(
+                        files,
+                        &self.app,
+                        Some(job.as_str()).filter(|j| !j.is_empty()),
+                        op,
+                        out,
+                    )
+                    .await;
+                    write_frame(stream, &rh, &rb).await?;
+                    continue;
+                }
                 if let Some(line) = h.log {
                     let stream = h.stream.as_deref().unwrap_or("stderr");
                     output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line);

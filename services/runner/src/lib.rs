@@ -184,6 +184,11 @@ impl Runner {
         spawner.worker_memory_mb = config.worker_memory_mb;
         spawner.contain = config.contain.clone();
         spawner.switch_users = switch_users;
+        spawner.files = Some(Arc::new(host::FileIo {
+            db: deps.db.clone(),
+            store: deps.store.clone(),
+            args: config.files.clone(),
+        }));
         let spawner = Arc::new(spawner);
         if switch_users {
             nr_infra::contain::adopt_orphans();

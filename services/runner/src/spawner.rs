@@ -34,6 +34,8 @@ pub struct Spawner {
     pub contain: ContainArgs,
     /// Apps run as users of their own (the runner is root); otherwise as the runner's.
     pub switch_users: bool,
+    /// The object store and database behind `noderouter.read_upload` and `download`.
+    pub files: Option<Arc<crate::host::FileIo>>,
     /// Fork token -> the worker's announced connection and the uid it must come from.
     pending: Mutex<HashMap<String, Pending>>,
 }
@@ -66,6 +68,7 @@ impl Spawner {
             sock_path,
             contain: ContainArgs::default(),
             switch_users: false,
+            files: None,
             pending: Mutex::new(HashMap::new()),
         }
     }

@@ -12,6 +12,7 @@ pub mod bus;
 pub mod contain;
 pub mod cron;
 pub mod db;
+pub mod files;
 pub mod follow;
 pub mod health;
 pub mod store;

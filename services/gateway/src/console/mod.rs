@@ -1,5 +1,5 @@
 //! The console's own pages (dashboard, jobs, run an app, users, roles, tokens, profile,
-//! audit, app variables, notification history) and the JSON endpoints only they need
+//! audit, app variables, notification history, schedules) and the JSON endpoints only they need
 //! (`series`: per-minute metrics for the dashboard; `audit`: the event log read newest
 //! first). Each page is the shell's layout around a small container and one script
 //! file of its own under `/assets/console/`; the pages use the public API for the rest.
@@ -75,6 +75,10 @@ const SCRIPTS: &[(&str, &str)] = &[
     (
         "history.js",
         include_str!("../../assets/shell/console-history.js"),
+    ),
+    (
+        "schedules.js",
+        include_str!("../../assets/shell/console-schedules.js"),
     ),
 ];
 

@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/audit", get(audit))
         .route("/admin/apps/{app}/env", get(app_env))
         .route("/admin/inbox", get(inbox))
+        .route("/admin/schedules", get(schedules))
 }
 
 /// What one page is: its title, its script, the permission it needs (any of), and
@@ -229,6 +230,20 @@ async fn inbox(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
         script: "inbox",
         needs: &[],
         data: &[],
+    };
+    render(&s, &parts, page).await
+}
+
+async fn schedules(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
+    let can_pause = match session(&s, &parts).await {
+        Ok(p) => p.has(perms::APPS_DEPLOY),
+        Err(res) => return res,
+    };
+    let page = Page {
+        title: "Schedules",
+        script: "schedules",
+        needs: &[perms::APPS_READ, perms::APPS_DEPLOY],
+        data: &[("can-pause", if can_pause { "1" } else { "0" })],
     };
     render(&s, &parts, page).await
 }

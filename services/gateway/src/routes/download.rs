@@ -1,8 +1,9 @@
-//! Files out: a route answering `{"download": {"name", "content_type", "data"}}` (what
-//! `noderouter.download(...)` returns) gets its bytes stored in the object store and
-//! answers with a short-lived link, `GET /files/<token>`, served with
+//! Files out: `noderouter.download(...)` in an app (a route, a sync call or an async
+//! job) hands the bytes to its runner, which stores them in the object store and gives
+//! the app a short-lived link, `GET /files/<token>`, served here with
 //! `Content-Disposition: attachment` until it expires (410 after; 404 for an unknown
-//! link). The token is 256 random bits: the link is the credential, like a presigned URL.
+//! link). The token is 256 random bits: the link is the credential, like a presigned
+//! URL. Rows and objects belong to `nr_infra::files`.
 
 use std::sync::Arc;
 
@@ -11,114 +12,43 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use base64::Engine as _;
-use serde_json::{json, Value};
-use time::OffsetDateTime;
+use nr_infra::files::{self, FileError};
+use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new().route("/files/{token}", get(fetch))
 }
 
-fn object_path(key: &str) -> Result<object_store::path::Path, ApiError> {
-    object_store::path::Path::parse(key)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("bad object key {key}: {e}")))
+fn internal(e: FileError) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("{e}"))
 }
 
-/// A name safe in a `Content-Disposition` header: no quotes, slashes or controls.
-fn safe_name(name: &str) -> String {
-    let n: String = name
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/' | ';'))
-        .take(200)
-        .collect();
-    if n.trim().is_empty() {
-        "download".to_owned()
-    } else {
-        n
-    }
-}
-
-/// Stores the file of a `download` answer and returns the JSON the caller gets.
-pub(crate) async fn store(state: &AppState, app: &str, d: &Value) -> Result<Value, ApiError> {
-    let bad =
-        |m: &str| ApiError::Internal(anyhow::anyhow!("app {app} returned a bad download: {m}"));
-    let name = safe_name(
-        d.get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("no name"))?,
-    );
-    let content_type = d
-        .get("content_type")
-        .and_then(Value::as_str)
-        .filter(|c| HeaderValue::from_str(c).is_ok())
-        .unwrap_or("application/octet-stream")
-        .to_owned();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(
-            d.get("data")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("no data"))?,
-        )
-        .map_err(|_| bad("data is not base64"))?;
-    let token = {
-        let mut b = [0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-            .map_err(|_| ApiError::Internal(anyhow::anyhow!("no randomness")))?;
-        hex::encode(b)
-    };
-    let key = format!("files/{app}/{token}");
-    let size = bytes.len();
-    state
-        .store
-        .put(&object_path(&key)?, bytes.into())
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot store the download: {e}")))?;
-    let ttl = state.config.download_ttl_s.clamp(1, 7 * 86_400) as i64;
-    let expires = OffsetDateTime::now_utc() + time::Duration::seconds(ttl);
-    sqlx::query(
-        "INSERT INTO noderouter_core.app_files (token, app_name, name, content_type, size, object_key, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+/// Serves a file an app returned, as an attachment, while its link is valid.
+///
+/// `GET /files/{token}`: the link in `download_url` of an app's answer (a route, a sync
+/// call or a job's result). No credential: the unguessable token is one.
+#[utoipa::path(
+    get,
+    path = "/files/{token}",
+    tag = "files",
+    params(("token" = String, Path, description = "The 64 hex digits of a `download_url`")),
+    responses(
+        (status = 200, description = "The file, with `Content-Disposition: attachment` and its content type", content_type = "application/octet-stream"),
+        (status = 404, description = "No such link (never issued, or its file was removed)", body = ErrorBody),
+        (status = 410, description = "The link has expired; ask the app for a new one", body = ErrorBody),
     )
-    .bind(&token)
-    .bind(app)
-    .bind(&name)
-    .bind(&content_type)
-    .bind(size as i64)
-    .bind(&key)
-    .bind(expires)
-    .execute(&state.db)
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the download: {e}")))?;
-    Ok(json!({
-        "download_url": format!("/files/{token}"),
-        "name": name,
-        "size": size,
-        "content_type": content_type,
-        "expires_at": expires.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    }))
-}
-
-async fn fetch(
+)]
+pub(crate) async fn fetch(
     State(state): State<Arc<AppState>>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::NotFound("no such download".into()));
-    }
-    let row: Option<(String, String, String, bool)> = sqlx::query_as(
-        "SELECT name, content_type, object_key, expires_at <= NOW() FROM noderouter_core.app_files WHERE token = $1",
-    )
-    .bind(&token)
-    .fetch_optional(&state.db)
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read the download: {e}")))?;
-    let Some((name, content_type, key, expired)) = row else {
+    let Some(file) = files::served(&state.db, &token).await.map_err(internal)? else {
         return Err(ApiError::NotFound("no such download".into()));
     };
-    if expired {
+    if file.expired {
         return Ok(ApiError::Refused {
             status: 410,
             error: "this download link has expired; ask the app for a new one".into(),
@@ -126,20 +56,15 @@ async fn fetch(
         }
         .into_response());
     }
-    let bytes = state
-        .store
-        .get(&object_path(&key)?)
+    let bytes = files::bytes_of(&state.store, &file)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read the stored download: {e}")))?
-        .bytes()
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read the stored download: {e}")))?;
-    let disposition = format!("attachment; filename=\"{name}\"");
+        .map_err(internal)?;
+    let disposition = format!("attachment; filename=\"{}\"", files::safe_name(&file.name));
     let mut res = (StatusCode::OK, bytes).into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
+        HeaderValue::from_str(&file.content_type)
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     if let Ok(v) = HeaderValue::from_str(&disposition) {
@@ -160,19 +85,11 @@ async fn fetch(
     Ok(res)
 }
 
-/// Removes expired downloads (rows and objects), a batch at a time.
+/// Removes files past their age, expired links and files of pruned jobs.
 pub(crate) async fn prune(state: &AppState) -> anyhow::Result<()> {
-    let gone: Vec<(String, String)> = sqlx::query_as(
-        "DELETE FROM noderouter_core.app_files WHERE token IN \
-           (SELECT token FROM noderouter_core.app_files WHERE expires_at < NOW() - INTERVAL '1 hour' LIMIT 100) \
-         RETURNING token, object_key",
-    )
-    .fetch_all(&state.db)
-    .await?;
-    for (_, key) in gone {
-        if let Ok(p) = object_store::path::Path::parse(&key) {
-            let _ = state.store.delete(&p).await;
-        }
+    let n = files::prune(&state.db, &state.store, state.config.files.files_max_age_s).await?;
+    if n > 0 {
+        tracing::info!(removed = n, "pruned app files");
     }
     Ok(())
 }

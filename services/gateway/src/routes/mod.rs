@@ -134,7 +134,7 @@ async fn call(
             ct == "application/json" || ct.ends_with("+json")
         });
     let body_value = if route.upload.is_some() && !raw.is_empty() {
-        upload::read(&parts, raw.clone()).await?
+        upload::read(&state, &app, &parts, raw.clone()).await?
     } else if raw.is_empty() {
         Value::Null
     } else if is_json {
@@ -178,21 +178,5 @@ async fn call(
     let payload = Bytes::from(data.to_string());
     let (status, answer) = crate::sync::exec(&state, &app, &entry, &request_id, payload).await?;
     tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
-    if status.is_success() {
-        if let Ok(v) = serde_json::from_slice::<Value>(&answer) {
-            if let Some(d) = v.get("download") {
-                let link = download::store(&state, &app, d).await?;
-                return Ok((
-                    axum::http::StatusCode::OK,
-                    [(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    )],
-                    link.to_string(),
-                )
-                    .into_response());
-            }
-        }
-    }
     Ok(result::respond(&app, status, &answer))
 }

@@ -1,20 +1,26 @@
 //! Uploads on a route declaring `upload: {max_bytes}`: a `multipart/form-data` body of
-//! at most `max_bytes` (413 past it). Each file reaches the app as a handle
-//! `{"field", "name", "size", "content_type", "data"}` (the bytes, base64) inside the
-//! signed runner request, which `noderouter.read_upload(handle)` decodes: the app runs
-//! as its own user without platform credentials, so it is handed the bytes, never a
-//! key to the object store. Text fields arrive in `form`.
+//! at most `max_bytes` (413 past it). Each file goes to the object store
+//! (`nr_infra::files`) and reaches the app as a handle `{"field", "id", "name", "size",
+//! "content_type"}`; `noderouter.read_upload(handle)` asks the app's runner for the
+//! bytes over the worker's channel. The app runs as its own user without platform
+//! credentials: the runner reads only that app's own uploads for it. Text fields arrive
+//! in `form`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart};
 use axum::http::request::Parts;
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use crate::error::ApiError;
+use crate::AppState;
 
 /// The `body` the app receives: `{"files": [...], "form": {...}}`.
-pub(crate) async fn read(parts: &Parts, raw: Bytes) -> Result<Value, ApiError> {
+pub(crate) async fn read(
+    state: &AppState,
+    app: &str,
+    parts: &Parts,
+    raw: Bytes,
+) -> Result<Value, ApiError> {
     let req = axum::http::Request::from_parts(parts.clone(), Body::from(raw));
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("an upload route takes multipart/form-data: {e}"))
@@ -37,13 +43,23 @@ pub(crate) async fn read(parts: &Parts, raw: Bytes) -> Result<Value, ApiError> {
             .await
             .map_err(|e| ApiError::BadRequest(format!("field {name:?} does not read: {e}")))?;
         match file_name {
-            Some(file_name) => files.push(json!({
-                "field": name,
-                "name": file_name,
-                "size": bytes.len(),
-                "content_type": content_type,
-                "data": base64::engine::general_purpose::STANDARD.encode(&bytes),
-            })),
+            Some(file_name) => {
+                let mut handle = nr_infra::files::store_upload(
+                    &state.db,
+                    &state.store,
+                    &state.config.files,
+                    app,
+                    &file_name,
+                    &content_type,
+                    bytes,
+                )
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("upload {file_name:?}: {e}")))?;
+                if let Some(h) = handle.as_object_mut() {
+                    h.insert("field".into(), Value::String(name));
+                }
+                files.push(handle);
+            }
             None => {
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                     ApiError::BadRequest(format!("form field {name:?} is not UTF-8 text"))

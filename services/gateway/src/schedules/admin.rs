@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -26,20 +26,29 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/api/schedules/{app}/{name}/resume", post(resume))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+/// One decided tick of a schedule.
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub(crate) struct Tick {
+    /// The fire time, UTC.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     tick: OffsetDateTime,
     /// `submitted`, `queued`, `skipped`, `missed`, `paused` or `failed`.
     status: String,
+    /// Why the tick did not run (or ran late); absent for a run on time.
     reason: Option<String>,
+    /// The run's job (`GET /api/jobs/{id}`), for a submitted tick.
+    #[schema(value_type = Option<String>)]
     job_id: Option<Uuid>,
+    /// The scheduler (gateway) that decided it.
     node: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     decided_at: OffsetDateTime,
 }
 
-#[derive(Serialize)]
+/// A schedule of a deployed app, as operators see it.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ScheduleView {
     app: String,
     name: String,
@@ -50,6 +59,7 @@ pub(crate) struct ScheduleView {
     catch_up: &'static str,
     paused: bool,
     /// The next five fire times, UTC.
+    #[schema(value_type = Vec<String>)]
     next: Vec<DateTime<Utc>>,
     /// The same, in the schedule's time zone (RFC 3339 with its offset).
     next_local: Vec<String>,
@@ -57,8 +67,9 @@ pub(crate) struct ScheduleView {
     recent: Vec<Tick>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct ListQuery {
+    /// Only this app's schedules.
     app: Option<String>,
 }
 
@@ -80,7 +91,21 @@ async fn recent(
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot read schedule ticks: {e}")))
 }
 
-async fn list(
+/// Lists the deployed apps' schedules with their next five fire times and latest ticks.
+///
+/// `GET /admin/api/schedules`: needs `apps:read`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/schedules",
+    tag = "admin",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Every schedule (of one app with `?app=`)", body = Vec<ScheduleView>),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`apps:read` is missing", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -130,12 +155,33 @@ async fn list(
     Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub(crate) struct TicksQuery {
+    /// How many ticks, newest first (1 to 1000; 100 when absent).
     limit: Option<i64>,
 }
 
-async fn ticks(
+/// The decided ticks of one schedule, newest first, with the reason of any that did
+/// not run.
+///
+/// `GET /admin/api/schedules/{app}/{name}/ticks`: needs `apps:read`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/schedules/{app}/{name}/ticks",
+    tag = "admin",
+    params(
+        ("app" = String, Path, description = "A deployed app"),
+        ("name" = String, Path, description = "One of its schedules"),
+        TicksQuery,
+    ),
+    responses(
+        (status = 200, description = "The ticks", body = Vec<Tick>),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`apps:read` is missing", body = ErrorBody),
+        (status = 404, description = "No such app or schedule", body = ErrorBody),
+    )
+)]
+pub(crate) async fn ticks(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
@@ -147,7 +193,8 @@ async fn ticks(
     Ok(Json(recent(&state, &app, &name, limit).await?))
 }
 
-#[derive(Serialize)]
+/// A schedule's pause state after the change.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Paused {
     app: String,
     name: String,
@@ -183,7 +230,25 @@ async fn set_paused(
     Ok(Json(Paused { app, name, paused }))
 }
 
-async fn pause(
+/// Pauses a schedule: its ticks are recorded as `paused` and do not run.
+///
+/// `POST /admin/api/schedules/{app}/{name}/pause`: needs `apps:deploy`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/schedules/{app}/{name}/pause",
+    tag = "admin",
+    params(
+        ("app" = String, Path, description = "A deployed app"),
+        ("name" = String, Path, description = "One of its schedules"),
+    ),
+    responses(
+        (status = 200, description = "Paused", body = Paused),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`apps:deploy` is missing", body = ErrorBody),
+        (status = 404, description = "No such app or schedule", body = ErrorBody),
+    )
+)]
+pub(crate) async fn pause(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((app, name)): Path<(String, String)>,
@@ -191,7 +256,25 @@ async fn pause(
     set_paused(&state, &caller, app, name, true).await
 }
 
-async fn resume(
+/// Resumes a paused schedule: ticks from now on run (the paused ones are not replayed).
+///
+/// `POST /admin/api/schedules/{app}/{name}/resume`: needs `apps:deploy`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/schedules/{app}/{name}/resume",
+    tag = "admin",
+    params(
+        ("app" = String, Path, description = "A deployed app"),
+        ("name" = String, Path, description = "One of its schedules"),
+    ),
+    responses(
+        (status = 200, description = "Resumed", body = Paused),
+        (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 403, description = "`apps:deploy` is missing", body = ErrorBody),
+        (status = 404, description = "No such app or schedule", body = ErrorBody),
+    )
+)]
+pub(crate) async fn resume(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path((app, name)): Path<(String, String)>,

@@ -36,6 +36,12 @@ pub(crate) const ADMIN_NAV: &[NavEntry] = &[
         any_of: &[nr_auth::perms::APPS_DEPLOY, nr_auth::perms::APPS_READ],
     },
     NavEntry {
+        id: "nr-link-schedules",
+        href: "/admin/schedules",
+        label: "Schedules",
+        any_of: &[nr_auth::perms::APPS_DEPLOY, nr_auth::perms::APPS_READ],
+    },
+    NavEntry {
         id: "nr-link-notifications",
         href: "/admin/notifications",
         label: "Notifications",

@@ -17,18 +17,33 @@ platform's log with the app, the request id and the stream; ``request_id()`` giv
 call's request id.
 
 ``read_upload(handle)`` returns the bytes of a file uploaded to a route declaring
-``upload`` (``data["body"]["files"][i]``: ``name``, ``size``, ``content_type``).
+``upload`` (``data["body"]["files"][i]``: ``id``, ``name``, ``size``, ``content_type``).
+``download(content, name, content_type)`` stores a file and returns a short-lived link
+(``download_url``) served as an attachment; return it from a route, a sync call or an
+async job. Both ask the runner over the worker's channel: the app itself holds no key
+to the object store.
 """
 
 __all__ = ["progress", "job_id", "request_id", "read_upload", "download", "__version__"]
 __version__ = "1.0.0"
 
 # Set by the runner's worker loop: a function sending one frame header to the runner,
-# the id of the job being run (None on the sync path) and the request id of the call
-# (of the job's submit, for a job).
+# the id of the job being run (None on the sync path), the request id of the call (of
+# the job's submit, for a job), and a function sending a frame and returning the
+# runner's answer (header, body), for file requests.
 _emit = None
+_request = None
 _job_id = None
 _request_id = None
+
+
+def _file_request(op, body=b""):
+    if _request is None:
+        raise RuntimeError("files are available only inside a call run by NodeRouter")
+    header, out = _request({"file": op}, body)
+    if not header.get("ok"):
+        raise ValueError(header.get("error") or "the file request failed")
+    return header, out
 
 
 def job_id():
@@ -61,19 +76,24 @@ def progress(percent, message=None):
 
 def read_upload(handle):
     """The bytes of an uploaded file, from its handle in ``data["body"]["files"]``."""
-    import base64
-
-    if not isinstance(handle, dict) or "data" not in handle:
+    if not isinstance(handle, dict) or not ("id" in handle or "data" in handle):
         raise ValueError("read_upload() takes a handle from data['body']['files']")
-    return base64.b64decode(handle["data"])
+    if "data" in handle:  # a handle carrying its bytes
+        import base64
+
+        return base64.b64decode(handle["data"])
+    _, body = _file_request({"op": "read", "upload": str(handle["id"])})
+    return body
 
 
 def download(content, name, content_type="application/octet-stream"):
-    """A route answer offering ``content`` (bytes or str) as a file: the caller gets a
-    short-lived link (``download_url``) served as an attachment named ``name``."""
-    import base64
-
+    """Stores ``content`` (bytes or str) as a file named ``name`` and returns a link to
+    it: ``{"download_url", "name", "size", "content_type", "expires_at"}``. The link is
+    short-lived and served with ``Content-Disposition: attachment``; return it as is
+    (a route answers with it) or inside a result."""
     if isinstance(content, str):
         content = content.encode("utf-8")
-    return {"download": {"name": str(name), "content_type": str(content_type),
-                         "data": base64.b64encode(bytes(content)).decode("ascii")}}
+    header, _ = _file_request(
+        {"op": "store", "name": str(name), "content_type": str(content_type)}, bytes(content)
+    )
+    return header["link"]

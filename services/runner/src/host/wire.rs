@@ -13,6 +13,9 @@ pub(super) struct ReplyHeader {
     pub(super) message: Option<String>,
     #[serde(default)]
     pub(super) ok: bool,
+    /// A file request mid-call (`noderouter.read_upload`, `noderouter.download`).
+    #[serde(default)]
+    pub(super) file: Option<serde_json::Value>,
     /// Set when the call failed before `execute` because the worker could not open the
     /// app's database connection (Postgres away): not the app's fault.
     #[serde(default)]
