@@ -18,6 +18,8 @@ use nr_auth::rbac::Rbac;
 use nr_contracts::events::{ActionTriggered, AppChange, JobProgress};
 use nr_contracts::manifest::RuntimeManifest;
 use nr_contracts::{decode, subjects, Envelope};
+use nr_infra::consume::{consume, Order};
+use nr_infra::drain::Drain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -168,31 +170,30 @@ impl Hub {
         });
 
         // Subscriptions are RBAC events: drop the cached subscriber sets when one lands.
-        let mut applied = deps
+        let applied = deps
             .nats
             .subscribe(subjects::RBAC_APPLIED)
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RBAC_APPLIED))?;
         let weak = Arc::downgrade(&hub);
-        let stop = hub.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    next = applied.next() => {
-                        let (Some(_), Some(hub)) = (next, weak.upgrade()) else { break };
-                        hub.drop_subscriptions();
-                        // This message may arrive here before the RBAC cache's own
-                        // follower sees it: drop its entries first, so the check below
-                        // reads the change.
-                        hub.rbac.invalidate();
-                        // Access may have ended (logout, password, disabled user,
-                        // revoked token, lost role): check every open socket again.
-                        tokio::spawn(async move { hub.recheck_sockets().await });
-                    }
+        consume(
+            "hub-rbac-applied",
+            applied,
+            &hub.follows(),
+            Order::InOrder,
+            move |_| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.drop_subscriptions();
+                    // This message may arrive here before the RBAC cache's own follower
+                    // sees it: drop its entries first, so the check below reads the change.
+                    hub.rbac.invalidate();
+                    // Access may have ended (logout, password, disabled user, revoked
+                    // token, lost role): check every open socket again.
+                    tokio::spawn(async move { hub.recheck_sockets().await });
                 }
-            }
-        });
+                std::future::ready(Ok(()))
+            },
+        );
 
         let weak = Arc::downgrade(&hub);
         nr_infra::apps::follow(js.clone(), hub.shutdown.clone(), move |ev| {
@@ -423,7 +424,7 @@ impl Hub {
         stream: &'static str,
         filter: &'static str,
     ) -> anyhow::Result<()> {
-        let mut messages = nr_infra::follow::Resumable::open(
+        let messages = nr_infra::follow::Resumable::open(
             self.js.clone(),
             stream,
             Some(filter),
@@ -432,31 +433,46 @@ impl Hub {
         )
         .await?;
         let weak = Arc::downgrade(self);
-        let stop = self.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(msg) = messages.next(&stop).await else {
-                    break;
-                };
-                let Some(hub) = weak.upgrade() else { break };
-                let Ok(info) = msg.info() else { continue };
-                let seq = info.stream_sequence;
-                if stream == subjects::STREAM_ACTIONS {
-                    match decode::<Envelope<ActionTriggered>>(&msg.payload) {
-                        Ok(env) => hub.fan_out_action(seq, &env).await,
-                        Err(e) => tracing::warn!(seq, error = %e, "undecodable action skipped"),
+        let name = if stream == subjects::STREAM_ACTIONS {
+            "hub-actions"
+        } else {
+            "hub-job-progress"
+        };
+        let messages = messages.into_stream(self.shutdown.clone());
+        consume(
+            name,
+            messages,
+            &self.follows(),
+            Order::InOrder,
+            move |msg| {
+                let weak = weak.clone();
+                async move {
+                    let (Some(hub), Ok(info)) = (weak.upgrade(), msg.info()) else {
+                        return Ok(());
+                    };
+                    let seq = info.stream_sequence;
+                    if stream == subjects::STREAM_ACTIONS {
+                        let env =
+                            decode::<Envelope<ActionTriggered>>(&msg.payload).map_err(|e| {
+                                anyhow::anyhow!("undecodable action {seq} skipped: {e}")
+                            })?;
+                        hub.fan_out_action(seq, &env).await;
+                    } else {
+                        let env = decode::<Envelope<JobProgress>>(&msg.payload).map_err(|e| {
+                            anyhow::anyhow!("undecodable job progress {seq} skipped: {e}")
+                        })?;
+                        hub.fan_out_job(&env);
                     }
-                } else {
-                    match decode::<Envelope<JobProgress>>(&msg.payload) {
-                        Ok(env) => hub.fan_out_job(&env),
-                        Err(e) => {
-                            tracing::warn!(seq, error = %e, "undecodable job progress skipped")
-                        }
-                    }
+                    Ok(())
                 }
-            }
-        });
+            },
+        );
         Ok(())
+    }
+
+    /// The drain of the hub's followers: they stop with the hub.
+    pub(crate) fn follows(&self) -> Drain {
+        Drain::from_token(self.shutdown.clone())
     }
 
     async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
