@@ -11,7 +11,7 @@ use nr_contracts::requests::{
     DeleteReply, DeleteReport, DeleteRequest, DeployReply, DeployReport, DeploySubmit,
     RollbackRequest,
 };
-use nr_contracts::{decode, encode, subjects, Envelope, RpcError};
+use nr_contracts::{decode, subjects, Envelope, RpcError};
 use nr_infra::bus::PublishFailure;
 use nr_infra::drain::Drain;
 use nr_infra::rpc;

@@ -10,20 +10,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use axum::extract::ws::Utf8Bytes;
-use futures::StreamExt;
 use nr_auth::jwt::Jwt;
 use nr_auth::rbac::Rbac;
 use nr_contracts::events::{ActionTriggered, AppChange, JobProgress};
 use nr_contracts::manifest::RuntimeManifest;
-use nr_contracts::{decode, subjects, Envelope};
+use nr_contracts::{subjects, Envelope};
 use nr_infra::consume::{consume, Order};
-use nr_infra::drain::Drain;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Viewer};
+
+#[path = "hub_follow.rs"]
+mod follow;
 use crate::{HubLimits, NotifyConfig, NotifyDeps};
 
 /// What the hub hands a socket.
@@ -418,64 +419,7 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Starts an ordered consumer on `stream` from now on, feeding `dispatch`.
-    async fn follow(
-        self: &Arc<Self>,
-        stream: &'static str,
-        filter: &'static str,
-    ) -> anyhow::Result<()> {
-        let messages = nr_infra::follow::Resumable::open(
-            self.js.clone(),
-            stream,
-            Some(filter),
-            consumer::DeliverPolicy::New,
-            "hub",
-        )
-        .await?;
-        let weak = Arc::downgrade(self);
-        let name = if stream == subjects::STREAM_ACTIONS {
-            "hub-actions"
-        } else {
-            "hub-job-progress"
-        };
-        let messages = messages.into_stream(self.shutdown.clone());
-        consume(
-            name,
-            messages,
-            &self.follows(),
-            Order::InOrder,
-            move |msg| {
-                let weak = weak.clone();
-                async move {
-                    let (Some(hub), Ok(info)) = (weak.upgrade(), msg.info()) else {
-                        return Ok(());
-                    };
-                    let seq = info.stream_sequence;
-                    if stream == subjects::STREAM_ACTIONS {
-                        let env =
-                            decode::<Envelope<ActionTriggered>>(&msg.payload).map_err(|e| {
-                                anyhow::anyhow!("undecodable action {seq} skipped: {e}")
-                            })?;
-                        hub.fan_out_action(seq, &env).await;
-                    } else {
-                        let env = decode::<Envelope<JobProgress>>(&msg.payload).map_err(|e| {
-                            anyhow::anyhow!("undecodable job progress {seq} skipped: {e}")
-                        })?;
-                        hub.fan_out_job(&env);
-                    }
-                    Ok(())
-                }
-            },
-        );
-        Ok(())
-    }
-
-    /// The drain of the hub's followers: they stop with the hub.
-    pub(crate) fn follows(&self) -> Drain {
-        Drain::from_token(self.shutdown.clone())
-    }
-
-    async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
+    pub(super) async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
         let (app, action) = (&env.data.app_name, &env.data.action_name);
         let Some([app_perm, action_perm]) = self.required_permissions(app, action) else {
             return;
@@ -524,7 +468,7 @@ impl Hub {
         }
     }
 
-    fn fan_out_job(&self, env: &Envelope<JobProgress>) {
+    pub(super) fn fan_out_job(&self, env: &Envelope<JobProgress>) {
         let Some(owner) = env.data.submitted_by.as_deref() else {
             return;
         };
