@@ -8,11 +8,13 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use nr_contracts::events::{AppChange, AppUpdated, APP_UPDATED};
 use nr_contracts::requests::{
-    DeleteReply, DeleteReport, DeleteRequest, DeployRefusal, DeployReply, DeployReport,
-    DeploySubmit, RollbackRequest,
+    DeleteReply, DeleteReport, DeleteRequest, DeployReply, DeployReport, DeploySubmit,
+    RollbackRequest,
 };
-use nr_contracts::{decode, encode, subjects, Envelope};
+use nr_contracts::{decode, subjects, Envelope, RpcError};
 use nr_infra::bus::PublishFailure;
+use nr_infra::drain::Drain;
+use nr_infra::rpc;
 use nr_infra::store::Store;
 use object_store::path::Path;
 use sha2::{Digest, Sha256};
@@ -34,7 +36,7 @@ pub struct DeployDeps {
 }
 
 pub struct Deploy {
-    shutdown: CancellationToken,
+    drain: Drain,
 }
 
 struct Inner {
@@ -67,9 +69,9 @@ impl Deploy {
             catalogue: RwLock::new(Catalogue::default()),
             applied: watch::channel(0).0,
         });
-        let shutdown = CancellationToken::new();
+        let drain = Drain::new();
         let weak = Arc::downgrade(&inner);
-        nr_infra::apps::follow(js, shutdown.clone(), move |ev| {
+        nr_infra::apps::follow(js, drain.token().clone(), move |ev| {
             if let Some(inner) = weak.upgrade() {
                 inner
                     .catalogue
@@ -81,36 +83,46 @@ impl Deploy {
         })
         .await?;
 
-        for subject in [
-            subjects::DEPLOY_SUBMIT,
-            subjects::DEPLOY_ROLLBACK,
-            subjects::DEPLOY_DELETE,
-        ] {
-            let mut sub = inner
-                .nats
-                .queue_subscribe(subject, subjects::DEPLOY_QUEUE_GROUP.into())
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
-            let stop = shutdown.clone();
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                loop {
-                    let msg = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        m = sub.next() => m,
-                    };
-                    let Some(msg) = msg else { break };
-                    let inner = inner.clone();
-                    tokio::spawn(async move { inner.handle(msg).await });
-                }
-            });
-        }
-        Ok(Deploy { shutdown })
+        // Each operation in the `nr-deploy` queue group, answered the one way
+        // (`nr_infra::rpc`): a report, or the refusal as an `RpcError`.
+        let i = inner.clone();
+        rpc::serve(inner.nats.clone(), &drain, move |req: DeploySubmit| {
+            let i = i.clone();
+            async move { i.submit(req).await.map(DeployReply::Deployed) }
+        })
+        .await?;
+        let i = inner.clone();
+        rpc::serve(inner.nats.clone(), &drain, move |req: RollbackRequest| {
+            let i = i.clone();
+            async move {
+                i.rollback(req)
+                    .await
+                    .map(DeployReply::Deployed)
+                    .map_err(refusal)
+            }
+        })
+        .await?;
+        let i = inner.clone();
+        rpc::serve(inner.nats.clone(), &drain, move |req: DeleteRequest| {
+            let i = i.clone();
+            async move {
+                i.delete(req)
+                    .await
+                    .map(DeleteReply::Deleted)
+                    .map_err(refusal)
+            }
+        })
+        .await?;
+        Ok(Deploy { drain })
     }
 
+    /// Stops taking requests when `stop` is cancelled, and returns once the requests in
+    /// progress are answered (at most [`DRAIN_LIMIT`]).
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
-        self.shutdown.cancel();
+        if !self.drain.finish(DRAIN_LIMIT).await {
+            tracing::warn!("deploy requests still running after the drain limit; exiting");
+        }
         Ok(())
     }
 }
@@ -121,66 +133,23 @@ struct Actor {
     id: Option<String>,
 }
 
-fn refusal(r: Refused) -> DeployRefusal {
-    DeployRefusal {
-        status: r.status,
-        error: r.error,
-        details: r.details,
-    }
+/// How long a stopping deploy waits for the requests it is answering.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// A refusal as the bus carries it: `refused` (with the findings) for what the author
+/// or operator can fix, `internal` for the platform's own failures.
+fn refusal(r: Refused) -> RpcError {
+    let code = if r.status >= 500 {
+        "internal"
+    } else {
+        "refused"
+    };
+    RpcError::new(r.status, code, r.error).with_details(r.details)
 }
 
 impl Inner {
-    async fn handle(&self, msg: async_nats::Message) {
-        let Some(reply_to) = msg.reply.clone() else {
-            return;
-        };
-        let malformed = |e: nr_contracts::WireError| {
-            refusal(Refused::one(
-                400,
-                "request",
-                None,
-                None,
-                format!("malformed request: {e}"),
-            ))
-        };
-        let bytes = match msg.subject.as_str() {
-            subjects::DEPLOY_SUBMIT => {
-                let reply = match decode::<DeploySubmit>(&msg.payload) {
-                    Ok(req) => self.submit(req).await,
-                    Err(e) => DeployReply::Refused(malformed(e)),
-                };
-                encode(&reply)
-            }
-            subjects::DEPLOY_ROLLBACK => {
-                let reply = match decode::<RollbackRequest>(&msg.payload) {
-                    Ok(req) => match self.rollback(req).await {
-                        Ok(report) => DeployReply::Deployed(report),
-                        Err(r) => DeployReply::Refused(refusal(r)),
-                    },
-                    Err(e) => DeployReply::Refused(malformed(e)),
-                };
-                encode(&reply)
-            }
-            subjects::DEPLOY_DELETE => {
-                let reply = match decode::<DeleteRequest>(&msg.payload) {
-                    Ok(req) => match self.delete(req).await {
-                        Ok(report) => DeleteReply::Deleted(report),
-                        Err(r) => DeleteReply::Refused(refusal(r)),
-                    },
-                    Err(e) => DeleteReply::Refused(malformed(e)),
-                };
-                encode(&reply)
-            }
-            other => {
-                tracing::warn!(subject = other, "unexpected deploy subject");
-                return;
-            }
-        };
-        send(&self.nats, reply_to, bytes).await;
-    }
-
     #[tracing::instrument(skip_all, fields(file = %req.file_name))]
-    async fn submit(&self, req: DeploySubmit) -> DeployReply {
+    async fn submit(&self, req: DeploySubmit) -> Result<DeployReport, RpcError> {
         let staged = Path::from(req.staging_key.as_str());
         let actor = Actor {
             name: req.actor.clone(),
@@ -189,14 +158,14 @@ impl Inner {
         let reply = match self.submit_staged(&staged, &req.file_name, actor).await {
             Ok(report) => {
                 nr_telemetry::metrics().deploy("deployed");
-                DeployReply::Deployed(report)
+                Ok(report)
             }
             Err(r) => {
                 nr_telemetry::metrics().deploy(if r.status < 500 { "refused" } else { "failed" });
                 if r.status < 500 {
                     tracing::info!(status = r.status, error = %r.error, "deploy refused");
                 }
-                DeployReply::Refused(refusal(r))
+                Err(refusal(r))
             }
         };
         if let Err(e) = self.store.delete(&staged).await {
@@ -447,19 +416,4 @@ fn not_found(app: &str) -> Refused {
         None,
         format!("no app named {app:?} is deployed"),
     )
-}
-
-async fn send<E: std::fmt::Display>(
-    nats: &async_nats::Client,
-    reply_to: async_nats::Subject,
-    bytes: Result<Vec<u8>, E>,
-) {
-    match bytes {
-        Ok(bytes) => {
-            if let Err(e) = nats.publish(reply_to, bytes.into()).await {
-                tracing::warn!(error = %e, "cannot send deploy reply");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "cannot encode deploy reply"),
-    }
 }

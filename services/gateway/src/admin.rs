@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::client::RequestErrorKind;
 use axum::extract::{DefaultBodyLimit, Multipart, Path as UrlPath, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use nr_contracts::requests::{
-    AppList, AppVersions, AppVersionsRequest, DeleteReply, DeleteReport, DeleteRequest,
-    DeployRefusal, DeployReply, DeployReport, DeploySubmit, RollbackRequest,
+    AppList, AppListRequest, AppVersions, AppVersionsRequest, DeleteReply, DeleteReport,
+    DeleteRequest, DeployReply, DeployReport, DeploySubmit, RollbackRequest,
 };
-use nr_contracts::{decode, encode, subjects};
+use nr_contracts::{Rpc, RpcError};
+use nr_infra::rpc::{self, CallError};
 use object_store::path::Path;
 
 use crate::auth::Caller;
@@ -118,45 +118,16 @@ pub(crate) async fn deploy(
                     .into(),
             )
         })?;
-    let request = async_nats::Request::new()
-        .payload(
-            encode(&DeploySubmit {
-                staging_key,
-                file_name,
-                actor: Some(caller.0.name.clone()),
-                actor_id: Some(caller.0.sub.clone()),
-            })
-            .map_err(anyhow::Error::from)?
-            .into(),
-        )
-        .timeout(Some(Duration::from_secs_f64(state.config.deploy_timeout_s)));
-    let reply = state
-        .nats
-        .send_request(subjects::DEPLOY_SUBMIT, request)
-        .await
-        .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the deploy service is not running".into())
-            }
-            RequestErrorKind::TimedOut => {
-                ApiError::Timeout("the deploy did not finish in time".into())
-            }
-            _ => ApiError::Internal(anyhow::anyhow!("deploy request failed: {e}")),
-        })?;
-    match decode::<DeployReply>(&reply.payload).map_err(anyhow::Error::from)? {
-        DeployReply::Deployed(report) => {
-            // Serve the new revision from here on: wait until this gateway has seen it.
-            if !state
-                .apps
-                .wait_for(report.rev, Duration::from_secs(10))
-                .await
-            {
-                tracing::warn!(app = %report.app_name, rev = report.rev, "gateway has not seen the new revision yet");
-            }
-            Ok(Json(report))
-        }
-        DeployReply::Refused(r) => Err(refused(r)),
-    }
+    let req = DeploySubmit {
+        staging_key,
+        file_name,
+        actor: Some(caller.0.name.clone()),
+        actor_id: Some(caller.0.sub.clone()),
+    };
+    let DeployReply::Deployed(report) = ask(&state, &req, deploy_timeout(&state), DEPLOY).await?;
+    // Serve the new revision from here on: wait until this gateway has seen it.
+    serve_from(&state, &report.app_name, report.rev).await;
+    Ok(Json(report))
 }
 
 /// 404 for a name no app can have, before asking another service about it.
@@ -170,41 +141,63 @@ fn check_app_name(app: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A deploy-side refusal as the API answers it: its status, message and findings.
-fn refused(r: DeployRefusal) -> ApiError {
-    if r.status >= 500 {
-        return ApiError::Internal(anyhow::anyhow!(r.error));
-    }
-    ApiError::Refused {
-        status: r.status,
-        error: r.error,
-        details: serde_json::to_value(&r.details).unwrap_or_default(),
-    }
+/// Who answers a request, as an error message names it.
+const DEPLOY: &str = "the deploy service";
+const REGISTRY: &str = "the registry";
+
+/// How long a deploy, rollback or delete may take.
+fn deploy_timeout(state: &AppState) -> Duration {
+    Duration::from_secs_f64(state.config.deploy_timeout_s)
 }
 
-/// Sends a request to the deploy service and returns the reply's payload.
-async fn ask_deploy(
+/// How long a registry lookup may take (the NATS client's default request timeout).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends a typed request (`nr_infra::rpc::call`) and answers its failure the one way:
+/// nobody serving is 503, no answer in time 504, and the service's error goes out with
+/// its status.
+async fn ask<R: Rpc>(
     state: &AppState,
-    subject: &'static str,
-    payload: Vec<u8>,
-) -> Result<bytes::Bytes, ApiError> {
-    let request = async_nats::Request::new()
-        .payload(payload.into())
-        .timeout(Some(Duration::from_secs_f64(state.config.deploy_timeout_s)));
-    let reply = state
-        .nats
-        .send_request(subject, request)
+    req: &R,
+    timeout: Duration,
+    service: &'static str,
+) -> Result<R::Reply, ApiError> {
+    rpc::call(&state.nats, req, timeout)
         .await
-        .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the deploy service is not running".into())
+        .map_err(|e| match e {
+            CallError::Unavailable { .. } => {
+                ApiError::Unavailable(format!("{service} is not running"))
             }
-            RequestErrorKind::TimedOut => {
-                ApiError::Timeout("the deploy service did not answer in time".into())
+            CallError::TimedOut { .. } => {
+                ApiError::Timeout(format!("{service} did not answer in time"))
             }
-            _ => ApiError::Internal(anyhow::anyhow!("deploy request failed: {e}")),
-        })?;
-    Ok(reply.payload)
+            CallError::Refused { error, .. } => api_error(error),
+            failed @ CallError::Failed { .. } => ApiError::Internal(anyhow::Error::from(failed)),
+        })
+}
+
+/// A service's error as the API answers it: a 5xx never shows its text; a refusal
+/// keeps its status and findings; the others become the error of their status.
+fn api_error(e: RpcError) -> ApiError {
+    if e.status >= 500 {
+        return ApiError::Internal(anyhow::Error::from(e));
+    }
+    match (e.code(), e.status) {
+        ("refused", _) => ApiError::Refused {
+            status: e.status,
+            details: serde_json::to_value(&e.details).unwrap_or_default(),
+            error: e.error,
+        },
+        (_, 400) => ApiError::BadRequest(e.error),
+        (_, 404) => ApiError::NotFound(e.error),
+        (_, 409) => ApiError::Conflict(e.error),
+        (_, 413) => ApiError::PayloadTooLarge(e.error),
+        _ => ApiError::Refused {
+            status: e.status,
+            details: serde_json::to_value(&e.details).unwrap_or_default(),
+            error: e.error,
+        },
+    }
 }
 
 /// Waits until this gateway serves revision `rev`, so the caller's next request sees
@@ -266,22 +259,16 @@ pub(crate) async fn rollback(
             "version must be 1-128 characters (and sha256 at most 128), without NUL".into(),
         ));
     }
-    let payload = encode(&RollbackRequest {
+    let req = RollbackRequest {
         app_name: app,
         version: body.version,
         sha256: body.sha256,
         actor: Some(caller.0.name.clone()),
         actor_id: Some(caller.0.sub.clone()),
-    })
-    .map_err(anyhow::Error::from)?;
-    let reply = ask_deploy(&state, subjects::DEPLOY_ROLLBACK, payload).await?;
-    match decode::<DeployReply>(&reply).map_err(anyhow::Error::from)? {
-        DeployReply::Deployed(report) => {
-            serve_from(&state, &report.app_name, report.rev).await;
-            Ok(Json(report))
-        }
-        DeployReply::Refused(r) => Err(refused(r)),
-    }
+    };
+    let DeployReply::Deployed(report) = ask(&state, &req, deploy_timeout(&state), DEPLOY).await?;
+    serve_from(&state, &report.app_name, report.rev).await;
+    Ok(Json(report))
 }
 
 /// `DELETE /admin/api/apps/{app}`: the app stops being served; its versions are kept
@@ -340,20 +327,14 @@ async fn delete_named(
     app: String,
 ) -> Result<Json<DeleteReport>, ApiError> {
     check_app_name(&app)?;
-    let payload = encode(&DeleteRequest {
+    let req = DeleteRequest {
         app_name: app,
         actor: Some(caller.0.name.clone()),
         actor_id: Some(caller.0.sub.clone()),
-    })
-    .map_err(anyhow::Error::from)?;
-    let reply = ask_deploy(state, subjects::DEPLOY_DELETE, payload).await?;
-    match decode::<DeleteReply>(&reply).map_err(anyhow::Error::from)? {
-        DeleteReply::Deleted(report) => {
-            serve_from(state, &report.app_name, report.rev).await;
-            Ok(Json(report))
-        }
-        DeleteReply::Refused(r) => Err(refused(r)),
-    }
+    };
+    let DeleteReply::Deleted(report) = ask(state, &req, deploy_timeout(state), DEPLOY).await?;
+    serve_from(state, &report.app_name, report.rev).await;
+    Ok(Json(report))
 }
 
 /// `GET /admin/api/apps/{app}/versions`: every version of the app, newest first, and
@@ -369,6 +350,7 @@ async fn delete_named(
         (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
         (status = 503, description = "The registry is not running", body = ErrorBody),
+        (status = 504, description = "The registry did not answer in time", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
@@ -379,24 +361,10 @@ pub(crate) async fn versions(
 ) -> Result<Json<AppVersions>, ApiError> {
     caller.require(perms::APPS_READ)?;
     check_app_name(&app)?;
-    let payload = encode(&AppVersionsRequest {
+    let req = AppVersionsRequest {
         app_name: app.clone(),
-    })
-    .map_err(anyhow::Error::from)?;
-    let reply = state
-        .nats
-        .request(subjects::REGISTRY_APP_VERSIONS, payload.into())
-        .await
-        .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the registry is not running".into())
-            }
-            RequestErrorKind::TimedOut => {
-                ApiError::Timeout("the registry did not answer in time".into())
-            }
-            _ => ApiError::Internal(anyhow::anyhow!("registry request failed: {e}")),
-        })?;
-    let versions: AppVersions = decode(&reply.payload).map_err(anyhow::Error::from)?;
+    };
+    let versions = ask(&state, &req, LOOKUP_TIMEOUT, REGISTRY).await?;
     if !versions.found {
         return Err(ApiError::NotFound(format!(
             "no app named {app:?} has been deployed"
@@ -416,6 +384,7 @@ pub(crate) async fn versions(
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
         (status = 503, description = "The registry is not running", body = ErrorBody),
+        (status = 504, description = "The registry did not answer in time", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
@@ -424,16 +393,6 @@ pub(crate) async fn list_apps(
     caller: Caller,
 ) -> Result<Json<AppList>, ApiError> {
     caller.require(perms::APPS_READ)?;
-    let reply = state
-        .nats
-        .request(subjects::REGISTRY_APPS_LIST, bytes::Bytes::new())
-        .await
-        .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => {
-                ApiError::Unavailable("the registry is not running".into())
-            }
-            _ => ApiError::Internal(anyhow::anyhow!("registry request failed: {e}")),
-        })?;
-    let list: AppList = decode(&reply.payload).map_err(anyhow::Error::from)?;
+    let list = ask(&state, &AppListRequest {}, LOOKUP_TIMEOUT, REGISTRY).await?;
     Ok(Json(list))
 }

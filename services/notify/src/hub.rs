@@ -10,18 +10,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use axum::extract::ws::Utf8Bytes;
-use futures::StreamExt;
 use nr_auth::jwt::Jwt;
 use nr_auth::rbac::Rbac;
 use nr_contracts::events::{ActionTriggered, AppChange, JobProgress};
 use nr_contracts::manifest::RuntimeManifest;
-use nr_contracts::{decode, subjects, Envelope};
+use nr_contracts::{subjects, Envelope};
+use nr_infra::consume::{consume, Order};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Viewer};
+
+#[path = "hub_follow.rs"]
+mod follow;
 use crate::{HubLimits, NotifyConfig, NotifyDeps};
 
 /// What the hub hands a socket.
@@ -168,31 +171,30 @@ impl Hub {
         });
 
         // Subscriptions are RBAC events: drop the cached subscriber sets when one lands.
-        let mut applied = deps
+        let applied = deps
             .nats
             .subscribe(subjects::RBAC_APPLIED)
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RBAC_APPLIED))?;
         let weak = Arc::downgrade(&hub);
-        let stop = hub.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    next = applied.next() => {
-                        let (Some(_), Some(hub)) = (next, weak.upgrade()) else { break };
-                        hub.drop_subscriptions();
-                        // This message may arrive here before the RBAC cache's own
-                        // follower sees it: drop its entries first, so the check below
-                        // reads the change.
-                        hub.rbac.invalidate();
-                        // Access may have ended (logout, password, disabled user,
-                        // revoked token, lost role): check every open socket again.
-                        tokio::spawn(async move { hub.recheck_sockets().await });
-                    }
+        consume(
+            "hub-rbac-applied",
+            applied,
+            &hub.follows(),
+            Order::InOrder,
+            move |_| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.drop_subscriptions();
+                    // This message may arrive here before the RBAC cache's own follower
+                    // sees it: drop its entries first, so the check below reads the change.
+                    hub.rbac.invalidate();
+                    // Access may have ended (logout, password, disabled user, revoked
+                    // token, lost role): check every open socket again.
+                    tokio::spawn(async move { hub.recheck_sockets().await });
                 }
-            }
-        });
+                std::future::ready(Ok(()))
+            },
+        );
 
         let weak = Arc::downgrade(&hub);
         nr_infra::apps::follow(js.clone(), hub.shutdown.clone(), move |ev| {
@@ -417,49 +419,7 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Starts an ordered consumer on `stream` from now on, feeding `dispatch`.
-    async fn follow(
-        self: &Arc<Self>,
-        stream: &'static str,
-        filter: &'static str,
-    ) -> anyhow::Result<()> {
-        let mut messages = nr_infra::follow::Resumable::open(
-            self.js.clone(),
-            stream,
-            Some(filter),
-            consumer::DeliverPolicy::New,
-            "hub",
-        )
-        .await?;
-        let weak = Arc::downgrade(self);
-        let stop = self.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(msg) = messages.next(&stop).await else {
-                    break;
-                };
-                let Some(hub) = weak.upgrade() else { break };
-                let Ok(info) = msg.info() else { continue };
-                let seq = info.stream_sequence;
-                if stream == subjects::STREAM_ACTIONS {
-                    match decode::<Envelope<ActionTriggered>>(&msg.payload) {
-                        Ok(env) => hub.fan_out_action(seq, &env).await,
-                        Err(e) => tracing::warn!(seq, error = %e, "undecodable action skipped"),
-                    }
-                } else {
-                    match decode::<Envelope<JobProgress>>(&msg.payload) {
-                        Ok(env) => hub.fan_out_job(&env),
-                        Err(e) => {
-                            tracing::warn!(seq, error = %e, "undecodable job progress skipped")
-                        }
-                    }
-                }
-            }
-        });
-        Ok(())
-    }
-
-    async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
+    pub(super) async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
         let (app, action) = (&env.data.app_name, &env.data.action_name);
         let Some([app_perm, action_perm]) = self.required_permissions(app, action) else {
             return;
@@ -508,7 +468,7 @@ impl Hub {
         }
     }
 
-    fn fan_out_job(&self, env: &Envelope<JobProgress>) {
+    pub(super) fn fan_out_job(&self, env: &Envelope<JobProgress>) {
         let Some(owner) = env.data.submitted_by.as_deref() else {
             return;
         };

@@ -16,9 +16,12 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use clap::Args;
-use futures::StreamExt;
-use nr_contracts::requests::{AppList, AppSummary, AppVersion, AppVersions, AppVersionsRequest};
-use nr_contracts::{decode, encode, subjects};
+use nr_contracts::requests::{
+    AppList, AppListRequest, AppSummary, AppVersion, AppVersions, AppVersionsRequest,
+};
+use nr_contracts::{subjects, RpcError};
+use nr_infra::drain::Drain;
+use nr_infra::rpc;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +52,7 @@ pub struct RegistryDeps {
 }
 
 pub struct Registry {
-    shutdown: CancellationToken,
+    drain: Drain,
 }
 
 impl Registry {
@@ -57,7 +60,8 @@ impl Registry {
         nr_infra::db::migrate(&deps.db).await?;
         let js = jetstream::new(deps.nats.clone());
         nr_infra::bus::ensure_streams(&js).await?;
-        let shutdown = CancellationToken::new();
+        let drain = Drain::new();
+        let shutdown = drain.token().clone();
 
         // Each projection reads its stream from the offset it stored in Postgres, so a
         // fresh or restored database is caught up from the log before this returns.
@@ -93,47 +97,52 @@ impl Registry {
         .await;
 
         let lookups = Arc::new(Lookups {
-            nats: deps.nats.clone(),
             db: deps.db.clone(),
             js,
         });
-        for subject in [
-            subjects::REGISTRY_APPS_LIST,
-            subjects::REGISTRY_APP_VERSIONS,
-        ] {
-            let mut sub = lookups
-                .nats
-                .queue_subscribe(subject, subjects::REGISTRY_QUEUE_GROUP.into())
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
-            let stop = shutdown.clone();
-            let lookups = lookups.clone();
-            tokio::spawn(async move {
-                loop {
-                    let msg = tokio::select! {
-                        _ = stop.cancelled() => break,
-                        m = sub.next() => m,
-                    };
-                    let Some(msg) = msg else { break };
-                    let lookups = lookups.clone();
-                    tokio::spawn(async move { lookups.answer(msg).await });
-                }
-            });
-        }
+        // Both lookups in the `nr-registry` queue group, answered the one way
+        // (`nr_infra::rpc`); a database failure is a 500 `internal` error.
+        let l = lookups.clone();
+        rpc::serve(deps.nats.clone(), &drain, move |_: AppListRequest| {
+            let l = l.clone();
+            async move {
+                l.catch_up(None).await;
+                list_apps(&l.db).await.map_err(|e| {
+                    tracing::error!(error = %e, "app list failed");
+                    RpcError::internal(format!("cannot read the app list: {e}"))
+                })
+            }
+        })
+        .await?;
+        let l = lookups.clone();
+        rpc::serve(deps.nats.clone(), &drain, move |req: AppVersionsRequest| {
+            let l = l.clone();
+            async move {
+                l.catch_up(Some(&req.app_name)).await;
+                app_versions(&l.db, &req.app_name).await.map_err(|e| {
+                    tracing::error!(error = %e, app = %req.app_name, "versions lookup failed");
+                    RpcError::internal(format!("cannot read the versions of {}: {e}", req.app_name))
+                })
+            }
+        })
+        .await?;
         tracing::info!("registry ready");
-        Ok(Registry { shutdown })
+        Ok(Registry { drain })
     }
 
+    /// Stops taking lookups and events when `stop` is cancelled, and returns once the
+    /// lookups in progress are answered (at most 10 s).
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         stop.cancelled().await;
-        self.shutdown.cancel();
+        if !self.drain.finish(Duration::from_secs(10)).await {
+            tracing::warn!("registry lookups still running after the drain limit; exiting");
+        }
         Ok(())
     }
 }
 
 /// What the lookup handlers need.
 struct Lookups {
-    nats: async_nats::Client,
     db: PgPool,
     js: jetstream::Context,
 }
@@ -142,51 +151,6 @@ struct Lookups {
 const CATCH_UP: Duration = Duration::from_secs(3);
 
 impl Lookups {
-    async fn answer(&self, msg: async_nats::Message) {
-        let Some(reply) = msg.reply else { return };
-        let payload = match msg.subject.as_str() {
-            subjects::REGISTRY_APPS_LIST => {
-                self.catch_up(None).await;
-                let list = list_apps(&self.db).await;
-                match list {
-                    Ok(list) => encode(&list),
-                    Err(e) => {
-                        // An empty reply fails fast at the caller instead of a timeout.
-                        tracing::error!(error = %e, "app list failed");
-                        Ok(Vec::new())
-                    }
-                }
-            }
-            subjects::REGISTRY_APP_VERSIONS => {
-                let req: AppVersionsRequest = match decode(&msg.payload) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "malformed versions lookup");
-                        let _ = self.nats.publish(reply, Vec::new().into()).await;
-                        return;
-                    }
-                };
-                self.catch_up(Some(&req.app_name)).await;
-                match app_versions(&self.db, &req.app_name).await {
-                    Ok(v) => encode(&v),
-                    Err(e) => {
-                        tracing::error!(error = %e, app = %req.app_name, "versions lookup failed");
-                        Ok(Vec::new())
-                    }
-                }
-            }
-            _ => return,
-        };
-        match payload {
-            Ok(bytes) => {
-                if let Err(e) = self.nats.publish(reply, bytes.into()).await {
-                    tracing::warn!(error = %e, "cannot send registry reply");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode registry reply"),
-        }
-    }
-
     /// Waits (bounded) until the projection has applied the app's last event (every
     /// app's, for `None`), so a lookup made right after a deploy, rollback or delete
     /// returned reflects it.

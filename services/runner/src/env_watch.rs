@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use async_nats::jetstream::consumer;
 use nr_contracts::events::AppChange;
 use nr_contracts::subjects;
+use nr_infra::consume::{consume, Order};
+use nr_infra::drain::Drain;
 use tokio_util::sync::CancellationToken;
 
 use crate::{lock, Inner};
@@ -24,7 +26,7 @@ pub(crate) struct EnvGen {
 
 /// Subscribes to `app.env.>` and reloads the app of each change.
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut messages = nr_infra::follow::Resumable::open(
+    let messages = nr_infra::follow::Resumable::open(
         inner.js.clone(),
         subjects::STREAM_APP_ENV,
         Some(subjects::APP_ENV_ALL),
@@ -35,26 +37,27 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
     .context("cannot follow app.env")?;
     let weak = Arc::downgrade(&inner);
     drop(inner);
-    tokio::spawn(async move {
-        loop {
-            let Some(msg) = messages.next(&shutdown).await else {
-                break;
-            };
-            let Some(inner) = weak.upgrade() else { break };
-            let Some(app) = subjects::app_of_app_env(&msg.subject) else {
-                continue;
-            };
-            let Ok(info) = msg.info() else { continue };
-            let gen = info.stream_sequence;
-            let app = app.to_owned();
-            {
-                let mut gens = lock(&inner.env_gens);
-                let entry = gens.entry(app.clone()).or_default();
-                entry.wanted = entry.wanted.max(gen);
+    let drain = Drain::from_token(shutdown.clone());
+    consume(
+        "app-env",
+        messages.into_stream(shutdown),
+        &drain,
+        Order::InOrder,
+        move |msg| {
+            let change = weak.upgrade().zip(subjects::app_of_app_env(&msg.subject));
+            if let (Some((inner, app)), Ok(info)) = (change, msg.info()) {
+                let gen = info.stream_sequence;
+                let app = app.to_owned();
+                {
+                    let mut gens = lock(&inner.env_gens);
+                    let entry = gens.entry(app.clone()).or_default();
+                    entry.wanted = entry.wanted.max(gen);
+                }
+                tokio::spawn(async move { inner.reload_env(&app).await });
             }
-            tokio::spawn(async move { inner.reload_env(&app).await });
-        }
-    });
+            std::future::ready(Ok(()))
+        },
+    );
     Ok(())
 }
 

@@ -18,6 +18,8 @@ use async_nats::jetstream::{self, consumer, AckKind};
 use futures::StreamExt;
 use nr_contracts::events::{JobStatus, JobSubmitted};
 use nr_contracts::{decode, subjects, Envelope};
+use nr_infra::consume::{consume, Order};
+use nr_infra::drain::Drain;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -120,7 +122,7 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
         .await
         .context("cannot create the job consumer")?;
     let slots = inner.config.job_concurrency();
-    let mut messages = consumer
+    let messages = consumer
         .stream()
         .max_messages_per_batch(slots)
         .messages()
@@ -132,32 +134,35 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
     crate::job_run::listen_progress(inner.clone(), shutdown.clone()).await?;
     tokio::spawn(prune_loop(inner.clone(), shutdown.clone()));
 
-    tokio::spawn(async move {
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = messages.next() => n,
-            };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "job consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+    // A message is pulled only once a slot is free, so at most `slots` jobs are held;
+    // each runs on its own task.
+    let slotted =
+        futures::stream::unfold((messages, permits), |(mut messages, permits)| async move {
+            let permit = permits.clone().acquire_owned().await.ok()?;
+            loop {
+                match messages.next().await? {
+                    Ok(msg) => return Some(((msg, permit, permits.clone()), (messages, permits))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
-                None => break,
-            };
+            }
+        });
+    let drain = Drain::from_token(shutdown);
+    consume(
+        "job-intake",
+        slotted,
+        &drain,
+        Order::Concurrent,
+        move |(msg, permit, permits)| {
             let inner = inner.clone();
-            let permits = permits.clone();
-            tokio::spawn(async move {
+            async move {
                 dispatch(inner, msg, permit, permits).await;
-            });
-        }
-    });
+                Ok(())
+            }
+        },
+    );
     Ok(())
 }
 
@@ -195,30 +200,25 @@ fn start_batchers(inner: &Arc<Inner>) {
 
 /// Cancellation requests from the gateway.
 async fn listen_cancels(inner: Arc<Inner>, stop: CancellationToken) -> anyhow::Result<()> {
-    let mut cancels = inner
+    let cancels = inner
         .nats
         .subscribe(subjects::JOB_CANCEL_ALL)
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe to job cancellations: {e}"))?;
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = stop.cancelled() => break,
-                m = cancels.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let id = msg
-                .subject
-                .as_str()
-                .rsplit('.')
-                .next()
-                .and_then(|s| Uuid::parse_str(s).ok());
-            if let Some(id) = id {
-                if let Some(r) = inner.jobs.lock().get(&id) {
-                    r.cancel.cancel();
-                }
+    let drain = Drain::from_token(stop);
+    consume("job-cancels", cancels, &drain, Order::InOrder, move |msg| {
+        let id = msg
+            .subject
+            .as_str()
+            .rsplit('.')
+            .next()
+            .and_then(|s| Uuid::parse_str(s).ok());
+        if let Some(id) = id {
+            if let Some(r) = inner.jobs.lock().get(&id) {
+                r.cancel.cancel();
             }
         }
+        std::future::ready(Ok(()))
     });
     Ok(())
 }

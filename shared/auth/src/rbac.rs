@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use moka::future::Cache;
 use nr_contracts::subjects;
+use nr_infra::consume::{consume, Order};
+use nr_infra::drain::Drain;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -47,6 +48,14 @@ pub struct Rbac {
     users: Cache<String, Tagged<Option<UserRow>>>,
     tokens: Cache<String, Tagged<Option<TokenRow>>>,
     revoked: Cache<String, Tagged<bool>>,
+    /// The `rbac.applied` follower, stopped when the cache is dropped.
+    follows: Drain,
+}
+
+impl Drop for Rbac {
+    fn drop(&mut self) {
+        self.follows.stop();
+    }
 }
 
 /// API tokens look like `nrt_<id>.<secret>`.
@@ -81,27 +90,35 @@ impl Rbac {
             users: new_cache(100_000),
             tokens: new_cache(100_000),
             revoked: new_cache(1_000_000),
+            follows: Drain::new(),
         })
     }
 
-    /// Drops cached decisions when the registry applies an RBAC change.
+    /// Drops cached decisions when the registry applies an RBAC change. Follows until
+    /// the cache is dropped.
     pub async fn follow(self: &Arc<Self>, nats: async_nats::Client) -> anyhow::Result<()> {
-        let mut sub = nats
+        let sub = nats
             .subscribe(subjects::RBAC_APPLIED)
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RBAC_APPLIED))?;
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                let Some(this) = weak.upgrade() else { break };
-                let seq = std::str::from_utf8(&msg.payload)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(0);
-                this.invalidate();
-                this.applied.send_modify(|s| *s = (*s).max(seq));
-            }
-        });
+        consume(
+            "rbac-applied",
+            sub,
+            &self.follows,
+            Order::InOrder,
+            move |msg| {
+                if let Some(this) = weak.upgrade() {
+                    let seq = std::str::from_utf8(&msg.payload)
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .unwrap_or(0);
+                    this.invalidate();
+                    this.applied.send_modify(|s| *s = (*s).max(seq));
+                }
+                std::future::ready(Ok(()))
+            },
+        );
         Ok(())
     }
 

@@ -11,6 +11,8 @@ pub mod events;
 pub mod headers;
 pub mod manifest;
 pub mod requests;
+pub mod rpc;
 pub mod subjects;
 
 pub use envelope::{decode, encode, Envelope, WireError};
+pub use rpc::{Rpc, RpcError};

@@ -1,4 +1,6 @@
-//! Internal request/reply payloads (MessagePack, named fields).
+//! Internal request/reply payloads (MessagePack, named fields). Which request goes to
+//! which subject, and what it is answered with, is [`crate::rpc::Rpc`]; every error is
+//! a [`crate::rpc::RpcError`].
 
 use serde::{Deserialize, Serialize};
 
@@ -39,19 +41,12 @@ pub struct DeployReport {
     pub warnings: Vec<Finding>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeployRefusal {
-    /// HTTP status that fits: 400, 409, 413 or 422.
-    pub status: u16,
-    pub error: String,
-    pub details: Vec<Finding>,
-}
-
+/// Reply to `deploy.submit` and `deploy.rollback`, tagged `outcome: "deployed"` as it
+/// always was. A refusal is the reply's [`crate::rpc::RpcError`] (tagged `refused`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DeployReply {
     Deployed(DeployReport),
-    Refused(DeployRefusal),
 }
 
 /// One app as the registry projects it.
@@ -65,6 +60,10 @@ pub struct AppSummary {
     pub rev: u64,
     pub updated_at: String,
 }
+
+/// `registry.apps.list`: every deployed app. Nothing to say (an empty body is `{}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppListRequest {}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppList {
@@ -114,12 +113,12 @@ pub struct DeleteReport {
     pub rev: u64,
 }
 
-/// Reply to `deploy.delete`. (`deploy.rollback` answers with a [`DeployReply`].)
+/// Reply to `deploy.delete`, tagged `outcome: "deleted"`. (`deploy.rollback` answers
+/// with a [`DeployReply`].)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum DeleteReply {
     Deleted(DeleteReport),
-    Refused(DeployRefusal),
 }
 
 /// `registry.apps.versions`: every version of one app.

@@ -8,6 +8,9 @@ use nr_contracts::{decode, events::AppUpdated, subjects, Envelope};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::consume::{consume, Order};
+use crate::drain::Drain;
+
 /// One catalogue entry: the event and its stream sequence (the app's revision).
 #[derive(Debug, Clone)]
 pub struct AppEvent {
@@ -36,7 +39,7 @@ where
         .context("cannot read stream NR_APPS")?
         .state
         .last_sequence;
-    let mut messages = crate::follow::Resumable::open(
+    let messages = crate::follow::Resumable::open(
         js.clone(),
         subjects::STREAM_APPS,
         Some(subjects::APP_UPDATED_ALL),
@@ -46,28 +49,32 @@ where
     .await
     .context("cannot read app catalogue")?;
     let (caught_up_tx, mut caught_up_rx) = watch::channel(last == 0);
-    tokio::spawn(async move {
-        loop {
-            let Some(msg) = messages.next(&shutdown).await else {
-                break;
-            };
-            let Ok(info) = msg.info() else { continue };
-            let rev = info.stream_sequence;
-            let pending = info.pending;
-            match decode::<Envelope<AppUpdated>>(&msg.payload) {
-                Ok(event) => on_event(AppEvent { rev, event }),
-                Err(e) => {
-                    // Skipped, never retried: later events still apply. Manifests are
-                    // checked where they are applied (each service counts its own).
-                    tracing::error!(rev, error = %e, "undecodable app.updated event skipped");
-                    nr_telemetry::metrics::metrics().app_event_skipped("catalogue", "undecodable");
+    let drain = Drain::from_token(shutdown.clone());
+    consume(
+        "catalogue",
+        messages.into_stream(shutdown),
+        &drain,
+        Order::InOrder,
+        move |msg| {
+            if let Ok(info) = msg.info() {
+                let (rev, pending) = (info.stream_sequence, info.pending);
+                match decode::<Envelope<AppUpdated>>(&msg.payload) {
+                    Ok(event) => on_event(AppEvent { rev, event }),
+                    Err(e) => {
+                        // Skipped, never retried: later events still apply. Manifests are
+                        // checked where they are applied (each service counts its own).
+                        tracing::error!(rev, error = %e, "undecodable app.updated event skipped");
+                        nr_telemetry::metrics::metrics()
+                            .app_event_skipped("catalogue", "undecodable");
+                    }
+                }
+                if rev >= last || pending == 0 {
+                    let _ = caught_up_tx.send(true);
                 }
             }
-            if rev >= last || pending == 0 {
-                let _ = caught_up_tx.send(true);
-            }
-        }
-    });
+            std::future::ready(Ok(()))
+        },
+    );
     caught_up_rx
         .wait_for(|done| *done)
         .await

@@ -16,6 +16,9 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::consume::{consume, Order};
+use crate::drain::Drain;
+
 /// What to follow.
 pub struct Follow<'a> {
     pub stream: &'a str,
@@ -177,16 +180,30 @@ impl Resumable {
     }
 }
 
+impl Resumable {
+    /// The messages as a stream that ends once `stop` is cancelled, for
+    /// [`crate::consume::consume`].
+    pub fn into_stream(
+        self,
+        stop: CancellationToken,
+    ) -> impl futures::Stream<Item = jetstream::Message> + Send {
+        futures::stream::unfold((self, stop), |(mut r, stop)| async move {
+            let msg = r.next(&stop).await?;
+            Some((msg, (r, stop)))
+        })
+    }
+}
+
 /// Starts following; `handle(seq, payload)` is called for each message in stream order.
 pub async fn from_offset<F, Fut>(
     js: &jetstream::Context,
     follow: Follow<'_>,
     stop: CancellationToken,
-    mut handle: F,
+    handle: F,
 ) -> anyhow::Result<()>
 where
     F: FnMut(u64, bytes::Bytes) -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let name = follow.name;
     let stream = follow.stream.to_owned();
@@ -197,31 +214,39 @@ where
             start_sequence: follow.applied + 1,
         }
     };
-    let mut messages =
+    let messages =
         Resumable::open(js.clone(), &stream, follow.filter, deliver_policy, name).await?;
-    tokio::spawn(async move {
-        loop {
-            let Some(msg) = messages.next(&stop).await else {
-                break;
-            };
-            let Ok(info) = msg.info() else { continue };
-            let seq = info.stream_sequence;
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match handle(seq, msg.payload.clone()).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::error!(follower = name, seq, error = %e, "cannot apply event; retrying");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+    // In order, and a failed event is retried until it applies: the next one waits.
+    let drain = Drain::from_token(stop.clone());
+    let handle = std::sync::Arc::new(tokio::sync::Mutex::new(handle));
+    consume(
+        name,
+        messages.into_stream(stop.clone()),
+        &drain,
+        Order::InOrder,
+        move |msg| {
+            let (handle, stop) = (handle.clone(), stop.clone());
+            async move {
+                let Ok(info) = msg.info() else { return Ok(()) };
+                let seq = info.stream_sequence;
+                let mut handle = handle.lock().await;
+                let mut backoff = Duration::from_millis(100);
+                loop {
+                    match (*handle)(seq, msg.payload.clone()).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            tracing::error!(follower = name, seq, error = %e, "cannot apply event; retrying");
+                            tokio::select! {
+                                _ = stop.cancelled() => return Ok(()),
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-        }
-    });
+        },
+    );
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub struct Metrics {
     jobs: Family<Labels, Counter>,
     deploys: Family<Labels, Counter>,
     app_events_skipped: Family<Labels, Counter>,
+    bus_handler_errors: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics.
@@ -40,6 +41,7 @@ pub fn metrics() -> &'static Metrics {
         let jobs = Family::<Labels, Counter>::default();
         let deploys = Family::<Labels, Counter>::default();
         let app_events_skipped = Family::<Labels, Counter>::default();
+        let bus_handler_errors = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -71,6 +73,11 @@ pub fn metrics() -> &'static Metrics {
             "Stored app.updated events a service skipped (manifest that does not parse, undecodable payload), by service and reason",
             app_events_skipped.clone(),
         );
+        registry.register(
+            "bus_handler_errors",
+            "Messages whose handler failed or panicked, by consumer",
+            bus_handler_errors.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             http_requests,
@@ -80,6 +87,7 @@ pub fn metrics() -> &'static Metrics {
             jobs,
             deploys,
             app_events_skipped,
+            bus_handler_errors,
         }
     })
 }
@@ -144,6 +152,13 @@ impl Metrics {
                 ("service", service.to_owned()),
                 ("reason", reason.to_owned()),
             ])
+            .inc();
+    }
+
+    /// A message `consumer` could not handle (its handler failed or panicked).
+    pub fn bus_handler_error(&self, consumer: &'static str) {
+        self.bus_handler_errors
+            .get_or_create(&vec![("consumer", consumer.to_owned())])
             .inc();
     }
 
