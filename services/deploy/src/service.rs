@@ -5,13 +5,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use nr_contracts::events::{AppChange, AppUpdated, APP_UPDATED};
 use nr_contracts::requests::{
     DeleteReply, DeleteReport, DeleteRequest, DeployReply, DeployReport, DeploySubmit,
     RollbackRequest,
 };
-use nr_contracts::{decode, subjects, Envelope, RpcError};
+use nr_contracts::{subjects, Envelope, RpcError};
 use nr_infra::bus::PublishFailure;
 use nr_infra::drain::Drain;
 use nr_infra::rpc;

@@ -1,5 +1,10 @@
 //! `noderouter`: all five services in one process (`up`) and the author CLI (`app`).
 
+/// mimalloc: the sync path allocates per request in hyper, axum and the NATS client;
+/// see docs/adr/0020-mimalloc.md.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod author;
 mod env_cmd;
 mod job_cmd;

@@ -1,5 +1,10 @@
 //! `nr-registry`: the registry service on its own.
 
+/// mimalloc: the sync path allocates per request in hyper, axum and the NATS client;
+/// see docs/adr/0020-mimalloc.md.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use nr_registry::{Registry, RegistryConfig, RegistryDeps};
 

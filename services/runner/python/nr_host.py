@@ -18,6 +18,7 @@ import inspect
 import json
 import math
 import os
+import select
 import signal
 import socket
 import struct
@@ -119,55 +120,67 @@ class ConnHolder:
 
     def __init__(self):
         self.conn = None
+        # A poll object on the connection's socket, made once per connection: one
+        # system call per check, no lists built.
+        self._poll = None
+        self._fd = -1
+        self._ext = None
 
     def _stale(self, conn):
         if conn.closed:
             return True
         try:
-            import select
-
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            fd = conn.fileno()
+            if fd != self._fd:
+                self._poll = select.poll()
+                self._poll.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+                self._fd = fd
+            return bool(self._poll.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
+
+    def _drop(self):
+        conn, self.conn, self._fd = self.conn, None, -1
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
 
     def get(self):
         conn = self.conn
         if conn is not None:
             if not self._stale(conn):
                 return conn
-            try:
-                conn.close()
-            except Exception:
-                pass
-            self.conn = None
+            self._drop()
         import psycopg2
 
         self.conn = psycopg2.connect(os.environ.get("DATABASE_URL", ""))
         return self.conn
 
     def clean(self):
+        """After a call: an open transaction is rolled back; a connection in an unknown
+        state is closed (the next `get` opens another; a server-side close is found by
+        the check in `get`)."""
         conn = self.conn
         if conn is None:
             return
         try:
-            import psycopg2.extensions as ext
-
             if conn.closed:
-                self.conn = None
+                self._drop()
                 return
+            ext = self._ext
+            if ext is None:
+                import psycopg2.extensions as ext
+
+                self._ext = ext
             status = conn.get_transaction_status()
-            if status == ext.TRANSACTION_STATUS_UNKNOWN or self._stale(conn):
-                conn.close()
-                self.conn = None
+            if status == ext.TRANSACTION_STATUS_UNKNOWN:
+                self._drop()
             elif status != ext.TRANSACTION_STATUS_IDLE:
                 conn.rollback()
         except Exception:
-            try:
-                conn.close()
-            except Exception:
-                pass
-            self.conn = None
+            self._drop()
 
 
 def _actions_of(result):

@@ -61,7 +61,10 @@ async fn a_typed_request_is_answered_with_its_typed_reply() {
     // The empty body an operator sends with `nats req registry.apps.list ''` is `{}`.
     let registry = nats.client(Role::Registry).await.unwrap();
     serve(registry.clone(), &drain, |_: AppListRequest| async move {
-        Ok(AppList { apps: vec![] })
+        Ok(AppList {
+            apps: vec![],
+            deleted: vec![],
+        })
     })
     .await
     .unwrap();
@@ -99,6 +102,8 @@ async fn a_handler_error_reaches_the_caller_as_the_same_typed_error() {
     synced(&deploy).await;
     let req = DeleteRequest {
         app_name: "notes".into(),
+        actor: None,
+        actor_id: None,
     };
     match call(&gateway, &req, PATIENCE).await {
         Err(CallError::Refused { subject, error }) => {
