@@ -102,6 +102,7 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
     let app = deploy(&h).await;
     let (s, first) = h.sync(&app, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{first}");
+    let mut host = first["host"].clone();
     for round in 0..2 {
         let (s, b) = h.sync(&app, json!({"action": "kill_host"})).await;
         // The call itself may or may not complete: its host is gone.
@@ -111,17 +112,17 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
         let mut last = (StatusCode::OK, json!(null));
         loop {
             let (s, b) = h.sync(&app, json!({})).await;
-            if s == StatusCode::OK {
-                assert_ne!(
-                    b["host"], first["host"],
-                    "round {round}: still the dead host: {b}"
-                );
+            // Until the runner has seen its host die, the orphaned worker may still
+            // answer a call or two (it is alive; its host is not): recovery means a new
+            // host serves within the deadline.
+            if s == StatusCode::OK && b["host"] != host {
+                host = b["host"].clone();
                 break;
             }
             last = (s, b);
             assert!(
                 Instant::now() < deadline,
-                "round {round}: the app did not recover: {last:?}"
+                "round {round}: no new host within the deadline: {last:?}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
