@@ -59,6 +59,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/api/apps/{app}/env"),
     ("delete", "/admin/api/apps/{app}/env/{name}"),
     ("get", "/admin/api/audit"),
+    ("get", "/admin/api/schedules"),
+    ("post", "/admin/api/schedules/{app}/{name}/pause"),
+    ("post", "/admin/api/schedules/{app}/{name}/resume"),
+    ("get", "/admin/api/schedules/{app}/{name}/ticks"),
+    ("get", "/files/{token}"),
     ("get", "/admin/api/console/metrics"),
     ("get", "/admin/api/console/jobs/{id}/payload"),
 ];
