@@ -103,6 +103,7 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
     let (s, first) = h.sync(&app, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{first}");
     let mut host = first["host"].clone();
+    let mut worker = first["pid"].as_i64().unwrap_or(0);
     for round in 0..2 {
         let (s, b) = h.sync(&app, json!({"action": "kill_host"})).await;
         // The call itself may or may not complete: its host is gone.
@@ -117,6 +118,18 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
             // host serves within the deadline.
             if s == StatusCode::OK && b["host"] != host {
                 host = b["host"].clone();
+                // The dead host's worker, an orphan now, is killed with it: it must not
+                // outlive its host (nor serve another call).
+                let orphan = worker;
+                worker = b["pid"].as_i64().unwrap_or(0);
+                let gone = Instant::now() + Duration::from_secs(10);
+                while alive(orphan) {
+                    assert!(
+                        Instant::now() < gone,
+                        "round {round}: the dead host's worker {orphan} is still running"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 break;
             }
             last = (s, b);
@@ -130,5 +143,16 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
             let (s, b) = h.sync(&app, json!({})).await;
             assert_eq!(s, StatusCode::OK, "round {round}: {b} (before: {last:?})");
         }
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }

@@ -50,6 +50,7 @@ impl Inner {
                     "the app's host process died; loading it again"
                 );
                 min_rev = min_rev.max(h.rev);
+                h.kill_workers();
                 self.hosts
                     .write()
                     .unwrap_or_else(|p| p.into_inner())

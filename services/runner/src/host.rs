@@ -256,6 +256,17 @@ impl AppHost {
         worker.kill();
     }
 
+    /// Kills every worker this host forked, busy or idle, with whatever each started.
+    /// Once the host is dead its workers are orphans that nothing else would reach (they
+    /// are re-parented away from it), so the runner calls this before loading the app
+    /// again; `Drop` does it too.
+    pub fn kill_workers(&self) {
+        let pids: Vec<i32> = self.lock_workers().drain().collect();
+        for pid in pids {
+            contain::kill_tree(pid, self.uid);
+        }
+    }
+
     /// Kills whatever runs under the host that is not one of its workers: children that
     /// module-level code left, and orphans of dead workers re-parented to the host (a
     /// subreaper). Skipped while a fork is in flight, so a new worker is never mistaken.
@@ -487,6 +498,7 @@ impl Drop for AppHost {
         for (w, _) in self.lock_job_idle().drain(..) {
             w.kill();
         }
+        self.kill_workers();
         // The host, its workers and anything re-parented to it.
         if let Some(pid) = self.host_pid {
             contain::kill_tree(pid, self.uid);
