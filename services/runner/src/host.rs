@@ -492,9 +492,12 @@ impl AppHost {
 
 impl Drop for AppHost {
     fn drop(&mut self) {
-        // Every worker, idle or not, sync or job, is in the set `kill_workers` drains.
-        self.lock_idle().clear();
-        self.lock_job_idle().clear();
+        for w in self.lock_idle().drain(..) {
+            w.kill();
+        }
+        for (w, _) in self.lock_job_idle().drain(..) {
+            w.kill();
+        }
         self.kill_workers();
         // The host, its workers and anything re-parented to it.
         if let Some(pid) = self.host_pid {
