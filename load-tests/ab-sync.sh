@@ -7,6 +7,10 @@
 #
 #   load-tests/ab-sync.sh OLD_BINARY NEW_BINARY [rounds]
 #
+# AB_BUS=1 adds a third run per round, NEW with NR_BUS_CALLS=1 ("new+bus"): the sync
+# call crosses NATS, signed, as between separate services, instead of going to the
+# runner of the same process in memory.
+#
 # A binary from before the embedded NATS (it has no --embedded-nats-port) is given a
 # private nats-server without authorization, as it expects.
 set -u
@@ -16,8 +20,8 @@ command -v wrk >/dev/null || apt_install wrk
 OLD=$1; NEW=$2; ROUNDS=${3:-2}; SECS=${SECONDS_PER_RUN:-6}
 APP_DIR="$ROOT/load-tests/apps/starter"
 
-one() { # binary label port
-  local bin=$1 label=$2 port=$3 d db nats_pid="" token extra=()
+one() { # binary label port [bus]
+  local bin=$1 label=$2 port=$3 bus=${4:-0} d db nats_pid="" token extra=()
   d=$(mktemp -d "$ROOT/.data/ab.XXXX"); chmod 711 "$ROOT/.data" "$d"
   db="ab_$(basename "$d" | tr -dc 'a-z0-9')"
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db" postgres
@@ -28,7 +32,7 @@ one() { # binary label port
     nats_pid=$!; sleep 0.5
     extra=(--nats-url "nats://127.0.0.1:$((port + 1000))")
   fi
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" RUST_LOG=warn "$bin" up \
+  NR_BUS_CALLS=$bus DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" RUST_LOG=warn "$bin" up \
     --http-addr "127.0.0.1:$port" --object-store-url "$d/objects" --runner-dir "$d/runner" \
     "${extra[@]}" >"$d/log" 2>&1 &
   local pid=$!
@@ -51,4 +55,7 @@ one() { # binary label port
   rm -rf "$d"
 }
 echo "sync A/B, guide's starter app, ${SECS}s per run, $(nproc) cores"
-for r in $(seq 1 "$ROUNDS"); do one "$OLD" old 3961; one "$NEW" new 3962; done
+for r in $(seq 1 "$ROUNDS"); do
+  one "$OLD" old 3961; one "$NEW" new 3962
+  [ "${AB_BUS:-0}" = 1 ] && one "$NEW" new+bus 3963 1
+done

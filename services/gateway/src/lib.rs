@@ -46,6 +46,8 @@ pub struct GatewayDeps {
     pub db: sqlx::PgPool,
     /// Routes of services mounted on the public address (notify's WebSocket hub).
     pub extra_routes: Router,
+    /// Runners in this process, which take sync calls in memory; empty: the bus.
+    pub local_runners: nr_infra::local_call::LocalRunners,
 }
 
 pub(crate) struct AppState {
@@ -61,6 +63,8 @@ pub(crate) struct AppState {
     pub(crate) rbac: Arc<nr_auth::rbac::Rbac>,
     pub(crate) auth_args: nr_auth::AuthArgs,
     pub(crate) runner_keys: nr_auth::signing::Keys,
+    /// Runners in this process (`noderouter up`): sync calls go to them in memory.
+    pub(crate) local_runners: nr_infra::local_call::LocalRunners,
     /// Seals app secrets (`NR_SECRETS_KEY`); without it secret operations are refused.
     pub(crate) secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
     /// argon2 on a bounded blocking pool.
@@ -257,6 +261,7 @@ impl Gateway {
         let state = Arc::new(AppState {
             secrets,
             runner_keys,
+            local_runners: deps.local_runners,
             jwt,
             rbac,
             hasher: nr_auth::password::Hasher::new(config.auth.argon2_threads),

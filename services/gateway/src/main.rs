@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
             store,
             db,
             extra_routes: axum::Router::new(),
+            local_runners: Default::default(),
         },
     )
     .await?;

@@ -117,6 +117,9 @@ pub(crate) async fn exec(
     request_id: &str,
     body: Bytes,
 ) -> Result<(StatusCode, Bytes), ApiError> {
+    if let Some(answer) = local_exec(state, app, entry, request_id, &body).await? {
+        return Ok(answer);
+    }
     let mut h = HeaderMap::new();
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
     h.insert(headers::REQUEST_ID, request_id);
@@ -185,6 +188,47 @@ pub(crate) async fn exec(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::BAD_GATEWAY);
     Ok((status, reply.payload))
+}
+
+/// The call handed to a runner of this process, when there is one that takes it:
+/// the same limits as on the bus (request size, the app's time limit and a margin).
+async fn local_exec(
+    state: &AppState,
+    app: &str,
+    entry: &crate::apps::AppEntry,
+    request_id: &str,
+    body: &Bytes,
+) -> Result<Option<(StatusCode, Bytes)>, ApiError> {
+    if state.local_runners.is_empty() {
+        return Ok(None);
+    }
+    let max_payload = state.nats.server_info().max_payload;
+    if max_payload > 0 && body.len() > max_payload {
+        return Err(ApiError::PayloadTooLarge(
+            "request body exceeds the message size limit".into(),
+        ));
+    }
+    let Some(call) = state
+        .local_runners
+        .call(app, entry.rev, request_id, body.clone())
+    else {
+        return Ok(None);
+    };
+    let (status, payload) = tokio::time::timeout(entry.timeout + MARGIN, call)
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "app '{app}' did not answer within {} s",
+                entry.timeout.as_secs_f64()
+            ))
+        })?
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "the runner stopped before app '{app}' answered; retry"
+            ))
+        })?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok(Some((status, payload)))
 }
 
 #[cfg(test)]

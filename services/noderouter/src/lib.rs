@@ -1,7 +1,9 @@
 //! The five services in one process: the embedded default for a laptop or a test.
 //! `start` connects to Postgres and the object store once and hands the same clients to
 //! gateway, deploy, registry, runner and notify; each service connects to NATS as its own
-//! user (`nr_config::nats_auth`), with the permissions of its role.
+//! user (`nr_config::nats_auth`), with the permissions of its role. The gateway hands
+//! sync calls to the runners of this process in memory (`nr_infra::local_call`) unless
+//! `NR_BUS_CALLS` asks for the bus.
 
 pub mod bundle;
 pub mod embedded;
@@ -40,6 +42,10 @@ pub struct PlatformConfig {
     /// Runners started in this process (0 leaves execution to runners elsewhere).
     #[arg(long, env = "NR_RUNNERS", default_value_t = 1)]
     pub runners: usize,
+    /// Send sync calls over NATS even to the runners of this process (as separate
+    /// services do); by default they take them in memory.
+    #[arg(long, env = "NR_BUS_CALLS", default_value_t = false)]
+    pub bus_calls: bool,
     /// Working directory for unpacked bundles and worker sockets.
     #[arg(long, env = "NR_RUNNER_DIR", default_value = ".data/runner")]
     pub runner_dir: PathBuf,
@@ -194,6 +200,13 @@ impl Platform {
                 store,
                 db: db.clone(),
                 extra_routes: notify.router(),
+                local_runners: if config.bus_calls {
+                    Default::default()
+                } else {
+                    nr_infra::local_call::LocalRunners::new(
+                        runners.iter().map(|r| r.local()).collect(),
+                    )
+                },
             },
         )
         .await?;

@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use async_nats::{HeaderMap, Message};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use nr_config::nats_auth::RUNNER_NONCE;
 use nr_contracts::events::{ActionTriggered, ACTION_TRIGGERED};
 use nr_contracts::{headers, subjects, Envelope};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::host::{CallError, FiredAction};
+use crate::host::{AppHost, CallError, FiredAction};
 use crate::{HostError, Inner};
 
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -188,42 +189,7 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
         let _ = nonces.send(nonce.clone());
     }
 
-    let started = std::time::Instant::now();
-    let (status, body, actions, host) = match inner.host_for(app, min_rev).await {
-        Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), vec![], None),
-        Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), vec![], None),
-        Err(e @ HostError::Internal(_)) => {
-            tracing::error!(app, error = %e, "runner error");
-            (503, error_body("the runner cannot serve this app right now"), vec![], None)
-        }
-        Ok(host) => match host.call(&msg.payload, &request_id).await {
-            Ok(reply) => (200, reply.body, reply.actions, Some(host)),
-            Err(CallError::Exception { error, traceback }) => {
-                tracing::warn!(app, request_id = %request_id, error = %error, traceback = %traceback, "execute raised");
-                (500, error_body(&error), vec![], None)
-            }
-            Err(CallError::Timeout(limit)) => (
-                504,
-                error_body(&format!(
-                    "app '{app}' did not answer within its time limit of {} s; the call was stopped",
-                    limit.as_secs_f64()
-                )),
-                vec![],
-                None,
-            ),
-            Err(CallError::Crashed(message)) => {
-                tracing::error!(app, request_id = %request_id, "{message}");
-                (502, error_body(&message), vec![], None)
-            }
-            Err(CallError::Cancelled) => (503, error_body("the call was cancelled"), vec![], None),
-            Err(CallError::Unavailable(message)) => {
-                tracing::error!(app, request_id = %request_id, "{message}");
-                (503, error_body(&message), vec![], None)
-            }
-        },
-    };
-    let (status, body) = fit_reply(app, status, body, inner.nats.server_info().max_payload);
-    nr_telemetry::metrics().app_call(app, status, started.elapsed());
+    let (status, body, after) = answer(&inner, app, min_rev, &request_id, &msg.payload).await;
     let mut reply_headers = HeaderMap::new();
     let status_text = status.to_string();
     reply_headers.insert(headers::STATUS, status_text.as_str());
@@ -240,8 +206,110 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
     {
         tracing::warn!(app, error = %e, "cannot send runner reply");
     }
-    if let (Some(host), false) = (host, actions.is_empty()) {
+    if let Some((host, actions)) = after {
         publish_actions(&inner, app, &host.manifest, actions, Some(request_id), None).await;
+    }
+}
+
+/// What a call returned besides its reply: the `_actions` to publish once the reply is
+/// sent, with the host whose manifest declares them.
+type After = Option<(Arc<AppHost>, Vec<FiredAction>)>;
+
+/// Answers one sync call, however it arrived: finds the app's host (at least
+/// `min_rev`), runs `execute`, turns each failure into its status and message, fits
+/// the reply under the bus limit (the same limit for a call made in this process, so
+/// an app behaves the same on every topology), and counts it.
+pub(crate) async fn answer(
+    inner: &Inner,
+    app: &str,
+    min_rev: u64,
+    request_id: &str,
+    payload: &[u8],
+) -> (u16, Vec<u8>, After) {
+    let started = std::time::Instant::now();
+    let (status, body, after) = match inner.host_for(app, min_rev).await {
+        Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), None),
+        Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), None),
+        Err(e @ HostError::Internal(_)) => {
+            tracing::error!(app, error = %e, "runner error");
+            (503, error_body("the runner cannot serve this app right now"), None)
+        }
+        Ok(host) => match host.call(payload, request_id).await {
+            Ok(reply) => {
+                let after = (!reply.actions.is_empty()).then_some((host, reply.actions));
+                (200, reply.body, after)
+            }
+            Err(CallError::Exception { error, traceback }) => {
+                tracing::warn!(app, request_id = %request_id, error = %error, traceback = %traceback, "execute raised");
+                (500, error_body(&error), None)
+            }
+            Err(CallError::Timeout(limit)) => (
+                504,
+                error_body(&format!(
+                    "app '{app}' did not answer within its time limit of {} s; the call was stopped",
+                    limit.as_secs_f64()
+                )),
+                None,
+            ),
+            Err(CallError::Crashed(message)) => {
+                tracing::error!(app, request_id = %request_id, "{message}");
+                (502, error_body(&message), None)
+            }
+            Err(CallError::Cancelled) => (503, error_body("the call was cancelled"), None),
+            Err(CallError::Unavailable(message)) => {
+                tracing::error!(app, request_id = %request_id, "{message}");
+                (503, error_body(&message), None)
+            }
+        },
+    };
+    let (status, body) = fit_reply(app, status, body, inner.nats.server_info().max_payload);
+    nr_telemetry::metrics().app_call(app, status, started.elapsed());
+    (status, body, after)
+}
+
+/// This runner as seen by a gateway in the same process: calls arrive in memory,
+/// with no bus hop and no signature (the caller is this process), and run on the
+/// runner's call tracker, so a draining runner waits for them and a caller that goes
+/// away does not stop a call half-way through a worker.
+pub(crate) struct Local {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) intake: CancellationToken,
+}
+
+impl nr_infra::local_call::LocalRunner for Local {
+    fn call(
+        &self,
+        app: &str,
+        min_rev: u64,
+        request_id: &str,
+        body: bytes::Bytes,
+    ) -> Option<BoxFuture<'static, Option<nr_infra::local_call::Answer>>> {
+        if self.intake.is_cancelled() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let (app, request_id) = (app.to_owned(), request_id.to_owned());
+        let span = tracing::info_span!("exec", app = %app, request_id = %request_id);
+        self.inner.calls.spawn(tracing::Instrument::instrument(
+            async move {
+                let (status, body, after) = answer(&inner, &app, min_rev, &request_id, &body).await;
+                let _ = tx.send((status, bytes::Bytes::from(body)));
+                if let Some((host, actions)) = after {
+                    publish_actions(
+                        &inner,
+                        &app,
+                        &host.manifest,
+                        actions,
+                        Some(request_id),
+                        None,
+                    )
+                    .await;
+                }
+            },
+            span,
+        ));
+        Some(Box::pin(async move { rx.await.ok() }))
     }
 }
 

@@ -277,6 +277,15 @@ impl Runner {
         &self.inner.id
     }
 
+    /// This runner for a gateway in the same process: sync calls handed to it in
+    /// memory (see `nr_infra::local_call`).
+    pub fn local(&self) -> Arc<dyn nr_infra::local_call::LocalRunner> {
+        Arc::new(exec::Local {
+            inner: self.inner.clone(),
+            intake: self.intake.clone(),
+        })
+    }
+
     /// Whether app processes run as users of their own (the runner is root). When
     /// false, apps run as the runner's user: see `readiness`.
     pub fn contained(&self) -> bool {

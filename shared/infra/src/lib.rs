@@ -18,5 +18,6 @@ pub mod drain;
 pub mod files;
 pub mod follow;
 pub mod health;
+pub mod local_call;
 pub mod rpc;
 pub mod store;
