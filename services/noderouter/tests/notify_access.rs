@@ -321,7 +321,8 @@ async fn a_user_holds_at_most_the_configured_number_of_sockets() {
 async fn a_frame_under_the_cap_that_takes_several_reads_keeps_the_socket_serving() {
     let h = Harness::start().await;
     let app = bell_app(&h).await;
-    let ida = user(&h, "ida", &[]).await;
+    role(&h, "users", &["bell:use"]).await;
+    let ida = user(&h, "ida", &["users"]).await;
     subscribe(&h, &ida, &app, "open").await;
     let mut a = ws(&h.url, Some(&ida.token), "").await.unwrap();
     // The hub reads a socket 512 bytes at a time; the inbound cap is 4,096 bytes.
