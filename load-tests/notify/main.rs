@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -69,8 +70,29 @@ fn now_s() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One delivery: round and latency in milliseconds.
-type Delivery = (u64, f64);
+/// One delivery: its round, and milliseconds from the app's return to the socket and
+/// to the runner's publish (the envelope's `ts`).
+type Delivery = (u64, f64, f64);
+
+/// The fields of an `action` message the benchmark reads (borrowed, nothing else kept).
+#[derive(Deserialize)]
+struct ActionMsg<'a> {
+    #[serde(borrow)]
+    ts: Option<&'a str>,
+    payload: Option<Tick>,
+}
+
+#[derive(Deserialize)]
+struct Tick {
+    round: Option<u64>,
+    t: Option<f64>,
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+fn rfc3339_s(ts: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
 
 async fn open_socket(host: &str, token: &str) -> anyhow::Result<BufReader<TcpStream>> {
     let stream = TcpStream::connect(host).await?;
@@ -129,10 +151,14 @@ async fn listen(mut stream: BufReader<TcpStream>, out: mpsc::UnboundedSender<Del
         match opcode {
             1 => {
                 let arrived = now_s();
-                if let Ok(v) = serde_json::from_slice::<Value>(&payload) {
-                    let p = &v["payload"];
-                    if let (Some(round), Some(t)) = (p["round"].as_u64(), p["t"].as_f64()) {
-                        let _ = out.send((round, (arrived - t) * 1000.0));
+                if let Ok(m) = serde_json::from_slice::<ActionMsg>(&payload) {
+                    if let Some(Tick {
+                        round: Some(round),
+                        t: Some(t),
+                    }) = m.payload
+                    {
+                        let published = m.ts.and_then(rfc3339_s).unwrap_or(f64::NAN);
+                        let _ = out.send((round, (arrived - t) * 1000.0, (published - t) * 1000.0));
                     }
                 }
             }
@@ -249,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut all = Vec::with_capacity(open * args.rounds);
+    let mut to_publish = Vec::with_capacity(args.rounds);
     let mut last_per_round = Vec::new();
     let mut missing = 0usize;
     for round in 0..args.rounds as u64 {
@@ -268,7 +295,10 @@ async fn main() -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while got < open {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((r, ms))) if r == round => {
+                Ok(Some((r, ms, publish_ms))) if r == round => {
+                    if got == 0 {
+                        to_publish.push(publish_ms);
+                    }
                     got += 1;
                     worst = worst.max(ms);
                     all.push(ms);
@@ -285,6 +315,7 @@ async fn main() -> anyhow::Result<()> {
 
     all.sort_by(f64::total_cmp);
     last_per_round.sort_by(f64::total_cmp);
+    to_publish.sort_by(f64::total_cmp);
     println!(
         "fan-out of one action to {open} sockets, {} rounds ({} deliveries, {missing} missing):",
         args.rounds,
@@ -300,6 +331,11 @@ async fn main() -> anyhow::Result<()> {
         "  app return -> last socket of a round: p50 {:.1} ms   max {:.1} ms",
         percentile(&last_per_round, 0.5),
         last_per_round.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  app return -> runner publish (envelope ts): p50 {:.1} ms   max {:.1} ms",
+        percentile(&to_publish, 0.5),
+        to_publish.last().copied().unwrap_or(f64::NAN)
     );
     if let (Some(before), Some(with), Some(after)) = (rss_before, rss_open, rss_after) {
         let per = (with.saturating_sub(before)) as f64 / open.max(1) as f64;

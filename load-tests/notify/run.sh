@@ -14,6 +14,8 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 SOCKETS="${SOCKETS:-10000}"
 ROUNDS="${ROUNDS:-20}"
+# One user holds every socket: lift the per-user cap (NR_WS_MAX_PER_USER) above them.
+export NR_WS_MAX_PER_USER="${NR_WS_MAX_PER_USER:-$((SOCKETS + 16))}"
 PORT="${NR_BENCH_PORT:-3998}"
 BASE="http://127.0.0.1:$PORT"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"

@@ -68,6 +68,11 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // Small writes (WebSocket frames, short replies) leave at once instead of
+        // waiting for the peer's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max, "connection cap reached; connection closed");
             drop(stream);

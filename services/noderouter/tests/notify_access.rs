@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{client_with_token, post, role, Harness};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -315,4 +315,24 @@ async fn a_user_holds_at_most_the_configured_number_of_sockets() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ok, "the slot of a closed socket is given back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_under_the_cap_that_takes_several_reads_keeps_the_socket_serving() {
+    let h = Harness::start().await;
+    let app = bell_app(&h).await;
+    role(&h, "users", &["bell:use"]).await;
+    let ida = user(&h, "ida", &["users"]).await;
+    subscribe(&h, &ida, &app, "open").await;
+    let mut a = ws(&h.url, Some(&ida.token), "").await.unwrap();
+    // The hub reads a socket 512 bytes at a time; the inbound cap is 4,096 bytes.
+    a.send(Message::Text("y".repeat(4000).into()))
+        .await
+        .unwrap();
+    a.send(Message::Ping("still there".into())).await.unwrap();
+    fire(&h, &app, "open", json!("after a large frame")).await;
+    assert_eq!(
+        payloads(&mut a, SECONDS).await,
+        vec![json!("after a large frame")]
+    );
 }

@@ -107,6 +107,9 @@ impl HubLimits {
     }
 }
 
+/// Bytes a socket reads at a time (and keeps as its read buffer).
+const READ_CHUNK: usize = 512;
+
 #[derive(Clone)]
 pub struct NotifyDeps {
     pub nats: async_nats::Client,
@@ -220,7 +223,10 @@ async fn upgrade(
     let limits = hub.limits().clone();
     ws.max_message_size(limits.max_inbound)
         .max_frame_size(limits.max_inbound)
-        .read_buffer_size(4096)
+        // Clients send little (pongs); tungstenite keeps this much per socket and
+        // zeroes it before every read attempt. Larger frames (up to the cap) are read
+        // in several chunks.
+        .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0)
         .max_write_buffer_size(2 * 1024 * 1024)
         .on_upgrade(move |socket| async move {

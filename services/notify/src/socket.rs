@@ -9,11 +9,12 @@
 //! - 4403 (access changed): the principal lost a role it had when the socket opened;
 //!   reconnecting shows what it may see now.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Viewer;
 use crate::hub::{Hub, Out};
@@ -27,11 +28,15 @@ pub const CLOSE_ACCESS_CHANGED: u16 = 4403;
 /// How long a close frame may wait for a stalled client before the connection is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
+/// A cancellation wait made once per socket and polled again on every turn (making a
+/// new one per message would take the token's lock twice each time, for every socket).
+type Cancelled<'a, 'b> = Pin<&'a mut WaitForCancellationFuture<'b>>;
+
 /// Sends unless the connection is declared slow meanwhile.
-async fn send(socket: &mut WebSocket, msg: Message, slow: &CancellationToken) -> bool {
+async fn send(socket: &mut WebSocket, msg: Message, slow: Cancelled<'_, '_>) -> bool {
     tokio::select! {
         biased;
-        _ = slow.cancelled() => false,
+        _ = slow => false,
         r = socket.send(msg) => r.is_ok(),
     }
 }
@@ -51,8 +56,10 @@ pub(crate) async fn serve(
     last_id: Option<u64>,
 ) {
     let (conn, mut rx) = hub.register(viewer);
-    let slow = conn.slow.clone();
-    let ended = conn.ended.clone();
+    let (slow, ended) = (conn.slow.clone(), conn.ended.clone());
+    let mut slow_wait = std::pin::pin!(slow.cancelled());
+    let mut ended_wait = std::pin::pin!(ended.cancelled());
+    let mut shutdown_wait = std::pin::pin!(hub.shutdown.cancelled());
     // Access may have ended between the handshake and the registration.
     if let Err(reason) = crate::auth::still_admitted(&hub, &conn.viewer).await {
         close(&mut socket, reason.0, reason.1).await;
@@ -62,7 +69,7 @@ pub(crate) async fn serve(
     let mut last_sent = 0u64;
     if let Some(after) = last_id {
         last_sent = after;
-        match replay(&hub, &conn.viewer, after, &mut socket, &slow).await {
+        match replay(&hub, &conn.viewer, after, &mut socket, slow_wait.as_mut()).await {
             Ok(covered) => last_sent = last_sent.max(covered),
             Err(e) => {
                 tracing::debug!(conn = conn.id, error = %e, "replay ended the socket");
@@ -82,11 +89,11 @@ pub(crate) async fn serve(
     loop {
         tokio::select! {
             biased;
-            _ = hub.shutdown.cancelled() => {
+            _ = shutdown_wait.as_mut() => {
                 close(&mut socket, CLOSE_GOING_AWAY, "server stopping").await;
                 break;
             }
-            _ = ended.cancelled() => {
+            _ = ended_wait.as_mut() => {
                 rx.close();
                 while rx.try_recv().is_ok() {}
                 let (code, reason) = conn
@@ -98,7 +105,7 @@ pub(crate) async fn serve(
                 close(&mut socket, code, reason).await;
                 break;
             }
-            _ = slow.cancelled() => {
+            _ = slow_wait.as_mut() => {
                 // Drop what is queued at once; only the close frame is still written.
                 rx.close();
                 while rx.try_recv().is_ok() {}
@@ -118,7 +125,7 @@ pub(crate) async fn serve(
                     Some(Out::Job(text)) => Message::Text(text),
                     None => break,
                 };
-                if !send(&mut socket, msg, &slow).await && !slow.is_cancelled() {
+                if !send(&mut socket, msg, slow_wait.as_mut()).await && !slow.is_cancelled() {
                     break;
                 }
             }
@@ -127,7 +134,7 @@ pub(crate) async fn serve(
                     close(&mut socket, CLOSE_GOING_AWAY, "no answer to pings").await;
                     break;
                 }
-                if !send(&mut socket, Message::Ping(Default::default()), &slow).await && !slow.is_cancelled() {
+                if !send(&mut socket, Message::Ping(Default::default()), slow_wait.as_mut()).await && !slow.is_cancelled() {
                     break;
                 }
             }
@@ -151,7 +158,7 @@ async fn replay(
     viewer: &Viewer,
     after: u64,
     socket: &mut WebSocket,
-    slow: &CancellationToken,
+    mut slow: Cancelled<'_, '_>,
 ) -> anyhow::Result<u64> {
     let Some(mut replay) = hub.replay(after).await? else {
         return Ok(after);
@@ -163,7 +170,7 @@ async fn replay(
         if seq <= sent {
             continue;
         }
-        if !send(socket, Message::Text(text), slow).await {
+        if !send(socket, Message::Text(text), slow.as_mut()).await {
             anyhow::bail!("the socket closed during replay");
         }
         sent = seq;
