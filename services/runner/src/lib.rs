@@ -342,8 +342,10 @@ impl Runner {
         {
             tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
         }
-        self.shutdown.cancel();
+        // Running jobs are handed back while everything they need (worker sockets,
+        // the connections, the outcome writers) still runs; only then does the rest stop.
         jobs::drain(&self.inner, std::time::Duration::from_secs(5)).await;
+        self.shutdown.cancel();
         let hosts: Vec<Arc<AppHost>> = self
             .inner
             .hosts
