@@ -7,7 +7,7 @@
 #
 #   load-tests/ab-sync.sh OLD_BINARY NEW_BINARY [rounds]
 #
-# AB_BUS=1 adds a third run per round, NEW with NR_BUS_CALLS=1 ("new+bus"): the sync
+# AB_BUS=1 adds a third run per round, NEW with NR_BUS_CALLS=true ("new+bus"): the sync
 # call crosses NATS, signed, as between separate services, instead of going to the
 # runner of the same process in memory.
 #
@@ -21,8 +21,8 @@ OLD=$1; NEW=$2; ROUNDS=${3:-2}; SECS=${SECONDS_PER_RUN:-6}
 APP_DIR="$ROOT/load-tests/apps/starter"
 
 one() { # binary label port [bus]
-  local bin=$1 label=$2 port=$3 bus=${4:-0} d db nats_pid="" token extra=()
-  d=$(mktemp -d "$ROOT/.data/ab.XXXX"); chmod 711 "$ROOT/.data" "$d"
+  local bin=$1 label=$2 port=$3 bus=${4:-false} d db nats_pid="" token extra=()
+  mkdir -p "$ROOT/.data"; d=$(mktemp -d "$ROOT/.data/ab.XXXX"); chmod 711 "$ROOT/.data" "$d"
   db="ab_$(basename "$d" | tr -dc 'a-z0-9')"
   psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db" postgres
   if "$bin" up --help | grep -q -- --embedded-nats-port; then
@@ -40,7 +40,7 @@ one() { # binary label port [bus]
     token=$(grep -o 'export NR_TOKEN=[^ ]*' "$d/log" | head -1 | cut -d= -f2); [ -n "$token" ] && break; sleep 0.2
   done
   NR_TOKEN=$token "$bin" app deploy "$APP_DIR" --url "http://127.0.0.1:$port" >"$d/deploy.log" 2>&1 ||
-    { echo "$label: deploy failed (see $d)"; kill $pid; return; }
+    { echo "$label: deploy failed (see $d)"; kill $pid; [ -n "$nats_pid" ] && kill $nats_pid; return; }
   for c in 64 1; do
     local out
     out=$(NR_TOKEN=$token BODY='{}' wrk -t$([ $c = 1 ] && echo 1 || echo 2) -c$c -d${SECS}s --latency \
@@ -57,5 +57,5 @@ one() { # binary label port [bus]
 echo "sync A/B, guide's starter app, ${SECS}s per run, $(nproc) cores"
 for r in $(seq 1 "$ROUNDS"); do
   one "$OLD" old 3961; one "$NEW" new 3962
-  [ "${AB_BUS:-0}" = 1 ] && one "$NEW" new+bus 3963 1
+  [ "${AB_BUS:-0}" = 1 ] && one "$NEW" new+bus 3963 true
 done
