@@ -3,7 +3,7 @@
 //! instead of over NATS: the same runner code answers it (app lookup, worker pool,
 //! time limit, reply size limit, `_actions` published after the reply), without
 //! the bus round trip and the signatures that protect a call on the bus. Separate
-//! services, and a platform started with `NR_BUS_CALLS=1`, use the bus.
+//! services, and a platform started with `NR_BUS_CALLS=true`, use the bus.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
