@@ -145,13 +145,8 @@ pub(crate) async fn exec(
             RequestErrorKind::NoResponders => ApiError::Unavailable(format!(
                 "no runner is available to execute app '{app}'; start a runner and retry"
             )),
-            RequestErrorKind::TimedOut => ApiError::Timeout(format!(
-                "app '{app}' did not answer within {} s",
-                entry.timeout.as_secs_f64()
-            )),
-            RequestErrorKind::MaxPayloadExceeded => {
-                ApiError::PayloadTooLarge("request body exceeds the message size limit".into())
-            }
+            RequestErrorKind::TimedOut => timed_out(app, entry),
+            RequestErrorKind::MaxPayloadExceeded => too_large(),
             _ => ApiError::Internal(anyhow::anyhow!("runner request failed: {e}")),
         })?;
     let reply_header = |name: &str| {
@@ -190,6 +185,20 @@ pub(crate) async fn exec(
     Ok((status, reply.payload))
 }
 
+/// 504: the app's time limit and the margin passed without an answer.
+fn timed_out(app: &str, entry: &crate::apps::AppEntry) -> ApiError {
+    ApiError::Timeout(format!(
+        "app '{app}' did not answer within {} s",
+        entry.timeout.as_secs_f64()
+    ))
+}
+
+/// 413: the body is over the bus's message limit (kept for calls in memory too, so an
+/// app behaves the same on every topology).
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge("request body exceeds the message size limit".into())
+}
+
 /// The call handed to a runner of this process, when there is one that takes it:
 /// the same limits as on the bus (request size, the app's time limit and a margin).
 async fn local_exec(
@@ -204,9 +213,7 @@ async fn local_exec(
     }
     let max_payload = state.nats.server_info().max_payload;
     if max_payload > 0 && body.len() > max_payload {
-        return Err(ApiError::PayloadTooLarge(
-            "request body exceeds the message size limit".into(),
-        ));
+        return Err(too_large());
     }
     let Some(call) = state
         .local_runners
@@ -216,12 +223,7 @@ async fn local_exec(
     };
     let (status, payload) = tokio::time::timeout(entry.timeout + MARGIN, call)
         .await
-        .map_err(|_| {
-            ApiError::Timeout(format!(
-                "app '{app}' did not answer within {} s",
-                entry.timeout.as_secs_f64()
-            ))
-        })?
+        .map_err(|_| timed_out(app, entry))?
         .ok_or_else(|| {
             ApiError::Unavailable(format!(
                 "the runner stopped before app '{app}' answered; retry"
