@@ -172,6 +172,7 @@ impl Platform {
                     config.runner(),
                     nr_runner::RunnerDeps {
                         nats: connect(Role::Runner).await?,
+                        jobs_nats: nr_infra::bus::connect_runner_jobs(&nats_args).await?,
                         store: store.clone(),
                         db: db.clone(),
                     },

@@ -49,7 +49,12 @@ const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
 /// process can share them.
 #[derive(Clone)]
 pub struct RunnerDeps {
+    /// Answers sync calls and cancels (the `runner` NATS user).
     pub nats: async_nats::Client,
+    /// Reads the job, app and variable streams and publishes events (the `runner_jobs`
+    /// user, which answers no requests: see `nr_config::nats_auth`). `None`: `nats`
+    /// does both.
+    pub jobs_nats: Option<async_nats::Client>,
     pub store: Store,
     /// The platform's database (the job queue).
     pub db: sqlx::PgPool,
@@ -196,7 +201,7 @@ impl Runner {
         let shutdown = CancellationToken::new();
         tokio::spawn(spawner.clone().accept_loop(listener, shutdown.clone()));
 
-        let js = jetstream::new(deps.nats.clone());
+        let js = jetstream::new(deps.jobs_nats.clone().unwrap_or_else(|| deps.nats.clone()));
         nr_infra::bus::ensure_streams(&js).await?;
         let signatures = nr_auth::signing::Verifier::new(nr_auth::signing::Keys::parse(
             config.runner_secret.as_deref(),

@@ -43,7 +43,14 @@ async fn main() -> anyhow::Result<()> {
     let db = nr_infra::db::connect(&cli.config.database_url, 4).await?;
     nr_infra::db::migrate(&db).await?;
     let health = cli.config.health.health_addr.clone();
-    let runner = Runner::build(cli.config, RunnerDeps { nats, store, db }).await?;
+    let jobs_nats = nr_infra::bus::connect_runner_jobs(&cli.config.nats).await?;
+    let deps = RunnerDeps {
+        nats,
+        jobs_nats,
+        store,
+        db,
+    };
+    let runner = Runner::build(cli.config, deps).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3104".into());
     let ops = nr_telemetry::ops_router("runner", runner.ready_check());
     let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;

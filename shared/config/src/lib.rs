@@ -69,6 +69,13 @@ impl NatsArgs {
             });
         }
         match (&self.nats_user, &self.nats_password) {
+            // The runner's second user (see `nats_auth`): `<user>_jobs`, same password.
+            (Some(user), password) if role == Role::RunnerJobs => {
+                Ok(NatsCredentials::UserPassword {
+                    user: Role::jobs_user(user),
+                    password: password.clone().unwrap_or_default(),
+                })
+            }
             (Some(user), password) => Ok(NatsCredentials::UserPassword {
                 user: user.clone(),
                 password: password.clone().unwrap_or_default(),

@@ -11,6 +11,14 @@
 //! service's replies, and services that answer requests (deploy, registry, runner) get
 //! `allow_responses`: they may publish once to the reply subject of a request they
 //! received, and nowhere else.
+//!
+//! The runner connects twice. As `runner` it answers sync calls (`allow_responses`); as
+//! `runner_jobs` (same password) it reads the job, app and variable streams and publishes
+//! events. nats-server keeps a reply entry for every message with a reply subject that it
+//! delivers to a user with `allow_responses`, and a JetStream delivery's ack subject is
+//! one that the runner's explicit `$JS.ACK` permission never clears: on one user, each job
+//! would leave an entry for a day and, past 4,096 of them, every later delivery would walk
+//! them all. The second user has no `allow_responses`, so job deliveries leave nothing.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,6 +44,9 @@ pub enum Role {
     Deploy,
     Registry,
     Runner,
+    /// The runner's second connection: streams (jobs, apps, variables) and events, and
+    /// no answering of requests. Same password as [`Role::Runner`].
+    RunnerJobs,
     Notify,
     /// Outside systems: read-only on `action.triggered.>` and `job.progress.>` (live, or
     /// through durable pull consumers an operator created on `NR_ACTIONS` and
@@ -46,11 +57,12 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Gateway,
         Role::Deploy,
         Role::Registry,
         Role::Runner,
+        Role::RunnerJobs,
         Role::Notify,
         Role::Reader,
         Role::Admin,
@@ -71,10 +83,24 @@ impl Role {
             Role::Deploy => "deploy",
             Role::Registry => "registry",
             Role::Runner => "runner",
+            Role::RunnerJobs => "runner_jobs",
             Role::Notify => "notify",
             Role::Reader => "reader",
             Role::Admin => "admin",
         }
+    }
+
+    /// The role whose password this role's user has: the runner's two users share one.
+    pub fn password_role(self) -> Role {
+        match self {
+            Role::RunnerJobs => Role::Runner,
+            r => r,
+        }
+    }
+
+    /// The user name of [`Role::RunnerJobs`] for a runner configured as `user`.
+    pub fn jobs_user(user: &str) -> String {
+        format!("{user}_jobs")
     }
 
     pub fn parse(name: &str) -> Option<Role> {
@@ -250,6 +276,18 @@ pub fn permissions(role: Role) -> Permissions {
             // Long enough for the longest sync call (the gateway gives up before).
             allow_responses = Some("24h");
         }
+        Role::RunnerJobs => {
+            publish.extend(strs(&[
+                subjects::ACTION_TRIGGERED_ALL,
+                subjects::JOB_PROGRESS_ALL,
+            ]));
+            publish.extend(ensure_streams());
+            for s in [subjects::STREAM_APPS, subjects::STREAM_JOBS, STREAM_APP_ENV] {
+                publish.extend(consume(s));
+                publish.extend(read_messages(s));
+            }
+            // No allow_responses: see the module's documentation.
+        }
         Role::Notify => {
             publish.extend(ensure_streams());
             for s in [
@@ -304,6 +342,7 @@ impl Passwords {
         Passwords(
             Role::ALL
                 .iter()
+                .filter(|r| r.password_role() == **r)
                 .map(|r| {
                     let pw = format!(
                         "{}{}",
@@ -316,8 +355,9 @@ impl Passwords {
         )
     }
 
+    /// The password of `role`'s user (the runner's for `runner_jobs`).
     pub fn get(&self, role: Role) -> Option<&str> {
-        self.0.get(role.user()).map(String::as_str)
+        self.0.get(role.password_role().user()).map(String::as_str)
     }
 
     /// Reads a passwords file (JSON object, role name -> password).
@@ -401,7 +441,10 @@ pub fn render_authorization<'a>(users: impl IntoIterator<Item = (Role, Secret<'a
 pub fn render_for_compose() -> String {
     let vars: Vec<(Role, String)> = Role::ALL
         .into_iter()
-        .map(|r| (r, format!("NATS_{}_PASSWORD", r.user().to_uppercase())))
+        .map(|r| {
+            let var = format!("NATS_{}_PASSWORD", r.password_role().user().to_uppercase());
+            (r, var)
+        })
         .collect();
     format!(
         "# Generated from shared/config/src/nats_auth.rs by its tests (NR_BLESS=1 rewrites it);\n\

@@ -40,6 +40,28 @@ pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nat
         .with_context(|| format!("NATS refused or did not answer the {role} service"))
 }
 
+/// The runner's second connection, as [`Role::RunnerJobs`] (see
+/// [`nr_config::nats_auth`]): `None` on a NATS without authorization, where one
+/// connection does both. A NATS that refuses the jobs user (a configuration written by
+/// hand before that user existed) is reported loudly, and the runner then reads its
+/// streams on its first connection, slower past a few thousand jobs.
+pub async fn connect_runner_jobs(args: &NatsArgs) -> anyhow::Result<Option<async_nats::Client>> {
+    if args.credentials(Role::RunnerJobs).map_err(|e| anyhow::anyhow!(e))? == NatsCredentials::None
+    {
+        return Ok(None);
+    }
+    match connect_as(args, Role::RunnerJobs).await {
+        Ok(client) => Ok(Some(client)),
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "the runner's jobs user was refused: add it to the NATS configuration (`noderouter nats-config` renders it); until then jobs are read on the runner's first connection and slow down past a few thousand"
+            );
+            Ok(None)
+        }
+    }
+}
+
 async fn connect_with(
     url: &str,
     options: async_nats::ConnectOptions,

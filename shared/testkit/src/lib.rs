@@ -68,6 +68,8 @@ pub struct TestNats {
     child: Child,
     pub url: String,
     pub port: u16,
+    /// nats-server's monitoring endpoint (`/connz`, `/varz`), e.g. `http://127.0.0.1:1234`.
+    pub monitor_url: String,
     pub passwords: Passwords,
     passwords_file: PathBuf,
     dir: tempfile::TempDir,
@@ -82,11 +84,13 @@ impl TestNats {
         let store = dir.path().join("js");
         for _ in 0..5 {
             let port = free_port()?;
+            let monitor = free_port()?;
             let conf = dir.path().join("nats.conf");
             std::fs::write(
                 &conf,
                 format!(
-                    "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {store:?} }}\n{}",
+                    "listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\n\
+                     jetstream {{ store_dir: {store:?} }}\n{}",
                     nats_auth::render_with_passwords(&passwords)
                 ),
             )?;
@@ -105,6 +109,7 @@ impl TestNats {
                         child,
                         url: format!("nats://127.0.0.1:{port}"),
                         port,
+                        monitor_url: format!("http://127.0.0.1:{monitor}"),
                         passwords,
                         passwords_file,
                         dir,

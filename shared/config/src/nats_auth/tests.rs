@@ -45,7 +45,11 @@ fn only_the_owner_publishes_each_control_subject() {
     ];
     for (subject, owner) in owners {
         for role in Role::ALL {
-            let expected = role == owner || role == Role::Admin;
+            // The runner's two users are one service: either may publish its events.
+            let runner_events = owner == Role::Runner
+                && role == Role::RunnerJobs
+                && subject.starts_with("action.triggered.");
+            let expected = role == owner || role == Role::Admin || runner_events;
             assert_eq!(may_publish(role, subject), expected, "{role} on {subject}");
         }
     }
@@ -175,4 +179,31 @@ fn tempfile_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("nr-nats-auth-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+#[test]
+fn the_runners_jobs_user_reads_the_streams_and_answers_nothing() {
+    let p = permissions(Role::RunnerJobs);
+    assert_eq!(p.allow_responses, None, "job deliveries must leave no reply entry");
+    for s in ["runner.exec.notes", "job.cancel.notes", "runner.nonce", "_INBOX_runner.x.1"] {
+        assert!(!may_subscribe(Role::RunnerJobs, s), "{s}");
+    }
+    assert!(may_subscribe(Role::RunnerJobs, "_INBOX_runner_jobs.x.1"));
+    assert!(!may_subscribe(Role::Runner, "_INBOX_runner_jobs.x.1"));
+    for s in [
+        "$JS.API.CONSUMER.MSG.NEXT.NR_JOBS.runners",
+        "$JS.ACK.NR_JOBS.runners.1.2.3.4.5",
+        "job.progress.notes.j1",
+    ] {
+        assert!(may_publish(Role::RunnerJobs, s), "{s}");
+    }
+    for s in ["runner.nonce", "_INBOX_gateway.x.1", "app.updated.notes", "rbac.log"] {
+        assert!(!may_publish(Role::RunnerJobs, s), "{s}");
+    }
+    let pw = Passwords::generate();
+    assert!(!pw.0.contains_key("runner_jobs"), "no password of its own");
+    assert_eq!(pw.get(Role::RunnerJobs), pw.get(Role::Runner));
+    assert!(render_for_compose().contains(
+        "user: \"runner_jobs\"\n      password: $NATS_RUNNER_PASSWORD"
+    ));
 }
