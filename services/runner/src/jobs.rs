@@ -85,7 +85,7 @@ impl JobTable {
         if entry.0 != limit {
             *entry = (limit, Arc::new(Semaphore::new(limit)), entry.2);
         }
-        (entry.1.clone(), entry.2 < limit * 4 + 64)
+        (entry.1.clone(), entry.2 < waiting_places(limit))
     }
 
     fn waiting(&self, app: &str, delta: isize) {
@@ -98,6 +98,14 @@ impl JobTable {
     fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
+}
+
+/// How many work items of one app may wait here for its slots (holding no runner slot,
+/// so other apps' jobs go on). A burst past that goes back to the stream for 500 ms; each
+/// such return is a redelivery, so the queue is long enough that a burst of a few
+/// thousand jobs from one app mostly waits here instead of bouncing.
+fn waiting_places(limit: usize) -> usize {
+    limit.saturating_mul(64).saturating_add(512)
 }
 
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
