@@ -46,7 +46,10 @@ pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nat
 /// hand before that user existed) is reported loudly, and the runner then reads its
 /// streams on its first connection, slower past a few thousand jobs.
 pub async fn connect_runner_jobs(args: &NatsArgs) -> anyhow::Result<Option<async_nats::Client>> {
-    if args.credentials(Role::RunnerJobs).map_err(|e| anyhow::anyhow!(e))? == NatsCredentials::None
+    if args
+        .credentials(Role::RunnerJobs)
+        .map_err(|e| anyhow::anyhow!(e))?
+        == NatsCredentials::None
     {
         return Ok(None);
     }

@@ -184,8 +184,16 @@ fn tempfile_dir() -> std::path::PathBuf {
 #[test]
 fn the_runners_jobs_user_reads_the_streams_and_answers_nothing() {
     let p = permissions(Role::RunnerJobs);
-    assert_eq!(p.allow_responses, None, "job deliveries must leave no reply entry");
-    for s in ["runner.exec.notes", "job.cancel.notes", "runner.nonce", "_INBOX_runner.x.1"] {
+    assert_eq!(
+        p.allow_responses, None,
+        "job deliveries must leave no reply entry"
+    );
+    for s in [
+        "runner.exec.notes",
+        "job.cancel.notes",
+        "runner.nonce",
+        "_INBOX_runner.x.1",
+    ] {
         assert!(!may_subscribe(Role::RunnerJobs, s), "{s}");
     }
     assert!(may_subscribe(Role::RunnerJobs, "_INBOX_runner_jobs.x.1"));
@@ -197,13 +205,17 @@ fn the_runners_jobs_user_reads_the_streams_and_answers_nothing() {
     ] {
         assert!(may_publish(Role::RunnerJobs, s), "{s}");
     }
-    for s in ["runner.nonce", "_INBOX_gateway.x.1", "app.updated.notes", "rbac.log"] {
+    for s in [
+        "runner.nonce",
+        "_INBOX_gateway.x.1",
+        "app.updated.notes",
+        "rbac.log",
+    ] {
         assert!(!may_publish(Role::RunnerJobs, s), "{s}");
     }
     let pw = Passwords::generate();
     assert!(!pw.0.contains_key("runner_jobs"), "no password of its own");
     assert_eq!(pw.get(Role::RunnerJobs), pw.get(Role::Runner));
-    assert!(render_for_compose().contains(
-        "user: \"runner_jobs\"\n      password: $NATS_RUNNER_PASSWORD"
-    ));
+    assert!(render_for_compose()
+        .contains("user: \"runner_jobs\"\n      password: $NATS_RUNNER_PASSWORD"));
 }
