@@ -11,6 +11,10 @@
 # call crosses NATS, signed, as between separate services, instead of going to the
 # runner of the same process in memory.
 #
+# AB_JOBS=N adds, per binary, N async jobs of the same app from 64 HTTP clients, submit
+# to the final job.progress event (`nr-load async`; NR_LOAD names its binary, default
+# target/release/nr-load): jobs/s and submit → completed p50/p99.
+#
 # A binary from before the embedded NATS (it has no --embedded-nats-port) is given a
 # private nats-server without authorization, as it expects.
 set -u
@@ -19,6 +23,20 @@ set +e +o pipefail
 command -v wrk >/dev/null || apt_install wrk
 OLD=$1; NEW=$2; ROUNDS=${3:-2}; SECS=${SECONDS_PER_RUN:-6}
 APP_DIR="$ROOT/load-tests/apps/starter"
+
+jobs_run() { # label port token data_dir open_nats_pid: AB_JOBS jobs through nr-load async
+  local label=$1 port=$2 token=$3 d=$4 open=$5 out
+  out=$(
+    if [ -n "$open" ]; then export NATS_URL="nats://127.0.0.1:$((port + 1000))"; unset NATS_USER NATS_PASSWORD
+    else set -a; . "$d/data/nats/reader.env"; set +a; fi
+    NR_TOKEN=$token "${NR_LOAD:-$ROOT/target/release/nr-load}" async --url "http://127.0.0.1:$port" \
+      --app starter --jobs "$AB_JOBS" --concurrency 64 --label ab 2>&1
+  )
+  printf '%-8s async %6s jobs/s   submit → completed %s\n' "$label" \
+    "$(awk '/jobs\/s completed/ {print $2}' <<<"$out")" \
+    "$(grep 'submit → completed' <<<"$out" | sed 's/.*completed seen *//')"
+  grep -q 'failed 0, rejected 0' <<<"$out" || echo "$label: not every job completed: $(grep -m1 'accepted' <<<"$out")"
+}
 
 one() { # binary label port [bus]
   local bin=$1 label=$2 port=$3 bus=${4:-false} d db nats_pid="" token extra=()
@@ -49,6 +67,7 @@ one() { # binary label port [bus]
       "$(awk '/Requests\/sec/{print $2}' <<<"$out")" "$(awk '$1=="50%"{print $2}' <<<"$out")" \
       "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(awk '/Non-2xx/{print $5}' <<<"$out")"
   done
+  [ "${AB_JOBS:-0}" -gt 0 ] && jobs_run "$label" "$port" "$token" "$d" "$nats_pid"
   kill $pid; wait $pid 2>/dev/null
   [ -n "$nats_pid" ] && { kill $nats_pid; wait $nats_pid 2>/dev/null; }
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE $db WITH (FORCE)" postgres

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use nr_auth::perms;
 
@@ -23,16 +23,57 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/admin", get(dashboard))
         .route("/admin/", get(dashboard))
         .route("/admin/jobs", get(jobs))
-        .route("/admin/run", get(run_list))
+        .route(
+            "/admin/run",
+            page_with("Run an app", "run", &[], &[("app", "")]),
+        )
         .route("/admin/run/{app}", get(run_app))
-        .route("/admin/users", get(users))
-        .route("/admin/roles", get(roles))
-        .route("/admin/tokens", get(tokens))
-        .route("/admin/profile", get(profile))
-        .route("/admin/audit", get(audit))
+        .route(
+            "/admin/users",
+            page("Users", "users", &[perms::RBAC_MANAGE]),
+        )
+        .route(
+            "/admin/roles",
+            page("Roles", "roles", &[perms::RBAC_MANAGE]),
+        )
+        .route(
+            "/admin/tokens",
+            page("API tokens", "tokens", &[perms::RBAC_MANAGE]),
+        )
+        .route("/admin/profile", page("Profile", "profile", &[]))
+        .route("/admin/audit", page("Audit", "audit", &[super::AUDIT_READ]))
         .route("/admin/apps/{app}/env", get(app_env))
-        .route("/admin/inbox", get(inbox))
+        .route("/admin/inbox", page("Notification history", "inbox", &[]))
         .route("/admin/schedules", get(schedules))
+}
+
+/// A page that is only its title, its script and the permission it needs (any of).
+fn page(
+    title: &'static str,
+    script: &'static str,
+    needs: &'static [&'static str],
+) -> MethodRouter<Arc<AppState>> {
+    page_with(title, script, needs, &[])
+}
+
+/// [`page`] with fixed `data-*` values for its script.
+fn page_with(
+    title: &'static str,
+    script: &'static str,
+    needs: &'static [&'static str],
+    data: &'static [(&'static str, &'static str)],
+) -> MethodRouter<Arc<AppState>> {
+    get(
+        move |State(s): State<Arc<AppState>>, parts: Parts| async move {
+            let page = Page {
+                title,
+                script,
+                needs,
+                data,
+            };
+            render(&s, &parts, page).await
+        },
+    )
 }
 
 /// What one page is: its title, its script, the permission it needs (any of), and
@@ -129,16 +170,6 @@ async fn jobs(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
     render(&s, &parts, page).await
 }
 
-async fn run_list(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Run an app",
-        script: "run",
-        needs: &[],
-        data: &[("app", "")],
-    };
-    render(&s, &parts, page).await
-}
-
 async fn run_app(
     State(s): State<Arc<AppState>>,
     Path(app): Path<String>,
@@ -152,56 +183,6 @@ async fn run_app(
         script: "run",
         needs: &[],
         data: &[("app", &app)],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn users(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Users",
-        script: "users",
-        needs: &[perms::RBAC_MANAGE],
-        data: &[],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn roles(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Roles",
-        script: "roles",
-        needs: &[perms::RBAC_MANAGE],
-        data: &[],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn tokens(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "API tokens",
-        script: "tokens",
-        needs: &[perms::RBAC_MANAGE],
-        data: &[],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn profile(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Profile",
-        script: "profile",
-        needs: &[],
-        data: &[],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn audit(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Audit",
-        script: "audit",
-        needs: &[super::AUDIT_READ],
-        data: &[],
     };
     render(&s, &parts, page).await
 }
@@ -220,16 +201,6 @@ async fn app_env(
         script: "env",
         needs: &[perms::APPS_ENV],
         data: &[("app", &app)],
-    };
-    render(&s, &parts, page).await
-}
-
-async fn inbox(State(s): State<Arc<AppState>>, parts: Parts) -> Response {
-    let page = Page {
-        title: "Notification history",
-        script: "inbox",
-        needs: &[],
-        data: &[],
     };
     render(&s, &parts, page).await
 }
