@@ -1,6 +1,7 @@
 //! Session tokens (HS256, issued here) and external tokens (JWKS file, by `kid`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::{JwkSet, KeyAlgorithm};
@@ -41,9 +42,24 @@ pub struct Jwt {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// Tokens verified lately, by their whole text: a token presented again skips the
+    /// decode and the signature check (its expiry is checked on every use). Only tokens
+    /// that verified are kept, so one differing in a byte is verified from scratch.
+    verified: moka::sync::Cache<String, Arc<Verified>>,
     /// True when the key was generated for this process.
     pub ephemeral: bool,
 }
+
+/// What a verified token came to, and the clock leeway its validation allowed.
+struct Verified {
+    claims: Claims,
+    kind: PrincipalKind,
+    leeway: i64,
+}
+
+/// Verified tokens kept at most, and for at most this long.
+const VERIFIED_MAX: u64 = 10_000;
+const VERIFIED_TTL: Duration = Duration::from_secs(300);
 
 const MAX_LEEWAY_S: u64 = 120;
 
@@ -106,6 +122,10 @@ impl Jwt {
             issuer: args.jwt_issuer.clone(),
             audience: args.jwt_audience.clone(),
             ttl: Duration::from_secs(args.session_ttl_s.max(60)),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_MAX)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
             ephemeral,
         })
     }
@@ -138,6 +158,14 @@ impl Jwt {
     /// Verifies a token. Session tokens are HS256 without `kid`; any other token must
     /// name a `kid` from the JWKS file and use that key's algorithm.
     pub fn verify(&self, token: &str) -> Result<(Claims, PrincipalKind), AuthError> {
+        if let Some(v) = self.verified.get(token) {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            // jsonwebtoken's own rule: expired when `exp < now - leeway`.
+            if v.claims.exp >= now.saturating_sub(v.leeway) {
+                return Ok((v.claims.clone(), v.kind));
+            }
+            self.verified.invalidate(token);
+        }
         let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let (key, validation, kind) = match (&header.kid, header.alg) {
             (None, Algorithm::HS256) => (&self.local_key, &self.local, PrincipalKind::User),
@@ -153,6 +181,12 @@ impl Jwt {
         };
         let data = decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let verified = Verified {
+            claims: data.claims.clone(),
+            kind,
+            leeway: i64::try_from(validation.leeway).unwrap_or(0),
+        };
+        self.verified.insert(token.to_owned(), Arc::new(verified));
         Ok((data.claims, kind))
     }
 }
@@ -291,6 +325,34 @@ mod tests {
                 .is_err(),
             "no exp"
         );
+    }
+
+    #[test]
+    fn a_token_verified_before_is_still_refused_once_expired_and_a_changed_one_is_checked() {
+        let j = Jwt::from_args(
+            &T::parse_from([
+                "t",
+                "--jwt-secret",
+                "0123456789abcdef0123",
+                "--jwt-leeway-s",
+                "0",
+            ])
+            .a,
+        )
+        .unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut c = good_claims();
+        c["exp"] = serde_json::json!(now + 1);
+        let t = sign(serde_json::json!({"alg": "HS256"}), c);
+        assert!(j.verify(&t).is_ok());
+        assert!(j.verify(&t).is_ok(), "again, from the cache");
+        // The same text with one signature character changed is not the cached one.
+        let at = t.len() - 10;
+        let swap = if &t[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swap}{}", &t[..at], &t[at + 1..]);
+        assert!(j.verify(&forged).is_err(), "a changed signature");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(j.verify(&t).is_err(), "expired while cached");
     }
 
     #[test]
