@@ -1,7 +1,8 @@
 //! Job workers and scheduling, against the real platform: a job worker serves
 //! consecutive jobs and is replaced after a cancel or a timeout; one app's jobs do not
 //! hold every slot; a stopping runner hands its running jobs back; a job's slot goes to
-//! the next job while its outcome is written.
+//! the next job while its outcome is written; a burst of one app waits on the runner
+//! instead of bouncing back to the stream.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -256,5 +257,58 @@ async fn the_next_job_runs_while_the_previous_ones_outcome_is_being_written() {
         let j = h.wait_job(id, is_final).await;
         assert_eq!(j["status"], "completed", "{j}");
         assert_eq!(j["result"]["n"], n, "{j}");
+    }
+}
+
+/// A burst of one app that is at its limit waits on the runner for the app's slot, each
+/// work item delivered once, instead of going back to `NR_JOBS` and being delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_one_app_waits_on_the_runner_instead_of_being_redelivered() {
+    use async_nats::jetstream::consumer::pull;
+    let h = Harness::start().await;
+    let app = app_name("burst");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_concurrency": 1})),
+            ),
+            (
+                "main.py",
+                "import time\ndef execute(data, conn=None):\n    time.sleep(float(data.get('sleep', 0)))\n    return {'n': data.get('n')}\n",
+            ),
+        ],
+    )
+    .await;
+    // The first job holds the app's one slot while 150 more arrive.
+    let first = submit_id(&h, &app, json!({"n": 0, "sleep": 3})).await;
+    let j = h.wait_job(&first, |j| j["status"] == "running").await;
+    assert_eq!(j["status"], "running", "{j}");
+    let mut ids = Vec::new();
+    for n in 1..=150 {
+        ids.push(submit_id(&h, &app, json!({"n": n})).await);
+    }
+    let js = async_nats::jetstream::new(h.nats_client().await);
+    let mut consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = js
+        .get_stream("NR_JOBS")
+        .await
+        .unwrap()
+        .get_consumer("runner-jobs")
+        .await
+        .unwrap();
+    // Bounced work items come back every 500 ms while the slot is held: look for them.
+    let mut redelivered = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        redelivered = redelivered.max(consumer.info().await.unwrap().num_redelivered);
+    }
+    assert_eq!(
+        redelivered, 0,
+        "work items of the burst were sent back and delivered again"
+    );
+    for id in std::iter::once(&first).chain(&ids) {
+        let j = h.wait_job(id, is_final).await;
+        assert_eq!(j["status"], "completed", "{j}");
     }
 }
