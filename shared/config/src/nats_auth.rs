@@ -193,6 +193,17 @@ fn read_messages(s: &str) -> Vec<String> {
     ]
 }
 
+/// What a runner reads: the job, app and variable streams (on its jobs user; on its
+/// first user too, for a NATS without the jobs user).
+fn runner_streams() -> Vec<String> {
+    let mut v = ensure_streams();
+    for s in [subjects::STREAM_APPS, subjects::STREAM_JOBS, STREAM_APP_ENV] {
+        v.extend(consume(s));
+        v.extend(read_messages(s));
+    }
+    v
+}
+
 fn strs(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -263,11 +274,7 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::JOB_LOG_ALL,
                 RUNNER_NONCE,
             ]));
-            publish.extend(ensure_streams());
-            for s in [subjects::STREAM_APPS, subjects::STREAM_JOBS, STREAM_APP_ENV] {
-                publish.extend(consume(s));
-                publish.extend(read_messages(s));
-            }
+            publish.extend(runner_streams());
             subscribe.extend(strs(&[
                 subjects::RUNNER_EXEC_ALL,
                 subjects::JOB_CANCEL_ALL,
@@ -281,11 +288,7 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::ACTION_TRIGGERED_ALL,
                 subjects::JOB_PROGRESS_ALL,
             ]));
-            publish.extend(ensure_streams());
-            for s in [subjects::STREAM_APPS, subjects::STREAM_JOBS, STREAM_APP_ENV] {
-                publish.extend(consume(s));
-                publish.extend(read_messages(s));
-            }
+            publish.extend(runner_streams());
             // No allow_responses: see the module's documentation.
         }
         Role::Notify => {
