@@ -105,7 +105,9 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
         .subscribe(nr_contracts::subjects::app_env(&app))
         .await
         .unwrap();
-    nats.flush().await.unwrap();
+    h.nats
+        .subscribed(&nats, &nr_contracts::subjects::app_env(&app))
+        .await;
 
     let (s, b) = set(&h, &app, json!({"name": "SHOP_CURRENCY", "value": "EUR"})).await;
     assert_eq!(s, StatusCode::OK, "{b}");

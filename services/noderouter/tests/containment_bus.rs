@@ -54,7 +54,7 @@ async fn refused(rx: &mut mpsc::UnboundedReceiver<String>, subject: &str) -> boo
 async fn publish_refused(h: &Harness, role: Role, subject: &str) -> bool {
     let observer = h.nats_client().await;
     let mut seen = observer.subscribe(subject.to_owned()).await.unwrap();
-    observer.flush().await.unwrap();
+    h.nats.subscribed(&observer, subject).await;
     let (client, mut errors) = watched(h, role).await;
     client
         .publish(subject.to_owned(), "forged".into())
@@ -293,7 +293,9 @@ async fn a_forged_reply_to_a_runner_request_never_reaches_the_caller() {
         .queue_subscribe(format!("runner.exec.{app}"), "nr-runners".into())
         .await
         .unwrap();
-    forger.flush().await.unwrap();
+    h.nats
+        .subscribed(&forger, &format!("runner.exec.{app}"))
+        .await;
     let answering = tokio::spawn(async move {
         let mut n = 0;
         while let Some(req) = requests.next().await {
@@ -426,7 +428,7 @@ async fn the_reader_cannot_make_the_server_deliver_events_onto_a_control_subject
     .await;
     let observer = h.nats_client().await;
     let mut rbac = observer.subscribe("rbac.log").await.unwrap();
-    observer.flush().await.unwrap();
+    h.nats.subscribed(&observer, "rbac.log").await;
     let js = async_nats::jetstream::new(h.nats_as(Role::Reader).await);
     let stream = js.get_stream("NR_ACTIONS").await.unwrap();
     let created = stream

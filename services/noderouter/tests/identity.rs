@@ -606,7 +606,9 @@ async fn a_job_cancelled_by_an_admin_is_announced_to_its_submitter() {
         .subscribe(format!("job.progress.{app}.{id}"))
         .await
         .unwrap();
-    nats.flush().await.unwrap();
+    h.nats
+        .subscribed(&nats, &format!("job.progress.{app}.{id}"))
+        .await;
     let r = h
         .http
         .delete(format!("{}/api/async/jobs/{id}", h.url))

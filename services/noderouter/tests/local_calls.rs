@@ -52,7 +52,10 @@ async fn calls_on_the_bus(h: &Harness, app: &str, n: i64) -> usize {
         .subscribe(format!("action.triggered.{app}.done"))
         .await
         .unwrap();
-    admin.flush().await.unwrap();
+    h.nats.subscribed(&admin, "runner.exec.>").await;
+    h.nats
+        .subscribed(&admin, &format!("action.triggered.{app}.done"))
+        .await;
     for i in 0..n {
         let (status, body) = h.sync(app, json!({"n": i})).await;
         assert_eq!(status, StatusCode::OK, "{body}");

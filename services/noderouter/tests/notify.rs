@@ -692,7 +692,8 @@ async fn what_the_platform_publishes_validates_against_the_event_schemas() {
     let nats = h.nats_client().await;
     let mut events = nats.subscribe("action.triggered.>").await.unwrap();
     let mut jobs = nats.subscribe("job.>").await.unwrap();
-    nats.flush().await.unwrap();
+    h.nats.subscribed(&nats, "action.triggered.>").await;
+    h.nats.subscribed(&nats, "job.>").await;
 
     fire(&h, &app, "open", json!({"nested": [1, "two", null]})).await;
     let (s, job) = h.submit(&app, json!({"action": "open"})).await;

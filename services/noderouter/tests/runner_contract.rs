@@ -142,7 +142,9 @@ async fn actions_are_stripped_from_the_reply_and_published_on_nats() {
         .subscribe(format!("action.triggered.{app}.>"))
         .await
         .unwrap();
-    nats.flush().await.unwrap();
+    h.nats
+        .subscribed(&nats, &format!("action.triggered.{app}.>"))
+        .await;
     let (status, body) = h.sync(&app, json!({})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"ok": 1}), "_actions must not reach the caller");
@@ -408,7 +410,12 @@ async fn async_jobs_run_to_completion_with_both_progress_styles_published() {
         .subscribe(format!("action.triggered.{app}.>"))
         .await
         .unwrap();
-    nats.flush().await.unwrap();
+    for subject in [
+        format!("job.progress.{app}.>"),
+        format!("action.triggered.{app}.>"),
+    ] {
+        h.nats.subscribed(&nats, &subject).await;
+    }
 
     for (action, expected) in [("guide", vec![10, 20, 30]), ("sdk", vec![40, 50, 60])] {
         let (status, sub) = h.submit(&app, json!({"action": action})).await;

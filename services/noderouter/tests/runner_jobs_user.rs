@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 async fn answers(h: &Harness, role: Role, subject: &str) -> bool {
     let responder = h.nats_as(role).await;
     let mut requests = responder.subscribe(subject.to_owned()).await.unwrap();
-    responder.flush().await.unwrap();
+    h.nats.subscribed(&responder, subject).await;
     let answering = tokio::spawn(async move {
         while let Some(m) = requests.next().await {
             if let Some(reply) = m.reply {

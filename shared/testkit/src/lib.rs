@@ -203,6 +203,31 @@ impl TestNats {
             .with_context(|| format!("cannot connect to the test NATS as {role}"))
     }
 
+    /// Waits until the server has registered `client`'s subscription to `subject` (as
+    /// subscribed, wildcards included). `flush` only writes the SUB to the socket: a
+    /// message another connection publishes right after may still find no interest.
+    pub async fn subscribed(&self, client: &async_nats::Client, subject: &str) {
+        let cid = client.server_info().client_id;
+        let url = format!("{}/connz?cid={cid}&subs=1", self.monitor_url);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = async {
+                let connz: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+                let subs = connz["connections"][0]["subscriptions_list"].as_array()?;
+                Some(subs.iter().any(|s| s.as_str() == Some(subject)))
+            }
+            .await;
+            if listed == Some(true) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not register the subscription to {subject} within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Connect options for `role`, to add an event callback before connecting.
     pub fn options(&self, role: Role) -> async_nats::ConnectOptions {
         async_nats::ConnectOptions::with_user_and_password(
