@@ -53,8 +53,13 @@ def _default(value):
     raise TypeError("object of type %s is not JSON serialisable" % type(value).__name__)
 
 
+# Encoders made once: `json.dumps` with options builds a new encoder on every call.
+_encode_result = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":")).encode
+_encode_header = json.JSONEncoder(default=_default, separators=(",", ":")).encode
+
+
 def _dumps(value):
-    return json.dumps(value, default=_default, allow_nan=False, separators=(",", ":")).encode()
+    return _encode_result(value).encode()
 
 
 # ── Frames ────────────────────────────────────────────────────────────────────
@@ -69,13 +74,14 @@ def _recv_exact(reader, n):
 
 def recv_frame(reader):
     hlen, blen = _LEN.unpack(_recv_exact(reader, 8))
-    header = json.loads(_recv_exact(reader, hlen)) if hlen else {}
+    # Decoded to text first: `json.loads` of bytes guesses their encoding each time.
+    header = json.loads(_recv_exact(reader, hlen).decode()) if hlen else {}
     body = _recv_exact(reader, blen) if blen else b""
     return header, body
 
 
 def send_frame(sock, header, body=b""):
-    h = json.dumps(header, default=_default, separators=(",", ":")).encode()
+    h = _encode_header(header).encode()
     sock.sendall(_LEN.pack(len(h), len(body)) + h + body)
 
 
@@ -296,7 +302,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
         if sdk is not None:
             sdk._job_id, sdk._request_id = job, rid or None
         try:
-            data = loads(body) if body else {}
+            data = loads(body.decode()) if body else {}
             if extra and isinstance(data, dict):
                 data.update(extra)
             _limit_cpu()

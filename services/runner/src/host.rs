@@ -103,7 +103,9 @@ struct Control {
 }
 
 struct Worker {
-    stream: UnixStream,
+    /// Read through a buffer: a reply frame (lengths, header, body) is one `recv`, not
+    /// three. Writes go straight to the socket.
+    stream: BufReader<UnixStream>,
     pid: i32,
     uid: Option<u32>,
 }
@@ -142,6 +144,10 @@ pub struct AppHost {
 }
 
 const STDERR_TAIL: usize = 40;
+
+/// The read buffer of a worker's socket: a typical reply frame fits; a larger body is
+/// read straight into its own allocation.
+const WORKER_READ_BUFFER: usize = 16 * 1024;
 
 impl AppHost {
     /// Starts the host process, waits for the import to finish, and warms one worker.
@@ -325,7 +331,7 @@ impl AppHost {
                 return Err(CallError::Unavailable("worker did not connect".into()));
             };
             Ok(Worker {
-                stream,
+                stream: BufReader::with_capacity(WORKER_READ_BUFFER, stream),
                 pid,
                 uid: self.uid,
             })
