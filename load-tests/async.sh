@@ -25,12 +25,12 @@ bench_deploy "$ROOT/load-tests/apps/bench_noop" "$ROOT/load-tests/apps/bench_sel
 "$NR_LOAD" async --url "$BASE" --app "$APP" --jobs 20 --concurrency 4 --label warm-up >/dev/null
 echo "async jobs through the gateway (app '$APP', $(nproc) cores, runners=${RUNNERS:-1})"
 if [ "$JOBS" != "0" ]; then
-  since="$(psql -h 127.0.0.1 -U postgres -tAc 'SELECT now()' noderouter)"
+  since="$(psql -tAc 'SELECT now()' "$DATABASE_URL")"
   "$NR_LOAD" async --url "$BASE" --app "$APP" --jobs "$JOBS" --concurrency "$CONCURRENCY" \
     --label "saturated c=$CONCURRENCY"
   # The rows' own clocks, as a cross-check (created_at = the gateway's INSERT,
   # updated_at = the runner's final UPDATE).
-  psql -h 127.0.0.1 -U postgres -tA -F ' ' noderouter -c "
+  psql -tA -F ' ' "$DATABASE_URL" -c "
     SELECT 'rows: ' || count(*) || ' jobs, ' || count(*) FILTER (WHERE status = 'completed')
            || ' completed, ' || round((count(*) FILTER (WHERE status = 'completed')
            / NULLIF(extract(epoch FROM max(updated_at) - min(created_at)), 0))::numeric)

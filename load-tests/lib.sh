@@ -17,10 +17,21 @@ NR="$TARGET_DIR/release/noderouter"
 NR_LOAD="$TARGET_DIR/release/nr-load"
 # Override to try other settings, e.g. ...noderouter?sslmode=disable (libpq and sqlx
 # negotiate TLS on loopback by default).
-export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
+# The benchmarks' own database (the platform's tables, the baselines' `starter_items`),
+# made afresh by every `bench_start`: a benchmark never touches the database `scripts/up`
+# serves, its apps, jobs and users. NR_BENCH_DATABASE_URL names another one to use as is.
+BENCH_DB="${NR_BENCH_DB:-noderouter_bench}"
+export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$BENCH_DB}"
+
+fresh_bench_db() {
+  [ -n "${NR_BENCH_DATABASE_URL:-}" ] && return
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" postgres
+  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$BENCH_DB\"" postgres
+}
 
 bench_start() {
   ensure_all
+  fresh_bench_db
   ensure_nats # the open server the raw NATS floor figures use
   cd "$ROOT"
   if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then

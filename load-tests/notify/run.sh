@@ -20,12 +20,16 @@ PORT="${NR_BENCH_PORT:-3998}"
 BASE="http://127.0.0.1:$PORT"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 NR="$BIN/noderouter"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/noderouter}"
+# A database of its own, made afresh (never the one `scripts/up` serves).
+BENCH_DB="${NR_BENCH_DB:-noderouter_bench}"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BENCH_DB"
 if [ "$(ulimit -n)" -lt $((SOCKETS + 1024)) ]; then
   echo "ulimit -n is $(ulimit -n); $SOCKETS sockets need more (raise the hard limit)" >&2
   exit 1
 fi
 ensure_all
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" postgres
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$BENCH_DB\"" postgres
 cd "$ROOT"
 if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
   cargo build --release -q -p noderouter -p nr-load --bin noderouter --bin nr-load-notify
