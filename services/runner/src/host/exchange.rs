@@ -1,0 +1,121 @@
+//! One call's conversation with a worker: the call frame out, then progress, log lines
+//! and file requests in, until the final reply.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{files, wire::ReplyHeader, AppHost, CallError, CallReply, JobError, Progress, Worker};
+use crate::frame::{read_frame, write_frame};
+use crate::output;
+
+impl AppHost {
+    /// Sends one call and reads frames until the final reply, forwarding progress.
+    pub(super) async fn exchange(
+        &self,
+        worker: &mut Worker,
+        header: &serde_json::Value,
+        body: &[u8],
+        limit: Duration,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+        cancel: Option<CancellationToken>,
+    ) -> Result<CallReply, JobError> {
+        let body = if body.is_empty() {
+            b"{}".as_slice()
+        } else {
+            body
+        };
+        let stream = &mut worker.stream;
+        let rid = header["rid"].as_str().unwrap_or("").to_owned();
+        let job = header["inject"]["_job_id"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let exchange = async {
+            write_frame(stream, header, body).await?;
+            loop {
+                let (h, out) = read_frame::<_, ReplyHeader>(stream).await?;
+                if let Some(op) = h.file {
+                    let files = self.spawner.files.as_ref();
+                    let (rh, rb) = files::answer(
+                        files,
+                        &self.app,
+                        Some(job.as_str()).filter(|j| !j.is_empty()),
+                        op,
+                        out,
+                    )
+                    .await;
+                    write_frame(stream, &rh, &rb).await?;
+                    continue;
+                }
+                if let Some(line) = h.log {
+                    let stream = h.stream.as_deref().unwrap_or("stderr");
+                    output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line);
+                    if let Some(tx) = &progress {
+                        let _ = tx.send(Progress {
+                            percent: 0,
+                            message: None,
+                            log: Some(line),
+                        });
+                    }
+                    continue;
+                }
+                match h.progress {
+                    Some(percent) => {
+                        if let Some(tx) = &progress {
+                            let _ = tx.send(Progress {
+                                percent,
+                                message: h.message,
+                                log: None,
+                            });
+                        }
+                    }
+                    None => return Ok::<_, std::io::Error>((h, out)),
+                }
+            }
+        };
+        let cancelled = async {
+            match &cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, exchange) => r,
+            _ = cancelled => return Err(JobError { error: CallError::Cancelled, logs: None }),
+        };
+        let bare = |error| JobError { error, logs: None };
+        match outcome {
+            Err(_) => Err(bare(CallError::Timeout(limit))),
+            Ok(Err(e)) => Err(bare(CallError::Crashed(format!(
+                "the worker process running app '{}' died during the call ({e}); it was replaced",
+                self.app
+            )))),
+            Ok(Ok((header, out))) => {
+                if header.ok {
+                    Ok(CallReply {
+                        body: out,
+                        actions: header.actions,
+                        logs: header.logs,
+                    })
+                } else if header.unavailable {
+                    let error = header
+                        .error
+                        .unwrap_or_else(|| "the app's database is unavailable".into());
+                    Err(JobError {
+                        error: CallError::Unavailable(error),
+                        logs: header.logs,
+                    })
+                } else {
+                    Err(JobError {
+                        error: CallError::Exception {
+                            error: header.error.unwrap_or_else(|| "execute() failed".into()),
+                            traceback: header.traceback.unwrap_or_default(),
+                        },
+                        logs: header.logs,
+                    })
+                }
+            }
+        }
+    }
+}
