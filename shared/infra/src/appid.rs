@@ -148,6 +148,12 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
         .execute(&mut *tx)
         .await
         .context("cannot lock app_identities")?;
+    // The statements below are idempotent on purpose: Postgres's notices that a grant or
+    // a schema is already there would fill the log at every load of every app.
+    sqlx::query("SET LOCAL client_min_messages = warning")
+        .execute(&mut *tx)
+        .await
+        .context("cannot set client_min_messages")?;
     let row: Option<(i64, String, String, String)> = sqlx::query_as(
         "SELECT uid, db_role, db_schema, db_password FROM noderouter_core.app_identities WHERE app_name = $1",
     )
