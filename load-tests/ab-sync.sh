@@ -42,7 +42,7 @@ one() { # binary label port [bus]
   local bin=$1 label=$2 port=$3 bus=${4:-false} d db nats_pid="" token extra=()
   mkdir -p "$ROOT/.data"; d=$(mktemp -d "$ROOT/.data/ab.XXXX"); chmod 711 "$ROOT/.data" "$d"
   db="ab_$(basename "$d" | tr -dc 'a-z0-9')"
-  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db" postgres
+  fresh_database "$db"
   if "$bin" up --help | grep -q -- --embedded-nats-port; then
     extra=(--embedded-nats-port $((port + 1000)) --data-dir "$d/data")
   else

@@ -23,15 +23,9 @@ NR_LOAD="$TARGET_DIR/release/nr-load"
 BENCH_DB="${NR_BENCH_DB:-noderouter_bench}"
 export DATABASE_URL="${NR_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$BENCH_DB}"
 
-fresh_bench_db() {
-  [ -n "${NR_BENCH_DATABASE_URL:-}" ] && return
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" postgres
-  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$BENCH_DB\"" postgres
-}
-
 bench_start() {
   ensure_all
-  fresh_bench_db
+  [ -n "${NR_BENCH_DATABASE_URL:-}" ] || fresh_database "$BENCH_DB"
   ensure_nats # the open server the raw NATS floor figures use
   cd "$ROOT"
   if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then

@@ -47,6 +47,14 @@ ensure_database() {
   fi
 }
 
+# Drops `db` if it exists (closing its connections) and creates it empty.
+fresh_database() {
+  local db="$1"
+  PGOPTIONS="-c client_min_messages=warning" \
+    psql -h "$PG_HOST" -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" postgres
+  psql -h "$PG_HOST" -U postgres -qc "CREATE DATABASE \"$db\"" postgres
+}
+
 nats_bin() { command -v nats-server || echo /usr/sbin/nats-server; }
 
 # The binary only: `noderouter up` starts its own private nats-server with generated

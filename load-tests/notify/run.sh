@@ -28,8 +28,7 @@ if [ "$(ulimit -n)" -lt $((SOCKETS + 1024)) ]; then
   exit 1
 fi
 ensure_all
-psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" postgres
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE \"$BENCH_DB\"" postgres
+fresh_database "$BENCH_DB"
 cd "$ROOT"
 if [ -z "${NR_BENCH_NO_BUILD:-}" ]; then
   cargo build --release -q -p noderouter -p nr-load --bin noderouter --bin nr-load-notify

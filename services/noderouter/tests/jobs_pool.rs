@@ -28,6 +28,35 @@ async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
     b["job_id"].as_str().unwrap().to_owned()
 }
 
+/// Deploys an app limited to one job at a time whose jobs sleep `data.sleep` seconds and
+/// return `data.n`.
+async fn one_at_a_time(h: &Harness, prefix: &str) -> String {
+    let app = app_name(prefix);
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_concurrency": 1})),
+            ),
+            (
+                "main.py",
+                "import time\ndef execute(data, conn=None):\n    time.sleep(float(data.get('sleep', 0)))\n    return {'n': data.get('n')}\n",
+            ),
+        ],
+    )
+    .await;
+    app
+}
+
+/// Submits job `n` sleeping `sleep` seconds and waits until it runs (holding the slot).
+async fn hold_the_slot(h: &Harness, app: &str, n: u64, sleep: u64) -> String {
+    let id = submit_id(h, app, json!({"n": n, "sleep": sleep})).await;
+    let j = h.wait_job(&id, |j| j["status"] == "running").await;
+    assert_eq!(j["status"], "running", "{j}");
+    id
+}
+
 fn alive(pid: i64) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -215,24 +244,8 @@ async fn a_stopping_runner_hands_its_running_jobs_back_at_once() {
 async fn the_next_job_runs_while_the_previous_ones_outcome_is_being_written() {
     use sqlx::Connection as _;
     let h = Harness::start().await;
-    let app = app_name("overlap");
-    h.deploy_ok(
-        &app,
-        &[
-            (
-                "manifest.json",
-                &manifest(&app, "1.0.0", json!({"job_concurrency": 1})),
-            ),
-            (
-                "main.py",
-                "import time\ndef execute(data, conn=None):\n    time.sleep(float(data.get('sleep', 0)))\n    return {'n': data.get('n')}\n",
-            ),
-        ],
-    )
-    .await;
-    let first = submit_id(&h, &app, json!({"n": 1, "sleep": 5})).await;
-    let j = h.wait_job(&first, |j| j["status"] == "running").await;
-    assert_eq!(j["status"], "running", "{j}");
+    let app = one_at_a_time(&h, "overlap").await;
+    let first = hold_the_slot(&h, &app, 1, 5).await;
     let mut conn = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
     let mut tx = conn.begin().await.unwrap();
     let id = uuid::Uuid::parse_str(&first).unwrap();
@@ -266,25 +279,9 @@ async fn the_next_job_runs_while_the_previous_ones_outcome_is_being_written() {
 async fn a_burst_of_one_app_waits_on_the_runner_instead_of_being_redelivered() {
     use async_nats::jetstream::consumer::pull;
     let h = Harness::start().await;
-    let app = app_name("burst");
-    h.deploy_ok(
-        &app,
-        &[
-            (
-                "manifest.json",
-                &manifest(&app, "1.0.0", json!({"job_concurrency": 1})),
-            ),
-            (
-                "main.py",
-                "import time\ndef execute(data, conn=None):\n    time.sleep(float(data.get('sleep', 0)))\n    return {'n': data.get('n')}\n",
-            ),
-        ],
-    )
-    .await;
+    let app = one_at_a_time(&h, "burst").await;
     // The first job holds the app's one slot while 150 more arrive.
-    let first = submit_id(&h, &app, json!({"n": 0, "sleep": 3})).await;
-    let j = h.wait_job(&first, |j| j["status"] == "running").await;
-    assert_eq!(j["status"], "running", "{j}");
+    let first = hold_the_slot(&h, &app, 0, 3).await;
     let mut ids = Vec::new();
     for n in 1..=150 {
         ids.push(submit_id(&h, &app, json!({"n": n})).await);
