@@ -87,9 +87,14 @@ fn fit_reply(app: &str, status: u16, body: Vec<u8>, max_payload: usize) -> (u16,
 /// runner, and remembers theirs, so a captured request is served once across all
 /// runners. Core NATS, batched: whatever accumulated while the last batch was sent goes
 /// in the next message, so the sync path never waits for it. Residual: a replay that
-/// reaches another runner before the broadcast (a few milliseconds) is served twice.
-/// How long accepted nonces gather before they are broadcast together.
-const GOSSIP_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+/// reaches another runner before the broadcast (at most `GOSSIP_EVERY` and a hop) is
+/// served twice.
+/// How long accepted nonces gather before they are broadcast together. Every batch is
+/// one more message through nats-server and every runner; at 2 ms (500 batches a second
+/// under load) they cost the split services 5-10 % of their sync throughput
+/// (`load-tests/ab-split.sh`), at 20 ms about 1 %. The window shrinks nothing an attacker
+/// needs: a replay sent as soon as the request is captured beats either.
+const GOSSIP_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Nonces in one broadcast at most (33 bytes each, well under any payload limit).
 const GOSSIP_MAX: usize = 4096;
 
