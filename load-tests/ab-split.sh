@@ -82,7 +82,8 @@ one() { # bin_dir label port [open|users|signed]
     pids+=($!)
   }
   start registry nr-registry NR_HEALTH_ADDR="127.0.0.1:$((port + 1))"
-  sleep 1
+  # The registry makes the streams the others use.
+  for _ in $(seq 1 100); do curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$((port + 1))/healthz" && break; sleep 0.1; done
   start deploy nr-deploy NR_HEALTH_ADDR="127.0.0.1:$((port + 2))" NR_DEPLOY_DIR="$d/deploy"
   start gateway nr-gateway NR_HTTP_ADDR="127.0.0.1:$port" NR_JWT_SECRET="$jwt" NR_ADMIN_PASSWORD="$admin"
   local gw_pid=$!
@@ -122,7 +123,8 @@ one() { # bin_dir label port [open|users|signed]
 }
 echo "split-services sync A/B, guide's starter app, ${SECS}s per run, $(nproc) cores"
 for round in $(seq 1 "$ROUNDS"); do
-  one "$OLD" old 3971; one "$NEW" new 3981
-  [ "${AB_OPEN:-0}" = 1 ] && one "$NEW" open 3991 open
-  [ "${AB_PARTS:-0}" = 1 ] && { one "$NEW" users 3995 users; one "$NEW" signd 3999 signed; }
+  # Each run takes its port, the three after it, and its port + 1000 for NATS.
+  one "$OLD" old 3971; one "$NEW" new 3976
+  [ "${AB_OPEN:-0}" = 1 ] && one "$NEW" open 3981 open
+  [ "${AB_PARTS:-0}" = 1 ] && { one "$NEW" users 3986 users; one "$NEW" signd 3991 signed; }
 done

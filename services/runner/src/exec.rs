@@ -83,12 +83,6 @@ fn fit_reply(app: &str, status: u16, body: Vec<u8>, max_payload: usize) -> (u16,
     (413, body)
 }
 
-/// Shares the nonces of the signed requests this runner accepted with every other
-/// runner, and remembers theirs, so a captured request is served once across all
-/// runners. Core NATS, batched: whatever accumulated while the last batch was sent goes
-/// in the next message, so the sync path never waits for it. Residual: a replay that
-/// reaches another runner before the broadcast (at most `GOSSIP_EVERY` and a hop) is
-/// served twice.
 /// How long accepted nonces gather before they are broadcast together. Every batch is
 /// one more message through nats-server and every runner; at 2 ms (500 batches a second
 /// under load) they cost the split services 5-10 % of their sync throughput
@@ -98,6 +92,12 @@ const GOSSIP_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 /// Nonces in one broadcast at most (33 bytes each, well under any payload limit).
 const GOSSIP_MAX: usize = 4096;
 
+/// Shares the nonces of the signed requests this runner accepted with every other
+/// runner, and remembers theirs, so a captured request is served once across all
+/// runners. Core NATS, batched: whatever accumulated while the last batch was sent goes
+/// in the next message, so the sync path never waits for it. Residual: a replay that
+/// reaches another runner before the broadcast (at most `GOSSIP_EVERY` and a hop) is
+/// served twice.
 async fn share_nonces(
     inner: Arc<Inner>,
     shutdown: CancellationToken,
