@@ -124,14 +124,9 @@ pub(crate) async fn exec(
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
     h.insert(headers::REQUEST_ID, request_id);
     let subject = subjects::runner_exec(app);
-    let mut nonce = None;
-    if let Some(stamp) = nr_auth::signing::sign(&state.runner_keys, &subject, &h, &body) {
-        for (name, value) in stamp {
-            if name == nr_auth::signing::HEADER_NONCE {
-                nonce = Some(value.clone());
-            }
-            h.insert(name, value.as_str());
-        }
+    let stamp = nr_auth::signing::sign(&state.runner_keys, &subject, &h, &body);
+    if let Some(stamp) = &stamp {
+        h.insert(nr_auth::signing::HEADER_SIG, stamp.value());
     }
     let request = async_nats::Request::new()
         .payload(body)
@@ -157,7 +152,7 @@ pub(crate) async fn exec(
             .map(|v| v.as_str())
     };
     let status_text = reply_header(headers::STATUS).unwrap_or("");
-    if let Some(nonce) = &nonce {
+    if let Some(nonce) = stamp.as_ref().map(|s| s.nonce()) {
         // Only a runner holding the key can answer: a reply from anyone else who got to
         // the reply subject first never reaches the caller.
         if let Err(e) = nr_auth::signing::verify_reply(

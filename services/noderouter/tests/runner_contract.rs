@@ -670,7 +670,7 @@ def execute(data, conn=None):
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
-    use nr_auth::signing::{sign, Keys};
+    use nr_auth::signing::{sign, Keys, HEADER_SIG};
     // Rotation: the gateway signs with the new key; runners accept the new and the old.
     let h = Harness::start_with(&["--runner-secret", "new-key-123,old-key-456"]).await;
     let app = app_name("signed");
@@ -708,9 +708,8 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
     };
     let stamped = |keys: &str, body: &[u8]| {
         let mut h = async_nats::HeaderMap::new();
-        for (k, v) in sign(&Keys::parse(Some(keys)), &subject, &h.clone(), body).unwrap() {
-            h.insert(k, v.as_str());
-        }
+        let stamp = sign(&Keys::parse(Some(keys)), &subject, &h.clone(), body).unwrap();
+        h.insert(HEADER_SIG, stamp.value());
         h
     };
 
@@ -739,7 +738,10 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
     );
     let mut stale = stamped("new-key-123", b"{}");
     let old_ms = (time::OffsetDateTime::now_utc().unix_timestamp() - 120) * 1000;
-    stale.insert("Nr-Sig-Ts", old_ms.to_string().as_str());
+    // `<ts>.<nonce>.<mac>` with the time moved back two minutes.
+    let fresh = stale.get(HEADER_SIG).unwrap().as_str().to_owned();
+    let (_, nonce_mac) = fresh.split_once('.').unwrap();
+    stale.insert(HEADER_SIG, format!("{old_ms}.{nonce_mac}").as_str());
     let reply = ask(stale, "{}").await;
     assert_eq!(status(&reply), "401", "stale");
     let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();

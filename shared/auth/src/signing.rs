@@ -3,22 +3,25 @@
 //! stale, replayed or tampered ones, and signs its reply; the gateway refuses a reply
 //! whose signature does not match the request it sent.
 //!
-//! Request text: `v2\n<unix millis>\n<nonce>\n<subject>\n` then one `<name>:<value>\n`
-//! line per header in [`COVERED`] (every header the runner acts on; empty when absent),
-//! then the hex SHA-256 of the body. Reply text: `reply-v1\n<request nonce>\n<status>\n`
-//! and the hex SHA-256 of the reply body. HMAC-SHA256 under the first configured key;
-//! any configured key verifies, so keys can be rotated by adding the new one everywhere,
-//! then moving it first, then dropping the old one.
+//! One header each way, `Nr-Sig`. On a request its value is
+//! `<unix millis>.<nonce>.<hex MAC>`, the MAC over the request text: `v3\n<unix
+//! millis>\n<nonce>\n<subject>\n`, then one `<name>:<value>\n` line per header in
+//! [`COVERED`] (every header the runner acts on; empty when absent), then the body as
+//! sent. On a reply its value is the hex MAC of `reply-v3\n<request nonce>\n<status>\n`
+//! followed by the reply body. The body comes last and no other part can hold a newline
+//! (NATS subjects and header values cannot), so each text reads one way only.
+//! HMAC-SHA256 under the first configured key; any configured key verifies, so keys can
+//! be rotated by adding the new one everywhere, then moving it first, then dropping the
+//! old one. Gateways and runners of one release speak the same version.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use hmac::{Hmac, Mac};
 use nr_contracts::headers;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
-pub const HEADER_TS: &str = "Nr-Sig-Ts";
-pub const HEADER_NONCE: &str = "Nr-Sig-Nonce";
+/// The signature header, on requests and on replies.
 pub const HEADER_SIG: &str = "Nr-Sig";
 
 /// Request headers the runner acts on, all covered by the signature. A header the
@@ -67,7 +70,7 @@ fn mac_request(
     body: &[u8],
 ) -> HmacSha256 {
     let mut m = key.clone();
-    for part in ["v2\n", ts, "\n", nonce, "\n", subject, "\n"] {
+    for part in ["v3\n", ts, "\n", nonce, "\n", subject, "\n"] {
         m.update(part.as_bytes());
     }
     for name in COVERED {
@@ -76,62 +79,93 @@ fn mac_request(
         m.update(header(covered, name).unwrap_or("").as_bytes());
         m.update(b"\n");
     }
-    m.update(&body_digest(body));
+    m.update(body);
     m
 }
 
 fn mac_reply(key: &HmacSha256, nonce: &str, status: &str, body: &[u8]) -> HmacSha256 {
     let mut m = key.clone();
-    for part in ["reply-v1\n", nonce, "\n", status, "\n"] {
+    for part in ["reply-v3\n", nonce, "\n", status, "\n"] {
         m.update(part.as_bytes());
     }
-    m.update(&body_digest(body));
+    m.update(body);
     m
 }
 
-/// The hex SHA-256 of a body, on the stack.
-fn body_digest(body: &[u8]) -> [u8; 64] {
-    let mut out = [0u8; 64];
+/// Appends the MAC's 64 hex digits to `out`.
+fn push_mac(out: &mut String, m: HmacSha256) {
+    let mut hex = [0u8; 64];
     // Cannot fail: 32 bytes always fit 64 hex digits.
-    let _ = hex::encode_to_slice(Sha256::digest(body), &mut out);
-    out
+    let _ = hex::encode_to_slice(m.finalize().into_bytes(), &mut hex);
+    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
-fn signature(m: HmacSha256) -> String {
-    let mut out = String::with_capacity(3 + 64);
-    out.push_str("v1=");
-    out.push_str(&hex::encode(m.finalize().into_bytes()));
-    out
-}
-
-/// The 32 bytes of a `v1=<64 hex>` signature, without allocating.
-fn parse_sig(sig: &str) -> Option<[u8; 32]> {
+/// The 32 bytes of a hex MAC, without allocating.
+fn parse_mac(mac: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(sig.strip_prefix("v1=")?, &mut out).ok()?;
+    hex::decode_to_slice(mac, &mut out).ok()?;
     Some(out)
 }
 
-/// The three headers for a request whose other headers are `covered` (at least the
-/// [`COVERED`] ones it carries), or none without keys (development mode). The nonce is
-/// the second entry; the reply's signature is checked against it.
-pub fn sign(
-    keys: &Keys,
-    subject: &str,
-    covered: &HeaderMap,
-    body: &[u8],
-) -> Option<[(&'static str, String); 3]> {
+/// A signed request's `Nr-Sig` value, and its nonce (the reply's signature is checked
+/// against it).
+pub struct Stamp {
+    value: String,
+    nonce: std::ops::Range<usize>,
+}
+
+impl Stamp {
+    /// The value of the request's `Nr-Sig` header.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    pub fn nonce(&self) -> &str {
+        &self.value[self.nonce.clone()]
+    }
+}
+
+/// The parts of a request's `Nr-Sig` value.
+fn split_stamp(value: &str) -> Option<(&str, &str, &str)> {
+    let (ts, rest) = value.split_once('.')?;
+    let (nonce, mac) = rest.split_once('.')?;
+    (!nonce.is_empty()).then_some((ts, nonce, mac))
+}
+
+/// The stamp of a request whose other headers are `covered` (at least the
+/// [`COVERED`] ones it carries), or none without keys (development mode).
+pub fn sign(keys: &Keys, subject: &str, covered: &HeaderMap, body: &[u8]) -> Option<Stamp> {
     let key = keys.0.first()?;
     let ts = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let ts = ts.to_string();
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let sig = signature(mac_request(key, &ts, &nonce, subject, Some(covered), body));
-    Some([(HEADER_TS, ts), (HEADER_NONCE, nonce), (HEADER_SIG, sig)])
+    let mut value = String::with_capacity(20 + 1 + 32 + 1 + 64);
+    value.push_str(&ts.to_string());
+    value.push('.');
+    let start = value.len();
+    value.push_str(
+        uuid::Uuid::new_v4()
+            .simple()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
+    let nonce = start..value.len();
+    let mac = mac_request(
+        key,
+        &value[..start - 1],
+        &value[nonce.clone()],
+        subject,
+        Some(covered),
+        body,
+    );
+    value.push('.');
+    push_mac(&mut value, mac);
+    Some(Stamp { value, nonce })
 }
 
 /// The `Nr-Sig` value of a reply with `status` and `body` to the request signed with
 /// `nonce`, or none without keys.
 pub fn sign_reply(keys: &Keys, nonce: &str, status: &str, body: &[u8]) -> Option<String> {
-    Some(signature(mac_reply(keys.0.first()?, nonce, status, body)))
+    let mut out = String::with_capacity(64);
+    push_mac(&mut out, mac_reply(keys.0.first()?, nonce, status, body));
+    Some(out)
 }
 
 /// Checks a reply's `Nr-Sig` against the request nonce the gateway sent. Without keys
@@ -147,7 +181,7 @@ pub fn verify_reply(
         return Ok(());
     }
     let sig = sig.ok_or(SigError::Missing)?;
-    let given = parse_sig(sig).ok_or(SigError::Invalid)?;
+    let given = parse_mac(sig).ok_or(SigError::Invalid)?;
     let ok = keys.0.iter().any(|k| {
         mac_reply(k, nonce, status, body)
             .verify_slice(&given)
@@ -254,19 +288,14 @@ impl Verifier {
         if !self.enabled() {
             return Ok(None);
         }
-        let (Some(ts), Some(nonce), Some(sig)) = (
-            header(headers, HEADER_TS),
-            header(headers, HEADER_NONCE),
-            header(headers, HEADER_SIG),
-        ) else {
-            return Err(SigError::Missing);
-        };
+        let value = header(headers, HEADER_SIG).ok_or(SigError::Missing)?;
+        let (ts, nonce, mac) = split_stamp(value).ok_or(SigError::Invalid)?;
         let sent: i128 = ts.parse().map_err(|_| SigError::Invalid)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         if (now - sent).unsigned_abs() > WINDOW.as_millis() {
             return Err(SigError::Stale);
         }
-        let given = parse_sig(sig).ok_or(SigError::Invalid)?;
+        let given = parse_mac(mac).ok_or(SigError::Invalid)?;
         let ok = self.keys.0.iter().any(|k| {
             mac_request(k, ts, nonce, subject, headers, body)
                 .verify_slice(&given)
@@ -294,189 +323,5 @@ impl Verifier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn covered(rev: &str, rid: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(headers::APP_REV, rev);
-        h.insert(headers::REQUEST_ID, rid);
-        h
-    }
-
-    /// The request as it travels: covered headers plus the stamp.
-    fn stamped(keys: &Keys, subject: &str, h: &HeaderMap, body: &[u8]) -> HeaderMap {
-        let mut out = h.clone();
-        for (k, v) in sign(keys, subject, h, body).unwrap() {
-            out.insert(k, v.as_str());
-        }
-        out
-    }
-
-    /// The signed texts are the documented ones, byte for byte (the MAC is fed in
-    /// pieces, so this pins the format against the module's description).
-    #[test]
-    fn the_signed_texts_are_the_documented_ones() {
-        let mac_of = |text: &str| {
-            let mut m = HmacSha256::new_from_slice(b"k1").unwrap();
-            m.update(text.as_bytes());
-            format!("v1={}", hex::encode(m.finalize().into_bytes()))
-        };
-        let keys = Keys::parse(Some("k1"));
-        let digest = hex::encode(Sha256::digest(b"{\"a\":1}"));
-        assert_eq!(
-            sign_reply(&keys, "n1", "200", b"{\"a\":1}").unwrap(),
-            mac_of(&format!("reply-v1\nn1\n200\n{digest}"))
-        );
-        let h = covered("3", "r1");
-        let [(_, ts), (_, nonce), (_, sig)] =
-            sign(&keys, "runner.exec.a", &h, b"{\"a\":1}").unwrap();
-        let text = format!(
-            "v2\n{ts}\n{nonce}\nrunner.exec.a\n{}:3\n{}:r1\n{digest}",
-            headers::APP_REV,
-            headers::REQUEST_ID
-        );
-        assert_eq!(sig, mac_of(&text));
-    }
-
-    /// A nonce is refused for at least one rotation period after it was first seen
-    /// (the period is twice the timestamp window in use), and forgotten after two.
-    #[test]
-    fn nonces_are_remembered_for_a_period_then_forgotten() {
-        let period = Duration::from_millis(200);
-        let n = Nonces::new(period);
-        assert!(n.insert("a"));
-        assert!(!n.insert("a"));
-        assert!(n.insert("b"));
-        std::thread::sleep(period + Duration::from_millis(20));
-        // Rotated once: both are in the previous generation, still refused.
-        assert!(!n.insert("a"));
-        assert!(n.insert("c"));
-        std::thread::sleep(period + Duration::from_millis(20));
-        // Rotated twice: "a" and "b" are gone, "c" (seen one period ago) is not.
-        assert!(!n.insert("c"));
-        assert!(n.insert("a"));
-    }
-
-    #[test]
-    fn a_signed_request_verifies_once() {
-        let keys = Keys::parse(Some("k1"));
-        let v = Verifier::new(keys.clone());
-        let h = stamped(&keys, "runner.exec.a", &covered("3", "r1"), b"{}");
-        let nonce = h.get(HEADER_NONCE).unwrap().as_str().to_owned();
-        assert_eq!(v.verify("runner.exec.a", b"{}", Some(&h)), Ok(Some(nonce)));
-        assert_eq!(
-            v.verify("runner.exec.a", b"{}", Some(&h)),
-            Err(SigError::Replayed)
-        );
-    }
-
-    #[test]
-    fn a_nonce_remembered_from_another_runner_is_a_replay() {
-        let keys = Keys::parse(Some("k1"));
-        let (first, second) = (Verifier::new(keys.clone()), Verifier::new(keys.clone()));
-        let h = stamped(&keys, "runner.exec.a", &covered("3", "r1"), b"{}");
-        let nonce = first
-            .verify("runner.exec.a", b"{}", Some(&h))
-            .unwrap()
-            .unwrap();
-        second.remember(&nonce);
-        assert_eq!(
-            second.verify("runner.exec.a", b"{}", Some(&h)),
-            Err(SigError::Replayed)
-        );
-    }
-
-    #[test]
-    fn tampering_staleness_and_absence_are_refused() {
-        let keys = Keys::parse(Some("k1"));
-        let v = Verifier::new(keys.clone());
-        let h = stamped(&keys, "runner.exec.a", &covered("3", "r1"), b"{}");
-        assert_eq!(
-            v.verify("runner.exec.a", b"{\"x\":1}", Some(&h)),
-            Err(SigError::Invalid)
-        );
-        assert_eq!(
-            v.verify("runner.exec.b", b"{}", Some(&h)),
-            Err(SigError::Invalid)
-        );
-        for (name, value) in [(headers::APP_REV, "2"), (headers::REQUEST_ID, "other")] {
-            let mut changed = h.clone();
-            changed.insert(name, value);
-            assert_eq!(
-                v.verify("runner.exec.a", b"{}", Some(&changed)),
-                Err(SigError::Invalid),
-                "{name} is covered"
-            );
-        }
-        assert_eq!(
-            v.verify("runner.exec.a", b"{}", None),
-            Err(SigError::Missing)
-        );
-        let old = (time::OffsetDateTime::now_utc().unix_timestamp() - 60) * 1000;
-        let mut stale = h.clone();
-        stale.insert(HEADER_TS, old.to_string().as_str());
-        assert_eq!(
-            v.verify("runner.exec.a", b"{}", Some(&stale)),
-            Err(SigError::Stale)
-        );
-    }
-
-    #[test]
-    fn any_configured_key_verifies_during_rotation() {
-        let old = Keys::parse(Some("old"));
-        let v = Verifier::new(Keys::parse(Some("new, old")));
-        let h = stamped(&old, "s", &HeaderMap::new(), b"");
-        assert!(v.verify("s", b"", Some(&h)).is_ok());
-        let other = Keys::parse(Some("other"));
-        let h = stamped(&other, "s", &HeaderMap::new(), b"");
-        assert_eq!(v.verify("s", b"", Some(&h)), Err(SigError::Invalid));
-    }
-
-    #[test]
-    fn without_keys_everything_passes_and_nothing_is_signed() {
-        let v = Verifier::new(Keys::parse(None));
-        assert!(!v.enabled());
-        assert_eq!(v.verify("s", b"", None), Ok(None));
-        assert!(sign(&Keys::parse(Some(" , ")), "s", &HeaderMap::new(), b"").is_none());
-        assert!(sign_reply(&Keys::parse(None), "n", "200", b"").is_none());
-        assert_eq!(
-            verify_reply(&Keys::parse(None), "n", "200", b"", None),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn a_signed_reply_verifies_only_for_its_request_status_and_body() {
-        let keys = Keys::parse(Some("k1"));
-        let sig = sign_reply(&keys, "nonce-1", "200", b"{\"ok\":1}").unwrap();
-        assert_eq!(
-            verify_reply(&keys, "nonce-1", "200", b"{\"ok\":1}", Some(&sig)),
-            Ok(())
-        );
-        for (nonce, status, body) in [
-            ("nonce-2", "200", &b"{\"ok\":1}"[..]),
-            ("nonce-1", "500", &b"{\"ok\":1}"[..]),
-            ("nonce-1", "200", &b"{\"ok\":2}"[..]),
-        ] {
-            assert_eq!(
-                verify_reply(&keys, nonce, status, body, Some(&sig)),
-                Err(SigError::Invalid),
-                "{nonce} {status}"
-            );
-        }
-        assert_eq!(
-            verify_reply(&keys, "nonce-1", "200", b"", None),
-            Err(SigError::Missing)
-        );
-        let forged = sign_reply(&Keys::parse(Some("attacker")), "nonce-1", "200", b"").unwrap();
-        assert_eq!(
-            verify_reply(&keys, "nonce-1", "200", b"", Some(&forged)),
-            Err(SigError::Invalid)
-        );
-        assert_eq!(
-            verify_reply(&keys, "nonce-1", "200", b"", Some("garbage")),
-            Err(SigError::Invalid)
-        );
-    }
-}
+#[path = "signing_tests.rs"]
+mod tests;
