@@ -736,6 +736,38 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
         "401",
         "unknown key"
     );
+    // A gateway of the previous release (three headers) while runners are upgraded
+    // first: served, and answered in its own reply scheme.
+    let mut legacy = async_nats::HeaderMap::new();
+    let keys = Keys::parse(Some("new-key-123"));
+    for (k, v) in nr_auth::signing::legacy::sign(&keys, &subject, &legacy.clone(), b"{}").unwrap() {
+        legacy.insert(k, v.as_str());
+    }
+    let nonce = legacy
+        .get(nr_auth::signing::legacy::HEADER_NONCE)
+        .unwrap()
+        .as_str()
+        .to_owned();
+    let reply = ask(legacy.clone(), "{}").await;
+    assert_eq!(status(&reply), "200", "previous release's signature");
+    let sig = reply
+        .headers
+        .as_ref()
+        .unwrap()
+        .get(HEADER_SIG)
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert_eq!(
+        Some(sig),
+        nr_auth::signing::legacy::sign_reply(&keys, &nonce, "200", &reply.payload),
+        "the reply is signed the way that gateway checks"
+    );
+    assert_eq!(
+        status(&ask(legacy, "{}").await),
+        "401",
+        "replayed, previous release"
+    );
     let mut stale = stamped("new-key-123", b"{}");
     let old_ms = (time::OffsetDateTime::now_utc().unix_timestamp() - 120) * 1000;
     // `<ts>.<nonce>.<mac>` with the time moved back two minutes.

@@ -172,11 +172,11 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
-    let nonce = match inner
+    let accepted = match inner
         .signatures
         .verify(&msg.subject, &msg.payload, msg.headers.as_ref())
     {
-        Ok(nonce) => nonce,
+        Ok(accepted) => accepted,
         Err(e) => {
             tracing::warn!(app, request_id = %request_id, error = %e, "runner request refused");
             let mut h = HeaderMap::new();
@@ -190,17 +190,17 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
             return;
         }
     };
-    if let Some(nonce) = &nonce {
-        let _ = nonces.send(nonce.clone());
+    if let Some(accepted) = &accepted {
+        let _ = nonces.send(accepted.nonce.clone());
     }
 
     let (status, body, after) = answer(&inner, app, min_rev, &request_id, &msg.payload).await;
     let mut reply_headers = HeaderMap::new();
     let status_text = status.to_string();
     reply_headers.insert(headers::STATUS, status_text.as_str());
-    if let Some(sig) = nonce
-        .as_deref()
-        .and_then(|n| nr_auth::signing::sign_reply(inner.signatures.keys(), n, &status_text, &body))
+    if let Some(sig) = accepted
+        .as_ref()
+        .and_then(|a| inner.signatures.sign_reply(a, &status_text, &body))
     {
         reply_headers.insert(nr_auth::signing::HEADER_SIG, sig.as_str());
     }

@@ -125,6 +125,16 @@ impl Stamp {
     }
 }
 
+/// A request a runner accepted: its nonce, and the scheme its reply is signed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub nonce: String,
+    legacy: bool,
+}
+
+#[path = "signing_legacy.rs"]
+pub mod legacy;
+
 /// The parts of a request's `Nr-Sig` value.
 fn split_stamp(value: &str) -> Option<(&str, &str, &str)> {
     let (ts, rest) = value.split_once('.')?;
@@ -277,29 +287,44 @@ impl Verifier {
         !self.keys.is_empty()
     }
 
-    /// Verifies a request carrying `headers`; on success returns its nonce (to be shared
-    /// with the other runners), `None` in development mode.
+    /// Verifies a request carrying `headers`; on success returns what its reply is
+    /// signed against (and whose nonce is shared with the other runners), `None` in
+    /// development mode. Requests of the previous release's gateways (three headers,
+    /// [`legacy`]) are accepted too, so runners can be upgraded first.
     pub fn verify(
         &self,
         subject: &str,
         body: &[u8],
         headers: Option<&HeaderMap>,
-    ) -> Result<Option<String>, SigError> {
+    ) -> Result<Option<Accepted>, SigError> {
         if !self.enabled() {
             return Ok(None);
         }
         let value = header(headers, HEADER_SIG).ok_or(SigError::Missing)?;
-        let (ts, nonce, mac) = split_stamp(value).ok_or(SigError::Invalid)?;
+        let legacy_nonce = header(headers, legacy::HEADER_NONCE);
+        let (ts, nonce, given) = match legacy_nonce {
+            Some(nonce) => {
+                let ts = header(headers, legacy::HEADER_TS).ok_or(SigError::Missing)?;
+                (ts, nonce, legacy::parse_sig(value))
+            }
+            None => {
+                let (ts, nonce, mac) = split_stamp(value).ok_or(SigError::Invalid)?;
+                (ts, nonce, parse_mac(mac))
+            }
+        };
         let sent: i128 = ts.parse().map_err(|_| SigError::Invalid)?;
         let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         if (now - sent).unsigned_abs() > WINDOW.as_millis() {
             return Err(SigError::Stale);
         }
-        let given = parse_mac(mac).ok_or(SigError::Invalid)?;
+        let given = given.ok_or(SigError::Invalid)?;
         let ok = self.keys.0.iter().any(|k| {
-            mac_request(k, ts, nonce, subject, headers, body)
-                .verify_slice(&given)
-                .is_ok()
+            let m = if legacy_nonce.is_some() {
+                legacy::mac_request(k, ts, nonce, subject, headers, body)
+            } else {
+                mac_request(k, ts, nonce, subject, headers, body)
+            };
+            m.verify_slice(&given).is_ok()
         });
         if !ok {
             return Err(SigError::Invalid);
@@ -308,17 +333,24 @@ impl Verifier {
         if !self.seen.insert(nonce) {
             return Err(SigError::Replayed);
         }
-        Ok(Some(nonce.to_owned()))
+        Ok(Some(Accepted {
+            nonce: nonce.to_owned(),
+            legacy: legacy_nonce.is_some(),
+        }))
+    }
+
+    /// The `Nr-Sig` value of the reply to an accepted request, in the request's scheme.
+    pub fn sign_reply(&self, request: &Accepted, status: &str, body: &[u8]) -> Option<String> {
+        if request.legacy {
+            legacy::sign_reply(&self.keys, &request.nonce, status, body)
+        } else {
+            sign_reply(&self.keys, &request.nonce, status, body)
+        }
     }
 
     /// Records a nonce another runner accepted, so its replay is refused here too.
     pub fn remember(&self, nonce: &str) {
         self.seen.insert(nonce);
-    }
-
-    /// The keys replies are signed with.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
     }
 }
 

@@ -71,7 +71,14 @@ fn a_signed_request_verifies_once() {
         .unwrap()
         .1
         .to_owned();
-    assert_eq!(v.verify("runner.exec.a", b"{}", Some(&h)), Ok(Some(nonce)));
+    let accepted = v.verify("runner.exec.a", b"{}", Some(&h)).unwrap().unwrap();
+    assert_eq!(accepted.nonce, nonce);
+    // Its reply is signed in this release's scheme, against its nonce.
+    let sig = v.sign_reply(&accepted, "200", b"{}").unwrap();
+    assert_eq!(
+        verify_reply(&keys, &nonce, "200", b"{}", Some(&sig)),
+        Ok(())
+    );
     assert_eq!(
         v.verify("runner.exec.a", b"{}", Some(&h)),
         Err(SigError::Replayed)
@@ -87,7 +94,7 @@ fn a_nonce_remembered_from_another_runner_is_a_replay() {
         .verify("runner.exec.a", b"{}", Some(&h))
         .unwrap()
         .unwrap();
-    second.remember(&nonce);
+    second.remember(&nonce.nonce);
     assert_eq!(
         second.verify("runner.exec.a", b"{}", Some(&h)),
         Err(SigError::Replayed)
@@ -194,6 +201,65 @@ fn a_signed_reply_verifies_only_for_its_request_status_and_body() {
     );
     assert_eq!(
         verify_reply(&keys, "nonce-1", "200", b"", Some("garbage")),
+        Err(SigError::Invalid)
+    );
+}
+
+/// The previous release's three-header requests, from gateways not yet upgraded: they
+/// verify once, are refused when tampered or stale, and are answered in their own reply
+/// scheme (`v1=`, over the body's digest), which those gateways check.
+#[test]
+fn requests_of_the_previous_scheme_verify_and_get_replies_in_it() {
+    let keys = Keys::parse(Some("k1"));
+    let v = Verifier::new(keys.clone());
+    let h = covered("3", "r1");
+    let mut old = h.clone();
+    for (k, val) in legacy::sign(&keys, "runner.exec.a", &h, b"{}").unwrap() {
+        old.insert(k, val.as_str());
+    }
+    let nonce = old.get(legacy::HEADER_NONCE).unwrap().as_str().to_owned();
+    assert_eq!(
+        v.verify("runner.exec.a", b"{\"x\":1}", Some(&old)),
+        Err(SigError::Invalid),
+        "tampered body"
+    );
+    let mut changed = old.clone();
+    changed.insert(headers::APP_REV, "2");
+    assert_eq!(
+        v.verify("runner.exec.a", b"{}", Some(&changed)),
+        Err(SigError::Invalid),
+        "tampered revision"
+    );
+    let mut stale = old.clone();
+    let then = (time::OffsetDateTime::now_utc().unix_timestamp() - 60) * 1000;
+    stale.insert(legacy::HEADER_TS, then.to_string().as_str());
+    assert_eq!(
+        v.verify("runner.exec.a", b"{}", Some(&stale)),
+        Err(SigError::Stale)
+    );
+    let accepted = v
+        .verify("runner.exec.a", b"{}", Some(&old))
+        .unwrap()
+        .unwrap();
+    assert_eq!(accepted.nonce, nonce);
+    assert_eq!(
+        v.verify("runner.exec.a", b"{}", Some(&old)),
+        Err(SigError::Replayed)
+    );
+    // The reply text of the previous scheme, as its gateways compute it.
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"{\"ok\":1}"));
+    let mut m = HmacSha256::new_from_slice(b"k1").unwrap();
+    m.update(format!("reply-v1\n{nonce}\n200\n{digest}").as_bytes());
+    let expected = format!("v1={}", hex::encode(m.finalize().into_bytes()));
+    assert_eq!(
+        v.sign_reply(&accepted, "200", b"{\"ok\":1}").unwrap(),
+        expected
+    );
+    // A signature of the previous scheme never passes as one of this one.
+    let mut mixed = h.clone();
+    mixed.insert(HEADER_SIG, old.get(HEADER_SIG).unwrap().as_str());
+    assert_eq!(
+        v.verify("runner.exec.a", b"{}", Some(&mixed)),
         Err(SigError::Invalid)
     );
 }
