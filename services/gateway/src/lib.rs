@@ -48,6 +48,9 @@ pub struct GatewayDeps {
     pub extra_routes: Router,
     /// Runners in this process, which take sync calls in memory; empty: the bus.
     pub local_runners: nr_infra::local_call::LocalRunners,
+    /// Drops of `nats` (`nr_infra::bus::connect_as_watched`): a runner call waiting
+    /// when the connection drops is answered 503 at once.
+    pub bus_drops: nr_infra::bus::Drops,
 }
 
 pub(crate) struct AppState {
@@ -65,6 +68,7 @@ pub(crate) struct AppState {
     pub(crate) runner_keys: nr_auth::signing::Keys,
     /// Runners in this process (`noderouter up`): sync calls go to them in memory.
     pub(crate) local_runners: nr_infra::local_call::LocalRunners,
+    pub(crate) bus_drops: nr_infra::bus::Drops,
     /// Seals app secrets (`NR_SECRETS_KEY`); without it secret operations are refused.
     pub(crate) secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
     /// argon2 on a bounded blocking pool.
@@ -262,6 +266,7 @@ impl Gateway {
             secrets,
             runner_keys,
             local_runners: deps.local_runners,
+            bus_drops: deps.bus_drops,
             jwt,
             rbac,
             hasher: nr_auth::password::Hasher::new(config.auth.argon2_threads),

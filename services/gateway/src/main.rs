@@ -34,8 +34,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!("--insecure-dev: runner requests and replies are not signed");
     }
     let stop = nr_telemetry::shutdown_on_signal();
-    let nats =
-        nr_infra::bus::connect_as(&cli.config.nats, nr_config::nats_auth::Role::Gateway).await?;
+    let (nats, bus_drops) =
+        nr_infra::bus::connect_as_watched(&cli.config.nats, nr_config::nats_auth::Role::Gateway)
+            .await?;
     let store = nr_infra::store::open(&cli.config.store.object_store_url)?;
     let db = nr_infra::db::connect(&cli.config.db.database_url, cli.config.db.db_pool).await?;
     nr_infra::db::migrate(&db).await?;
@@ -47,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
             db,
             extra_routes: axum::Router::new(),
             local_runners: Default::default(),
+            bus_drops,
         },
     )
     .await?;

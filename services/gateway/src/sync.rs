@@ -132,18 +132,25 @@ pub(crate) async fn exec(
         .payload(body)
         .headers(h)
         .timeout(Some(entry.timeout + MARGIN));
-    let reply = state
-        .nats
-        .send_request(subject, request)
-        .await
-        .map_err(|e| match e.kind() {
-            RequestErrorKind::NoResponders => ApiError::Unavailable(format!(
-                "no runner is available to execute app '{app}'; start a runner and retry"
-            )),
-            RequestErrorKind::TimedOut => timed_out(app, entry),
-            RequestErrorKind::MaxPayloadExceeded => too_large(),
-            _ => ApiError::Internal(anyhow::anyhow!("runner request failed: {e}")),
-        })?;
+    // A reply routed through a NATS node that dies on the way is lost; the connection's
+    // drop says so at once, where waiting would last the call's whole time limit.
+    let dropped = state.bus_drops.next();
+    tokio::pin!(dropped);
+    dropped.as_mut().enable();
+    let sent = tokio::select! {
+        r = state.nats.send_request(subject, request) => r,
+        _ = dropped => return Err(ApiError::Unavailable(format!(
+            "the gateway lost its connection to NATS during this call of app '{app}', so the answer cannot arrive; the call may have run: retry only if that is safe"
+        ))),
+    };
+    let reply = sent.map_err(|e| match e.kind() {
+        RequestErrorKind::NoResponders => ApiError::Unavailable(format!(
+            "no runner is available to execute app '{app}'; start a runner and retry"
+        )),
+        RequestErrorKind::TimedOut => timed_out(app, entry),
+        RequestErrorKind::MaxPayloadExceeded => too_large(),
+        _ => ApiError::Internal(anyhow::anyhow!("runner request failed: {e}")),
+    })?;
     let reply_header = |name: &str| {
         reply
             .headers

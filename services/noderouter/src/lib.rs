@@ -194,10 +194,13 @@ impl Platform {
             },
         )
         .await?;
+        let (gateway_nats, bus_drops) =
+            nr_infra::bus::connect_as_watched(&nats_args, Role::Gateway).await?;
         let gateway = nr_gateway::Gateway::build(
             config.gateway.clone(),
             nr_gateway::GatewayDeps {
-                nats: connect(Role::Gateway).await?,
+                nats: gateway_nats,
+                bus_drops,
                 store,
                 db: db.clone(),
                 extra_routes: notify.router(),

@@ -108,6 +108,62 @@ async fn with_nats_down_calls_answer_503_at_once_and_everything_resumes_when_it_
     assert_eq!(b, json!({"version": "2.0.0"}));
 }
 
+/// Calls over the bus (as between separate services): one that is running when the
+/// gateway's NATS connection drops cannot get its reply any more, and is answered 503 at
+/// once instead of after its whole time limit; calls resume when NATS is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_call_in_flight_when_nats_drops_is_answered_503_at_once() {
+    let mut h = Harness::start_with(&["--bus-calls"]).await;
+    let app = app_name("inflight");
+    let main = "import time\ndef execute(data, conn=None):\n    time.sleep(data.get('sleep', 0))\n    return {'slept': True}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let call = {
+        let (http, url) = (h.http.clone(), format!("{}/api/sync/{app}", h.url));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let res = http
+                .post(url)
+                .json(&json!({"sleep": 2}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body, started.elapsed())
+        })
+    };
+    // The call is in the app's worker when NATS goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    h.nats.stop();
+    let (s, b, took) = tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .expect("the call still waits 15 s after the connection dropped")
+        .unwrap();
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("lost its connection to NATS during this call"),
+        "{b}"
+    );
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+
+    h.nats.restart().await.unwrap();
+    let (s, b) = until_ok(&h, &app, &json!({"slept": true}), Duration::from_secs(30)).await;
+    assert_eq!(s, StatusCode::OK, "calls did not resume: {b}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_app_backends_are_terminated_the_next_call_succeeds() {
     let h = Harness::start_with(&["--pool-size", "1"]).await;

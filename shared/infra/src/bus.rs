@@ -21,6 +21,48 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
 /// [`nr_config::nats_auth`]): the connection is named `nr-<role>` and receives replies on
 /// the role's own inbox prefix, the only inbox its permissions let it read.
 pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::Client> {
+    connect_with(&args.nats_url, options_as(args, role)?)
+        .await
+        .with_context(|| format!("NATS refused or did not answer the {role} service"))
+}
+
+/// [`connect_as`], with [`Drops`] that tell when the connection drops.
+pub async fn connect_as_watched(
+    args: &NatsArgs,
+    role: Role,
+) -> anyhow::Result<(async_nats::Client, Drops)> {
+    let drops = Drops::default();
+    let notify = drops.0.clone();
+    let options = options_as(args, role)?.event_callback(move |event| {
+        let notify = notify.clone();
+        async move {
+            if matches!(event, async_nats::Event::Disconnected) {
+                notify.notify_waiters();
+            }
+        }
+    });
+    let client = connect_with(&args.nats_url, options)
+        .await
+        .with_context(|| format!("NATS refused or did not answer the {role} service"))?;
+    Ok((client, drops))
+}
+
+/// Wakes the requests waiting on a connection when it drops. A reply on its way through
+/// a NATS node that died is lost, and the connection's subscriptions come back on
+/// another node without it: a request sent before the drop would otherwise wait for
+/// its whole time limit.
+#[derive(Clone, Default)]
+pub struct Drops(std::sync::Arc<tokio::sync::Notify>);
+
+impl Drops {
+    /// Completes at the connection's next drop. Enable it (`Notified::enable`) before
+    /// sending, so a drop between the send and the first poll is not missed.
+    pub fn next(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.notified()
+    }
+}
+
+fn options_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::ConnectOptions> {
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("nr-{role}"))
         .custom_inbox_prefix(role.inbox_prefix());
@@ -35,9 +77,7 @@ pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nat
             options = options.user_and_password(user, password);
         }
     }
-    connect_with(&args.nats_url, options)
-        .await
-        .with_context(|| format!("NATS refused or did not answer the {role} service"))
+    Ok(options)
 }
 
 /// The runner's second connection, as [`Role::RunnerJobs`] (see
