@@ -12,7 +12,8 @@
 //! (NATS subjects and header values cannot), so each text reads one way only.
 //! HMAC-SHA256 under the first configured key; any configured key verifies, so keys can
 //! be rotated by adding the new one everywhere, then moving it first, then dropping the
-//! old one. Gateways and runners of one release speak the same version.
+//! old one. Gateways sign in this scheme only; runners also accept the previous
+//! release's ([`legacy`]) and answer it in kind, so they can be upgraded first.
 
 use std::time::Duration;
 
