@@ -244,9 +244,7 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
             app_rev: rev,
         },
     );
-    if let Err(e) =
-        nr_infra::bus::publish_event(&state.js, &subjects::job_submitted(app), &event, None).await
-    {
+    if let Err(e) = queue(state, app, &event).await {
         tracing::error!(job = %id, error = %e, "cannot queue job");
         let _ = nr_jobs::fail_unqueued(&state.db, id, "the job could not be queued").await;
         return Err(ApiError::Unavailable(
@@ -254,6 +252,35 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
         ));
     }
     Ok(())
+}
+
+/// How long a submit keeps trying to queue its job while JetStream has no leader for the
+/// jobs stream (a NATS node died and the survivors are electing one, which takes a few
+/// seconds): the caller waits a little longer instead of getting a 503.
+const QUEUE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Publishes `job.submitted`, again every 250 ms for [`QUEUE_PATIENCE`] while it fails.
+/// Every attempt carries the event's id as its message id, so JetStream keeps one copy
+/// however many attempts land.
+async fn queue(
+    state: &AppState,
+    app: &str,
+    event: &Envelope<JobSubmitted>,
+) -> Result<u64, nr_infra::bus::PublishFailure> {
+    let subject = subjects::job_submitted(app);
+    let deadline = tokio::time::Instant::now() + QUEUE_PATIENCE;
+    loop {
+        match nr_infra::bus::publish_event(&state.js, &subject, event, None).await {
+            Err(nr_infra::bus::PublishFailure::Other(e))
+                if tokio::time::Instant::now() + std::time::Duration::from_millis(250)
+                    < deadline =>
+            {
+                tracing::warn!(job = %event.data.job_id, error = %e, "queueing a job failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Submits written together: whatever waits while one INSERT is in flight goes in the
