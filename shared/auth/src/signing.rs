@@ -70,8 +70,22 @@ fn mac_request(
     covered: Option<&HeaderMap>,
     body: &[u8],
 ) -> HmacSha256 {
+    mac_request_text(key, "v3\n", ts, nonce, subject, covered, body)
+}
+
+/// `version`, the time, nonce, subject and covered headers, then `body` (the body
+/// itself, or its digest in the [`legacy`] scheme).
+fn mac_request_text(
+    key: &HmacSha256,
+    version: &str,
+    ts: &str,
+    nonce: &str,
+    subject: &str,
+    covered: Option<&HeaderMap>,
+    body: &[u8],
+) -> HmacSha256 {
     let mut m = key.clone();
-    for part in ["v3\n", ts, "\n", nonce, "\n", subject, "\n"] {
+    for part in [version, ts, "\n", nonce, "\n", subject, "\n"] {
         m.update(part.as_bytes());
     }
     for name in COVERED {
@@ -85,8 +99,19 @@ fn mac_request(
 }
 
 fn mac_reply(key: &HmacSha256, nonce: &str, status: &str, body: &[u8]) -> HmacSha256 {
+    mac_reply_text(key, "reply-v3\n", nonce, status, body)
+}
+
+/// `version`, the request's nonce and the status, then `body` (or its digest).
+fn mac_reply_text(
+    key: &HmacSha256,
+    version: &str,
+    nonce: &str,
+    status: &str,
+    body: &[u8],
+) -> HmacSha256 {
     let mut m = key.clone();
-    for part in ["reply-v3\n", nonce, "\n", status, "\n"] {
+    for part in [version, nonce, "\n", status, "\n"] {
         m.update(part.as_bytes());
     }
     m.update(body);

@@ -9,7 +9,7 @@ use async_nats::HeaderMap;
 use hmac::Mac;
 use sha2::{Digest, Sha256};
 
-use super::{header, HmacSha256, Keys, COVERED};
+use super::{HmacSha256, Keys};
 
 pub const HEADER_TS: &str = "Nr-Sig-Ts";
 pub const HEADER_NONCE: &str = "Nr-Sig-Nonce";
@@ -22,27 +22,11 @@ pub(super) fn mac_request(
     covered: Option<&HeaderMap>,
     body: &[u8],
 ) -> HmacSha256 {
-    let mut m = key.clone();
-    for part in ["v2\n", ts, "\n", nonce, "\n", subject, "\n"] {
-        m.update(part.as_bytes());
-    }
-    for name in COVERED {
-        m.update(name.as_bytes());
-        m.update(b":");
-        m.update(header(covered, name).unwrap_or("").as_bytes());
-        m.update(b"\n");
-    }
-    m.update(&body_digest(body));
-    m
+    super::mac_request_text(key, "v2\n", ts, nonce, subject, covered, &body_digest(body))
 }
 
 fn mac_reply(key: &HmacSha256, nonce: &str, status: &str, body: &[u8]) -> HmacSha256 {
-    let mut m = key.clone();
-    for part in ["reply-v1\n", nonce, "\n", status, "\n"] {
-        m.update(part.as_bytes());
-    }
-    m.update(&body_digest(body));
-    m
+    super::mac_reply_text(key, "reply-v1\n", nonce, status, &body_digest(body))
 }
 
 /// The hex SHA-256 of a body, on the stack.
