@@ -119,6 +119,20 @@ impl Drop for Slot {
     }
 }
 
+/// A registered socket; dropping it removes the socket from the hub.
+pub(crate) struct Registration {
+    hub: std::sync::Weak<Hub>,
+    pub conn: Arc<Conn>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.unregister(&self.conn);
+        }
+    }
+}
+
 pub(crate) fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
     let v = serde_json::json!({
         "type": "action",
@@ -381,7 +395,14 @@ impl Hub {
         subscribed_before && auth::may(self, viewer, &[&app_perm, &action_perm]).await
     }
 
-    pub(crate) fn register(&self, viewer: Viewer) -> (Arc<Conn>, mpsc::Receiver<Out>) {
+    /// Adds a socket for `viewer`: from now on it gets every event it may see, queued
+    /// until it is read. Done before the handshake's answer, so an event that follows
+    /// the client's `101` is never missed; the socket is removed when the returned
+    /// registration drops (the socket ended, or its upgrade never completed).
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        viewer: Viewer,
+    ) -> (Registration, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(self.limits.queue.max(1));
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -397,10 +418,14 @@ impl Hub {
             .entry(conn.viewer.sub.clone())
             .or_default()
             .push(conn.clone());
-        (conn, rx)
+        let registration = Registration {
+            hub: Arc::downgrade(self),
+            conn,
+        };
+        (registration, rx)
     }
 
-    pub(crate) fn unregister(&self, conn: &Conn) {
+    fn unregister(&self, conn: &Conn) {
         let mut conns = self.conns.write().unwrap_or_else(|p| p.into_inner());
         if let Some(list) = conns.get_mut(&conn.viewer.sub) {
             list.retain(|c| c.id != conn.id);

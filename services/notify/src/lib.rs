@@ -221,6 +221,8 @@ async fn upgrade(
         }
     };
     let limits = hub.limits().clone();
+    // Registered now, so what happens after the client reads `101` reaches it.
+    let registered = hub.register(viewer);
     ws.max_message_size(limits.max_inbound)
         .max_frame_size(limits.max_inbound)
         // Clients send little (pongs); tungstenite keeps this much per socket and
@@ -230,7 +232,7 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_write_buffer_size(2 * 1024 * 1024)
         .on_upgrade(move |socket| async move {
-            socket::serve(hub, viewer, socket, last_id).await;
+            socket::serve(hub, registered, socket, last_id).await;
             drop(slot);
         })
 }

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use tokio::sync::mpsc;
 use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Viewer;
-use crate::hub::{Hub, Out};
+use crate::hub::{Hub, Out, Registration};
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -49,13 +50,15 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
     let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(frame)).await;
 }
 
+/// Serves a socket the hub registered before the handshake was answered
+/// ([`Hub::register`]); it leaves the hub when this returns.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
-    viewer: Viewer,
+    (registration, mut rx): (Registration, mpsc::Receiver<Out>),
     mut socket: WebSocket,
     last_id: Option<u64>,
 ) {
-    let (conn, mut rx) = hub.register(viewer);
+    let conn = registration.conn.clone();
     let (slow, ended) = (conn.slow.clone(), conn.ended.clone());
     let mut slow_wait = std::pin::pin!(slow.cancelled());
     let mut ended_wait = std::pin::pin!(ended.cancelled());
@@ -63,7 +66,6 @@ pub(crate) async fn serve(
     // Access may have ended between the handshake and the registration.
     if let Err(reason) = crate::auth::still_admitted(&hub, &conn.viewer).await {
         close(&mut socket, reason.0, reason.1).await;
-        hub.unregister(&conn);
         return;
     }
     let mut last_sent = 0u64;
@@ -76,7 +78,6 @@ pub(crate) async fn serve(
                 if slow.is_cancelled() {
                     close(&mut socket, CLOSE_TRY_LATER, "client too slow").await;
                 }
-                hub.unregister(&conn);
                 return;
             }
         }
@@ -149,7 +150,6 @@ pub(crate) async fn serve(
             }
         }
     }
-    hub.unregister(&conn);
 }
 
 /// Sends what was missed after `after`; returns the last sequence it covers.
