@@ -258,8 +258,11 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
 /// jobs stream (a NATS node died and the survivors are electing one, which takes a few
 /// seconds): the caller waits a little longer instead of getting a 503.
 const QUEUE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(4);
+/// The pause between two attempts to queue a job.
+const QUEUE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Publishes `job.submitted`, again every 250 ms for [`QUEUE_PATIENCE`] while it fails.
+/// Publishes `job.submitted`, again every [`QUEUE_RETRY`] for [`QUEUE_PATIENCE`] while it
+/// fails.
 /// Every attempt carries the event's id as its message id, so JetStream keeps one copy
 /// however many attempts land.
 async fn queue(
@@ -272,11 +275,10 @@ async fn queue(
     loop {
         match nr_infra::bus::publish_event(&state.js, &subject, event, None).await {
             Err(nr_infra::bus::PublishFailure::Other(e))
-                if tokio::time::Instant::now() + std::time::Duration::from_millis(250)
-                    < deadline =>
+                if tokio::time::Instant::now() + QUEUE_RETRY < deadline =>
             {
                 tracing::warn!(job = %event.data.job_id, error = %e, "queueing a job failed; trying again");
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                tokio::time::sleep(QUEUE_RETRY).await;
             }
             done => return done,
         }

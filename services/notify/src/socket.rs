@@ -58,12 +58,12 @@ pub(crate) async fn serve(
     mut socket: WebSocket,
     last_id: Option<u64>,
 ) {
-    let conn = registration.conn.clone();
+    let conn = &registration.conn;
     let (slow, ended) = (conn.slow.clone(), conn.ended.clone());
     let mut slow_wait = std::pin::pin!(slow.cancelled());
     let mut ended_wait = std::pin::pin!(ended.cancelled());
     let mut shutdown_wait = std::pin::pin!(hub.shutdown.cancelled());
-    // Access may have ended between the handshake and the registration.
+    // Access may have ended between the credential check and the registration.
     if let Err(reason) = crate::auth::still_admitted(&hub, &conn.viewer).await {
         close(&mut socket, reason.0, reason.1).await;
         return;
