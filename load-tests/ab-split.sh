@@ -124,7 +124,14 @@ one() { # bin_dir label port [open|users|signed]
 echo "split-services sync A/B, guide's starter app, ${SECS}s per run, $(nproc) cores"
 for round in $(seq 1 "$ROUNDS"); do
   # Each run takes its port, the three after it, and its port + 1000 for NATS.
-  one "$OLD" old 3971; one "$NEW" new 3976
-  [ "${AB_OPEN:-0}" = 1 ] && one "$NEW" open 3981 open
-  [ "${AB_PARTS:-0}" = 1 ] && { one "$NEW" users 3986 users; one "$NEW" signd 3991 signed; }
+  runs=("one $OLD old 3971" "one $NEW new 3976")
+  [ "${AB_OPEN:-0}" = 1 ] && runs+=("one $NEW open 3981 open")
+  [ "${AB_PARTS:-0}" = 1 ] && runs+=("one $NEW users 3986 users" "one $NEW signd 3991 signed")
+  # Even rounds go in reverse order, so no build always runs first or last (a run
+  # leaves Postgres, the page cache and the CPU's clocks in some state for the next).
+  if [ $((round % 2)) = 0 ]; then
+    for ((i = ${#runs[@]} - 1; i >= 0; i--)); do ${runs[$i]}; done
+  else
+    for r in "${runs[@]}"; do $r; done
+  fi
 done

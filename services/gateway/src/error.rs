@@ -41,6 +41,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Timeout(String),
+    /// 502: the service that took the request failed before answering.
+    #[error("{0}")]
+    BadGateway(String),
     /// A refusal with findings (deploy), passed through with its status.
     #[error("{error}")]
     Refused {
@@ -66,6 +69,7 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             ApiError::Refused { status, .. } => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
                 "refused",

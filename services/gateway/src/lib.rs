@@ -3,6 +3,7 @@
 //! takes bundle uploads for deploy (`admin`).
 
 mod admin;
+mod alive;
 #[cfg(test)]
 mod api_doc_tests;
 mod app_env;
@@ -69,6 +70,8 @@ pub(crate) struct AppState {
     /// Runners in this process (`noderouter up`): sync calls go to them in memory.
     pub(crate) local_runners: nr_infra::local_call::LocalRunners,
     pub(crate) bus_drops: nr_infra::bus::Drops,
+    /// Runners' heartbeats: a bus call whose runner died ends at once.
+    pub(crate) runners: Arc<alive::Runners>,
     /// Seals app secrets (`NR_SECRETS_KEY`); without it secret operations are refused.
     pub(crate) secrets: Option<Arc<nr_infra::appenv::SecretsKey>>,
     /// argon2 on a bounded blocking pool.
@@ -267,6 +270,7 @@ impl Gateway {
             runner_keys,
             local_runners: deps.local_runners,
             bus_drops: deps.bus_drops,
+            runners: Arc::default(),
             jwt,
             rbac,
             hasher: nr_auth::password::Hasher::new(config.auth.argon2_threads),
@@ -289,6 +293,7 @@ impl Gateway {
             ),
         });
         let follower_stop = CancellationToken::new();
+        alive::follow(&state.nats, state.runners.clone(), follower_stop.clone()).await?;
         let weak = Arc::downgrade(&state);
         nr_infra::apps::follow(js, follower_stop.clone(), move |ev| {
             if let Some(state) = weak.upgrade() {

@@ -137,11 +137,16 @@ pub(crate) async fn exec(
     let dropped = state.bus_drops.next();
     tokio::pin!(dropped);
     dropped.as_mut().enable();
+    // A runner that dies holding the call stops naming it in its heartbeats.
+    let watch = entry.timeout > crate::alive::GRACE && !request_id.is_empty();
+    let lost = state.runners.lost(request_id, std::time::Instant::now());
+    tokio::pin!(lost);
     let sent = tokio::select! {
         r = state.nats.send_request(subject, request) => r,
         _ = dropped => return Err(ApiError::Unavailable(format!(
             "the gateway lost its connection to NATS during this call of app '{app}', so the answer cannot arrive; the call may have run: retry only if that is safe"
         ))),
+        why = &mut lost, if watch => return Err(lost_call(app, request_id, why)),
     };
     let reply = sent.map_err(|e| match e.kind() {
         RequestErrorKind::NoResponders => ApiError::Unavailable(format!(
@@ -185,6 +190,19 @@ pub(crate) async fn exec(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::BAD_GATEWAY);
     Ok((status, reply.payload))
+}
+
+/// 502: the call's runner died holding it, or let it go and its reply never came.
+fn lost_call(app: &str, request_id: &str, why: crate::alive::Lost) -> ApiError {
+    tracing::warn!(app, request_id, ?why, "runner call lost");
+    ApiError::BadGateway(match why {
+        crate::alive::Lost::RunnerGone => format!(
+            "the runner running this call of app '{app}' stopped before answering; the call may have run: retry only if that is safe"
+        ),
+        crate::alive::Lost::ReplyLost => format!(
+            "the runner finished this call of app '{app}' but its answer was lost on the way; the call ran: retry only if that is safe"
+        ),
+    })
 }
 
 /// 504: the app's time limit and the margin passed without an answer.

@@ -172,6 +172,8 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
+    // Named in the heartbeats until the reply is sent (the guard drops at the end).
+    let _holding = inner.held.hold(&request_id);
     let accepted = match inner
         .signatures
         .verify(&msg.subject, &msg.payload, msg.headers.as_ref())

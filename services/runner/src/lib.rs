@@ -5,6 +5,7 @@
 //! - `catalog`: which revision of each app is current, kept from the `NR_APPS`
 //!   stream; a request that names a newer revision loads it first (hot reload).
 //! - `exec`: the `runner.exec.<app>` queue-group handler.
+//! - `alive`: heartbeats naming the calls in flight, so gateways notice a runner dying.
 //! - `frame`: the runner–worker pipe protocol.
 //! - `env_watch`: follows `app.env.>` and reloads an app whose variables changed.
 //! - `spawner`: starts hosts as the app's own user with an allow-listed environment, and
@@ -14,6 +15,7 @@
 //! Containment (one uid and Postgres role per app, process trees killed whole) is in
 //! `nr_infra::appid` and `nr_infra::contain`; docs/security.md says what each holds.
 
+mod alive;
 mod catalog;
 pub mod config;
 mod env_watch;
@@ -79,6 +81,8 @@ pub(crate) struct Inner {
     /// Every sync call in flight: a stopping runner waits for them (up to their time
     /// limit) before it stops its workers and removes its work directory.
     pub(crate) calls: tokio_util::task::TaskTracker,
+    /// The bus calls in flight, named in this runner's heartbeats.
+    pub(crate) held: alive::Held,
     store: Store,
     spawner: Arc<Spawner>,
     bundles_dir: PathBuf,
@@ -224,6 +228,7 @@ impl Runner {
             jobs: jobs::JobTable::default(),
             signatures,
             calls: tokio_util::task::TaskTracker::new(),
+            held: alive::Held::default(),
             store: deps.store,
             spawner,
             bundles_dir,
@@ -266,6 +271,7 @@ impl Runner {
         tokio::spawn(catalog::sweep(Arc::downgrade(&inner), shutdown.clone()));
         let intake = shutdown.child_token();
         exec::start(inner.clone(), intake.clone()).await?;
+        alive::start(inner.clone(), shutdown.clone());
         jobs::start(inner.clone(), shutdown.clone()).await?;
         if !inner.signatures.enabled() {
             tracing::warn!("RUNNER_SECRET is not set: unsigned runner requests are accepted (development mode)");

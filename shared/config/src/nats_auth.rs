@@ -240,6 +240,8 @@ pub fn permissions(role: Role) -> Permissions {
             publish.extend(read_messages(subjects::STREAM_RBAC));
             publish.extend(read_messages(STREAM_APP_ENV));
             subscribe.push(subjects::RBAC_APPLIED.into());
+            // Runners' heartbeats: a call whose runner died ends at once.
+            subscribe.push(subjects::RUNNER_ALIVE.into());
         }
         Role::Deploy => {
             publish.push("app.updated.*".into());
@@ -273,6 +275,7 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::JOB_PROGRESS_ALL,
                 subjects::JOB_LOG_ALL,
                 RUNNER_NONCE,
+                subjects::RUNNER_ALIVE,
             ]));
             publish.extend(runner_streams());
             subscribe.extend(strs(&[

@@ -6,6 +6,7 @@
 //! field names (`rmp_serde::to_vec_named`), readable from any language; their JSON
 //! Schemas live in `schemas/` and are checked against these types by tests.
 
+pub mod alive;
 pub mod envelope;
 pub mod events;
 pub mod headers;

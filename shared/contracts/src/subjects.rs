@@ -34,6 +34,8 @@ pub const APP_ENV_ALL: &str = "app.env.>";
 pub const RUNNER_EXEC_ALL: &str = "runner.exec.*";
 /// Queue group shared by every runner, so each request reaches exactly one.
 pub const RUNNER_QUEUE_GROUP: &str = "nr-runners";
+/// Runners' heartbeats with the sync calls each holds (core NATS; see [`crate::alive`]).
+pub const RUNNER_ALIVE: &str = "runner.alive";
 
 /// Deploy intake (request/reply): a staged bundle to check and publish.
 pub const DEPLOY_SUBMIT: &str = "deploy.submit";

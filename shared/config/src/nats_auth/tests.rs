@@ -41,6 +41,7 @@ fn only_the_owner_publishes_each_control_subject() {
         ("app.env.notes", Role::Gateway),
         ("rbac.applied", Role::Registry),
         ("runner.nonce", Role::Runner),
+        ("runner.alive", Role::Runner),
         ("action.triggered.notes.open", Role::Runner),
     ];
     for (subject, owner) in owners {
@@ -68,6 +69,11 @@ fn only_runners_see_runner_requests_and_only_deploy_sees_deploy_requests() {
             admin || role == Role::Deploy
         );
         assert!(!may_publish(role, "deploy.delete") || admin || role == Role::Gateway);
+        // Runners' heartbeats name the request ids they hold: gateways only.
+        assert_eq!(
+            may_subscribe(role, "runner.alive"),
+            admin || role == Role::Gateway
+        );
     }
 }
 
