@@ -1,9 +1,16 @@
 //! The embedded default keeps the bus closed: `noderouter up` without `NR_NATS_URL` runs
 //! a private nats-server with generated credentials, kept private and across restarts.
+//! One left running by a killed platform is reused at the next start and made to read
+//! the configuration just written, so a release that adds a subject to the permission
+//! table gets it without the server being restarted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
+
+use noderouter::embedded::{self, EmbeddedArgs};
+use nr_config::nats_auth::{Passwords, Role};
+use tokio::sync::mpsc;
 
 /// `noderouter up` without `NR_NATS_URL`, as `scripts/up` runs it; returns once it
 /// printed its banner, with what it printed.
@@ -138,4 +145,105 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
             .await;
     assert!(again.is_ok(), "the reader's credentials changed on restart");
     stop(child).await;
+}
+
+/// Publishes on `runner.alive` as the runner and says whether the server refused it.
+async fn runner_may_beat(url: &str, passwords: &Passwords) -> bool {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_user_and_password(
+        Role::Runner.user().into(),
+        passwords.get(Role::Runner).unwrap_or_default().into(),
+    )
+    .event_callback(move |event| {
+        let tx = tx.clone();
+        async move {
+            if let async_nats::Event::ServerError(e) = event {
+                let _ = tx.send(e.to_string());
+            }
+        }
+    })
+    .connect(url)
+    .await
+    .unwrap();
+    client.publish("runner.alive", "r".into()).await.unwrap();
+    client.flush().await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+    match refused {
+        Ok(Some(e)) => {
+            assert!(e.to_lowercase().contains("permissions violation"), "{e}");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Stops the server of `pid_file` when the test ends, passed or failed.
+struct StopOnDrop(std::path::PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+fn signal(pid_file: &std::path::Path, sig: nix::sys::signal::Signal) {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_left_running_reads_the_new_permission_table_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = EmbeddedArgs {
+        data_dir: dir.path().to_owned(),
+        embedded_nats_port: nr_testkit::free_port().unwrap(),
+        nats_server: nr_testkit::nats_server_bin(),
+    };
+    let first = embedded::start(&args).await.unwrap();
+    let nats_dir = dir.path().join("nats");
+    let _stop = StopOnDrop(nats_dir.join("nats.pid"));
+    let passwords = Passwords::load(&nats_dir.join("passwords.json")).unwrap();
+    assert!(runner_may_beat(&first.url, &passwords).await);
+
+    // The server as a release before `runner.alive` configured it.
+    let conf = nats_dir.join("nats.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let older = text.replace("\"runner.alive\", ", "");
+    assert_ne!(older, text, "the table names runner.alive");
+    std::fs::write(&conf, older).unwrap();
+    signal(&nats_dir.join("nats.pid"), nix::sys::signal::Signal::SIGHUP);
+    let mut refused = false;
+    for _ in 0..20 {
+        if !runner_may_beat(&first.url, &passwords).await {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the older table still lets the runner beat");
+
+    // The platform is killed: its server keeps running. The next start reuses it.
+    let url = first.url.clone();
+    std::mem::forget(first);
+    let second = embedded::start(&args).await.unwrap();
+    assert_eq!(second.url, url);
+    let mut allowed = false;
+    for _ in 0..20 {
+        if runner_may_beat(&url, &passwords).await {
+            allowed = true;
+            break;
+        }
+    }
+    assert!(allowed, "the reused server kept the older permission table");
 }

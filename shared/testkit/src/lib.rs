@@ -44,11 +44,13 @@ pub fn python() -> String {
     "python3".into()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A TCP port free on 127.0.0.1 at the time of asking.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn nats_server_bin() -> String {
+/// The `nats-server` the tests run.
+pub fn nats_server_bin() -> String {
     for candidate in [
         "/usr/sbin/nats-server",
         "/usr/bin/nats-server",
