@@ -127,20 +127,17 @@ pub(crate) async fn follow(
     runners: Arc<Runners>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut sub = nats
+    let sub = nats
         .subscribe(subjects::RUNNER_ALIVE)
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RUNNER_ALIVE))?;
+    // The subscription ends with the stream (dropping it unsubscribes).
+    let beats = sub.take_until(stop.cancelled_owned());
     tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = stop.cancelled() => break,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
+        tokio::pin!(beats);
+        while let Some(msg) = beats.next().await {
             runners.beat(&msg.payload, Instant::now());
         }
-        let _ = sub.unsubscribe().await;
     });
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! `<data dir>/runner.secret`. Every file is mode 0600.
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -136,13 +137,21 @@ fn load_or_create_passwords(path: &Path) -> anyhow::Result<Passwords> {
 }
 
 /// Has a server found running from an earlier start read the configuration just written
-/// (SIGHUP: its permission table may be older than this release's). A server that wrote
-/// no pid file (started by a release before it did) keeps its configuration until it is
-/// restarted, and a warning says so.
-fn reload(pid_file: &Path) {
+/// (SIGHUP: its permission table may be older than this release's). Only a process
+/// running with `conf` is signalled (a pid file left by a server that died may name
+/// another process by now). A server that wrote no pid file (started by a release before
+/// it did) keeps its configuration until it is restarted, and a warning says so.
+fn reload(pid_file: &Path, conf: &Path) {
+    let runs_conf = |pid: &i32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+            cmd.split(|b| *b == 0)
+                .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == conf)
+        })
+    };
     let pid = std::fs::read_to_string(pid_file)
         .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok());
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(runs_conf);
     let sent = pid.is_some_and(|pid| {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -228,7 +237,7 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         return match admin {
             Ok(_) => {
                 tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
-                reload(&dir.join("nats.pid"));
+                reload(&dir.join("nats.pid"), &conf_path);
                 Ok(embedded(None))
             }
             Err(_) => Err(anyhow::anyhow!(
