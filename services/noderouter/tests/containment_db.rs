@@ -8,6 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{guide_starter_main, Harness};
+use futures::StreamExt;
+use nr_contracts::events::JobProgress;
+use nr_contracts::{decode, Envelope};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -211,6 +214,9 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
         &[("manifest.json", &manifest("forger")), ("main.py", PROBE)],
     )
     .await;
+    let nats = h.nats_client().await;
+    let mut progress = nats.subscribe("job.progress.reporter.>").await.unwrap();
+    h.nats.subscribed(&nats, "job.progress.reporter.>").await;
     let (s, sub) = h.submit("reporter", json!({"hold": 3})).await;
     assert!(s.is_success(), "{sub}");
     let id = sub["job_id"].as_str().unwrap().to_owned();
@@ -234,8 +240,17 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
         "forge_result": "UPDATE noderouter_core.job_queue SET status = 'completed', result = '{\"forged\": true}' WHERE id = %s",
         "forge_progress": "UPDATE noderouter_core.job_queue SET progress = 77, updated_at = NOW() WHERE id = %s",
         "see": "SELECT id FROM noderouter_core.job_queue WHERE id = %s",
+        // Announcing progress as the platform's trigger did before its channel was secret.
+        "announce": "SELECT pg_notify('nr_job_progress', %s)",
+        "channel": "SELECT channel FROM noderouter_core.job_progress_channel",
     });
-    let args = json!({"forge_result": [id], "forge_progress": [id], "see": [id]});
+    let args = json!({
+        "forge_result": [id],
+        "forge_progress": [id],
+        "see": [id],
+        "announce": [format!("{id} 93")],
+        "channel": [],
+    });
     let (s, b) = h.sync("forger", json!({"sql": sql, "args": args})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     for via in ["injected", "own"] {
@@ -248,6 +263,13 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
         );
         assert_eq!(b["forge_progress"][via]["ok"], 0, "{b}");
         assert_eq!(b["see"][via]["ok"], 0, "{b}");
+        assert!(
+            b["channel"][via]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("permission denied"),
+            "{b}"
+        );
     }
 
     let job = h
@@ -259,6 +281,15 @@ async fn an_app_writes_progress_of_its_own_jobs_and_no_other_apps() {
     assert_eq!(job["result"]["counts"], json!([1, 1]), "{job}");
     assert!(job["result"].get("forged").is_none(), "{job}");
     assert_eq!(job["progress"], 100, "{job}");
+    // What the submitter was told: the job's own 10 and 50 (and its end), never the 93
+    // the other app announced.
+    let mut told = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), progress.next()).await {
+        let ev: Envelope<JobProgress> = decode(&m.payload).unwrap();
+        told.push(ev.data.progress);
+    }
+    assert!(told.contains(&50), "{told:?}");
+    assert!(!told.contains(&93), "{told:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

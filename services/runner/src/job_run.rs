@@ -454,10 +454,17 @@ pub(crate) async fn listen_progress(
     inner: Arc<Inner>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The channel's name is the database's secret (migration 20261129000001): an app
+    // can neither listen to other apps' progress nor announce progress of their jobs.
+    let (channel,): (String,) =
+        sqlx::query_as("SELECT channel FROM noderouter_core.job_progress_channel")
+            .fetch_one(&inner.db)
+            .await
+            .context("cannot read the job progress channel")?;
     let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
         .await
         .context("cannot listen for job progress")?;
-    listener.listen("nr_job_progress").await?;
+    listener.listen(&channel).await?;
     tokio::spawn(async move {
         loop {
             let n = tokio::select! {
