@@ -185,8 +185,31 @@ def execute(data, conn=None):
         "read_host": _try(lambda: _read(host)),
         "scratch": _try(_scratch),
         "other_home": _try(lambda: os.listdir(data["other_home"])),
+        "store": _try(lambda: open(data["store"], "rb").read()),
     }
 "##;
+
+/// A file of `app`'s in the platform's object store (its bundle): the path an app
+/// would have to guess, handed to the intruder instead.
+fn stored_bundle(h: &Harness, app: &str) -> String {
+    fn walk(dir: &std::path::Path, app: &str) -> Option<std::path::PathBuf> {
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if let Some(found) = walk(&p, app) {
+                    return Some(found);
+                }
+            } else if p.to_string_lossy().contains(app) {
+                return Some(p);
+            }
+        }
+        None
+    }
+    walk(&h.dir.path().join("objects"), app)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
 
 /// `<test dir>/runner/runner-*/<sub>`: the one runner's directory.
 fn runner_path(h: &Harness, sub: &str) -> std::path::PathBuf {
@@ -233,7 +256,11 @@ async fn an_app_reads_only_its_own_bundle_and_writes_only_its_scratch_dir() {
     let (s, b) = h
         .sync(
             "intruder",
-            json!({"other": other, "other_home": other_home.to_string_lossy()}),
+            json!({
+                "other": other,
+                "other_home": other_home.to_string_lossy(),
+                "store": stored_bundle(&h, "victim"),
+            }),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -245,6 +272,7 @@ async fn an_app_reads_only_its_own_bundle_and_writes_only_its_scratch_dir() {
     assert_eq!(b["read_host"], "ok", "{b}");
     assert_eq!(b["scratch"], "ok", "{b}");
     assert_eq!(b["other_home"], "PermissionError", "{b}");
+    assert_eq!(b["store"], "PermissionError", "{b}");
     let victim = std::fs::read_to_string(&other).unwrap();
     assert!(!victim.contains("# owned"));
 }

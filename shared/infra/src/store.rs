@@ -40,6 +40,14 @@ pub fn open_with_env(
     };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create object store directory {dir}"))?;
+    // Bundles, uploads and app files of every app: the platform's alone. App processes
+    // run as other users, and the files below are created with the process's umask.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)) {
+            tracing::warn!(dir, error = %e, "cannot make the object store directory private (0700): other users of this machine, app processes included, may read every app's bundles and files");
+        }
+    }
     let store = LocalFileSystem::new_with_prefix(&dir)
         .with_context(|| format!("cannot open object store directory {dir}"))?;
     Ok(Arc::new(store))
