@@ -30,15 +30,25 @@ where
     R: AsyncRead + Unpin,
     H: DeserializeOwned,
 {
+    read_frame_within(r, MAX_FRAME).await
+}
+
+/// [`read_frame`] refusing frames over `max` bytes: a worker's hello, read before the
+/// connection is known to be a worker's, is small.
+pub async fn read_frame_within<R, H>(r: &mut R, max: usize) -> io::Result<(H, Vec<u8>)>
+where
+    R: AsyncRead + Unpin,
+    H: DeserializeOwned,
+{
     let mut lens = [0u8; 8];
     r.read_exact(&mut lens).await?;
     let hlen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
     let blen = u32::from_be_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-    if hlen + blen > MAX_FRAME {
+    if hlen + blen > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "frame of {} bytes exceeds the {MAX_FRAME}-byte limit",
+                "frame of {} bytes exceeds the {max}-byte limit",
                 hlen + blen
             ),
         ));
@@ -75,6 +85,16 @@ mod tests {
         lens.extend_from_slice(&1u32.to_be_bytes());
         a.write_all(&lens).await.unwrap();
         let err = read_frame::<_, serde_json::Value>(&mut b)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A hello has a far smaller limit.
+        let (mut a, mut b) = tokio::io::duplex(64);
+        let mut lens = Vec::new();
+        lens.extend_from_slice(&4000u32.to_be_bytes());
+        lens.extend_from_slice(&200u32.to_be_bytes());
+        a.write_all(&lens).await.unwrap();
+        let err = read_frame_within::<_, serde_json::Value>(&mut b, 4096)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

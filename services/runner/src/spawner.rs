@@ -16,8 +16,11 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::frame::read_frame;
+use crate::frame::read_frame_within;
 use crate::host::{LoadError, LoadSpec};
+
+/// Bytes a worker's hello may take (a token and a pid).
+const HELLO_MAX: usize = 4096;
 
 /// How the runner starts Python hosts and receives their workers' connections.
 pub struct Spawner {
@@ -87,9 +90,11 @@ impl Spawner {
             };
             let this = self.clone();
             tokio::spawn(async move {
+                // Any app process can connect: until its hello names a pending fork,
+                // it gets a small frame and a few seconds, not a call's 64 MiB.
                 let hello = tokio::time::timeout(
                     Duration::from_secs(10),
-                    read_frame::<_, Hello>(&mut stream),
+                    read_frame_within::<_, Hello>(&mut stream, HELLO_MAX),
                 )
                 .await;
                 if let Ok(Ok((hello, _))) = hello {
