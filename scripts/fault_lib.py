@@ -27,6 +27,49 @@ def topology(*args, check=True):
     return out.stdout
 
 
+def process_pid(name):
+    """The pid `topology status` gives for a process of the topology."""
+    for line in topology("status", check=False).splitlines():
+        fields = line.split()
+        if len(fields) > 1 and fields[0] == name and fields[1].isdigit():
+            return int(fields[1])
+    raise AssertionError(f"no pid for {name}")
+
+
+def descendants(root):
+    """The live processes under `root`, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state not in ("Z", "X"):
+            children.setdefault(int(ppid), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            out.append(kid)
+            todo.append(kid)
+    return out
+
+
+def still_running(pids):
+    """Those of `pids` that are live processes (not gone, not zombies)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    alive.append(pid)
+        except (OSError, IndexError):
+            pass
+    return alive
+
+
 def load_env():
     for line in topology("env").splitlines():
         for pair in line.removeprefix("export ").split(" "):

@@ -17,8 +17,9 @@ import time
 
 import requests
 
-from fault_lib import (APP, Platform, SyncLoad, check_jobs_exactly_once, load_env,
-                       stream_messages, submit_many, topology)
+from fault_lib import (APP, Platform, SyncLoad, check_jobs_exactly_once, descendants,
+                       load_env, process_pid, still_running, stream_messages, submit_many,
+                       topology)
 
 
 # ── The tests ─────────────────────────────────────────────────────────────────
@@ -44,7 +45,8 @@ def runner_names():
 
 def test_runner_killed_holding_sync_calls(p):
     """A runner dies holding sync calls: each ends 502 within seconds of the death (its
-    heartbeats stop), not after the 30 s time limit, and the next call is served."""
+    heartbeats stop), not after the 30 s time limit, and the next call is served; its app
+    processes end with it."""
     runners = runner_names()
     victim, others = runners[-1], runners[:-1]
     # Every call on one runner: the others stop first, holding nothing.
@@ -69,6 +71,11 @@ def test_runner_killed_holding_sync_calls(p):
         for th in threads:
             th.start()
         time.sleep(2.0)
+        # Its Python hosts and workers, two of them inside a 15 s call: none outlives
+        # the runner for long (a host ends with its control pipe and takes its workers;
+        # what init adopts instead, the runners started again kill).
+        apps = descendants(process_pid(victim))
+        assert apps, f"{victim} runs no app process"
         killed_at = time.time()
         topology("kill", victim, "KILL")
         for name in others:
@@ -82,8 +89,16 @@ def test_runner_killed_holding_sync_calls(p):
         assert slowest < 10, f"the last call ended {slowest:.1f} s after the kill (time limit 30 s)"
         after = p.sync(p.session(), {"n": -1})
         assert after.status_code == 200, f"no runner serves after the kill: {after.status_code} {after.text[:200]}"
+        # Before the calls' own end (15 s from their start, 13 s after the kill).
+        deadline = killed_at + 8
+        while still_running(apps) and time.time() < deadline:
+            time.sleep(0.2)
+        left = still_running(apps)
+        assert not left, (f"{len(left)} of the killed runner's {len(apps)} app processes "
+                          f"still run {time.time() - killed_at:.0f} s after the kill")
         return (f"{len(results)} calls held by the killed runner ended 502 within "
-                f"{slowest:.1f} s of the kill; the next call was served")
+                f"{slowest:.1f} s of the kill; the next call was served; its {len(apps)} "
+                f"app processes were gone {time.time() - killed_at:.1f} s after the kill")
     finally:
         for name in runners:
             topology("start", name)

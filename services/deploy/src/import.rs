@@ -301,14 +301,15 @@ pub(crate) fn scrub_paths(text: &str, roots: &[&Path]) -> String {
 }
 
 /// Kills the checker and everything under it; then anything of the app's uid range
-/// orphaned to this process (module code that killed the checker itself).
+/// orphaned to this process (module code that killed the checker itself), and any
+/// adopted by init (left by a deploy or runner that was killed outright).
 fn kill_tree(pid: Option<u32>, uid: Option<u32>, range: &ContainArgs) {
     if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         contain::kill_tree(pid, uid);
         contain::forget_root(pid);
     }
     if uid.is_some() {
-        contain::reap_strays(range.app_uid_base, range.app_uid_count);
+        contain::reap(range.app_uid_base, range.app_uid_count);
     }
 }
 

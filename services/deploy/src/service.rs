@@ -69,6 +69,17 @@ impl Deploy {
             applied: watch::channel(0).0,
         });
         let drain = Drain::new();
+        // App processes this process adopted (a runner of `noderouter up` killed with its
+        // children left, an import check's leftovers) or init did (a deploy or runner
+        // killed outright) do not wait for the next import check.
+        if inner.config.checks.import_check && nr_infra::contain::can_switch_users() {
+            let range = &inner.config.checks.contain;
+            tokio::spawn(nr_infra::contain::reap_every_second(
+                range.app_uid_base,
+                range.app_uid_count,
+                drain.token().clone(),
+            ));
+        }
         let weak = Arc::downgrade(&inner);
         nr_infra::apps::follow(js, drain.token().clone(), move |ev| {
             if let Some(inner) = weak.upgrade() {

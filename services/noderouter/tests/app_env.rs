@@ -26,11 +26,16 @@ use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// Returns the variables named in `data.names` as the worker sees them.
+/// Returns the variables named in `data.names` as the worker sees them, and a file of
+/// its bundle read at call time (a reload must leave the serving host's files in place).
 const MAIN: &str = r#"import os
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 def execute(data, conn=None):
-    return {"env": {k: os.environ.get(k) for k in data.get("names", [])}}
+    with open(os.path.join(HERE, "data.txt")) as f:
+        kept = f.read()
+    return {"env": {k: os.environ.get(k) for k in data.get("names", [])}, "file": kept}
 "#;
 
 const SECRET: &str = "sk-live-4f9a2c7e1b-do-not-leak";
@@ -42,6 +47,7 @@ async fn deploy_env_app(h: &Harness, prefix: &str) -> String {
         &[
             ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
             ("main.py", MAIN),
+            ("data.txt", "bundled"),
         ],
     )
     .await;
@@ -51,6 +57,7 @@ async fn deploy_env_app(h: &Harness, prefix: &str) -> String {
 async fn env_of(h: &Harness, app: &str, names: &[&str]) -> Value {
     let (s, b) = h.sync(app, json!({ "names": names })).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["file"], "bundled", "{b}");
     b["env"].clone()
 }
 
@@ -235,6 +242,7 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
         &[
             ("manifest.json", &manifest(&app, "1.0.1", json!({}))),
             ("main.py", MAIN),
+            ("data.txt", "bundled"),
         ],
     )
     .await;
@@ -261,7 +269,7 @@ async fn a_change_under_a_steady_stream_of_calls_reloads_the_app_with_no_failed_
             while !stop.load(Ordering::Relaxed) {
                 let (s, b) = h.sync(&app, json!({"names": ["COLOR"]})).await;
                 calls.fetch_add(1, Ordering::Relaxed);
-                if s != StatusCode::OK {
+                if s != StatusCode::OK || b["file"] != "bundled" {
                     failures.lock().unwrap().push(format!("{s}: {b}"));
                 }
             }

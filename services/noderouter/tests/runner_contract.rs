@@ -567,8 +567,9 @@ async fn a_job_whose_runner_is_killed_runs_again_elsewhere_exactly_once() {
 import os, time, psycopg2
 def execute(data, conn=None):
     with conn.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS {app}_runs (runner TEXT)")
-        cur.execute("INSERT INTO {app}_runs VALUES (%s)", (os.environ["NR_RUNNER_ID"],))
+        cur.execute("CREATE TABLE IF NOT EXISTS {app}_runs (n SERIAL, runner TEXT, pid INT)")
+        cur.execute("INSERT INTO {app}_runs (runner, pid) VALUES (%s, %s)",
+                    (os.environ["NR_RUNNER_ID"], os.getpid()))
     conn.commit()
     time.sleep(float(data.get("seconds", 3)))
     return {{"runner": os.environ["NR_RUNNER_ID"]}}
@@ -658,6 +659,25 @@ def execute(data, conn=None):
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(runs, 2, "the second attempt ran on the other runner");
+    // The first attempt's process, orphaned to init by the kill -9 and still inside its
+    // 30 s sleep, is killed by the rescuer's sweep: no app process outlives its runner.
+    let (first,): (i32,) =
+        sqlx::query_as(&format!("SELECT pid FROM {app}_runs ORDER BY n LIMIT 1"))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let mut left = pids_alive(&[first]);
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = pids_alive(&[first]);
+    }
+    assert!(
+        left.is_empty(),
+        "the killed runner's job process {first} is still running"
+    );
     let res = h
         .http
         .delete(format!("{}/api/async/jobs/{id}", h.url))

@@ -140,9 +140,13 @@ impl Inner {
         let bytes: Bytes = async { self.store.get(&path).await?.bytes().await }
             .await
             .map_err(|e| LoadError::Host(format!("cannot read bundle {}: {e}", ev.bundle_key)))?;
+        // A directory of its own for every load, the same revision's included (a reload
+        // for new variables, a dead host's replacement): the host still serving from the
+        // previous one removes that one when it goes, and nothing else.
         let dir = self.bundles_dir.join(&ev.app_name).join(format!(
-            "{rev}-{}",
-            ev.sha256.get(..12).unwrap_or(&ev.sha256)
+            "{rev}-{}-{}",
+            ev.sha256.get(..12).unwrap_or(&ev.sha256),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
         ));
         let identity = nr_infra::appid::ensure(&self.db, &ev.app_name, &self.config.contain)
             .await
@@ -190,8 +194,10 @@ impl Inner {
     }
 }
 
-/// Every second, kills what an app left running under its host (children of module
-/// code, orphans of killed workers): cheap, it reads each host's children list.
+/// Every second (the first at start), kills what an app left running under its host
+/// (children of module code, orphans of killed workers) and app processes adopted by
+/// init (left by a runner or deploy that was killed outright): cheap, it reads each
+/// host's and init's children lists.
 pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,7 +224,7 @@ pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationT
             h.sweep();
         }
         if contained {
-            nr_infra::contain::reap_strays(base, count);
+            nr_infra::contain::reap(base, count);
         }
     }
 }

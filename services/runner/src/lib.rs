@@ -165,6 +165,11 @@ impl Runner {
         std::fs::write(py_dir.join("nr_output.py"), OUTPUT_SCRIPT)?;
         std::fs::write(py_dir.join("noderouter").join("__init__.py"), SDK_INIT)?;
         let bundles_dir = root.join("apps");
+        // What a runner killed outright left unpacked; no host of this one uses it yet.
+        if bundles_dir.exists() {
+            std::fs::remove_dir_all(&bundles_dir)
+                .with_context(|| format!("cannot clear {}", bundles_dir.display()))?;
+        }
         std::fs::create_dir_all(&bundles_dir)?;
         std::fs::create_dir_all(root.join("home"))?;
         // App users pass through (0711) to their own bundle, home and the socket; the

@@ -332,6 +332,54 @@ pub fn adopt_orphans() {
     }
 }
 
+/// Kills app processes (uid in `[base, base + count)`) that init adopted: what a runner
+/// or deploy killed outright (SIGKILL, the OOM killer) left running or stopped. A live
+/// service's app processes are never init's children: each root is a child of its service
+/// and everything under a root re-parents to a subreaper inside the tree. Skipped when
+/// this process is init itself (a container's pid 1): its own are `reap_strays`'.
+/// Returns how many trees it killed.
+pub fn reap_orphans(base: u32, count: u32) -> usize {
+    if std::process::id() == 1 {
+        return 0;
+    }
+    let mut killed = 0;
+    for pid in children(1) {
+        let Some(uid) = owner(pid) else { continue };
+        if uid < base || u64::from(uid) >= u64::from(base) + u64::from(count) {
+            continue;
+        }
+        kill_tree(pid, Some(uid));
+        killed += 1;
+    }
+    killed
+}
+
+/// Kills app processes of the uid range that nothing else will: this process's strays
+/// (`reap_strays`) and init's adoptees (`reap_orphans`); logs what init had adopted.
+pub fn reap(base: u32, count: u32) {
+    reap_strays(base, count);
+    let orphans = reap_orphans(base, count);
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "killed app processes left running by a runner or deploy that died"
+        );
+    }
+}
+
+/// [`reap`] every second (the first at once) until `stop`: for a service that starts app
+/// processes and has no sweep of its own (deploy, between its import checks).
+pub async fn reap_every_second(base: u32, count: u32, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => reap(base, count),
+        }
+    }
+}
+
 /// Kills and reaps this process's children that run as an app uid in
 /// `[base, base + count)` and are not registered roots.
 pub fn reap_strays(base: u32, count: u32) {
