@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use nr_infra::appid::ContainArgs;
+
 use crate::archive::{self, Limits};
 use crate::conflicts::AppFacts;
 use crate::findings::{Finding, Refused};
@@ -20,6 +22,8 @@ use crate::{frontend, manifest};
 #[derive(Debug, Clone)]
 pub struct Checker {
     pub limits: Limits,
+    /// The platform's process limits: a manifest's `limits` may ask for less only.
+    pub contain: ContainArgs,
     /// `None` skips the import check.
     pub import: Option<ImportCheck>,
     /// Where bundles are unpacked for the import check (the system's temp dir if none).
@@ -34,6 +38,8 @@ pub struct Inspected {
     pub version: String,
     /// The manifest as written, unknown fields included.
     pub manifest: serde_json::Value,
+    /// The manifest's `limits` (the import check runs under them).
+    pub app_limits: Option<nr_contracts::manifest::Limits>,
     pub warnings: Vec<Finding>,
     pub facts: AppFacts,
     scratch: tempfile::TempDir,
@@ -54,10 +60,11 @@ impl Checker {
         file_name: &str,
     ) -> Result<Inspected, Refused> {
         let limits = self.limits.clone();
+        let contain = self.contain.clone();
         let work_dir = self.work_dir.clone();
         let file_name = file_name.to_owned();
         tokio::task::spawn_blocking(move || {
-            inspect_blocking(&bytes, &file_name, &limits, work_dir.as_deref())
+            inspect_blocking(&bytes, &file_name, &limits, &contain, work_dir.as_deref())
         })
         .await
         .map_err(Refused::internal)?
@@ -71,6 +78,7 @@ impl Checker {
                     .run(
                         &bundle.app_name,
                         &bundle.version,
+                        bundle.app_limits.as_ref(),
                         &bundle.app_dir(),
                         bundle.scratch.path(),
                     )
@@ -85,6 +93,7 @@ fn inspect_blocking(
     bytes: &[u8],
     file_name: &str,
     limits: &Limits,
+    contain: &ContainArgs,
     work_dir: Option<&Path>,
 ) -> Result<Inspected, Refused> {
     let mut builder = tempfile::Builder::new();
@@ -108,6 +117,18 @@ fn inspect_blocking(
         .unwrap_or_default();
     let bundle_name = archive::bundle_name(file_name);
     let m = manifest::check_manifest(&raw, bundle_name)?;
+    let above = contain.above(m.typed.limits.as_ref());
+    if !above.is_empty() {
+        let lines = crate::jsonpos::lines(&String::from_utf8_lossy(&raw));
+        let details = above
+            .into_iter()
+            .map(|(field, message)| {
+                let line = lines.get(&format!("/limits/{field}")).copied();
+                crate::findings::finding("manifest.limits", Some("manifest.json"), line, message)
+            })
+            .collect();
+        return Err(Refused::many(422, details));
+    }
     let mut warnings = Vec::new();
     if !unpacked.root.is_empty() {
         let folder = unpacked.root.trim_end_matches('/');
@@ -131,6 +152,7 @@ fn inspect_blocking(
         app_name: m.app_name,
         version: m.version,
         manifest: m.manifest,
+        app_limits: m.typed.limits,
         warnings,
         facts: m.facts,
         scratch,

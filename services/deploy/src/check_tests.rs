@@ -6,6 +6,7 @@ const MANIFEST: &str = r#"{"app_name":"notes","version":"1.2.0","api_version":"1
 fn checker(timeout_s: u64) -> Checker {
     Checker {
         limits: Limits::default(),
+        contain: Default::default(),
         import: Some(ImportCheck {
             python: nr_testkit::python(),
             database_url: None,

@@ -106,6 +106,7 @@ impl DeployConfig {
         };
         Checker {
             limits: self.checks.limits(),
+            contain: self.checks.contain.clone(),
             import: self.checks.import_check.then(|| ImportCheck {
                 python: self.python.clone(),
                 database_url: self.database_url.clone(),

@@ -66,6 +66,7 @@ impl ImportCheck {
         &self,
         app: &str,
         version: &str,
+        app_limits: Option<&nr_contracts::manifest::Limits>,
         app_dir: &Path,
         scratch: &Path,
     ) -> Result<(), Refused> {
@@ -139,7 +140,7 @@ impl ImportCheck {
                 )));
             }
         }
-        let mut limits = self.contain.clone();
+        let mut limits = self.contain.for_app(app_limits);
         if uid.is_none() {
             // RLIMIT_NPROC counts every process of the user: deploy's own, here.
             limits.app_max_procs = 0;

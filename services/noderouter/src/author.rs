@@ -67,6 +67,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
     let timeout = opts.checks.deploy_import_timeout_s;
     let checker = Checker {
         limits: opts.checks.limits(),
+        contain: opts.checks.contain.clone(),
         import: opts.import.then(|| ImportCheck {
             python: opts.python.clone(),
             database_url: opts.database_url.clone(),

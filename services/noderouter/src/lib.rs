@@ -33,9 +33,6 @@ pub struct PlatformConfig {
     /// Lease on a running job, seconds (a job whose runner died reruns after it).
     #[arg(long, env = "NR_JOB_LEASE_S", default_value_t = 30.0)]
     pub job_lease_s: f64,
-    /// Address-space limit of each worker process, MiB (0: none).
-    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
-    pub worker_memory_mb: u64,
     /// Job slots, per-app limits, job workers, logs and retention.
     #[command(flatten)]
     pub jobs: nr_runner::JobArgs,
@@ -74,7 +71,6 @@ impl PlatformConfig {
             job_timeout_s: self.job_timeout_s,
             job_lease_s: self.job_lease_s,
             jobs: self.jobs.clone(),
-            worker_memory_mb: self.worker_memory_mb,
             runner_secret: self.gateway.runner_secret.clone(),
             secrets_key: self.gateway.secrets_key.clone(),
             work_dir: self.runner_dir.clone(),

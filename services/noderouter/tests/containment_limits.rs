@@ -196,3 +196,130 @@ async fn cpu_time_is_limited_per_call_not_over_a_workers_life() {
     let (s, b) = h.sync("spinner", json!({"cpu_s": 0.1})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+/// Tries to lift its memory limit before any call: at import it replaces the host's
+/// limit function and raises its own limits; then each call allocates `mb` MiB and
+/// writes a file of `file_mb` MiB.
+const HUNGRY: &str = r#"
+import os, resource
+import __main__
+
+# Hostile: the functions the host would call to limit workers are replaced...
+__main__._limit_memory = lambda: None
+# ...and the process's own limits raised as far as the kernel lets it.
+for res in (resource.RLIMIT_AS, resource.RLIMIT_FSIZE):
+    try:
+        resource.setrlimit(res, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
+
+def execute(data, conn=None):
+    out = {"as_limit": resource.getrlimit(resource.RLIMIT_AS)[1]}
+    try:
+        block = bytearray(int(data["mb"]) * 1024 * 1024)
+        out["alloc"] = len(block) // (1024 * 1024)
+        del block
+    except MemoryError:
+        out["alloc"] = "MemoryError"
+    try:
+        with open(os.path.join(os.environ["TMPDIR"], "big"), "wb") as fh:
+            fh.write(b"x" * (int(data["file_mb"]) * 1024 * 1024))
+        out["file"] = "written"
+    except OSError as exc:
+        out["file"] = type(exc).__name__
+    return out
+"#;
+
+fn limited_manifest(app: &str, version: &str, limits: serde_json::Value) -> String {
+    json!({"app_name": app, "version": version, "api_version": "1.0.0", "limits": limits})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apps_manifest_lowers_its_own_limits_which_it_cannot_lift_and_no_other_apps() {
+    let h = Harness::start_with(&["--worker-memory-mb", "1024"]).await;
+    let tight = json!({"memory_mb": 256, "max_file_mb": 1});
+    h.deploy_ok(
+        "tight",
+        &[
+            ("manifest.json", &limited_manifest("tight", "1.0.0", tight)),
+            ("main.py", HUNGRY),
+        ],
+    )
+    .await;
+    h.deploy_ok(
+        "roomy",
+        &[
+            (
+                "manifest.json",
+                &limited_manifest("roomy", "1.0.0", json!({})),
+            ),
+            ("main.py", HUNGRY),
+        ],
+    )
+    .await;
+    let ask = json!({"mb": 400, "file_mb": 2});
+    let (s, b) = h.sync("tight", ask.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["as_limit"], 256 * 1024 * 1024, "{b}");
+    assert_eq!(b["alloc"], "MemoryError", "{b}");
+    assert!(b["file"].as_str().unwrap().contains("Error"), "{b}");
+    // Its job workers run under the same limits.
+    let (s, sub) = h.submit("tight", ask.clone()).await;
+    assert!(s.is_success(), "{sub}");
+    let job = h
+        .wait_job(sub["job_id"].as_str().unwrap(), |j| {
+            matches!(j["status"].as_str(), Some("completed" | "failed"))
+        })
+        .await;
+    assert_eq!(job["result"]["alloc"], "MemoryError", "{job}");
+    // The other app keeps the platform's limits, though its code tried the same.
+    let (s, b) = h.sync("roomy", ask).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["as_limit"], 1024 * 1024 * 1024, "{b}");
+    assert_eq!(b["alloc"], 400, "{b}");
+    assert_eq!(b["file"], "written", "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_asking_more_than_the_platforms_limits_is_refused_naming_the_setting() {
+    let h = Harness::start_with(&["--app-cpu-s", "60"]).await;
+    h.deploy_ok(
+        "modest",
+        &[
+            (
+                "manifest.json",
+                &limited_manifest("modest", "1.0.0", json!({})),
+            ),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'v': 1}\n",
+            ),
+        ],
+    )
+    .await;
+    let (s, b) = h
+        .deploy(
+            "modest.zip",
+            nr_testkit::zip_files(&[
+                (
+                    "manifest.json",
+                    &limited_manifest("modest", "1.1.0", json!({"cpu_s": 120})),
+                ),
+                (
+                    "main.py",
+                    "def execute(data, conn=None):\n    return {'v': 2}\n",
+                ),
+            ]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let text = b.to_string();
+    assert!(text.contains("manifest.limits"), "{b}");
+    assert!(text.contains("limits.cpu_s is 120"), "{b}");
+    assert!(text.contains("60 (NR_APP_CPU_S)"), "{b}");
+    // The version deployed before keeps serving.
+    let (s, b) = h.sync("modest", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["v"], 1, "{b}");
+}

@@ -217,9 +217,11 @@ def _limit_memory():
 # ── Containment ───────────────────────────────────────────────────────────────
 
 def _limit_process():
-    """Hard limits on processes of the app's uid and on file size (the app cannot raise
-    them), and a CPU-time limit for the import."""
+    """Hard limits on processes of the app's uid, on file size and on address space,
+    set before any app code runs (the app cannot raise a hard limit, and every worker
+    forked later inherits them), and a CPU-time limit for the import."""
     nr_contain.limit_process()
+    _limit_memory()
     _limit_cpu()
 
 

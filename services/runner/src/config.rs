@@ -41,10 +41,6 @@ pub struct RunnerConfig {
     /// Job slots, per-app limits, job workers, logs and retention.
     #[command(flatten)]
     pub jobs: JobArgs,
-    /// Address-space limit of each worker process, MiB (0: none). An app over it gets
-    /// MemoryError.
-    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
-    pub worker_memory_mb: u64,
     /// Keys that sign runner requests (comma-separated; any verifies). Unset:
     /// development mode, unsigned requests are served.
     #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]

@@ -195,7 +195,6 @@ impl Runner {
             py_dir,
             sock_path,
         );
-        spawner.worker_memory_mb = config.worker_memory_mb;
         spawner.contain = config.contain.clone();
         spawner.switch_users = switch_users;
         spawner.files = Some(Arc::new(host::FileIo {

@@ -25,8 +25,6 @@ const HELLO_MAX: usize = 4096;
 /// How the runner starts Python hosts and receives their workers' connections.
 pub struct Spawner {
     pub runner_id: String,
-    /// Address-space cap of each worker, MiB (0: none).
-    pub worker_memory_mb: u64,
     pub python: String,
     pub database_url: String,
     pub py_dir: PathBuf,
@@ -63,7 +61,6 @@ impl Spawner {
     ) -> Self {
         Self {
             runner_id,
-            worker_memory_mb: 0,
             python,
             database_url,
             home_root: py_dir.with_file_name("home"),
@@ -145,12 +142,9 @@ impl Spawner {
             ("NR_APP_NAME".to_owned(), spec.app.clone()),
             ("NR_APP_VERSION".to_owned(), spec.version.clone()),
             ("NR_RUNNER_ID".to_owned(), self.runner_id.clone()),
-            (
-                "NR_WORKER_MEMORY_MB".to_owned(),
-                self.worker_memory_mb.to_string(),
-            ),
         ];
-        let mut limits = self.contain.clone();
+        // The platform's limits, lowered where the app's manifest asks.
+        let mut limits = self.contain.for_app(spec.manifest.limits.as_ref());
         if uid.is_none() {
             // RLIMIT_NPROC counts every process of the user: the runner's own, here.
             limits.app_max_procs = 0;

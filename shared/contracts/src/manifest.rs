@@ -14,6 +14,7 @@
 
 mod beyond;
 mod jobs;
+mod limits;
 mod seconds;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -26,6 +27,7 @@ pub use beyond::{
 pub use jobs::{
     JobConcurrency, JobRetry, RetryOn, JOB_RETRY_FIELDS, MAX_JOB_ATTEMPTS, MAX_JOB_CONCURRENCY,
 };
+pub use limits::{Limits, LIMITS_FIELDS, LIMITS_RANGES};
 pub use seconds::{duration_or, Seconds, MAX_SECONDS, MIN_SECONDS, SECONDS_EXPECTED};
 
 /// The top-level fields the platform knows, in the order the docs list them.
@@ -39,6 +41,7 @@ pub const FIELDS: &[&str] = &[
     "job_timeout_s",
     "job_concurrency",
     "job_retry",
+    "limits",
     "actions",
     "api_version",
     "nav",
@@ -79,6 +82,9 @@ pub struct Manifest {
     /// Retries with back-off of a failed job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_retry: Option<JobRetry>,
+    /// Process limits lower than the platform's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
     #[serde(
         default,
         deserialize_with = "null_as_empty",
@@ -263,8 +269,10 @@ fn not_an_object(manifest: &serde_json::Value) -> Result<(), ManifestError> {
             .collect()
     }
     object(manifest, "", "")?;
-    if let Some(retry) = manifest.get("job_retry").filter(|v| !v.is_null()) {
-        object(retry, "job_retry", "/job_retry")?;
+    for key in ["job_retry", "limits"] {
+        if let Some(v) = manifest.get(key).filter(|v| !v.is_null()) {
+            object(v, key, &format!("/{key}"))?;
+        }
     }
     for key in ["actions", "permissions", "schedules", "routes"] {
         for (field, pointer, v) in items(manifest, key, "", "") {

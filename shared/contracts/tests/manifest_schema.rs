@@ -73,6 +73,15 @@ fn the_schema_knows_the_same_fields_as_the_type() {
         set(manifest::PERMISSION_FIELDS)
     );
     assert_eq!(
+        keys(&s["properties"]["limits"]["properties"]),
+        set(manifest::LIMITS_FIELDS)
+    );
+    for (field, lo, hi) in manifest::LIMITS_RANGES {
+        let p = &s["properties"]["limits"]["properties"][*field];
+        assert_eq!(p["minimum"].as_u64(), Some(*lo), "{field}");
+        assert_eq!(p["maximum"].as_u64(), Some(*hi), "{field}");
+    }
+    assert_eq!(
         s["$defs"]["Seconds"]["minimum"].as_f64(),
         Some(manifest::MIN_SECONDS)
     );
@@ -126,6 +135,9 @@ fn invalid_manifests_are_refused_by_both() {
             json!([{"id": "a", "label": "A", "children": [["b", "B"]]}]),
         ),
         with("permissions", json!([["a:b"]])),
+        with("limits", json!({"memory_mb": 10})),
+        with("limits", json!({"cpu_s": "60"})),
+        with("limits", json!([60])),
         json!(null),
     ];
     for m in cases {
@@ -185,6 +197,21 @@ fn property_the_schema_and_the_type_accept_the_same_manifests() {
                 json!([3]),
                 json!([["a"]]),
                 json!("a"),
+            ],
+        ),
+        (
+            "limits",
+            vec![
+                json!({"memory_mb": 512}),
+                json!(null),
+                json!({}),
+                json!({"cpu_s": 1, "max_procs": 4, "max_file_mb": 1_048_576}),
+                json!({"memory_mb": 63}),
+                json!({"max_procs": 3}),
+                json!({"cpu_s": 86_401}),
+                json!({"memory_mb": "512"}),
+                json!({"max_file_mb": 1.5}),
+                json!([512]),
             ],
         ),
         ("api_version", vec![json!("1.0.0"), json!(null), json!(1.0)]),

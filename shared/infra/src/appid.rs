@@ -8,6 +8,7 @@
 //! role and schema (its data stays).
 
 use anyhow::{bail, Context as _};
+use nr_contracts::manifest::Limits;
 use sqlx::PgPool;
 
 /// Containment settings shared by the runner and deploy's import check.
@@ -31,6 +32,10 @@ pub struct ContainArgs {
     /// (RLIMIT_CPU; 0: none).
     #[arg(long, env = "NR_APP_CPU_S", default_value_t = 600)]
     pub app_cpu_s: u64,
+    /// Address-space limit of each app process, MiB (RLIMIT_AS, hard; 0: none). An app
+    /// over it gets MemoryError.
+    #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
+    pub worker_memory_mb: u64,
 }
 
 impl Default for ContainArgs {
@@ -41,6 +46,7 @@ impl Default for ContainArgs {
             app_max_procs: 256,
             app_max_file_mb: 1024,
             app_cpu_s: 600,
+            worker_memory_mb: 2048,
         }
     }
 }
@@ -55,7 +61,62 @@ impl ContainArgs {
                 self.app_max_file_mb.to_string(),
             ),
             ("NR_APP_CPU_S".into(), self.app_cpu_s.to_string()),
+            (
+                "NR_WORKER_MEMORY_MB".into(),
+                self.worker_memory_mb.to_string(),
+            ),
         ]
+    }
+
+    /// The platform's value of each limit a manifest's `limits` may set, with the
+    /// setting that configures it: `(field, value, setting)`; 0 is none.
+    fn ceilings(&self) -> [(&'static str, u64, &'static str); 4] {
+        [
+            ("memory_mb", self.worker_memory_mb, "NR_WORKER_MEMORY_MB"),
+            ("cpu_s", self.app_cpu_s, "NR_APP_CPU_S"),
+            ("max_procs", self.app_max_procs, "NR_APP_MAX_PROCS"),
+            ("max_file_mb", self.app_max_file_mb, "NR_APP_MAX_FILE_MB"),
+        ]
+    }
+
+    /// What an app's `limits` asks above the platform's own (deploy refuses it):
+    /// one message per field, naming the platform's value and its setting.
+    pub fn above(&self, limits: Option<&Limits>) -> Vec<(String, String)> {
+        let Some(limits) = limits else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (field, asked) in limits.set_fields() {
+            if let Some((_, platform, setting)) =
+                self.ceilings().into_iter().find(|(f, _, _)| *f == field)
+            {
+                if platform > 0 && asked > platform {
+                    out.push((
+                        field.to_owned(),
+                        format!("limits.{field} is {asked}, above this platform's {platform} ({setting}): ask for {platform} or less, or have the operator raise {setting}"),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// These limits with an app's own applied: each field it sets replaces the
+    /// platform's when lower (or when the platform sets none), never raises it.
+    pub fn for_app(&self, limits: Option<&Limits>) -> ContainArgs {
+        let mut out = self.clone();
+        let Some(limits) = limits else {
+            return out;
+        };
+        let lower = |platform: u64, asked: Option<u64>| match asked {
+            Some(a) if platform == 0 || a < platform => a,
+            _ => platform,
+        };
+        out.worker_memory_mb = lower(self.worker_memory_mb, limits.memory_mb);
+        out.app_cpu_s = lower(self.app_cpu_s, limits.cpu_s);
+        out.app_max_procs = lower(self.app_max_procs, limits.max_procs);
+        out.app_max_file_mb = lower(self.app_max_file_mb, limits.max_file_mb);
+        out
     }
 }
 
@@ -334,6 +395,31 @@ mod tests {
             "postgres://r:p@h"
         );
         assert!(super::with_credentials("host=h user=u", "r", "p").is_err());
+    }
+
+    #[test]
+    fn an_apps_limits_lower_the_platforms_and_never_raise_them() {
+        use nr_contracts::manifest::Manifest;
+        let platform = super::ContainArgs {
+            app_max_file_mb: 0, // none
+            ..Default::default()
+        };
+        let m = Manifest::from_value(&serde_json::json!({
+            "app_name": "a", "version": "1.0.0",
+            "limits": {"memory_mb": 512, "cpu_s": 900, "max_file_mb": 10}
+        }))
+        .unwrap();
+        let app = platform.for_app(m.limits.as_ref());
+        assert_eq!(app.worker_memory_mb, 512);
+        assert_eq!(app.app_cpu_s, 600, "never above the platform's");
+        assert_eq!(app.app_max_procs, 256, "absent: the platform's");
+        assert_eq!(app.app_max_file_mb, 10, "the platform sets none");
+        let above = platform.above(m.limits.as_ref());
+        assert_eq!(above.len(), 1, "{above:?}");
+        assert_eq!(above[0].0, "cpu_s");
+        assert!(above[0].1.contains("600 (NR_APP_CPU_S)"), "{}", above[0].1);
+        assert!(platform.above(None).is_empty());
+        assert_eq!(platform.for_app(None).worker_memory_mb, 2048);
     }
 
     #[test]

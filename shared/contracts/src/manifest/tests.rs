@@ -157,6 +157,7 @@ fn the_full_manifest_round_trips_and_fields_lists_every_field() {
         "job_timeout_s": 600,
         "job_concurrency": 4,
         "job_retry": {"attempts": 5, "initial_delay_s": 2, "factor": 1.5, "max_delay_s": 60, "on": "exception"},
+        "limits": {"memory_mb": 512, "cpu_s": 60, "max_procs": 32, "max_file_mb": 100},
         "actions": [{"name": "deal_closed", "display_name": "Deal closed", "description": "d", "required_permission": "sales:read"}],
         "api_version": "1.0.0",
         "nav": [{"id": "sales:root", "label": "Sales", "icon": "briefcase", "href": "/apps/sales/", "permission": "sales:access",
@@ -213,4 +214,35 @@ fn configured_durations_never_panic_whatever_the_number() {
         assert_eq!(duration_or(bad, 30.0), Duration::from_secs(30), "{bad}");
     }
     assert_eq!(duration_or(f64::NAN, f64::NAN), Duration::from_secs(1));
+}
+
+#[test]
+fn limits_are_whole_numbers_in_their_range_named_by_path() {
+    for (field, lo, hi) in LIMITS_RANGES {
+        let ok = Manifest::from_value(&with("limits", json!({ *field: lo }))).unwrap();
+        assert_eq!(ok.limits.unwrap().set_fields(), vec![(*field, *lo)]);
+        for bad in [
+            json!(lo - 1),
+            json!(hi + 1),
+            json!("64"),
+            json!(1.5),
+            json!(-1),
+        ] {
+            let e = refused(with("limits", json!({ *field: bad.clone() })));
+            assert_eq!(e.field, format!("limits.{field}"), "{bad}");
+            assert_eq!(e.pointer, format!("/limits/{field}"), "{bad}");
+            assert!(
+                e.message.contains(&format!("from {lo} to {hi}"))
+                    || e.message.contains("u64")
+                    || e.message.contains("integer"),
+                "{bad}: {e}"
+            );
+        }
+    }
+    // Not an object: refused, not read as a list of its fields.
+    assert_eq!(refused(with("limits", json!([512]))).field, "limits");
+    let none = Manifest::from_value(&with("limits", json!({}))).unwrap();
+    assert!(none.limits.unwrap().set_fields().is_empty());
+    let fields: Vec<&str> = LIMITS_RANGES.iter().map(|(f, _, _)| *f).collect();
+    assert_eq!(fields, LIMITS_FIELDS);
 }
