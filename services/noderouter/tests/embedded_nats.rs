@@ -150,21 +150,35 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
 /// Publishes on `runner.alive` as the runner and says whether the server refused it.
 async fn runner_may_beat(url: &str, passwords: &Passwords) -> bool {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let client = async_nats::ConnectOptions::with_user_and_password(
-        Role::Runner.user().into(),
-        passwords.get(Role::Runner).unwrap_or_default().into(),
-    )
-    .event_callback(move |event| {
+    // A connection made while the server reloads its configuration may be refused as
+    // unauthorized for a moment: try again for a few seconds.
+    let mut tries = 0;
+    let client = loop {
         let tx = tx.clone();
-        async move {
-            if let async_nats::Event::ServerError(e) = event {
-                let _ = tx.send(e.to_string());
+        let attempt = async_nats::ConnectOptions::with_user_and_password(
+            Role::Runner.user().into(),
+            passwords.get(Role::Runner).unwrap_or_default().into(),
+        )
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
+                }
             }
+        })
+        .connect(url)
+        .await;
+        match attempt {
+            Ok(client) => break client,
+            Err(e) if tries < 30 => {
+                tries += 1;
+                eprintln!("runner connection refused ({e}); trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the runner cannot connect: {e}"),
         }
-    })
-    .connect(url)
-    .await
-    .unwrap();
+    };
     client.publish("runner.alive", "r".into()).await.unwrap();
     client.flush().await.unwrap();
     let refused = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
