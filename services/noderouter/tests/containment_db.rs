@@ -356,3 +356,68 @@ async fn a_deleted_apps_data_stays_and_its_next_deploy_finds_it() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["rows"][0]["name"], "kept", "{b}");
 }
+
+/// Locks its own job's row (the progress grant allows it) on a connection of its own,
+/// and keeps the transaction open after `execute` returns, from a thread that outlives
+/// the call.
+const LOCKER: &str = r#"
+import os, threading, time, psycopg2
+
+_held = []
+
+def execute(data, conn=None):
+    c = psycopg2.connect(os.environ["DATABASE_URL"])
+    cur = c.cursor()
+    cur.execute(
+        "UPDATE noderouter_core.job_queue SET progress = 1, updated_at = NOW() WHERE id = %s",
+        (data["_job_id"],),
+    )
+    _held.append((c, cur))
+    threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+    return {"locked": cur.rowcount}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_holding_its_own_job_row_locked_stalls_no_other_apps_jobs() {
+    let h = Harness::start().await;
+    h.deploy_ok(
+        "locker",
+        &[("manifest.json", &manifest("locker")), ("main.py", LOCKER)],
+    )
+    .await;
+    h.deploy_ok(
+        "bystander",
+        &[
+            ("manifest.json", &manifest("bystander")),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'ok': True}\n",
+            ),
+        ],
+    )
+    .await;
+    let (s, locked) = h.submit("locker", json!({})).await;
+    assert!(s.is_success(), "{locked}");
+    // Its row is locked by the time the runner records its outcome; give it that time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (s, b) = h.submit("bystander", json!({ "n": i })).await;
+        assert!(s.is_success(), "{b}");
+        ids.push(b["job_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let job = h
+            .wait_job(id, |j| {
+                matches!(j["status"].as_str(), Some("completed" | "failed"))
+            })
+            .await;
+        assert_eq!(job["status"], "completed", "{job}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "other apps' jobs waited {:?} behind the locked row",
+        started.elapsed()
+    );
+}

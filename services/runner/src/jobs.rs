@@ -191,12 +191,7 @@ fn start_batchers(inner: &Arc<Inner>) {
     let db = inner.db.clone();
     let finishes = nr_jobs::Batcher::spawn(BATCH, move |outcomes: Vec<nr_jobs::Outcome>| {
         let db = db.clone();
-        async move {
-            match nr_jobs::finish(&db, &outcomes).await {
-                Ok(done) => done.into_iter().map(Ok).collect(),
-                Err(e) => outcomes.iter().map(|_| Err(e.to_string())).collect(),
-            }
-        }
+        async move { nr_jobs::finish_each(&db, &outcomes).await }
     });
     *inner.jobs.claims.lock().unwrap_or_else(|p| p.into_inner()) = Some(claims);
     *inner

@@ -22,7 +22,9 @@ pub struct Claimed {
 }
 
 /// Claims every job of `ids` that may run now, in one statement: pending and past its
-/// back-off, or running under a lapsed lease, with attempts left.
+/// back-off, or running under a lapsed lease, with attempts left. A row someone else
+/// holds locked is skipped, not waited for: an app may lock its own job's row (its
+/// progress grant allows `SELECT … FOR UPDATE`), and a batch mixes apps.
 pub async fn claim(
     db: &PgPool,
     ids: &[Uuid],
@@ -31,13 +33,17 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     type Row = (Uuid, i32, i32, Value, Option<String>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
-        "UPDATE noderouter_core.job_queue \
-         SET status = $4, attempt = attempt + 1, node = $2, progress = 0, not_before = NULL, \
+        "WITH free AS ( \
+             SELECT id FROM noderouter_core.job_queue \
+             WHERE id = ANY($1) AND attempt < max_attempts \
+               AND ((status = $5 AND (not_before IS NULL OR not_before <= NOW())) \
+                    OR (status = $4 AND lease_until < NOW())) \
+             FOR UPDATE SKIP LOCKED) \
+         UPDATE noderouter_core.job_queue j \
+         SET status = $4, attempt = j.attempt + 1, node = $2, progress = 0, not_before = NULL, \
              lease_until = NOW() + make_interval(secs => $3) \
-         WHERE id = ANY($1) AND attempt < max_attempts \
-           AND ((status = $5 AND (not_before IS NULL OR not_before <= NOW())) \
-                OR (status = $4 AND lease_until < NOW())) \
-         RETURNING id, attempt, max_attempts, payload, submitted_by, request_id",
+         FROM free WHERE j.id = free.id \
+         RETURNING j.id, j.attempt, j.max_attempts, j.payload, j.submitted_by, j.request_id",
     )
     .bind(ids)
     .bind(node)
@@ -170,8 +176,46 @@ pub struct Outcome {
     pub logs: Option<String>,
 }
 
-/// Records many outcomes in one statement. Returns, for each outcome in order, the
-/// job's final progress when this attempt still held the job (`None`: it had lost it).
+/// How long recording outcomes waits for a row lock: an app may hold its own job's row
+/// locked, and one batch carries many apps' outcomes.
+const FINISH_LOCK_WAIT: &str = "2s";
+
+/// Records many outcomes, in one statement when it can. Returns, for each outcome in
+/// order, the job's final progress when this attempt still held the job (`Ok(None)`: it
+/// had lost it), or why it could not be recorded. When a row stays locked past
+/// [`FINISH_LOCK_WAIT`], each outcome is recorded on its own, so only the locked job's
+/// fails (and is run again once its lease lapses) and the others' are recorded.
+pub async fn finish_each(db: &PgPool, outcomes: &[Outcome]) -> Vec<Result<Option<i32>, String>> {
+    match finish(db, outcomes).await {
+        Ok(done) => done.into_iter().map(Ok).collect(),
+        Err(e) if is_lock_timeout(&e) && outcomes.len() > 1 => {
+            tracing::warn!(
+                outcomes = outcomes.len(),
+                "a job row stayed locked: recording the batch's outcomes one by one"
+            );
+            let mut out = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                out.push(match finish(db, std::slice::from_ref(o)).await {
+                    Ok(done) => Ok(done.into_iter().next().flatten()),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+            out
+        }
+        Err(e) => outcomes.iter().map(|_| Err(e.to_string())).collect(),
+    }
+}
+
+/// Postgres's `lock_not_available` (55P03): `lock_timeout` ran out.
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
+/// Records many outcomes in one statement, waiting at most [`FINISH_LOCK_WAIT`] for a
+/// row lock. Returns, for each outcome in order, the job's final progress when this
+/// attempt still held the job (`None`: it had lost it).
 pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>>, sqlx::Error> {
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
@@ -179,6 +223,10 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
     let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
     let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let logs: Vec<Option<String>> = outcomes.iter().map(|o| o.logs.clone()).collect();
+    let mut tx = db.begin().await?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{FINISH_LOCK_WAIT}'"))
+        .execute(&mut *tx)
+        .await?;
     let done: Vec<(Uuid, i32)> = sqlx::query_as(
         "UPDATE noderouter_core.job_queue j \
          SET status = u.status, result = u.result, error_message = u.error, logs = u.logs, \
@@ -196,8 +244,9 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
     .bind(&logs)
     .bind(JobStatus::Completed.as_str())
     .bind(JobStatus::Running.as_str())
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(ids
         .iter()
         .map(|id| done.iter().find(|(d, _)| d == id).map(|(_, p)| *p))
