@@ -323,3 +323,76 @@ async fn a_manifest_asking_more_than_the_platforms_limits_is_refused_naming_the_
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["v"], 1, "{b}");
 }
+
+/// Burns CPU outside its calls: a thread started at import (in the host) with
+/// `SPIN_AT_IMPORT`, or one a call leaves running (in the worker).
+const SPIN_OUTSIDE_CALLS: &str = r#"
+import os, threading
+
+def _spin():
+    while True:
+        pass
+
+if SPIN_AT_IMPORT:
+    threading.Thread(target=_spin, daemon=True).start()
+
+def execute(data, conn=None):
+    if data.get("spin"):
+        threading.Thread(target=_spin, daemon=True).start()
+    return {"pid": os.getpid(), "host": os.getppid()}
+"#;
+
+async fn gone_within(pid: u64, limit: Duration) -> bool {
+    let pid = i32::try_from(pid).unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !alive(pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_burning_cpu_outside_calls_are_stopped_in_the_host_and_in_idle_workers() {
+    let h = Harness::start().await;
+    let deploy = |app: &'static str, at_import: bool| {
+        let main = SPIN_OUTSIDE_CALLS.replace(
+            "SPIN_AT_IMPORT",
+            if at_import {
+                "os.environ.get('NR_DEPLOY_CHECK') != '1'"
+            } else {
+                "False"
+            },
+        );
+        let manifest = format!(r#"{{"app_name":"{app}","version":"1.0.0","api_version":"1.0.0"}}"#);
+        (app, manifest, main)
+    };
+    // A call leaves a spinning thread in its worker: the idle worker is killed, and the
+    // next call is served by another.
+    let (app, manifest, main) = deploy("leaver", false);
+    h.deploy_ok(app, &[("manifest.json", &manifest), ("main.py", &main)])
+        .await;
+    let (s, b) = h.sync(app, json!({"spin": true})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let worker = b["pid"].as_u64().unwrap();
+    assert!(
+        gone_within(worker, Duration::from_secs(10)).await,
+        "the worker left spinning after its call still runs"
+    );
+    let (s, b) = h.sync(app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_ne!(b["pid"].as_u64().unwrap(), worker);
+    // A thread started at import spins in the app's host: the host is killed.
+    let (app, manifest, main) = deploy("importspinner", true);
+    h.deploy_ok(app, &[("manifest.json", &manifest), ("main.py", &main)])
+        .await;
+    let (s, b) = h.sync(app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let host = b["host"].as_u64().unwrap();
+    assert!(
+        gone_within(host, Duration::from_secs(15)).await,
+        "the host spinning since its import still runs"
+    );
+}

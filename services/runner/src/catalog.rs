@@ -222,6 +222,7 @@ pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationT
         drop(inner);
         for h in hosts {
             h.sweep();
+            h.watch_cpu();
         }
         if contained {
             nr_infra::contain::reap(base, count);

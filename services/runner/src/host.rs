@@ -21,6 +21,7 @@ use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
+mod cpu_watch;
 mod exchange;
 mod files;
 mod job_pool;
@@ -107,6 +108,8 @@ struct Worker {
     stream: BufReader<UnixStream>,
     pid: i32,
     uid: Option<u32>,
+    /// Sync calls served, for the CPU watch.
+    served: u64,
 }
 
 impl Worker {
@@ -140,6 +143,7 @@ pub struct AppHost {
     jobs: JobPoolSpec,
     /// The platform log's rate for this app's output, its calls' lines included.
     log_rate: output::SharedRate,
+    cpu_watch: Mutex<cpu_watch::CpuWatch>,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -223,6 +227,7 @@ impl AppHost {
             uid,
             workers: Mutex::new(HashSet::new()),
             job_idle: Mutex::new(Vec::new()),
+            cpu_watch: Mutex::new(Default::default()),
             jobs: spec.jobs,
             log_rate,
         });
@@ -333,6 +338,7 @@ impl AppHost {
                 stream: BufReader::with_capacity(WORKER_READ_BUFFER, stream),
                 pid,
                 uid: self.uid,
+                served: 0,
             })
         }
         .await;
@@ -379,7 +385,10 @@ impl AppHost {
                 other => other,
             });
         match &result {
-            Ok(_) | Err(CallError::Exception { .. }) => self.lock_idle().push(worker),
+            Ok(_) | Err(CallError::Exception { .. }) => {
+                worker.served += 1;
+                self.lock_idle().push(worker)
+            }
             Err(_) => self.kill_worker(&worker),
         }
         result

@@ -97,6 +97,17 @@ fn stat(pid: i32) -> Option<(i32, bool)> {
     Some((ppid, matches!(state, "Z" | "X")))
 }
 
+/// CPU time `pid` has used, all its threads, in clock ticks: user and system
+/// (`/proc/<pid>/stat` fields 14 and 15).
+pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime, stime))
+}
+
 fn owner(pid: i32) -> Option<u32> {
     std::fs::metadata(format!("/proc/{pid}"))
         .ok()
