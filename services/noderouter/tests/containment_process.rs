@@ -430,3 +430,45 @@ async fn children_a_job_leaves_behind_are_killed_when_it_is_cancelled() {
         "processes {pids:?} outlived the cancelled job"
     );
 }
+
+/// Writes `data.path` (with `write`) or reads it back.
+const SHARED_TMP: &str = r#"
+import os
+
+def execute(data, conn=None):
+    path = data["path"]
+    if data.get("write"):
+        with open(path, "w") as fh:
+            fh.write("private")
+        return {"mode": oct(os.stat(path).st_mode & 0o777)}
+    try:
+        with open(path) as fh:
+            return {"read": fh.read()}
+    except OSError as exc:
+        return {"read": type(exc).__name__}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_app_writes_to_a_shared_directory_is_its_own() {
+    let h = Harness::start().await;
+    for app in ["tmpwriter", "tmpreader"] {
+        h.deploy_ok(
+            app,
+            &[("manifest.json", &manifest(app)), ("main.py", SHARED_TMP)],
+        )
+        .await;
+    }
+    let path = format!("/tmp/nr-shared-{}", uuid::Uuid::new_v4().simple());
+    let (s, b) = h
+        .sync("tmpwriter", json!({"path": path, "write": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["mode"], "0o600", "{b}");
+    let (s, b) = h.sync("tmpreader", json!({"path": path})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["read"], "PermissionError", "{b}");
+    let (s, b) = h.sync("tmpwriter", json!({"path": path})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["read"], "private", "{b}");
+    let _ = std::fs::remove_file(&path);
+}

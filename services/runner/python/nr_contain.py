@@ -45,8 +45,12 @@ def become_subreaper():
 
 def limit_process():
     """Hard limits on processes of the app's uid and on file size (the app cannot raise
-    them): ``NR_APP_MAX_PROCS`` and ``NR_APP_MAX_FILE_MB``."""
+    them): ``NR_APP_MAX_PROCS`` and ``NR_APP_MAX_FILE_MB``. Files the app creates are
+    its own (umask 077): what it writes to a shared directory such as ``/tmp`` is not
+    readable by other apps' users."""
     import resource
+
+    os.umask(0o077)
 
     procs = env_int("NR_APP_MAX_PROCS")
     if procs > 0:
