@@ -343,6 +343,11 @@ pub fn adopt_orphans() {
     }
 }
 
+/// Whether `uid` is an app's: in `[base, base + count)`.
+fn in_range(uid: u32, base: u32, count: u32) -> bool {
+    uid >= base && u64::from(uid) < u64::from(base) + u64::from(count)
+}
+
 /// Kills app processes (uid in `[base, base + count)`) that init adopted: what a runner
 /// or deploy killed outright (SIGKILL, the OOM killer) left running or stopped. A live
 /// service's app processes are never init's children: each root is a child of its service
@@ -355,10 +360,9 @@ pub fn reap_orphans(base: u32, count: u32) -> usize {
     }
     let mut killed = 0;
     for pid in children(1) {
-        let Some(uid) = owner(pid) else { continue };
-        if uid < base || u64::from(uid) >= u64::from(base) + u64::from(count) {
+        let Some(uid) = owner(pid).filter(|u| in_range(*u, base, count)) else {
             continue;
-        }
+        };
         kill_tree(pid, Some(uid));
         killed += 1;
     }
@@ -401,10 +405,9 @@ pub fn reap_strays(base: u32, count: u32) {
         if roots.contains(&pid) {
             continue;
         }
-        let Some(uid) = owner(pid) else { continue };
-        if uid < base || u64::from(uid) >= u64::from(base) + u64::from(count) {
+        let Some(uid) = owner(pid).filter(|u| in_range(*u, base, count)) else {
             continue;
-        }
+        };
         kill_tree(pid, Some(uid));
         let _ = nix::sys::wait::waitpid(
             Pid::from_raw(pid),

@@ -176,9 +176,9 @@ pub struct Outcome {
     pub logs: Option<String>,
 }
 
-/// How long recording outcomes waits for a row lock: an app may hold its own job's row
-/// locked, and one batch carries many apps' outcomes.
-const FINISH_LOCK_WAIT: &str = "2s";
+/// How long recording outcomes waits for a row lock (2 s): an app may hold its own job's
+/// row locked, and one batch carries many apps' outcomes.
+const FINISH_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
 
 /// Records many outcomes, in one statement when it can. Returns, for each outcome in
 /// order, the job's final progress when this attempt still held the job (`Ok(None)`: it
@@ -224,9 +224,7 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
     let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.error.clone()).collect();
     let logs: Vec<Option<String>> = outcomes.iter().map(|o| o.logs.clone()).collect();
     let mut tx = db.begin().await?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{FINISH_LOCK_WAIT}'"))
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(FINISH_LOCK_WAIT).execute(&mut *tx).await?;
     let done: Vec<(Uuid, i32)> = sqlx::query_as(
         "UPDATE noderouter_core.job_queue j \
          SET status = u.status, result = u.result, error_message = u.error, logs = u.logs, \

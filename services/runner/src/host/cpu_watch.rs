@@ -36,6 +36,21 @@ fn busy(since: Instant, before: u64, now: u64) -> bool {
     now.saturating_sub(before) as f64 / TICKS_PER_SECOND / secs > BUSY_SHARE
 }
 
+/// Removes from `items` and returns those `pick` selects (`Vec::extract_if`, which the
+/// workspace's minimum Rust does not have yet).
+fn take_where<T>(items: &mut Vec<T>, mut pick: impl FnMut(&T) -> bool) -> Vec<T> {
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while i < items.len() {
+        if pick(&items[i]) {
+            taken.push(items.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    taken
+}
+
 impl CpuWatch {
     /// Whether the idle worker `pid`, which has served `served` calls, burned CPU since
     /// the last sweep without serving one; records what it sees.
@@ -63,30 +78,16 @@ impl AppHost {
     pub fn watch_cpu(&self) {
         let mut watch = self.cpu_watch.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen = HashMap::new();
-        let mut burning: Vec<Worker> = Vec::new();
-        {
-            let mut idle = self.lock_idle();
-            let mut i = 0;
-            while i < idle.len() {
-                if watch.idle_worker_burns(&mut seen, idle[i].pid, idle[i].served) {
-                    burning.push(idle.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-        }
-        {
-            let mut job_idle = self.lock_job_idle();
-            let mut i = 0;
-            while i < job_idle.len() {
-                let (pid, served) = (job_idle[i].0.pid, u64::from(job_idle[i].1));
-                if watch.idle_worker_burns(&mut seen, pid, served) {
-                    burning.push(job_idle.swap_remove(i).0);
-                } else {
-                    i += 1;
-                }
-            }
-        }
+        let mut burning: Vec<Worker> = take_where(&mut self.lock_idle(), |w| {
+            watch.idle_worker_burns(&mut seen, w.pid, w.served)
+        });
+        burning.extend(
+            take_where(&mut self.lock_job_idle(), |(w, served)| {
+                watch.idle_worker_burns(&mut seen, w.pid, u64::from(*served))
+            })
+            .into_iter()
+            .map(|(w, _)| w),
+        );
         watch.idle = seen;
         for w in burning {
             tracing::warn!(app = %self.app, pid = w.pid, "killing an idle worker that burns CPU outside any call (a thread the app left running)");

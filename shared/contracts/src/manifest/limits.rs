@@ -13,28 +13,28 @@ pub struct Limits {
     /// Address space of each of the app's processes, MiB.
     #[serde(
         default,
-        deserialize_with = "memory_mb",
+        deserialize_with = "bounded::<_, 128, 1_048_576>",
         skip_serializing_if = "Option::is_none"
     )]
     pub memory_mb: Option<u64>,
     /// CPU seconds of one call, one job or the import.
     #[serde(
         default,
-        deserialize_with = "cpu_s",
+        deserialize_with = "bounded::<_, 1, 86_400>",
         skip_serializing_if = "Option::is_none"
     )]
     pub cpu_s: Option<u64>,
     /// Processes and threads the app's OS user may have at once.
     #[serde(
         default,
-        deserialize_with = "max_procs",
+        deserialize_with = "bounded::<_, 4, 100_000>",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_procs: Option<u64>,
     /// Largest file one of its processes may write, MiB.
     #[serde(
         default,
-        deserialize_with = "max_file_mb",
+        deserialize_with = "bounded::<_, 1, 1_048_576>",
         skip_serializing_if = "Option::is_none"
     )]
     pub max_file_mb: Option<u64>,
@@ -43,7 +43,8 @@ pub struct Limits {
 /// The fields of `limits`.
 pub const LIMITS_FIELDS: &[&str] = &["memory_mb", "cpu_s", "max_procs", "max_file_mb"];
 
-/// Each field's range, inclusive: `(field, least, most)`.
+/// Each field's range, inclusive: `(field, least, most)`, as the fields' deserializers
+/// check them (the manifest's tests hold the two together).
 pub const LIMITS_RANGES: &[(&str, u64, u64)] = &[
     ("memory_mb", 128, 1_048_576),
     ("cpu_s", 1, 86_400),
@@ -51,39 +52,21 @@ pub const LIMITS_RANGES: &[(&str, u64, u64)] = &[
     ("max_file_mb", 1, 1_048_576),
 ];
 
-fn ranged<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D::Error> {
+/// A whole number from `LO` to `HI`, or absent (`null`).
+fn bounded<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     let Some(n) = Option::<u64>::deserialize(d)? else {
         return Ok(None);
     };
-    let (lo, hi) = LIMITS_RANGES
-        .iter()
-        .find(|(f, _, _)| *f == field)
-        .map(|(_, lo, hi)| (*lo, *hi))
-        .unwrap_or((0, u64::MAX));
-    if (lo..=hi).contains(&n) {
+    if (LO..=HI).contains(&n) {
         Ok(Some(n))
     } else {
         Err(de::Error::invalid_value(
             Unexpected::Unsigned(n),
-            &format!("a whole number from {lo} to {hi}").as_str(),
+            &format!("a whole number from {LO} to {HI}").as_str(),
         ))
     }
-}
-
-fn memory_mb<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, "memory_mb")
-}
-
-fn cpu_s<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, "cpu_s")
-}
-
-fn max_procs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, "max_procs")
-}
-
-fn max_file_mb<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    ranged(d, "max_file_mb")
 }
 
 impl Limits {
