@@ -1,9 +1,11 @@
 //! The gateway's accept loop, in place of `axum::serve`, for the limits a public
 //! listener needs (see `docs/security.md`, "Identity and HTTP limits"):
 //!
-//! - a connection cap (`NR_MAX_CONNECTIONS`): past it, a new connection is closed at
-//!   once instead of queueing, so slow clients cannot hold every slot and the memory
-//!   they cost is bounded;
+//! - a connection cap (`NR_MAX_CONNECTIONS`, at most three quarters of the process's
+//!   open-file limit, which is raised to its hard limit first): past it, a new
+//!   connection is closed at once instead of queueing, so slow clients cannot hold
+//!   every slot, the memory they cost is bounded, and the rest of the process keeps
+//!   files to open;
 //! - a header read timeout (`NR_HEADER_TIMEOUT_S`): a client that does not finish its
 //!   request head in time is disconnected;
 //! - a body read deadline (`NR_BODY_TIMEOUT_S`): a request body not read in full by
@@ -51,7 +53,17 @@ pub(crate) async fn serve(
     limits: Limits,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let files = nr_infra::open_files::raise();
+    let max = nr_infra::open_files::connection_cap(limits.max_connections, files)
+        .min(Semaphore::MAX_PERMITS);
+    if max < limits.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            open_files = files,
+            capped_at = max,
+            "NR_MAX_CONNECTIONS is more than this process can hold open: connections are capped at three quarters of its open-file limit (raise `ulimit -n`)"
+        );
+    }
     let permits = Arc::new(Semaphore::new(max));
     // Every connection's task, so a stopping server waits for exactly those.
     let connections = tokio_util::task::TaskTracker::new();

@@ -396,3 +396,106 @@ async fn threads_burning_cpu_outside_calls_are_stopped_in_the_host_and_in_idle_w
         "the host spinning since its import still runs"
     );
 }
+
+/// Opens connections to the runner's worker socket (the host's third argument) for
+/// `hold_s` seconds without ever saying hello, holding every one, with the file limit
+/// raised as far as the app may.
+const FLOOD: &str = r#"
+import resource, socket, sys, time
+
+def execute(data, conn=None):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held, refused = [], 0
+    end = time.time() + data["hold_s"]
+    while time.time() < end:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        try:
+            s.connect(sys.argv[3])
+            held.append(s)
+        except OSError:
+            s.close()
+            refused += 1
+            time.sleep(0.01)
+    for s in held:
+        s.close()
+    return {"held": len(held), "refused": refused}
+"#;
+
+/// The platform (this test's process) runs with 1024 files, soft and hard; an app
+/// that opens connection after connection to the runner's worker socket used to hold
+/// every one of them, and the gateway then could not take a request, nor the runner a
+/// worker, until the flood stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_flooding_the_worker_socket_does_not_take_the_platforms_files() {
+    const TEST: &str = "an_app_flooding_the_worker_socket_does_not_take_the_platforms_files";
+    if common::rerun_inner(TEST, "ulimit -n 1024 &&", &[]) {
+        return;
+    }
+    let h = Harness::start().await;
+    let manifest = |app: &str| {
+        format!(r#"{{"app_name":"{app}","version":"1.0.0","api_version":"1.0.0","timeout_s":60}}"#)
+    };
+    h.deploy_ok(
+        "flood",
+        &[("manifest.json", &manifest("flood")), ("main.py", FLOOD)],
+    )
+    .await;
+    h.deploy_ok(
+        "calm",
+        &[
+            ("manifest.json", &manifest("calm")),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'calm': data}\n",
+            ),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync("calm", json!({"n": 1})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let url = h.url.clone();
+    let http = h.http.clone();
+    let flood = tokio::spawn(async move {
+        let res = http
+            .post(format!("{url}/api/sync/flood"))
+            .json(&json!({"hold_s": 8}))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<serde_json::Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !flood.is_finished(),
+        "the flood ended early: {:?}",
+        flood.await
+    );
+    // A new client: its request needs a connection of its own to the gateway. It must
+    // be answered while the flood still holds what it took (until 8 s).
+    let fresh = common::client_with_token(h.platform.as_ref().unwrap().admin_token());
+    let res = fresh
+        .post(format!("{}/api/sync/calm", h.url))
+        .json(&json!({"n": 2}))
+        .timeout(Duration::from_secs(4))
+        .send()
+        .await
+        .expect("another app's call during the flood");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        json!({"calm": {"n": 2}})
+    );
+    let (s, b) = flood.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Enough to fill the platform's 1024 files, had the runner kept them all.
+    assert!(
+        b["held"].as_u64().unwrap() > 900,
+        "the flood did not run: {b}"
+    );
+}

@@ -12,7 +12,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const SECRET: &str = "jwt-secret-that-must-never-reach-an-app-0123456789";
-const INNER: &str = "NR_CONTAINMENT_INNER";
 
 const MANIFEST: &str = r#"{"app_name":"APP","version":"1.0.0","api_version":"1.0.0"}"#;
 
@@ -24,27 +23,11 @@ fn manifest(app: &str) -> String {
 /// with. The test therefore runs itself again with a known secret in that environment
 /// and does the work there.
 fn rerun_with_secret(test: &str) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return false;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(INNER, "1")
-        .env("NR_JWT_SECRET", SECRET)
-        .env("NR_ADMIN_PASSWORD", SECRET)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "inner run failed:\n{text}");
-    assert!(
-        text.contains("1 passed"),
-        "the inner run ran no test:\n{text}"
-    );
-    true
+    common::rerun_inner(
+        test,
+        "",
+        &[("NR_JWT_SECRET", SECRET), ("NR_ADMIN_PASSWORD", SECRET)],
+    )
 }
 
 const SNOOP: &str = r#"

@@ -207,6 +207,9 @@ impl Runner {
             nr_infra::contain::adopt_orphans();
         }
         let shutdown = CancellationToken::new();
+        // A descriptor per worker, pipe and connection: the soft default of 1024 is
+        // few for a runner with many apps.
+        nr_infra::open_files::raise();
         tokio::spawn(spawner.clone().accept_loop(listener, shutdown.clone()));
 
         let js = jetstream::new(deps.jobs_nats.clone().unwrap_or_else(|| deps.nats.clone()));

@@ -21,6 +21,17 @@ use crate::host::{LoadError, LoadSpec};
 
 /// Bytes a worker's hello may take (a token and a pid).
 const HELLO_MAX: usize = 4096;
+/// How long a connection may take to send its hello.
+const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// Connections of one uid that may wait for their hello at the same time. A worker
+/// sends its hello as soon as it connects, so only a flood holds more: past this, the
+/// uid's new connections are closed at once. Without it one app's code could hold the
+/// runner's file descriptors (every service's, in `noderouter up`) until nothing else
+/// could open a connection or a file.
+const HELLO_WAITING_PER_UID: usize = 64;
+/// The pause after a failed accept (out of file descriptors, say), so the loop does not
+/// spin on the same error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How the runner starts Python hosts and receives their workers' connections.
 pub struct Spawner {
@@ -39,6 +50,42 @@ pub struct Spawner {
     pub files: Option<Arc<crate::host::FileIo>>,
     /// Fork token -> the worker's announced connection and the uid it must come from.
     pending: Mutex<HashMap<String, Pending>>,
+    /// Peer uid -> its connections waiting for their hello.
+    waiting: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+/// One connection's place among its uid's connections waiting for a hello.
+struct Waiting {
+    uid: u32,
+    counts: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl Waiting {
+    /// A place for a connection from `uid`, or none when the uid holds the most already.
+    fn take(counts: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32) -> Option<Waiting> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(uid).or_insert(0);
+        if *n >= HELLO_WAITING_PER_UID {
+            return None;
+        }
+        *n += 1;
+        Some(Waiting {
+            uid,
+            counts: counts.clone(),
+        })
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
 }
 
 pub(crate) struct Pending {
@@ -70,44 +117,71 @@ impl Spawner {
             switch_users: false,
             files: None,
             pending: Mutex::new(HashMap::new()),
+            waiting: Arc::default(),
         }
     }
 
     /// Accepts worker connections and hands each to the fork request that announced its
     /// token. A connection with an unknown token, or from another uid than the app's
-    /// (SO_PEERCRED), is dropped.
+    /// (SO_PEERCRED), is dropped, and so is one from a uid that already has
+    /// [`HELLO_WAITING_PER_UID`] connections waiting for their hello.
     pub async fn accept_loop(self: Arc<Self>, listener: UnixListener, shutdown: CancellationToken) {
+        let mut flooding = std::collections::HashSet::new();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = listener.accept() => a,
             };
-            let Ok((mut stream, _)) = accepted else {
+            let mut stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a worker connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let Ok(peer) = stream.peer_cred().map(|c| c.uid()) else {
                 continue;
             };
+            // Any app process can connect: until its hello names a pending fork, it
+            // gets a small frame, a few seconds and one of a few places for its uid.
+            let Some(place) = Waiting::take(&self.waiting, peer) else {
+                if flooding.insert(peer) {
+                    tracing::warn!(
+                        uid = peer,
+                        limit = HELLO_WAITING_PER_UID,
+                        "too many worker connections without a hello from one uid: closing its new ones"
+                    );
+                }
+                continue;
+            };
+            flooding.remove(&peer);
             let this = self.clone();
             tokio::spawn(async move {
-                // Any app process can connect: until its hello names a pending fork,
-                // it gets a small frame and a few seconds, not a call's 64 MiB.
                 let hello = tokio::time::timeout(
-                    Duration::from_secs(10),
+                    HELLO_WAIT,
                     read_frame_within::<_, Hello>(&mut stream, HELLO_MAX),
                 )
                 .await;
-                if let Ok(Ok((hello, _))) = hello {
-                    let peer = stream.peer_cred().ok().map(|c| c.uid());
-                    let waiter = this.lock_pending().remove(&hello.hello);
-                    if let Some(p) = waiter {
-                        if p.uid.is_some() && p.uid != peer {
+                drop(place);
+                let Ok(Ok((hello, _))) = hello else { return };
+                let waiter = {
+                    let mut pending = this.lock_pending();
+                    match pending.get(&hello.hello) {
+                        Some(p) if p.uid.is_some_and(|uid| uid != peer) => {
                             tracing::warn!(
                                 expected = ?p.uid,
-                                peer = ?peer,
+                                peer,
                                 "worker connection from the wrong uid refused"
                             );
-                            return;
+                            None
                         }
-                        let _ = p.tx.send(stream);
+                        Some(_) => pending.remove(&hello.hello),
+                        None => None,
                     }
+                };
+                if let Some(p) = waiter {
+                    let _ = p.tx.send(stream);
                 }
             });
         }
@@ -194,8 +268,13 @@ mod tests {
         s
     }
 
-    #[tokio::test]
-    async fn a_worker_connection_from_another_uid_than_the_apps_is_refused() {
+    /// A spawner accepting on a socket of its own.
+    fn listening() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Arc<Spawner>,
+        CancellationToken,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("workers.sock");
         let listener = UnixListener::bind(&sock).unwrap();
@@ -208,6 +287,23 @@ mod tests {
         ));
         let stop = CancellationToken::new();
         tokio::spawn(spawner.clone().accept_loop(listener, stop.clone()));
+        (dir, sock, spawner, stop)
+    }
+
+    /// Whether the runner closed `s` within five seconds.
+    async fn closed(s: &mut UnixStream) -> bool {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(s, &mut buf),
+        )
+        .await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    #[tokio::test]
+    async fn a_worker_connection_from_another_uid_than_the_apps_is_refused() {
+        let (_dir, sock, spawner, stop) = listening();
         let me = std::fs::metadata("/proc/self").unwrap().uid();
 
         // The right token from the wrong uid (this process is not the app's user).
@@ -219,12 +315,18 @@ mod tests {
                 uid: Some(me.wrapping_add(1)),
             },
         );
-        let _s = hello(&sock, "stolen").await;
-        let got = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        let mut s = hello(&sock, "stolen").await;
         assert!(
-            matches!(got, Ok(Err(_))),
+            closed(&mut s).await,
+            "the runner kept a connection from the wrong uid"
+        );
+        let got = tokio::time::timeout(Duration::from_millis(200), rx).await;
+        assert!(
+            got.is_err(),
             "a connection from uid {me} was handed to a worker of another uid"
         );
+        // The fork still waits for its own worker.
+        assert!(spawner.lock_pending().contains_key("stolen"));
 
         // The same from the app's own uid is accepted.
         let (tx, rx) = oneshot::channel();
@@ -237,15 +339,72 @@ mod tests {
 
         // An unknown token is dropped.
         let mut s = hello(&sock, "guessed").await;
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::io::AsyncReadExt::read(&mut s, &mut buf),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(n, 0, "the runner kept a connection with an unknown token");
+        assert!(
+            closed(&mut s).await,
+            "the runner kept a connection with an unknown token"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn connections_without_a_hello_hold_a_few_places_per_uid_and_no_more() {
+        let (_dir, sock, spawner, stop) = listening();
+        let me = std::fs::metadata("/proc/self").unwrap().uid();
+        // A flood of connections that never say hello.
+        let mut held = Vec::new();
+        for _ in 0..HELLO_WAITING_PER_UID {
+            held.push(UnixStream::connect(&sock).await.unwrap());
+        }
+        // Wait until the runner holds them all.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while spawner
+            .waiting
+            .lock()
+            .unwrap()
+            .get(&me)
+            .copied()
+            .unwrap_or(0)
+            < HELLO_WAITING_PER_UID
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the runner did not take the connections"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The next ones are closed at once, a worker's hello included.
+        let mut extra = UnixStream::connect(&sock).await.unwrap();
+        assert!(
+            closed(&mut extra).await,
+            "a connection past the uid's places was kept"
+        );
+        let (tx, rx) = oneshot::channel();
+        spawner
+            .lock_pending()
+            .insert("late".into(), Pending { tx, uid: Some(me) });
+        let mut late = UnixStream::connect(&sock).await.unwrap();
+        // The write may already find the connection closed.
+        let _ = write_frame(&mut late, &serde_json::json!({"hello": "late"}), b"").await;
+        assert!(
+            closed(&mut late).await,
+            "a hello past the uid's places was taken"
+        );
+        // Once the flood lets go, its places come back.
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while spawner.waiting.lock().unwrap().contains_key(&me) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the places did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ok = hello(&sock, "late").await;
+        let got = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(
+            matches!(got, Ok(Ok(_))),
+            "a worker's hello after the flood was refused"
+        );
         stop.cancel();
     }
 }

@@ -19,5 +19,6 @@ pub mod files;
 pub mod follow;
 pub mod health;
 pub mod local_call;
+pub mod open_files;
 pub mod rpc;
 pub mod store;

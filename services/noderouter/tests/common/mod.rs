@@ -138,6 +138,37 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
         .expect("client")
 }
 
+/// Runs `test` of this test binary again in a process of its own, started through
+/// `sh -c '<shell> exec ...'` (`ulimit`, say) with `env` added, and asserts it passed
+/// there. Returns false in that inner run, which does the test's work; true in the
+/// outer one, which is done.
+pub fn rerun_inner(test: &str, shell: &str, env: &[(&str, &str)]) -> bool {
+    const INNER: &str = "NR_TEST_INNER";
+    if std::env::var_os(INNER).is_some() {
+        return false;
+    }
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{shell} exec \"$0\" \"$@\""))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(INNER, "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "inner run failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner run ran no test:\n{text}"
+    );
+    true
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         Self::start_with(&[]).await
