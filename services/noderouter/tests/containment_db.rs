@@ -421,3 +421,59 @@ async fn an_app_holding_its_own_job_row_locked_stalls_no_other_apps_jobs() {
         started.elapsed()
     );
 }
+
+/// Opens `data["n"]` connections with its own `DATABASE_URL` and holds them all.
+const GREEDY: &str = r#"
+import os, psycopg2
+
+def execute(data, conn=None):
+    held, error = [], None
+    try:
+        for _ in range(data["n"]):
+            held.append(psycopg2.connect(os.environ["DATABASE_URL"]))
+    except psycopg2.OperationalError as exc:
+        error = str(exc).strip()
+    for c in held:
+        c.close()
+    return {"held": len(held), "error": error}
+"#;
+
+/// Postgres serves so many connections in all (100 by default); an app that opened
+/// them all would leave none to the platform and the other apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_holds_no_more_postgres_connections_than_its_share() {
+    let h = Harness::start_with(&["--app-db-connections", "6"]).await;
+    h.deploy_ok(
+        "greedy",
+        &[("manifest.json", &manifest("greedy")), ("main.py", GREEDY)],
+    )
+    .await;
+    h.deploy_ok(
+        "neighbour",
+        &[
+            ("manifest.json", &manifest("neighbour")),
+            ("main.py", &guide_starter_main("neighbour")),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync("greedy", json!({"n": 20})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Its worker holds one already (its `execute` takes `conn`).
+    assert!(b["held"].as_u64().unwrap() < 6, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many connections for role"),
+        "{b}"
+    );
+    let (s, b) = h
+        .sync("neighbour", json!({"action": "create", "name": "n1"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["id"].as_i64().is_some(), "{b}");
+    // The next call has its connections again.
+    let (s, b) = h.sync("greedy", json!({"n": 3})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["held"], 3, "{b}");
+}

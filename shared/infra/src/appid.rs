@@ -36,6 +36,10 @@ pub struct ContainArgs {
     /// over it gets MemoryError.
     #[arg(long, env = "NR_WORKER_MEMORY_MB", default_value_t = 2048)]
     pub worker_memory_mb: u64,
+    /// Postgres connections one app's role may hold at once, over all runners (its
+    /// role's CONNECTION LIMIT; 0: none). Each worker with `conn` holds one.
+    #[arg(long, env = "NR_APP_DB_CONNECTIONS", default_value_t = 32)]
+    pub app_db_connections: u32,
 }
 
 impl Default for ContainArgs {
@@ -47,6 +51,7 @@ impl Default for ContainArgs {
             app_max_file_mb: 1024,
             app_cpu_s: 600,
             worker_memory_mb: 2048,
+            app_db_connections: 32,
         }
     }
 }
@@ -257,8 +262,14 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
             .fetch_one(&mut *tx)
             .await?;
         let db = db.replace('"', "\"\"");
+        // One app cannot take the connections the platform and the other apps need.
+        let connections = match range.app_db_connections {
+            0 => -1,
+            n => i64::from(n),
+        };
         let statements = [
             format!("ALTER ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
+            format!("ALTER ROLE \"{role}\" CONNECTION LIMIT {connections}"),
             format!("GRANT noderouter_apps TO \"{role}\""),
             format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\" AUTHORIZATION \"{role}\""),
             format!("ALTER ROLE \"{role}\" IN DATABASE \"{db}\" SET search_path = \"{schema}\""),
