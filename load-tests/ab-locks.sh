@@ -16,10 +16,13 @@
 # and, at the end, per configuration: the median req/s, the median of its per-round
 # ratio to "open", and the median CPU per request. SECONDS_PER_RUN (default 5) sets the
 # length of a run. The idle stacks' timers (heartbeats, sweeps) run during every run.
+# AB_PERF_DIR=DIR records each run under a system-wide `perf record` (cpu-clock, 499 Hz)
+# into DIR/<label>.<round>.data.
 set -u
 source "$(dirname "$0")/../scripts/lib.sh"
 set +e +o pipefail
 command -v wrk >/dev/null || apt_install wrk
+[ -n "${AB_PERF_DIR:-}" ] && { command -v perf >/dev/null || apt_install linux-perf; mkdir -p "$AB_PERF_DIR"; }
 BIN=$(cd "$1" && pwd); ROUNDS=${2:-10}; SECS=${SECONDS_PER_RUN:-5}
 ensure_python
 source "$ROOT/load-tests/split-lib.sh"
@@ -38,7 +41,7 @@ n=${#labels[@]}
 for round in $(seq 1 "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do
     l=${labels[$(((round + k) % n))]}
-    split_measure "$l" 64 | tee -a "$log" | sed "s/^/round $round  /"
+    split_measure "$l" 64 ${AB_PERF_DIR:+"$AB_PERF_DIR/$l.$round.data"} | tee -a "$log" | sed "s/^/round $round  /"
   done
 done
 "$NR_PYTHON" - "$log" "$ROUNDS" "${labels[@]}" <<'EOF'
