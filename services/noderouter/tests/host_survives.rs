@@ -1,5 +1,6 @@
-//! The host survives its apps: huge output lines, results over the bus limit, and a
-//! worker that kills its own app host. Real NATS, Postgres and Python workers.
+//! The host survives its apps: huge output lines, results over the bus limit, floods of
+//! `_actions`, and a worker that kills its own app host. Real NATS, Postgres and Python
+//! workers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,6 +29,9 @@ def execute(data, conn=None):
         return {"flooded": True}
     if a == "big":
         return {"blob": "y" * (2 * 1024 * 1024)}
+    if a == "fire":
+        n = data["n"]
+        return {"fired": n, "_actions": [{"name": "a%d" % i, "payload": {"i": i}} for i in range(n)]}
     if a == "kill_host":
         os.kill(os.getppid(), 9)
         return {"killed": True}
@@ -96,6 +100,28 @@ async fn a_result_over_the_bus_limit_answers_413_at_once() {
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
+/// Every action is kept for seven days on storage all streams share: a call publishes the
+/// first 100 it fires and drops the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_publishes_at_most_a_hundred_actions() {
+    use futures::StreamExt as _;
+    let h = Harness::start().await;
+    let app = deploy(&h).await;
+    let nats = h.nats_client().await;
+    let subject = format!("action.triggered.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+    let (s, b) = h.sync(&app, json!({"action": "fire", "n": 250})).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"fired": 250})));
+    let mut got = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+        got.push(msg.subject.to_string());
+    }
+    assert_eq!(got.len(), 100, "{} actions published", got.len());
+    assert_eq!(got[0], format!("action.triggered.{app}.a0"));
+    assert_eq!(got[99], format!("action.triggered.{app}.a99"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
     let h = Harness::start_with(&["--pool-size", "1"]).await;
@@ -144,6 +170,78 @@ async fn a_worker_that_kills_its_host_does_not_take_the_app_down() {
             assert_eq!(s, StatusCode::OK, "round {round}: {b} (before: {last:?})");
         }
     }
+}
+
+/// A job writing its progress the guide's way, in a loop, flipping between two values,
+/// then settling on 77.
+const PROGRESS_LOOP: &str = r#"
+import time
+
+def execute(data, conn=None):
+    end, n = time.time() + 1.5, 0
+    while time.time() < end:
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE noderouter_core.job_queue SET progress = %s, updated_at = NOW() WHERE id = %s",
+                (1 + n % 2, data["_job_id"]),
+            )
+        conn.commit()
+        n += 1
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE noderouter_core.job_queue SET progress = 77, updated_at = NOW() WHERE id = %s",
+            (data["_job_id"],),
+        )
+    conn.commit()
+    time.sleep(0.5)
+    return {"updates": n}
+"#;
+
+/// Each progress event is kept a day: a job writing its progress in a loop sends ten
+/// events at once, then five a second, and the last value it wrote is among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_writing_progress_in_a_loop_sends_a_few_events_a_second() {
+    use futures::StreamExt as _;
+    use nr_contracts::events::{JobProgress, JobStatus};
+    let h = Harness::start().await;
+    let app = app_name("busy");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", PROGRESS_LOOP),
+        ],
+    )
+    .await;
+    let nats = h.nats_client().await;
+    let subject = format!("job.progress.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h
+        .wait_job(b["job_id"].as_str().unwrap(), |j| {
+            j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let updates = job["result"]["updates"].as_u64().unwrap();
+    let mut running = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Running {
+            running.push(ev.data.progress);
+        }
+    }
+    assert!(updates > 100, "the loop wrote {updates} times only");
+    // The first ten at once, then five a second for the job's 2 s, and its start.
+    assert!(
+        running.len() <= 22,
+        "{} progress events for {updates} writes, ending {:?}",
+        running.len(),
+        &running[running.len().saturating_sub(5)..]
+    );
+    assert_eq!(running.last(), Some(&77), "{running:?}");
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).

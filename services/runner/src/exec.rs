@@ -320,7 +320,32 @@ impl nr_infra::local_call::LocalRunner for Local {
     }
 }
 
-/// Publishes each `_actions` entry to `action.triggered.<app>.<name>`, after the reply.
+/// `_actions` one call or job may fire; the rest are dropped with a warning. Each one is
+/// a message `NR_ACTIONS` keeps for seven days, on the JetStream storage every stream
+/// shares: unbounded, one app's calls could fill it.
+pub(crate) const MAX_ACTIONS: usize = 100;
+/// Bytes of payload (as JSON) one call's or job's `_actions` may carry together.
+pub(crate) const MAX_ACTION_BYTES: usize = 256 * 1024;
+
+/// The first of `actions` within [`MAX_ACTIONS`] and [`MAX_ACTION_BYTES`], in order, and
+/// how many were dropped.
+fn within_bounds(actions: Vec<FiredAction>) -> (Vec<FiredAction>, usize) {
+    let total = actions.len();
+    let mut bytes = 0usize;
+    let kept: Vec<FiredAction> = actions
+        .into_iter()
+        .take(MAX_ACTIONS)
+        .take_while(|a| {
+            bytes = bytes.saturating_add(serde_json::to_vec(&a.payload).map_or(0, |v| v.len()));
+            bytes <= MAX_ACTION_BYTES
+        })
+        .collect();
+    let dropped = total - kept.len();
+    (kept, dropped)
+}
+
+/// Publishes each `_actions` entry to `action.triggered.<app>.<name>`, after the reply:
+/// at most [`MAX_ACTIONS`] of them, carrying [`MAX_ACTION_BYTES`] of payload together.
 pub(crate) async fn publish_actions(
     inner: &Inner,
     app: &str,
@@ -329,6 +354,18 @@ pub(crate) async fn publish_actions(
     request_id: Option<String>,
     job_id: Option<String>,
 ) {
+    let (actions, dropped) = within_bounds(actions);
+    if dropped > 0 {
+        tracing::warn!(
+            app,
+            request_id = request_id.as_deref().unwrap_or_default(),
+            job_id = job_id.as_deref().unwrap_or_default(),
+            published = actions.len(),
+            dropped,
+            "the app fired more _actions than one call may ({MAX_ACTIONS}, {} KiB of payload in all); the rest were dropped",
+            MAX_ACTION_BYTES / 1024
+        );
+    }
     for action in actions {
         if !subjects::is_subject_token(&action.name) {
             tracing::warn!(app, action = %action.name, "action name is not a valid slug; not published");
@@ -354,5 +391,33 @@ pub(crate) async fn publish_actions(
         if let Err(e) = nr_infra::bus::publish_event(&inner.js, &subject, &event, None).await {
             tracing::warn!(app, action = %action.name, error = %e, "cannot publish action");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fired(n: usize, payload: serde_json::Value) -> Vec<FiredAction> {
+        (0..n)
+            .map(|i| FiredAction {
+                name: format!("a{i}"),
+                payload: payload.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_fires_a_bounded_number_of_actions_with_bounded_payloads() {
+        let (kept, dropped) = within_bounds(fired(3, serde_json::json!({"x": 1})));
+        assert_eq!((kept.len(), dropped), (3, 0));
+        let (kept, dropped) = within_bounds(fired(MAX_ACTIONS + 50, serde_json::Value::Null));
+        assert_eq!((kept.len(), dropped), (MAX_ACTIONS, 50));
+        assert_eq!(kept[0].name, "a0", "the first ones are kept");
+        // 100 KiB each: two fit in 256 KiB, the third does not.
+        let big = serde_json::Value::String("y".repeat(100 * 1024));
+        let (kept, dropped) = within_bounds(fired(5, big));
+        assert_eq!((kept.len(), dropped), (2, 3));
     }
 }

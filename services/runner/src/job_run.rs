@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind};
 use nr_contracts::events::{JobStatus, JobSubmitted};
 use nr_contracts::manifest::JobRetry;
@@ -107,6 +106,10 @@ pub(crate) async fn handle(
             cancel: cancel.clone(),
             last_progress: 0,
             submitted_by: submitted_by.clone(),
+            progress_tokens: crate::job_progress::PROGRESS_BURST,
+            progress_at: std::time::Instant::now(),
+            progress_held: None,
+            flushing: false,
         },
     );
     if inner
@@ -448,95 +451,4 @@ async fn run(
         }),
     };
     (out, retry)
-}
-
-pub(crate) async fn listen_progress(
-    inner: Arc<Inner>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    // The channel's name is the database's secret (migration 20261129000001): an app
-    // can neither listen to other apps' progress nor announce progress of their jobs.
-    let (channel,): (String,) =
-        sqlx::query_as("SELECT channel FROM noderouter_core.job_progress_channel")
-            .fetch_one(&inner.db)
-            .await
-            .context("cannot read the job progress channel")?;
-    let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
-        .await
-        .context("cannot listen for job progress")?;
-    listener.listen(&channel).await?;
-    tokio::spawn(async move {
-        loop {
-            let n = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                n = listener.recv() => n,
-            };
-            let Ok(n) = n else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let mut parts = n.payload().split(' ');
-            let (Some(id), Some(p)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let (Ok(id), Ok(p)) = (Uuid::parse_str(id), p.parse::<i32>()) else {
-                continue;
-            };
-            inner.report_progress(id, p.min(99), None).await;
-        }
-    });
-    Ok(())
-}
-
-impl Inner {
-    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
-    async fn publish_log(&self, id: Uuid, app: &str, line: String) {
-        let submitted_by = self
-            .jobs
-            .lock()
-            .get(&id)
-            .and_then(|r| r.submitted_by.clone());
-        let event = nr_contracts::Envelope::new(
-            nr_contracts::events::JOB_LOG,
-            &self.id,
-            nr_contracts::events::JobLog {
-                job_id: id.to_string(),
-                app_name: app.to_owned(),
-                line,
-                submitted_by,
-            },
-        );
-        let Ok(payload) = nr_contracts::encode(&event) else {
-            return;
-        };
-        let subject = nr_contracts::subjects::job_log(app, &id.to_string());
-        if let Err(e) = self.nats.publish(subject, payload.into()).await {
-            tracing::debug!(job = %id, error = %e, "cannot publish a job log line");
-        }
-    }
-
-    /// Publishes a running job's progress once per distinct value.
-    async fn report_progress(&self, id: Uuid, progress: i32, message: Option<String>) {
-        let target = {
-            let mut jobs = self.jobs.lock();
-            match jobs.get_mut(&id) {
-                Some(r) if r.last_progress != progress => {
-                    r.last_progress = progress;
-                    Some((r.app.clone(), r.submitted_by.clone()))
-                }
-                _ => None,
-            }
-        };
-        if let Some((app, submitted_by)) = target {
-            self.publish_progress(
-                id,
-                &app,
-                JobStatus::Running,
-                progress,
-                message,
-                submitted_by,
-            )
-            .await;
-        }
-    }
 }

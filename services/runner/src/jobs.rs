@@ -36,6 +36,13 @@ pub(crate) struct Running {
     pub(crate) cancel: CancellationToken,
     pub(crate) last_progress: i32,
     pub(crate) submitted_by: Option<String>,
+    /// Progress events it may still send at once, as of `progress_at` (a token bucket),
+    /// and the newest value held back for want of one (sent by the flush already
+    /// scheduled when `flushing`).
+    pub(crate) progress_tokens: f64,
+    pub(crate) progress_at: std::time::Instant,
+    pub(crate) progress_held: Option<(i32, Option<String>)>,
+    pub(crate) flushing: bool,
 }
 
 /// One app's job slots on this runner: its limit, the semaphore enforcing it, and how
@@ -139,7 +146,7 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
     let permits = Arc::new(Semaphore::new(slots));
     start_batchers(&inner);
     listen_cancels(inner.clone(), shutdown.clone()).await?;
-    crate::job_run::listen_progress(inner.clone(), shutdown.clone()).await?;
+    crate::job_progress::listen_progress(inner.clone(), shutdown.clone()).await?;
     tokio::spawn(prune_loop(inner.clone(), shutdown.clone()));
 
     // A message is pulled only once a slot is free, so at most `slots` jobs are held;

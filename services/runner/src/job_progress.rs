@@ -1,0 +1,172 @@
+//! A running job's live events from the runner: its log lines (core NATS) and its
+//! progress, whether the app wrote it with the SDK or the author guide's direct
+//! `UPDATE` (heard through Postgres's notifications), at a bounded rate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nr_contracts::events::JobStatus;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::Inner;
+
+pub(crate) async fn listen_progress(
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // The channel's name is the database's secret (migration 20261129000001): an app
+    // can neither listen to other apps' progress nor announce progress of their jobs.
+    let (channel,): (String,) =
+        sqlx::query_as("SELECT channel FROM noderouter_core.job_progress_channel")
+            .fetch_one(&inner.db)
+            .await
+            .context("cannot read the job progress channel")?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&inner.db)
+        .await
+        .context("cannot listen for job progress")?;
+    listener.listen(&channel).await?;
+    tokio::spawn(async move {
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = listener.recv() => n,
+            };
+            let Ok(n) = n else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut parts = n.payload().split(' ');
+            let (Some(id), Some(p)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(id), Ok(p)) = (Uuid::parse_str(id), p.parse::<i32>()) else {
+                continue;
+            };
+            inner.report_progress(id, p.min(99), None).await;
+        }
+    });
+    Ok(())
+}
+
+impl Inner {
+    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
+    pub(crate) async fn publish_log(&self, id: Uuid, app: &str, line: String) {
+        let submitted_by = self
+            .jobs
+            .lock()
+            .get(&id)
+            .and_then(|r| r.submitted_by.clone());
+        let event = nr_contracts::Envelope::new(
+            nr_contracts::events::JOB_LOG,
+            &self.id,
+            nr_contracts::events::JobLog {
+                job_id: id.to_string(),
+                app_name: app.to_owned(),
+                line,
+                submitted_by,
+            },
+        );
+        let Ok(payload) = nr_contracts::encode(&event) else {
+            return;
+        };
+        let subject = nr_contracts::subjects::job_log(app, &id.to_string());
+        if let Err(e) = self.nats.publish(subject, payload.into()).await {
+            tracing::debug!(job = %id, error = %e, "cannot publish a job log line");
+        }
+    }
+
+    /// Publishes a running job's progress once per distinct value: the first
+    /// [`PROGRESS_BURST`] changes at once, then [`PROGRESS_RATE`] a second. A value that
+    /// comes sooner is held, and the newest one held is sent as soon as the rate allows.
+    /// Each event is kept a day in `NR_JOB_EVENTS`; an app writing its progress in a loop
+    /// would otherwise fill JetStream's storage.
+    pub(crate) async fn report_progress(
+        self: &Arc<Self>,
+        id: Uuid,
+        progress: i32,
+        message: Option<String>,
+    ) {
+        let target = {
+            let mut jobs = self.jobs.lock();
+            let Some(r) = jobs.get_mut(&id) else { return };
+            if r.last_progress == progress && r.progress_held.is_none() {
+                return;
+            }
+            refill(r);
+            if r.progress_tokens >= 1.0 {
+                r.progress_tokens -= 1.0;
+                r.last_progress = progress;
+                r.progress_held = None;
+                Some((r.app.clone(), r.submitted_by.clone(), message))
+            } else {
+                r.progress_held = Some((progress, message));
+                if !r.flushing {
+                    r.flushing = true;
+                    let this = self.clone();
+                    let wait = Duration::from_secs_f64((1.0 - r.progress_tokens) / PROGRESS_RATE);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        this.flush_progress(id).await;
+                    });
+                }
+                None
+            }
+        };
+        if let Some((app, submitted_by, message)) = target {
+            self.publish_progress(
+                id,
+                &app,
+                JobStatus::Running,
+                progress,
+                message,
+                submitted_by,
+            )
+            .await;
+        }
+    }
+
+    /// Sends the progress value held back for job `id`, if it is still running.
+    async fn flush_progress(&self, id: Uuid) {
+        let target = {
+            let mut jobs = self.jobs.lock();
+            let Some(r) = jobs.get_mut(&id) else { return };
+            r.flushing = false;
+            refill(r);
+            match r.progress_held.take() {
+                Some((progress, message)) if progress != r.last_progress || message.is_some() => {
+                    r.progress_tokens = (r.progress_tokens - 1.0).max(0.0);
+                    r.last_progress = progress;
+                    Some((progress, message, r.app.clone(), r.submitted_by.clone()))
+                }
+                _ => None,
+            }
+        };
+        if let Some((progress, message, app, submitted_by)) = target {
+            self.publish_progress(
+                id,
+                &app,
+                JobStatus::Running,
+                progress,
+                message,
+                submitted_by,
+            )
+            .await;
+        }
+    }
+}
+
+/// Progress events a job may send at once (the author guide's milestones, every 10 %,
+/// all go out however fast they come).
+pub(crate) const PROGRESS_BURST: f64 = 10.0;
+/// Progress events a second a job may send once its burst is spent.
+const PROGRESS_RATE: f64 = 5.0;
+
+/// Adds the tokens earned since the job's last progress event.
+fn refill(r: &mut crate::jobs::Running) {
+    let now = std::time::Instant::now();
+    let earned = now.duration_since(r.progress_at).as_secs_f64() * PROGRESS_RATE;
+    r.progress_tokens = (r.progress_tokens + earned).min(PROGRESS_BURST);
+    r.progress_at = now;
+}
