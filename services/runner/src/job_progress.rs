@@ -99,7 +99,7 @@ impl Inner {
                 r.progress_tokens -= 1.0;
                 r.last_progress = progress;
                 r.progress_held = None;
-                Some((r.app.clone(), r.submitted_by.clone(), message))
+                Some((progress, message, r.app.clone(), r.submitted_by.clone()))
             } else {
                 r.progress_held = Some((progress, message));
                 if !r.flushing {
@@ -114,17 +114,7 @@ impl Inner {
                 None
             }
         };
-        if let Some((app, submitted_by, message)) = target {
-            self.publish_progress(
-                id,
-                &app,
-                JobStatus::Running,
-                progress,
-                message,
-                submitted_by,
-            )
-            .await;
-        }
+        self.send_running(id, target).await;
     }
 
     /// Sends the progress value held back for job `id`, if it is still running.
@@ -143,7 +133,12 @@ impl Inner {
                 _ => None,
             }
         };
-        if let Some((progress, message, app, submitted_by)) = target {
+        self.send_running(id, target).await;
+    }
+
+    /// Publishes job `id`'s progress: the value, its message, the app and submitter.
+    async fn send_running(&self, id: Uuid, event: Option<RunningEvent>) {
+        if let Some((progress, message, app, submitted_by)) = event {
             self.publish_progress(
                 id,
                 &app,
@@ -156,6 +151,9 @@ impl Inner {
         }
     }
 }
+
+/// A `running` event to publish: progress, message, app, submitter.
+type RunningEvent = (i32, Option<String>, String, Option<String>);
 
 /// Progress events a job may send at once (the author guide's milestones, every 10 %,
 /// all go out however fast they come).
