@@ -336,12 +336,30 @@ fn within_bounds(actions: Vec<FiredAction>) -> (Vec<FiredAction>, usize) {
         .into_iter()
         .take(MAX_ACTIONS)
         .take_while(|a| {
-            bytes = bytes.saturating_add(serde_json::to_vec(&a.payload).map_or(0, |v| v.len()));
+            bytes = bytes.saturating_add(json_len(&a.payload));
             bytes <= MAX_ACTION_BYTES
         })
         .collect();
     let dropped = total - kept.len();
     (kept, dropped)
+}
+
+/// The length of `value` as JSON, counted without building the text.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Publishes each `_actions` entry to `action.triggered.<app>.<name>`, after the reply:
