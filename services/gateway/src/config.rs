@@ -50,6 +50,11 @@ pub struct GatewayConfig {
     /// Open HTTP connections at most; past it new connections are closed at once.
     #[arg(long, env = "NR_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Open HTTP connections from one client address at most (IPv6: one /64); past it,
+    /// that address's new connections are closed at once while others still get in.
+    /// Unset: half of the connection cap. 0: no cap per address (one proxy in front).
+    #[arg(long, env = "NR_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
     /// Serve `/metrics` on this internal address only (e.g. `127.0.0.1:9100`, no
     /// credential asked). Unset: `/metrics` on the public address needs a credential
     /// holding `metrics:read` (or admin).

@@ -16,6 +16,7 @@ mod identity;
 mod job_ops;
 mod jobs;
 mod openapi;
+mod per_address;
 mod routes;
 mod schedules;
 mod server;
@@ -405,6 +406,7 @@ impl Gateway {
         let limits = server::Limits {
             header_read: secs(self.state.config.header_timeout_s),
             max_connections: self.state.config.max_connections,
+            per_address: self.state.config.max_connections_per_address,
         };
         if let Some((listener, router)) = self.metrics {
             let stop = stop.clone();

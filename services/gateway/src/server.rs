@@ -10,6 +10,8 @@
 //!   request head in time is disconnected;
 //! - a body read deadline (`NR_BODY_TIMEOUT_S`): a request body not read in full by
 //!   then fails, answering 408 and closing the connection;
+//! - a cap per client address (`NR_MAX_CONNECTIONS_PER_ADDRESS`, half of the whole cap
+//!   unless set; see [`crate::per_address`]): one client cannot hold every slot;
 //! - the peer address as `ConnectInfo`, for per-address login throttling.
 //!
 //! A WebSocket leaves the connection count when it is upgraded; notify caps sockets
@@ -41,6 +43,7 @@ use tower::ServiceExt;
 pub(crate) struct Limits {
     pub header_read: Duration,
     pub max_connections: usize,
+    pub per_address: Option<usize>,
 }
 
 /// How long a stopping server waits for open requests.
@@ -65,6 +68,8 @@ pub(crate) async fn serve(
         );
     }
     let permits = Arc::new(Semaphore::new(max));
+    let per_address = crate::per_address::effective(limits.per_address, max);
+    let addresses = crate::per_address::PerAddress::new(per_address);
     // Every connection's task, so a stopping server waits for exactly those.
     let connections = tokio_util::task::TaskTracker::new();
     loop {
@@ -90,10 +95,15 @@ pub(crate) async fn serve(
             drop(stream);
             continue;
         };
+        let Some(place) = addresses.admit(&peer) else {
+            tracing::warn!(%peer, per_address, "connection cap of this client address reached; connection closed");
+            drop(stream);
+            continue;
+        };
         let router = router.clone();
         let stop = stop.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, place);
             let svc = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 router.clone().oneshot(req.map(Body::new))

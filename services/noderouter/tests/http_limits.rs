@@ -96,6 +96,61 @@ async fn connections_past_the_cap_are_closed_at_once_and_slots_come_back() {
     assert!(ok, "a freed slot serves again");
 }
 
+/// A connection from `source` (any address of 127.0.0.0/8 reaches the loopback
+/// listener) that has sent a request head's first line only, so it stays open.
+async fn held_from(h: &Harness, source: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr(h).parse().unwrap()).await.unwrap();
+    // A connection the server refuses may be closed before this arrives.
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+    s
+}
+
+/// Ends the request head begun by [`held_from`] and returns the status line, or "" when
+/// the server closed the connection without answering.
+async fn status_line(mut s: TcpStream) -> String {
+    let _ = s.write_all(b"Connection: close\r\n\r\n").await;
+    let (answer, took) = until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    answer.lines().next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_its_share_of_connections_and_others_still_get_in() {
+    let h = Harness::start_with(&[
+        "--max-connections",
+        "8",
+        "--max-connections-per-address",
+        "3",
+        "--header-timeout-s",
+        "60",
+    ])
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..3 {
+        flood.push(held_from(&h, "127.0.0.1").await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The flooding address's next connection is closed unanswered, at once...
+    let extra = held_from(&h, "127.0.0.1").await;
+    assert_eq!(status_line(extra).await, "");
+    // ...while another address, with the whole cap far from full, is served.
+    let other = held_from(&h, "127.0.0.2").await;
+    assert_eq!(status_line(other).await, "HTTP/1.1 200 OK");
+    // A place the flood gives back serves its address again.
+    drop(flood.pop());
+    let mut line = String::new();
+    for _ in 0..30 {
+        line = status_line(held_from(&h, "127.0.0.1").await).await;
+        if !line.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(line, "HTTP/1.1 200 OK");
+}
+
 fn csp(r: &reqwest::Response) -> String {
     r.headers()
         .get("content-security-policy")
