@@ -56,16 +56,6 @@ pub(crate) fn is_app_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
-/// True when a key or string of the value holds U+0000, which Postgres `jsonb` refuses.
-pub(crate) fn has_nul(value: &serde_json::Value) -> bool {
-    match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(has_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
-    }
-}
-
 /// Queues a job for the app's `execute(data)`; poll it at `GET /api/async/jobs/{id}`.
 #[utoipa::path(
     post,
@@ -153,7 +143,7 @@ pub(crate) async fn submit(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
     };
-    if has_nul(&payload) {
+    if nr_jobs::has_nul(&payload) {
         return Err(ApiError::BadRequest(
             "request body must not contain the character \\u0000 in a key or string: the job queue cannot store it".into(),
         ));
@@ -591,13 +581,6 @@ pub(crate) async fn cancel(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nul_is_found_in_nested_keys_and_strings() {
-        assert!(!has_nul(&serde_json::json!({"a": ["b", {"c": 1}]})));
-        assert!(has_nul(&serde_json::json!({"a": ["b", {"c": "x\u{0}"}]})));
-        assert!(has_nul(&serde_json::json!({"a": {"\u{0}": 1}})));
-    }
 
     #[test]
     fn app_names_follow_the_guide_pattern() {

@@ -9,12 +9,14 @@
 mod batch;
 mod ops;
 mod read;
+mod storable;
 mod submit;
 
 pub use batch::Batcher;
 pub use nr_contracts::events::JobStatus;
 pub use ops::*;
 pub use read::*;
+pub use storable::{has_nul, without_nul};
 pub use submit::*;
 
 /// The status a stored `status` column holds.

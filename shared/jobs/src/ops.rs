@@ -182,17 +182,26 @@ const FINISH_LOCK_WAIT: &str = "SET LOCAL lock_timeout = '2s'";
 
 /// Records many outcomes, in one statement when it can. Returns, for each outcome in
 /// order, the job's final progress when this attempt still held the job (`Ok(None)`: it
-/// had lost it), or why it could not be recorded. When a row stays locked past
-/// [`FINISH_LOCK_WAIT`], each outcome is recorded on its own, so only the locked job's
-/// fails (and is run again once its lease lapses) and the others' are recorded.
+/// had lost it), or why it could not be recorded. When the statement fails (a row
+/// stayed locked past [`FINISH_LOCK_WAIT`], or anything else one outcome could cause),
+/// each outcome is recorded on its own, so only the failing job's is not (it runs
+/// again once its lease lapses) and the others' are recorded.
 pub async fn finish_each(db: &PgPool, outcomes: &[Outcome]) -> Vec<Result<Option<i32>, String>> {
     match finish(db, outcomes).await {
         Ok(done) => done.into_iter().map(Ok).collect(),
-        Err(e) if is_lock_timeout(&e) && outcomes.len() > 1 => {
-            tracing::warn!(
-                outcomes = outcomes.len(),
-                "a job row stayed locked: recording the batch's outcomes one by one"
-            );
+        Err(e) if outcomes.len() > 1 => {
+            if is_lock_timeout(&e) {
+                tracing::warn!(
+                    outcomes = outcomes.len(),
+                    "a job row stayed locked: recording the batch's outcomes one by one"
+                );
+            } else {
+                tracing::warn!(
+                    outcomes = outcomes.len(),
+                    error = %e,
+                    "recording a batch of job outcomes failed: recording them one by one"
+                );
+            }
             let mut out = Vec::with_capacity(outcomes.len());
             for o in outcomes {
                 out.push(match finish(db, std::slice::from_ref(o)).await {
@@ -220,9 +229,18 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
     let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
     let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
     let statuses: Vec<&str> = outcomes.iter().map(|o| o.status.as_str()).collect();
-    let results: Vec<Option<Value>> = outcomes.iter().map(|o| o.result.clone()).collect();
-    let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.error.clone()).collect();
-    let logs: Vec<Option<String>> = outcomes.iter().map(|o| o.logs.clone()).collect();
+    let results: Vec<Option<Value>> = outcomes
+        .iter()
+        .map(|o| o.result.clone().map(crate::without_nul))
+        .collect();
+    let errors: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|o| o.error.clone().map(crate::storable::text))
+        .collect();
+    let logs: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|o| o.logs.clone().map(crate::storable::text))
+        .collect();
     let mut tx = db.begin().await?;
     sqlx::query(FINISH_LOCK_WAIT).execute(&mut *tx).await?;
     let done: Vec<(Uuid, i32)> = sqlx::query_as(
@@ -269,8 +287,8 @@ pub async fn retry_later(
     .bind(id)
     .bind(attempt)
     .bind(delay.as_secs_f64())
-    .bind(error)
-    .bind(logs)
+    .bind(crate::storable::text(error.to_owned()))
+    .bind(logs.map(|l| crate::storable::text(l.to_owned())))
     .bind(JobStatus::Pending.as_str())
     .bind(JobStatus::Running.as_str())
     .execute(db)

@@ -165,7 +165,7 @@ async fn call(
         "method": method,
         "path": path,
     });
-    if crate::jobs::has_nul(&data) {
+    if nr_jobs::has_nul(&data) {
         return Err(ApiError::BadRequest(
             "the request must not contain the character \\u0000".into(),
         ));

@@ -1,0 +1,64 @@
+//! What the job store can keep: Postgres refuses the character U+0000 in `text` and in
+//! `jsonb` strings and keys. Submitted data holding it is refused at the gateway (422);
+//! what an app returns or prints (results, errors, logs) has it replaced with U+FFFD
+//! before it is written, so one app's output cannot fail a statement that records other
+//! apps' jobs too.
+
+use serde_json::Value;
+
+/// Whether a key or string anywhere in `value` holds U+0000.
+pub fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// `value` with every U+0000 in its keys and strings replaced by U+FFFD.
+pub fn without_nul(value: Value) -> Value {
+    if !has_nul(&value) {
+        return value;
+    }
+    match value {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (text(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// `s` with every U+0000 replaced by U+FFFD.
+pub fn text(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nul_is_found_and_replaced_in_keys_and_nested_strings() {
+        let v = json!({"a\u{0}": ["x", {"b": "c\u{0}d"}], "n": 1});
+        assert!(has_nul(&v));
+        let clean = without_nul(v);
+        assert!(!has_nul(&clean));
+        assert_eq!(
+            clean,
+            json!({"a\u{FFFD}": ["x", {"b": "c\u{FFFD}d"}], "n": 1})
+        );
+        let plain = json!({"a": "b"});
+        assert_eq!(without_nul(plain.clone()), plain);
+        assert_eq!(text("x\u{0}".into()), "x\u{FFFD}");
+    }
+}
