@@ -29,6 +29,10 @@ const SDK_INIT: &str = include_str!("../../runner/python/noderouter/__init__.py"
 
 /// Most bytes of the app's own output kept for the refusal.
 const OUTPUT_LIMIT: usize = 16 * 1024;
+/// Most bytes of the checker's result channel kept: its one JSON line is a message and
+/// a traceback. App code can find the channel in `/proc/self/fd` and write to it; past
+/// this, what arrives is read and dropped, so the deploy service's memory stays bounded.
+const RESULT_LIMIT: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ImportCheck {
@@ -184,14 +188,21 @@ impl ImportCheck {
         let read_all = async {
             let mut out = Vec::new();
             let mut err = Vec::new();
+            // Each stream is kept up to its bound, then drained into nothing (a writer
+            // left blocked would only turn into the timeout's message).
             let read_out = async {
                 if let Some(s) = stdout.as_mut() {
-                    let _ = s.read_to_end(&mut out).await;
+                    let _ = (&mut *s).take(RESULT_LIMIT).read_to_end(&mut out).await;
+                    let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
                 }
             };
             let read_err = async {
                 if let Some(s) = stderr.as_mut() {
-                    let _ = s.take(4 * OUTPUT_LIMIT as u64).read_to_end(&mut err).await;
+                    let _ = (&mut *s)
+                        .take(4 * OUTPUT_LIMIT as u64)
+                        .read_to_end(&mut err)
+                        .await;
+                    let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
                 }
             };
             tokio::join!(read_out, read_err);
@@ -263,7 +274,7 @@ impl ImportCheck {
                     Err(e) => format!("could not be waited for ({e})"),
                 };
                 let mut message = format!(
-                    "the Python process importing main.py {how} without a result: the module killed the interpreter (os._exit, a crash, or memory)"
+                    "the Python process importing main.py {how} without a result: the module killed the interpreter (os._exit, a crash, or memory) or wrote over the import check's own output"
                 );
                 if !stderr_text.trim().is_empty() {
                     message = format!("{message}\n{}", stderr_text.trim_end());
