@@ -267,6 +267,16 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
             0 => -1,
             n => i64::from(n),
         };
+        // Postgres 14+: a query whose client is gone (its worker killed after a time
+        // limit, a cancel or a crash) stops within a second instead of running on.
+        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+            .fetch_one(&mut *tx)
+            .await?;
+        let check_client = if version >= 140_000 {
+            format!("ALTER ROLE \"{role}\" IN DATABASE \"{db}\" SET client_connection_check_interval = '1s'")
+        } else {
+            "SELECT 1".to_owned()
+        };
         let statements = [
             format!("ALTER ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
             format!("ALTER ROLE \"{role}\" CONNECTION LIMIT {connections}"),
@@ -274,6 +284,7 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
             format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\" AUTHORIZATION \"{role}\""),
             format!("ALTER ROLE \"{role}\" IN DATABASE \"{db}\" SET search_path = \"{schema}\""),
             format!("REVOKE ALL ON SCHEMA public FROM \"{role}\""),
+            check_client,
         ];
         for sql in statements {
             sqlx::query(&sql)
