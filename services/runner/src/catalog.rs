@@ -12,6 +12,7 @@ use nr_infra::apps::AppEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{AppHost, LoadError, LoadSpec};
+use crate::text::{clean, MAX_TRACEBACK};
 use crate::{lock, unpack, HostError, Inner};
 
 impl Inner {
@@ -99,7 +100,7 @@ impl Inner {
                     }
                     other => other.to_string(),
                 };
-                tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %error, "app failed to load");
+                tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %clean(&error, MAX_TRACEBACK), "app failed to load");
                 lock(&self.failed).insert(app.to_owned(), (ev.rev, e.to_string()));
                 current.ok_or_else(|| HostError::LoadFailed {
                     app: app.to_owned(),

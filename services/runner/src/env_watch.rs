@@ -14,6 +14,7 @@ use nr_infra::consume::{consume, Order};
 use nr_infra::drain::Drain;
 use tokio_util::sync::CancellationToken;
 
+use crate::text::{clean, MAX_TRACEBACK};
 use crate::{lock, Inner};
 
 /// One app's env generations: `wanted` is the stream sequence of the last change seen,
@@ -109,7 +110,7 @@ impl Inner {
             }
             Err(e) => {
                 // Never the value: load errors name the variable at most.
-                tracing::error!(app, rev = ev.rev, error = %e, "reload for new variables failed; the previous host keeps serving");
+                tracing::error!(app, rev = ev.rev, error = %clean(&e.to_string(), MAX_TRACEBACK), "reload for new variables failed; the previous host keeps serving");
             }
         }
     }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{AppHost, CallError, FiredAction};
+use crate::text::{clean, MAX_LINE, MAX_TRACEBACK};
 use crate::{HostError, Inner};
 
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -247,7 +248,7 @@ pub(crate) async fn answer(
                 (200, reply.body, after)
             }
             Err(CallError::Exception { error, traceback }) => {
-                tracing::warn!(app, request_id = %request_id, error = %error, traceback = %traceback, "execute raised");
+                tracing::warn!(app, request_id = %request_id, error = %clean(&error, MAX_LINE), traceback = %clean(&traceback, MAX_TRACEBACK), "execute raised");
                 (500, error_body(&error), None)
             }
             Err(CallError::Timeout(limit)) => (
@@ -259,12 +260,12 @@ pub(crate) async fn answer(
                 None,
             ),
             Err(CallError::Crashed(message)) => {
-                tracing::error!(app, request_id = %request_id, "{message}");
+                tracing::error!(app, request_id = %request_id, "{}", clean(&message, MAX_LINE));
                 (502, error_body(&message), None)
             }
             Err(CallError::Cancelled) => (503, error_body("the call was cancelled"), None),
             Err(CallError::Unavailable(message)) => {
-                tracing::error!(app, request_id = %request_id, "{message}");
+                tracing::error!(app, request_id = %request_id, "{}", clean(&message, MAX_LINE));
                 (503, error_body(&message), None)
             }
         },

@@ -11,7 +11,7 @@ use nr_contracts::manifest::RuntimeManifest;
 use nr_infra::appid::AppIdentity;
 use nr_infra::contain;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{oneshot, Semaphore};
@@ -21,12 +21,15 @@ use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
+mod control;
 mod cpu_watch;
 mod exchange;
 mod files;
 mod job_pool;
 mod wire;
 
+pub use control::MAX_CONTROL_LINE;
+use control::{ControlError, ControlLines};
 pub use files::FileIo;
 use wire::{ForkReply, LoadReply};
 
@@ -98,7 +101,7 @@ pub struct CallReply {
 
 struct Control {
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    stdout: ControlLines<ChildStdout>,
     child: Child,
 }
 
@@ -163,7 +166,7 @@ impl AppHost {
         };
         let log_rate = output::SharedRate::default();
         let tail = output::log_app_output(stderr, spec.app.clone(), STDERR_TAIL, log_rate.clone());
-        let mut stdout = BufReader::new(stdout).lines();
+        let mut stdout = ControlLines::new(stdout);
         let first = tokio::time::timeout(spec.import_timeout, stdout.next_line()).await;
         let line = match first {
             Err(_) => {
@@ -176,6 +179,12 @@ impl AppHost {
                 })
             }
             Ok(Ok(Some(line))) => line,
+            Ok(Err(ControlError::TooLong)) => {
+                if let Some(pid) = control::stop_host(&mut child, uid) {
+                    contain::forget_root(pid);
+                }
+                return Err(LoadError::Host(control::too_long(&spec.app)));
+            }
             Ok(_) => {
                 let status = child.wait().await.ok();
                 // Give the stderr reader a moment to drain.
@@ -198,7 +207,7 @@ impl AppHost {
             }
         };
         let reply: LoadReply = serde_json::from_str(&line)
-            .map_err(|e| LoadError::Host(format!("unreadable host reply {line:?}: {e}")))?;
+            .map_err(|e| LoadError::Host(control::unreadable(&spec.app, &line, &e)))?;
         if !reply.ok {
             return Err(LoadError::Import {
                 error: reply.error.unwrap_or_else(|| "import failed".into()),
@@ -309,11 +318,22 @@ impl AppHost {
                 .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?;
             let line = tokio::time::timeout(Duration::from_secs(10), ctl.stdout.next_line())
                 .await
-                .map_err(|_| CallError::Unavailable("app host did not fork a worker".into()))?
-                .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?
-                .ok_or_else(|| CallError::Unavailable("app host exited".into()))?;
+                .map_err(|_| CallError::Unavailable("app host did not fork a worker".into()))?;
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => return Err(CallError::Unavailable("app host exited".into())),
+                Err(ControlError::TooLong) => {
+                    // The channel is out of step for good: the host goes (the runner
+                    // loads the app again on its next call).
+                    let _ = control::stop_host(&mut ctl.child, self.uid);
+                    return Err(CallError::Unavailable(control::too_long(&self.app)));
+                }
+                Err(ControlError::Io(e)) => {
+                    return Err(CallError::Unavailable(format!("app host is gone: {e}")))
+                }
+            };
             let reply: ForkReply = serde_json::from_str(&line)
-                .map_err(|e| CallError::Unavailable(format!("unreadable fork reply: {e}")))?;
+                .map_err(|e| CallError::Unavailable(control::unreadable(&self.app, &line, &e)))?;
             if let Some(pid) = reply.pid {
                 // Known before the control lock is released, so `sweep` never kills it.
                 self.lock_workers().insert(pid);

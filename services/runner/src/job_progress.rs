@@ -51,7 +51,8 @@ pub(crate) async fn listen_progress(
 }
 
 impl Inner {
-    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored).
+    /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored). The line
+    /// comes cut and cleaned from the worker's exchange ([`crate::text::clean_line`]).
     pub(crate) async fn publish_log(&self, id: Uuid, app: &str, line: String) {
         let submitted_by = self
             .jobs
@@ -88,6 +89,8 @@ impl Inner {
         progress: i32,
         message: Option<String>,
     ) {
+        // Kept a day in `NR_JOB_EVENTS`: the SDK's bound, whoever sent the frame.
+        let message = message.map(|m| crate::text::cut_chars(m, crate::text::MAX_PROGRESS_MESSAGE));
         let target = {
             let mut jobs = self.jobs.lock();
             let Some(r) = jobs.get_mut(&id) else { return };

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::host::{CallError, JobError, Progress};
 use crate::jobs::Running;
+use crate::text::{clean, MAX_LINE, MAX_TRACEBACK};
 use crate::{HostError, Inner};
 
 pub(crate) async fn handle(
@@ -421,7 +422,7 @@ async fn run(
         Ok(reply) => Ok((reply, host)),
         Err(JobError { error, logs }) => Err(match error {
             CallError::Exception { error, traceback } => {
-                tracing::warn!(job = %id, app = %job.app_name, error = %error, traceback = %traceback, "job raised");
+                tracing::warn!(job = %id, app = %job.app_name, error = %clean(&error, MAX_LINE), traceback = %clean(&traceback, MAX_TRACEBACK), "job raised");
                 Failure {
                     kind: Kind::Raised,
                     error,

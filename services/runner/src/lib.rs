@@ -27,6 +27,7 @@ mod job_run;
 mod jobs;
 pub mod output;
 mod spawner;
+mod text;
 mod unpack;
 
 use std::collections::HashMap;
@@ -257,7 +258,7 @@ impl Runner {
                 tokio::spawn(async move {
                     if let Err(e) = inner.host_for(&app, rev).await {
                         if !matches!(e, HostError::NotFound(_)) {
-                            tracing::warn!(app = %app, rev, error = %e, "hot reload failed; previous version keeps serving");
+                            tracing::warn!(app = %app, rev, error = %text::clean(&e.to_string(), text::MAX_TRACEBACK), "hot reload failed; previous version keeps serving");
                         }
                     }
                 });
@@ -272,7 +273,7 @@ impl Runner {
         for (app, rev) in initial {
             if let Err(e) = inner.host_for(&app, rev).await {
                 if !matches!(e, HostError::NotFound(_)) {
-                    tracing::warn!(app = %app, error = %e, "app failed to load at start");
+                    tracing::warn!(app = %app, error = %text::clean(&e.to_string(), text::MAX_TRACEBACK), "app failed to load at start");
                 }
             }
         }

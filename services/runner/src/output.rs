@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+use crate::text;
+
 /// Longest line of app output kept, bytes; longer lines are truncated with a marker.
 pub const MAX_LINE: usize = 8 * 1024;
 /// Lines logged per second per app host, sustained.
@@ -107,7 +109,9 @@ impl LogRate {
 pub type SharedRate = std::sync::Arc<std::sync::Mutex<LogRate>>;
 
 /// Logs one line of a call's output with the app, the request id, the stream
-/// (`stdout`, `stderr`, `logging`) and, for a job, its id, within the host's rate.
+/// (`stdout`, `stderr`, `logging`) and, for a job, its id, within the host's rate. The
+/// line is the app's: at most [`MAX_LINE`] bytes of it are logged, control characters
+/// escaped (a `\n` in it never starts a log line).
 pub fn log_call_line(
     rate: &SharedRate,
     app: &str,
@@ -124,6 +128,7 @@ pub fn log_call_line(
     if dropped > 0 {
         tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
     }
+    let line = text::clean(line, MAX_LINE);
     if job_id.is_empty() {
         tracing::info!(target: "app", app = %app, request_id = %request_id, stream = %stream, "{line}");
     } else {
@@ -145,6 +150,8 @@ where
     tokio::spawn(async move {
         let mut lines = CappedLines::new(output, MAX_LINE);
         while let Ok(Some(line)) = lines.next_line().await {
+            // Already cut to MAX_LINE; control characters (a `\r`, escapes) escaped.
+            let line = text::clean(&line, usize::MAX).to_string();
             let admitted = rate
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

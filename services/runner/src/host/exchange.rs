@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{files, wire::ReplyHeader, AppHost, CallError, CallReply, JobError, Progress, Worker};
 use crate::frame::{read_frame, write_frame};
-use crate::output;
+use crate::{output, text};
 
 impl AppHost {
     /// Sends one call and reads frames until the final reply, forwarding progress.
@@ -49,13 +49,19 @@ impl AppHost {
                     continue;
                 }
                 if let Some(line) = h.log {
-                    let stream = h.stream.as_deref().unwrap_or("stderr");
+                    // The frame may be the app's own, not the SDK's: the stream is one
+                    // of the three, the line is cut and cleaned here.
+                    let stream = h
+                        .stream
+                        .as_deref()
+                        .filter(|s| matches!(*s, "stdout" | "logging"))
+                        .unwrap_or("stderr");
                     output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line);
                     if let Some(tx) = &progress {
                         let _ = tx.send(Progress {
                             percent: 0,
                             message: None,
-                            log: Some(line),
+                            log: Some(text::clean_line(&line)),
                         });
                     }
                     continue;
@@ -65,7 +71,9 @@ impl AppHost {
                         if let Some(tx) = &progress {
                             let _ = tx.send(Progress {
                                 percent,
-                                message: h.message,
+                                message: h
+                                    .message
+                                    .map(|m| text::cut_chars(m, text::MAX_PROGRESS_MESSAGE)),
                                 log: None,
                             });
                         }
@@ -91,7 +99,10 @@ impl AppHost {
                 "the worker process running app '{}' died during the call ({e}); it was replaced",
                 self.app
             )))),
-            Ok(Ok((header, out))) => {
+            Ok(Ok((mut header, out))) => {
+                // A job's captured output is kept up to the configured bytes, whoever
+                // wrote the reply.
+                header.logs = header.logs.map(|l| cap_logs(l, self.jobs.log_bytes));
                 if header.ok {
                     Ok(CallReply {
                         body: out,
@@ -118,4 +129,20 @@ impl AppHost {
             }
         }
     }
+}
+
+/// Room past the cap for the marker the worker adds when it cut the output itself.
+const LOGS_MARKER_ROOM: usize = 512;
+
+/// A job's captured output cut to `max` bytes (a character boundary), with a marker
+/// saying how much was left out.
+fn cap_logs(logs: String, max: usize) -> String {
+    if logs.len() <= max.saturating_add(LOGS_MARKER_ROOM) {
+        return logs;
+    }
+    let kept = text::prefix(&logs, max);
+    format!(
+        "{kept}\n...[log truncated: {} more bytes not kept]",
+        logs.len() - kept.len()
+    )
 }
