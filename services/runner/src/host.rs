@@ -290,6 +290,7 @@ impl AppHost {
     /// module-level code left, and orphans of dead workers re-parented to the host (a
     /// subreaper). Skipped while a fork is in flight, so a new worker is never mistaken.
     pub fn sweep(&self) {
+        self.sweep_idle_workers();
         let Some(host) = self.host_pid else { return };
         let Ok(_ctl) = self.control.try_lock() else {
             return;
@@ -301,6 +302,22 @@ impl AppHost {
                 contain::kill_tree(pid, self.uid);
             }
         }
+    }
+
+    /// Kills what idle workers still run: an idle worker is between calls, so any child
+    /// of it outlived the call (or job) that started it, or was started by a thread the
+    /// app left running. The worker cleans up after each call itself, but that is
+    /// Python in the app's process, which app code can switch off; this is not.
+    fn sweep_idle_workers(&self) {
+        let stray = |w: &Worker| {
+            for pid in contain::children(w.pid) {
+                tracing::info!(app = %self.app, worker = w.pid, pid, "killing a process an idle worker still runs (it outlived its call)");
+                contain::kill_tree(pid, self.uid);
+            }
+        };
+        // Under the locks: a worker is taken for a call only once this pass let go.
+        self.lock_idle().iter().for_each(stray);
+        self.lock_job_idle().iter().for_each(|(w, _)| stray(w));
     }
 
     async fn fork_worker(&self) -> Result<Worker, CallError> {
