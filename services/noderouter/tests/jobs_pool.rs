@@ -142,6 +142,20 @@ async fn a_job_worker_serves_consecutive_jobs_and_is_replaced_after_a_cancel_or_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_apps_long_jobs_do_not_delay_another_apps_short_job() {
+    hog_and_quick(2).await;
+}
+
+/// A manifest may lower its app's share of a runner's job slots, never raise it past
+/// the operator's (`NR_JOB_APP_CONCURRENCY`, half the slots by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_cannot_take_more_than_its_share_of_the_job_slots() {
+    hog_and_quick(1000).await;
+}
+
+/// Eight six-second jobs of an app with `job_concurrency: hog_limit` on a runner of four
+/// job slots, then one short job of another app: it finishes first, while at most two of
+/// the long ones run.
+async fn hog_and_quick(hog_limit: u64) {
     let h = Harness::start_with(&["--job-concurrency", "4"]).await;
     let hog = app_name("hog");
     let quick = app_name("quick");
@@ -150,7 +164,7 @@ async fn one_apps_long_jobs_do_not_delay_another_apps_short_job() {
         &[
             (
                 "manifest.json",
-                &manifest(&hog, "1.0.0", json!({"job_concurrency": 2})),
+                &manifest(&hog, "1.0.0", json!({"job_concurrency": hog_limit})),
             ),
             (
                 "main.py",

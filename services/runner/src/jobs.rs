@@ -253,12 +253,14 @@ async fn dispatch(
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     };
+    // A manifest may lower its app's share of the slots, never raise it past the
+    // operator's: a deployer does not decide how much of a runner one app takes.
+    let share = inner.config.job_app_concurrency();
     let limit = match inner.host_for(&job.app_name, job.app_rev).await {
         Ok(host) => host
             .manifest
             .job_concurrency
-            .map(|c| c.get())
-            .unwrap_or_else(|| inner.config.job_app_concurrency()),
+            .map_or(share, |c| c.get().min(share)),
         // The run reports the error on the job.
         Err(_) => 1,
     };
