@@ -33,12 +33,14 @@ async fn a_result_holding_nul_is_kept_and_other_apps_jobs_run_once() {
         ],
     )
     .await;
-    // Counts its runs in its own table.
+    // Counts its runs in its own table, made at import as the guide does.
     let counted = app_name("counted");
     let table = format!("{counted}_runs");
     let main = format!(
-        "def execute(data, conn=None):\n    with conn.cursor() as cur:\n        \
-         cur.execute('CREATE TABLE IF NOT EXISTS {table} (n int)')\n        \
+        "import os, psycopg2\n\
+         with psycopg2.connect(os.environ['DATABASE_URL']) as _c:\n    \
+         _c.cursor().execute('CREATE TABLE IF NOT EXISTS {table} (n int)')\n\
+         def execute(data, conn=None):\n    with conn.cursor() as cur:\n        \
          cur.execute('INSERT INTO {table} (n) VALUES (%s)', (data['n'],))\n    \
          conn.commit()\n    return {{'n': data['n']}}\n"
     );
@@ -82,4 +84,35 @@ async fn a_result_holding_nul_is_kept_and_other_apps_jobs_run_once() {
     .await
     .unwrap();
     assert_eq!((runs, distinct), (EACH, EACH));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_message_is_stored_cut() {
+    let h = Harness::start().await;
+    let app = app_name("raiser");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_retry": {"attempts": 1}})),
+            ),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    raise ValueError('x' * 2_000_000)\n",
+            ),
+        ],
+    )
+    .await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h.wait_job(b["job_id"].as_str().unwrap(), is_final).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error_message"].as_str().unwrap();
+    assert!(error.len() < 20 * 1024, "{} bytes stored", error.len());
+    assert!(
+        error.contains("truncated"),
+        "{}",
+        &error[error.len() - 200..]
+    );
 }

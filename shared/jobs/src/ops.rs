@@ -235,7 +235,7 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
         .collect();
     let errors: Vec<Option<String>> = outcomes
         .iter()
-        .map(|o| o.error.clone().map(crate::storable::text))
+        .map(|o| o.error.clone().map(crate::storable::error_text))
         .collect();
     let logs: Vec<Option<String>> = outcomes
         .iter()
@@ -287,7 +287,7 @@ pub async fn retry_later(
     .bind(id)
     .bind(attempt)
     .bind(delay.as_secs_f64())
-    .bind(crate::storable::text(error.to_owned()))
+    .bind(crate::storable::error_text(error.to_owned()))
     .bind(logs.map(|l| crate::storable::text(l.to_owned())))
     .bind(JobStatus::Pending.as_str())
     .bind(JobStatus::Running.as_str())

@@ -42,6 +42,27 @@ pub fn text(s: String) -> String {
     }
 }
 
+/// Most bytes of a job's error message stored (an exception message can be any size).
+pub const ERROR_BYTES: usize = 16 * 1024;
+
+/// A job's error message as stored: [`text`], cut to [`ERROR_BYTES`] on a character
+/// boundary with a marker saying how long it was.
+pub fn error_text(s: String) -> String {
+    let s = text(s);
+    if s.len() <= ERROR_BYTES {
+        return s;
+    }
+    let mut end = ERROR_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [error message truncated: {} bytes]",
+        &s[..end],
+        s.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +81,14 @@ mod tests {
         let plain = json!({"a": "b"});
         assert_eq!(without_nul(plain.clone()), plain);
         assert_eq!(text("x\u{0}".into()), "x\u{FFFD}");
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_character_boundary() {
+        let long = "é".repeat(ERROR_BYTES);
+        let cut = error_text(long.clone());
+        assert!(cut.len() < ERROR_BYTES + 64, "{}", cut.len());
+        assert!(cut.ends_with(&format!("[error message truncated: {} bytes]", long.len())));
+        assert_eq!(error_text("short".into()), "short");
     }
 }
