@@ -336,3 +336,40 @@ async fn raw_log_frames_are_cut_and_cannot_forge_log_lines() {
         logs.len()
     );
 }
+
+const CHATTY: &str = r#"
+import noderouter
+
+def execute(data, conn=None):
+    for i in range(1000):
+        noderouter._emit({"log": "line %d" % i, "stream": "stdout"})
+    return {"done": True}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_job_lines_are_rate_limited_by_the_runner() {
+    let h = Harness::start().await;
+    let app = deploy(&h, "chatty", CHATTY).await;
+    let nats = h.nats_client().await;
+    let subject = format!("job.log.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let job = h.wait_job(&id, |j| j["status"] == "completed").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let took = started.elapsed().as_secs_f64();
+    let mut live = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+        live += 1;
+    }
+    assert!(live >= 100, "only {live} live lines: the burst goes out");
+    // A burst of 100, then 50 a second, over the job's run (and a second of slack).
+    let most = 100.0 + 50.0 * (took + 1.0);
+    assert!(
+        (live as f64) <= most,
+        "{live} live lines in {took:.1} s (at most {most:.0})"
+    );
+}

@@ -53,12 +53,27 @@ pub(crate) async fn listen_progress(
 impl Inner {
     /// Sends a live log line to `job.log.<app>.<id>` (core NATS: not stored). The line
     /// comes cut and cleaned from the worker's exchange ([`crate::text::clean_line`]).
+    /// At most [`LOG_RATE`] lines a second after a burst of [`LOG_BURST`], whoever sent
+    /// them (the SDK's own limit is Python in the app's process); every line is still
+    /// kept with the job.
     pub(crate) async fn publish_log(&self, id: Uuid, app: &str, line: String) {
-        let submitted_by = self
-            .jobs
-            .lock()
-            .get(&id)
-            .and_then(|r| r.submitted_by.clone());
+        let submitted_by = {
+            let mut jobs = self.jobs.lock();
+            let Some(r) = jobs.get_mut(&id) else { return };
+            let now = std::time::Instant::now();
+            let earned = now.duration_since(r.logs_at).as_secs_f64() * LOG_RATE;
+            r.log_tokens = (r.log_tokens + earned).min(LOG_BURST);
+            r.logs_at = now;
+            if r.log_tokens < 1.0 {
+                r.logs_dropped += 1;
+                if r.logs_dropped.is_power_of_two() {
+                    tracing::warn!(job = %id, app, dropped = r.logs_dropped, "job log lines over the live rate were not sent live (they are kept with the job)");
+                }
+                return;
+            }
+            r.log_tokens -= 1.0;
+            r.submitted_by.clone()
+        };
         let event = nr_contracts::Envelope::new(
             nr_contracts::events::JOB_LOG,
             &self.id,
@@ -154,6 +169,10 @@ impl Inner {
         }
     }
 }
+
+/// Live log lines a job may send at once, then [`LOG_RATE`] a second.
+pub(crate) const LOG_BURST: f64 = 100.0;
+const LOG_RATE: f64 = 50.0;
 
 /// A `running` event to publish: progress, message, app, submitter.
 type RunningEvent = (i32, Option<String>, String, Option<String>);

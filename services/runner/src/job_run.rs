@@ -111,6 +111,9 @@ pub(crate) async fn handle(
             progress_at: std::time::Instant::now(),
             progress_held: None,
             flushing: false,
+            log_tokens: crate::job_progress::LOG_BURST,
+            logs_at: std::time::Instant::now(),
+            logs_dropped: 0,
         },
     );
     if inner

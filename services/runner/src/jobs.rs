@@ -43,6 +43,11 @@ pub(crate) struct Running {
     pub(crate) progress_at: std::time::Instant,
     pub(crate) progress_held: Option<(i32, Option<String>)>,
     pub(crate) flushing: bool,
+    /// Live log lines it may still send at once, as of `logs_at`, and how many it
+    /// dropped for want of one.
+    pub(crate) log_tokens: f64,
+    pub(crate) logs_at: std::time::Instant,
+    pub(crate) logs_dropped: u64,
 }
 
 /// One app's job slots on this runner: its limit, the semaphore enforcing it, and how
