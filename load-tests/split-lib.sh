@@ -12,6 +12,8 @@
 #   req/s, p50, p99, non-2xx and the CPU per request of the machine, the gateway, the
 #   runner with its workers and nats-server.
 # split_down LABEL: stops the stack and drops its database.
+# SPLIT_CALLGRIND_DIR=DIR runs nr-gateway and nr-runner under callgrind, their counts
+#   written to DIR/<label>.<gateway|runner>.<pid> (see cg-locks.sh).
 
 declare -A S_DIR S_PIDS S_GW S_RUNNER S_NATS S_TOKEN S_PORT S_DB
 APP_DIR="$ROOT/load-tests/apps/starter"
@@ -57,9 +59,12 @@ split_up() { # bin_dir label port [open|users|signed]
     [ $users = 1 ] && creds=(NR_NATS_USER="$role" NR_NATS_PASSWORD="$("$bin/noderouter" nats-config \
       --passwords "$d/passwords.json" --password-of "$role")")
     [ $signed = 1 ] && creds+=(RUNNER_SECRET="$key")
+    local wrap=()
+    [ -n "${SPLIT_CALLGRIND_DIR:-}" ] && { [ "$role" = gateway ] || [ "$role" = runner ]; } &&
+      wrap=(valgrind -q --tool=callgrind --callgrind-out-file="$SPLIT_CALLGRIND_DIR/$label.$role.%p")
     env RUST_LOG=warn NO_COLOR=1 NR_NATS_URL="nats://127.0.0.1:$np" \
       DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" NR_OBJECT_STORE_URL="$d/objects" \
-      NR_PYTHON="$NR_PYTHON" "${creds[@]}" "${dev[@]}" "$@" "$bin/$b" >"$d/$b.log" 2>&1 &
+      NR_PYTHON="$NR_PYTHON" "${creds[@]}" "${dev[@]}" "$@" "${wrap[@]}" "$bin/$b" >"$d/$b.log" 2>&1 &
     pids+=($!)
   }
   start registry nr-registry NR_HEALTH_ADDR="127.0.0.1:$((port + 1))"
