@@ -7,51 +7,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
-
+use common::logs::{capture_platform_log, logged};
 use common::Harness;
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Everything the platform logged so far.
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_platform_log() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(|| Capture)
-            .init();
-    });
-}
-
-/// The platform log's lines holding `needle`.
-fn logged(needle: &str) -> Vec<String> {
-    let log = LOG.lock().unwrap_or_else(|p| p.into_inner());
-    String::from_utf8_lossy(&log)
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_owned)
-        .collect()
-}
 
 const TALKER: &str = r#"import logging, sys
 

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::procs::alive;
 use common::Harness;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -293,21 +294,6 @@ def execute(data, conn=None):
         time.sleep(300)
     return {"child": child, "daemon": daemon}
 "#;
-
-/// Whether `pid` is a live (not zombie) process.
-fn alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 1..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned();
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
-}
 
 async fn gone_within(pids: &[u64], limit: Duration) -> bool {
     let deadline = Instant::now() + limit;

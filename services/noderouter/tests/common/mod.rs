@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod logs;
+pub mod procs;
 
 use clap::Parser;
 use noderouter::{Platform, PlatformConfig};
