@@ -149,6 +149,7 @@ pub(crate) async fn requeue_one(
         ));
     }
     let job = visible_job(&state, &caller, &id).await?;
+    may_run(&state, &caller, &job.app_name)?;
     let all = caller.0.has(perms::JOBS_REQUEUE_ALL);
     if !all && job.submitted_by.as_deref() != Some(&caller.0.sub) {
         return Err(ApiError::Forbidden(format!(
@@ -208,6 +209,7 @@ pub(crate) async fn requeue_app(
             "re-queue body field app_name: {app:?} is not an app name (letters, digits, _ and -, at most 64)"
         )));
     }
+    may_run(&state, &caller, app)?;
     let viewer = if caller.0.has(perms::JOBS_REQUEUE_ALL) {
         nr_jobs::Viewer::All
     } else {
@@ -230,6 +232,15 @@ pub(crate) async fn requeue_app(
         count: done.len(),
         job_ids: done.iter().map(|j| j.id.to_string()).collect(),
     }))
+}
+
+/// Re-queueing runs the app's code again, so it takes what calling the app takes now:
+/// a caller who lost the app's `required_permission` cannot run their old jobs of it.
+fn may_run(state: &AppState, caller: &Caller, app: &str) -> Result<(), ApiError> {
+    match state.apps.get(app) {
+        Some(entry) => caller.require(entry.manifest.required_permission.as_deref().unwrap_or("")),
+        None => Ok(()),
+    }
 }
 
 /// A job's captured output.

@@ -46,13 +46,58 @@ pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
         None => Ok(()),
-        Some(b'{') => serde_json::from_slice::<serde::de::IgnoredAny>(body)
-            .map(|_| ())
-            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}"))),
+        Some(b'{') => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
+                ApiError::BadRequest(format!("request body is not valid JSON: {e}"))
+            })?;
+            // What skipping the value does not check, and the app's `json.loads` (or the
+            // job queue's `jsonb`) would refuse with an error of its own.
+            if std::str::from_utf8(body).is_err() {
+                return Err(ApiError::BadRequest(
+                    "request body is not valid JSON: it is not UTF-8".into(),
+                ));
+            }
+            if nesting(body) > MAX_NESTING {
+                return Err(ApiError::BadRequest(format!(
+                    "request body is not valid JSON: nested deeper than {MAX_NESTING} levels"
+                )));
+            }
+            Ok(())
+        }
         Some(_) => Err(ApiError::BadRequest(
             "request body must be a JSON object, e.g. {\"action\": \"list\"}".into(),
         )),
     }
+}
+
+/// Deepest nesting of objects and arrays a body may have: what serde_json parses (the
+/// async path's limit), well inside what Python's `json.loads` can.
+const MAX_NESTING: usize = 128;
+
+/// How deeply the objects and arrays of `json` (valid JSON) nest.
+fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Runs the app's `execute(data)` with the JSON object as `data` and answers with the
@@ -264,5 +309,17 @@ mod tests {
         assert!(check_json_object(&Bytes::from_static(b"[1]")).is_err());
         assert!(check_json_object(&Bytes::from_static(b"{\"a\":")).is_err());
         assert!(check_json_object(&Bytes::from_static(b"{} trailing")).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_and_invalid_utf8_are_refused() {
+        let deep = |n: usize| format!("{{\"a\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(check_json_object(&Bytes::from(deep(MAX_NESTING - 1))).is_ok());
+        assert!(check_json_object(&Bytes::from(deep(5000))).is_err());
+        // Brackets inside strings, escaped quotes included, are not nesting.
+        let text = format!("{{\"a\":\"\\\"{}\"}}", "[".repeat(500));
+        assert_eq!(nesting(text.as_bytes()), 1);
+        assert!(check_json_object(&Bytes::from(text)).is_ok());
+        assert!(check_json_object(&Bytes::from_static(b"{\"a\":\"\xff\"}")).is_err());
     }
 }

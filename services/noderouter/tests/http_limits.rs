@@ -260,3 +260,45 @@ async fn bundle_files_are_sandboxed_and_pages_allow_only_this_origin() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_body_nested_too_deep_or_not_utf8_is_a_400_naming_why() {
+    let h = Harness::start().await;
+    let app = app_name("plain");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'ok': True}\n",
+            ),
+        ],
+    )
+    .await;
+    let send = |body: Vec<u8>| {
+        h.http
+            .post(format!("{}/api/sync/{app}", h.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+    let r = send(deep.into_bytes()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 128"),
+        "{b}"
+    );
+    let r = send(b"{\"a\":\"\xff\"}".to_vec()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert!(!b.to_string().contains("UnicodeDecodeError"), "{b}");
+    // The app serves as before.
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

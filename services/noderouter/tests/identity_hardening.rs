@@ -355,3 +355,53 @@ async fn metrics_on_an_internal_address_leave_the_public_one() {
         "the internal address serves metrics without a credential"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_queueing_takes_the_apps_permission_now() {
+    let h = Harness::start().await;
+    role(&h, "sales", &["sales:access"]).await;
+    let app = gated_app(
+        &h,
+        "def execute(data, conn=None):\n    raise RuntimeError('no')\n",
+    )
+    .await;
+    let (id, seller, _) = user(&h, "seller", &["sales"]).await;
+    let (s, b) = post(&seller, format!("{}/api/async/{app}", h.url), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = b["job_id"].as_str().unwrap().to_owned();
+    let mut failed = Value::Null;
+    for _ in 0..600 {
+        let (_, j) = get(&seller, format!("{}/api/async/jobs/{job}", h.url)).await;
+        if j["status"] == "failed" {
+            failed = j;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(failed["status"], "failed", "{failed}");
+    // The seller loses the app's permission.
+    let (s, b) = put(
+        &h.http,
+        format!("{}/admin/api/users/{id}/roles", h.url),
+        json!({"roles": []}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = post(
+        &seller,
+        format!("{}/api/async/jobs/{job}/requeue", h.url),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = post(
+        &seller,
+        format!("{}/api/async/requeue", h.url),
+        json!({"app_name": app}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // Nothing was run again.
+    let (_, j) = get(&h.http, format!("{}/api/async/jobs/{job}", h.url)).await;
+    assert_eq!(j["status"], "failed", "{j}");
+}
