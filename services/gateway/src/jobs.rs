@@ -143,6 +143,12 @@ pub(crate) async fn submit(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
     };
+    crate::routes::direct::check(
+        &app,
+        &entry,
+        &caller,
+        &crate::routes::direct::Direct::of(&payload),
+    )?;
     if nr_jobs::has_nul(&payload) {
         return Err(ApiError::BadRequest(
             "request body must not contain the character \\u0000 in a key or string: the job queue cannot store it".into(),

@@ -13,6 +13,7 @@ use nr_contracts::{headers, subjects};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::direct::Direct;
 use crate::{AppState, RequestId};
 
 /// Slack between the app's time limit (enforced by the runner) and the gateway's wait.
@@ -42,12 +43,14 @@ pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), 
 }
 
 /// Checks the body is one JSON object (an empty body counts as `{}`).
-pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
+pub(crate) fn check_json_object(body: &Bytes) -> Result<Direct, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     match first {
-        None => Ok(()),
+        None => Ok(Direct::default()),
         Some(b'{') => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
+            // A key given twice is refused here (`duplicate field`): the gateway would
+            // check one `action` and Python's `json.loads` keep the other.
+            let direct = serde_json::from_slice::<Direct>(body).map_err(|e| {
                 ApiError::BadRequest(format!("request body is not valid JSON: {e}"))
             })?;
             // What skipping the value does not check, and the app's `json.loads` (or the
@@ -62,7 +65,7 @@ pub(crate) fn check_json_object(body: &Bytes) -> Result<(), ApiError> {
                     "request body is not valid JSON: nested deeper than {MAX_NESTING} levels"
                 )));
             }
-            Ok(())
+            Ok(direct)
         }
         Some(_) => Err(ApiError::BadRequest(
             "request body must be a JSON object, e.g. {\"action\": \"list\"}".into(),
@@ -140,7 +143,8 @@ pub(crate) async fn sync_call(
         .ok_or_else(|| ApiError::NotFound(format!("app '{app}' is not deployed")))?;
     caller.require(entry.manifest.required_permission.as_deref().unwrap_or(""))?;
     check_content_type(&headers)?;
-    check_json_object(&body)?;
+    let direct = check_json_object(&body)?;
+    crate::routes::direct::check(&app, &entry, &caller, &direct)?;
     let (status, payload) = exec(&state, &app, &entry, &request_id, body).await?;
     Ok((
         status,

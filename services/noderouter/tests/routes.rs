@@ -313,3 +313,74 @@ async fn files_go_in_as_handles_and_out_as_expiring_attachment_links() {
     let r = reqwest::get(format!("{}{path}", h.url)).await.unwrap();
     assert_eq!(r.status(), StatusCode::GONE);
 }
+
+/// A route's gate holds on the direct path too: the same `{"action": …}` posted to
+/// `/api/sync/<app>` or `/api/async/<app>` takes the route's permission, a webhook's
+/// action is served through its route only, and `_schedule`/`_job_id` are refused.
+#[tokio::test]
+async fn a_routes_gate_cannot_be_skipped_by_calling_the_app_directly() {
+    let h = Harness::start().await;
+    h.deploy_ok("shop", &[("manifest.json", &manifest()), ("main.py", MAIN)])
+        .await;
+    let viewer = user_with(&h, "walker", &[]).await;
+    let sync = format!("{}/api/sync/shop", h.url);
+    let submit = format!("{}/api/async/shop", h.url);
+
+    // `item` is behind `shop:read` on its route.
+    for url in [&sync, &submit] {
+        let (s, b) = post(
+            &viewer,
+            url.clone(),
+            json!({"action": "item", "params": {"id": "1"}}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{url}: {b}");
+        assert!(b["error"].as_str().unwrap().contains("shop:read"), "{b}");
+    }
+    // The webhook's action, with forged headers, from anyone: refused, the route named.
+    for c in [&viewer, &h.http] {
+        let (s, b) = post(
+            c,
+            sync.clone(),
+            json!({"action": "hook", "headers": {"x-github-event": "forged"}, "body": {"forged": true}}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert!(
+            b["error"].as_str().unwrap().contains("/apps/shop/api/hook"),
+            "{b}"
+        );
+    }
+    // A body naming two actions, an ungated one first, is refused, not guessed at.
+    let r = viewer
+        .post(sync.clone())
+        .header("content-type", "application/json")
+        .body(r#"{"action": "other", "action": "item", "params": {"id": "1"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Keys only the platform sets.
+    for key in ["_schedule", "_job_id"] {
+        for url in [&sync, &submit] {
+            let (s, b) = post(
+                &h.http,
+                url.clone(),
+                json!({"action": "other", key: {"tick": "2020-01-01T00:00:00Z"}}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{url} {key}: {b}");
+            assert!(b["error"].as_str().unwrap().contains(key), "{b}");
+        }
+    }
+    // Ungated actions, and gated ones for a holder, are served as before.
+    let (s, b) = post(&viewer, sync.clone(), json!({"action": "other"})).await;
+    assert_eq!((s, b), (StatusCode::OK, json!({"plain": true})));
+    let (s, b) = post(
+        &h.http,
+        sync.clone(),
+        json!({"action": "item", "params": {"id": "7"}, "query": {}, "headers": {}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

@@ -5,6 +5,7 @@
 //! signed runner request as `POST /api/sync/<app>`, and its dict becomes the response
 //! (`result`).
 
+pub(crate) mod direct;
 pub(crate) mod download;
 mod matching;
 mod result;
