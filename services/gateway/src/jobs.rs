@@ -73,9 +73,9 @@ pub(crate) fn is_app_name(name: &str) -> bool {
     responses(
         (status = 202, description = "The job is queued", body = Submitted),
         (status = 200, description = "The job submitted earlier with this Idempotency-Key", body = Submitted),
-        (status = 400, description = "The body is not one JSON object, or a bad Idempotency-Key", body = ErrorBody),
+        (status = 400, description = "The body is not one JSON object, sets `_schedule` or `_job_id`, or a bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
-        (status = 403, description = "The app's `required_permission` is missing", body = ErrorBody),
+        (status = 403, description = "The app's `required_permission` is missing, or the permission of a route bound to this `action`; or the action is served by its webhook route only", body = ErrorBody),
         (status = 404, description = "The app is not deployed", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key belongs to a job of another app", body = ErrorBody),
         (status = 413, description = "The body exceeds the limit", body = ErrorBody),

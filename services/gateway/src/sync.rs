@@ -117,9 +117,9 @@ fn nesting(json: &[u8]) -> usize {
     ),
     responses(
         (status = 200, description = "The dict the app returned", body = Object),
-        (status = 400, description = "The body is not one JSON object", body = ErrorBody),
+        (status = 400, description = "The body is not one JSON object (UTF-8, at most 128 levels deep, no key twice), or sets `_schedule` or `_job_id`", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
-        (status = 403, description = "The app's `required_permission` is missing", body = ErrorBody),
+        (status = 403, description = "The app's `required_permission` is missing, or the permission of a route bound to this `action`; or the action is served by its webhook route only", body = ErrorBody),
         (status = 404, description = "The app is not deployed", body = ErrorBody),
         (status = 413, description = "The body exceeds the limit", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
