@@ -5,20 +5,11 @@
 
 mod common;
 
+use common::procs::status_kib;
 use common::Harness;
 use nr_testkit::{app_name, manifest, zip_files};
 use reqwest::StatusCode;
 use serde_json::json;
-
-/// Peak resident memory of this process (the platform runs in it), KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Module code that finds the import check's result channel (a file object the checker
 /// holds, on a descriptor past stderr) and writes 256 MiB to it without a newline.
@@ -38,13 +29,13 @@ def execute(data, conn=None):
 async fn an_import_writing_over_the_checkers_output_is_refused_in_bounded_memory() {
     let h = Harness::start().await;
     let app = app_name("flood");
-    let before = peak_kib();
+    let before = status_kib("VmHWM:");
     let zip = zip_files(&[
         ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
         ("main.py", FLOOD),
     ]);
     let (s, b) = h.deploy(&format!("{app}.zip"), zip).await;
-    let after = peak_kib();
+    let after = status_kib("VmHWM:");
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(
         b["error"]

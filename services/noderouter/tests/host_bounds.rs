@@ -13,6 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::logs::{capture_platform_log, logged};
+use common::procs::status_kib;
 use common::Harness;
 use futures::StreamExt as _;
 use nr_testkit::{app_name, manifest};
@@ -30,16 +31,6 @@ async fn deploy(h: &Harness, prefix: &str, main: &str) -> String {
     )
     .await;
     app
-}
-
-/// A figure of `/proc/self/status`, KiB (the platform runs in this process).
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 const HEALTHY: &str = r#"

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::procs::status_kib;
 use common::Harness;
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
@@ -51,22 +52,13 @@ async fn deploy(h: &Harness) -> String {
     app
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_output_lines_and_floods_leave_the_platform_serving() {
     let h = Harness::start().await;
     let app = deploy(&h).await;
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let before = rss_kib();
+    let before = status_kib("VmRSS:");
     for _ in 0..3 {
         let (s, b) = h.sync(&app, json!({"action": "shout"})).await;
         assert_eq!((s, b), (StatusCode::OK, json!({"shouted": true})));
@@ -81,7 +73,7 @@ async fn huge_output_lines_and_floods_leave_the_platform_serving() {
     println!(
         "platform RSS after 3 x 32 MB lines and 20,000 lines: {} KiB -> {} KiB",
         before,
-        rss_kib()
+        status_kib("VmRSS:")
     );
 }
 

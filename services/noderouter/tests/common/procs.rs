@@ -14,3 +14,14 @@ pub fn alive(pid: u64) -> bool {
         Err(_) => false,
     }
 }
+
+/// A figure of this process's `/proc/self/status` (`"VmRSS:"`, `"VmHWM:"`), KiB; the
+/// platform runs in the test's process.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
