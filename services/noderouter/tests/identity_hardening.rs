@@ -308,6 +308,49 @@ async fn a_password_change_ends_the_users_other_sessions() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_ends_their_sessions_for_good() {
+    let h = Harness::start().await;
+    role(&h, "token-makers", &["rbac:manage"]).await;
+    let (id, session, _) = user(&h, "gina", &["token-makers"]).await;
+    let me = format!("{}/api/auth/me", h.url);
+    let (s, b) = post(
+        &session,
+        format!("{}/admin/api/tokens", h.url),
+        json!({"name": "gina-automation", "roles": []}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let api_token = client_with_token(b["token"].as_str().unwrap());
+    assert_eq!(get(&session, me.clone()).await.0, StatusCode::OK);
+    assert_eq!(get(&api_token, me.clone()).await.0, StatusCode::OK);
+
+    let set = |disabled: bool| {
+        h.http
+            .patch(format!("{}/admin/api/users/{id}", h.url))
+            .json(&json!({ "disabled": disabled }))
+            .send()
+    };
+    assert_eq!(set(true).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(&session, me.clone()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&api_token, me.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Enabled again: the session from before stays ended (a stolen cookie of a
+    // suspended account is worth nothing), a new sign-in works, and the API token,
+    // a credential an operator revokes on its own, is usable again.
+    assert_eq!(set(false).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(&session, me.clone()).await.0, StatusCode::UNAUTHORIZED);
+    let fresh = client_with_token(&login(&h, "gina", PASSWORD).await);
+    assert_eq!(get(&fresh, me.clone()).await.0, StatusCode::OK);
+    assert_eq!(get(&api_token, me.clone()).await.0, StatusCode::OK);
+    // Enabling an enabled user ends nothing.
+    assert_eq!(set(false).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get(&fresh, me).await.0, StatusCode::OK);
+}
+
 async fn metrics(c: &reqwest::Client, base: &str) -> StatusCode {
     c.get(format!("{base}/metrics"))
         .send()

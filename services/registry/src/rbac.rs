@@ -105,11 +105,15 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
                 .bind(&id).bind(&username).bind(&password_hash).bind(at).execute(&mut *tx).await?;
         }
         RbacChange::UserDisabled { id, disabled } => {
-            q("UPDATE noderouter_core.users SET disabled = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(disabled)
-                .execute(&mut *tx)
-                .await?;
+            // Disabling ends the user's sessions for good: each one is bound to this
+            // count (`nr_auth::password::session_stamp`), so enabling the user again
+            // does not bring them back.
+            q("UPDATE noderouter_core.users SET disabled = $2, \
+               sessions_epoch = sessions_epoch + CASE WHEN $2 THEN 1 ELSE 0 END WHERE id = $1")
+            .bind(&id)
+            .bind(disabled)
+            .execute(&mut *tx)
+            .await?;
         }
         RbacChange::PasswordSet { id, password_hash } => {
             q("UPDATE noderouter_core.users SET password_hash = $2 WHERE id = $1")

@@ -25,9 +25,9 @@ pub struct Claims {
     pub jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Fingerprint of the user's password hash when the session began
-    /// ([`crate::password::stamp`]); a session whose stamp no longer matches (the
-    /// password changed) is refused.
+    /// Fingerprint of the user's password hash and disablings when the session began
+    /// ([`crate::password::session_stamp`]); a session whose stamp no longer matches (the
+    /// password changed, or the user was disabled since) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pwd: Option<String>,
     /// Audience; checked by the validation, kept for re-encoding.

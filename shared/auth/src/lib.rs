@@ -61,7 +61,7 @@ pub struct Principal {
     pub jti: Option<String>,
     /// Expiry of the session token (Unix seconds), for logout.
     pub exp: Option<i64>,
-    /// Password stamp of a user's session ([`password::stamp`]).
+    /// Password stamp of a user's session ([`password::session_stamp`]).
     pub stamp: Option<String>,
     permissions: Arc<HashSet<String>>,
 }

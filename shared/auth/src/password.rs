@@ -35,11 +35,19 @@ pub fn verify(password: &str, hash: &str) -> bool {
 /// unknown or disabled so that such a login costs what a wrong password costs.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash(&random_secret()).unwrap_or_default());
 
-/// A short fingerprint of a password hash. Session tokens carry it (`pwd`), so a
-/// password change ends every session issued before it.
-pub fn stamp(password_hash: &str) -> String {
+/// The stamp a session is bound to, a short fingerprint of its user's password hash and
+/// of how many times the user was disabled (`users.sessions_epoch`). Session tokens
+/// carry it (`pwd`), so a password change and a disabling each end every session issued
+/// before. Epoch 0 gives the fingerprint of the hash alone, which sessions issued before
+/// the count existed carry.
+pub fn session_stamp(password_hash: &str, sessions_epoch: i64) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(password_hash.as_bytes())[..8])
+    let digest = if sessions_epoch == 0 {
+        Sha256::digest(password_hash.as_bytes())
+    } else {
+        Sha256::digest(format!("{password_hash}\n{sessions_epoch}").as_bytes())
+    };
+    hex::encode(&digest[..8])
 }
 
 /// A random secret for generated passwords and API tokens (244 bits).
@@ -115,8 +123,21 @@ mod tests {
         assert!(!pool.verify("wrong", Some(&h)).await.unwrap());
         assert!(!pool.verify("correct horse", None).await.unwrap());
         assert_ne!(
-            super::stamp(&h),
-            super::stamp(&pool.hash("x").await.unwrap())
+            super::session_stamp(&h, 0),
+            super::session_stamp(&pool.hash("x").await.unwrap(), 0)
         );
+    }
+
+    #[test]
+    fn a_disabling_changes_the_stamp_and_epoch_zero_keeps_the_old_one() {
+        use sha2::{Digest, Sha256};
+        let h = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA";
+        // Sessions issued before the count existed carry the hash's fingerprint alone.
+        assert_eq!(
+            super::session_stamp(h, 0),
+            hex::encode(&Sha256::digest(h.as_bytes())[..8])
+        );
+        assert_ne!(super::session_stamp(h, 0), super::session_stamp(h, 1));
+        assert_ne!(super::session_stamp(h, 1), super::session_stamp(h, 2));
     }
 }

@@ -25,7 +25,7 @@ pub struct UserRow {
     pub username: String,
     pub disabled: bool,
     pub roles: Vec<String>,
-    /// [`crate::password::stamp`] of the current password hash.
+    /// [`crate::password::session_stamp`] of the current password hash and disablings.
     pub stamp: String,
 }
 
@@ -196,13 +196,14 @@ impl Rbac {
         let db = self.db.clone();
         let key = id.to_owned();
         self.cached(&self.users, id, || async move {
-            let row: Option<(String, String, bool, String)> = sqlx::query_as(
-                "SELECT id, username, disabled, password_hash FROM noderouter_core.users WHERE id = $1",
+            let row: Option<(String, String, bool, String, i64)> = sqlx::query_as(
+                "SELECT id, username, disabled, password_hash, sessions_epoch \
+                 FROM noderouter_core.users WHERE id = $1",
             )
             .bind(&key)
             .fetch_optional(&db)
             .await?;
-            let Some((id, username, disabled, hash)) = row else {
+            let Some((id, username, disabled, hash, epoch)) = row else {
                 return Ok(None);
             };
             let roles: Vec<(String,)> = sqlx::query_as(
@@ -216,7 +217,7 @@ impl Rbac {
                 username,
                 disabled,
                 roles: roles.into_iter().map(|r| r.0).collect(),
-                stamp: crate::password::stamp(&hash),
+                stamp: crate::password::session_stamp(&hash, epoch),
             }))
         })
         .await
