@@ -14,6 +14,9 @@
 # split_down LABEL: stops the stack and drops its database.
 # SPLIT_CALLGRIND_DIR=DIR runs nr-gateway and nr-runner under callgrind, their counts
 #   written to DIR/<label>.<gateway|runner>.<pid> (see cg-locks.sh).
+# SPLIT_NATS_PPROF_DIR=DIR gives each nats-server a profiling port (PORT + 2000) and
+#   records nats-server's own CPU profile of every run (Go's pprof, with its function
+#   names) into DIR/<label>.<n>.pb.gz; `go tool pprof -top` reads them.
 
 declare -A S_DIR S_PIDS S_GW S_RUNNER S_NATS S_TOKEN S_PORT S_DB
 APP_DIR="$ROOT/load-tests/apps/starter"
@@ -48,7 +51,8 @@ split_up() { # bin_dir label port [open|users|signed]
     esac
   fi
   { echo "listen: 127.0.0.1:$np"; echo "jetstream { store_dir: \"$d/nats\" }"
-    [ $users = 1 ] && echo "include ./auth.conf"; } >"$d/nats.conf"
+    [ $users = 1 ] && echo "include ./auth.conf"
+    [ -n "${SPLIT_NATS_PPROF_DIR:-}" ] && echo "prof_port: $((port + 2000))"; } >"$d/nats.conf"
   [ $users = 1 ] && "$bin/noderouter" nats-config --passwords "$d/passwords.json" --out "$d/auth.conf"
   "$NATS" -c "$d/nats.conf" >"$d/nats.log" 2>&1 & pids+=($!)
   S_NATS[$label]=$!
@@ -95,11 +99,17 @@ split_measure() { # label connections [perf_file]
   local label=$1 c=$2 out m0 g0 r0 n0 m1 g1 r1 n1 reqs perf=()
   local gw=${S_GW[$label]} runner=${S_RUNNER[$label]} nats=${S_NATS[$label]}
   [ -n "${3:-}" ] && perf=(${AB_PERF_CMD:-perf record -q -a -e cpu-clock -F 499} -o "$3" --)
+  local prof="" profpid=""
+  if [ -n "${SPLIT_NATS_PPROF_DIR:-}" ]; then
+    mkdir -p "$SPLIT_NATS_PPROF_DIR"; prof=$SPLIT_NATS_PPROF_DIR/$label.$(date +%s%N).pb.gz
+    curl -fsS -o "$prof" "http://127.0.0.1:$((${S_PORT[$label]} + 2000))/debug/pprof/profile?seconds=$((SECS > 2 ? SECS - 1 : 1))" & profpid=$!
+  fi
   m0=$(busy_ticks); g0=$(tree_ticks $gw); r0=$(tree_ticks $runner); n0=$(tree_ticks $nats)
   out=$(NR_TOKEN=${S_TOKEN[$label]} BODY='{}' "${perf[@]}" wrk -t$([ $c = 1 ] && echo 1 || echo 2) -c$c -d${SECS}s --latency \
     -s "$ROOT/load-tests/post.lua" "http://127.0.0.1:${S_PORT[$label]}/api/sync/starter" 2>&1)
   m1=$(busy_ticks); g1=$(tree_ticks $gw); r1=$(tree_ticks $runner); n1=$(tree_ticks $nats)
   reqs=$(awk '/requests in/{print $1}' <<<"$out")
+  [ -n "$profpid" ] && wait "$profpid"
   printf '%-5s c=%-3s %9s req/s  p50 %8s  p99 %8s  non-2xx=%-4s CPU µs/req: machine %4s gateway %3s runner+workers %3s nats %3s\n' \
     "$label" $c "$(awk '/Requests\/sec/{print $2}' <<<"$out")" "$(awk '$1=="50%"{print $2}' <<<"$out")" \
     "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(awk '/Non-2xx/{print $5}' <<<"$out")" \
