@@ -50,6 +50,27 @@ describe("admin console", { timeout: 240000 }, () => {
     await page.waitForSelector("#nr-runners-health");
   });
 
+  it("stays on the platform after login whatever the next parameter says", async () => {
+    // A fresh visitor (no session) following a crafted link: each of these resolves, in
+    // a browser, to a path that starts with "//" and so names another host.
+    const visitor = await browser.newContext();
+    visitor.setDefaultTimeout(STEP);
+    const p = await visitor.newPage();
+    const off = [];
+    p.on("request", (req) => { if (!req.url().startsWith(nr.url)) off.push(req.url()); });
+    for (const next of ["/.//evil.example/phish/", "/apps/../..//evil.example/", "/%2e%2e/%2f%2fevil.example/"]) {
+      await p.context().clearCookies();
+      await p.goto(`${nr.url}/login?next=${encodeURIComponent(next)}`);
+      await p.fill("#nr-username", "admin");
+      await p.fill("#nr-password", nr.password);
+      await p.click("#nr-login-submit");
+      await p.waitForURL((u) => !u.pathname.startsWith("/login"));
+      assert.equal(new URL(p.url()).origin, new URL(nr.url).origin, `${next} led to ${p.url()}`);
+    }
+    assert.deepEqual(off, []);
+    await visitor.close();
+  });
+
   it("deploys through the form and reads the report", async () => {
     await page.goto(`${nr.url}/admin/apps`);
     for (const [app, file] of [["e2e_greeter", "e2e_greeter.zip"], ["e2e_job", "e2e_job.zip"]]) {

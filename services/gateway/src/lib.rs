@@ -337,6 +337,7 @@ impl Gateway {
             )
             .merge(deps.extra_routes)
             .layer(middleware::from_fn(error::uniform_errors))
+            .layer(middleware::from_fn(server::no_store))
             .merge(shell::routes().with_state(state.clone()))
             .merge(console::routes(&state).with_state(state.clone()))
             .fallback(not_found)

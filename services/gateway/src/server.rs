@@ -208,3 +208,16 @@ pub(crate) async fn body_deadline(timeout: Duration, req: Request, next: Next) -
     }
     res
 }
+
+/// API answers carry sessions, tokens and app data: no cache (a browser's, a proxy's)
+/// may keep them. An answer that set its own `Cache-Control` keeps it.
+pub(crate) async fn no_store(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    res
+}

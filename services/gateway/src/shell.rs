@@ -191,12 +191,25 @@ fn safe_next(next: Option<&str>) -> &str {
         && next.len() <= 2048
         && !next
             .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || c == '\\');
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+        && !climbs(next);
     if path_only {
         next
     } else {
         HOME
     }
+}
+
+/// True when the path part of `next` has a dot segment (`.`, `..`, or either spelled
+/// with `%2e`) or an empty one: a browser resolving it could end on `//host`, which
+/// leaves the site (`/.//evil.example` resolves to `//evil.example`).
+fn climbs(next: &str) -> bool {
+    let path = next.split(['?', '#']).next().unwrap_or_default();
+    path.contains("//")
+        || path.split('/').any(|segment| {
+            let dots = segment.to_ascii_lowercase().replace("%2e", ".");
+            !dots.is_empty() && dots.bytes().all(|c| c == b'.')
+        })
 }
 
 async fn login_page(

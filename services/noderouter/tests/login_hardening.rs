@@ -195,6 +195,12 @@ async fn the_login_page_takes_same_site_paths_only_as_next() {
         "/%5Cevil.example",
         "https://evil.example/",
         "/%0A/evil.example",
+        // Dot segments a browser resolves down to "//evil.example".
+        "/.//evil.example/phish/",
+        "/apps/../..//evil.example",
+        "/%2e%2e/%2f%2fevil.example",
+        "/a/%2E./..//evil.example",
+        "/admin//evil.example",
     ] {
         let html = page(attack).await;
         assert!(html.contains(r#"data-next="/admin""#), "{attack}: {html}");
@@ -202,4 +208,37 @@ async fn the_login_page_takes_same_site_paths_only_as_next() {
     }
     let html = page("/apps/sales/%3Fx%3D1").await;
     assert!(html.contains(r#"data-next="/apps/sales/?x=1""#), "{html}");
+    let html = page("/apps/sales/").await;
+    assert!(html.contains(r#"data-next="/apps/sales/""#), "{html}");
+    let html = page("/apps/v1.2/report.html").await;
+    assert!(
+        html.contains(r#"data-next="/apps/v1.2/report.html""#),
+        "{html}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carrying_a_session_or_data_are_never_cached() {
+    let h = Harness::start().await;
+    create(&h, "gail").await;
+    let login = attempt(&h, "gail", "password-123").await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let no_store = |r: &reqwest::Response| {
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(no_store(&login).as_deref(), Some("no-store"), "login");
+    for path in ["/api/auth/me", "/admin/api/apps", "/admin/api/users"] {
+        let r = h.http.get(format!("{}{path}", h.url)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert_eq!(no_store(&r).as_deref(), Some("no-store"), "{path}");
+    }
+    // Refusals too (they name what exists).
+    let r = reqwest::get(format!("{}/admin/api/users", h.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(no_store(&r).as_deref(), Some("no-store"));
 }

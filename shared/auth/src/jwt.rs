@@ -166,7 +166,9 @@ impl Jwt {
             }
             self.verified.invalidate(token);
         }
-        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let header = decode_header(token).map_err(|_| {
+            AuthError::Invalid("malformed token: not a JWT this platform accepts".into())
+        })?;
         let (key, validation, kind) = match (&header.kid, header.alg) {
             (None, Algorithm::HS256) => (&self.local_key, &self.local, PrincipalKind::User),
             (Some(kid), _) => match self.external.get(kid) {
@@ -179,8 +181,7 @@ impl Jwt {
                 )))
             }
         };
-        let data = decode::<Claims>(token, key, validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data = decode::<Claims>(token, key, validation).map_err(|e| refusal(&e))?;
         let verified = Verified {
             claims: data.claims.clone(),
             kind,
@@ -189,6 +190,24 @@ impl Jwt {
         self.verified.insert(token.to_owned(), Arc::new(verified));
         Ok((data.claims, kind))
     }
+}
+
+/// What a caller is told about a token that did not verify: the reason in a few plain
+/// words, never the library's parser details.
+fn refusal(e: &jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    AuthError::Invalid(
+        match e.kind() {
+            K::ExpiredSignature => "token expired",
+            K::ImmatureSignature => "token not valid yet",
+            K::InvalidSignature => "token signature does not match",
+            K::InvalidIssuer => "token issuer is not accepted",
+            K::InvalidAudience => "token audience is not accepted",
+            K::MissingRequiredClaim(_) => "token lacks a required claim",
+            _ => "malformed token: not a JWT this platform accepts",
+        }
+        .into(),
+    )
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
     try {
       var url = new URL(next, window.location.origin);
       if (url.origin !== window.location.origin) return "/admin";
-      return url.pathname + url.search + url.hash;
+      // The whole resolved URL: its path alone could start with "//" and name a host.
+      return url.href;
     } catch (_) {
       return "/admin";
     }
