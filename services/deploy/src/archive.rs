@@ -52,12 +52,7 @@ pub fn bundle_name(file_name: &str) -> &str {
         .unwrap_or(base)
 }
 
-/// Entries the platform ignores: macOS metadata that Finder adds to every zip.
-pub fn is_ignored(name: &str) -> bool {
-    name.starts_with("__MACOSX/")
-        || name == "__MACOSX"
-        || name.trim_end_matches('/').rsplit('/').next() == Some(".DS_Store")
-}
+pub use nr_contracts::bundle::is_ignored;
 
 /// Why an entry name is unsafe, or `None` when it is a plain relative path.
 pub fn unsafe_name(raw: &[u8]) -> Option<&'static str> {
@@ -78,11 +73,16 @@ pub fn unsafe_name(raw: &[u8]) -> Option<&'static str> {
     if raw.len() >= 2 && raw[0].is_ascii_alphabetic() && raw[1] == b':' {
         return Some("starts with a drive letter");
     }
+    if raw.len() > 1024 {
+        return Some("is longer than 1024 bytes");
+    }
     let trimmed = raw.strip_suffix(b"/").unwrap_or(raw);
     for part in trimmed.split(|b| *b == b'/') {
         match part {
             b".." => return Some("escapes the bundle root with '..'"),
             b"." | b"" => return Some("has an empty or '.' path segment"),
+            // What a file name may be on the runner's disk.
+            p if p.len() > 255 => return Some("has a file or folder name over 255 bytes"),
             _ => {}
         }
     }
@@ -249,6 +249,7 @@ pub fn unpack(bytes: &[u8], limits: &Limits, dest: Option<&Path>) -> Result<Unpa
         root: root.clone(),
         ..Default::default()
     };
+    let mut public_bytes: u64 = 0;
     if let Some(dest) = dest {
         std::fs::create_dir_all(dest)
             .map_err(|e| Refused::internal(format!("cannot create {}: {e}", dest.display())))?;
@@ -283,6 +284,10 @@ pub fn unpack(bytes: &[u8], limits: &Limits, dest: Option<&Path>) -> Result<Unpa
         })?;
         let compressed = file.compressed_size();
         let keep = !ignored && keeps_text(&rel);
+        // What the gateway serves to browsers, and keeps in memory while it does.
+        let public = !ignored
+            && nr_contracts::bundle::is_safe_path(&rel)
+            && !nr_contracts::bundle::is_private(&rel);
         let mut text = Vec::new();
         let mut sink: Option<std::fs::File> = match (dest, ignored) {
             (Some(dest), false) => {
@@ -323,6 +328,10 @@ pub fn unpack(bytes: &[u8], limits: &Limits, dest: Option<&Path>) -> Result<Unpa
                     None,
                     format!("{:?} inflates to more than {} bytes, the limit for one file (NR_DEPLOY_MAX_ENTRY_BYTES)", entry.name, limits.max_entry_bytes),
                 ));
+            }
+            if public {
+                public_bytes += n as u64;
+                public_limit(&entry.name, size, public_bytes)?;
             }
             if out.total_bytes > limits.max_total_bytes {
                 return Err(Refused::one(
@@ -414,21 +423,9 @@ fn case_collisions(entries: &[Entry]) -> Result<(), Refused> {
 /// Finds the bundle root: the zip's root when it holds `manifest.json`, else a single
 /// top-level folder holding it.
 fn layout(entries: &[&Entry]) -> Result<String, Refused> {
-    if entries.iter().any(|e| e.name == "manifest.json") {
-        return Ok(String::new());
-    }
-    let tops: std::collections::BTreeSet<&str> = entries
-        .iter()
-        .filter_map(|e| e.name.split('/').next())
-        .collect();
-    if let (1, Some(top)) = (tops.len(), tops.first()) {
-        let root = format!("{top}/");
-        if entries
-            .iter()
-            .any(|e| e.name == format!("{root}manifest.json"))
-        {
-            return Ok(root);
-        }
+    // The runner and the gateway find the root by the same rule.
+    if let Some(root) = nr_contracts::bundle::root(entries.iter().map(|e| e.name.as_str())) {
+        return Ok(root);
     }
     let found: Vec<&str> = entries
         .iter()
@@ -447,6 +444,32 @@ fn layout(entries: &[&Entry]) -> Result<String, Refused> {
         )
     };
     Err(Refused::one(422, "bundle.layout", None, None, message))
+}
+
+/// Refuses a public file (one the gateway serves to browsers: not Python, not `libs/`,
+/// not `manifest.json`, not a dot-file) over the size the gateway serves, or public
+/// files over what one bundle may keep in the gateway's memory.
+fn public_limit(name: &str, size: u64, total: u64) -> Result<(), Refused> {
+    use nr_contracts::bundle::{MAX_PUBLIC_BYTES, MAX_PUBLIC_FILE_BYTES};
+    if size > MAX_PUBLIC_FILE_BYTES {
+        return Err(Refused::one(
+            413,
+            "bundle.public_file_size",
+            Some(name),
+            None,
+            format!("{name:?} inflates to more than {MAX_PUBLIC_FILE_BYTES} bytes, the most the gateway serves as one page file; put large data in libs/ or fetch it from your app"),
+        ));
+    }
+    if total > MAX_PUBLIC_BYTES {
+        return Err(Refused::one(
+            413,
+            "bundle.public_size",
+            Some(name),
+            None,
+            format!("the bundle's page files (everything but Python, libs/, manifest.json and dot-files) inflate to more than {MAX_PUBLIC_BYTES} bytes together, reached at {name:?}; the gateway keeps them in memory: put large data in libs/ or fetch it from your app"),
+        ));
+    }
+    Ok(())
 }
 
 /// The refusal for a wrapping folder that is not named like the app.

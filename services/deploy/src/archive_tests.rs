@@ -145,6 +145,64 @@ fn entry_names_escaping_the_root_are_refused() {
 }
 
 #[test]
+fn names_the_runners_disk_cannot_hold_are_refused_naming_the_entry() {
+    let long_segment = format!("{}.js", "a".repeat(300));
+    let long_path = vec!["b".repeat(200); 6].join("/");
+    for (name, why) in [
+        (long_segment.as_str(), "over 255 bytes"),
+        (long_path.as_str(), "longer than 1024 bytes"),
+    ] {
+        let r = refused(&good(&[E::File(name, b"x")]));
+        assert_eq!(r.status, 422, "{name:?}");
+        assert_eq!(r.details[0].rule, "bundle.path", "{name:?}");
+        assert!(r.error.contains(why), "{name:?}: {}", r.error);
+    }
+    let fine = format!("{}.js", "a".repeat(250));
+    assert!(unpack(&good(&[E::File(&fine, b"x")]), &Limits::default(), None).is_ok());
+}
+
+#[test]
+fn page_files_over_what_the_gateway_keeps_are_refused() {
+    use nr_contracts::bundle::{MAX_PUBLIC_BYTES, MAX_PUBLIC_FILE_BYTES};
+    // Bytes that do not compress, so no ratio rule steps in first.
+    let noise = |n: usize, seed: u64| -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let big = noise(MAX_PUBLIC_FILE_BYTES as usize + 1, 7);
+    let r = refused(&good(&[E::File("img/huge.png", &big)]));
+    assert_eq!(
+        (r.status, r.details[0].rule.as_str()),
+        (413, "bundle.public_file_size")
+    );
+    assert!(r.error.contains("img/huge.png"), "{}", r.error);
+    // The same bytes under libs/ are the app's own data, not a page file.
+    assert!(unpack(
+        &good(&[E::File("libs/huge.bin", &big)]),
+        &Limits::default(),
+        None
+    )
+    .is_ok());
+    // Each under the per-file size, too many together.
+    let part = noise(MAX_PUBLIC_FILE_BYTES as usize, 11);
+    let n = (MAX_PUBLIC_BYTES / MAX_PUBLIC_FILE_BYTES) as usize + 1;
+    let names: Vec<String> = (0..n).map(|i| format!("img/{i}.png")).collect();
+    let files: Vec<E> = names.iter().map(|n| E::File(n, &part)).collect();
+    let r = refused(&good(&files));
+    assert_eq!(
+        (r.status, r.details[0].rule.as_str()),
+        (413, "bundle.public_size")
+    );
+}
+
+#[test]
 fn unsafe_name_table() {
     assert_eq!(unsafe_name(b"libs/pkg/x.py"), None);
     assert_eq!(unsafe_name(b"libs/"), None);

@@ -7,6 +7,7 @@
 //! Schemas live in `schemas/` and are checked against these types by tests.
 
 pub mod alive;
+pub mod bundle;
 pub mod envelope;
 pub mod events;
 pub mod headers;

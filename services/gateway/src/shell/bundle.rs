@@ -20,10 +20,14 @@ use nr_contracts::{decode, subjects, Envelope};
 
 use crate::AppState;
 
-/// Largest single file kept (larger ones answer 404 and are logged).
-const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+use nr_contracts::bundle::{is_ignored, MAX_PUBLIC_BYTES, MAX_PUBLIC_FILE_BYTES};
+pub(crate) use nr_contracts::bundle::{is_private, is_safe_path};
+
 /// Memory the cached bundles may take in total.
 const MAX_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+/// Bundles unpacked at once: each holds up to `MAX_PUBLIC_BYTES` while it is read, on
+/// top of the cache.
+const LOADS_AT_ONCE: usize = 2;
 
 /// An app's public browser files (paths relative to the app's root, `/`-separated).
 pub(crate) struct Bundle {
@@ -53,6 +57,7 @@ pub(crate) struct Bundles {
     refs: Cache<(String, u64), BundleRef>,
     /// (app, sha256) → the bundle's public files.
     files: Cache<(String, String), Arc<Bundle>>,
+    loads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Bundles {
@@ -64,6 +69,7 @@ impl Bundles {
                 .weigher(|_k, v: &Arc<Bundle>| v.weight().max(1))
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
+            loads: Arc::new(tokio::sync::Semaphore::new(LOADS_AT_ONCE)),
         }
     }
 
@@ -82,7 +88,10 @@ impl Bundles {
         let key = r.key.clone();
         let sha = r.sha256.clone();
         self.files
-            .try_get_with((app.to_owned(), r.sha256), load(state, key, sha))
+            .try_get_with(
+                (app.to_owned(), r.sha256),
+                load(state, key, sha, self.loads.clone()),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
@@ -111,7 +120,16 @@ async fn bundle_ref(state: &AppState, app: &str, rev: u64) -> anyhow::Result<Bun
     })
 }
 
-async fn load(state: &AppState, key: String, sha256: String) -> anyhow::Result<Arc<Bundle>> {
+async fn load(
+    state: &AppState,
+    key: String,
+    sha256: String,
+    loads: Arc<tokio::sync::Semaphore>,
+) -> anyhow::Result<Arc<Bundle>> {
+    let _turn = loads
+        .acquire_owned()
+        .await
+        .context("the gateway is stopping")?;
     let path = object_store::path::Path::from(key.as_str());
     let bytes = state
         .store
@@ -127,35 +145,11 @@ async fn load(state: &AppState, key: String, sha256: String) -> anyhow::Result<A
     Ok(Arc::new(Bundle { sha256, files }))
 }
 
-/// Files the browser may fetch: not the Python side (`main.py`, any `.py`/`.pyc`,
-/// `libs/`, `__pycache__/`), not `manifest.json`, not dot-files.
-pub(crate) fn is_private(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    lower == "manifest.json"
-        || lower.ends_with(".py")
-        || lower.ends_with(".pyc")
-        || lower.ends_with(".pyo")
-        || lower.split('/').next() == Some("libs")
-        || lower
-            .split('/')
-            .any(|seg| seg.starts_with('.') || seg == "__pycache__")
-}
-
-/// A safe relative path: `/`-separated, no empty, `.` or `..` segments, no
-/// backslashes, colons or control characters.
-pub(crate) fn is_safe_path(path: &str) -> bool {
-    !path.is_empty()
-        && path.len() <= 512
-        && !path.starts_with('/')
-        && !path.contains(['\\', ':', '\0'])
-        && !path.chars().any(char::is_control)
-        && path
-            .split('/')
-            .all(|s| !s.is_empty() && s != "." && s != "..")
-}
-
-/// Unpacks the public files of a bundle zip. Deploy has vetted it; a single wrapping
-/// folder is stripped as the runner does, and unsafe names are skipped.
+/// Unpacks the public files of a bundle zip. Deploy has vetted it: the root is found,
+/// and ignored entries skipped, by the rules deploy checked the files with
+/// ([`nr_contracts::bundle`]); unsafe names are skipped, and no more than
+/// `MAX_PUBLIC_BYTES` is kept (deploy refuses more; an older bundle's extra files
+/// answer 404 and are logged).
 fn public_files(bytes: &[u8]) -> anyhow::Result<HashMap<String, Bytes>> {
     let mut zip =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).context("bundle is not a zip")?;
@@ -169,17 +163,14 @@ fn public_files(bytes: &[u8]) -> anyhow::Result<HashMap<String, Bytes>> {
                 .replace('\\', "/"),
         );
     }
-    let prefix = if names.iter().any(|n| n == "manifest.json") {
-        String::new()
-    } else {
-        names
-            .iter()
-            .find(|n| n.ends_with("/manifest.json") && n.matches('/').count() == 1)
-            .map(|n| n.trim_end_matches("manifest.json").to_owned())
-            .unwrap_or_default()
-    };
+    let prefix = nr_contracts::bundle::root(names.iter().map(String::as_str))
+        .context("the bundle has no manifest.json at its root")?;
     let mut files = HashMap::new();
+    let mut kept = 0u64;
     for (i, name) in names.iter().enumerate() {
+        if is_ignored(name) {
+            continue;
+        }
         let Some(rel) = name.strip_prefix(&prefix) else {
             continue;
         };
@@ -190,22 +181,25 @@ fn public_files(bytes: &[u8]) -> anyhow::Result<HashMap<String, Bytes>> {
         if entry.is_dir() || entry.is_symlink() {
             continue;
         }
-        if entry.size() > MAX_FILE_BYTES {
+        let room = MAX_PUBLIC_FILE_BYTES.min(MAX_PUBLIC_BYTES - kept);
+        if entry.size() > room {
             tracing::warn!(
                 file = rel,
                 size = entry.size(),
-                "bundle file too large to serve; skipped"
+                kept,
+                "bundle file over the size the gateway serves; skipped"
             );
             continue;
         }
         let mut buf = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
         (&mut entry)
-            .take(MAX_FILE_BYTES + 1)
+            .take(room + 1)
             .read_to_end(&mut buf)
             .with_context(|| format!("cannot inflate {rel}"))?;
-        if buf.len() as u64 > MAX_FILE_BYTES {
+        if buf.len() as u64 > room {
             continue;
         }
+        kept += buf.len() as u64;
         files.insert(rel.to_owned(), Bytes::from(buf));
     }
     Ok(files)
@@ -216,45 +210,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_unsafe_paths() {
-        for p in [
-            "main.py",
-            "manifest.json",
-            "libs/x/y.js",
-            "LIBS/a",
-            "a/b.py",
-            ".env",
-            "x/__pycache__/m.pyc",
-        ] {
-            assert!(is_private(p), "{p}");
-        }
-        for p in [
-            "index.html",
-            "index.js",
-            "style.css",
-            "img/logo.png",
-            "libsx.js",
-            "mylibs/a.js",
-        ] {
-            assert!(!is_private(p), "{p}");
-        }
-        for p in [
-            "../x",
-            "a/../b",
-            "/etc/passwd",
-            "a//b",
-            "a\\b",
-            "c:/x",
-            "./a",
-            "",
-            "a/",
-        ] {
-            assert!(!is_safe_path(p), "{p:?}");
-        }
-        assert!(is_safe_path("img/a b.png"));
-    }
-
-    #[test]
     fn unpacks_public_files_and_strips_a_wrapping_folder() {
         use std::io::Write;
         let mut buf = std::io::Cursor::new(Vec::new());
@@ -262,6 +217,9 @@ mod tests {
             let mut w = zip::ZipWriter::new(&mut buf);
             let opts = zip::write::SimpleFileOptions::default();
             for (name, body) in [
+                // Ahead of the real folder: metadata, never the root.
+                ("__MACOSX/manifest.json", "{}"),
+                ("__MACOSX/index.js", "unchecked"),
                 ("app/manifest.json", "{}"),
                 ("app/main.py", "x"),
                 ("app/index.js", "js"),
@@ -277,5 +235,6 @@ mod tests {
         let mut names: Vec<&String> = files.keys().collect();
         names.sort();
         assert_eq!(names, ["img/a.svg", "index.js"]);
+        assert_eq!(&files["index.js"][..], b"js");
     }
 }
