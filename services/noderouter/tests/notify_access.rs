@@ -296,6 +296,32 @@ async fn open_sockets_close_within_seconds_when_access_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_become_a_socket_does_not_use_up_its_ticket() {
+    let h = Harness::start().await;
+    let kim = user(&h, "kim", &[]).await;
+    let (s, b) = post(&kim.http, format!("{}/api/notify/ticket", h.url), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ticket = b["ticket"].as_str().unwrap().to_owned();
+    // A plain GET (a link followed, a prefetch), then a bad last_id.
+    let r = reqwest::get(format!("{}/api/ws/notify?ticket={ticket}", h.url))
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("WebSocket upgrade is required"));
+    let bad = format!("?ticket={ticket}&last_id=yesterday");
+    assert_eq!(ws(&h.url, None, &bad).await.err(), Some(400));
+    // Before: both used the ticket up, and this answered 401.
+    let q = format!("?ticket={ticket}");
+    assert!(ws(&h.url, None, &q).await.is_ok());
+    // Once, still.
+    assert_eq!(ws(&h.url, None, &q).await.err(), Some(401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_holds_at_most_the_configured_number_of_sockets() {
     let h = Harness::start_with(&["--ws-max-per-user", "2"]).await;
     let fay = user(&h, "fay", &[]).await;

@@ -181,17 +181,9 @@ async fn upgrade(
     Query(query): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let viewer = match auth::authenticate(&hub, &headers, query.get("ticket")).await {
-        Ok(v) => v,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let cap = hub.limits().max_per_user.max(1);
-    let Some(slot) = hub.reserve(&viewer.sub, cap) else {
-        return auth::Refusal::TooMany(format!(
-            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
-        ))
-        .into_response();
-    };
+    // What the request itself gets wrong is answered before the credential is looked
+    // at: a ticket opens one socket, and a request that cannot become one (not an
+    // upgrade, a bad last_id) must not use it up.
     let last_id = match query
         .get("last_id")
         .map(|s| s.trim())
@@ -219,6 +211,17 @@ async fn upgrade(
                 &format!("a WebSocket upgrade is required: {}", rejection.body_text()),
             );
         }
+    };
+    let viewer = match auth::authenticate(&hub, &headers, query.get("ticket")).await {
+        Ok(v) => v,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let cap = hub.limits().max_per_user.max(1);
+    let Some(slot) = hub.reserve(&viewer.sub, cap) else {
+        return auth::Refusal::TooMany(format!(
+            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
+        ))
+        .into_response();
     };
     let limits = hub.limits().clone();
     // Registered now, so what happens after the client reads `101` reaches it.
