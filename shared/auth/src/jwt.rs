@@ -166,9 +166,7 @@ impl Jwt {
             }
             self.verified.invalidate(token);
         }
-        let header = decode_header(token).map_err(|_| {
-            AuthError::Invalid("malformed token: not a JWT this platform accepts".into())
-        })?;
+        let header = decode_header(token).map_err(|_| AuthError::Invalid(MALFORMED.into()))?;
         let (key, validation, kind) = match (&header.kid, header.alg) {
             (None, Algorithm::HS256) => (&self.local_key, &self.local, PrincipalKind::User),
             (Some(kid), _) => match self.external.get(kid) {
@@ -192,19 +190,21 @@ impl Jwt {
     }
 }
 
-/// What a caller is told about a token that did not verify: the reason in a few plain
-/// words, never the library's parser details.
+/// What a caller is told (after "invalid token: ") about a token that did not verify:
+/// the reason in a few plain words, never the library's parser details.
+const MALFORMED: &str = "malformed, not a JWT this platform accepts";
+
 fn refusal(e: &jsonwebtoken::errors::Error) -> AuthError {
     use jsonwebtoken::errors::ErrorKind as K;
     AuthError::Invalid(
         match e.kind() {
-            K::ExpiredSignature => "token expired",
-            K::ImmatureSignature => "token not valid yet",
-            K::InvalidSignature => "token signature does not match",
-            K::InvalidIssuer => "token issuer is not accepted",
-            K::InvalidAudience => "token audience is not accepted",
-            K::MissingRequiredClaim(_) => "token lacks a required claim",
-            _ => "malformed token: not a JWT this platform accepts",
+            K::ExpiredSignature => "expired",
+            K::ImmatureSignature => "not valid yet",
+            K::InvalidSignature => "the signature does not match",
+            K::InvalidIssuer => "the issuer is not accepted",
+            K::InvalidAudience => "the audience is not accepted",
+            K::MissingRequiredClaim(_) => "a required claim is missing",
+            _ => MALFORMED,
         }
         .into(),
     )
@@ -372,6 +372,32 @@ mod tests {
         assert!(j.verify(&forged).is_err(), "a changed signature");
         std::thread::sleep(Duration::from_millis(2100));
         assert!(j.verify(&t).is_err(), "expired while cached");
+    }
+
+    #[test]
+    fn a_refusal_says_why_in_plain_words_and_never_quotes_the_parser() {
+        let j = jwt();
+        let why = |t: &str| j.verify(t).unwrap_err().to_string();
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none"})),
+            b64(&good_claims())
+        );
+        for garbage in [none.as_str(), "not-a-jwt", "a.b.c"] {
+            let text = why(garbage);
+            assert_eq!(text, format!("invalid token: {MALFORMED}"), "{garbage}");
+        }
+        let mut c = good_claims();
+        c["exp"] = serde_json::json!(1);
+        assert_eq!(
+            why(&sign(serde_json::json!({"alg": "HS256"}), c)),
+            "invalid token: expired"
+        );
+        let t = sign(serde_json::json!({"alg": "HS256"}), good_claims());
+        let at = t.len() - 10;
+        let swap = if &t[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swap}{}", &t[..at], &t[at + 1..]);
+        assert_eq!(why(&forged), "invalid token: the signature does not match");
     }
 
     #[test]

@@ -237,4 +237,27 @@ mod tests {
         assert_eq!(names, ["img/a.svg", "index.js"]);
         assert_eq!(&files["index.js"][..], b"js");
     }
+
+    #[test]
+    fn keeps_no_more_page_bytes_than_a_bundle_may_hold() {
+        // A bundle deployed before deploy refused it: three page files of 30 MiB.
+        use std::io::Write;
+        let part = vec![0u8; 30 << 20];
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            w.start_file("manifest.json", opts).unwrap();
+            for name in ["a.png", "b.png", "c.png"] {
+                w.start_file(name, opts).unwrap();
+                w.write_all(&part).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let files = public_files(buf.get_ref()).unwrap();
+        let kept: u64 = files.values().map(|b| b.len() as u64).sum();
+        assert_eq!(files.len(), 2);
+        assert!(kept <= MAX_PUBLIC_BYTES, "{kept}");
+    }
 }
