@@ -114,17 +114,12 @@ async fn a_host_flooding_its_control_channel_is_stopped_with_bounded_memory() {
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
-// The job lingers after its frames: a progress frame still being read when the job's
-// result is recorded can be dropped with the job's record, and what this test checks
-// is the cut, not that race.
 const PROGRESS: &str = r#"
-import time
 import noderouter
 
 def execute(data, conn=None):
     for i, message in enumerate(["A" * 900000, "\u00e9" * 300000, "A" * 600000]):
         noderouter._emit({"progress": i + 1, "message": message})
-    time.sleep(1)
     return {"done": True}
 "#;
 

@@ -145,6 +145,10 @@ pub async fn renew(
 }
 
 /// Records progress (0-99) of a running attempt; false when the attempt is not current.
+///
+/// The caller publishes the value itself, so the write is marked (a transaction-local
+/// `noderouter.progress_published`) and not announced on the progress channel, which is
+/// for writes made straight to the row (migration 20261130000002).
 pub async fn set_progress(
     db: &PgPool,
     id: Uuid,
@@ -152,7 +156,8 @@ pub async fn set_progress(
     percent: i32,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
-        "UPDATE noderouter_core.job_queue SET progress = $3 \
+        "WITH published AS (SELECT set_config('noderouter.progress_published', 'on', true)) \
+         UPDATE noderouter_core.job_queue SET progress = $3 FROM published \
          WHERE id = $1 AND attempt = $2 AND status = $4",
     )
     .bind(id)

@@ -1,0 +1,106 @@
+//! A job's progress reaches its subscribers once per value, with the message the app
+//! gave it: whether the app reports it with `noderouter.progress(percent, message)` or
+//! writes it straight to its row as the author guide shows. The runner publishes what
+//! the SDK reports itself; Postgres's progress channel announces only the direct writes,
+//! so an echo of the runner's own write can never be taken for the value and make the
+//! event with the message look like a repeat. Real NATS, Postgres and Python workers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use futures::StreamExt as _;
+use nr_contracts::events::{JobProgress, JobStatus};
+use nr_testkit::{app_name, manifest};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// Three steps through the SDK, each with a message, then the guide's direct `UPDATE`.
+const STEPS: &str = r#"
+import os, time
+import psycopg2
+import noderouter
+
+def execute(data, conn=None):
+    for step in (1, 2, 3):
+        noderouter.progress(step * 10, "step %d of 3" % step)
+    time.sleep(0.5)
+    with psycopg2.connect(os.getenv("DATABASE_URL", "")) as c:
+        with c.cursor() as cur:
+            cur.execute(
+                "UPDATE noderouter_core.job_queue "
+                "SET progress = %s, updated_at = NOW() WHERE id = %s",
+                (50, data["_job_id"]),
+            )
+        c.commit()
+    time.sleep(0.5)
+    return {"done": True}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_progress_value_is_published_once_with_its_message() {
+    let h = Harness::start().await;
+    let app = app_name("steps");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", STEPS),
+        ],
+    )
+    .await;
+
+    // What Postgres announces on the platform's progress channel (read as its owner).
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let (channel,): (String,) =
+        sqlx::query_as("SELECT channel FROM noderouter_core.job_progress_channel")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
+    listener.listen(&channel).await.unwrap();
+
+    let nats = h.nats_client().await;
+    let subject = format!("job.progress.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+
+    let mut running = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Running && ev.data.progress > 0 {
+            running.push((ev.data.progress, ev.data.message));
+        }
+    }
+    let step = |n: i32| (n * 10, Some(format!("step {n} of 3")));
+    assert_eq!(
+        running,
+        vec![step(1), step(2), step(3), (50, None)],
+        "the running events of job {id}"
+    );
+
+    let mut announced = Vec::new();
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+        if n.payload().starts_with(&id) {
+            announced.push(n.payload().to_owned());
+        }
+    }
+    assert_eq!(
+        announced,
+        vec![format!("{id} 50")],
+        "only the direct write is announced"
+    );
+}
