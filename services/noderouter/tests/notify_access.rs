@@ -362,3 +362,33 @@ async fn a_frame_under_the_cap_that_takes_several_reads_keeps_the_socket_serving
         vec![json!("after a large frame")]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_refused_over_the_socket_cap_opens_a_socket_once_a_slot_is_free() {
+    let h = Harness::start_with(&["--ws-max-per-user", "1"]).await;
+    let lea = user(&h, "lea", &[]).await;
+    let first = ws(&h.url, Some(&lea.token), "").await.unwrap();
+    let (s, b) = post(&lea.http, format!("{}/api/notify/ticket", h.url), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let q = format!("?ticket={}", b["ticket"].as_str().unwrap());
+    assert_eq!(ws(&h.url, None, &q).await.err(), Some(429));
+    drop(first);
+    // Before: the 429 had used the ticket up, and every later try answered 401.
+    let mut opened = None;
+    for _ in 0..50 {
+        match ws(&h.url, None, &q).await {
+            Ok(socket) => {
+                opened = Some(socket);
+                break;
+            }
+            Err(status) => assert_eq!(status, 429, "the ticket is still good"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        opened.is_some(),
+        "the slot of the closed socket is given back"
+    );
+    // And it opened one socket only.
+    assert_eq!(ws(&h.url, None, &q).await.err(), Some(401));
+}

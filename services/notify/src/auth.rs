@@ -10,13 +10,15 @@
 //! the RBAC cache on every delivery and whenever the registry applies a change, so a
 //! logout, a password change, a disabled user, a revoked token or a lost role closes it.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nr_auth::http::OriginSource;
 use nr_auth::rbac::Recorded;
 use nr_auth::{AuthError, Principal, PrincipalKind};
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Slot};
 
 /// What a socket was opened with, to be checked again while it is open.
 #[derive(Debug, Clone)]
@@ -79,15 +81,24 @@ fn viewer(p: Principal, binding: Binding) -> Viewer {
     }
 }
 
+/// A socket's principal and its slot among the sockets that principal may hold here.
+///
+/// A ticket is used up only once the socket has its slot: over the per-user cap the
+/// redemption is rolled back and the ticket opens a socket later. Nothing else runs in
+/// that transaction (the RBAC check comes after it), so it holds a connection briefly.
 pub(crate) async fn authenticate(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     headers: &HeaderMap,
     ticket: Option<&String>,
-) -> Result<Viewer, Refusal> {
+) -> Result<(Viewer, Slot), Refusal> {
     if let Some(ticket) = ticket.filter(|t| !t.is_empty()) {
-        let recorded = redeem(hub, ticket).await?;
+        let (recorded, tx) = redeem(hub, ticket).await?;
+        let slot = reserve(hub, &recorded.sub)?;
+        tx.commit()
+            .await
+            .map_err(|e| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}")))?;
         let p = hub.rbac().recheck(&recorded).await.map_err(from_auth)?;
-        return Ok(viewer(p, Binding::Ticket(recorded)));
+        return Ok((viewer(p, Binding::Ticket(recorded)), slot));
     }
     let credential = nr_auth::http::credential(headers).ok_or_else(|| {
         Refusal::Unauthorized(
@@ -106,20 +117,38 @@ pub(crate) async fn authenticate(
         .authenticate(hub.jwt(), &credential.value)
         .await
         .map_err(from_auth)?;
-    Ok(viewer(p, Binding::Credential(credential.value)))
+    let slot = reserve(hub, &p.sub)?;
+    Ok((viewer(p, Binding::Credential(credential.value)), slot))
 }
 
-/// Redeems a ticket: one `DELETE … RETURNING`, so it opens one socket on any instance.
-async fn redeem(hub: &Hub, ticket: &str) -> Result<Recorded, Refusal> {
+/// One of the socket slots of `sub` on this instance, or 429.
+fn reserve(hub: &Arc<Hub>, sub: &str) -> Result<Slot, Refusal> {
+    let cap = hub.limits().max_per_user.max(1);
+    hub.reserve(sub, cap).ok_or_else(|| {
+        Refusal::TooMany(format!(
+            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
+        ))
+    })
+}
+
+/// Redeems a ticket: one `DELETE … RETURNING` in a transaction left open, so it opens
+/// one socket on any instance (a second redemption waits on the row and finds it gone
+/// once the first commits) and is kept if the transaction is dropped uncommitted.
+async fn redeem(
+    hub: &Hub,
+    ticket: &str,
+) -> Result<(Recorded, sqlx::Transaction<'static, sqlx::Postgres>), Refusal> {
     type Row = (String, String, Vec<String>, Option<String>, Option<String>);
+    let internal = |e: sqlx::Error| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}"));
+    let mut tx = hub.db().begin().await.map_err(internal)?;
     let row: Option<Row> = sqlx::query_as(
         "DELETE FROM noderouter_core.notify_tickets \
          WHERE ticket_hash = $1 AND expires_at > NOW() RETURNING subject, kind, roles, jti, stamp",
     )
     .bind(nr_auth::rbac::hash_secret(ticket))
-    .fetch_optional(hub.db())
+    .fetch_optional(&mut *tx)
     .await
-    .map_err(|e| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}")))?;
+    .map_err(internal)?;
     let Some((sub, kind, roles, jti, stamp)) = row else {
         return Err(Refusal::Unauthorized(
             "the ticket is unknown, expired or already used".into(),
@@ -130,13 +159,14 @@ async fn redeem(hub: &Hub, ticket: &str) -> Result<Recorded, Refusal> {
         "external" => PrincipalKind::External,
         _ => PrincipalKind::User,
     };
-    Ok(Recorded {
+    let recorded = Recorded {
         sub,
         kind,
         roles,
         jti,
         stamp,
-    })
+    };
+    Ok((recorded, tx))
 }
 
 /// The viewer's principal now, by the rules it was admitted under.

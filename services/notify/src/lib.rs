@@ -212,16 +212,9 @@ async fn upgrade(
             );
         }
     };
-    let viewer = match auth::authenticate(&hub, &headers, query.get("ticket")).await {
+    let (viewer, slot) = match auth::authenticate(&hub, &headers, query.get("ticket")).await {
         Ok(v) => v,
         Err(refusal) => return refusal.into_response(),
-    };
-    let cap = hub.limits().max_per_user.max(1);
-    let Some(slot) = hub.reserve(&viewer.sub, cap) else {
-        return auth::Refusal::TooMany(format!(
-            "at most {cap} open sockets per user (NR_WS_MAX_PER_USER); close one first"
-        ))
-        .into_response();
     };
     let limits = hub.limits().clone();
     // Registered now, so what happens after the client reads `101` reaches it.
