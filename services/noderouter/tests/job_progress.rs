@@ -104,3 +104,84 @@ async fn each_progress_value_is_published_once_with_its_message() {
         "only the direct write is announced"
     );
 }
+
+/// Progress through the SDK in a tight loop, flipping between two values.
+const SDK_LOOP: &str = r#"
+import time
+import noderouter
+
+def execute(data, conn=None):
+    end, n = time.time() + 1.5, 0
+    while time.time() < end:
+        noderouter.progress(1 + n % 2, "tick %d" % n)
+        n += 1
+    noderouter.progress(77, "settled")
+    time.sleep(0.6)
+    return {"reports": n}
+"#;
+
+/// Counts the writes of `job_queue.progress` in the test's own database.
+const COUNT_WRITES: [&str; 4] = [
+    "CREATE TABLE public.progress_writes (n BIGINT NOT NULL)",
+    "INSERT INTO public.progress_writes VALUES (0)",
+    "CREATE FUNCTION public.count_progress_write() RETURNS trigger LANGUAGE plpgsql AS \
+     $$ BEGIN UPDATE public.progress_writes SET n = n + 1; RETURN NEW; END $$",
+    "CREATE TRIGGER count_progress_writes AFTER UPDATE OF progress ON noderouter_core.job_queue \
+     FOR EACH ROW EXECUTE FUNCTION public.count_progress_write()",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_reporting_in_a_loop_writes_its_row_at_the_events_rate() {
+    let h = Harness::start().await;
+    let app = app_name("ticker");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", SDK_LOOP),
+        ],
+    )
+    .await;
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    for sql in COUNT_WRITES {
+        sqlx::query(sql).execute(&db).await.unwrap();
+    }
+    let nats = h.nats_client().await;
+    let subject = format!("job.progress.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h
+        .wait_job(b["job_id"].as_str().unwrap(), |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let reports = job["result"]["reports"].as_i64().unwrap();
+    let (writes,): (i64,) = sqlx::query_as("SELECT n FROM public.progress_writes")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let mut running = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Running && ev.data.progress > 0 {
+            running.push((ev.data.progress, ev.data.message));
+        }
+    }
+    assert!(reports > 1000, "the loop reported {reports} times only");
+    // Ten at once, then five a second for the job's 2.1 s; the claim and the outcome
+    // write the column too.
+    assert!(
+        writes <= 25,
+        "{writes} progress writes for {reports} reports"
+    );
+    assert!(running.len() <= 22, "{} events", running.len());
+    assert_eq!(
+        running.last(),
+        Some(&(77, Some("settled".to_owned()))),
+        "the newest report is published, with its message"
+    );
+}

@@ -44,7 +44,13 @@ pub(crate) async fn listen_progress(
             let (Ok(id), Ok(p)) = (Uuid::parse_str(id), p.parse::<i32>()) else {
                 continue;
             };
-            inner.report_progress(id, p.min(99), None).await;
+            // Already in the row: the app wrote it there.
+            let reported = Reported {
+                progress: p.clamp(0, 99),
+                message: None,
+                from_sdk: false,
+            };
+            inner.report_progress(id, reported).await;
         }
     });
     Ok(())
@@ -93,33 +99,32 @@ impl Inner {
         }
     }
 
-    /// Publishes a running job's progress once per distinct value: the first
+    /// Publishes a running job's progress once per change: the first
     /// [`PROGRESS_BURST`] changes at once, then [`PROGRESS_RATE`] a second. A value that
     /// comes sooner is held, and the newest one held is sent as soon as the rate allows.
     /// Each event is kept a day in `NR_JOB_EVENTS`; an app writing its progress in a loop
-    /// would otherwise fill JetStream's storage.
-    pub(crate) async fn report_progress(
-        self: &Arc<Self>,
-        id: Uuid,
-        progress: i32,
-        message: Option<String>,
-    ) {
+    /// would otherwise fill JetStream's storage. What the SDK reports is written to the
+    /// job's row when it is published, so at the same rate.
+    pub(crate) async fn report_progress(self: &Arc<Self>, id: Uuid, mut reported: Reported) {
         // Kept a day in `NR_JOB_EVENTS`: the SDK's bound, whoever sent the frame.
-        let message = message.map(|m| crate::text::cut_chars(m, crate::text::MAX_PROGRESS_MESSAGE));
+        reported.message = reported
+            .message
+            .map(|m| crate::text::cut_chars(m, crate::text::MAX_PROGRESS_MESSAGE));
         let target = {
             let mut jobs = self.jobs.lock();
             let Some(r) = jobs.get_mut(&id) else { return };
-            if r.last_progress == progress && r.progress_held.is_none() {
+            let repeat = r.last_progress == reported.progress
+                && (!reported.from_sdk || r.last_message == reported.message);
+            if repeat && r.progress_held.is_none() {
                 return;
             }
             refill(r);
             if r.progress_tokens >= 1.0 {
                 r.progress_tokens -= 1.0;
-                r.last_progress = progress;
                 r.progress_held = None;
-                Some((progress, message, r.app.clone(), r.submitted_by.clone()))
+                Some(sent(r, reported))
             } else {
-                r.progress_held = Some((progress, message));
+                r.progress_held = Some(reported);
                 if !r.flushing {
                     r.flushing = true;
                     let this = self.clone();
@@ -143,10 +148,12 @@ impl Inner {
             r.flushing = false;
             refill(r);
             match r.progress_held.take() {
-                Some((progress, message)) if progress != r.last_progress || message.is_some() => {
+                Some(held)
+                    if held.progress != r.last_progress
+                        || (held.from_sdk && held.message != r.last_message) =>
+                {
                     r.progress_tokens = (r.progress_tokens - 1.0).max(0.0);
-                    r.last_progress = progress;
-                    Some((progress, message, r.app.clone(), r.submitted_by.clone()))
+                    Some(sent(r, held))
                 }
                 _ => None,
             }
@@ -154,19 +161,51 @@ impl Inner {
         self.send_running(id, target).await;
     }
 
-    /// Publishes job `id`'s progress: the value, its message, the app and submitter.
+    /// Writes what the SDK reported to job `id`'s row, then publishes it if the attempt
+    /// is still the job's and running.
     async fn send_running(&self, id: Uuid, event: Option<RunningEvent>) {
-        if let Some((progress, message, app, submitted_by)) = event {
-            self.publish_progress(
-                id,
-                &app,
-                JobStatus::Running,
-                progress,
-                message,
-                submitted_by,
-            )
-            .await;
+        let Some(e) = event else { return };
+        if let Some(attempt) = e.write_for {
+            match nr_jobs::set_progress(&self.db, id, attempt, e.reported.progress).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::warn!(job = %id, error = %err, "cannot record job progress");
+                    return;
+                }
+            }
         }
+        self.publish_progress(
+            id,
+            &e.app,
+            JobStatus::Running,
+            e.reported.progress,
+            e.reported.message,
+            e.submitted_by,
+        )
+        .await;
+    }
+}
+
+/// A progress value a running job reported.
+pub(crate) struct Reported {
+    pub(crate) progress: i32,
+    /// The SDK's message (cut to [`crate::text::MAX_PROGRESS_MESSAGE`] characters).
+    pub(crate) message: Option<String>,
+    /// Reported through the SDK, so not yet in the job's row; otherwise the app wrote
+    /// the row itself and Postgres announced it.
+    pub(crate) from_sdk: bool,
+}
+
+/// Records `reported` as job `r`'s last published progress and makes its event.
+fn sent(r: &mut crate::jobs::Running, reported: Reported) -> RunningEvent {
+    r.last_progress = reported.progress;
+    r.last_message = reported.message.clone();
+    RunningEvent {
+        write_for: reported.from_sdk.then_some(r.attempt),
+        reported,
+        app: r.app.clone(),
+        submitted_by: r.submitted_by.clone(),
     }
 }
 
@@ -174,8 +213,13 @@ impl Inner {
 pub(crate) const LOG_BURST: f64 = 100.0;
 const LOG_RATE: f64 = 50.0;
 
-/// A `running` event to publish: progress, message, app, submitter.
-type RunningEvent = (i32, Option<String>, String, Option<String>);
+/// A `running` event to publish, and the attempt whose row it is written to first.
+struct RunningEvent {
+    reported: Reported,
+    write_for: Option<i32>,
+    app: String,
+    submitted_by: Option<String>,
+}
 
 /// Progress events a job may send at once (the author guide's milestones, every 10 %,
 /// all go out however fast they come).

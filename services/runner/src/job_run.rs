@@ -104,8 +104,10 @@ pub(crate) async fn handle(
         id,
         Running {
             app: job.app_name.clone(),
+            attempt,
             cancel: cancel.clone(),
             last_progress: 0,
+            last_message: None,
             submitted_by: submitted_by.clone(),
             progress_tokens: crate::job_progress::PROGRESS_BURST,
             progress_at: std::time::Instant::now(),
@@ -151,7 +153,7 @@ pub(crate) async fn handle(
         })
     };
 
-    let (outcome, retry) = run(&inner, &job, id, attempt, &claimed, cancel).await;
+    let (outcome, retry) = run(&inner, &job, id, &claimed, cancel).await;
     // The worker is free (back in the pool or replaced): the app's and the runner's
     // slots go to the next job while this one's outcome is written.
     drop(slots);
@@ -362,7 +364,6 @@ async fn run(
     inner: &Arc<Inner>,
     job: &JobSubmitted,
     id: Uuid,
-    attempt: i32,
     claimed: &nr_jobs::Claimed,
     cancel: CancellationToken,
 ) -> (Result<JobOutput, Failure>, Option<JobRetry>) {
@@ -394,13 +395,14 @@ async fn run(
                     inner.publish_log(id, &app, line).await;
                     continue;
                 }
-                let percent = p.percent.clamp(0, 99);
-                if matches!(
-                    nr_jobs::set_progress(&inner.db, id, attempt, percent).await,
-                    Ok(true)
-                ) {
-                    inner.report_progress(id, percent, p.message).await;
-                }
+                // Written to the row when it is published, at the events' rate: an
+                // app reporting in a loop does not write its row thousands of times.
+                let reported = crate::job_progress::Reported {
+                    progress: p.percent.clamp(0, 99),
+                    message: p.message,
+                    from_sdk: true,
+                };
+                inner.report_progress(id, reported).await;
             }
         })
     };

@@ -33,15 +33,19 @@ const BATCH: usize = 256;
 /// A job this runner is running.
 pub(crate) struct Running {
     pub(crate) app: String,
+    /// The attempt this runner holds: progress is written to the row for it only.
+    pub(crate) attempt: i32,
     pub(crate) cancel: CancellationToken,
+    /// The progress last published, and the SDK's message with it.
     pub(crate) last_progress: i32,
+    pub(crate) last_message: Option<String>,
     pub(crate) submitted_by: Option<String>,
     /// Progress events it may still send at once, as of `progress_at` (a token bucket),
     /// and the newest value held back for want of one (sent by the flush already
     /// scheduled when `flushing`).
     pub(crate) progress_tokens: f64,
     pub(crate) progress_at: std::time::Instant,
-    pub(crate) progress_held: Option<(i32, Option<String>)>,
+    pub(crate) progress_held: Option<crate::job_progress::Reported>,
     pub(crate) flushing: bool,
     /// Live log lines it may still send at once, as of `logs_at`, and how many it
     /// dropped for want of one.
