@@ -40,18 +40,53 @@ def execute(data, conn=None):
     return {"done": True}
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_progress_value_is_published_once_with_its_message() {
-    let h = Harness::start().await;
-    let app = app_name("steps");
+/// Deploys `main` as a new app named from `prefix`, and subscribes to its progress.
+async fn deploy(h: &Harness, prefix: &str, main: &str) -> (String, async_nats::Subscriber) {
+    let app = app_name(prefix);
     h.deploy_ok(
         &app,
         &[
             ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
-            ("main.py", STEPS),
+            ("main.py", main),
         ],
     )
     .await;
+    let nats = h.nats_client().await;
+    let subject = format!("job.progress.{app}.>");
+    let sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+    (app, sub)
+}
+
+/// Runs one job of `app` to completion and returns it.
+async fn run_job(h: &Harness, app: &str) -> serde_json::Value {
+    let (s, b) = h.submit(app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h
+        .wait_job(b["job_id"].as_str().unwrap(), |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    job
+}
+
+/// The `running` events past 0 that arrive until a second passes without one.
+async fn running_events(sub: &mut async_nats::Subscriber) -> Vec<(i32, Option<String>)> {
+    let mut running = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Running && ev.data.progress > 0 {
+            running.push((ev.data.progress, ev.data.message));
+        }
+    }
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_progress_value_is_published_once_with_its_message() {
+    let h = Harness::start().await;
+    let (app, mut sub) = deploy(&h, "steps", STEPS).await;
 
     // What Postgres announces on the platform's progress channel (read as its owner).
     let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
@@ -63,28 +98,9 @@ async fn each_progress_value_is_published_once_with_its_message() {
     let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
     listener.listen(&channel).await.unwrap();
 
-    let nats = h.nats_client().await;
-    let subject = format!("job.progress.{app}.>");
-    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
-    h.nats.subscribed(&nats, &subject).await;
-
-    let (s, b) = h.submit(&app, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let id = b["job_id"].as_str().unwrap().to_owned();
-    let job = h
-        .wait_job(&id, |j| {
-            j["status"] == "completed" || j["status"] == "failed"
-        })
-        .await;
-    assert_eq!(job["status"], "completed", "{job}");
-
-    let mut running = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
-        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
-        if ev.data.status == JobStatus::Running && ev.data.progress > 0 {
-            running.push((ev.data.progress, ev.data.message));
-        }
-    }
+    let job = run_job(&h, &app).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let running = running_events(&mut sub).await;
     let step = |n: i32| (n * 10, Some(format!("step {n} of 3")));
     assert_eq!(
         running,
@@ -133,44 +149,18 @@ const COUNT_WRITES: [&str; 4] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_reporting_in_a_loop_writes_its_row_at_the_events_rate() {
     let h = Harness::start().await;
-    let app = app_name("ticker");
-    h.deploy_ok(
-        &app,
-        &[
-            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
-            ("main.py", SDK_LOOP),
-        ],
-    )
-    .await;
+    let (app, mut sub) = deploy(&h, "ticker", SDK_LOOP).await;
     let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
     for sql in COUNT_WRITES {
         sqlx::query(sql).execute(&db).await.unwrap();
     }
-    let nats = h.nats_client().await;
-    let subject = format!("job.progress.{app}.>");
-    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
-    h.nats.subscribed(&nats, &subject).await;
-
-    let (s, b) = h.submit(&app, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let job = h
-        .wait_job(b["job_id"].as_str().unwrap(), |j| {
-            j["status"] == "completed" || j["status"] == "failed"
-        })
-        .await;
-    assert_eq!(job["status"], "completed", "{job}");
+    let job = run_job(&h, &app).await;
     let reports = job["result"]["reports"].as_i64().unwrap();
     let (writes,): (i64,) = sqlx::query_as("SELECT n FROM public.progress_writes")
         .fetch_one(&db)
         .await
         .unwrap();
-    let mut running = Vec::new();
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
-        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
-        if ev.data.status == JobStatus::Running && ev.data.progress > 0 {
-            running.push((ev.data.progress, ev.data.message));
-        }
-    }
+    let running = running_events(&mut sub).await;
     assert!(reports > 1000, "the loop reported {reports} times only");
     // Ten at once, then five a second for the job's 2.1 s; the claim and the outcome
     // write the column too.
