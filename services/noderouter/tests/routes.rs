@@ -384,3 +384,54 @@ async fn a_routes_gate_cannot_be_skipped_by_calling_the_app_directly() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+#[tokio::test]
+async fn a_webhook_is_refused_before_its_body_is_read_and_an_empty_secret_opens_nothing() {
+    let h = Harness::start().await;
+    h.deploy_ok("shop", &[("manifest.json", &manifest()), ("main.py", MAIN)])
+        .await;
+    let url = format!("{}/apps/shop/api/hook", h.url);
+    let outsider = reqwest::Client::new();
+    // Unsigned, and larger than any call body: refused on its headers alone (before,
+    // the body was read first and the answer was 413).
+    let r = outsider
+        .post(&url)
+        .header("x-github-delivery", "big-1")
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("header is missing"));
+
+    let set = |value: &str, secret: bool| {
+        h.http
+            .put(format!("{}/admin/api/apps/shop/env", h.url))
+            .json(&json!({"name": "HOOK_SECRET", "value": value, "secret": secret}))
+            .send()
+    };
+    // An empty secret is refused, naming the value.
+    let r = set("", true).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"].as_str().unwrap().contains("cannot be empty"),
+        "{b}"
+    );
+    // An empty plain variable of that name is no secret: a body signed with an empty
+    // key does not get through (before: 200, and the app ran).
+    let r = set("", false).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let body = br#"{"ref":"forged"}"#.to_vec();
+    let r = outsider
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-github-delivery", "forged-1")
+        .header("x-hub-signature-256", sign("", &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("not set"));
+}

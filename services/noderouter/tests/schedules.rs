@@ -122,7 +122,9 @@ async fn deploy_refuses_bad_schedules_and_routes_naming_each_field() {
             {"method": "TRACE", "path": "/x", "action": "report"},
             {"method": "POST", "path": "/hook", "action": "ghost",
              "webhook": {"secret_name": "lower", "algorithm": "md5"}, "permission": "a:b"},
-            {"method": "GET", "path": "/up", "action": "report", "upload": {"max_bytes": 10}}
+            {"method": "GET", "path": "/up", "action": "report", "upload": {"max_bytes": 10}},
+            {"method": "POST", "path": "/hookup", "action": "report",
+             "webhook": {"secret_name": "HOOK_SECRET"}, "upload": {"max_bytes": 1073741824}}
         ]
     })
     .to_string();
@@ -152,6 +154,7 @@ async fn deploy_refuses_bad_schedules_and_routes_naming_each_field() {
         "routes[4].webhook.secret_name",
         "routes[4].webhook.algorithm",
         "routes[5].upload needs a POST",
+        "routes[6] declares both webhook and upload",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
     }

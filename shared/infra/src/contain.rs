@@ -76,7 +76,8 @@ pub fn launch(cmd: &mut tokio::process::Command, l: &Launch<'_>) {
     env.extend(l.platform.iter().cloned());
     let reserved: Vec<String> = env.iter().map(|(k, _)| k.clone()).collect();
     for (k, v) in l.app {
-        if !reserved.iter().any(|r| r == k) {
+        // A name reserved since it was set is left out too.
+        if !reserved.iter().any(|r| r == k) && crate::appenv::check_name(k).is_ok() {
             env.push((k.clone(), v.clone()));
         }
     }

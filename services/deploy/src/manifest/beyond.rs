@@ -350,6 +350,9 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
             Some(Value::Object(u)) => {
                 let up = format!("{p}/upload");
                 c.unknown_fields(u, &up, UPLOAD_FIELDS);
+                if matches!(o.get("webhook"), Some(Value::Object(_))) {
+                    c.error(RULE, &up, format!("{at} declares both webhook and upload: a webhook's body is read before its sender is proven, so it is at most NR_MAX_BODY_BYTES; take files on a route for signed-in callers"));
+                }
                 if !matches!(method.as_deref(), Some("POST" | "PUT" | "PATCH") | None) {
                     c.error(
                         RULE,

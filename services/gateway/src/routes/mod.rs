@@ -102,9 +102,16 @@ async fn call(
         caller.require(entry.manifest.permission())?;
         caller.require(route.permission.as_deref().unwrap_or(""))?;
     }
+    // A webhook's sender is proven by its body: what can be checked without it is
+    // checked first, and the body is never larger than a call's (whatever upload a
+    // bundle deployed before deploy refused the pair declares).
+    let pending = match &route.webhook {
+        Some(hook) => Some(webhook::precheck(&state, &app, hook, &parts.headers).await?),
+        None => None,
+    };
     let limit = match &route.upload {
-        Some(u) => usize::try_from(u.max_bytes).unwrap_or(usize::MAX),
-        None => state.config.max_body_bytes,
+        Some(u) if pending.is_none() => usize::try_from(u.max_bytes).unwrap_or(usize::MAX),
+        _ => state.config.max_body_bytes,
     };
     let raw: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::PayloadTooLarge(format!(
@@ -113,8 +120,8 @@ async fn call(
             route.path
         ))
     })?;
-    if let Some(hook) = &route.webhook {
-        webhook::verify(&state, &app, hook, &parts.headers, &raw).await?;
+    if let (Some(hook), Some(pending)) = (&route.webhook, pending) {
+        webhook::verify(&state, &app, hook, pending, &raw).await?;
     }
     // The last of a repeated key wins.
     let query: BTreeMap<String, String> =

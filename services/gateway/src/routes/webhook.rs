@@ -9,44 +9,40 @@ use sha2::Sha256;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// Checks the signature of `body` and records the delivery. 401 for a missing or wrong
-/// signature (or a secret not set), 400 without a delivery id, 409 for a replay.
-pub(crate) async fn verify(
+/// Webhook bodies read at once, across all apps: each is read before its sender is
+/// proven, so together they hold at most this many times `NR_MAX_BODY_BYTES`.
+const READING_AT_ONCE: usize = 64;
+static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READING_AT_ONCE);
+
+/// What a webhook request showed before its body was read: a well-formed signature, a
+/// delivery id and a secret set for it, and its turn among the bodies being read.
+pub(crate) struct Pending {
+    sig: Vec<u8>,
+    secret: String,
+    delivery: String,
+    _reading: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// Checks what can be checked before the body is read. 401 for a missing or malformed
+/// signature or a secret that is not set (or empty), 400 without a delivery id, 503
+/// while [`READING_AT_ONCE`] bodies are being read.
+pub(crate) async fn precheck(
     state: &AppState,
     app: &str,
     hook: &WebhookDecl,
     headers: &axum::http::HeaderMap,
-    body: &[u8],
-) -> Result<String, ApiError> {
+) -> Result<Pending, ApiError> {
     let header = hook.signature_header();
     let given = headers
         .get(header)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Unauthorized(format!("the {header} header is missing: sign the raw body with HMAC-SHA256 and send sha256=<hex>")))?;
-    let hex_sig = given
-        .strip_prefix("sha256=")
-        .ok_or_else(|| ApiError::Unauthorized(format!("{header} must read sha256=<hex>")))?;
+    let malformed = || ApiError::Unauthorized(format!("{header} must read sha256=<64 hex digits>"));
+    let hex_sig = given.strip_prefix("sha256=").ok_or_else(malformed)?;
     let sig = hex::decode(hex_sig)
-        .map_err(|_| ApiError::Unauthorized(format!("{header} must read sha256=<hex>")))?;
-    let env = nr_infra::appenv::load_for_app(&state.db, state.secrets.as_deref(), app)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot load the webhook secret: {e}")))?;
-    let secret = env
-        .into_iter()
-        .find(|(n, _)| *n == hook.secret_name)
-        .map(|(_, v)| v)
-        .ok_or_else(|| {
-            tracing::warn!(app = %app, secret = %hook.secret_name, "webhook secret is not set");
-            ApiError::Unauthorized("the webhook's secret is not set on this platform".into())
-        })?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hmac key: {e}")))?;
-    mac.update(body);
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&sig).map_err(|_| {
-        ApiError::Unauthorized(format!("the {header} signature does not match the body"))
-    })?;
-
+        .ok()
+        .filter(|s| s.len() == 32)
+        .ok_or_else(malformed)?;
     let dh = hook.delivery_header();
     let delivery = headers
         .get(dh)
@@ -58,6 +54,49 @@ pub(crate) async fn verify(
             ))
         })?
         .to_owned();
+    let env = nr_infra::appenv::load_for_app(&state.db, state.secrets.as_deref(), app)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot load the webhook secret: {e}")))?;
+    // An empty secret is not set: anyone can sign with an empty key.
+    let secret = env
+        .into_iter()
+        .find(|(n, v)| *n == hook.secret_name && !v.is_empty())
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            tracing::warn!(app = %app, secret = %hook.secret_name, "webhook secret is not set");
+            ApiError::Unauthorized("the webhook's secret is not set on this platform".into())
+        })?;
+    let reading = READING.try_acquire().map_err(|_| {
+        ApiError::Unavailable(format!(
+            "{READING_AT_ONCE} webhook deliveries are being read: retry shortly"
+        ))
+    })?;
+    Ok(Pending {
+        sig,
+        secret,
+        delivery,
+        _reading: reading,
+    })
+}
+
+/// Checks the signature of `body` against what [`precheck`] took, and records the
+/// delivery: 401 when it does not match, 409 for a delivery id seen within the window.
+pub(crate) async fn verify(
+    state: &AppState,
+    app: &str,
+    hook: &WebhookDecl,
+    pending: Pending,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let header = hook.signature_header();
+    let mut mac = Hmac::<Sha256>::new_from_slice(pending.secret.as_bytes())
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hmac key: {e}")))?;
+    mac.update(body);
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&pending.sig).map_err(|_| {
+        ApiError::Unauthorized(format!("the {header} signature does not match the body"))
+    })?;
+    let delivery = pending.delivery;
     let window = state.config.webhook_replay_window_s.max(1);
     let fresh = sqlx::query(&format!(
         "INSERT INTO noderouter_core.webhook_deliveries (app_name, delivery_id) VALUES ($1, $2) \

@@ -35,6 +35,15 @@ async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permi
         "NR_APP_NAME",
         "NR_JWT_SECRET",
         "LD_PRELOAD",
+        // libpq's own: they would change or redirect the app's database connection.
+        "PGOPTIONS",
+        "PGHOSTADDR",
+        "PGSERVICE",
+        "GLIBC_TUNABLES",
+        "OPENSSL_CONF",
+        "GCONV_PATH",
+        "BASH_ENV",
+        "USER",
     ] {
         refused("name")(set(&h, &app, json!({"name": name, "value": "x"})).await);
     }
@@ -74,6 +83,34 @@ async fn bad_names_reserved_names_and_oversized_values_are_refused_and_the_permi
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(list(&h, &app).await["env"][0]["name"], "OK_MAX");
+    // All of an app's variables together stay under what a process can start with
+    // (before: 80 values of 32 KiB were taken, and the app could no longer start).
+    let full = app_name("envfull");
+    for i in 0..7 {
+        let (s, b) = set(
+            &h,
+            &full,
+            json!({"name": format!("FILL_{i}"), "value": "x".repeat(32 * 1024)}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = set(
+        &h,
+        &full,
+        json!({"name": "ONE_TOO_MANY", "value": "x".repeat(32 * 1024)}),
+    )
+    .await;
+    refused("value")((s, b.clone()));
+    assert!(b["error"].as_str().unwrap().contains("262144"), "{b}");
+    // Replacing a value counts it once.
+    let (s, b) = set(
+        &h,
+        &full,
+        json!({"name": "FILL_0", "value": "y".repeat(32 * 1024)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 
     // A deployer and a reader without apps:env get 403, and change nothing.
     common::role(&h, "deployers", &["apps:deploy", "apps:read"]).await;

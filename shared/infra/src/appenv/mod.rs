@@ -14,10 +14,33 @@ use sqlx::PgPool;
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
 /// The rule every name follows.
 pub const NAME_PATTERN: &str = "^[A-Z_][A-Z0-9_]{0,127}$";
-/// Names the platform sets itself.
-pub const RESERVED_NAMES: &[&str] = &["DATABASE_URL", "PATH", "HOME", "TMPDIR", "LANG"];
-/// Prefixes the platform keeps for itself (Python's settings, its own, the loader's).
-pub const RESERVED_PREFIXES: &[&str] = &["PYTHON", "NR_", "LD_"];
+/// All of an app's names and values together, bytes: well under what Linux lets a
+/// process start with (a few MiB in all, 128 KiB a string).
+pub const MAX_TOTAL_BYTES: usize = 256 * 1024;
+/// Names the platform sets itself, and names that change how the C library, OpenSSL
+/// or a shell load what they run.
+pub const RESERVED_NAMES: &[&str] = &[
+    "DATABASE_URL",
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "USER",
+    "LOGNAME",
+    "BASH_ENV",
+    "ENV",
+    "GCONV_PATH",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "NLSPATH",
+    "OPENSSL_CONF",
+    "OPENSSL_MODULES",
+    "RES_OPTIONS",
+];
+/// Prefixes the platform keeps for itself: Python's settings, its own, the loader's,
+/// the C library's, and libpq's (`PGOPTIONS`, `PGHOSTADDR`, … would change or redirect
+/// the app's database connection).
+pub const RESERVED_PREFIXES: &[&str] = &["PYTHON", "NR_", "LD_", "GLIBC_", "PG"];
 
 /// What is wrong with a change, naming the field.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +82,7 @@ pub fn check_name(name: &str) -> Result<(), EnvError> {
     }
     if RESERVED_NAMES.contains(&name) {
         return Err(EnvError::Name(format!(
-            "{name} is set by the platform and cannot be overridden"
+            "{name} is reserved: the platform sets it, or it changes how the C library, OpenSSL or a shell load code"
         )));
     }
     if let Some(p) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
@@ -120,6 +143,32 @@ pub async fn set(
 ) -> Result<(), EnvError> {
     check_name(change.name)?;
     check_value(change.value)?;
+    if change.secret && key.is_none() {
+        return Err(EnvError::NoKey);
+    }
+    if change.secret && change.value.is_empty() {
+        return Err(EnvError::Value(
+            "a secret cannot be empty (anyone could sign with an empty key); unset it instead"
+                .into(),
+        ));
+    }
+    let (others,): (i64,) = sqlx::query_as(
+        "SELECT COALESCE(SUM(octet_length(name) + octet_length(value)), 0)::BIGINT \
+         FROM noderouter_core.app_env WHERE app_name = $1 AND name <> $2",
+    )
+    .bind(change.app)
+    .bind(change.name)
+    .fetch_one(db)
+    .await
+    .map_err(|e| EnvError::Internal(anyhow::anyhow!("cannot read app variables: {e}")))?;
+    let total = usize::try_from(others)
+        .unwrap_or(usize::MAX)
+        .saturating_add(change.name.len() + change.value.len());
+    if total > MAX_TOTAL_BYTES {
+        return Err(EnvError::Value(format!(
+            "the app's variables and secrets would take {total} bytes, more than the limit of {MAX_TOTAL_BYTES} for one app (a process cannot start with more)"
+        )));
+    }
     let (value, nonce) = if change.secret {
         let key = key.ok_or(EnvError::NoKey)?;
         let sealed = key.seal(change.app, change.name, change.value.as_bytes())?;
@@ -284,6 +333,14 @@ mod tests {
             "NR_APP_NAME",
             "NR_JWT_SECRET",
             "LD_PRELOAD",
+            "USER",
+            "BASH_ENV",
+            "GCONV_PATH",
+            "OPENSSL_CONF",
+            "GLIBC_TUNABLES",
+            "PGOPTIONS",
+            "PGHOSTADDR",
+            "PGSERVICE",
         ] {
             let e = check_name(reserved).unwrap_err();
             assert!(e.to_string().starts_with("name: "), "{e}");
