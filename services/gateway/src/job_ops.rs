@@ -149,7 +149,15 @@ pub(crate) async fn requeue_one(
         ));
     }
     let job = visible_job(&state, &caller, &id).await?;
-    may_run(&state, &caller, &job.app_name)?;
+    let barred = may_run(&state, &caller, &job.app_name)?;
+    if let Some(entry) = state.apps.get(&job.app_name) {
+        let action = nr_jobs::action_of(&state.db, job.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+        if let Some(action) = action {
+            crate::routes::direct::may_run_action(&job.app_name, &entry, &caller, &action)?;
+        }
+    }
     let all = caller.0.has(perms::JOBS_REQUEUE_ALL);
     if !all && job.submitted_by.as_deref() != Some(&caller.0.sub) {
         return Err(ApiError::Forbidden(format!(
@@ -163,6 +171,7 @@ pub(crate) async fn requeue_one(
         nr_jobs::RequeueWhat::One(job.id),
         nr_jobs::Viewer::All,
         attempts,
+        &barred,
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot re-queue job: {e}"))?;
@@ -209,7 +218,8 @@ pub(crate) async fn requeue_app(
             "re-queue body field app_name: {app:?} is not an app name (letters, digits, _ and -, at most 64)"
         )));
     }
-    may_run(&state, &caller, app)?;
+    // Jobs of actions a route would not let the caller run stay failed.
+    let barred = may_run(&state, &caller, app)?;
     let viewer = if caller.0.has(perms::JOBS_REQUEUE_ALL) {
         nr_jobs::Viewer::All
     } else {
@@ -224,6 +234,7 @@ pub(crate) async fn requeue_app(
         },
         viewer,
         attempts,
+        &barred,
     )
     .await
     .map_err(|e| anyhow::anyhow!("cannot re-queue jobs: {e}"))?;
@@ -235,11 +246,15 @@ pub(crate) async fn requeue_app(
 }
 
 /// Re-queueing runs the app's code again, so it takes what calling the app takes now:
-/// a caller who lost the app's `required_permission` cannot run their old jobs of it.
-fn may_run(state: &AppState, caller: &Caller, app: &str) -> Result<(), ApiError> {
+/// a caller who lost the app's `required_permission` cannot run their old jobs of it,
+/// and the actions its routes gate from the caller (returned) are not run again.
+fn may_run(state: &AppState, caller: &Caller, app: &str) -> Result<Vec<String>, ApiError> {
     match state.apps.get(app) {
-        Some(entry) => caller.require(entry.manifest.required_permission.as_deref().unwrap_or("")),
-        None => Ok(()),
+        Some(entry) => {
+            caller.require(entry.manifest.required_permission.as_deref().unwrap_or(""))?;
+            Ok(crate::routes::direct::barred_actions(app, &entry, caller))
+        }
+        None => Ok(Vec::new()),
     }
 }
 

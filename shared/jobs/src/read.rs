@@ -193,12 +193,14 @@ pub enum RequeueWhat<'a> {
 }
 
 /// Puts failed jobs back to `pending` with `attempts` more runs (the attempt counter
-/// keeps counting, so older attempts stay fenced). Only failed jobs `viewer` may see.
+/// keeps counting, so older attempts stay fenced). Only failed jobs `viewer` may see,
+/// and none whose payload's `action` is in `barred` (actions the caller may not run).
 pub async fn requeue(
     db: &PgPool,
     what: RequeueWhat<'_>,
     viewer: Viewer<'_>,
     attempts: i32,
+    barred: &[String],
 ) -> Result<Vec<Requeued>, sqlx::Error> {
     let (all, sub) = viewer.binds();
     let (one, app, limit) = match what {
@@ -213,6 +215,7 @@ pub async fn requeue(
              SELECT id FROM noderouter_core.job_queue \
              WHERE status = $7 AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR app_name = $2) \
                AND ($3 OR submitted_by = $4) \
+               AND COALESCE(payload->>'action', '') <> ALL($9) \
              ORDER BY id LIMIT $8 FOR UPDATE SKIP LOCKED) \
          RETURNING j.id, j.app_name, j.app_rev, j.submitted_by",
     )
@@ -224,8 +227,20 @@ pub async fn requeue(
     .bind(JobStatus::Pending.as_str())
     .bind(JobStatus::Failed.as_str())
     .bind(limit)
+    .bind(barred)
     .fetch_all(db)
     .await
+}
+
+/// The `action` a job's payload names, if it names one.
+pub async fn action_of(db: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_as::<_, (Option<String>,)>(
+        "SELECT payload->>'action' FROM noderouter_core.job_queue WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+    .map(|row| row.and_then(|(a,)| a))
 }
 
 /// A job's progress (0 when it is gone).

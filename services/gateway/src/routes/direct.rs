@@ -50,7 +50,18 @@ pub(crate) fn check(
     let Some(Value::String(action)) = &data.action else {
         return Ok(());
     };
-    for route in entry.manifest.routes.iter().filter(|r| &r.action == action) {
+    may_run_action(app, entry, caller, action)
+}
+
+/// Refuses `action` to a caller its routes would not let through: one bound to a
+/// webhook route (served there only), or to a route whose permission the caller lacks.
+pub(crate) fn may_run_action(
+    app: &str,
+    entry: &AppEntry,
+    caller: &Caller,
+    action: &str,
+) -> Result<(), ApiError> {
+    for route in entry.manifest.routes.iter().filter(|r| r.action == action) {
         if route.webhook.is_some() {
             return Err(ApiError::Forbidden(format!(
                 "action '{action}' of app '{app}' is served by its webhook route ({} /apps/{app}/api{}) only, which checks the sender's signature",
@@ -61,4 +72,18 @@ pub(crate) fn check(
         caller.require(route.permission.as_deref().unwrap_or(""))?;
     }
     Ok(())
+}
+
+/// The actions of the app `caller` may not run ([`may_run_action`]).
+pub(crate) fn barred_actions(app: &str, entry: &AppEntry, caller: &Caller) -> Vec<String> {
+    let mut barred: Vec<String> = entry
+        .manifest
+        .routes
+        .iter()
+        .map(|r| r.action.clone())
+        .filter(|a| may_run_action(app, entry, caller, a).is_err())
+        .collect();
+    barred.sort();
+    barred.dedup();
+    barred
 }
