@@ -187,6 +187,37 @@ async fn granting_needs_at_least_what_is_granted() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // Revoking an admin's token (before: 200, and the token was dead); its own is fine.
+    let (s, b) = post(
+        &h.http,
+        format!("{}/admin/api/tokens", h.url),
+        json!({"name": "admin-ci", "roles": ["admin"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let admin_token = client_with_token(b["token"].as_str().unwrap());
+    let revoke = |who: &reqwest::Client, id: &str| {
+        who.delete(format!("{}/admin/api/tokens/{id}", h.url))
+            .send()
+    };
+    let r = revoke(&mgr, b["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.text().await.unwrap().contains("'admin'"));
+    assert_eq!(
+        get(&admin_token, format!("{}/api/auth/me", h.url)).await.0,
+        StatusCode::OK
+    );
+    let (s, b) = post(
+        &mgr,
+        format!("{}/admin/api/tokens", h.url),
+        json!({"name": "mine", "roles": ["managers"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let r = revoke(&mgr, b["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = revoke(&mgr, "nosuchtoken").await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let (_, me) = get(&mgr, format!("{}/api/auth/me", h.url)).await;
     assert_eq!(me["roles"], json!(["managers"]), "{me}");
 

@@ -185,6 +185,20 @@ pub(crate) async fn revoke_token(
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(ApiError::NotFound(format!("token {id:?} not found")));
     }
+    let token: Option<(String, Vec<String>)> =
+        sqlx::query_as("SELECT owner, roles FROM noderouter_core.api_tokens WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&state.db)
+            .await
+            .map_err(internal)?;
+    let Some((owner, roles)) = token else {
+        return Err(ApiError::NotFound(format!("token {id:?} not found")));
+    };
+    // Taking a token away takes its roles away: as for a user's roles, the caller needs
+    // them, unless the token is the caller's own.
+    if owner != caller.0.sub {
+        caller.require_roles(&roles, "revoke a token with")?;
+    }
     state
         .rbac_change(&caller, RbacChange::TokenRevoked { id: id.clone() })
         .await?;
