@@ -255,3 +255,53 @@ async fn a_file_over_the_limit_is_refused_to_the_app() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_refused_upload_stores_nothing_and_an_upload_carries_at_most_a_hundred_files() {
+    let h = Harness::start().await;
+    h.deploy_ok(
+        "shop",
+        &[("manifest.json", &shop_manifest()), ("main.py", SHOP)],
+    )
+    .await;
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM noderouter_core.app_files WHERE app_name = 'shop'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+    };
+    let send = |form: reqwest::multipart::Form| {
+        h.http
+            .post(format!("{}/apps/shop/api/upload", h.url))
+            .multipart(form)
+            .send()
+    };
+    let with_files = |n: usize| {
+        (0..n).fold(reqwest::multipart::Form::new(), |f, i| {
+            f.part(
+                "f",
+                reqwest::multipart::Part::bytes(vec![b'x']).file_name(format!("{i}.txt")),
+            )
+        })
+    };
+    // Three files, then a text field that is not UTF-8: 400, and the three files are
+    // not kept (before: they stayed a day for an app that never ran).
+    let form = with_files(3).part("note", reqwest::multipart::Part::bytes(vec![0xff, 0xfe]));
+    let r = send(form).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("not UTF-8"));
+    assert_eq!(stored().await, 0);
+    // 101 one-byte files (before: 101 rows and objects per request, thousands in a
+    // body of the route's size).
+    let r = send(with_files(101)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("at most 100 files"));
+    assert_eq!(stored().await, 0);
+    // A hundred are taken.
+    let r = send(with_files(100)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(stored().await, 100);
+}

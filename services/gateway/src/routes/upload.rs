@@ -14,7 +14,21 @@ use serde_json::{json, Map, Value};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The `body` the app receives: `{"files": [...], "form": {...}}`.
+/// Files one request may carry; each is a row and an object until it ages out.
+pub(crate) const MAX_FILES: usize = 100;
+/// Parts (files and text fields) one request may carry.
+pub(crate) const MAX_PARTS: usize = 1000;
+
+/// A file part read from the body, stored once the whole body has been read.
+struct FilePart {
+    field: String,
+    name: String,
+    content_type: String,
+    bytes: Bytes,
+}
+
+/// The `body` the app receives: `{"files": [...], "form": {...}}`. The whole body is
+/// read and checked before any file is stored, so a refused request leaves nothing.
 pub(crate) async fn read(
     state: &AppState,
     app: &str,
@@ -25,13 +39,20 @@ pub(crate) async fn read(
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("an upload route takes multipart/form-data: {e}"))
     })?;
-    let mut files = Vec::new();
+    let mut pending = Vec::new();
     let mut form = Map::new();
+    let mut count = 0;
     while let Some(field) = mp
         .next_field()
         .await
         .map_err(|e| ApiError::BadRequest(format!("the multipart body does not parse: {e}")))?
     {
+        count += 1;
+        if count > MAX_PARTS {
+            return Err(ApiError::BadRequest(format!(
+                "an upload carries at most {MAX_PARTS} parts (files and fields)"
+            )));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         let file_name = field.file_name().map(str::to_owned);
         let content_type = field
@@ -44,21 +65,17 @@ pub(crate) async fn read(
             .map_err(|e| ApiError::BadRequest(format!("field {name:?} does not read: {e}")))?;
         match file_name {
             Some(file_name) => {
-                let mut handle = nr_infra::files::store_upload(
-                    &state.db,
-                    &state.store,
-                    &state.config.files,
-                    app,
-                    &file_name,
-                    &content_type,
-                    bytes,
-                )
-                .await
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("upload {file_name:?}: {e}")))?;
-                if let Some(h) = handle.as_object_mut() {
-                    h.insert("field".into(), Value::String(name));
+                if pending.len() == MAX_FILES {
+                    return Err(ApiError::BadRequest(format!(
+                        "an upload carries at most {MAX_FILES} files; {file_name:?} is one more"
+                    )));
                 }
-                files.push(handle);
+                pending.push(FilePart {
+                    field: name,
+                    name: file_name,
+                    content_type,
+                    bytes,
+                });
             }
             None => {
                 let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
@@ -67,6 +84,24 @@ pub(crate) async fn read(
                 form.insert(name, Value::String(text));
             }
         }
+    }
+    let mut files = Vec::with_capacity(pending.len());
+    for part in pending {
+        let mut handle = nr_infra::files::store_upload(
+            &state.db,
+            &state.store,
+            &state.config.files,
+            app,
+            &part.name,
+            &part.content_type,
+            part.bytes,
+        )
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("upload {:?}: {e}", part.name)))?;
+        if let Some(h) = handle.as_object_mut() {
+            h.insert("field".into(), Value::String(part.field));
+        }
+        files.push(handle);
     }
     Ok(json!({ "files": files, "form": form }))
 }
