@@ -434,4 +434,22 @@ async fn a_webhook_is_refused_before_its_body_is_read_and_an_empty_secret_opens_
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.text().await.unwrap().contains("not set"));
+
+    // Without a credential only the webhook answers: no app, route or method is named
+    // (before: 404 "has no route", "not deployed", 405 with Allow).
+    for (method, path) in [
+        ("GET", "/apps/shop/api/nope"),
+        ("GET", "/apps/ghost/api/x"),
+        ("DELETE", "/apps/shop/api/hook"),
+    ] {
+        let r = outsider
+            .request(method.parse().unwrap(), format!("{}{path}", h.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(r.headers().get("allow").is_none());
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("shop") && !text.contains("ghost"), "{text}");
+    }
 }

@@ -72,11 +72,17 @@ pub fn is_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A name safe in a `Content-Disposition` header: no quotes, slashes or controls.
+/// A name safe in a `Content-Disposition` header: no quotes, slashes or controls, and
+/// no bidirectional or invisible formatting characters (U+202E would show
+/// `invoice\u{202E}fdp.exe` as `invoiceexe.pdf`).
 pub fn safe_name(name: &str) -> String {
     let n: String = name
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/' | ';'))
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(c, '"' | '\\' | '/' | ';')
+                && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+        })
         .take(200)
         .collect();
     if n.trim().is_empty() {
@@ -327,6 +333,8 @@ mod tests {
     fn names_and_types_are_made_header_safe() {
         assert_eq!(safe_name("a\"b/c;d.csv"), "abcd.csv");
         assert_eq!(safe_name("\n"), "download");
+        assert_eq!(safe_name("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(safe_name("a\u{2066}b\u{200F}c\u{FEFF}.txt"), "abc.txt");
         assert_eq!(safe_content_type("text/csv"), "text/csv");
         assert_eq!(safe_content_type("text\ncsv"), "application/octet-stream");
         assert_eq!(safe_content_type("nonsense"), "application/octet-stream");

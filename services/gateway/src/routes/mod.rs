@@ -67,13 +67,24 @@ async fn call(
     path: String,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let entry = state
-        .apps
-        .get(&app)
-        .ok_or_else(|| ApiError::NotFound(format!("app '{app}' is not deployed")))?;
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
-    let (route, params) = match matching::find(&entry.manifest.routes, &method, &path) {
+    let entry = state.apps.get(&app);
+    let found = entry
+        .as_ref()
+        .map(|e| matching::find(&e.manifest.routes, &method, &path));
+    // Only a webhook route answers a caller without a credential: anyone else learns
+    // which apps and routes exist only once signed in.
+    let caller = match &found {
+        Some(matching::Match::Found(r, _)) if r.webhook.is_some() => None,
+        _ => Some(crate::auth::Caller(
+            crate::auth::authenticate(&state, &parts).await?,
+        )),
+    };
+    let (Some(entry), Some(found)) = (entry.as_ref(), found) else {
+        return Err(ApiError::NotFound(format!("app '{app}' is not deployed")));
+    };
+    let (route, params) = match found {
         matching::Match::Found(r, p) => (r.clone(), p),
         matching::Match::WrongMethod(allow) => {
             let mut res = ApiError::Refused {
@@ -96,9 +107,7 @@ async fn call(
             )))
         }
     };
-    if route.webhook.is_none() {
-        let caller = crate::auth::authenticate(&state, &parts).await?;
-        let caller = crate::auth::Caller(caller);
+    if let Some(caller) = &caller {
         caller.require(entry.manifest.permission())?;
         caller.require(route.permission.as_deref().unwrap_or(""))?;
     }

@@ -106,6 +106,42 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
     } else {
         return (StatusCode::OK, json_ct, body.to_vec()).into_response();
     };
+    // 204 and 304 carry no body (RFC 9110): whatever the app gave is dropped.
+    if matches!(
+        res.status(),
+        StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+    ) {
+        *res.body_mut() = axum::body::Body::empty();
+        res.headers_mut().remove(header::CONTENT_TYPE);
+        res.headers_mut().remove(header::CONTENT_LENGTH);
+    }
     extra_headers(app, &v, &mut res);
     res
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_204_or_304_answer_carries_no_body() {
+        for (answer, code) in [
+            (r#"{"json": {"ok": 1}, "status": 204}"#, 204),
+            (r#"{"html": "<p>x</p>", "status": 304}"#, 304),
+        ] {
+            let res = respond("app", StatusCode::OK, answer.as_bytes());
+            assert_eq!(res.status().as_u16(), code);
+            assert!(res.headers().get(header::CONTENT_TYPE).is_none());
+            let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+            assert!(body.is_empty(), "{answer}: {body:?}");
+        }
+        let res = respond(
+            "app",
+            StatusCode::OK,
+            br#"{"json": {"ok": 1}, "status": 201}"#,
+        );
+        let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"ok":1}"#);
+    }
 }
