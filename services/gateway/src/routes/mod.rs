@@ -193,7 +193,7 @@ async fn call(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let payload = Bytes::from(data.to_string());
-    let (status, answer) = crate::sync::exec(&state, &app, &entry, &request_id, payload).await?;
+    let (status, answer) = crate::sync::exec(&state, &app, entry, &request_id, payload).await?;
     tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
     Ok(result::respond(&app, status, &answer))
 }
