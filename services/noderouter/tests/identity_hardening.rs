@@ -214,6 +214,20 @@ async fn granting_needs_at_least_what_is_granted() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    // A token issuing tokens: they would be owned by no user and never work (before:
+    // 201, owner "token:<id>").
+    let mine = client_with_token(b["token"].as_str().unwrap());
+    let (s, e) = post(
+        &mine,
+        format!("{}/admin/api/tokens", h.url),
+        json!({"name": "grandchild", "roles": ["managers"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("platform user"),
+        "{e}"
+    );
     let r = revoke(&mgr, b["id"].as_str().unwrap()).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = revoke(&mgr, "nosuchtoken").await.unwrap();

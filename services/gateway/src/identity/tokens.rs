@@ -117,6 +117,13 @@ pub(crate) async fn create_token(
     Json(body): Json<NewToken>,
 ) -> Result<(StatusCode, Json<NewTokenView>), ApiError> {
     caller.require(perms::RBAC_MANAGE)?;
+    // A token acts with the roles its owner, a platform user, holds now: one issued by
+    // another token or an outside identity would have no such owner and never work.
+    if caller.0.kind != nr_auth::PrincipalKind::User {
+        return Err(ApiError::Forbidden(
+            "only a signed-in platform user can issue API tokens (a token acts with its owner's roles)".into(),
+        ));
+    }
     if body.name.trim().is_empty() || body.name.len() > 100 {
         return Err(ApiError::BadRequest(
             "token name must be 1-100 characters".into(),
