@@ -216,3 +216,35 @@ fn property_deploy_refuses_exactly_what_the_type_cannot_read_and_more() {
         "{passed} passed, {refused} refused"
     );
 }
+
+#[test]
+fn an_app_declares_at_most_a_hundred_schedules_and_two_hundred_routes() {
+    let m = |schedules: usize, routes: usize| {
+        serde_json::json!({
+            "app_name": "sales", "version": "1.0.0",
+            "actions": [{"name": "go", "display_name": "Go"}],
+            "schedules": (0..schedules)
+                .map(|i| serde_json::json!({"name": format!("s{i}"), "cron": "0 2 * * *", "action": "go"}))
+                .collect::<Vec<_>>(),
+            "routes": (0..routes)
+                .map(|i| serde_json::json!({"method": "GET", "path": format!("/r{i}"), "action": "go"}))
+                .collect::<Vec<_>>(),
+        })
+    };
+    let check = |v: serde_json::Value| check_manifest(v.to_string().as_bytes(), "sales");
+    assert!(check(m(100, 200)).is_ok());
+    let refused = check(m(101, 201)).unwrap_err();
+    let messages: Vec<&str> = refused.details.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("101 declared, at most 100")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("201 declared, at most 200")),
+        "{messages:?}"
+    );
+}

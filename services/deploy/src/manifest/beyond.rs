@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 
 use super::{display_path, is_action_slug, kind, Ctx};
 
+/// Schedules one app may declare.
+pub const MAX_SCHEDULES: usize = 100;
+/// Routes one app may declare.
+pub const MAX_ROUTES: usize = 200;
 /// The largest upload a route may declare (1 GiB).
 pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
 
@@ -82,7 +86,11 @@ pub(super) fn check_schedules(c: &mut Ctx, obj: &Map<String, Value>) {
     const RULE: &str = "manifest.schedules";
     let actions = declared_actions(obj);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, item) in list(c, obj, "schedules").iter().enumerate() {
+    let items = list(c, obj, "schedules");
+    if items.len() > MAX_SCHEDULES {
+        c.error(RULE, "/schedules", format!("schedules: {} declared, at most {MAX_SCHEDULES} per app (every scheduler pass weighs each one)", items.len()));
+    }
+    for (i, item) in items.iter().enumerate() {
         let p = format!("/schedules/{i}");
         let at = display_path(&p);
         let Some(o) = item.as_object() else {
@@ -231,7 +239,11 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
     let actions = declared_actions(obj);
     // (method, shape) -> index; a GET also takes HEAD.
     let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (i, item) in list(c, obj, "routes").iter().enumerate() {
+    let items = list(c, obj, "routes");
+    if items.len() > MAX_ROUTES {
+        c.error(RULE, "/routes", format!("routes: {} declared, at most {MAX_ROUTES} per app (every call matches against them)", items.len()));
+    }
+    for (i, item) in items.iter().enumerate() {
         let p = format!("/routes/{i}");
         let at = display_path(&p);
         let Some(o) = item.as_object() else {
