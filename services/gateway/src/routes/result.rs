@@ -33,9 +33,42 @@ fn extra_headers(app: &str, v: &Value, res: &mut Response) {
             tracing::warn!(app = %app, header = %name, "route result header dropped: not on the safe list");
             continue;
         };
-        if let (Ok(n), Ok(v)) = (HeaderName::try_from(lower), HeaderValue::from_str(value)) {
+        // Route answers go to signed-in callers (or a webhook's sender): a shared cache
+        // must never keep one for others.
+        let value = if lower == "cache-control" {
+            private_cache(value)
+        } else {
+            value.to_owned()
+        };
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(lower), HeaderValue::from_str(&value)) {
             res.headers_mut().insert(n, v);
         }
+    }
+}
+
+/// An app's `Cache-Control` without `public` or `s-maxage`, and `private` unless it
+/// already forbids storing.
+fn private_cache(value: &str) -> String {
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter(|d| {
+            let d = d.to_ascii_lowercase();
+            d != "public" && !d.starts_with("s-maxage")
+        })
+        .collect();
+    let closed = kept.iter().any(|d| {
+        let d = d.to_ascii_lowercase();
+        d == "private" || d == "no-store"
+    });
+    if closed {
+        kept.join(", ")
+    } else {
+        std::iter::once("private")
+            .chain(kept)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -123,6 +156,21 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_apps_cache_control_never_lets_a_shared_cache_keep_an_answer() {
+        assert_eq!(
+            private_cache("public, max-age=3600"),
+            "private, max-age=3600"
+        );
+        assert_eq!(
+            private_cache("max-age=60, s-maxage=600"),
+            "private, max-age=60"
+        );
+        assert_eq!(private_cache("no-store"), "no-store");
+        assert_eq!(private_cache("Private, max-age=5"), "Private, max-age=5");
+        assert_eq!(private_cache("PUBLIC"), "private");
+    }
 
     #[tokio::test]
     async fn a_204_or_304_answer_carries_no_body() {
