@@ -39,7 +39,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Submitted {
     job_id: String,
-    status: &'static str,
+    /// `pending` for a new job; a retry under its Idempotency-Key gets its status now.
+    status: String,
     node: String,
 }
 
@@ -72,12 +73,13 @@ pub(crate) fn is_app_name(name: &str) -> bool {
     ),
     responses(
         (status = 202, description = "The job is queued", body = Submitted),
-        (status = 200, description = "The job submitted earlier with this Idempotency-Key", body = Submitted),
+        (status = 200, description = "The job submitted earlier with this Idempotency-Key and the same body, with its status now", body = Submitted),
         (status = 400, description = "The body is not one JSON object, sets `_schedule` or `_job_id`, or a bad Idempotency-Key", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The app's `required_permission` is missing, or the permission of a route bound to this `action`; or the action is served by its webhook route only", body = ErrorBody),
         (status = 404, description = "The app is not deployed", body = ErrorBody),
         (status = 409, description = "The Idempotency-Key belongs to a job of another app", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with another body", body = ErrorBody),
         (status = 413, description = "The body exceeds the limit", body = ErrorBody),
         (status = 415, description = "The body is not declared JSON", body = ErrorBody),
         (status = 503, description = "The job queue is unavailable", body = ErrorBody),
@@ -112,23 +114,43 @@ pub(crate) async fn submit(
             "Idempotency-Key must be 1-200 characters".into(),
         ));
     }
+    let payload: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
+    };
     if let Some(key) = &idempotency_key {
-        let existing =
-            nr_jobs::by_idempotency_key(&state.db, &caller.0.sub, key, IDEMPOTENCY_WINDOW)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
-        if let Some((id, existing_app, node)) = existing {
-            if existing_app != app {
+        let existing = nr_jobs::by_idempotency_key(
+            &state.db,
+            &caller.0.sub,
+            key,
+            IDEMPOTENCY_WINDOW,
+            &payload,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read job: {e}"))?;
+        if let Some(job) = existing {
+            if job.app_name != app {
                 return Err(ApiError::Conflict(format!(
-                    "Idempotency-Key was already used for a job of app '{existing_app}'"
+                    "Idempotency-Key was already used for a job of app '{}'",
+                    job.app_name
+                )));
+            }
+            // A retry sends the same request; another body under the key is a mistake
+            // the caller must hear of, not a job silently not run.
+            if !job.same_payload {
+                return Err(ApiError::Unprocessable(format!(
+                    "Idempotency-Key {key:?} was already used with another body (job {}): send a new key for another request",
+                    job.id
                 )));
             }
             return Ok((
                 StatusCode::OK,
                 Json(Submitted {
-                    job_id: id.to_string(),
-                    status: "pending",
-                    node: node.unwrap_or_else(|| state.node.clone()),
+                    job_id: job.id.to_string(),
+                    status: job.status,
+                    node: job.node.unwrap_or_else(|| state.node.clone()),
                 }),
             ));
         }
@@ -137,12 +159,6 @@ pub(crate) async fn submit(
             .await
             .map_err(|e| anyhow::anyhow!("cannot record job: {e}"))?;
     }
-    let payload: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::json!({})
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
-    };
     crate::routes::direct::check(
         &app,
         &entry,
@@ -172,7 +188,7 @@ pub(crate) async fn submit(
         StatusCode::ACCEPTED,
         Json(Submitted {
             job_id: id.to_string(),
-            status: "pending",
+            status: "pending".into(),
             node: state.node.clone(),
         }),
     ))

@@ -294,6 +294,41 @@ async fn jobs_are_private_to_their_submitter_and_submit_is_idempotent() {
     let other: Value = submit("order-2").await.unwrap().json().await.unwrap();
     assert_ne!(first["job_id"], other["job_id"]);
     let id = first["job_id"].as_str().unwrap();
+    // A retry after the job ran answers its status now (before: always "pending").
+    let done = h
+        .wait_job(id, |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    let r = submit("order-1").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&again["job_id"], &again["status"]),
+        (&first["job_id"], &done["status"]),
+        "{again}"
+    );
+    // The key with another body is a mistake, said so (before: 200 and the old job,
+    // the new request silently not run). Key order and spacing do not count.
+    let r = alice
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("Idempotency-Key", "order-1")
+        .json(&json!({"n": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let b: Value = r.json().await.unwrap();
+    assert!(b["error"].as_str().unwrap().contains("another body"), "{b}");
+    let r = alice
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("Idempotency-Key", "order-1")
+        .header("content-type", "application/json")
+        .body("{ \"n\" : 1 }")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     let r = alice
         .get(format!("{}/api/async/jobs/{id}", h.url))

@@ -61,7 +61,8 @@ async fn a_routes_permission_holds_when_a_job_of_its_action_is_requeued() {
     let uma = client_with_token(b["token"].as_str().unwrap());
 
     let mut jobs = Vec::new();
-    for action in ["gated", "gated", "open"] {
+    // The same action spelled as an app that strips and folds `action` reads it.
+    for action in ["gated", "gated", "open", "GATED", " gated\n"] {
         let (s, b) = post(
             &uma,
             format!("{}/api/async/{app}", h.url),
@@ -100,6 +101,13 @@ async fn a_routes_permission_holds_when_a_job_of_its_action_is_requeued() {
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert!(b["error"].as_str().unwrap().contains("gate:secret"), "{b}");
+    let (s, b) = post(
+        &uma,
+        format!("{}/api/async/jobs/{}/requeue", h.url, jobs[4]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     // In bulk, only the job of the action she may still run goes back.
     let (s, b) = post(
         &uma,
@@ -109,7 +117,7 @@ async fn a_routes_permission_holds_when_a_job_of_its_action_is_requeued() {
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["job_ids"], json!([jobs[2]]), "{b}");
-    for id in &jobs[..2] {
+    for id in [&jobs[0], &jobs[1], &jobs[3], &jobs[4]] {
         let job = h.job(id).await;
         assert_eq!(job["status"], "failed", "{job}");
         assert_eq!(job["attempt"], 1, "{job}");

@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 const MAIN: &str = r#"
 def execute(data, conn=None):
-    a = data.get("action")
+    a = str(data.get("action", "")).strip().lower()
     if a == "item":
         return {"json": {"id": data["params"]["id"], "q": data["query"], "headers": data["headers"]},
                 "headers": {"X-App-Kind": "item", "Set-Cookie": "stolen=1", "Cache-Control": "no-store"}}
@@ -202,9 +202,10 @@ async fn webhooks_need_a_valid_signature_and_a_fresh_delivery() {
         r.send()
     };
 
-    // No secret set yet: refused even with some signature.
+    // No secret set yet: refused even with some signature, as a wrong one is.
     let r = send(Some(sign("guess", &body)), "d-0").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("does not match"));
 
     let r = h
         .http
@@ -337,19 +338,34 @@ async fn a_routes_gate_cannot_be_skipped_by_calling_the_app_directly() {
         assert_eq!(s, StatusCode::FORBIDDEN, "{url}: {b}");
         assert!(b["error"].as_str().unwrap().contains("shop:read"), "{b}");
     }
+    // Spelled as the app reads it after the guide's `.strip()` (and a `.lower()`):
+    // the same action, the same gate (before: 200 and 202, the gate skipped).
+    for spelled in ["item ", "\titem", "ITEM", "\u{1c}Item\u{a0}"] {
+        for url in [&sync, &submit] {
+            let (s, b) = post(
+                &viewer,
+                url.clone(),
+                json!({"action": spelled, "params": {"id": "1"}}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{url} {spelled:?}: {b}");
+        }
+    }
     // The webhook's action, with forged headers, from anyone: refused, the route named.
     for c in [&viewer, &h.http] {
-        let (s, b) = post(
-            c,
-            sync.clone(),
-            json!({"action": "hook", "headers": {"x-github-event": "forged"}, "body": {"forged": true}}),
-        )
-        .await;
-        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-        assert!(
-            b["error"].as_str().unwrap().contains("/apps/shop/api/hook"),
-            "{b}"
-        );
+        for spelled in ["hook", "\thook", "HOOK\n"] {
+            let (s, b) = post(
+                c,
+                sync.clone(),
+                json!({"action": spelled, "headers": {"x-github-event": "forged"}, "body": {"forged": true}}),
+            )
+            .await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{spelled:?}: {b}");
+            assert!(
+                b["error"].as_str().unwrap().contains("/apps/shop/api/hook"),
+                "{b}"
+            );
+        }
     }
     // A body naming two actions, an ungated one first, is refused, not guessed at.
     let r = viewer
@@ -433,7 +449,38 @@ async fn a_webhook_is_refused_before_its_body_is_read_and_an_empty_secret_opens_
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(r.text().await.unwrap().contains("not set"));
+    // The answer a wrong signature gets: a stranger cannot tell whether a secret is set.
+    assert!(r.text().await.unwrap().contains("does not match"));
+
+    // A plain variable keys nothing either: its value is listed to whoever may read the
+    // app's variables (before: 200, and the app ran).
+    let r = set("listed-to-readers", false).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let body = br#"{"ref":"forged-2"}"#.to_vec();
+    let r = outsider
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-github-delivery", "forged-2")
+        .header("x-hub-signature-256", sign("listed-to-readers", &body))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.text().await.unwrap().contains("does not match"));
+    // The same value set as a secret opens it.
+    let r = set("listed-to-readers", true).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = outsider
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-github-delivery", "forged-2")
+        .header("x-hub-signature-256", sign("listed-to-readers", &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
 
     // Without a credential only the webhook answers: no app, route or method is named
     // (before: 404 "has no route", "not deployed", 405 with Allow).

@@ -122,22 +122,38 @@ pub async fn list(db: &PgPool, f: &ListFilter<'_>) -> Result<Vec<JobSummary>, sq
     .await
 }
 
-/// The job a submitter sent earlier with this idempotency key within `window`:
-/// (id, app, node).
+/// A job sent earlier with an idempotency key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct KeyedJob {
+    pub id: Uuid,
+    pub app_name: String,
+    pub node: Option<String>,
+    /// Its status now.
+    pub status: String,
+    /// Whether it was sent with the payload asked about (JSON equality: key order and
+    /// spacing do not count).
+    pub same_payload: bool,
+}
+
+/// The job a submitter sent earlier with this idempotency key within `window`, compared
+/// with `payload`.
 pub async fn by_idempotency_key(
     db: &PgPool,
     submitted_by: &str,
     key: &str,
     window: std::time::Duration,
-) -> Result<Option<(Uuid, String, Option<String>)>, sqlx::Error> {
+    payload: &serde_json::Value,
+) -> Result<Option<KeyedJob>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, app_name, node FROM noderouter_core.job_queue \
+        "SELECT id, app_name, node, status, payload = $4 AS same_payload \
+         FROM noderouter_core.job_queue \
          WHERE submitted_by = $1 AND idempotency_key = $2 \
            AND created_at > NOW() - make_interval(secs => $3)",
     )
     .bind(submitted_by)
     .bind(key)
     .bind(window.as_secs_f64())
+    .bind(payload)
     .fetch_optional(db)
     .await
 }
@@ -194,7 +210,10 @@ pub enum RequeueWhat<'a> {
 
 /// Puts failed jobs back to `pending` with `attempts` more runs (the attempt counter
 /// keeps counting, so older attempts stay fenced). Only failed jobs `viewer` may see,
-/// and none whose payload's `action` is in `barred` (actions the caller may not run).
+/// and none whose payload's `action` is in `barred` (actions the caller may not run,
+/// lowercase ASCII slugs): an action is compared with its ASCII letters lowercased, and
+/// while anything is barred a job whose action holds a space, a control or a non-ASCII
+/// character (a spelling an app may strip or fold into a barred one) is left failed too.
 pub async fn requeue(
     db: &PgPool,
     what: RequeueWhat<'_>,
@@ -215,7 +234,10 @@ pub async fn requeue(
              SELECT id FROM noderouter_core.job_queue \
              WHERE status = $7 AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR app_name = $2) \
                AND ($3 OR submitted_by = $4) \
-               AND COALESCE(payload->>'action', '') <> ALL($9) \
+               AND NOT (cardinality($9::text[]) > 0 AND ( \
+                   COALESCE(payload->>'action', '') !~ '^[!-~]*$' \
+                   OR translate(COALESCE(payload->>'action', ''), \
+                        'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') = ANY($9))) \
              ORDER BY id LIMIT $8 FOR UPDATE SKIP LOCKED) \
          RETURNING j.id, j.app_name, j.app_rev, j.submitted_by",
     )

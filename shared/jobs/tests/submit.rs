@@ -66,11 +66,12 @@ async fn a_batch_queues_every_job_but_those_whose_key_is_taken_and_the_first_of_
         "alice",
         "order-1",
         std::time::Duration::from_secs(3600),
+        &batch[0].payload,
     )
     .await
     .unwrap()
-    .map(|(id, _, _)| id);
-    assert_eq!(owner, Some(batch[0].id));
+    .map(|j| (j.id, j.same_payload));
+    assert_eq!(owner, Some((batch[0].id, true)));
 }
 
 #[tokio::test]

@@ -47,10 +47,37 @@ pub(crate) fn check(
             )));
         }
     }
-    let Some(Value::String(action)) = &data.action else {
+    let Some(action) = data.action.as_ref().and_then(as_text) else {
         return Ok(());
     };
-    may_run_action(app, entry, caller, action)
+    may_run_action(app, entry, caller, &action)
+}
+
+/// The text an app's `str(data.get("action"))` makes of a scalar `action`; none for a
+/// list or an object, whose text no slug can equal.
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "True" } else { "False" }.to_owned()),
+        Value::Null => Some("None".to_owned()),
+        _ => None,
+    }
+}
+
+/// `action` as an app may read it before it dispatches: the author guide's
+/// `str(data.get("action", "")).strip()`, perhaps with `.lower()` or `.upper()`.
+/// Python's `strip()` takes Unicode whitespace and the separators U+001C-U+001F; the
+/// case is folded through upper then lower, so `ß`, `ſ` or the Kelvin sign fold where
+/// Python's case mappings take them. A gate holds for every spelling that folds to its
+/// action: `"wipe "`, `"\tWIPE"` and `"wipe"` are one action.
+pub(crate) fn fold(action: &str) -> String {
+    action
+        .trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+        .chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Refuses `action` to a caller its routes would not let through: one bound to a
@@ -61,7 +88,13 @@ pub(crate) fn may_run_action(
     caller: &Caller,
     action: &str,
 ) -> Result<(), ApiError> {
-    for route in entry.manifest.routes.iter().filter(|r| r.action == action) {
+    let folded = fold(action);
+    for route in entry
+        .manifest
+        .routes
+        .iter()
+        .filter(|r| fold(&r.action) == folded)
+    {
         if route.webhook.is_some() {
             return Err(ApiError::Forbidden(format!(
                 "action '{action}' of app '{app}' is served by its webhook route ({} /apps/{app}/api{}) only, which checks the sender's signature",
@@ -74,16 +107,44 @@ pub(crate) fn may_run_action(
     Ok(())
 }
 
-/// The actions of the app `caller` may not run ([`may_run_action`]).
+/// The actions of the app `caller` may not run ([`may_run_action`]), folded
+/// ([`fold`]): a job whose folded action is one of them is barred.
 pub(crate) fn barred_actions(app: &str, entry: &AppEntry, caller: &Caller) -> Vec<String> {
     let mut barred: Vec<String> = entry
         .manifest
         .routes
         .iter()
-        .map(|r| r.action.clone())
-        .filter(|a| may_run_action(app, entry, caller, a).is_err())
+        .filter(|r| may_run_action(app, entry, caller, &r.action).is_err())
+        .map(|r| fold(&r.action))
         .collect();
     barred.sort();
     barred.dedup();
     barred
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_an_app_may_strip_or_fold_reads_as_its_action() {
+        // What Python's `str(x).strip().lower()` (or `.upper()`) makes of each.
+        for (spelled, action) in [
+            ("wipe", "wipe"),
+            (" wipe\t\n", "wipe"),
+            ("\u{1c}\u{1f}WIPE\u{a0}\u{3000}", "wipe"),
+            ("\u{85}Wipe\u{2029}", "wipe"),
+            ("\u{212a}ill", "kill"),
+            ("\u{17f}tart", "start"),
+            ("stra\u{df}e", "strasse"),
+        ] {
+            assert_eq!(fold(spelled), fold(action), "{spelled:?}");
+        }
+        // Inside the text nothing is stripped: another action.
+        assert_ne!(fold("wi pe"), fold("wipe"));
+        assert_ne!(fold("wipe\u{200b}"), fold("wipe"));
+        assert_eq!(as_text(&serde_json::json!(7)).as_deref(), Some("7"));
+        assert_eq!(as_text(&serde_json::json!(true)).as_deref(), Some("True"));
+        assert_eq!(as_text(&serde_json::json!(["wipe"])), None);
+    }
 }

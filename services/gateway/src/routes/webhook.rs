@@ -54,18 +54,27 @@ pub(crate) async fn precheck(
             ))
         })?
         .to_owned();
-    let env = nr_infra::appenv::load_for_app(&state.db, state.secrets.as_deref(), app)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot load the webhook secret: {e}")))?;
-    // An empty secret is not set: anyone can sign with an empty key.
-    let secret = env
-        .into_iter()
-        .find(|(n, v)| *n == hook.secret_name && !v.is_empty())
-        .map(|(_, v)| v)
-        .ok_or_else(|| {
-            tracing::warn!(app = %app, secret = %hook.secret_name, "webhook secret is not set");
-            ApiError::Unauthorized("the webhook's secret is not set on this platform".into())
-        })?;
+    let lookup =
+        nr_infra::appenv::load_secret(&state.db, state.secrets.as_deref(), app, &hook.secret_name)
+            .await
+            .map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!("cannot load the webhook secret: {e}"))
+            })?;
+    // Only a secret keys a webhook: a plain variable's value is shown to whoever may list
+    // the app's variables, and an empty key lets anyone sign. A stranger gets the answer
+    // a wrong signature gets, so it cannot tell whether a secret is set; the log says why.
+    let secret = match lookup {
+        nr_infra::appenv::SecretLookup::Secret(s) => s,
+        other => {
+            let why = if other == nr_infra::appenv::SecretLookup::Plain {
+                "is a plain variable: set it again as a secret"
+            } else {
+                "is not set"
+            };
+            tracing::warn!(app = %app, secret = %hook.secret_name, "webhook refused: its secret {why}");
+            return Err(ApiError::Unauthorized(mismatch(header)));
+        }
+    };
     let reading = READING.try_acquire().map_err(|_| {
         ApiError::Unavailable(format!(
             "{READING_AT_ONCE} webhook deliveries are being read: retry shortly"
@@ -77,6 +86,12 @@ pub(crate) async fn precheck(
         delivery,
         _reading: reading,
     })
+}
+
+/// The answer to a signature that does not match, and to any delivery while no secret
+/// is set.
+fn mismatch(header: &str) -> String {
+    format!("the {header} signature does not match the body")
 }
 
 /// Checks the signature of `body` against what [`precheck`] took, and records the
@@ -93,9 +108,8 @@ pub(crate) async fn verify(
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("hmac key: {e}")))?;
     mac.update(body);
     // `verify_slice` compares in constant time.
-    mac.verify_slice(&pending.sig).map_err(|_| {
-        ApiError::Unauthorized(format!("the {header} signature does not match the body"))
-    })?;
+    mac.verify_slice(&pending.sig)
+        .map_err(|_| ApiError::Unauthorized(mismatch(header)))?;
     let delivery = pending.delivery;
     let window = state.config.webhook_replay_window_s.max(1);
     let fresh = sqlx::query(&format!(

@@ -272,6 +272,58 @@ pub async fn load_for_app(
     Ok(out)
 }
 
+/// What an app holds under one name, for a key that must be a secret (a webhook's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretLookup {
+    /// No such name, or an empty value.
+    Unset,
+    /// A plain variable: its value is shown to whoever may list the app's variables, so
+    /// it keys nothing.
+    Plain,
+    /// The secret, in clear.
+    Secret(String),
+}
+
+/// The app's secret `name`, opened. Reads that one row only.
+pub async fn load_secret(
+    db: &PgPool,
+    key: Option<&SecretsKey>,
+    app: &str,
+    name: &str,
+) -> Result<SecretLookup, EnvError> {
+    let row: Option<(bool, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT secret, value, nonce FROM noderouter_core.app_env WHERE app_name = $1 AND name = $2",
+    )
+    .bind(app)
+    .bind(name)
+    .fetch_optional(db)
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot read {name} of {app}: {e}"))?;
+    let Some((secret, value, nonce)) = row else {
+        return Ok(SecretLookup::Unset);
+    };
+    if !secret {
+        return Ok(if value.is_empty() {
+            SecretLookup::Unset
+        } else {
+            SecretLookup::Plain
+        });
+    }
+    let key = key.ok_or(EnvError::NoKey)?;
+    let (plain, _) = key
+        .open(app, name, nonce.as_deref().unwrap_or_default(), &value)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "secret {name} of app {app} does not open with NR_SECRETS_KEY (set with another key?)"
+            )
+        })?;
+    Ok(if plain.is_empty() {
+        SecretLookup::Unset
+    } else {
+        SecretLookup::Secret(String::from_utf8_lossy(&plain).into_owned())
+    })
+}
+
 /// App, name, ciphertext, nonce.
 type SealedRow = (String, String, Vec<u8>, Option<Vec<u8>>);
 
