@@ -20,6 +20,7 @@ use crate::jsonpos;
 
 mod beyond;
 mod format;
+mod jobs;
 mod nav;
 
 pub use format::{
@@ -386,6 +387,7 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
         ),
     }
 
+    jobs::check_jobs_and_limits(&mut c, obj);
     beyond::check_schedules(&mut c, obj);
     beyond::check_routes(&mut c, obj);
 

@@ -248,3 +248,72 @@ fn an_app_declares_at_most_a_hundred_schedules_and_two_hundred_routes() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn every_wrong_job_and_limit_field_is_reported_at_once_with_its_range() {
+    // Before: only the schedule's error came back; fixed, the next deploy named
+    // job_concurrency alone ("invalid type: floating point `2.5`, expected u64"), and
+    // so on one field at a time.
+    let mut m = base();
+    m["job_concurrency"] = json!(2.5);
+    m["job_retry"] = json!({"attempts": 0, "on": "always", "factor": 2, "jitter": true});
+    m["limits"] = json!({"memory_mb": 10, "cpu_s": "5", "max_procs": 64});
+    m["schedules"] = json!([{"name": "n", "cron": "0 0 30 2 *"}]);
+    let r = check(m).unwrap_err();
+    assert_eq!(r.status, 422);
+    let found: Vec<(&str, &str)> = r
+        .details
+        .iter()
+        .map(|d| (d.rule.as_str(), d.message.as_str()))
+        .collect();
+    for (rule, message) in [
+        (
+            "manifest.job_concurrency",
+            "job_concurrency must be a whole number from 1 to 1000, not 2.5",
+        ),
+        (
+            "manifest.job_retry",
+            "job_retry.attempts must be a whole number from 1 to 100 (runs in all), not 0",
+        ),
+        (
+            "manifest.job_retry",
+            "job_retry.on must be \"lost\" or \"exception\", not the string \"always\"",
+        ),
+        (
+            "manifest.limits",
+            "limits.memory_mb must be a whole number from 128 to 1048576, not 10",
+        ),
+        (
+            "manifest.limits",
+            "limits.cpu_s must be a whole number from 1 to 86400, not the string \"5\"",
+        ),
+    ] {
+        assert!(
+            found.contains(&(rule, message)),
+            "{rule}: {message:?} missing from {found:#?}"
+        );
+    }
+    assert!(
+        found.iter().any(|(_, m)| m.contains("never fires")),
+        "{found:#?}"
+    );
+    // Right fields are not named; an unknown one is a warning.
+    assert!(
+        !found
+            .iter()
+            .any(|(_, m)| m.contains("factor") || m.contains("max_procs")),
+        "{found:#?}"
+    );
+    assert_eq!(found.len(), 6, "{found:#?}");
+
+    let mut m = base();
+    m["job_retry"] = json!({"attempts": 3, "jitter": true});
+    let ok = check(m).unwrap();
+    assert!(
+        ok.warnings
+            .iter()
+            .any(|w| w.message.contains("unknown field \"job_retry.jitter\"")),
+        "{:?}",
+        ok.warnings
+    );
+}

@@ -300,7 +300,9 @@ impl Inner {
                 .filter(|(_, e)| e.change != AppChange::Deleted)
                 .map(|(_, e)| e.version.as_str())
                 .collect();
-            known.dedup();
+            // A version made current again (a rollback) is named once.
+            let mut seen = std::collections::HashSet::new();
+            known.retain(|v| seen.insert(*v));
             let which = match &req.sha256 {
                 Some(s) => format!("version {:?} with sha256 {s}", req.version),
                 None => format!("version {:?}", req.version),

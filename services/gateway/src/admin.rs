@@ -71,7 +71,7 @@ pub(crate) async fn deploy(
     let limit = state.config.max_bundle_bytes;
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
-            "the bundle exceeds the upload limit of {limit} bytes"
+            "the bundle exceeds the upload limit of {limit} bytes (NR_MAX_BUNDLE_BYTES, set by the operator): leave out what the app does not need (tests, data files, caches)"
         ))
     };
     let mut upload = None;

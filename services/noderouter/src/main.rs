@@ -148,9 +148,23 @@ impl RemoteArgs {
     }
 }
 
+/// Runs the command; a failure is printed as its message and the causes under it, never
+/// as a backtrace (`RUST_BACKTRACE` set in the shell made every refusal one).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { config, examples } => up(*config, examples).await,
         Command::NatsConfig(args) => nats_config::run(args),

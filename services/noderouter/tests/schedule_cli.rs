@@ -15,6 +15,8 @@ fn cli(h: &Harness, token: &str, args: &[&str]) -> std::process::Output {
         .env("NR_URL", &h.url)
         .env("NR_TOKEN", token)
         .env_remove("DATABASE_URL")
+        // As many shells have it: a refusal is still its message, not a backtrace.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap()
 }
@@ -95,10 +97,16 @@ async fn the_cli_lists_pauses_and_resumes_schedules() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(paused(&h).await, json!(false));
 
-    // Unknown schedule: a clear refusal, non-zero exit.
+    // Unknown schedule: a clear refusal, non-zero exit, and no backtrace (before: about
+    // 35 frames under RUST_BACKTRACE=1).
     let o = cli(&h, &admin, &["schedule", "pause", "nightly", "ghost"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("ghost"), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.starts_with("Error: ") && out.contains("ghost"), "{out}");
+    assert!(
+        !out.contains("backtrace") && out.lines().count() <= 3,
+        "{out}"
+    );
 
     // A reader may list but not pause.
     role(&h, "viewer", &["apps:read"]).await;

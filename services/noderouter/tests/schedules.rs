@@ -113,7 +113,8 @@ async fn deploy_refuses_bad_schedules_and_routes_naming_each_field() {
             {"name": "b", "cron": "0 2 * * *", "timezone": "Mars/Olympus"},
             {"name": "c", "cron": "0 2 * * *", "action": "nope"},
             {"name": "d", "cron": "0 2 * * *", "overlap": "sometimes", "catch_up": "maybe"},
-            {"name": "d", "cron": "61 2 * * *"}
+            {"name": "d", "cron": "61 2 * * *"},
+            {"name": "e", "cron": "0 0 30 2 *"}
         ],
         "routes": [
             {"method": "GET", "path": "/items/:id", "action": "report"},
@@ -146,7 +147,8 @@ async fn deploy_refuses_bad_schedules_and_routes_naming_each_field() {
         "schedules[3].catch_up",
         "schedule \\\"d\\\" is declared twice",
         "schedules[4].cron",
-        "routes[0] and routes[1] both answer HEAD /items/:key",
+        "schedules[5].cron \\\"0 0 30 2 *\\\" never fires",
+        "routes[0] (/items/:id) and routes[1] (/items/:key) both answer HEAD",
         "routes[2].path",
         "routes[3].method",
         "routes[4].action",
@@ -313,6 +315,36 @@ async fn ticks_missed_while_no_scheduler_ran_follow_catch_up_and_pause_records_t
     )
     .await;
     assert_eq!((s, b["paused"].clone()), (StatusCode::OK, json!(false)));
+
+    // Both changes are in the audit trail, newest first, naming who made them (before,
+    // only the row's paused_by told, and only of the last pause).
+    let audit: Value = h
+        .http
+        .get(format!("{}/admin/api/audit?kind=schedules", h.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("action"), s("target"), s("actor"))
+        })
+        .collect();
+    let who = || "admin".to_owned();
+    assert_eq!(
+        seen,
+        [
+            ("resumed".into(), "catchup:held".into(), who()),
+            ("paused".into(), "catchup:held".into(), who()),
+        ],
+        "{audit}"
+    );
 }
 
 #[tokio::test]
@@ -428,8 +460,29 @@ fn cron_needs_five_fields_and_a_known_zone() {
     assert!(nr_infra::cron::parse_cron("0 2 * *")
         .unwrap_err()
         .contains("4 fields"));
-    assert!(nr_infra::cron::parse_cron("0 25 * * *").is_err());
+    // The field at fault is named with its range (before: "Number out of bounds.").
+    let e = nr_infra::cron::parse_cron("0 25 * * *").unwrap_err();
+    assert!(
+        e.contains("the hour field \"25\" is not valid: it takes 0-23"),
+        "{e}"
+    );
+    let e = nr_infra::cron::parse_cron("0 2 * 13 MON").unwrap_err();
+    assert!(e.contains("the month field \"13\""), "{e}");
     assert!(nr_infra::cron::parse_timezone(Some("Mars/Olympus")).is_err());
+    // Parses, but no such date exists: refused (before, deployed and never run).
+    for never in ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "15 3 31 FEB *"] {
+        let e = nr_infra::cron::check_fires(never).unwrap_err();
+        assert!(e.contains("never fires"), "{never}: {e}");
+    }
+    // A leap day, a weekday or a day-of-month that some month has all fire.
+    for fires in [
+        "0 0 29 2 *",
+        "0 0 30 2 MON",
+        "0 0 31 * *",
+        "*/15 9-17 * * MON-FRI",
+    ] {
+        assert!(nr_infra::cron::check_fires(fires).is_ok(), "{fires}");
+    }
     let s = CronSpec::new("* * * * *", None).unwrap();
     assert_eq!(
         s.between(utc("2026-01-01T00:00:00Z"), utc("2026-01-01T01:00:00Z"), 3),

@@ -133,7 +133,7 @@ pub struct Permissions {
 }
 
 /// Every platform stream: each service calls `ensure_streams` at start.
-fn all_streams() -> [&'static str; 6] {
+fn all_streams() -> [&'static str; 7] {
     [
         subjects::STREAM_APPS,
         subjects::STREAM_JOBS,
@@ -141,6 +141,7 @@ fn all_streams() -> [&'static str; 6] {
         subjects::STREAM_ACTIONS,
         subjects::STREAM_RBAC,
         STREAM_APP_ENV,
+        subjects::STREAM_SCHEDULES,
     ]
 }
 
@@ -232,6 +233,8 @@ pub fn permissions(role: Role) -> Permissions {
                 REGISTRY_APP_ENV_ALL,
                 // An app's variables changed (the event names who changed which name).
                 "app.env.*",
+                // An operator paused or resumed a schedule.
+                "schedule.changed.*",
             ]));
             publish.extend(ensure_streams());
             publish.extend(consume(subjects::STREAM_APPS));
@@ -239,6 +242,7 @@ pub fn permissions(role: Role) -> Permissions {
             // The console's audit trail reads the access and variable logs by sequence.
             publish.extend(read_messages(subjects::STREAM_RBAC));
             publish.extend(read_messages(STREAM_APP_ENV));
+            publish.extend(read_messages(subjects::STREAM_SCHEDULES));
             subscribe.push(subjects::RBAC_APPLIED.into());
             // Runners' heartbeats: a call whose runner died ends at once.
             subscribe.push(subjects::RUNNER_ALIVE.into());

@@ -285,3 +285,28 @@ pub struct AppEnvChanged {
     /// The stable id of that user or token (`sub`).
     pub actor_id: String,
 }
+
+/// Envelope type of [`ScheduleChanged`].
+pub const SCHEDULE_CHANGED: &str = "schedule.changed";
+
+/// What an operator did to a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleChange {
+    Paused,
+    Resumed,
+}
+
+/// `schedule.changed.<app>` (stream `NR_SCHEDULES`): an operator paused or resumed one
+/// of an app's schedules. The audit trail reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleChanged {
+    pub app_name: String,
+    /// The schedule's name in the manifest.
+    pub schedule: String,
+    pub change: ScheduleChange,
+    /// Who made the change: the user or API token's name.
+    pub actor: String,
+    /// The stable id of that user or token (`sub`).
+    pub actor_id: String,
+}

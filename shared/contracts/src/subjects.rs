@@ -15,6 +15,9 @@ pub const STREAM_ACTIONS: &str = "NR_ACTIONS";
 /// Changes to apps' variables and secrets (names and who changed them, never values).
 pub const STREAM_APP_ENV: &str = "NR_APP_ENV";
 
+/// Operators' pauses and resumes of apps' schedules (`schedule.changed.<app>`). Kept.
+pub const STREAM_SCHEDULES: &str = "NR_SCHEDULES";
+
 /// Identity and access changes (users, roles, grants, tokens, subscriptions). Kept.
 pub const STREAM_RBAC: &str = "NR_RBAC";
 pub const RBAC_LOG: &str = "rbac.log";
@@ -29,6 +32,7 @@ pub const JOB_SUBMITTED_ALL: &str = "job.submitted.>";
 pub const JOB_PROGRESS_ALL: &str = "job.progress.>";
 pub const ACTION_TRIGGERED_ALL: &str = "action.triggered.>";
 pub const APP_ENV_ALL: &str = "app.env.>";
+pub const SCHEDULE_CHANGED_ALL: &str = "schedule.changed.>";
 
 /// Wildcard the runners' queue group listens on.
 pub const RUNNER_EXEC_ALL: &str = "runner.exec.*";
@@ -65,6 +69,11 @@ pub fn app_of_app_env(subject: &str) -> Option<&str> {
     subject
         .strip_prefix("app.env.")
         .filter(|s| !s.is_empty() && !s.contains('.'))
+}
+
+/// One of an app's schedules was paused or resumed.
+pub fn schedule_changed(app: &str) -> String {
+    format!("schedule.changed.{app}")
 }
 
 pub fn job_submitted(app: &str) -> String {

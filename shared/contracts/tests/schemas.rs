@@ -513,8 +513,9 @@ fn every_schema_file_is_checked_here() {
             APPS_LIST_REPLY_SCHEMA,
             RUNNER_EXEC_SCHEMA,
             RUNNER_EXEC_REPLY_SCHEMA,
-            // Checked in app_env_schema.rs.
+            // Checked in app_env_schema.rs and schedule_changed_schema.rs.
             "events/app.env.json",
+            "events/schedule.changed.json",
         ]
         .map(str::to_owned),
     );

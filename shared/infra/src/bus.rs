@@ -203,6 +203,14 @@ pub async fn ensure_streams_with(js: &jetstream::Context, replicas: usize) -> an
             duplicate_window: Duration::from_secs(120),
             ..Default::default()
         },
+        stream::Config {
+            name: subjects::STREAM_SCHEDULES.into(),
+            subjects: vec![subjects::SCHEDULE_CHANGED_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        },
     ];
     for mut config in configs {
         config.num_replicas = replicas;

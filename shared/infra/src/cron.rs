@@ -30,12 +30,57 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
             "{expr:?} has {fields} fields; a cron expression has five: minute hour day-of-month month weekday (e.g. \"0 2 * * *\" for 02:00 every day)"
         ));
     }
+    parser().parse(expr).map_err(|e| {
+        let why = culprit(expr).unwrap_or_else(|| e.to_string());
+        format!("{expr:?} is not a valid cron expression: {why}")
+    })
+}
+
+fn parser() -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
-        .parse(expr)
-        .map_err(|e| format!("{expr:?} is not a valid cron expression: {e}"))
+}
+
+/// The five fields, in order, with what each takes.
+const FIELDS: [(&str, &str); 5] = [
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("weekday", "0-7 (0 and 7 are Sunday) or SUN-SAT"),
+];
+
+/// Which field of a five-field `expr` the parser refuses, tried one at a time with
+/// `*` in the others: "minute field \"60\" is out of its range 0-59".
+fn culprit(expr: &str) -> Option<String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return None;
+    }
+    fields.iter().enumerate().find_map(|(i, field)| {
+        let alone: Vec<&str> = (0..5).map(|j| if j == i { *field } else { "*" }).collect();
+        parser().parse(&alone.join(" ")).err().map(|_| {
+            let (name, range) = FIELDS[i];
+            format!("the {name} field {field:?} is not valid: it takes {range}, with lists (1,15), ranges (1-5) and steps (*/10)")
+        })
+    })
+}
+
+/// Refuses an expression that never fires, such as `0 0 30 2 *` (no 30 February) or
+/// `0 0 31 4 *` (no 31 April): it parses, but its schedule would wait forever. A day
+/// that exists only in leap years (`29 2`) fires.
+pub fn check_fires(expr: &str) -> Result<(), String> {
+    let cron = parse_cron(expr)?;
+    // Every calendar date repeats within eight years (29 February skips 2100), so a
+    // time that exists is found from any start.
+    match cron.find_next_occurrence(&Utc::now(), false) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "{expr:?} never fires: no date has that day-of-month in that month (a month's last days differ: 30 and 31 do not occur in February, 31 not in April, June, September or November)"
+        )),
+    }
 }
 
 /// Parses an IANA time zone name such as `Europe/Paris`; absent means UTC.

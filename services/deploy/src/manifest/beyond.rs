@@ -133,7 +133,7 @@ pub(super) fn check_schedules(c: &mut Ctx, obj: &Map<String, Value>) {
         }
         match o.get("cron") {
             Some(Value::String(expr)) => {
-                if let Err(m) = nr_infra::cron::parse_cron(expr) {
+                if let Err(m) = nr_infra::cron::check_fires(expr) {
                     c.error(RULE, &format!("{p}/cron"), format!("{at}.cron {m}"));
                 }
             }
@@ -238,7 +238,8 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
     const RULE: &str = "manifest.routes";
     let actions = declared_actions(obj);
     // (method, shape) -> index; a GET also takes HEAD.
-    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // (method, path shape) -> the first route answering it, and its path as written.
+    let mut seen: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
     let items = list(c, obj, "routes");
     if items.len() > MAX_ROUTES {
         c.error(RULE, "/routes", format!("routes: {} declared, at most {MAX_ROUTES} per app (every call matches against them)", items.len()));
@@ -313,10 +314,10 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
                 keys.push("HEAD".into());
             }
             for k in keys {
-                if let Some(first) = seen.get(&(k.clone(), shape.clone())) {
-                    c.error(RULE, &format!("{p}/path"), format!("routes[{first}] and routes[{i}] both answer {k} {path}: two routes may not share a method and path (a GET also answers HEAD; :params match alike)"));
+                if let Some((first, first_path)) = seen.get(&(k.clone(), shape.clone())) {
+                    c.error(RULE, &format!("{p}/path"), format!("routes[{first}] ({first_path}) and routes[{i}] ({path}) both answer {k} on the same paths: two routes may not share a method and path (a GET also answers HEAD; :params match alike)"));
                 } else {
-                    seen.insert((k, shape.clone()), i);
+                    seen.insert((k, shape.clone()), (i, path.clone()));
                 }
             }
         }

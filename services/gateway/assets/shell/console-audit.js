@@ -1,4 +1,4 @@
-/* Audit: who changed apps, access and app variables, newest first (audit:read). */
+/* Audit: who changed apps, access, app variables and schedules, newest first (audit:read). */
 (function () {
   "use strict";
   var C = window.NRC, el = C.el;
@@ -37,7 +37,7 @@
   }
 
   function start() {
-    var kind = el("select", {}, [["", "everything"], ["apps", "apps"], ["access", "users, roles, tokens"], ["env", "app variables"]].map(function (o) { return el("option", { value: o[0] }, [o[1]]); }));
+    var kind = el("select", {}, [["", "everything"], ["apps", "apps"], ["access", "users, roles, tokens"], ["env", "app variables"], ["schedules", "schedules"]].map(function (o) { return el("option", { value: o[0] }, [o[1]]); }));
     var text = el("input", { type: "search", placeholder: "app, user, role, action" });
     var form = el("form", { class: "row g-2 align-items-end mb-3", id: "nr-audit-filter" }, [
       C.field("nr-audit-kind", "Kind", kind), C.field("nr-audit-q", "Contains", text),

@@ -1,6 +1,7 @@
 //! `GET /admin/api/audit`: who deployed, rolled back and deleted apps, changed users,
-//! roles, grants and tokens, and set app variables, read from the event log itself
-//! (streams `NR_APPS`, `NR_RBAC`, `NR_APP_ENV`) newest first. Each stream is read
+//! roles, grants and tokens, set app variables and paused or resumed schedules, read
+//! from the event log itself (streams `NR_APPS`, `NR_RBAC`, `NR_APP_ENV`,
+//! `NR_SCHEDULES`) newest first. Each stream is read
 //! backwards by sequence with direct message gets, bounded per request; the three are
 //! merged by time. The cursor (`before`) holds one position per stream, so a page never
 //! skips an entry of one stream because another had newer ones. Hashes, secrets and
@@ -28,6 +29,7 @@ const STREAMS: &[(&str, &str, &str)] = &[
     ("a", subjects::STREAM_APPS, "apps"),
     ("r", subjects::STREAM_RBAC, "access"),
     ("e", subjects::STREAM_APP_ENV, "env"),
+    ("s", subjects::STREAM_SCHEDULES, "schedules"),
 ];
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -37,9 +39,9 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// `apps`, `access` or `env`: one kind only.
+    /// `apps`, `access`, `env` or `schedules`: one kind only.
     #[serde(default)]
-    #[param(pattern = "^(apps|access|env)$")]
+    #[param(pattern = "^(apps|access|env|schedules)$")]
     kind: Option<String>,
     /// Entries whose action, target or actor contains this text (case-insensitive).
     #[serde(default)]
@@ -82,7 +84,7 @@ fn parse_cursor(text: Option<&str>) -> Result<HashMap<String, u64>, ApiError> {
             .filter(|(k, _)| STREAMS.iter().any(|(s, _, _)| s == k));
         let Some((k, v)) = parsed else {
             return Err(ApiError::BadRequest(format!(
-                "before {text:?} must be the next_before of the previous page (like \"a:12,r:40,e:3\")"
+                "before {text:?} must be the next_before of the previous page (like \"a:12,r:40,e:3,s:0\")"
             )));
         };
         out.insert(k.to_owned(), v);
@@ -90,7 +92,8 @@ fn parse_cursor(text: Option<&str>) -> Result<HashMap<String, u64>, ApiError> {
     Ok(out)
 }
 
-/// The audit trail: app, access and variable changes read from the event log, newest first.
+/// The audit trail: app, access, variable and schedule changes read from the event log,
+/// newest first.
 #[utoipa::path(
     get,
     path = "/admin/api/audit",
@@ -113,7 +116,7 @@ pub(crate) async fn audit(
     if let Some(k) = &q.kind {
         if !STREAMS.iter().any(|(_, _, kind)| kind == k) {
             return Err(ApiError::BadRequest(format!(
-                "kind {k:?} must be one of apps, access, env"
+                "kind {k:?} must be one of apps, access, env, schedules"
             )));
         }
     }
@@ -234,6 +237,10 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
         "env" => (
             text("change")?,
             format!("{}:{}", text("app_name")?, text("name")?),
+        ),
+        "schedules" => (
+            text("change")?,
+            format!("{}:{}", text("app_name")?, text("schedule")?),
         ),
         _ => {
             let op = text("op")?;

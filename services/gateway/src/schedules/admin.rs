@@ -9,6 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use nr_auth::perms;
+use nr_contracts::events::{ScheduleChange, ScheduleChanged, SCHEDULE_CHANGED};
+use nr_contracts::{subjects, Envelope};
 use nr_infra::cron::CronSpec;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -210,6 +212,13 @@ async fn set_paused(
 ) -> Result<Json<Paused>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
     super::find(state, &app, &name)?;
+    // The change and its audit event land together: the row is committed only once
+    // the event is stored, so a refused publish leaves the schedule as it was.
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
     // Resuming does not replay the pause: ticks from here on run.
     sqlx::query(
         "INSERT INTO noderouter_core.schedules (app_name, name, paused, paused_by, paused_at, checked_until) \
@@ -223,9 +232,30 @@ async fn set_paused(
     .bind(&name)
     .bind(paused)
     .bind(&caller.0.sub)
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
+    let event = Envelope::new(
+        SCHEDULE_CHANGED,
+        &state.node,
+        ScheduleChanged {
+            app_name: app.clone(),
+            schedule: name.clone(),
+            change: if paused {
+                ScheduleChange::Paused
+            } else {
+                ScheduleChange::Resumed
+            },
+            actor: caller.0.name.clone(),
+            actor_id: caller.0.sub.clone(),
+        },
+    );
+    nr_infra::bus::publish_event(&state.js, &subjects::schedule_changed(&app), &event, None)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the change: {e}")))?;
+    tx.commit()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
     tracing::info!(app = %app, schedule = %name, paused, by = %caller.0.sub, "schedule paused or resumed");
     Ok(Json(Paused { app, name, paused }))
 }

@@ -39,6 +39,7 @@ fn only_the_owner_publishes_each_control_subject() {
         ("runner.exec.notes", Role::Gateway),
         ("app.updated.notes", Role::Deploy),
         ("app.env.notes", Role::Gateway),
+        ("schedule.changed.notes", Role::Gateway),
         ("rbac.applied", Role::Registry),
         ("runner.nonce", Role::Runner),
         ("runner.alive", Role::Runner),
