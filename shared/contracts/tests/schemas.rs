@@ -10,8 +10,9 @@
 //! a field on either side fails here.
 #![cfg(test)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use nr_contracts::events::{
     ActionTriggered, AppChange, AppUpdated, JobProgress, JobStatus, JobSubmitted, ACTION_TRIGGERED,
@@ -23,80 +24,12 @@ use nr_contracts::requests::{
 use nr_contracts::rpc::ErrorBody;
 use nr_contracts::RpcError;
 use nr_contracts::{headers, subjects, Envelope};
-use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
+use support::{
+    assert_invalid, assert_valid, examples_round_trip, schema, schemas_dir, validator, wire,
+};
 
 const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-fn schemas_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
-}
-
-fn schema(rel: &str) -> Value {
-    let path = schemas_dir().join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not valid JSON: {e}"))
-}
-
-fn validator(schema: &Value) -> jsonschema::Validator {
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(true)
-        .build(schema)
-        .unwrap_or_else(|e| panic!("invalid schema {}: {e}", schema["$id"]))
-}
-
-fn errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
-    v.iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect()
-}
-
-fn assert_valid(rel: &str, instance: &Value) {
-    let errs = errors(&validator(&schema(rel)), instance);
-    assert!(
-        errs.is_empty(),
-        "{rel} rejects {instance:#}:\n{}",
-        errs.join("\n")
-    );
-}
-
-fn assert_invalid(rel: &str, instance: &Value) {
-    assert!(
-        !validator(&schema(rel)).is_valid(instance),
-        "{rel} accepts {instance:#}"
-    );
-}
-
-/// What a consumer in any language sees: the named MessagePack map, read generically.
-fn wire<T: Serialize>(value: &T) -> Value {
-    let bytes = rmp_serde::to_vec_named(value).expect("encode");
-    rmp_serde::from_slice(&bytes).expect("decode as a generic value")
-}
-
-/// Each `examples` entry validates, decodes into `T` from MessagePack, and encodes back
-/// to the same JSON (nothing dropped, nothing renamed).
-fn examples_round_trip<T: Serialize + DeserializeOwned>(rel: &str) -> usize {
-    let schema = schema(rel);
-    let examples = schema["examples"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{rel} has no examples"))
-        .clone();
-    assert!(!examples.is_empty(), "{rel} has no examples");
-    for example in &examples {
-        assert_valid(rel, example);
-        let bytes = rmp_serde::to_vec_named(example).expect("encode example");
-        let typed: T = rmp_serde::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{rel} example does not decode: {e}\n{example:#}"));
-        assert_eq!(
-            &wire(&typed),
-            example,
-            "{rel} example changes in a round trip"
-        );
-    }
-    examples.len()
-}
 
 fn manifest(app: &str, version: &str) -> Value {
     json!({
