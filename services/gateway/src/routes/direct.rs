@@ -47,6 +47,9 @@ pub(crate) fn check(
             )));
         }
     }
+    if entry.manifest.routes.is_empty() {
+        return Ok(());
+    }
     let Some(action) = data.action.as_ref().and_then(as_text) else {
         return Ok(());
     };
@@ -88,6 +91,9 @@ pub(crate) fn may_run_action(
     caller: &Caller,
     action: &str,
 ) -> Result<(), ApiError> {
+    if entry.manifest.routes.is_empty() {
+        return Ok(());
+    }
     let folded = fold(action);
     for route in entry
         .manifest
