@@ -66,6 +66,39 @@ def execute(data: dict, conn=None) -> dict:
     return {"done": True, "steps": steps}
 `,
   },
+  // A hostile page: it tries to leave a service worker behind, one from a download
+  // link (scope /files/, every app's links) and one from its own bundle.
+  e2e_sw: {
+    "manifest.json": JSON.stringify({
+      app_name: "e2e_sw", display_name: "Worker", version: "1.0.0", api_version: "1.0.0",
+      description: "Tries to register service workers.", required_permission: "", actions: [],
+    }),
+    "main.py": `from noderouter import download
+
+SW = "self.addEventListener('fetch', function (e) { e.respondWith(new Response('<p id=owned>owned</p>', {headers: {'content-type': 'text/html'}})); });"
+
+def execute(data: dict, conn=None) -> dict:
+    return download(SW, "sw.js", "text/javascript")
+`,
+    "sw.js": "self.addEventListener('fetch', function (e) { e.respondWith(new Response('owned')); });\n",
+    "index.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Worker</title></head>
+<body><pre id="sw-result"></pre><script src="index.js"></script></body></html>`,
+    "index.js": `(async function () {
+  "use strict";
+  var out = document.getElementById("sw-result");
+  var results = [];
+  if (!("serviceWorker" in navigator)) { out.textContent = "unavailable"; out.dataset.done = "1"; return; }
+  var link = await fetch("/api/sync/e2e_sw", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })
+    .then(function (r) { return r.json(); });
+  for (var [url, scope] of [[link.download_url, "/files/"], ["/apps/e2e_sw/sw.js", "/apps/e2e_sw/"]]) {
+    try { await navigator.serviceWorker.register(url, { scope: scope }); results.push("registered " + scope); }
+    catch (e) { results.push("refused " + scope + ": " + e.name); }
+  }
+  out.textContent = results.join("\\n");
+  out.dataset.done = "1";
+})();
+`,
+  },
 };
 
 /** Writes the app's zip under dir and returns its path. */

@@ -226,6 +226,21 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.equal(run.data.message, "hello, again", JSON.stringify(run));
   });
 
+  it("refuses every service worker an app's page tries to leave behind", async () => {
+    // Before, both registered: the one on /files/ then answered every download link's
+    // page, script included, in whoever's session came next, after the app was deleted.
+    await page.goto(`${nr.url}/admin/apps`);
+    await page.locator("form input[type=file]").first().setInputFiles(bundles.zip(nr.dir, "e2e_sw"));
+    await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
+    await page.waitForFunction(() => /Deployed e2e_sw version|refused|failed/i.test(document.querySelector("main").innerText));
+    await page.goto(`${nr.url}/apps/e2e_sw/`);
+    const result = page.locator("#sw-result[data-done='1']");
+    await result.waitFor({ state: "attached" });
+    const text = await result.innerText();
+    assert.match(text, /^refused \/files\/: \w+\nrefused \/apps\/e2e_sw\/: \w+$/, text);
+    assert.equal(await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length), 0);
+  });
+
   it("the notes example tells the user what is wrong with a blank note", async () => {
     await page.goto(`${nr.url}/admin/apps`);
     await page.locator("form input[type=file]").first().setInputFiles(bundles.example(nr.dir, "notes"));

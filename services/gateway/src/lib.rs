@@ -341,6 +341,7 @@ impl Gateway {
             .merge(shell::routes().with_state(state.clone()))
             .merge(console::routes(&state).with_state(state.clone()))
             .fallback(not_found)
+            .layer(middleware::from_fn(server::no_service_workers))
             .layer(middleware::from_fn(request_id))
             .layer(middleware::from_fn(move |req, next| {
                 server::body_deadline(body_timeout, req, next)

@@ -221,3 +221,33 @@ pub(crate) async fn no_store(
         .or_insert(axum::http::HeaderValue::from_static("no-store"));
     res
 }
+
+/// The header a browser sends when it fetches a service worker's script (to register
+/// it or to check it for an update).
+const SERVICE_WORKER: &str = "service-worker";
+
+/// Refuses every service worker script. A service worker outlives the page that
+/// registered it, the app (deleted or not) and the session: registered by one app's
+/// page from a download link or a bundle file, it would answer later page loads on the
+/// platform's origin, script included, in whoever's session comes next. Nothing of the
+/// platform uses one, and an app's scripts run only while its page is open.
+pub(crate) async fn no_service_workers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.headers().contains_key(SERVICE_WORKER) {
+        tracing::warn!(path = %req.uri().path(), "service worker script refused");
+        return axum::response::IntoResponse::into_response(crate::error::ApiError::Forbidden(
+            "service workers are not allowed on this platform: an app's scripts run only while its page is open".into(),
+        ));
+    }
+    next.run(req).await
+}
+
+/// `Clear-Site-Data: "storage"`, sent when a session starts or ends: the browser drops
+/// the origin's local storage and any service worker registered before they were
+/// refused, so nothing one user's session left runs or shows in the next one's.
+pub(crate) const CLEAR_STORAGE: (axum::http::HeaderName, axum::http::HeaderValue) = (
+    axum::http::HeaderName::from_static("clear-site-data"),
+    axum::http::HeaderValue::from_static("\"storage\""),
+);

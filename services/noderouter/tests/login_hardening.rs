@@ -230,6 +230,36 @@ async fn answers_carrying_a_session_or_data_are_never_cached() {
             .map(str::to_owned)
     };
     assert_eq!(no_store(&login).as_deref(), Some("no-store"), "login");
+    // A session's start and end clear the browser's storage for the origin, service
+    // workers included: nothing an earlier session left behind runs in this one.
+    let clears = |r: &reqwest::Response| {
+        r.headers()
+            .get("clear-site-data")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(clears(&login).as_deref(), Some("\"storage\""), "login");
+    let token = login.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = common::client_with_token(&token)
+        .post(format!("{}/api/auth/logout", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(clears(&out).as_deref(), Some("\"storage\""), "logout");
+    // A service worker's script is refused wherever it would come from.
+    for path in ["/files/anything", "/apps/hello/sw.js", "/admin", "/"] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", h.url))
+            .header("service-worker", "script")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
     for path in ["/api/auth/me", "/admin/api/apps", "/admin/api/users"] {
         let r = h.http.get(format!("{}{path}", h.url)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");

@@ -128,7 +128,10 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
 }
 
 /// Adds the permissions an app declares (`permissions[]`) or requires
-/// (`required_permission`, `actions[].required_permission`) to the RBAC catalogue.
+/// (`required_permission`, `actions[].required_permission`) to the RBAC catalogue. A
+/// description is written only on a permission this app brought: never over the
+/// platform's own (an app declaring `rbac:manage` "harmless" would mislead whoever
+/// grants it) nor over another app's.
 async fn catalogue_permissions(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     app: &str,
@@ -149,8 +152,8 @@ async fn catalogue_permissions(
     for (name, description) in found {
         sqlx::query(
             "INSERT INTO noderouter_core.permissions (name, description, source) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET description = CASE WHEN EXCLUDED.description <> '' \
-                 THEN EXCLUDED.description ELSE permissions.description END",
+             ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description \
+                 WHERE permissions.source = EXCLUDED.source AND EXCLUDED.description <> ''",
         )
         .bind(&name)
         .bind(&description)

@@ -128,7 +128,12 @@ async fn start_session(state: &AppState, id: &str) -> Result<Response, ApiError>
             roles: user.roles,
         },
     };
-    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        [crate::server::CLEAR_STORAGE],
+        Json(body),
+    )
+        .into_response())
 }
 
 #[utoipa::path(
@@ -278,6 +283,7 @@ pub(crate) async fn logout(
     let cookie = session_cookie(&state, "", 0)?;
     Ok((
         [(header::SET_COOKIE, cookie)],
+        [crate::server::CLEAR_STORAGE],
         Json(LoggedOut { logged_out: true }),
     )
         .into_response())

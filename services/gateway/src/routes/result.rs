@@ -81,6 +81,26 @@ fn status(v: &Value, default: StatusCode) -> StatusCode {
         .unwrap_or(default)
 }
 
+/// Whether a `redirect` may be sent: a path or relative reference, or an `http`/`https`
+/// URL. Any other scheme (`javascript:`, `data:`, `file:`) is refused, read as a browser
+/// reads a `Location`: surrounding spaces and controls dropped, tabs and newlines
+/// removed, the scheme in any case.
+fn redirect_allowed(to: &str) -> bool {
+    let url: String = to
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let Some((scheme, _)) = url.split_once(':') else {
+        return true;
+    };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    !is_scheme || scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+}
+
 /// Builds the response from the runner's answer (`runner_status`, its JSON body).
 pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Response {
     let json_ct = [(
@@ -91,7 +111,7 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         return (
             StatusCode::BAD_GATEWAY,
             json_ct,
-            r#"{"error":"bad_gateway","message":"the app's answer is not JSON"}"#,
+            r#"{"error":"the app's answer is not JSON","code":"bad_gateway"}"#,
         )
             .into_response();
     };
@@ -105,14 +125,20 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         } else {
             StatusCode::SEE_OTHER
         };
-        match HeaderValue::from_str(to) {
-            Ok(loc) => (code, [(header::LOCATION, loc)]).into_response(),
-            Err(_) => (
-                StatusCode::BAD_GATEWAY,
-                json_ct,
-                r#"{"error":"bad_gateway","message":"the app's redirect is not a valid URL"}"#,
-            )
-                .into_response(),
+        match HeaderValue::from_str(to)
+            .ok()
+            .filter(|_| redirect_allowed(to))
+        {
+            Some(loc) => (code, [(header::LOCATION, loc)]).into_response(),
+            None => {
+                tracing::warn!(app, "route redirect refused: not a path or an http(s) URL");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    json_ct,
+                    r#"{"error":"the app's redirect is not a path or an http(s) URL","code":"bad_gateway"}"#,
+                )
+                    .into_response()
+            }
         }
     } else if let Some(html) = v.get("html").and_then(Value::as_str) {
         (
@@ -156,6 +182,30 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_redirect_is_a_path_or_an_http_url() {
+        for ok in [
+            "/apps/shop/",
+            "next?x=1",
+            "https://example.com/a",
+            "HTTP://example.com",
+            "//example.com/x",
+            "/a:b",
+        ] {
+            assert!(redirect_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            " JavaScript:alert(1)",
+            "\tjava\nscript:alert(1)",
+            "data:text/html,<script>",
+            "file:///etc/passwd",
+            "vbscript:x",
+        ] {
+            assert!(!redirect_allowed(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn an_apps_cache_control_never_lets_a_shared_cache_keep_an_answer() {
