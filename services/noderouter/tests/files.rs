@@ -170,6 +170,11 @@ async fn returned_files_are_links_from_sync_calls_and_jobs_removed_with_the_job_
         r.headers()["content-disposition"],
         "attachment; filename=\"report-sync.csv\""
     );
+    // Sandboxed, and no other site may frame it.
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "sandbox; default-src 'none'; frame-ancestors 'self'"
+    );
     assert_eq!(r.text().await.unwrap(), "a,b\n1,2\n");
 
     // An async job: the link is in the job's result.

@@ -202,6 +202,12 @@ async fn bundle_files_are_sandboxed_and_pages_allow_only_this_origin() {
             "default-src 'none'",
             "{file}: {p}"
         );
+        // Another site cannot frame it (before: no frame-ancestors).
+        assert_eq!(
+            directive(&p, "frame-ancestors"),
+            "frame-ancestors 'self'",
+            "{file}: {p}"
+        );
     }
     // The page opened raw is held to the pages' policy, not sandboxed.
     let r = get(format!("/apps/{app}/index.html")).await;

@@ -76,7 +76,7 @@ pub(crate) async fn fetch(
     );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("sandbox; default-src 'none'"),
+        HeaderValue::from_static("sandbox; default-src 'none'; frame-ancestors 'self'"),
     );
     h.insert(
         header::CACHE_CONTROL,

@@ -30,7 +30,7 @@ pub(crate) fn page_policy(nonce: Option<&str>) -> String {
 
 /// The policy of a bundle file that is not its page.
 pub(crate) const FILE_POLICY: &str =
-    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; media-src 'self'";
+    "sandbox; default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; font-src 'self' data:; media-src 'self'; frame-ancestors 'self'";
 
 /// True for file types a policy on the response would not govern when a page loads
 /// them (and that a browser never renders as a document under `nosniff`).
