@@ -230,6 +230,44 @@ async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() 
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_cancelled_while_it_waits_to_retry_drops_the_last_attempts_error() {
+    let h = Harness::start().await;
+    let app = app_name("patient");
+    let retry = json!({"job_retry": {"attempts": 3, "initial_delay_s": 600, "on": "exception"}});
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", retry)),
+            ("main.py", FLAKY),
+        ],
+    )
+    .await;
+    let id = submit_id(&h, &app, json!({})).await;
+    // Its first run failed; the next waits ten minutes.
+    let waiting = h
+        .wait_job(&id, |j| j["status"] == "pending" && j["attempt"] == 1)
+        .await;
+    assert_eq!(
+        waiting["error_message"], "RuntimeError: try 1 failed",
+        "{waiting}"
+    );
+    let r = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Before: cancelled, still reading "RuntimeError: try 1 failed".
+    let job = h.job(&id).await;
+    assert_eq!(
+        (&job["status"], &job["error_message"]),
+        (&json!("cancelled"), &Value::Null),
+        "{job}"
+    );
+}
+
 const CHATTY: &str = r#"import logging
 
 log = logging.getLogger("chatty")

@@ -175,10 +175,11 @@ pub async fn free_idempotency_key(
     .map(|_| ())
 }
 
-/// Cancels a pending or running job; `None` when it had already finished.
+/// Cancels a pending or running job; `None` when it had already finished. An error of
+/// an earlier attempt goes: the job did not end with it.
 pub async fn cancel(db: &PgPool, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "UPDATE noderouter_core.job_queue SET status = $2, lease_until = NULL \
+        "UPDATE noderouter_core.job_queue SET status = $2, lease_until = NULL, error_message = NULL \
          WHERE id = $1 AND status IN ($3, $4) RETURNING {JOB}"
     ))
     .bind(id)
