@@ -134,6 +134,12 @@ def main():
     # Keep the result channel private: whatever the app prints goes to stderr.
     result_stream = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    # Line by line, in the order printed and written: an import stopped by the time
+    # limit still shows what it printed.
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):
+        pass
     _contain()
     try:
         result = check(app_name, app_dir)

@@ -199,7 +199,9 @@ async fn execute_must_exist_be_callable_and_accept_data() {
 
 #[tokio::test]
 async fn an_import_over_the_time_limit_is_refused() {
-    let files = main_py("import time\ntime.sleep(30)\n\ndef execute(data):\n    return {}\n");
+    let files = main_py(
+        "import sys, time\nprint('connecting to the warehouse')\nsys.stderr.write('still waiting\\n')\ntime.sleep(30)\n\ndef execute(data):\n    return {}\n",
+    );
     let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let started = std::time::Instant::now();
     let r = run_with(&checker(1), "notes.zip", &refs).await.unwrap_err();
@@ -209,6 +211,14 @@ async fn an_import_over_the_time_limit_is_refused() {
         (422, "main.timeout")
     );
     assert!(r.error.contains("longer than 1s"), "{}", r.error);
+    // What it printed before it was stopped, in order (before: nothing of it).
+    assert!(
+        r.error.contains(
+            "what it printed before it was stopped:\nconnecting to the warehouse\nstill waiting"
+        ),
+        "{}",
+        r.error
+    );
 }
 
 #[tokio::test]

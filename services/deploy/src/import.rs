@@ -34,6 +34,22 @@ const OUTPUT_LIMIT: usize = 16 * 1024;
 /// this, what arrives is read and dropped, so the deploy service's memory stays bounded.
 const RESULT_LIMIT: u64 = 1024 * 1024;
 
+/// Reads `pipe` to its end, keeping its first `limit` bytes in `buf` and dropping the
+/// rest (a writer left blocked would only turn into the timeout). Chunk by chunk, so
+/// what was read stays in `buf` if the reading is cut short.
+async fn keep<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<&mut R>,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) {
+    let Some(pipe) = pipe else { return };
+    let mut chunk = [0u8; 8192];
+    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..n.min(room)]);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ImportCheck {
     /// Python interpreter (the runner's: it needs the same packages, psycopg2 included).
@@ -185,41 +201,39 @@ impl ImportCheck {
         let pid = child.id();
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
+        // Filled as the pipes are read, so what the import printed before a timeout is
+        // still here to show.
+        let mut out = Vec::new();
+        let mut err = Vec::new();
         let read_all = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            // Each stream is kept up to its bound, then drained into nothing (a writer
-            // left blocked would only turn into the timeout's message).
-            let read_out = async {
-                if let Some(s) = stdout.as_mut() {
-                    let _ = (&mut *s).take(RESULT_LIMIT).read_to_end(&mut out).await;
-                    let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
-                }
-            };
-            let read_err = async {
-                if let Some(s) = stderr.as_mut() {
-                    let _ = (&mut *s)
-                        .take(4 * OUTPUT_LIMIT as u64)
-                        .read_to_end(&mut err)
-                        .await;
-                    let _ = tokio::io::copy(s, &mut tokio::io::sink()).await;
-                }
-            };
-            tokio::join!(read_out, read_err);
-            let status = child.wait().await;
-            (out, err, status)
+            tokio::join!(
+                keep(stdout.as_mut(), &mut out, RESULT_LIMIT as usize),
+                keep(stderr.as_mut(), &mut err, 4 * OUTPUT_LIMIT),
+            );
+            child.wait().await
         };
-        let (out, err, status) = match tokio::time::timeout(self.timeout, read_all).await {
-            Ok(r) => r,
+        let finished = tokio::time::timeout(self.timeout, read_all).await;
+        let roots = [app_dir, scratch];
+        let stderr_text = scrub_paths(&tail(&String::from_utf8_lossy(&err), OUTPUT_LIMIT), &roots);
+        let status = match finished {
+            Ok(status) => status,
             Err(_) => {
                 kill_tree(pid, uid, &self.contain);
+                let printed = if stderr_text.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; what it printed before it was stopped:\n{}",
+                        stderr_text.trim_end()
+                    )
+                };
                 return Err(Refused::one(
                     422,
                     "main.timeout",
                     Some("main.py"),
                     None,
                     format!(
-                        "importing main.py took longer than {}s (NR_DEPLOY_IMPORT_TIMEOUT_S): module-level code must finish quickly; move long work into execute()",
+                        "importing main.py took longer than {}s (NR_DEPLOY_IMPORT_TIMEOUT_S): module-level code must finish quickly; move long work into execute(){printed}",
                         self.timeout.as_secs_f64()
                     ),
                 ));
@@ -227,8 +241,6 @@ impl ImportCheck {
         };
         // Whatever the app left running under the checker goes with it.
         kill_tree(pid, uid, &self.contain);
-        let roots = [app_dir, scratch];
-        let stderr_text = scrub_paths(&tail(&String::from_utf8_lossy(&err), OUTPUT_LIMIT), &roots);
         let line = String::from_utf8_lossy(&out);
         let outcome = line
             .lines()
