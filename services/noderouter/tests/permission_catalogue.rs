@@ -16,28 +16,26 @@ use serde_json::{json, Value};
 const MAIN: &str = "def execute(data, conn=None):\n    return {}\n";
 
 async fn catalogue(h: &Harness) -> Vec<Value> {
-    let cat: Value = h
-        .http
-        .get(format!("{}/admin/api/permissions", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cat = h.get_json("/admin/api/permissions").await;
     cat["permissions"].as_array().unwrap().clone()
 }
 
-/// The catalogue once `name` has joined it (the registry applies deploys behind them).
-async fn catalogue_with(h: &Harness, name: &str) -> Vec<Value> {
+/// The catalogue once `done` holds of it, or as it is after 20 s (the registry applies
+/// deploys behind them).
+async fn catalogue_until(h: &Harness, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let cat = catalogue(h).await;
-        if cat.iter().any(|p| p["name"] == name) || std::time::Instant::now() > deadline {
+        if done(&cat) || std::time::Instant::now() > deadline {
             return cat;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The catalogue once `name` has joined it.
+async fn catalogue_with(h: &Harness, name: &str) -> Vec<Value> {
+    catalogue_until(h, |cat| cat.iter().any(|p| p["name"] == name)).await
 }
 
 fn entry<'a>(cat: &'a [Value], name: &str) -> &'a Value {
@@ -100,14 +98,7 @@ async fn an_app_describes_its_own_permissions_only() {
         ],
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let cat = catalogue(&h).await;
-        let text = entry(&cat, "ledger:write")["description"].clone();
-        if text == "Write and correct ledger entries" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = |cat: &[Value]| entry(cat, "ledger:write")["description"].clone();
+    let cat = catalogue_until(&h, |cat| text(cat) == "Write and correct ledger entries").await;
+    assert_eq!(text(&cat), "Write and correct ledger entries");
 }

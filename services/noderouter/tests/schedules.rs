@@ -318,15 +318,7 @@ async fn ticks_missed_while_no_scheduler_ran_follow_catch_up_and_pause_records_t
 
     // Both changes are in the audit trail, newest first, naming who made them (before,
     // only the row's paused_by told, and only of the last pause).
-    let audit: Value = h
-        .http
-        .get(format!("{}/admin/api/audit?kind=schedules", h.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = h.get_json("/admin/api/audit?kind=schedules").await;
     let seen: Vec<(String, String, String)> = audit["entries"]
         .as_array()
         .unwrap()

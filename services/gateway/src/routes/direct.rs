@@ -83,6 +83,17 @@ pub(crate) fn fold(action: &str) -> String {
         .collect()
 }
 
+/// Whether `action` folds to `folded` ([`fold`]). A route's action is an ASCII slug
+/// (deploy refuses others), whose fold is its ASCII lowercase: compared without
+/// allocating, for each route on every direct call.
+fn folds_to(action: &str, folded: &str) -> bool {
+    if action.is_ascii() {
+        action.eq_ignore_ascii_case(folded)
+    } else {
+        fold(action) == folded
+    }
+}
+
 /// Refuses `action` to a caller its routes would not let through: one bound to a
 /// webhook route (served there only), or to a route whose permission the caller lacks.
 pub(crate) fn may_run_action(
@@ -99,7 +110,7 @@ pub(crate) fn may_run_action(
         .manifest
         .routes
         .iter()
-        .filter(|r| fold(&r.action) == folded)
+        .filter(|r| folds_to(&r.action, &folded))
     {
         if route.webhook.is_some() {
             return Err(ApiError::Forbidden(format!(

@@ -245,11 +245,16 @@ impl Harness {
     }
 
     pub async fn job(&self, id: &str) -> Value {
+        self.get_json(&format!("/api/async/jobs/{id}")).await
+    }
+
+    /// `GET path` as the admin, its JSON body (null when it has none).
+    pub async fn get_json(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}/api/async/jobs/{id}", self.url))
+            .get(format!("{}{path}", self.url))
             .send()
             .await
-            .expect("job request")
+            .expect("GET request")
             .json()
             .await
             .unwrap_or(Value::Null)

@@ -256,20 +256,33 @@ pub async fn load_for_app(
     let mut out = Vec::new();
     for (name, secret, value, nonce, _, _) in rows(db, app).await? {
         let bytes = if secret {
-            let key = key.ok_or(EnvError::NoKey)?;
-            key.open(app, &name, nonce.as_deref().unwrap_or_default(), &value)
-                .map(|(plain, _)| plain)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "secret {name} of app {app} does not open with NR_SECRETS_KEY (set with another key?)"
-                    )
-                })?
+            open_secret(key, app, &name, nonce.as_deref(), &value)?
         } else {
             value
         };
         out.push((name, String::from_utf8_lossy(&bytes).into_owned()));
     }
     Ok(out)
+}
+
+/// A sealed value in clear; fails (naming it, never showing it) without a key or with
+/// one that did not seal it.
+fn open_secret(
+    key: Option<&SecretsKey>,
+    app: &str,
+    name: &str,
+    nonce: Option<&[u8]>,
+    sealed: &[u8],
+) -> Result<Vec<u8>, EnvError> {
+    let key = key.ok_or(EnvError::NoKey)?;
+    key.open(app, name, nonce.unwrap_or_default(), sealed)
+        .map(|(plain, _)| plain)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "secret {name} of app {app} does not open with NR_SECRETS_KEY (set with another key?)"
+            )
+            .into()
+        })
 }
 
 /// What an app holds under one name, for a key that must be a secret (a webhook's).
@@ -309,14 +322,7 @@ pub async fn load_secret(
             SecretLookup::Plain
         });
     }
-    let key = key.ok_or(EnvError::NoKey)?;
-    let (plain, _) = key
-        .open(app, name, nonce.as_deref().unwrap_or_default(), &value)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "secret {name} of app {app} does not open with NR_SECRETS_KEY (set with another key?)"
-            )
-        })?;
+    let plain = open_secret(key, app, name, nonce.as_deref(), &value)?;
     Ok(if plain.is_empty() {
         SecretLookup::Unset
     } else {
