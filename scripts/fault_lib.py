@@ -245,7 +245,15 @@ def check_jobs_exactly_once(p, ids, seconds=60):
     not_done = {i: v for i, v in rows.items() if v[0] != "completed"}
     assert not missing, f"{len(missing)} acknowledged jobs have no row"
     assert not not_done, f"jobs not completed: {list(not_done.items())[:5]}"
-    counts = final_events(ids)
-    wrong = {i: c for i, c in counts.items() if c != 1}
+    # A final event the bus refused while it moved leaders is published again when the
+    # job's work item comes back (a second after the stream has a leader again): wait
+    # for it within the same budget, then hold each job to exactly one.
+    deadline = time.time() + 15
+    while True:
+        counts = final_events(ids)
+        wrong = {i: c for i, c in counts.items() if c != 1}
+        if not wrong or any(c > 1 for c in wrong.values()) or time.time() > deadline:
+            break
+        time.sleep(0.5)
     assert not wrong, f"jobs without exactly one final job.progress event: {list(wrong.items())[:5]}"
     return f"{len(ids)} jobs completed, each with one final event"
