@@ -68,7 +68,29 @@ pub fn check(texts: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
         }
     }
     out.extend(check_prefixes(&classes));
+    out.extend(unlinked_style(texts));
     out
+}
+
+/// The bundle's `style.css` that its page never links: the shell loads only the
+/// stylesheets a page links, so those styles would silently not apply.
+fn unlinked_style(texts: &BTreeMap<String, Vec<u8>>) -> Option<Finding> {
+    let page = texts.get("index.html")?;
+    texts.get("style.css")?;
+    let linked = LINK_HREF.as_ref().is_some_and(|r| {
+        r.captures_iter(&String::from_utf8_lossy(page)).any(|c| {
+            c.get(1)
+                .is_some_and(|m| m.as_str().trim_start_matches("./") == "style.css")
+        })
+    });
+    (!linked).then(|| {
+        warn(
+            "frontend.style_unlinked",
+            "index.html",
+            1,
+            "style.css is in the bundle but index.html does not link it, so its styles do not apply: add <link rel=\"stylesheet\" href=\"style.css\" /> to the page's <head>".into(),
+        )
+    })
 }
 
 fn warn(rule: &str, file: &str, line: u32, message: String) -> Finding {

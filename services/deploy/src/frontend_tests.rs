@@ -248,3 +248,31 @@ fn the_scaffolded_and_example_frontends_pass_clean() {
     );
     assert!(check(&texts).is_empty(), "{:?}", check(&texts));
 }
+
+#[test]
+fn a_style_css_the_page_never_links_warns_and_a_linked_one_does_not() {
+    let css = b".sr-card { padding: 1rem; }\n".to_vec();
+    let mut texts = BTreeMap::new();
+    texts.insert("style.css".to_owned(), css);
+    texts.insert(
+        "index.html".to_owned(),
+        b"<div class=\"sr-card\">a fragment, no head</div>\n".to_vec(),
+    );
+    let f = check(&texts);
+    assert_eq!(rules(&f), vec![("frontend.style_unlinked", 1)], "{f:?}");
+    assert_eq!(f[0].file.as_deref(), Some("index.html"));
+    assert!(f[0]
+        .message
+        .contains("<link rel=\"stylesheet\" href=\"style.css\""));
+    for linked in [
+        "<link rel=\"stylesheet\" href=\"style.css\">\n<div class=\"sr-card\"></div>",
+        "<head>\n  <LINK REL='stylesheet' HREF='./style.css' />\n</head>",
+    ] {
+        texts.insert("index.html".to_owned(), linked.as_bytes().to_vec());
+        assert!(check(&texts).is_empty(), "{linked}: {:?}", check(&texts));
+    }
+    // No style.css, nothing to link.
+    texts.remove("style.css");
+    texts.insert("index.html".to_owned(), b"<div>plain</div>".to_vec());
+    assert!(check(&texts).is_empty());
+}
