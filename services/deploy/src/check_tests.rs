@@ -12,6 +12,7 @@ fn checker(timeout_s: u64) -> Checker {
             database_url: None,
             timeout: Duration::from_secs(timeout_s),
             contain: Default::default(),
+            secrets: None,
         }),
         work_dir: None,
     }

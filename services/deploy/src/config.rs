@@ -30,6 +30,11 @@ pub struct DeployConfig {
     /// runner does (module-level migrations run against it).
     #[arg(long = "database-url", env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Key that opens app secrets for the import check (the gateways' and runners'
+    /// `NR_SECRETS_KEY`), so module-level code reads them as it will on the runner.
+    /// Unset: the check runs with the app's variables only.
+    #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
 }
 
 /// Limits and switches of the bundle checks.
@@ -95,8 +100,15 @@ impl CheckArgs {
 }
 
 impl DeployConfig {
-    /// The checker this configuration describes.
-    pub fn checker(&self) -> Checker {
+    /// The checker this configuration describes; fails on a malformed secrets key.
+    pub fn checker(&self) -> anyhow::Result<Checker> {
+        let secrets = self
+            .secrets_key
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(nr_infra::appenv::SecretsKey::parse)
+            .transpose()?
+            .map(std::sync::Arc::new);
         let timeout = if self.checks.deploy_import_timeout_s.is_finite()
             && self.checks.deploy_import_timeout_s > 0.0
         {
@@ -104,7 +116,7 @@ impl DeployConfig {
         } else {
             60.0
         };
-        Checker {
+        Ok(Checker {
             limits: self.checks.limits(),
             contain: self.checks.contain.clone(),
             import: self.checks.import_check.then(|| ImportCheck {
@@ -112,8 +124,9 @@ impl DeployConfig {
                 database_url: self.database_url.clone(),
                 timeout: Duration::from_secs_f64(timeout),
                 contain: self.checks.contain.clone(),
+                secrets,
             }),
             work_dir: self.checks.deploy_dir.clone(),
-        }
+        })
     }
 }

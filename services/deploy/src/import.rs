@@ -59,6 +59,10 @@ pub struct ImportCheck {
     pub timeout: Duration,
     /// The uid range and process limits shared with the runner.
     pub contain: ContainArgs,
+    /// Opens the app's secrets, so module-level code reads them here as it will on the
+    /// runner (`NR_SECRETS_KEY`). Without it the check runs with the app's variables
+    /// only, and a refusal names the secrets it lacked.
+    pub secrets: Option<std::sync::Arc<nr_infra::appenv::SecretsKey>>,
 }
 
 /// Where no database records app uids (the author's `lint` without `DATABASE_URL`), a
@@ -79,6 +83,36 @@ struct Outcome {
 }
 
 impl ImportCheck {
+    /// The app's identity (created on its first deploy, with its Postgres role and
+    /// schema), its variables and the secrets this check can open, and the names of
+    /// those it cannot, over one short-lived connection (deploy keeps no pool).
+    async fn identity_and_env(
+        &self,
+        url: &str,
+        app: &str,
+    ) -> Result<
+        (
+            nr_infra::appid::AppIdentity,
+            Vec<(String, String)>,
+            Vec<String>,
+        ),
+        Refused,
+    > {
+        let pool = nr_infra::db::connect(url, 1)
+            .await
+            .map_err(|e| Refused::internal(format!("{e:#}")))?;
+        let id = nr_infra::appid::ensure(&pool, app, &self.contain).await;
+        let env = nr_infra::appenv::load_for_check(&pool, self.secrets.as_deref(), app).await;
+        pool.close().await;
+        let id = id.map_err(|e| {
+            Refused::internal(format!("cannot set up the identity of app {app}: {e:#}"))
+        })?;
+        let (env, closed) = env.map_err(|e| {
+            Refused::internal(format!("cannot read the variables of app {app}: {e}"))
+        })?;
+        Ok((id, env, closed))
+    }
+
     /// Imports the app unpacked in `app_dir`; `scratch` is a private directory for the
     /// checker script.
     #[tracing::instrument(skip_all, fields(app = app))]
@@ -115,19 +149,15 @@ impl ImportCheck {
             std::path::PathBuf::from(&self.python)
         };
         let switch = contain::can_switch_users();
-        let (uid, database_url) = match &self.database_url {
+        let (uid, database_url, app_env, closed) = match &self.database_url {
             Some(url) => {
-                let id = nr_infra::appid::ensure_at(url, app, &self.contain)
-                    .await
-                    .map_err(|e| {
-                        Refused::internal(format!("cannot set up the identity of app {app}: {e:#}"))
-                    })?;
+                let (id, env, closed) = self.identity_and_env(url, app).await?;
                 let app_url = id
                     .database_url(url)
                     .map_err(|e| Refused::internal(format!("{e:#}")))?;
-                (switch.then_some(id.uid), Some(app_url))
+                (switch.then_some(id.uid), Some(app_url), env, closed)
             }
-            None => (switch.then_some(NOBODY), None),
+            None => (switch.then_some(NOBODY), None, Vec::new(), Vec::new()),
         };
         let home = scratch.join("home");
         let (s, a, p, h) = (
@@ -181,7 +211,7 @@ impl ImportCheck {
                 python_path: &py_dir,
                 database_url: database_url.as_deref(),
                 platform,
-                app: &[],
+                app: &app_env,
             },
         );
         cmd.current_dir(app_dir)
@@ -272,6 +302,17 @@ impl ImportCheck {
                         Some("main.py"),
                         None,
                         format!("output of the import:\n{}", stderr_text.trim_end()),
+                    ));
+                }
+                if !closed.is_empty() {
+                    details.push(finding(
+                        "main.secrets",
+                        Some("main.py"),
+                        None,
+                        format!(
+                            "the import ran without the app's secret(s) {}: this deploy service's NR_SECRETS_KEY is unset or does not open them (give it the key the gateways and runners have)",
+                            closed.join(", ")
+                        ),
                     ));
                 }
                 Err(Refused {

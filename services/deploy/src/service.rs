@@ -60,7 +60,7 @@ impl Deploy {
         nr_infra::bus::ensure_streams(&js).await?;
         let inner = Arc::new(Inner {
             id: format!("deploy-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-            checker: config.checker(),
+            checker: config.checker()?,
             config,
             nats: deps.nats,
             js: js.clone(),

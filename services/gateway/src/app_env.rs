@@ -96,7 +96,11 @@ async fn publish(
     );
     nr_infra::bus::publish_event(&state.js, &subjects::app_env(app), &event, None)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "the change of {name} was not made: its event could not be stored ({e}); try again"
+            ))
+        })
 }
 
 /// `GET /admin/api/apps/{app}/env`: every name, with the values of variables only.
@@ -147,7 +151,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
         (status = 403, description = "The `apps:env` permission is missing", body = ErrorBody),
         (status = 404, description = "Not an app name", body = ErrorBody),
         (status = 422, description = "A bad or reserved `name`, a `value` over 32 KiB or with NUL, a `secret` that is not a boolean; `details.field` names the field", body = ErrorBody),
-        (status = 503, description = "A secret, and this gateway has no `NR_SECRETS_KEY`", body = ErrorBody),
+        (status = 503, description = "A secret, and this gateway has no `NR_SECRETS_KEY`; or the change's event could not be stored (nothing changed)", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
@@ -180,20 +184,24 @@ pub(crate) async fn set_env(
         }
     };
     let actor = caller.0.name.clone();
-    appenv::set(
-        &state.db,
-        state.secrets.as_deref(),
-        SetEnv {
-            app: &app,
-            name,
-            value,
-            secret,
-            actor: &actor,
-        },
-    )
-    .await
-    .map_err(env_error)?;
+    // The row and its event land together: the change commits only once the event is
+    // stored, and runners reading on that event wait for the commit.
+    let mut change = appenv::begin(&state.db, &app).await.map_err(env_error)?;
+    change
+        .set(
+            state.secrets.as_deref(),
+            SetEnv {
+                app: &app,
+                name,
+                value,
+                secret,
+                actor: &actor,
+            },
+        )
+        .await
+        .map_err(env_error)?;
     let seq = publish(&state, &caller, &app, name, EnvChange::Set, secret).await?;
+    change.commit().await.map_err(env_error)?;
     tracing::info!(app = %app, name, secret, actor = %actor, "app variable set");
     Ok(Json(json!({
         "app_name": app,
@@ -230,15 +238,14 @@ pub(crate) async fn unset_env(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(perms::APPS_ENV)?;
     check_app(&app)?;
-    let Some(secret) = appenv::unset(&state.db, &app, &name)
-        .await
-        .map_err(env_error)?
-    else {
+    let mut change = appenv::begin(&state.db, &app).await.map_err(env_error)?;
+    let Some(secret) = change.unset(&name).await.map_err(env_error)? else {
         return Err(ApiError::NotFound(format!(
             "app {app:?} has no variable named {name}"
         )));
     };
     let seq = publish(&state, &caller, &app, &name, EnvChange::Unset, secret).await?;
+    change.commit().await.map_err(env_error)?;
     tracing::info!(app = %app, name = %name, secret, actor = %caller.0.name, "app variable unset");
     Ok(Json(json!({
         "app_name": app,

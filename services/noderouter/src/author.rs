@@ -77,6 +77,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
                 60.0
             }),
             contain: opts.checks.contain.clone(),
+            secrets: None,
         }),
         work_dir: None,
     };

@@ -12,8 +12,8 @@ use crate::RemoteArgs;
 #[derive(Subcommand)]
 pub enum EnvCommand {
     /// Set a variable (or, with --secret, a secret) and reload the app. Without VALUE,
-    /// the value is read from standard input, so a secret stays out of the shell's
-    /// history and the process list.
+    /// the value is read from standard input (asked for at a terminal, not shown for a
+    /// secret), so a secret stays out of the shell's history and the process list.
     Set {
         app: String,
         /// `^[A-Z_][A-Z0-9_]{0,127}$`, not one the platform sets itself.
@@ -54,19 +54,70 @@ pub async fn run(cmd: EnvCommand) -> anyhow::Result<()> {
         } => {
             let value = match value {
                 Some(v) => v,
-                None => {
-                    let mut v = String::new();
-                    std::io::stdin().read_to_string(&mut v)?;
-                    // A trailing newline from `echo` or a file is not part of the value.
-                    v.strip_suffix('\n')
-                        .map(|s| s.strip_suffix('\r').unwrap_or(s).to_owned())
-                        .unwrap_or(v)
-                }
+                None => read_value(&app, &name, secret)?,
             };
             set(&remote.remote(), &app, &name, &value, secret).await
         }
         EnvCommand::Unset { app, name, remote } => unset(&remote.remote(), &app, &name).await,
         EnvCommand::List { app, remote, json } => list(&remote.remote(), &app, json).await,
+    }
+}
+
+/// The value from standard input: one line typed at a terminal (not echoed for a
+/// secret), or everything piped in, without its trailing newline. Nothing at all is
+/// refused: an empty file or `</dev/null` is a mistake far more often than an intended
+/// empty value, which is given as `''`.
+fn read_value(app: &str, name: &str, secret: bool) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    let stdin = std::io::stdin();
+    let mut v = String::new();
+    if stdin.is_terminal() {
+        eprint!(
+            "{} {name} of {app}{}: ",
+            if secret { "secret" } else { "value of" },
+            if secret { " (not shown)" } else { "" }
+        );
+        let _quiet = secret.then(Quiet::new).flatten();
+        stdin.read_line(&mut v)?;
+        if secret {
+            eprintln!();
+        }
+    } else {
+        stdin.lock().read_to_string(&mut v)?;
+        if v.is_empty() {
+            anyhow::bail!(
+                "no value for {name}: standard input was empty. Give the value as an argument, pipe it in (`printf %s \"$VALUE\" | noderouter app env set {app} {name}`), or pass '' to set it empty"
+            );
+        }
+    }
+    // A trailing newline from `echo`, a file or the Enter key is not part of the value.
+    Ok(v.strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s).to_owned())
+        .unwrap_or(v))
+}
+
+/// The terminal's echo, off while it lives (a secret being typed).
+struct Quiet(nix::sys::termios::Termios);
+
+impl Quiet {
+    fn new() -> Option<Quiet> {
+        use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+        let fd = std::io::stdin();
+        let before = tcgetattr(&fd).ok()?;
+        let mut quiet = before.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&fd, SetArg::TCSANOW, &quiet).ok()?;
+        Some(Quiet(before))
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
     }
 }
 

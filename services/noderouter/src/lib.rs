@@ -154,6 +154,7 @@ impl Platform {
                 checks: config.deploy_checks.clone(),
                 python: config.python.clone(),
                 database_url: Some(config.gateway.db.database_url.clone()),
+                secrets_key: config.gateway.secrets_key.clone(),
             },
             nr_deploy::DeployDeps {
                 nats: connect(Role::Deploy).await?,

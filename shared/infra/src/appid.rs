@@ -299,19 +299,6 @@ pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Re
     Ok(id)
 }
 
-/// `ensure` over a short-lived connection to `url` (deploy keeps no pool).
-pub async fn ensure_at(url: &str, app: &str, range: &ContainArgs) -> anyhow::Result<AppIdentity> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url)
-        .await
-        .with_context(|| format!("cannot connect to Postgres at {}", crate::db::redact(url)))?;
-    let id = ensure(&pool, app, range).await;
-    pool.close().await;
-    id
-}
-
 async fn allocate(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     app: &str,

@@ -206,8 +206,144 @@ async fn the_cli_sets_lists_and_unsets_against_the_running_platform() {
     assert_eq!(listed["env"].as_array().unwrap().len(), 1, "{listed}");
     wait_env(&h, &app, &["GREETING"], |e| e["GREETING"].is_null()).await;
 
+    // Nothing on standard input is a mistake, not an empty value; '' is one.
+    let (ok, out, err) = cli(&h, &["set", &app, "EMPTY"], Some("")).await;
+    assert!(!ok, "{out}");
+    assert!(err.contains("standard input was empty"), "{err}");
+    let (ok, out, err) = cli(&h, &["set", &app, "EMPTY", ""], None).await;
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = cli(&h, &["list", &app, "--json"], None).await;
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["env"][0]["name"], "EMPTY", "{listed}");
+    assert_eq!(listed["env"][0]["value"], "", "{listed}");
+
     // A refusal exits non-zero and says which field is wrong.
     let (ok, out, err) = cli(&h, &["set", &app, "NR_ADMIN_PASSWORD", "x"], None).await;
     assert!(!ok, "{out}");
     assert!(err.contains("422") && err.contains("name: "), "{err}");
+}
+
+/// Reads a variable and a secret at import, as the guide's module-level setup would.
+const MODULE_READS: &str = r#"import os
+
+CURRENCY = os.environ["SHOP_CURRENCY"]
+KEY = os.environ["PAYMENT_API_KEY"]
+
+def execute(data, conn=None):
+    return {"currency": CURRENCY, "key": KEY}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_code_reads_its_own_variables_and_secrets_in_the_deploy_check_and_no_other_apps() {
+    let h = Harness::start().await;
+    let app = app_name("envmod");
+    // Set before the app's first deploy, which needs them.
+    let (s, b) = set(&h, &app, json!({"name": "SHOP_CURRENCY", "value": "EUR"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "PAYMENT_API_KEY", "value": SECRET, "secret": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", MODULE_READS),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!({"currency": "EUR", "key": SECRET}));
+
+    // The same code in another app finds neither: its check ran with its own (none).
+    let other = app_name("envmodx");
+    let (s, b) = h
+        .deploy(
+            &format!("{other}.zip"),
+            nr_testkit::zip_files(&[
+                ("manifest.json", &manifest(&other, "1.0.0", json!({}))),
+                ("main.py", MODULE_READS),
+            ]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let text = b.to_string();
+    assert!(
+        text.contains("KeyError") && text.contains("SHOP_CURRENCY"),
+        "{b}"
+    );
+    assert!(!text.contains(SECRET) && !text.contains("EUR"), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_check_without_the_secrets_key_runs_with_the_variables_and_names_the_secrets_it_lacked(
+) {
+    let h = Harness::start().await;
+    let app = app_name("envnokey");
+    for (name, value, secret) in [
+        ("SHOP_CURRENCY", "EUR", false),
+        ("PAYMENT_API_KEY", SECRET, true),
+    ] {
+        let (s, b) = set(
+            &h,
+            &app,
+            json!({"name": name, "value": value, "secret": secret}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    // A deploy service with the database but no NR_SECRETS_KEY.
+    let contain = nr_infra::appid::ContainArgs {
+        app_uid_base: common::app_uid_base(),
+        app_uid_count: 1000,
+        ..Default::default()
+    };
+    let checker = nr_deploy::Checker {
+        limits: Default::default(),
+        contain: contain.clone(),
+        import: Some(nr_deploy::import::ImportCheck {
+            python: nr_testkit::python(),
+            database_url: Some(h.db.url.clone()),
+            timeout: Duration::from_secs(30),
+            contain,
+            secrets: None,
+        }),
+        work_dir: Some(h.dir.path().join("deploy")),
+    };
+    let file_name = format!("{app}.zip");
+    let check = |main: &'static str| {
+        let checker = checker.clone();
+        let file_name = file_name.clone();
+        let zip = nr_testkit::zip_files(&[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", main),
+        ]);
+        async move {
+            let inspected = checker.inspect(zip.into(), &file_name).await.unwrap();
+            checker.import(&inspected).await
+        }
+    };
+    let refused = check(MODULE_READS).await.unwrap_err();
+    assert_eq!(refused.status, 422, "{refused:?}");
+    let lacked = refused
+        .details
+        .iter()
+        .find(|f| f.rule == "main.secrets")
+        .unwrap_or_else(|| panic!("no finding names the missing secret: {refused:?}"));
+    assert!(lacked.message.contains("PAYMENT_API_KEY"), "{lacked:?}");
+    assert!(lacked.message.contains("NR_SECRETS_KEY"), "{lacked:?}");
+    assert!(!format!("{refused:?}").contains(SECRET));
+    // The variable was there: the KeyError is the secret's, and code reading only the
+    // variable passes.
+    assert!(
+        format!("{refused:?}").contains("KeyError: 'PAYMENT_API_KEY'"),
+        "{refused:?}"
+    );
+    check("import os\nCURRENCY = os.environ['SHOP_CURRENCY']\nassert CURRENCY == 'EUR'\n\ndef execute(data, conn=None):\n    return {}\n")
+        .await
+        .unwrap();
 }

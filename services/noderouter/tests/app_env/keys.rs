@@ -106,3 +106,63 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
     );
     assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 0);
 }
+
+/// A change and its `app.env` event land together: with the stream refusing new
+/// events (full, as its limits allow an operator to make it) the change is refused
+/// whole, nothing is half-written, and once the stream takes events again changes go
+/// through and reach the app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_event_cannot_be_stored_is_not_made() {
+    use async_nats::jetstream::stream::DiscardPolicy;
+    let h = Harness::start().await;
+    let app = deploy_env_app(&h, "envnoevent").await;
+    let (s, b) = set(&h, &app, json!({"name": "SHOP_CURRENCY", "value": "EUR"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    wait_env(&h, &app, &["SHOP_CURRENCY"], |e| {
+        e["SHOP_CURRENCY"] == "EUR"
+    })
+    .await;
+
+    let js = async_nats::jetstream::new(h.nats_client().await);
+    let mut stream = js
+        .get_stream(nr_contracts::subjects::STREAM_APP_ENV)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let open = info.config.clone();
+    let full = async_nats::jetstream::stream::Config {
+        max_messages: i64::try_from(info.state.messages).unwrap(),
+        discard: DiscardPolicy::New,
+        ..open.clone()
+    };
+    js.update_stream(full).await.unwrap();
+
+    let refused = |(s, b): (StatusCode, Value)| {
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+        assert!(b["error"].as_str().unwrap().contains("was not made"), "{b}");
+    };
+    refused(set(&h, &app, json!({"name": "SHOP_CURRENCY", "value": "USD"})).await);
+    refused(set(&h, &app, json!({"name": "NEW_NAME", "value": "x"})).await);
+    refused(
+        send(
+            h.http
+                .delete(format!("{}/admin/api/apps/{app}/env/SHOP_CURRENCY", h.url)),
+        )
+        .await,
+    );
+    let listed = list(&h, &app).await;
+    assert_eq!(listed["env"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["env"][0]["value"], "EUR", "{listed}");
+    assert_eq!(
+        env_of(&h, &app, &["SHOP_CURRENCY"]).await["SHOP_CURRENCY"],
+        "EUR"
+    );
+
+    js.update_stream(open).await.unwrap();
+    let (s, b) = set(&h, &app, json!({"name": "SHOP_CURRENCY", "value": "USD"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    wait_env(&h, &app, &["SHOP_CURRENCY"], |e| {
+        e["SHOP_CURRENCY"] == "USD"
+    })
+    .await;
+}

@@ -4,8 +4,10 @@
 //! key ([`SecretsKey`]) and only ever opened by [`load_for_app`], for the runner that
 //! starts the app's processes. Listing returns the names of secrets, never their values.
 
+mod change;
 mod key;
 
+pub use change::{begin, set, unset, Change, SetEnv};
 pub use key::{load_or_create_file, BadKey, SecretsKey};
 
 use sqlx::PgPool;
@@ -125,89 +127,6 @@ pub struct EnvEntry {
     pub updated_by: String,
 }
 
-/// A change to set.
-pub struct SetEnv<'a> {
-    pub app: &'a str,
-    pub name: &'a str,
-    pub value: &'a str,
-    pub secret: bool,
-    /// Who sets it (user or token name), recorded with the row.
-    pub actor: &'a str,
-}
-
-/// Sets a variable or a secret (replacing whatever the name held).
-pub async fn set(
-    db: &PgPool,
-    key: Option<&SecretsKey>,
-    change: SetEnv<'_>,
-) -> Result<(), EnvError> {
-    check_name(change.name)?;
-    check_value(change.value)?;
-    if change.secret && key.is_none() {
-        return Err(EnvError::NoKey);
-    }
-    if change.secret && change.value.is_empty() {
-        return Err(EnvError::Value(
-            "a secret cannot be empty (anyone could sign with an empty key); unset it instead"
-                .into(),
-        ));
-    }
-    let (others,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(SUM(octet_length(name) + octet_length(value)), 0)::BIGINT \
-         FROM noderouter_core.app_env WHERE app_name = $1 AND name <> $2",
-    )
-    .bind(change.app)
-    .bind(change.name)
-    .fetch_one(db)
-    .await
-    .map_err(|e| EnvError::Internal(anyhow::anyhow!("cannot read app variables: {e}")))?;
-    let total = usize::try_from(others)
-        .unwrap_or(usize::MAX)
-        .saturating_add(change.name.len() + change.value.len());
-    if total > MAX_TOTAL_BYTES {
-        return Err(EnvError::Value(format!(
-            "the app's variables and secrets would take {total} bytes, more than the limit of {MAX_TOTAL_BYTES} for one app (a process cannot start with more)"
-        )));
-    }
-    let (value, nonce) = if change.secret {
-        let key = key.ok_or(EnvError::NoKey)?;
-        let sealed = key.seal(change.app, change.name, change.value.as_bytes())?;
-        (sealed.ciphertext, Some(sealed.nonce))
-    } else {
-        (change.value.as_bytes().to_vec(), None)
-    };
-    sqlx::query(
-        "INSERT INTO noderouter_core.app_env (app_name, name, secret, value, nonce, updated_by) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (app_name, name) DO UPDATE SET secret = EXCLUDED.secret, value = EXCLUDED.value, \
-         nonce = EXCLUDED.nonce, updated_by = EXCLUDED.updated_by, updated_at = NOW()",
-    )
-    .bind(change.app)
-    .bind(change.name)
-    .bind(change.secret)
-    .bind(value)
-    .bind(nonce)
-    .bind(change.actor)
-    .execute(db)
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot store {} of {}: {e}", change.name, change.app))?;
-    Ok(())
-}
-
-/// Removes a name; returns whether it was there and whether it was a secret.
-pub async fn unset(db: &PgPool, app: &str, name: &str) -> Result<Option<bool>, EnvError> {
-    check_name(name)?;
-    let row: Option<(bool,)> = sqlx::query_as(
-        "DELETE FROM noderouter_core.app_env WHERE app_name = $1 AND name = $2 RETURNING secret",
-    )
-    .bind(app)
-    .bind(name)
-    .fetch_optional(db)
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot remove {name} of {app}: {e}"))?;
-    Ok(row.map(|(secret,)| secret))
-}
-
 type Row = (
     String,
     bool,
@@ -217,15 +136,31 @@ type Row = (
     String,
 );
 
+const ROWS: &str = "SELECT name, secret, value, nonce, updated_at, updated_by \
+     FROM noderouter_core.app_env WHERE app_name = $1 ORDER BY name";
+
 async fn rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
-    Ok(sqlx::query_as(
-        "SELECT name, secret, value, nonce, updated_at, updated_by FROM noderouter_core.app_env \
-         WHERE app_name = $1 ORDER BY name",
-    )
-    .bind(app)
-    .fetch_all(db)
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot read the variables of {app}: {e}"))?)
+    Ok(sqlx::query_as(ROWS)
+        .bind(app)
+        .fetch_all(db)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the variables of {app}: {e}"))?)
+}
+
+/// The rows once no change of the app is in flight: a change holds the app's lock from
+/// its first write until its event is stored and it commits ([`change`]), so a runner
+/// reloading on that event reads what it announced.
+async fn settled_rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
+    let read = |e: sqlx::Error| anyhow::anyhow!("cannot read the variables of {app}: {e}");
+    let mut tx = db.begin().await.map_err(read)?;
+    change::lock(&mut tx, app, false).await?;
+    let rows = sqlx::query_as(ROWS)
+        .bind(app)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(read)?;
+    tx.commit().await.map_err(read)?;
+    Ok(rows)
 }
 
 /// Every name of an app, sorted: values of variables, names only of secrets.
@@ -245,6 +180,27 @@ pub async fn list(db: &PgPool, app: &str) -> Result<Vec<EnvEntry>, EnvError> {
         .collect())
 }
 
+/// Each of the app's names, sorted, with its value in clear or why it did not open.
+async fn opened(
+    db: &PgPool,
+    key: Option<&SecretsKey>,
+    app: &str,
+) -> Result<Vec<(String, Result<String, EnvError>)>, EnvError> {
+    Ok(settled_rows(db, app)
+        .await?
+        .into_iter()
+        .map(|(name, secret, value, nonce, _, _)| {
+            let bytes = if secret {
+                open_secret(key, app, &name, nonce.as_deref(), &value)
+            } else {
+                Ok(value)
+            };
+            let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
+            (name, text)
+        })
+        .collect())
+}
+
 /// The app's variables and secrets in clear, sorted by name, for its processes only.
 /// Fails (naming the variable, never showing a value) when a secret cannot be opened:
 /// no key, or not the key that sealed it.
@@ -253,16 +209,31 @@ pub async fn load_for_app(
     key: Option<&SecretsKey>,
     app: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
+    opened(db, key, app)
+        .await?
+        .into_iter()
+        .map(|(name, value)| Ok((name, value?)))
+        .collect()
+}
+
+/// For deploy's import check: the app's variables and the secrets `key` opens, sorted
+/// by name, and apart the names of the secrets it cannot open (no key here, or another
+/// one). The check runs without those rather than refusing the deploy; the runner,
+/// which must open them all, still does.
+pub async fn load_for_check(
+    db: &PgPool,
+    key: Option<&SecretsKey>,
+    app: &str,
+) -> Result<(Vec<(String, String)>, Vec<String>), EnvError> {
     let mut out = Vec::new();
-    for (name, secret, value, nonce, _, _) in rows(db, app).await? {
-        let bytes = if secret {
-            open_secret(key, app, &name, nonce.as_deref(), &value)?
-        } else {
-            value
-        };
-        out.push((name, String::from_utf8_lossy(&bytes).into_owned()));
+    let mut closed = Vec::new();
+    for (name, value) in opened(db, key, app).await? {
+        match value {
+            Ok(v) => out.push((name, v)),
+            Err(_) => closed.push(name),
+        }
     }
-    Ok(out)
+    Ok((out, closed))
 }
 
 /// A sealed value in clear; fails (naming it, never showing it) without a key or with
