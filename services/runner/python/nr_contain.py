@@ -123,17 +123,27 @@ def kill_descendants():
 
 def import_lock(app_name):
     """Session-level advisory lock so two runners (or a runner and a deploy) never run
-    an app's module code concurrently; None when there is no database to lock in."""
+    an app's module code concurrently; None when there is no database to lock in.
+
+    Any role may take any advisory lock, so the key holds the app role's password, which
+    only this app's processes know: another app cannot hold it to stall this one's
+    imports."""
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:
         return None
     try:
+        import urllib.parse
+
         import psycopg2
 
+        password = urllib.parse.urlsplit(dsn).password or ""
         conn = psycopg2.connect(dsn)
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(hashtext(%s))", ("noderouter:import:" + app_name,))
+            cur.execute(
+                "SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))",
+                ("noderouter:import:" + app_name, password),
+            )
         return conn
     except Exception as exc:  # the import still runs, unserialised
         log("[noderouter] import lock unavailable for %s: %s" % (app_name, exc))

@@ -210,7 +210,9 @@ fn schema_name(app: &str, uid: u32) -> String {
 pub async fn ensure(pool: &PgPool, app: &str, range: &ContainArgs) -> anyhow::Result<AppIdentity> {
     let mut tx = pool.begin().await.context("cannot open a transaction")?;
     // One allocator at a time per database; roles are created in the same transaction.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('noderouter:app_identities'))")
+    // A table lock, not an advisory one: any role may take any advisory lock, so an app
+    // could hold it and stop every other app from loading; no app may lock this table.
+    sqlx::query("LOCK TABLE noderouter_core.app_identities IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await
         .context("cannot lock app_identities")?;

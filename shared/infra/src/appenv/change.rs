@@ -4,8 +4,14 @@
 //! The lock is what lets the change and its `app.env` event land together. The gateway
 //! writes the row, stores the event, and only then commits: a refused publish rolls the
 //! row back, so there is never a change without its event. A runner reloads on the
-//! event, and its read of the variables ([`super::load_for_app`]) takes the same lock
-//! shared, so it waits for the commit and never reads the value from before it.
+//! event, and its read of the variables ([`super::load_for_app`]) waits for the commit,
+//! so it never reads the value from before it.
+//!
+//! The locks are table locks on `noderouter_core.app_env` (a change holds SHARE ROW
+//! EXCLUSIVE, which also puts changes one after another; a read SHARE, which waits for a
+//! change in flight and for no other read). Not advisory locks: every role may take any
+//! advisory lock, so an app could hold another's forever; no app role may lock a
+//! platform table.
 
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
@@ -21,38 +27,34 @@ pub struct SetEnv<'a> {
     pub actor: &'a str,
 }
 
-/// Advisory lock class of an app's variables (the second key is the app's hash).
-const LOCK_CLASS: i32 = 0x6e72_656e; // "nren"
-
-/// Takes `app`'s variables lock for the rest of the transaction on `conn`: exclusive
-/// for a writer, shared for a reader.
+/// Takes the lock on the variables for the rest of the transaction on `conn`:
+/// exclusive of other changes and reads for a change, shared with other reads for a
+/// read. `app` names it in errors.
 pub(super) async fn lock(
     conn: &mut PgConnection,
     app: &str,
     exclusive: bool,
 ) -> Result<(), EnvError> {
     let sql = if exclusive {
-        "SELECT pg_advisory_xact_lock($1, hashtext($2))"
+        "LOCK TABLE noderouter_core.app_env IN SHARE ROW EXCLUSIVE MODE"
     } else {
-        "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))"
+        "LOCK TABLE noderouter_core.app_env IN SHARE MODE"
     };
     sqlx::query(sql)
-        .bind(LOCK_CLASS)
-        .bind(app)
         .execute(conn)
         .await
         .map_err(|e| anyhow::anyhow!("cannot lock the variables of {app}: {e}"))?;
     Ok(())
 }
 
-/// A change of one app's variables in progress, holding the app's lock. Nothing of it
-/// is seen until [`Change::commit`]; dropped, it rolls back.
+/// A change of one app's variables in progress, holding the lock. Nothing of it is seen
+/// until [`Change::commit`]; dropped, it rolls back.
 pub struct Change {
     tx: Transaction<'static, Postgres>,
     app: String,
 }
 
-/// Starts a change of `app`'s variables (waiting for any other change of the app).
+/// Starts a change of `app`'s variables (waiting for any other change in flight).
 pub async fn begin(db: &PgPool, app: &str) -> Result<Change, EnvError> {
     let mut tx = db
         .begin()
@@ -98,8 +100,7 @@ impl Change {
         Ok(row.map(|(secret,)| secret))
     }
 
-    /// Makes the change seen, and lets the next change of the app and the runners'
-    /// reads go on.
+    /// Makes the change seen, and lets the next change and the runners' reads go on.
     pub async fn commit(self) -> Result<(), EnvError> {
         let app = self.app;
         self.tx

@@ -147,9 +147,9 @@ async fn rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
         .map_err(|e| anyhow::anyhow!("cannot read the variables of {app}: {e}"))?)
 }
 
-/// The rows once no change of the app is in flight: a change holds the app's lock from
-/// its first write until its event is stored and it commits ([`change`]), so a runner
-/// reloading on that event reads what it announced.
+/// The rows once no change is in flight: a change holds its lock from its first write
+/// until its event is stored and it commits ([`change`]), so a runner reloading on that
+/// event reads what it announced.
 async fn settled_rows(db: &PgPool, app: &str) -> Result<Vec<Row>, EnvError> {
     let read = |e: sqlx::Error| anyhow::anyhow!("cannot read the variables of {app}: {e}");
     let mut tx = db.begin().await.map_err(read)?;
