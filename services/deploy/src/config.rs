@@ -102,13 +102,7 @@ impl CheckArgs {
 impl DeployConfig {
     /// The checker this configuration describes; fails on a malformed secrets key.
     pub fn checker(&self) -> anyhow::Result<Checker> {
-        let secrets = self
-            .secrets_key
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(nr_infra::appenv::SecretsKey::parse)
-            .transpose()?
-            .map(std::sync::Arc::new);
+        let secrets = nr_infra::appenv::SecretsKey::from_setting(self.secrets_key.as_deref())?;
         let timeout = if self.checks.deploy_import_timeout_s.is_finite()
             && self.checks.deploy_import_timeout_s > 0.0
         {

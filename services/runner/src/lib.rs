@@ -219,13 +219,7 @@ impl Runner {
         let signatures = nr_auth::signing::Verifier::new(nr_auth::signing::Keys::parse(
             config.runner_secret.as_deref(),
         ));
-        let secrets = config
-            .secrets_key
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(nr_infra::appenv::SecretsKey::parse)
-            .transpose()?
-            .map(Arc::new);
+        let secrets = nr_infra::appenv::SecretsKey::from_setting(config.secrets_key.as_deref())?;
         let inner = Arc::new(Inner {
             secrets,
             env_gens: Mutex::new(HashMap::new()),

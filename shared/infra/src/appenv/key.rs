@@ -78,6 +78,18 @@ impl SecretsKey {
         Ok(SecretsKey { keys })
     }
 
+    /// The key of an optional setting: none when unset or blank (secrets disabled),
+    /// an error naming the setting when malformed.
+    pub fn from_setting(
+        setting: Option<&str>,
+    ) -> Result<Option<std::sync::Arc<SecretsKey>>, BadKey> {
+        setting
+            .filter(|t| !t.trim().is_empty())
+            .map(SecretsKey::parse)
+            .transpose()
+            .map(|k| k.map(std::sync::Arc::new))
+    }
+
     /// A new random key, as the base64 text the setting takes.
     pub fn generate_text() -> anyhow::Result<String> {
         let mut raw = [0u8; KEY_LEN];
