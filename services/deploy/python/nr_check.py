@@ -2,8 +2,8 @@
 
 Run by the deploy service (and `noderouter app lint`) in a fresh interpreter on an
 unpacked bundle: compiles main.py, imports it the way the runner does (module-level code
-included, `libs/` on sys.path, the working directory the app's folder, serialised with
-the runner's imports by the same Postgres advisory lock), and checks that it exposes a
+included, `libs/` on sys.path, the working directory the app's folder; the deploy
+service holds the app's import lock meanwhile), and checks that it exposes a
 callable ``execute`` that accepts ``data``.
 
 Usage: python nr_check.py <app_name> <app_dir>
@@ -91,7 +91,6 @@ def check(app_name, app_dir):
         sys.path.insert(0, libs)
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
-    lock = nr_contain.import_lock(app_name)
     try:
         spec = importlib.util.spec_from_file_location("main", path)
         module = importlib.util.module_from_spec(spec)
@@ -101,8 +100,6 @@ def check(app_name, app_dir):
         tb = _app_traceback(exc, app_dir)
         return {"ok": False, "rule": "main.import", "line": _app_frame_line(exc.__traceback__, app_dir),
                 "message": "main.py fails on import: %s: %s" % (type(exc).__name__, exc), "traceback": tb}
-    finally:
-        nr_contain.release(lock)
 
     execute = getattr(module, "execute", None)
     if execute is None:

@@ -222,6 +222,27 @@ impl ImportCheck {
         if uid.is_some() {
             contain::adopt_orphans();
         }
+        // Module code runs once at a time per app, across runners and deploy checks.
+        let import = match &self.database_url {
+            Some(url) => nr_infra::import_lock::ImportLock::take(url, app).await,
+            None => None,
+        };
+        let result = self.check(cmd, uid, &closed, app_dir, scratch).await;
+        if let Some(import) = import {
+            import.release().await;
+        }
+        result
+    }
+
+    /// Runs the prepared checker and reads its verdict.
+    async fn check(
+        &self,
+        mut cmd: tokio::process::Command,
+        uid: Option<u32>,
+        closed: &[String],
+        app_dir: &Path,
+        scratch: &Path,
+    ) -> Result<(), Refused> {
         let mut child = contain::spawn_root(&mut cmd).map_err(|e| {
             Refused::internal(format!(
                 "cannot start {} for the import check: {e}",

@@ -124,3 +124,149 @@ async fn an_app_holding_every_lock_it_can_take_stalls_no_other_apps_deploy_or_va
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts a thread (once per worker) that, for `data["seconds"]`, takes every advisory
+/// lock `pg_locks` shows held by another session, retrying each key it has seen until
+/// it holds it, and never lets go.
+const COPIER: &str = r#"
+import os, threading, time, psycopg2
+
+_started = []
+
+def _i4(v):
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+def _copy(seconds):
+    c = psycopg2.connect(os.environ["DATABASE_URL"])
+    c.autocommit = True
+    seen, held = set(), set()
+    end = time.time() + seconds
+    with c.cursor() as cur:
+        while time.time() < end:
+            cur.execute("SELECT classid::bigint, objid::bigint, objsubid FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()")
+            seen.update(cur.fetchall())
+            for key in seen - held:
+                hi, lo, sub = key
+                if sub == 2:
+                    cur.execute("SELECT pg_try_advisory_lock(%s, %s)", (_i4(hi), _i4(lo)))
+                else:
+                    big = (hi << 32) | lo
+                    if big >= (1 << 63):
+                        big -= 1 << 64
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (big,))
+                if cur.fetchone()[0]:
+                    held.add(key)
+            time.sleep(0.01)
+
+def execute(data, conn=None):
+    if not _started:
+        t = threading.Thread(target=_copy, args=(data["seconds"],), daemon=True)
+        t.start()
+        _started.append(t)
+    return {"started": True}
+"#;
+
+const VERSIONED: &str = r#"import os
+
+def execute(data, conn=None):
+    return {"version": os.environ.get("NR_APP_VERSION")}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_copying_every_advisory_lock_it_sees_stalls_no_other_apps_imports() {
+    let h = Harness::start().await;
+    let copier = app_name("lockcopier");
+    let victim = app_name("lockcopied");
+    h.deploy_ok(
+        &copier,
+        &[
+            ("manifest.json", &manifest(&copier, "1.0.0", json!({}))),
+            ("main.py", COPIER),
+        ],
+    )
+    .await;
+    // Every worker of the copier watches (two calls land on the two workers).
+    for _ in 0..2 {
+        let (s, b) = h.sync(&copier, json!({"seconds": 120})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    // The victim imports three times per version (deploy's check, then its load); the
+    // second version's imports must not wait behind anything the copier saw.
+    for version in ["1.0.0", "2.0.0"] {
+        let zip = nr_testkit::zip_files(&[
+            ("manifest.json", &manifest(&victim, version, json!({}))),
+            ("main.py", VERSIONED),
+        ]);
+        let (s, b) = tokio::time::timeout(
+            Duration::from_secs(60),
+            h.deploy(&format!("{victim}.zip"), zip),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("deploying {version} stalled behind a lock another app copied"));
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (s, b) = h.sync(&victim, json!({})).await;
+            if s == StatusCode::OK && b["version"] == version {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{victim} still answers {s} {b}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Records each import of it (its module code) as a span in its own table.
+const SPANS: &str = r#"import os, time, uuid, psycopg2
+
+_me = uuid.uuid4().hex
+_c = psycopg2.connect(os.environ["DATABASE_URL"])
+_c.autocommit = True
+with _c.cursor() as cur:
+    cur.execute("CREATE TABLE IF NOT EXISTS import_spans (id text PRIMARY KEY, started float8 NOT NULL, ended float8)")
+    cur.execute("INSERT INTO import_spans VALUES (%s, extract(epoch from clock_timestamp()), NULL)", (_me,))
+    time.sleep(0.8)
+    cur.execute("UPDATE import_spans SET ended = extract(epoch from clock_timestamp()) WHERE id = %s", (_me,))
+_c.close()
+
+def execute(data, conn=None):
+    with conn.cursor() as cur:
+        cur.execute("SELECT started, ended FROM import_spans ORDER BY started")
+        return {"spans": cur.fetchall()}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_of_one_app_never_overlap() {
+    let h = Harness::start_with(&["--runners", "2"]).await;
+    let app = app_name("spans");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", SPANS),
+        ],
+    )
+    .await;
+    // Deploy's check and both runners' loads: three imports, each 0.8 s long.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let spans = loop {
+        let (s, b) = h.sync(&app, json!({})).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let spans: Vec<(f64, Option<f64>)> = serde_json::from_value(b["spans"].clone()).unwrap();
+        if spans.len() >= 3 && spans.iter().all(|(_, end)| end.is_some()) {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "imports so far: {spans:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for pair in spans.windows(2) {
+        let (_, Some(ended)) = pair[0] else {
+            unreachable!()
+        };
+        assert!(
+            pair[1].0 >= ended,
+            "two imports of {app} overlapped: {spans:?}"
+        );
+    }
+}

@@ -4,8 +4,8 @@ the deploy import check (``nr_check.py``).
 Both run as the app's OS user, with a scrubbed environment and this file in a
 read-only directory on ``PYTHONPATH``; nothing here writes a file. The helpers: a
 child subreaper (so whatever app code starts stays under the process to be killed),
-the hard limits the platform sets, the kill of every descendant, and the Postgres
-advisory lock that serialises imports of one app across runners and deploys.
+the hard limits the platform sets, and the kill of every descendant. (Imports of one
+app are kept apart by a lock the platform takes before starting them, not here.)
 """
 
 import os
@@ -119,41 +119,3 @@ def kill_descendants():
             if pid == 0:
                 break
         time.sleep(0.001)
-
-
-def import_lock(app_name):
-    """Session-level advisory lock so two runners (or a runner and a deploy) never run
-    an app's module code concurrently; None when there is no database to lock in.
-
-    Any role may take any advisory lock, so the key holds the app role's password, which
-    only this app's processes know: another app cannot hold it to stall this one's
-    imports."""
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        return None
-    try:
-        import urllib.parse
-
-        import psycopg2
-
-        password = urllib.parse.urlsplit(dsn).password or ""
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))",
-                ("noderouter:import:" + app_name, password),
-            )
-        return conn
-    except Exception as exc:  # the import still runs, unserialised
-        log("[noderouter] import lock unavailable for %s: %s" % (app_name, exc))
-        return None
-
-
-def release(lock):
-    """Releases a lock from :func:`import_lock` (closing its connection)."""
-    if lock is not None:
-        try:
-            lock.close()
-        except Exception:
-            pass

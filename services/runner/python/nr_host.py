@@ -2,7 +2,8 @@
 
 One host process per app revision. It imports the app's ``main.py`` exactly once (so
 module-level code such as the author guide's ``_migrate()`` runs once per version per
-runner, under a Postgres advisory lock that serialises it across runners), then forks
+runner, under the app's import lock, which the runner holds in Postgres so imports of
+one app never overlap across runners), then forks
 workers on request. Each worker inherits the imported module, connects back to the
 runner's Unix socket and serves calls one at a time.
 
@@ -94,14 +95,10 @@ def load_app(app_name, app_dir):
         sys.path.insert(0, libs)
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
-    lock = nr_contain.import_lock(app_name)
-    try:
-        spec = importlib.util.spec_from_file_location("main", os.path.join(app_dir, "main.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["main"] = module
-        spec.loader.exec_module(module)
-    finally:
-        nr_contain.release(lock)
+    spec = importlib.util.spec_from_file_location("main", os.path.join(app_dir, "main.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["main"] = module
+    spec.loader.exec_module(module)
     execute = getattr(module, "execute", None)
     if not callable(execute):
         raise TypeError("main.py does not define a callable execute(data, conn=None)")

@@ -174,7 +174,10 @@ impl Inner {
             .timeout_s
             .map(Seconds::duration)
             .unwrap_or_else(|| duration_or(self.config.sync_timeout_s, 30.0));
-        AppHost::load(
+        // Module code runs once at a time per app, across runners and deploy checks.
+        let import =
+            nr_infra::import_lock::ImportLock::take(&self.config.database_url, &ev.app_name).await;
+        let host = AppHost::load(
             self.spawner.clone(),
             LoadSpec {
                 app: ev.app_name.clone(),
@@ -191,7 +194,11 @@ impl Inner {
                 jobs: self.config.job_pool(),
             },
         )
-        .await
+        .await;
+        if let Some(import) = import {
+            import.release().await;
+        }
+        host
     }
 }
 

@@ -18,6 +18,7 @@ pub mod drain;
 pub mod files;
 pub mod follow;
 pub mod health;
+pub mod import_lock;
 pub mod local_call;
 pub mod open_files;
 pub mod rpc;
