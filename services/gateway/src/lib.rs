@@ -195,13 +195,21 @@ fn app_env_key(
     let key = Arc::new(nr_infra::appenv::SecretsKey::parse(text)?);
     let (db, k) = (db.clone(), key.clone());
     tokio::spawn(async move {
-        match nr_infra::appenv::reseal(&db, &k).await {
+        let mut unopened = Vec::new();
+        match nr_infra::appenv::reseal(&db, &k, Some(&mut unopened)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 count = n,
                 "secrets sealed again with the first NR_SECRETS_KEY"
             ),
             Err(e) => tracing::warn!(error = %e, "cannot seal secrets again with the new key"),
+        }
+        if !unopened.is_empty() {
+            tracing::error!(
+                count = unopened.len(),
+                secrets = %unopened.join(", "),
+                "secrets sealed with a key this platform does not have (lost, or not given in NR_SECRETS_KEY): their apps do not load. Give the key back (NR_SECRETS_KEY, or the key file of `noderouter up`), or set each of them again"
+            );
         }
     });
     Ok(Some(key))

@@ -61,11 +61,11 @@ impl Inner {
                 return Ok(h.clone());
             }
         }
-        if let Some((rev, error)) = lock(&self.failed).get(app).cloned() {
+        if let Some((rev, version, error)) = lock(&self.failed).get(app).cloned() {
             if rev >= min_rev {
                 return current.ok_or_else(|| HostError::LoadFailed {
                     app: app.to_owned(),
-                    version: String::new(),
+                    version,
                     error,
                 });
             }
@@ -101,7 +101,10 @@ impl Inner {
                     other => other.to_string(),
                 };
                 tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %clean(&error, MAX_TRACEBACK), "app failed to load");
-                lock(&self.failed).insert(app.to_owned(), (ev.rev, e.to_string()));
+                lock(&self.failed).insert(
+                    app.to_owned(),
+                    (ev.rev, ev.event.data.version.clone(), e.to_string()),
+                );
                 current.ok_or_else(|| HostError::LoadFailed {
                     app: app.to_owned(),
                     version: ev.event.data.version.clone(),

@@ -78,8 +78,20 @@ impl Inner {
                 _ => return,
             }
         };
-        // Not loaded here: its next load reads the variables as they are now.
+        // Not loaded here: its next load reads the variables as they are now. A load
+        // that failed is tried again then, not answered from memory: the new variables
+        // may be what it lacked (a secret set again after its key was lost).
         let Some(current) = self.current(app) else {
+            if lock(&self.failed).remove(app).is_some() {
+                if let Some(g) = lock(&self.env_gens).get_mut(app) {
+                    g.loaded = g.loaded.max(wanted);
+                }
+                tracing::info!(
+                    app,
+                    env_gen = wanted,
+                    "the app's variables changed; its failed load is tried again at its next call"
+                );
+            }
             return;
         };
         let known = lock(&self.known).get(app).cloned();

@@ -84,7 +84,7 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
     assert_eq!(env["OLD_SECRET"], SECRET, "{env}");
 
     let both = SecretsKey::parse(&format!("{new},{old}")).unwrap();
-    assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 1);
+    assert_eq!(appenv::reseal(&db, &both, None).await.unwrap(), 1);
     let new_only = SecretsKey::parse(&new).unwrap();
     let opened = appenv::load_for_app(&db, Some(&new_only), &app)
         .await
@@ -104,7 +104,20 @@ async fn after_a_key_rotation_old_secrets_still_open_and_are_sealed_again_with_t
         err.contains("does not open") && !err.contains(SECRET),
         "{err}"
     );
-    assert_eq!(appenv::reseal(&db, &both).await.unwrap(), 0);
+    assert_eq!(appenv::reseal(&db, &both, None).await.unwrap(), 0);
+    // With the new key lost, a start names every secret it cannot open.
+    let mut unopened = Vec::new();
+    assert_eq!(
+        appenv::reseal(&db, &old_key, Some(&mut unopened))
+            .await
+            .unwrap(),
+        0
+    );
+    unopened.sort();
+    assert_eq!(
+        unopened,
+        [format!("{app}/NEW_SECRET"), format!("{app}/OLD_SECRET")]
+    );
 }
 
 /// A change and its `app.env` event land together: with the stream refusing new
@@ -165,4 +178,66 @@ async fn a_change_whose_event_cannot_be_stored_is_not_made() {
         e["SHOP_CURRENCY"] == "USD"
     })
     .await;
+}
+
+/// A secret whose key is gone cannot be read: the operator sets it again, and that is
+/// enough. The failed load is not kept as the app's answer once its variables change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_set_again_after_its_key_was_lost_brings_the_app_back() {
+    let h = Harness::start().await;
+    let app = app_name("envlost");
+    // Sealed by a key this platform does not have (the lost one).
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let lost = SecretsKey::parse(&SecretsKey::generate_text().unwrap()).unwrap();
+    appenv::set(
+        &db,
+        Some(&lost),
+        SetEnv {
+            app: &app,
+            name: "API_KEY",
+            value: "from-the-lost-key",
+            secret: true,
+            actor: "test",
+        },
+    )
+    .await
+    .unwrap();
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", MAIN),
+            ("data.txt", "bundled"),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync(&app, json!({"names": ["API_KEY"]})).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.contains("API_KEY") && error.contains("version 1.0.0"),
+        "{b}"
+    );
+    assert!(!error.contains("from-the-lost-key"), "{b}");
+
+    let (s, b) = set(
+        &h,
+        &app,
+        json!({"name": "API_KEY", "value": SECRET, "secret": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, b) = h.sync(&app, json!({"names": ["API_KEY"]})).await;
+        if s == StatusCode::OK {
+            assert_eq!(b["env"]["API_KEY"], SECRET, "{b}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {s} {b} after the secret was set again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -305,8 +305,14 @@ pub async fn load_secret(
 type SealedRow = (String, String, Vec<u8>, Option<Vec<u8>>);
 
 /// Seals again, with the first key, every secret that only an older key opens (after a
-/// rotation put a new key first). Returns how many were sealed again.
-pub async fn reseal(db: &PgPool, key: &SecretsKey) -> Result<usize, EnvError> {
+/// rotation put a new key first). Returns how many were sealed again; `unopened`, when
+/// given, receives `<app>/<name>` of each secret no key opens (sealed with a key that
+/// was lost or not given here).
+pub async fn reseal(
+    db: &PgPool,
+    key: &SecretsKey,
+    mut unopened: Option<&mut Vec<String>>,
+) -> Result<usize, EnvError> {
     let stale: Vec<SealedRow> = sqlx::query_as(
         "SELECT app_name, name, value, nonce FROM noderouter_core.app_env WHERE secret",
     )
@@ -315,11 +321,20 @@ pub async fn reseal(db: &PgPool, key: &SecretsKey) -> Result<usize, EnvError> {
     .map_err(|e| anyhow::anyhow!("cannot read secrets: {e}"))?;
     let mut count = 0;
     for (app, name, value, nonce) in stale {
-        let Some((plain, false)) =
-            key.open(&app, &name, nonce.as_deref().unwrap_or_default(), &value)
-        else {
+        // The flag: the first key opened it (nothing to do).
+        let (plain, by_first) =
+            match key.open(&app, &name, nonce.as_deref().unwrap_or_default(), &value) {
+                Some(opened) => opened,
+                None => {
+                    if let Some(list) = unopened.as_deref_mut() {
+                        list.push(format!("{app}/{name}"));
+                    }
+                    continue;
+                }
+            };
+        if by_first {
             continue;
-        };
+        }
         let sealed = key.seal(&app, &name, &plain)?;
         let done = sqlx::query(
             "UPDATE noderouter_core.app_env SET value = $3, nonce = $4 \
