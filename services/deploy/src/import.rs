@@ -90,14 +90,7 @@ impl ImportCheck {
         &self,
         url: &str,
         app: &str,
-    ) -> Result<
-        (
-            nr_infra::appid::AppIdentity,
-            Vec<(String, String)>,
-            Vec<String>,
-        ),
-        Refused,
-    > {
+    ) -> Result<(nr_infra::appid::AppIdentity, nr_infra::appenv::CheckEnv), Refused> {
         let pool = nr_infra::db::connect(url, 1)
             .await
             .map_err(|e| Refused::internal(format!("{e:#}")))?;
@@ -107,10 +100,10 @@ impl ImportCheck {
         let id = id.map_err(|e| {
             Refused::internal(format!("cannot set up the identity of app {app}: {e:#}"))
         })?;
-        let (env, closed) = env.map_err(|e| {
+        let env = env.map_err(|e| {
             Refused::internal(format!("cannot read the variables of app {app}: {e}"))
         })?;
-        Ok((id, env, closed))
+        Ok((id, env))
     }
 
     /// Imports the app unpacked in `app_dir`; `scratch` is a private directory for the
@@ -149,15 +142,15 @@ impl ImportCheck {
             std::path::PathBuf::from(&self.python)
         };
         let switch = contain::can_switch_users();
-        let (uid, database_url, app_env, closed) = match &self.database_url {
+        let (uid, database_url, app_env) = match &self.database_url {
             Some(url) => {
-                let (id, env, closed) = self.identity_and_env(url, app).await?;
+                let (id, env) = self.identity_and_env(url, app).await?;
                 let app_url = id
                     .database_url(url)
                     .map_err(|e| Refused::internal(format!("{e:#}")))?;
-                (switch.then_some(id.uid), Some(app_url), env, closed)
+                (switch.then_some(id.uid), Some(app_url), env)
             }
-            None => (switch.then_some(NOBODY), None, Vec::new(), Vec::new()),
+            None => (switch.then_some(NOBODY), None, Default::default()),
         };
         let home = scratch.join("home");
         let (s, a, p, h) = (
@@ -211,7 +204,7 @@ impl ImportCheck {
                 python_path: &py_dir,
                 database_url: database_url.as_deref(),
                 platform,
-                app: &app_env,
+                app: &app_env.env,
             },
         );
         cmd.current_dir(app_dir)
@@ -227,7 +220,10 @@ impl ImportCheck {
             Some(url) => nr_infra::import_lock::ImportLock::take(url, app).await,
             None => None,
         };
-        let result = self.check(cmd, uid, &closed, app_dir, scratch).await;
+        let result = self
+            .check(cmd, uid, &app_env.closed, app_dir, scratch)
+            .await
+            .map_err(|r| masked(r, &app_env.secret_values));
         if let Some(import) = import {
             import.release().await;
         }
@@ -363,6 +359,19 @@ impl ImportCheck {
             }
         }
     }
+}
+
+/// The refusal with the app's secret values masked: what the import printed or raised
+/// is shown to the deployer and logged, and neither may carry a secret by accident.
+fn masked(mut r: Refused, secrets: &[String]) -> Refused {
+    if secrets.is_empty() {
+        return r;
+    }
+    r.error = nr_infra::appenv::mask(&r.error, secrets);
+    for f in &mut r.details {
+        f.message = nr_infra::appenv::mask(&f.message, secrets);
+    }
+    r
 }
 
 /// `text` without the server's directories: `<root>/main.py` reads `main.py`, so an

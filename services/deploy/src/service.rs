@@ -173,7 +173,7 @@ impl Inner {
             Err(r) => {
                 nr_telemetry::metrics().deploy(if r.status < 500 { "refused" } else { "failed" });
                 if r.status < 500 {
-                    tracing::info!(status = r.status, error = %r.error, "deploy refused");
+                    tracing::info!(status = r.status, error = %r.error, actor = req.actor.as_deref().unwrap_or(""), "deploy refused");
                 }
                 Err(refusal(r))
             }

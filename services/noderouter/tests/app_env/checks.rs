@@ -259,6 +259,28 @@ async fn module_code_reads_its_own_variables_and_secrets_in_the_deploy_check_and
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b, json!({"currency": "EUR", "key": SECRET}));
 
+    // What the check shows of a failed import (its prints, the exception) and logs
+    // carries no secret value; the running version keeps serving.
+    let leaky = "import os\nprint('KEY=' + os.environ['PAYMENT_API_KEY'])\nraise RuntimeError('boom ' + os.environ['PAYMENT_API_KEY'])\n";
+    let (s, b) = h
+        .deploy(
+            &format!("{app}.zip"),
+            nr_testkit::zip_files(&[
+                ("manifest.json", &manifest(&app, "1.0.1", json!({}))),
+                ("main.py", leaky),
+            ]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let text = b.to_string();
+    assert!(!text.contains(SECRET), "{b}");
+    assert!(
+        text.contains("KEY=[secret]") && text.contains("boom [secret]"),
+        "{b}"
+    );
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
     // The same code in another app finds neither: its check ran with its own (none).
     let other = app_name("envmodx");
     let (s, b) = h

@@ -180,12 +180,13 @@ pub async fn list(db: &PgPool, app: &str) -> Result<Vec<EnvEntry>, EnvError> {
         .collect())
 }
 
-/// Each of the app's names, sorted, with its value in clear or why it did not open.
+/// Each of the app's names, sorted, whether it is a secret, and its value in clear or
+/// why it did not open.
 async fn opened(
     db: &PgPool,
     key: Option<&SecretsKey>,
     app: &str,
-) -> Result<Vec<(String, Result<String, EnvError>)>, EnvError> {
+) -> Result<Vec<(String, bool, Result<String, EnvError>)>, EnvError> {
     Ok(settled_rows(db, app)
         .await?
         .into_iter()
@@ -196,7 +197,7 @@ async fn opened(
                 Ok(value)
             };
             let text = bytes.map(|b| String::from_utf8_lossy(&b).into_owned());
-            (name, text)
+            (name, secret, text)
         })
         .collect())
 }
@@ -212,28 +213,56 @@ pub async fn load_for_app(
     opened(db, key, app)
         .await?
         .into_iter()
-        .map(|(name, value)| Ok((name, value?)))
+        .map(|(name, _, value)| Ok((name, value?)))
         .collect()
 }
 
-/// For deploy's import check: the app's variables and the secrets `key` opens, sorted
-/// by name, and apart the names of the secrets it cannot open (no key here, or another
+/// What deploy's import check runs with: the app's variables and the secrets its key
+/// opens, sorted by name; apart, the values of those secrets (masked in whatever the
+/// check shows) and the names of the secrets it cannot open (no key there, or another
 /// one). The check runs without those rather than refusing the deploy; the runner,
 /// which must open them all, still does.
+#[derive(Debug, Default)]
+pub struct CheckEnv {
+    pub env: Vec<(String, String)>,
+    pub secret_values: Vec<String>,
+    pub closed: Vec<String>,
+}
+
 pub async fn load_for_check(
     db: &PgPool,
     key: Option<&SecretsKey>,
     app: &str,
-) -> Result<(Vec<(String, String)>, Vec<String>), EnvError> {
-    let mut out = Vec::new();
-    let mut closed = Vec::new();
-    for (name, value) in opened(db, key, app).await? {
+) -> Result<CheckEnv, EnvError> {
+    let mut out = CheckEnv::default();
+    for (name, secret, value) in opened(db, key, app).await? {
         match value {
-            Ok(v) => out.push((name, v)),
-            Err(_) => closed.push(name),
+            Ok(v) => {
+                if secret {
+                    out.secret_values.push(v.clone());
+                }
+                out.env.push((name, v));
+            }
+            Err(_) => out.closed.push(name),
         }
     }
-    Ok((out, closed))
+    Ok(out)
+}
+
+/// `text` with every secret value of at least 4 bytes replaced by `[secret]` (shorter
+/// ones would mask ordinary text). What code prints can still encode a secret another
+/// way: this keeps secrets out of messages and logs by accident, not by intent.
+pub fn mask(text: &str, secret_values: &[String]) -> String {
+    let mut out = text.to_owned();
+    let mut values: Vec<&String> = secret_values.iter().filter(|v| v.len() >= 4).collect();
+    // Longest first, so a secret containing another is masked whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), "[secret]");
+        }
+    }
+    out
 }
 
 /// A sealed value in clear; fails (naming it, never showing it) without a key or with
@@ -408,6 +437,20 @@ mod tests {
         let e = set(&db, None, change).await.unwrap_err();
         assert!(matches!(e, EnvError::NoKey), "{e}");
         assert!(e.to_string().contains("NR_SECRETS_KEY"));
+    }
+
+    #[test]
+    fn secret_values_are_masked_longest_first_and_short_ones_left() {
+        let secrets = [
+            "hunter2".to_owned(),
+            "hunter2-extra".to_owned(),
+            "abc".to_owned(),
+        ];
+        assert_eq!(
+            mask("a hunter2-extra b hunter2 c abc", &secrets),
+            "a [secret] b [secret] c abc"
+        );
+        assert_eq!(mask("nothing here", &[]), "nothing here");
     }
 
     #[test]
