@@ -55,7 +55,10 @@ one() { # binary label port [bus]
     "${extra[@]}" >"$d/log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 300); do
-    token=$(grep -o 'export NR_TOKEN=[^ ]*' "$d/log" | head -1 | cut -d= -f2); [ -n "$token" ] && break; sleep 0.2
+    # Builds since the token file; older ones printed it.
+    token=$(cat "$d/data/admin.token" 2>/dev/null ||
+      grep -o 'export NR_TOKEN=[^ $]*' "$d/log" | head -1 | cut -d= -f2)
+    [ -n "$token" ] && break; sleep 0.2
   done
   NR_TOKEN=$token "$bin" app deploy "$APP_DIR" --url "http://127.0.0.1:$port" >"$d/deploy.log" 2>&1 ||
     { echo "$label: deploy failed (see $d)"; kill $pid; [ -n "$nats_pid" ] && kill $nats_pid; return; }

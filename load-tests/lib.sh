@@ -44,10 +44,11 @@ bench_start() {
     "$@" >"$DATA/platform.log" 2>&1 &
   PID=$!
   trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
-  # Ready once it prints the admin session token; every API call then carries it.
+  # Ready once it writes the admin session token (to a file of its data directory, not
+  # to its output); every API call then carries it.
   local _
   for _ in $(seq 1 150); do
-    NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" 2>/dev/null | head -n1 | cut -d= -f2 || true)"
+    NR_TOKEN="$(cat "$DATA/admin.token" 2>/dev/null || true)"
     if [ -n "$NR_TOKEN" ]; then
       export NR_TOKEN
       # The read-only NATS credentials (`nr-load async` follows job progress with them).

@@ -39,13 +39,13 @@ if port_open 127.0.0.1 "$PORT"; then
 fi
 DATA="$(mktemp -d)"
 chmod o+x "$DATA" # the runner directory under it must be reachable by app users
-RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" \
+RUST_LOG="${RUST_LOG:-warn}" "$NR" up --http-addr "127.0.0.1:$PORT" --data-dir "$DATA/data" \
   --object-store-url "$DATA/objects" --runner-dir "$DATA/runner" >"$DATA/platform.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 NR_TOKEN=""
 for _ in $(seq 1 150); do
-  NR_TOKEN="$(grep -o 'export NR_TOKEN=[^ ]*' "$DATA/platform.log" | head -n1 | cut -d= -f2 || true)"
+  NR_TOKEN="$(cat "$DATA/data/admin.token" 2>/dev/null || true)"
   [ -n "$NR_TOKEN" ] && break
   kill -0 "$PID" 2>/dev/null || break
   sleep 0.2

@@ -252,6 +252,12 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
             "runner requests are signed with the key kept here (give it to separate runners as RUNNER_SECRET)"
         );
     }
+    // The admin session token goes to a file only its owner reads, never to the output,
+    // which ends up in logs other users (and apps) may read. Removed first: the file
+    // appears once this start is ready.
+    let token_file = std::path::absolute(config.embedded.data_dir.join("admin.token"))
+        .unwrap_or_else(|_| config.embedded.data_dir.join("admin.token"));
+    let _ = std::fs::remove_file(&token_file);
     let platform = Platform::start(config).await?;
     let url = platform.url();
     let admin_token = platform.admin_token().to_owned();
@@ -286,7 +292,14 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     for app in &deployed {
         println!("  deployed {app}");
     }
-    println!("  admin session token (valid 12 h): export NR_TOKEN={admin_token}");
+    if let Some(dir) = token_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    noderouter::embedded::write_private(&token_file, &admin_token)?;
+    println!(
+        "  admin session token (valid 12 h, readable by this user only): export NR_TOKEN=$(cat {})",
+        token_file.display()
+    );
     println!(
         "  try: curl -s -X POST {url}/api/sync/hello -H \"Authorization: Bearer $NR_TOKEN\" -H 'Content-Type: application/json' -d '{{}}'"
     );

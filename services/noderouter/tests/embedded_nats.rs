@@ -97,6 +97,7 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
         "nats/reader.env",
         "nats/nats.conf",
         "runner.secret",
+        "admin.token",
     ] {
         let mode = std::fs::metadata(data.join(file))
             .unwrap()
@@ -104,6 +105,31 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file} is {mode:o}");
     }
+    // The admin session token is in its file, never in the output (which ends up in
+    // logs), and it works.
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(token.len() > 20 && !printed.contains(&token), "{printed}");
+    assert!(
+        printed.contains(&format!(
+            "NR_TOKEN=$(cat {})",
+            data.join("admin.token").display()
+        )),
+        "{printed}"
+    );
+    let http = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("NodeRouter is up at "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let apps = reqwest::Client::new()
+        .get(format!("{http}/admin/api/apps"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(apps.status(), reqwest::StatusCode::OK);
+
     let url = format!("nats://127.0.0.1:{port}");
     assert!(
         async_nats::connect(&url).await.is_err(),
