@@ -207,6 +207,19 @@ where
 {
     let name = follow.name;
     let stream = follow.stream.to_owned();
+    if let Ok(last) = last_sequence(js, &stream).await {
+        if follow.applied > last {
+            // The events written from now on get sequences at or below the offset and
+            // would be taken as applied: say so, loudly, at every start.
+            tracing::error!(
+                projection = name,
+                stream = %stream,
+                applied = follow.applied,
+                stream_ends_at = last,
+                "the database has applied more of this stream than the stream holds: NATS's store was lost or restored from an older backup. New events will not be applied; restore the stream from its backup (docs/operations.md, \"Projections are rebuilt from the log\")"
+            );
+        }
+    }
     let deliver_policy = if follow.applied == 0 {
         consumer::DeliverPolicy::All
     } else {
