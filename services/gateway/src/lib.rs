@@ -355,7 +355,14 @@ impl Gateway {
                 server::body_deadline(body_timeout, req, next)
             }));
 
-        let listener = tokio::net::TcpListener::bind(&state.config.http_addr).await?;
+        let listener = tokio::net::TcpListener::bind(&state.config.http_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on NR_HTTP_ADDR (--http-addr) {}: {e}",
+                    state.config.http_addr
+                )
+            })?;
         let addr = listener.local_addr()?;
         let metrics = match &state.config.metrics_addr {
             Some(a) => {

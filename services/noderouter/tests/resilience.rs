@@ -293,3 +293,22 @@ async fn with_postgres_unreachable_platform_endpoints_answer_503_naming_it() {
     assert!(!reason.contains("NATS"), "{ready}");
     platform.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_http_address_is_refused_naming_the_setting_and_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let nats = TestNats::start().await.unwrap();
+    let db = TestDb::create().await.unwrap();
+    let dir = common::traversable_tempdir();
+    let mut config = common::config_for(&nats, &db, dir.path(), &[]);
+    config.gateway.http_addr = addr.clone();
+    let Err(e) = Platform::start(config).await else {
+        panic!("the platform started on a taken address");
+    };
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("NR_HTTP_ADDR") && text.contains(&addr),
+        "{text}"
+    );
+}
