@@ -219,7 +219,9 @@ async fn schemathesis_finds_no_server_error() {
             .args(["--header", &format!("Authorization: Bearer {token}")])
             .args(["--max-examples", "25"])
             .args(["--max-time", "60"])
-            .args(["--workers", "2"])
+            // One worker: with two threads, hypothesis's use of `ast` trips CPython 3.11's
+            // "AST constructor recursion depth mismatch" (gh-106905) now and then.
+            .args(["--workers", "1"])
             .args(["--request-timeout", "20"])
             .args(["--seed", &seed])
             .args(["--suppress-health-check", "all"])
