@@ -42,16 +42,21 @@ const SECRET: &str = "sk-live-4f9a2c7e1b-do-not-leak";
 
 async fn deploy_env_app(h: &Harness, prefix: &str) -> String {
     let app = app_name(prefix);
+    deploy_main(h, &app).await;
+    app
+}
+
+/// Deploys `MAIN` as `app`.
+async fn deploy_main(h: &Harness, app: &str) {
     h.deploy_ok(
-        &app,
+        app,
         &[
-            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("manifest.json", &manifest(app, "1.0.0", json!({}))),
             ("main.py", MAIN),
             ("data.txt", "bundled"),
         ],
     )
     .await;
-    app
 }
 
 async fn env_of(h: &Harness, app: &str, names: &[&str]) -> Value {

@@ -202,15 +202,7 @@ async fn a_secret_set_again_after_its_key_was_lost_brings_the_app_back() {
     )
     .await
     .unwrap();
-    h.deploy_ok(
-        &app,
-        &[
-            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
-            ("main.py", MAIN),
-            ("data.txt", "bundled"),
-        ],
-    )
-    .await;
+    deploy_main(&h, &app).await;
     let (s, b) = h.sync(&app, json!({"names": ["API_KEY"]})).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
     let error = b["error"].as_str().unwrap();
