@@ -78,3 +78,36 @@ pub struct GatewayConfig {
     #[command(flatten)]
     pub files: nr_infra::files::FileArgs,
 }
+
+impl GatewayConfig {
+    /// Refuses, before anything starts, settings the gateway cannot run with: each one
+    /// named with what it must be.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut wrong = Vec::new();
+        for (setting, value, min, max) in [
+            ("NR_SYNC_TIMEOUT_S", self.sync_timeout_s, 1.0, 86_400.0),
+            ("NR_DEPLOY_TIMEOUT_S", self.deploy_timeout_s, 1.0, 86_400.0),
+            ("NR_HEADER_TIMEOUT_S", self.header_timeout_s, 0.1, 3_600.0),
+            ("NR_BODY_TIMEOUT_S", self.body_timeout_s, 0.1, 86_400.0),
+            ("NR_SCHEDULER_POLL_S", self.scheduler_poll_s, 0.05, 3_600.0),
+            (
+                "NR_SCHEDULER_GRACE_S",
+                self.scheduler_grace_s,
+                0.0,
+                86_400.0,
+            ),
+        ] {
+            wrong.extend(nr_config::seconds_in(setting, value, min, max).err());
+        }
+        if self.job_max_attempts < 1 {
+            wrong.push(format!(
+                "NR_JOB_MAX_ATTEMPTS must be at least 1 (got {})",
+                self.job_max_attempts
+            ));
+        }
+        if let Err(e) = nr_auth::jwt::Jwt::from_args(&self.auth) {
+            wrong.push(format!("{e:#}"));
+        }
+        nr_config::refused(wrong).map_err(anyhow::Error::msg)
+    }
+}

@@ -259,6 +259,7 @@ async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> axum::re
 
 impl Gateway {
     pub async fn build(config: GatewayConfig, deps: GatewayDeps) -> anyhow::Result<Gateway> {
+        config.check()?;
         let js = jetstream::new(deps.nats.clone());
         nr_infra::bus::ensure_streams(&js).await?;
         let jwt = Arc::new(nr_auth::jwt::Jwt::from_args(&config.auth)?);

@@ -77,6 +77,10 @@ pub fn runner_secret(data_dir: &Path) -> anyhow::Result<String> {
 /// The private NATS server, stopped when dropped.
 pub struct EmbeddedNats {
     _child: Option<tokio::process::Child>,
+    /// A server found running from an earlier start (its pid): stopped by [`stop`] too.
+    ///
+    /// [`stop`]: EmbeddedNats::stop
+    adopted: Option<i32>,
     pub url: String,
     pub passwords_file: PathBuf,
     /// `NATS_URL`, `NATS_USER`, `NATS_PASSWORD` of the read-only `reader` user.
@@ -85,16 +89,29 @@ pub struct EmbeddedNats {
 
 impl EmbeddedNats {
     /// Stops the server (SIGTERM, so JetStream closes its files; SIGKILL after 5 s) and
-    /// waits until it is gone. One found running from an earlier start is left alone.
+    /// waits until it is gone, whether this start ran it or found it running from an
+    /// earlier one.
     pub async fn stop(mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        if let Some(pid) = self.adopted.take() {
+            let pid = Pid::from_raw(pid);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            // Not our child: gone once signal 0 finds no such process.
+            while kill(pid, None).is_ok() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if kill(pid, None).is_ok() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            return;
+        }
         let Some(mut child) = self._child.take() else {
             return;
         };
         if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             if tokio::time::timeout(Duration::from_secs(5), child.wait())
                 .await
                 .is_ok()
@@ -136,22 +153,26 @@ fn load_or_create_passwords(path: &Path) -> anyhow::Result<Passwords> {
     Ok(p)
 }
 
-/// Has a server found running from an earlier start read the configuration just written
-/// (SIGHUP: its permission table may be older than this release's). Only a process
-/// running with `conf` is signalled (a pid file left by a server that died may name
-/// another process by now). A server that wrote no pid file (started by a release before
-/// it did) keeps its configuration until it is restarted, and a warning says so.
-fn reload(pid_file: &Path, conf: &Path) {
+/// The pid of the server of `pid_file` if it still runs with `conf` (a pid file left by
+/// a server that died may name another process by now).
+fn running_server(pid_file: &Path, conf: &Path) -> Option<i32> {
     let runs_conf = |pid: &i32| {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
             cmd.split(|b| *b == 0)
                 .any(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)) == conf)
         })
     };
-    let pid = std::fs::read_to_string(pid_file)
+    std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok())
-        .filter(runs_conf);
+        .filter(runs_conf)
+}
+
+/// Has a server found running from an earlier start (`pid`, see [`running_server`]) read
+/// the configuration just written (SIGHUP: its permission table may be older than this
+/// release's). A server that wrote no pid file (started by a release before it did)
+/// keeps its configuration until it is restarted, and a warning says so.
+fn reload(pid: Option<i32>) {
     let sent = pid.is_some_and(|pid| {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -218,8 +239,9 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
             passwords.get(Role::Reader).unwrap_or_default()
         ),
     )?;
-    let embedded = |child| EmbeddedNats {
+    let embedded = |child, adopted| EmbeddedNats {
         _child: child,
+        adopted,
         url: url.clone(),
         passwords_file: passwords_file.clone(),
         reader_file: reader_file.clone(),
@@ -237,8 +259,9 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         return match admin {
             Ok(_) => {
                 tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
-                reload(&dir.join("nats.pid"), &conf_path);
-                Ok(embedded(None))
+                let pid = running_server(&dir.join("nats.pid"), &conf_path);
+                reload(pid);
+                Ok(embedded(None, pid))
             }
             Err(_) => Err(anyhow::anyhow!(
                 "port {port} is taken by another process: set NR_EMBEDDED_NATS_PORT to a free port, \
@@ -264,7 +287,7 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             tracing::info!(%url, "embedded NATS server started with authorization");
-            return Ok(embedded(Some(child)));
+            return Ok(embedded(Some(child), None));
         }
         if let Ok(Some(status)) = child.try_wait() {
             anyhow::bail!(
@@ -278,4 +301,25 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         "the embedded nats-server did not listen on port {port} within 10 s; see {}",
         dir.join("nats.log").display()
     )
+}
+
+/// `path`, unless it does not exist and one of `older` (where an earlier release or
+/// setting kept the same thing) does: then that one, with a warning naming the move.
+pub fn kept_in(path: PathBuf, older: &[PathBuf]) -> PathBuf {
+    if path.exists() {
+        return path;
+    }
+    match older.iter().find(|p| p.exists()) {
+        Some(old) => {
+            tracing::warn!(
+                kept = %old.display(),
+                expected = %path.display(),
+                "still using {} (outside the data directory); stop the platform and move it to {} to keep everything under NR_DATA_DIR",
+                old.display(),
+                path.display()
+            );
+            old.clone()
+        }
+        None => path,
+    }
 }

@@ -80,6 +80,18 @@ impl PlatformConfig {
     }
 }
 
+/// Stops runners at once (nothing of theirs is in flight yet), and with them their
+/// apps' processes.
+async fn stop_runners(runners: Vec<nr_runner::Runner>) {
+    for runner in runners {
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        if let Err(e) = runner.run_until_stopped(stopped).await {
+            tracing::warn!(error = %format!("{e:#}"), "a runner did not stop cleanly");
+        }
+    }
+}
+
 type Services = JoinSet<(&'static str, anyhow::Result<()>)>;
 
 /// A running platform.
@@ -121,6 +133,10 @@ impl Platform {
             config.gateway.secrets_key = Some(nr_infra::appenv::load_or_create_file(&path)?);
             tracing::info!(path = %path.display(), "NR_SECRETS_KEY is not set: app secrets are sealed with the key in this file");
         }
+        // Settings no service can run with are refused before any of them starts (and
+        // before any app process does).
+        config.gateway.check()?;
+        config.runner().check()?;
         let nats_args = config.gateway.nats.clone();
         let connect = |role| {
             let args = nats_args.clone();
@@ -162,9 +178,12 @@ impl Platform {
             },
         )
         .await?;
+        // A runner starts the deployed apps' processes as it is built: a start that fails
+        // from here on stops the runners built so far rather than leave their apps'
+        // processes for the next start to sweep.
         let mut runners = Vec::new();
         for _ in 0..config.runners {
-            runners.push(
+            let built = async {
                 nr_runner::Runner::build(
                     config.runner(),
                     nr_runner::RunnerDeps {
@@ -174,45 +193,64 @@ impl Platform {
                         db: db.clone(),
                     },
                 )
-                .await?,
-            );
+                .await
+            }
+            .await;
+            match built {
+                Ok(runner) => runners.push(runner),
+                Err(e) => {
+                    stop_runners(runners).await;
+                    return Err(e);
+                }
+            }
         }
-        let notify = nr_notify::Notify::build(
-            nr_notify::NotifyConfig {
-                http_addr: String::new(),
-                nats: config.gateway.nats.clone(),
-                db: config.gateway.db.clone(),
-                auth: config.gateway.auth.clone(),
-                limits: config.notify_limits.clone(),
-            },
-            nr_notify::NotifyDeps {
-                nats: connect(Role::Notify).await?,
-                db: db.clone(),
-            },
-        )
-        .await?;
-        let (gateway_nats, bus_drops) =
-            nr_infra::bus::connect_as_watched(&nats_args, Role::Gateway).await?;
-        let gateway = nr_gateway::Gateway::build(
-            config.gateway.clone(),
-            nr_gateway::GatewayDeps {
-                nats: gateway_nats,
-                bus_drops,
-                store,
-                db: db.clone(),
-                extra_routes: notify.router(),
-                local_runners: if config.bus_calls {
-                    Default::default()
-                } else {
-                    nr_infra::local_call::LocalRunners::new(
-                        runners.iter().map(|r| r.local()).collect(),
-                    )
+        let rest = async {
+            let notify = nr_notify::Notify::build(
+                nr_notify::NotifyConfig {
+                    http_addr: String::new(),
+                    nats: config.gateway.nats.clone(),
+                    db: config.gateway.db.clone(),
+                    auth: config.gateway.auth.clone(),
+                    limits: config.notify_limits.clone(),
                 },
-            },
-        )
-        .await?;
-        let addr = gateway.addr();
-        let admin_token = gateway.admin_token().await?;
+                nr_notify::NotifyDeps {
+                    nats: connect(Role::Notify).await?,
+                    db: db.clone(),
+                },
+            )
+            .await?;
+            let (gateway_nats, bus_drops) =
+                nr_infra::bus::connect_as_watched(&nats_args, Role::Gateway).await?;
+            let gateway = nr_gateway::Gateway::build(
+                config.gateway.clone(),
+                nr_gateway::GatewayDeps {
+                    nats: gateway_nats,
+                    bus_drops,
+                    store,
+                    db: db.clone(),
+                    extra_routes: notify.router(),
+                    local_runners: if config.bus_calls {
+                        Default::default()
+                    } else {
+                        nr_infra::local_call::LocalRunners::new(
+                            runners.iter().map(|r| r.local()).collect(),
+                        )
+                    },
+                },
+            )
+            .await?;
+            let addr = gateway.addr();
+            let admin_token = gateway.admin_token().await?;
+            anyhow::Ok((notify, gateway, addr, admin_token))
+        }
+        .await;
+        let (notify, gateway, addr, admin_token) = match rest {
+            Ok(parts) => parts,
+            Err(e) => {
+                stop_runners(runners).await;
+                return Err(e);
+            }
+        };
 
         let (front_stop, back_stop) = (CancellationToken::new(), CancellationToken::new());
         let (mut front, mut back) = (JoinSet::new(), JoinSet::new());

@@ -32,6 +32,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run gateway, deploy, registry, runner and notify in this process.
+    #[command(
+        mut_arg("nats_url", |a| a.hide_default_value(true).help(
+            "NATS server URL (JetStream enabled); several servers of a cluster comma-separated. Unset: a private nats-server with generated credentials on NR_EMBEDDED_NATS_PORT")),
+        mut_arg("runner_secret", |a| a.help(
+            "Keys signing runner requests and replies (comma-separated; the first signs). Unset: generated into <data dir>/runner.secret")),
+        mut_arg("object_store_url", |a| a.hide_default_value(true).help(
+            "Object store for bundles: `s3://bucket[/prefix]` (settings from the `AWS_*` variables), a directory path, `file:///abs/path`, or `memory://`. Unset: <data dir>/objects")),
+        mut_arg("runner_dir", |a| a.hide_default_value(true).help(
+            "Working directory for unpacked bundles and worker sockets. Unset: <data dir>/runner")),
+        mut_arg("secrets_key", |a| a.help(
+            "Key sealing app secrets: 32 bytes as 64 hex digits or base64; several, comma-separated, during a rotation. Unset: read from <data dir>/secrets.key, made on the first start")),
+    )]
     Up {
         #[command(flatten)]
         config: Box<PlatformConfig>,
@@ -226,10 +238,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// True when the NATS URL was given (flag or environment) rather than defaulted.
-fn nats_url_given() -> bool {
-    std::env::var_os("NR_NATS_URL").is_some()
-        || std::env::args().any(|a| a == "--nats-url" || a.starts_with("--nats-url="))
+/// True when a setting was given (flag or environment) rather than defaulted.
+fn given(env: &str, flag: &str) -> bool {
+    std::env::var_os(env).is_some()
+        || std::env::args()
+            .any(|a| a == flag || a.strip_prefix(flag).is_some_and(|r| r.starts_with('=')))
+}
+
+/// What has no setting of its own goes under the data directory: bundles, unpacked
+/// bundles and the secrets key.
+fn place_under_data_dir(config: &mut PlatformConfig) -> anyhow::Result<()> {
+    let data = config.embedded.data_dir.clone();
+    let runner_dir_given = given("NR_RUNNER_DIR", "--runner-dir");
+    if !given("NR_OBJECT_STORE_URL", "--object-store-url") {
+        let objects =
+            noderouter::embedded::kept_in(data.join("objects"), &[".data/objects".into()]);
+        config.gateway.store.object_store_url = objects.to_string_lossy().into_owned();
+    }
+    if config.gateway.secrets_key.is_none() {
+        // Older releases kept the key beside the runner directory.
+        let beside_runner = config.runner_dir.parent().map(|p| p.join("secrets.key"));
+        let path = noderouter::embedded::kept_in(
+            data.join("secrets.key"),
+            &beside_runner.into_iter().collect::<Vec<_>>(),
+        );
+        config.gateway.secrets_key = Some(nr_infra::appenv::load_or_create_file(&path)?);
+        tracing::info!(path = %path.display(), "NR_SECRETS_KEY is not set: app secrets are sealed with the key in this file");
+    }
+    if !runner_dir_given {
+        config.runner_dir = data.join("runner");
+    }
+    Ok(())
 }
 
 async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result<()> {
@@ -237,7 +276,8 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     let stop = nr_telemetry::shutdown_on_signal();
     // Without a NATS of the operator's, run a private one that refuses anyone without the
     // generated credentials; kept alive until the platform stops.
-    let embedded_nats = if nats_url_given() {
+    place_under_data_dir(&mut config)?;
+    let embedded_nats = if given("NR_NATS_URL", "--nats-url") {
         None
     } else {
         let nats = noderouter::embedded::start(&config.embedded).await?;

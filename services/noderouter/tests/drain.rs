@@ -56,6 +56,8 @@ async fn sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0() {
         .arg(dir.path().join("objects"))
         .arg("--runner-dir")
         .arg(dir.path().join("runner"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .args(["--python", &nr_testkit::python()])
         .args(["--admin-password", common::ADMIN_PASSWORD])
         .args(["--jwt-secret", "test-secret-0123456789abcdef"])

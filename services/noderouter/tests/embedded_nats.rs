@@ -2,7 +2,7 @@
 //! a private nats-server with generated credentials, kept private and across restarts.
 //! One left running by a killed platform is reused at the next start and made to read
 //! the configuration just written, so a release that adds a subject to the permission
-//! table gets it without the server being restarted.
+//! table gets it without the server being restarted; the next clean stop stops it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,37 +12,55 @@ use noderouter::embedded::{self, EmbeddedArgs};
 use nr_config::nats_auth::{Passwords, Role};
 use tokio::sync::mpsc;
 
-/// `noderouter up` without `NR_NATS_URL`, as `scripts/up` runs it; returns once it
-/// printed its banner, with what it printed.
+/// `noderouter up` without `NR_NATS_URL`, as `scripts/up` runs it, with its data under
+/// `dir/data` and its bundles and runner directory in `dir`.
+fn up_command(
+    db: &nr_testkit::TestDb,
+    dir: &std::path::Path,
+    nats_port: u16,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_noderouter"));
+    cmd.args([
+        "up",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--database-url",
+        &db.url,
+    ])
+    .arg("--data-dir")
+    .arg(dir.join("data"))
+    .args(["--embedded-nats-port", &nats_port.to_string()])
+    .args(["--python", &nr_testkit::python()])
+    .env_remove("NR_NATS_URL")
+    .env_remove("RUNNER_SECRET")
+    .env_remove("NR_OBJECT_STORE_URL")
+    .env_remove("NR_RUNNER_DIR")
+    .env_remove("NR_SECRETS_KEY")
+    .env("RUST_LOG", "warn")
+    .stdout(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    cmd
+}
+
+/// `noderouter up` (see [`up_command`]) with bundles in `dir/objects` and the runner
+/// directory `dir/runner`; returns once it printed its banner, with what it printed.
 async fn noderouter_up(
     db: &nr_testkit::TestDb,
     dir: &std::path::Path,
     nats_port: u16,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
-        .args([
-            "up",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--database-url",
-            &db.url,
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--embedded-nats-port", &nats_port.to_string()])
-        .arg("--object-store-url")
+    let mut cmd = up_command(db, dir, nats_port);
+    cmd.arg("--object-store-url")
         .arg(dir.join("objects"))
         .arg("--runner-dir")
-        .arg(dir.join("runner"))
-        .args(["--python", &nr_testkit::python()])
-        .env_remove("NR_NATS_URL")
-        .env_remove("RUNNER_SECRET")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .arg(dir.join("runner"));
+    up_and_running(cmd).await
+}
+
+/// Starts `cmd` and returns once it printed its banner, with what it printed.
+async fn up_and_running(mut cmd: tokio::process::Command) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = cmd.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = String::new();
     let up = tokio::time::timeout(Duration::from_secs(60), async {
@@ -286,4 +304,105 @@ async fn a_server_left_running_reads_the_new_permission_table_at_the_next_start(
         }
     }
     assert!(allowed, "the reused server kept the older permission table");
+
+    // A clean stop stops the server it reused, as it does one it started.
+    second.stop().await;
+    let port = args.embedded_nats_port;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the reused NATS server outlived the clean stop"
+    );
+}
+
+/// Every file of `dir` and below.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// An examples directory holding one app, `app`.
+fn one_example(dir: &std::path::Path, app: &str) -> std::path::PathBuf {
+    let examples = dir.join("examples");
+    std::fs::create_dir_all(examples.join(app)).unwrap();
+    std::fs::write(
+        examples.join(app).join("manifest.json"),
+        serde_json::json!({"app_name": app, "version": "1.0.0"}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        examples.join(app).join("main.py"),
+        "def execute(data, conn=None):\n    return {\"ok\": True}\n",
+    )
+    .unwrap();
+    examples
+}
+
+/// With `NR_DATA_DIR` set, everything the platform keeps lands under it: bundles, the
+/// runner directory and the secrets key, not in `.data` of whatever directory it was
+/// started from. A key an earlier release left there is kept, not replaced by a new one
+/// (which could not open the secrets already sealed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_kept_goes_under_the_data_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let db = nr_testkit::TestDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let cwd = dir.path().join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let app = nr_testkit::app_name("datadir");
+    let uid_base =
+        (1_000_000 + (uuid::Uuid::new_v4().as_u128() % 1_999_000) as u32 * 1000).to_string();
+    let up = |examples: &std::path::Path| {
+        let mut cmd = up_command(&db, dir.path(), nr_testkit::free_port().unwrap());
+        cmd.current_dir(&cwd).arg("--examples").arg(examples).args([
+            "--app-uid-base",
+            &uid_base,
+            "--app-uid-count",
+            "1000",
+        ]);
+        cmd
+    };
+    let (child, printed) = up_and_running(up(&one_example(dir.path(), &app))).await;
+    assert!(
+        printed.contains(&format!("deployed {app} 1.0.0")),
+        "{printed}"
+    );
+    stop(child).await;
+    let data = dir.path().join("data");
+    assert!(
+        !files_under(&data.join("objects")).is_empty(),
+        "no bundle under the data directory"
+    );
+    let key = std::fs::metadata(data.join("secrets.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    assert!(
+        !cwd.join(".data").exists(),
+        "the platform wrote {:?} in its working directory",
+        files_under(&cwd.join(".data"))
+    );
+
+    // A platform an earlier release ran this way kept its key in ./.data: it is still
+    // the key in use, and no second one is made.
+    let legacy = cwd.join(".data");
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::rename(data.join("secrets.key"), legacy.join("secrets.key")).unwrap();
+    let sealed_with = std::fs::read_to_string(legacy.join("secrets.key")).unwrap();
+    let (child, _) = up_and_running(up(&one_example(dir.path(), &app))).await;
+    stop(child).await;
+    assert!(!data.join("secrets.key").exists(), "a second key was made");
+    assert_eq!(
+        std::fs::read_to_string(legacy.join("secrets.key")).unwrap(),
+        sealed_with
+    );
 }

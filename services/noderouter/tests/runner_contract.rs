@@ -611,6 +611,8 @@ def execute(data, conn=None):
                 &h.dir.path().join("objects").to_string_lossy(),
             ])
             .args(["--runner-dir", &h.dir.path().join(dir).to_string_lossy()])
+            .arg("--data-dir")
+            .arg(h.dir.path().join(format!("{dir}-data")))
             .args(["--python", &nr_testkit::python(), "--job-lease-s", "2"])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())

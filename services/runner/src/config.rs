@@ -128,3 +128,20 @@ impl RunnerConfig {
         }
     }
 }
+
+impl RunnerConfig {
+    /// Refuses, before any app process starts, settings the runner cannot run with:
+    /// each one named with what it must be.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut wrong = Vec::new();
+        for (setting, value, min, max) in [
+            ("NR_SYNC_TIMEOUT_S", self.sync_timeout_s, 1.0, 86_400.0),
+            ("NR_IMPORT_TIMEOUT_S", self.import_timeout_s, 1.0, 86_400.0),
+            ("NR_JOB_TIMEOUT_S", self.job_timeout_s, 1.0, 86_400.0),
+            ("NR_JOB_LEASE_S", self.job_lease_s, 1.0, 3_600.0),
+        ] {
+            wrong.extend(nr_config::seconds_in(setting, value, min, max).err());
+        }
+        nr_config::refused(wrong).map_err(anyhow::Error::msg)
+    }
+}

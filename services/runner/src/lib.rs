@@ -122,6 +122,7 @@ impl Runner {
     /// Prepares the work directory and the worker socket, loads every deployed app,
     /// and subscribes to `runner.exec.*`.
     pub async fn build(config: RunnerConfig, deps: RunnerDeps) -> anyhow::Result<Runner> {
+        config.check()?;
         let id = format!("runner-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let switch_users = nr_infra::contain::can_switch_users();
         if !switch_users {

@@ -121,3 +121,43 @@ pub fn cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(2)
 }
+
+/// Checks a time setting: a number of seconds from `min` to `max`. The error names the
+/// setting, the range and what was given, for a start refused before anything runs.
+pub fn seconds_in(setting: &str, value: f64, min: f64, max: f64) -> Result<(), String> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{setting} must be a number of seconds from {min} to {max} (got {value})"
+        ))
+    }
+}
+
+/// Joins the errors of a configuration check into one, or none when there are none.
+pub fn refused(errors: Vec<String>) -> Result<(), String> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("bad configuration: {}", errors.join("; ")))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod seconds_tests {
+    use super::seconds_in;
+
+    #[test]
+    fn a_time_setting_out_of_range_or_not_a_number_is_refused_by_name() {
+        assert!(seconds_in("NR_X_S", 30.0, 1.0, 86_400.0).is_ok());
+        assert!(seconds_in("NR_X_S", 1.0, 1.0, 86_400.0).is_ok());
+        for bad in [0.0, -1.0, 86_401.0, f64::NAN, f64::INFINITY] {
+            let e = seconds_in("NR_X_S", bad, 1.0, 86_400.0).unwrap_err();
+            assert!(
+                e.starts_with("NR_X_S must be a number of seconds from 1 to 86400 (got "),
+                "{e}"
+            );
+        }
+    }
+}
