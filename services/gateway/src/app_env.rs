@@ -184,20 +184,20 @@ pub(crate) async fn set_env(
         }
     };
     let actor = caller.0.name.clone();
+    let set = SetEnv {
+        app: &app,
+        name,
+        value,
+        secret,
+        actor: &actor,
+    };
+    // Refused before the lock is taken: a bad change never makes the runners wait.
+    appenv::check_set(state.secrets.as_deref(), &set).map_err(env_error)?;
     // The row and its event land together: the change commits only once the event is
     // stored, and runners reading on that event wait for the commit.
     let mut change = appenv::begin(&state.db, &app).await.map_err(env_error)?;
     change
-        .set(
-            state.secrets.as_deref(),
-            SetEnv {
-                app: &app,
-                name,
-                value,
-                secret,
-                actor: &actor,
-            },
-        )
+        .set(state.secrets.as_deref(), set)
         .await
         .map_err(env_error)?;
     let seq = publish(&state, &caller, &app, name, EnvChange::Set, secret).await?;
@@ -238,6 +238,7 @@ pub(crate) async fn unset_env(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(perms::APPS_ENV)?;
     check_app(&app)?;
+    appenv::check_name(&name).map_err(env_error)?;
     let mut change = appenv::begin(&state.db, &app).await.map_err(env_error)?;
     let Some(secret) = change.unset(&name).await.map_err(env_error)? else {
         return Err(ApiError::NotFound(format!(

@@ -369,3 +369,47 @@ async fn a_deploy_check_without_the_secrets_key_runs_with_the_variables_and_name
         .await
         .unwrap();
 }
+
+/// A refused change is answered while another change holds the variables' lock: it is
+/// checked before the lock is taken, so it never holds it (nor makes the runners' reads
+/// of the variables wait behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_is_answered_at_once_while_another_change_holds_the_lock() {
+    let h = Harness::start().await;
+    let app = app_name("envlockchk");
+    let pool = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let mut held = pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE noderouter_core.app_env IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let within = |what: &'static str| {
+        move |answer: Result<(StatusCode, Value), tokio::time::error::Elapsed>| {
+            answer.unwrap_or_else(|_| panic!("{what}: the refusal waited for the lock"))
+        }
+    };
+    let limit = Duration::from_secs(10);
+    for (body, field) in [
+        (json!({"name": "lower", "value": "x"}), "name"),
+        (json!({"name": "PYTHONPATH", "value": "x"}), "name"),
+        (
+            json!({"name": "BIG", "value": "x".repeat(32 * 1024 + 1)}),
+            "value",
+        ),
+    ] {
+        let (s, b) = within("set")(tokio::time::timeout(limit, set(&h, &app, body)).await);
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["details"]["field"], field, "{b}");
+    }
+    let delete = h
+        .http
+        .delete(format!("{}/admin/api/apps/{app}/env/lower", h.url));
+    let (s, b) = within("unset")(tokio::time::timeout(limit, send(delete)).await);
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["details"]["field"], "name", "{b}");
+    // Once the change in flight ends, a good change goes through.
+    held.rollback().await.unwrap();
+    let (s, b) = set(&h, &app, json!({"name": "GOOD", "value": "x"})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    pool.close().await;
+}

@@ -117,7 +117,7 @@ pub async fn set(
     key: Option<&SecretsKey>,
     change: SetEnv<'_>,
 ) -> Result<(), EnvError> {
-    validate(key, &change)?;
+    check_set(key, &change)?;
     let mut c = begin(db, change.app).await?;
     c.set(key, change).await?;
     c.commit().await
@@ -131,8 +131,9 @@ pub async fn unset(db: &PgPool, app: &str, name: &str) -> Result<Option<bool>, E
     Ok(was)
 }
 
-/// What is wrong with a change before any database is asked.
-fn validate(key: Option<&SecretsKey>, change: &SetEnv<'_>) -> Result<(), EnvError> {
+/// What is wrong with a change before any database is asked: check it before
+/// [`begin`], so a refused change never holds the lock (and the runners' reads with it).
+pub fn check_set(key: Option<&SecretsKey>, change: &SetEnv<'_>) -> Result<(), EnvError> {
     check_name(change.name)?;
     check_value(change.value)?;
     if change.secret && key.is_none() {
@@ -152,7 +153,7 @@ async fn write(
     key: Option<&SecretsKey>,
     change: SetEnv<'_>,
 ) -> Result<(), EnvError> {
-    validate(key, &change)?;
+    check_set(key, &change)?;
     let (others,): (i64,) = sqlx::query_as(
         "SELECT COALESCE(SUM(octet_length(name) + octet_length(value)), 0)::BIGINT \
          FROM noderouter_core.app_env WHERE app_name = $1 AND name <> $2",

@@ -7,7 +7,7 @@
 mod change;
 mod key;
 
-pub use change::{begin, set, unset, Change, SetEnv};
+pub use change::{begin, check_set, set, unset, Change, SetEnv};
 pub use key::{load_or_create_file, BadKey, SecretsKey};
 
 use sqlx::PgPool;
