@@ -28,7 +28,7 @@ pub struct DeployConfig {
     pub python: String,
     /// Postgres URL handed to the app as `DATABASE_URL` during the import check, as the
     /// runner does (module-level migrations run against it).
-    #[arg(long = "database-url", env = "DATABASE_URL")]
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Key that opens app secrets for the import check (the gateways' and runners'
     /// `NR_SECRETS_KEY`), so module-level code reads them as it will on the runner.

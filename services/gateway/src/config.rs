@@ -34,7 +34,8 @@ pub struct GatewayConfig {
     /// cannot be set (variables can).
     #[arg(long, env = "NR_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<String>,
-    /// Attempts an async job gets when its runner dies under it.
+    /// Runs of an async job in all when its manifest sets no `job_retry.attempts` (the
+    /// first run included; see the manifest's `job_retry` for what is retried).
     #[arg(long, env = "NR_JOB_MAX_ATTEMPTS", default_value_t = 3)]
     pub job_max_attempts: i32,
     /// How long a deploy (checks included) may take, seconds.
@@ -103,6 +104,27 @@ impl GatewayConfig {
             wrong.push(format!(
                 "NR_JOB_MAX_ATTEMPTS must be at least 1 (got {})",
                 self.job_max_attempts
+            ));
+        }
+        for (setting, value, min) in [
+            ("NR_DB_POOL", u64::from(self.db.db_pool), 1),
+            ("NR_MAX_BODY_BYTES", self.max_body_bytes as u64, 1),
+            ("NR_MAX_BUNDLE_BYTES", self.max_bundle_bytes as u64, 1),
+            ("NR_SESSION_TTL_S", self.auth.session_ttl_s, 60),
+            (
+                "NR_PASSWORD_MIN_LENGTH",
+                self.auth.password_min_length as u64,
+                8,
+            ),
+        ] {
+            if value < min {
+                wrong.push(format!("{setting} must be at least {min} (got {value})"));
+            }
+        }
+        if self.auth.jwt_leeway_s > 120 {
+            wrong.push(format!(
+                "NR_JWT_LEEWAY_S must be at most 120 (got {})",
+                self.auth.jwt_leeway_s
             ));
         }
         if let Err(e) = nr_auth::jwt::Jwt::from_args(&self.auth) {

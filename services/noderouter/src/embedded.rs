@@ -20,7 +20,9 @@ use nr_config::NatsArgs;
 /// Settings of the private NATS server `noderouter up` starts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EmbeddedArgs {
-    /// Where the embedded default keeps its state (NATS store and credentials, runner key).
+    /// Where `noderouter up` keeps everything on disk: the private NATS's store and
+    /// credentials, the runner key, the secrets key, the admin token, and (unless set
+    /// otherwise) the bundles and the runner directory.
     #[arg(long, env = "NR_DATA_DIR", default_value = ".data")]
     pub data_dir: PathBuf,
     /// Port of the private NATS server started when `NR_NATS_URL` is not given.

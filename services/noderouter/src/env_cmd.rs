@@ -85,8 +85,9 @@ fn read_value(app: &str, name: &str, secret: bool) -> anyhow::Result<String> {
     } else {
         stdin.lock().read_to_string(&mut v)?;
         if v.is_empty() {
+            let flag = if secret { " --secret" } else { "" };
             anyhow::bail!(
-                "no value for {name}: standard input was empty. Give the value as an argument, pipe it in (`printf %s \"$VALUE\" | noderouter app env set {app} {name}`), or pass '' to set it empty"
+                "no value for {name}: standard input was empty. Give the value as an argument, pipe it in (`printf %s \"$VALUE\" | noderouter app env set {app} {name}{flag}`), or pass '' to set it empty"
             );
         }
     }

@@ -85,7 +85,7 @@ enum AppCommand {
         python: String,
         /// Handed to the app as DATABASE_URL during the import check (its module-level
         /// migrations run against it); unset, the app sees none.
-        #[arg(long, env = "DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// Skip the import check (main.py is not run).
         #[arg(long)]
@@ -147,7 +147,7 @@ struct RemoteArgs {
     #[arg(long, env = "NR_URL", default_value = "http://127.0.0.1:3000")]
     url: String,
     /// Bearer token, when the platform requires one.
-    #[arg(long, env = "NR_TOKEN")]
+    #[arg(long, env = "NR_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 
@@ -238,6 +238,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A lifetime as the banner says it: `12 h`, `90 min`, `45 s`.
+fn lifetime(s: u64) -> String {
+    match s {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// True when a setting was given (flag or environment) rather than defaulted.
 fn given(env: &str, flag: &str) -> bool {
     std::env::var_os(env).is_some()
@@ -276,6 +285,10 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     let stop = nr_telemetry::shutdown_on_signal();
     // Without a NATS of the operator's, run a private one that refuses anyone without the
     // generated credentials; kept alive until the platform stops.
+    // Refused before anything starts or is written (the private NATS included).
+    config.gateway.check()?;
+    config.runner().check()?;
+    let session_ttl_s = config.gateway.auth.session_ttl_s;
     place_under_data_dir(&mut config)?;
     let embedded_nats = if given("NR_NATS_URL", "--nats-url") {
         None
@@ -337,7 +350,8 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     }
     noderouter::embedded::write_private(&token_file, &admin_token)?;
     println!(
-        "  admin session token (valid 12 h, readable by this user only): export NR_TOKEN=$(cat {})",
+        "  admin session token (valid {}, readable by this user only): export NR_TOKEN=$(cat {})",
+        lifetime(session_ttl_s),
         token_file.display()
     );
     println!(

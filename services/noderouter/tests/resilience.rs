@@ -108,6 +108,68 @@ async fn with_nats_down_calls_answer_503_at_once_and_everything_resumes_when_it_
     assert_eq!(b, json!({"version": "2.0.0"}));
 }
 
+/// Resumes a paused process when the test ends, passed or failed.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGCONT,
+        );
+    }
+}
+
+/// A NATS server that hangs (here: paused with SIGSTOP) keeps the gateway's connection
+/// open but answers nothing: `/readyz` says so within its probe time, rather than ready
+/// while every change waits for an answer that does not come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_reports_a_nats_server_that_hangs() {
+    let h = Harness::start().await;
+    let readyz = || async {
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            h.http.get(format!("{}/readyz", h.url)).send(),
+        )
+        .await
+        .expect("/readyz did not answer within 10 s")
+        .unwrap();
+        let status = res.status();
+        (status, res.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (s, b) = readyz().await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let pid = h.nats.pid() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let resume = Resume(pid);
+    let (s, b) = readyz().await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("NATS is unreachable"),
+        "{b}"
+    );
+    drop(resume);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, b) = readyz().await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after SIGCONT: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Calls over the bus (as between separate services): one that is running when the
 /// gateway's NATS connection drops cannot get its reply any more, and is answered 503 at
 /// once instead of after its whole time limit; calls resume when NATS is back.
@@ -395,6 +457,27 @@ async fn settings_out_of_range_are_refused_by_name_before_anything_starts() {
         (
             &["--job-max-attempts", "0"][..],
             "NR_JOB_MAX_ATTEMPTS must be at least 1 (got 0)",
+        ),
+        // A pool of none made sqlx panic at start.
+        (
+            &["--db-pool", "0"][..],
+            "NR_DB_POOL must be at least 1 (got 0)",
+        ),
+        (
+            &["--jwt-leeway-s", "121"][..],
+            "NR_JWT_LEEWAY_S must be at most 120 (got 121)",
+        ),
+        (
+            &["--session-ttl-s", "0"][..],
+            "NR_SESSION_TTL_S must be at least 60 (got 0)",
+        ),
+        (
+            &["--max-body-bytes", "0"][..],
+            "NR_MAX_BODY_BYTES must be at least 1 (got 0)",
+        ),
+        (
+            &["--app-uid-base", "1000000", "--app-uid-count", "0"][..],
+            "NR_APP_UID_COUNT must be at least 1 (got 0)",
         ),
     ] {
         let config = common::config_for(&nats, &db, dir.path(), flags);

@@ -16,6 +16,7 @@ pub struct RunnerConfig {
     #[arg(
         long = "app-database-url",
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/noderouter"
     )]
     pub database_url: String,
@@ -141,6 +142,9 @@ impl RunnerConfig {
             ("NR_JOB_LEASE_S", self.job_lease_s, 1.0, 3_600.0),
         ] {
             wrong.extend(nr_config::seconds_in(setting, value, min, max).err());
+        }
+        if self.contain.app_uid_count == 0 {
+            wrong.push("NR_APP_UID_COUNT must be at least 1 (got 0)".into());
         }
         nr_config::refused(wrong).map_err(anyhow::Error::msg)
     }

@@ -15,7 +15,12 @@ use crate::nats_auth::Role;
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL (JetStream enabled).
-    #[arg(long, env = "NR_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "NR_NATS_URL",
+        hide_env_values = true,
+        default_value = "nats://127.0.0.1:4222"
+    )]
     pub nats_url: String,
     /// NATS user this service connects as (with `NR_NATS_PASSWORD`).
     #[arg(long, env = "NR_NATS_USER")]
@@ -92,6 +97,7 @@ pub struct DbArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/noderouter"
     )]
     pub database_url: String,

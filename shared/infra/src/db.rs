@@ -12,6 +12,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn connect(url: &str, max: u32) -> anyhow::Result<PgPool> {
+    // A pool of none cannot be built (sqlx's queue panics on it): say which setting.
+    anyhow::ensure!(max >= 1, "NR_DB_POOL must be at least 1 (got {max})");
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -53,11 +53,34 @@ pub async fn object_store(store: &Store) -> Result<(), String> {
     }
 }
 
+/// `Err` naming NATS when the client is not connected, or when the server does not
+/// answer a JetStream request within [`PROBE_TIMEOUT`]: a server that hangs (stopped,
+/// overloaded, its disk stalled) keeps the connection open but answers nothing, and
+/// every request the service makes would wait its whole time limit.
+pub async fn nats_round_trip(client: &async_nats::Client) -> Result<(), String> {
+    nats(client)?;
+    // Any answer will do: what counts is that the server answers at all.
+    let info = client.request("$JS.API.INFO", bytes::Bytes::new());
+    match tokio::time::timeout(PROBE_TIMEOUT, info).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("{NATS_DOWN}: JetStream does not answer ({e})")),
+        Err(_) => Err(format!(
+            "{NATS_DOWN}: no answer within {} s",
+            PROBE_TIMEOUT.as_secs_f64()
+        )),
+    }
+}
+
 impl Deps {
     /// Every dependency that is down, joined with `; `.
     pub async fn check(&self) -> Result<(), String> {
-        let nats = self.nats.as_ref().map(nats).unwrap_or(Ok(()));
-        let (db, store) = tokio::join!(
+        let (nats, db, store) = tokio::join!(
+            async {
+                match &self.nats {
+                    Some(c) => nats_round_trip(c).await,
+                    None => Ok(()),
+                }
+            },
             async {
                 match &self.db {
                     Some(db) => postgres(db).await,

@@ -116,10 +116,12 @@ pub async fn submit_many(db: &PgPool, jobs: &[QueuedJob]) -> Result<Vec<bool>, s
     Ok(ids.iter().map(|id| queued.contains(id)).collect())
 }
 
-/// Marks a job that could not be queued as failed.
+/// Marks a job that could not be queued as failed, and frees its Idempotency-Key.
 pub async fn fail_unqueued(db: &PgPool, id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE noderouter_core.job_queue SET status = $2, error_message = $3 WHERE id = $1",
+        // The key goes with it: the client was told the submit failed, and its retry under
+        // the same key must queue the job, not be answered with this one.
+        "UPDATE noderouter_core.job_queue SET status = $2, error_message = $3, idempotency_key = NULL WHERE id = $1",
     )
     .bind(id)
     .bind(JobStatus::Failed.as_str())

@@ -130,6 +130,11 @@ impl TestNats {
 
     /// Stops the server (SIGKILL, as a crash or a cut network looks to clients). Its
     /// JetStream store stays on disk for [`TestNats::restart`].
+    /// The server's process id (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

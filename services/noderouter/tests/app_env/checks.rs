@@ -210,6 +210,15 @@ async fn the_cli_sets_lists_and_unsets_against_the_running_platform() {
     let (ok, out, err) = cli(&h, &["set", &app, "EMPTY"], Some("")).await;
     assert!(!ok, "{out}");
     assert!(err.contains("standard input was empty"), "{err}");
+    // For a secret, the command it suggests sets a secret (not a readable variable).
+    let (ok, out, err) = cli(&h, &["set", &app, "EMPTY_SECRET", "--secret"], Some("")).await;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!(
+            "| noderouter app env set {app} EMPTY_SECRET --secret`"
+        )),
+        "{err}"
+    );
     let (ok, out, err) = cli(&h, &["set", &app, "EMPTY", ""], None).await;
     assert!(ok, "{out}{err}");
     let (_, out, _) = cli(&h, &["list", &app, "--json"], None).await;
