@@ -216,7 +216,9 @@ async fn hog_and_quick(hog_limit: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_runner_hands_its_running_jobs_back_at_once() {
-    let mut h = Harness::start().await;
+    // A long lease (the work items' ack wait): the job must not wait for it.
+    let long_lease = ["--job-lease-s", "120"];
+    let mut h = Harness::start_with(&long_lease).await;
     let app = app_name("drain");
     h.deploy_ok(
         &app,
@@ -253,6 +255,35 @@ async fn a_stopping_runner_hands_its_running_jobs_back_at_once() {
         3,
         "the handed-back attempt counts against the job"
     );
+    // Its work item goes back to NR_JOBS for the next runner at once: a runner started
+    // now runs it, rather than after the stopped runner's ack wait (the lease, 120 s
+    // here) runs out. (Before, the stopping runner kept pulling: it took the item back,
+    // handed it back again, dozens of times, and the last delivery waited out the lease.)
+    let config = common::config_for(&h.nats, &h.db, h.dir.path(), &long_lease);
+    let platform = noderouter::Platform::start(config).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (status, now): (String, i32) = sqlx::query_as(
+            "SELECT status, attempt FROM noderouter_core.job_queue WHERE id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if status == "running" && now > attempt {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the handed-back job did not run again within 60 s of the next start (its lease is 120 s): {status}, attempt {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "the handed-back job ran again {:?} after the next start",
+        started.elapsed()
+    );
+    platform.shutdown().await.unwrap();
 }
 
 /// A job's slot goes to the app's next job as soon as its worker is done with it: while

@@ -67,6 +67,9 @@ pub(crate) struct JobTable {
     apps: Mutex<HashMap<String, AppSlots>>,
     /// Set on SIGTERM: running jobs are handed back, nothing new is claimed.
     pub(crate) draining: AtomicBool,
+    /// Cancelled when the runner stops pulling jobs (at the start of a drain, or at
+    /// shutdown): a handed-back job must go to another runner, not back to this one.
+    pub(crate) intake: CancellationToken,
     /// Jobs between their claim and their last write.
     pub(crate) active: std::sync::atomic::AtomicUsize,
     pub(crate) claims: Mutex<Option<nr_jobs::Batcher<Uuid, ClaimResult>>>,
@@ -79,6 +82,7 @@ impl Default for JobTable {
             running: Mutex::new(HashMap::new()),
             apps: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            intake: CancellationToken::new(),
             active: std::sync::atomic::AtomicUsize::new(0),
             claims: Mutex::new(None),
             finishes: Mutex::new(None),
@@ -173,7 +177,15 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
                 }
             }
         });
-    let drain = Drain::from_token(shutdown);
+    let intake = inner.jobs.intake.clone();
+    tokio::spawn({
+        let intake = intake.clone();
+        async move {
+            shutdown.cancelled().await;
+            intake.cancel();
+        }
+    });
+    let drain = Drain::from_token(intake);
     consume(
         "job-intake",
         slotted,
@@ -355,6 +367,12 @@ async fn prune_loop(inner: Arc<Inner>, stop: CancellationToken) {
 /// attempt not counted) and wait, at most `within`, until they are.
 pub(crate) async fn drain(inner: &Inner, within: Duration) {
     inner.jobs.draining.store(true, Ordering::SeqCst);
+    // Stop pulling first: the intake loop ends and its pull subscription goes, so the
+    // work items handed back below are delivered to other runners (or the next start)
+    // at once. Pulling on, this runner took each one back, claimed it and handed it back
+    // again until it stopped, and the last delivery waited out the ack wait (the lease).
+    inner.jobs.intake.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let running: Vec<CancellationToken> = inner
         .jobs
         .lock()
