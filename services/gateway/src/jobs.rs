@@ -466,7 +466,7 @@ pub(crate) struct JobPage {
     params(JobQuery),
     responses(
         (status = 200, description = "The caller's jobs (every user's with `all=true`), newest first", body = JobPage),
-        (status = 400, description = "A bad filter or cursor", body = ErrorBody),
+        (status = 400, description = "A bad filter, cursor or limit (1-500)", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`all=true` without `jobs:read_all`", body = ErrorBody),
     ),
@@ -510,7 +510,12 @@ pub(crate) async fn list_jobs(
             })
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be from 1 to 500 (got {limit})"
+        )));
+    }
     let own = nr_jobs::Viewer::Submitter(&caller.0.sub);
     let jobs = nr_jobs::list(
         &state.db,

@@ -384,6 +384,21 @@ async fn jobs_are_private_to_their_submitter_and_submit_is_idempotent() {
         .unwrap();
     assert_eq!(page2["jobs"].as_array().unwrap().len(), 1);
     assert!(page2["next_before"].is_null());
+    // A page size out of range is refused, not quietly changed (limit=0 listed a job).
+    for limit in ["0", "501", "-1"] {
+        let r = alice
+            .get(format!("{}/api/async/jobs?limit={limit}", h.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "limit={limit}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(
+            b["error"],
+            format!("limit must be from 1 to 500 (got {limit})"),
+            "{b}"
+        );
+    }
     let bobs: Value = bob
         .get(format!("{}/api/async/jobs", h.url))
         .send()
@@ -415,6 +430,23 @@ async fn api_tokens_work_until_revoked() {
     assert_eq!(s, StatusCode::CREATED, "{made}");
     let token = made["token"].as_str().unwrap();
     assert!(token.starts_with("nrt_"));
+    // A token that would end at once is refused (it was issued, already expired).
+    for short in [0, 59] {
+        let (s, b) = post(
+            &h.http,
+            format!("{}/admin/api/tokens", h.url),
+            json!({"name": "brief", "roles": ["robots"], "expires_in_s": short}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert!(
+            b["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("expires_in_s must be at least 60"),
+            "{b}"
+        );
+    }
     let robot = client_with_token(token);
     assert_eq!(
         post(&robot, format!("{}/api/sync/{app}", h.url), json!({}))

@@ -138,6 +138,11 @@ pub(crate) async fn create_token(
             )));
         }
     }
+    if body.expires_in_s.is_some_and(|s| s < 60) {
+        return Err(ApiError::BadRequest(
+            "expires_in_s must be at least 60 (a token that ends at once is no use); leave it out for a token that does not expire".into(),
+        ));
+    }
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
     let secret = nr_auth::password::random_secret();
     let expires_at = body.expires_in_s.map(|s| {
