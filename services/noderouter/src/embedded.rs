@@ -11,11 +11,13 @@ use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nr_config::nats_auth::{self, Passwords, Role};
 use nr_config::NatsArgs;
+
+mod supervise;
 
 /// Settings of the private NATS server `noderouter up` starts.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,13 +78,10 @@ pub fn runner_secret(data_dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-/// The private NATS server, stopped when dropped.
+/// The private NATS server, watched and started again should it stop (see
+/// [`supervise`]) until [`EmbeddedNats::stop`].
 pub struct EmbeddedNats {
-    _child: Option<tokio::process::Child>,
-    /// A server found running from an earlier start (its pid): stopped by [`stop`] too.
-    ///
-    /// [`stop`]: EmbeddedNats::stop
-    adopted: Option<i32>,
+    supervisor: supervise::Supervisor,
     pub url: String,
     pub passwords_file: PathBuf,
     /// `NATS_URL`, `NATS_USER`, `NATS_PASSWORD` of the read-only `reader` user.
@@ -93,35 +92,13 @@ impl EmbeddedNats {
     /// Stops the server (SIGTERM, so JetStream closes its files; SIGKILL after 5 s) and
     /// waits until it is gone, whether this start ran it or found it running from an
     /// earlier one.
-    pub async fn stop(mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        if let Some(pid) = self.adopted.take() {
-            let pid = Pid::from_raw(pid);
-            let _ = kill(pid, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            // Not our child: gone once signal 0 finds no such process.
-            while kill(pid, None).is_ok() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if kill(pid, None).is_ok() {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            return;
-        }
-        let Some(mut child) = self._child.take() else {
-            return;
-        };
-        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        let _ = child.kill().await;
+    pub async fn stop(self) {
+        self.supervisor.stop().await;
+    }
+
+    /// Leaves the server running and unwatched, as a platform killed outright does.
+    pub fn detach(self) {
+        self.supervisor.detach();
     }
 
     /// Connection settings that give each service its own user.
@@ -241,9 +218,14 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
             passwords.get(Role::Reader).unwrap_or_default()
         ),
     )?;
-    let embedded = |child, adopted| EmbeddedNats {
-        _child: child,
-        adopted,
+    let launch = supervise::Launch {
+        binary: server_binary(&args.nats_server),
+        conf: conf_path.clone(),
+        log: dir.join("nats.log"),
+        port,
+    };
+    let embedded = |server| EmbeddedNats {
+        supervisor: supervise::Supervisor::start(server, launch.clone()),
         url: url.clone(),
         passwords_file: passwords_file.clone(),
         reader_file: reader_file.clone(),
@@ -263,7 +245,7 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
                 tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
                 let pid = running_server(&dir.join("nats.pid"), &conf_path);
                 reload(pid);
-                Ok(embedded(None, pid))
+                Ok(embedded(supervise::Server::Adopted(pid)))
             }
             Err(_) => Err(anyhow::anyhow!(
                 "port {port} is taken by another process: set NR_EMBEDDED_NATS_PORT to a free port, \
@@ -271,38 +253,9 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
             )),
         };
     }
-    let log = std::fs::File::create(dir.join("nats.log"))?;
-    let mut child = tokio::process::Command::new(server_binary(&args.nats_server))
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (install nats-server, or set NR_NATS_URL to a NATS server you run)",
-                args.nats_server
-            )
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            tracing::info!(%url, "embedded NATS server started with authorization");
-            return Ok(embedded(Some(child), None));
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            anyhow::bail!(
-                "the embedded nats-server exited ({status}); see {}",
-                dir.join("nats.log").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!(
-        "the embedded nats-server did not listen on port {port} within 10 s; see {}",
-        dir.join("nats.log").display()
-    )
+    let child = launch.start(false).await?;
+    tracing::info!(%url, "embedded NATS server started with authorization");
+    Ok(embedded(supervise::Server::Child(child)))
 }
 
 /// `path`, unless it does not exist and one of `older` (where an earlier release or

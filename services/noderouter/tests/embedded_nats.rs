@@ -293,7 +293,7 @@ async fn a_server_left_running_reads_the_new_permission_table_at_the_next_start(
 
     // The platform is killed: its server keeps running. The next start reuses it.
     let url = first.url.clone();
-    std::mem::forget(first);
+    first.detach();
     let second = embedded::start(&args).await.unwrap();
     assert_eq!(second.url, url);
     let mut allowed = false;
@@ -404,5 +404,75 @@ async fn everything_kept_goes_under_the_data_directory() {
     assert_eq!(
         std::fs::read_to_string(legacy.join("secrets.key")).unwrap(),
         sealed_with
+    );
+}
+
+/// The private NATS server killed under a running platform is started again on the
+/// same port, configuration and store, and the platform is ready again by itself
+/// (before, it answered 503 to everything until it was restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_private_nats_killed_under_the_platform_is_started_again() {
+    let db = nr_testkit::TestDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = nr_testkit::free_port().unwrap();
+    let (child, printed) = noderouter_up(&db, dir.path(), port).await;
+    let http = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("NodeRouter is up at "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let pid_file = dir.path().join("data/nats/nats.pid");
+    let pid = || -> Option<i32> { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() };
+    let first = pid().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client.get(format!("{http}/readyz")).send().await;
+        let restarted = pid().is_some_and(|p| p != first);
+        if restarted && ready.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the platform was not ready again within 60 s of its NATS server's death (restarted: {restarted})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The bus works again: a change that is an event on it goes through.
+    // The services' consumers resume on their own time (a missed heartbeat or two).
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let since = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let made = client
+            .post(format!("{http}/admin/api/roles"))
+            .bearer_auth(token.trim())
+            .json(&serde_json::json!({"name": format!("after-restart-{n}"), "permissions": ["apps:read"]}))
+            .send()
+            .await
+            .unwrap();
+        let status = made.status();
+        let text = made.text().await.unwrap_or_default();
+        if status.is_success() {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "no change went through within 60 s of the restart: {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("a change went through {:?} after ready", since.elapsed());
+    stop(child).await;
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the restarted NATS server outlived the platform"
     );
 }
