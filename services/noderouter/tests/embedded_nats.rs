@@ -83,6 +83,16 @@ async fn up_and_running(mut cmd: tokio::process::Command) -> (tokio::process::Ch
     (child, printed)
 }
 
+/// The platform's address, as its banner gives it.
+fn base_url(printed: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| l.strip_prefix("NodeRouter is up at "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 /// Stops `noderouter up` as Ctrl-C would, and waits for it.
 async fn stop(mut child: tokio::process::Child) {
     let pid = child.id().unwrap().to_string();
@@ -134,12 +144,7 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
         )),
         "{printed}"
     );
-    let http = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("NodeRouter is up at "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let http = base_url(&printed);
     let apps = reqwest::Client::new()
         .get(format!("{http}/admin/api/apps"))
         .bearer_auth(token.trim())
@@ -416,12 +421,7 @@ async fn the_private_nats_killed_under_the_platform_is_started_again() {
     let dir = tempfile::tempdir().unwrap();
     let port = nr_testkit::free_port().unwrap();
     let (child, printed) = noderouter_up(&db, dir.path(), port).await;
-    let http = printed
-        .lines()
-        .find_map(|l| l.strip_prefix("NodeRouter is up at "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let http = base_url(&printed);
     let pid_file = dir.path().join("data/nats/nats.pid");
     let pid = || -> Option<i32> { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() };
     let first = pid().unwrap();
