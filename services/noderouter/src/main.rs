@@ -7,6 +7,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod author;
 mod env_cmd;
+mod examples;
 mod job_cmd;
 mod nats_config;
 mod scaffold;
@@ -283,13 +284,13 @@ fn place_under_data_dir(config: &mut PlatformConfig) -> anyhow::Result<()> {
 async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Result<()> {
     nr_telemetry::init();
     let stop = nr_telemetry::shutdown_on_signal();
-    // Without a NATS of the operator's, run a private one that refuses anyone without the
-    // generated credentials; kept alive until the platform stops.
     // Refused before anything starts or is written (the private NATS included).
     config.gateway.check()?;
     config.runner().check()?;
     let session_ttl_s = config.gateway.auth.session_ttl_s;
     place_under_data_dir(&mut config)?;
+    // Without a NATS of the operator's, run a private one that refuses anyone without the
+    // generated credentials; kept alive until the platform stops.
     let embedded_nats = if given("NR_NATS_URL", "--nats-url") {
         None
     } else {
@@ -319,31 +320,14 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
         stop.cancelled().await;
         token.cancel();
     });
-    let mut deployed = Vec::new();
-    if let Some(dir) = examples {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("manifest.json").is_file())
-            .collect();
-        entries.sort();
-        for app in entries {
-            match deploy_path(&url, &app, Some(&admin_token)).await {
-                Ok(report) => deployed.push(format!(
-                    "{} {}",
-                    report["app_name"].as_str().unwrap_or_default(),
-                    report["version"].as_str().unwrap_or_default()
-                )),
-                Err(e) => {
-                    tracing::error!(app = %app.display(), error = %e, "example app not deployed")
-                }
-            }
-        }
-    }
+    let deployed = match examples {
+        Some(dir) => examples::deploy_all(&url, &dir, &admin_token).await?,
+        None => Vec::new(),
+    };
     println!();
     println!("NodeRouter is up at {url}");
-    for app in &deployed {
-        println!("  deployed {app}");
+    for line in &deployed {
+        println!("  {line}");
     }
     if let Some(dir) = token_file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -384,37 +368,4 @@ fn nr_auth_keys_empty(config: &PlatformConfig) -> bool {
         .as_deref()
         .map(|s| s.split(',').all(|k| k.trim().is_empty()))
         .unwrap_or(true)
-}
-
-/// Uploads a folder (packed first) or a zip to `POST /admin/api/apps/deploy`.
-async fn deploy_path(
-    url: &str,
-    path: &Path,
-    token: Option<&str>,
-) -> anyhow::Result<serde_json::Value> {
-    let (file_name, bytes) = author::load_bundle(path)?;
-    let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name);
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let mut req = reqwest::Client::new()
-        .post(format!(
-            "{}/admin/api/apps/deploy",
-            url.trim_end_matches('/')
-        ))
-        .multipart(form);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!(
-            "deploy refused ({status}): {}",
-            serde_json::to_string_pretty(&body).unwrap_or_default()
-        );
-    }
-    Ok(body)
 }

@@ -403,8 +403,15 @@ async fn everything_kept_goes_under_the_data_directory() {
     std::fs::create_dir_all(&legacy).unwrap();
     std::fs::rename(data.join("secrets.key"), legacy.join("secrets.key")).unwrap();
     let sealed_with = std::fs::read_to_string(legacy.join("secrets.key")).unwrap();
-    let (child, _) = up_and_running(up(&one_example(dir.path(), &app))).await;
+    let (child, printed) = up_and_running(up(&one_example(dir.path(), &app))).await;
     stop(child).await;
+    // The example is what the app serves already: not deployed again (each start
+    // added a revision and ran its import again).
+    assert!(
+        printed.contains(&format!("kept {app} 1.0.0 (unchanged)")),
+        "{printed}"
+    );
+    assert!(!printed.contains(&format!("deployed {app}")), "{printed}");
     assert!(!data.join("secrets.key").exists(), "a second key was made");
     assert_eq!(
         std::fs::read_to_string(legacy.join("secrets.key")).unwrap(),
