@@ -25,6 +25,8 @@ def execute(data, conn=None):
     log.info("to logging " + tag)
     for i in range(data.get("lines", 0)):
         print("flood %s %04d %s" % (tag, i, "z" * 80))
+    if data.get("raise"):
+        raise ValueError("boom " + tag)
     return {"ok": True}
 "#;
 
@@ -130,4 +132,36 @@ async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
     ] {
         assert!(lines[0].contains(&field), "{field} missing in {}", lines[0]);
     }
+
+    // A job that raises: the runner's warning names the job and the submit's request id.
+    let (tag, rid) = (app_name("raise"), app_name("rid"));
+    let r = h
+        .http
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("x-request-id", &rid)
+        .json(&json!({"tag": tag, "raise": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let raised: Vec<String> = logged("job raised")
+        .into_iter()
+        .filter(|l| l.contains(&id))
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert!(
+        raised[0].contains(&format!("request_id={rid}")),
+        "request_id missing in {}",
+        raised[0]
+    );
 }

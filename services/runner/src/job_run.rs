@@ -427,7 +427,7 @@ async fn run(
         Ok(reply) => Ok((reply, host)),
         Err(JobError { error, logs }) => Err(match error {
             CallError::Exception { error, traceback } => {
-                tracing::warn!(job = %id, app = %job.app_name, error = %clean(&error, MAX_LINE), traceback = %clean(&traceback, MAX_TRACEBACK), "job raised");
+                tracing::warn!(job = %id, app = %job.app_name, request_id = %claimed.request_id.as_deref().unwrap_or_default(), error = %clean(&error, MAX_LINE), traceback = %clean(&traceback, MAX_TRACEBACK), "job raised");
                 Failure {
                     kind: Kind::Raised,
                     error,
