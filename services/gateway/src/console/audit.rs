@@ -243,7 +243,11 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
             format!("{}:{}", text("app_name")?, text("schedule")?),
         ),
         _ => {
-            let op = text("op")?;
+            let mut op = text("op")?;
+            // One event both disables and enables a user: name what it did.
+            if op == "user_disabled" && data.get("disabled") == Some(&Value::Bool(false)) {
+                op = "user_enabled".into();
+            }
             let target = ["username", "name", "role", "app_name", "id", "jti"]
                 .iter()
                 .find_map(|k| text(k))
@@ -312,6 +316,22 @@ mod tests {
         );
         let shown = serde_json::to_string(&e).unwrap();
         assert!(!shown.contains("argon2"), "{shown}");
+    }
+
+    #[test]
+    fn enabling_a_user_again_reads_as_enabled_not_disabled() {
+        for (disabled, action) in [(true, "user_disabled"), (false, "user_enabled")] {
+            let ev = Envelope::new(
+                "rbac.changed",
+                "gateway/x",
+                RbacChange::UserDisabled {
+                    id: "u1".into(),
+                    disabled,
+                },
+            );
+            let e = entry("access", 9, &encode(&ev).unwrap()).unwrap();
+            assert_eq!(e.action, action);
+        }
     }
 
     #[test]
