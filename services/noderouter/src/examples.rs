@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
-use crate::author;
+use crate::author::{self, Remote};
 
 /// Deploys the examples of `dir` to the platform at `url`; returns one line per app for
 /// the start banner (`deployed hello 1.0.0`, `kept hello 1.0.0 (unchanged)`). An app
@@ -21,7 +21,11 @@ pub(crate) async fn deploy_all(url: &str, dir: &Path, token: &str) -> anyhow::Re
         .filter(|p| p.join("manifest.json").is_file())
         .collect();
     entries.sort();
-    let known = match known_bundles(url, token).await {
+    let remote = Remote {
+        url: url.to_owned(),
+        token: Some(token.to_owned()),
+    };
+    let known = match known_bundles(&remote).await {
         Ok(k) => k,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "cannot list the deployed apps; deploying every example");
@@ -43,7 +47,7 @@ pub(crate) async fn deploy_all(url: &str, dir: &Path, token: &str) -> anyhow::Re
             lines.push(format!("kept {kept} (unchanged)"));
             continue;
         }
-        match deploy_bytes(url, file_name, bytes, Some(token)).await {
+        match deploy_bytes(&remote, file_name, bytes).await {
             Ok(report) => lines.push(format!(
                 "deployed {} {}",
                 report["app_name"].as_str().unwrap_or_default(),
@@ -58,15 +62,13 @@ pub(crate) async fn deploy_all(url: &str, dir: &Path, token: &str) -> anyhow::Re
 }
 
 /// The bundles the platform holds as current or deleted apps: sha256 -> `name version`.
-async fn known_bundles(url: &str, token: &str) -> anyhow::Result<HashMap<String, String>> {
-    let listed: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/admin/api/apps", url.trim_end_matches('/')))
-        .bearer_auth(token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+async fn known_bundles(remote: &Remote) -> anyhow::Result<HashMap<String, String>> {
+    let req = reqwest::Client::new().get(remote.endpoint("/admin/api/apps"));
+    let (status, listed) = remote.send(req).await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "listing the apps answered {status}: {listed}"
+    );
     let mut known = HashMap::new();
     for key in ["apps", "deleted"] {
         for app in listed[key].as_array().into_iter().flatten() {
@@ -88,28 +90,16 @@ async fn known_bundles(url: &str, token: &str) -> anyhow::Result<HashMap<String,
 
 /// Uploads a bundle; the deploy report, or the refusal as an error.
 async fn deploy_bytes(
-    url: &str,
+    remote: &Remote,
     file_name: String,
     bytes: Vec<u8>,
-    token: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
     let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name);
     let form = reqwest::multipart::Form::new().part("file", part);
-    let mut req = reqwest::Client::new()
-        .post(format!(
-            "{}/admin/api/apps/deploy",
-            url.trim_end_matches('/')
-        ))
+    let req = reqwest::Client::new()
+        .post(remote.endpoint("/admin/api/apps/deploy"))
         .multipart(form);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let res = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    let (status, body) = remote.send(req).await?;
     if !status.is_success() {
         anyhow::bail!(
             "deploy refused ({status}): {}",

@@ -45,6 +45,29 @@ async fn call(h: &Harness, app: &str, rid: &str, body: Value) {
     assert_eq!(status, StatusCode::OK, "{text}");
 }
 
+/// Submits a job under request id `rid` and waits for its end: its id and the job.
+async fn submit_and_wait(h: &Harness, app: &str, rid: &str, body: Value) -> (String, Value) {
+    let r = h
+        .http
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("x-request-id", rid)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "completed" || j["status"] == "failed"
+        })
+        .await;
+    (id, job)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
     capture_platform_log();
@@ -102,24 +125,7 @@ async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
 
     // A job's lines in the platform log carry the submit's request id and the job id.
     let (tag, rid) = (app_name("job"), app_name("rid"));
-    let r = h
-        .http
-        .post(format!("{}/api/async/{app}", h.url))
-        .header("x-request-id", &rid)
-        .json(&json!({"tag": tag}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = h
-        .wait_job(&id, |j| {
-            j["status"] == "completed" || j["status"] == "failed"
-        })
-        .await;
+    let (id, job) = submit_and_wait(&h, &app, &rid, json!({"tag": tag})).await;
     assert_eq!(job["status"], "completed", "{job}");
     let lines = logged(&format!("to stdout {tag}"));
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -135,24 +141,7 @@ async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
 
     // A job that raises: the runner's warning names the job and the submit's request id.
     let (tag, rid) = (app_name("raise"), app_name("rid"));
-    let r = h
-        .http
-        .post(format!("{}/api/async/{app}", h.url))
-        .header("x-request-id", &rid)
-        .json(&json!({"tag": tag, "raise": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let job = h
-        .wait_job(&id, |j| {
-            j["status"] == "completed" || j["status"] == "failed"
-        })
-        .await;
+    let (id, job) = submit_and_wait(&h, &app, &rid, json!({"tag": tag, "raise": true})).await;
     assert_eq!(job["status"], "failed", "{job}");
     let raised: Vec<String> = logged("job raised")
         .into_iter()

@@ -372,7 +372,6 @@ pub(crate) async fn drain(inner: &Inner, within: Duration) {
     // at once. Pulling on, this runner took each one back, claimed it and handed it back
     // again until it stopped, and the last delivery waited out the ack wait (the lease).
     inner.jobs.intake.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let running: Vec<CancellationToken> = inner
         .jobs
         .lock()
@@ -382,6 +381,8 @@ pub(crate) async fn drain(inner: &Inner, within: Duration) {
     if running.is_empty() {
         return;
     }
+    // Time for the intake's unsubscribe to reach the server before the hand-backs do.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     tracing::info!(
         jobs = running.len(),
         "handing running jobs back before stopping"
