@@ -174,18 +174,29 @@ def test_postgres_cut_and_restored(p):
 
 
 def test_gateway_killed_behind_the_load_balancer(p):
+    """A gateway dies under load: only calls that reached it before it was gone fail
+    (a POST is never retried by the load balancer, as it may have run); every call
+    started once it is gone is served by the other gateway."""
     load = SyncLoad(p, threads=4, seconds=6).start()
     time.sleep(2.0)
     killed_at = time.time()
-    topology("kill", "gateway-1", "KILL")
+    topology("kill", "gateway-1", "KILL")  # returns once the process is gone
+    gone_at = time.time()
     try:
         load.join()
         fails = load.failures()
-        # Only calls in flight on the dead gateway may fail: at most one per caller.
-        assert len(fails) <= load.threads, f"{len(fails)} failed calls: {fails[:3]}"
-        late = [r for r in fails if r[0] > killed_at + 1.5]
-        assert not late, f"calls started after the kill failed: {late[:3]}"
-        return f"{len(load.results)} calls, {len(fails)} failed (in flight on the killed gateway)"
+        # A caller whose call failed calls again at once, and that call may still reach
+        # the dying process: the bound is in time, not one per caller.
+        late = [r for r in fails if r[0] > gone_at]
+        assert not late, (
+            f"calls started after the gateway was gone ({gone_at - killed_at:.3f} s after "
+            f"the kill) failed: {late[:3]}"
+        )
+        after = [r for r in load.results if r[0] > gone_at]
+        assert len(after) > 100, f"only {len(after)} calls after the kill: the load stalled"
+        return (f"{len(load.results)} calls, {len(fails)} failed, all started before the "
+                f"gateway was gone ({gone_at - killed_at:.2f} s after the kill); "
+                f"{len(after)} after it, 0 failed")
     finally:
         topology("start", "gateway-1")
 
