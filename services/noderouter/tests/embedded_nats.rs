@@ -451,8 +451,9 @@ async fn the_private_nats_killed_under_the_platform_is_started_again() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The bus works again: a change that is an event on it goes through.
-    // The services' consumers resume on their own time (a missed heartbeat or two).
+    // The bus works again: a change that is an event on it goes through, at once: the
+    // services' stream followers read again as soon as they are connected again, not
+    // after the missed heartbeats by which their consumers would find out (15 s and more).
     let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
     let since = std::time::Instant::now();
     let mut n = 0;
@@ -471,12 +472,16 @@ async fn the_private_nats_killed_under_the_platform_is_started_again() {
             break;
         }
         assert!(
-            since.elapsed() < Duration::from_secs(60),
-            "no change went through within 60 s of the restart: {status} {text}"
+            n < 10,
+            "no change went through in {n} tries, {:?} after ready: {status} {text}",
+            since.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("a change went through {:?} after ready", since.elapsed());
+    eprintln!(
+        "a change went through {:?} after ready (try {n})",
+        since.elapsed()
+    );
     stop(child).await;
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
