@@ -62,6 +62,10 @@ pub struct CheckArgs {
     /// refuses to serve a version that does not import).
     #[arg(long, env = "NR_DEPLOY_IMPORT_CHECK", default_value_t = true, action = ArgAction::Set)]
     pub import_check: bool,
+    /// How long a deploy or rollback waits for the live runners to load the version it
+    /// published, seconds; a version a runner cannot load is undone (0: do not wait).
+    #[arg(long, env = "NR_DEPLOY_LOAD_WAIT_S", default_value_t = 60.0)]
+    pub load_wait_s: f64,
     /// Where bundles are unpacked while they are checked (the system temp dir if unset).
     #[arg(long, env = "NR_DEPLOY_DIR")]
     pub deploy_dir: Option<PathBuf>,
@@ -81,6 +85,7 @@ impl Default for CheckArgs {
             ratio_min_bytes: l.ratio_min_bytes,
             deploy_import_timeout_s: 60.0,
             import_check: true,
+            load_wait_s: 60.0,
             deploy_dir: None,
             contain: Default::default(),
         }
@@ -100,8 +105,22 @@ impl CheckArgs {
 }
 
 impl DeployConfig {
-    /// The checker this configuration describes; fails on a malformed secrets key.
+    /// How long to wait for the runners' loads ([`Self::checker`] refuses a bad value).
+    pub fn load_wait(&self) -> Duration {
+        Duration::try_from_secs_f64(self.checks.load_wait_s).unwrap_or(Duration::ZERO)
+    }
+
+    /// The checker this configuration describes; fails on a malformed secrets key or a
+    /// load wait out of range.
     pub fn checker(&self) -> anyhow::Result<Checker> {
+        if !(self.checks.load_wait_s.is_finite()
+            && (0.0..=3600.0).contains(&self.checks.load_wait_s))
+        {
+            anyhow::bail!(
+                "NR_DEPLOY_LOAD_WAIT_S must be a number of seconds from 0 to 3600 (got {})",
+                self.checks.load_wait_s
+            );
+        }
         let secrets = nr_infra::appenv::SecretsKey::from_setting(self.secrets_key.as_deref())?;
         let timeout = if self.checks.deploy_import_timeout_s.is_finite()
             && self.checks.deploy_import_timeout_s > 0.0

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 mod app_log;
+mod loaded;
 
 use crate::check::Checker;
 use crate::conflicts::{self, AppFacts, Catalogue};
@@ -49,6 +50,8 @@ struct Inner {
     catalogue: RwLock<Catalogue>,
     /// Highest `NR_APPS` sequence applied to the catalogue.
     applied: watch::Sender<u64>,
+    /// The live runners, whose loads of a published version deploy waits for.
+    runners: loaded::Runners,
 }
 
 /// How long a check waits for the catalogue to catch up with the stream.
@@ -67,6 +70,7 @@ impl Deploy {
             store: deps.store,
             catalogue: RwLock::new(Catalogue::default()),
             applied: watch::channel(0).0,
+            runners: loaded::Runners::default(),
         });
         let drain = Drain::new();
         // App processes this process adopted (a runner of `noderouter up` killed with its
@@ -92,6 +96,7 @@ impl Deploy {
             }
         })
         .await?;
+        loaded::follow_runners(&inner.nats, Arc::downgrade(&inner), drain.token().clone()).await?;
 
         // Each operation in the `nr-deploy` queue group, answered the one way
         // (`nr_infra::rpc`): a report, or the refusal as an `RpcError`.
@@ -138,6 +143,7 @@ impl Deploy {
 }
 
 /// Who asked for a change, as the gateway authenticated them.
+#[derive(Clone)]
 struct Actor {
     name: Option<String>,
     id: Option<String>,
@@ -227,8 +233,9 @@ impl Inner {
             None => self.last_event(&app).await.map_err(Refused::internal)?,
         };
         let previous_version = previous
+            .as_ref()
             .filter(|p| p.change != AppChange::Deleted)
-            .map(|p| p.version);
+            .map(|p| p.version.clone());
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let bundle_key = format!("bundles/{app}/{sha256}.zip");
         self.store
@@ -243,10 +250,12 @@ impl Inner {
             bundle_key,
             manifest: bundle.manifest.clone(),
             previous_version: previous_version.clone(),
-            actor: actor.name,
-            actor_id: actor.id,
+            actor: actor.name.clone(),
+            actor_id: actor.id.clone(),
         };
-        let rev = self.publish(event, last_seq).await?;
+        let (rev, loaded_by) = self
+            .publish_loaded(event, last_seq, previous, actor, &mut warnings)
+            .await?;
         tracing::info!(app = %app, version = %bundle.version, rev, "deployed");
         Ok(DeployReport {
             app_name: app,
@@ -255,7 +264,32 @@ impl Inner {
             previous_version,
             rev,
             warnings,
+            loaded_by,
         })
+    }
+
+    /// Publishes `event` and waits for the live runners to load it; a version a runner
+    /// cannot load is undone and refused. The runners that loaded it, in order.
+    async fn publish_loaded(
+        &self,
+        event: AppUpdated,
+        last_seq: u64,
+        previous: Option<AppUpdated>,
+        actor: Actor,
+        warnings: &mut Vec<Finding>,
+    ) -> Result<(u64, Vec<String>), Refused> {
+        let watch = self.watch_loads(&event.app_name).await?;
+        let rev = self.publish(event.clone(), last_seq).await?;
+        let loads = self.wait_loads(watch, rev).await;
+        if let Some(failure) = loads.failed {
+            return Err(self.undo(&event, rev, previous, actor, failure).await);
+        }
+        warnings.extend(loads.pending_warning(
+            &event.app_name,
+            &event.version,
+            self.config.load_wait(),
+        ));
+        Ok((rev, loads.loaded))
     }
 
     /// Conflicts with the other apps, on a catalogue at least as new as the stream was
@@ -350,6 +384,10 @@ impl Inner {
             .await?;
         let previous_version =
             (current.change != AppChange::Deleted).then(|| current.version.clone());
+        let actor = Actor {
+            name: req.actor,
+            id: req.actor_id,
+        };
         let event = AppUpdated {
             app_name: app.clone(),
             change: AppChange::RolledBack,
@@ -358,10 +396,13 @@ impl Inner {
             bundle_key: target.bundle_key.clone(),
             manifest: target.manifest.clone(),
             previous_version: previous_version.clone(),
-            actor: req.actor,
-            actor_id: req.actor_id,
+            actor: actor.name.clone(),
+            actor_id: actor.id.clone(),
         };
-        let rev = self.publish(event, last_seq).await?;
+        let mut warnings = warnings;
+        let (rev, loaded_by) = self
+            .publish_loaded(event, last_seq, Some(current), actor, &mut warnings)
+            .await?;
         tracing::info!(rev, "rolled back");
         Ok(DeployReport {
             app_name: app,
@@ -370,6 +411,7 @@ impl Inner {
             previous_version,
             rev,
             warnings,
+            loaded_by,
         })
     }
 

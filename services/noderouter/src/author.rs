@@ -236,14 +236,16 @@ pub async fn deploy(remote: &Remote, path: &Path, json: bool) -> anyhow::Result<
         Some(p) => format!(" (was {p})"),
         None => " (new app)".into(),
     };
+    let loaded = body["loaded_by"].as_array().map_or(0, Vec::len);
     println!(
-        "deployed {} {}{previous}: rev {}, sha256 {}, {} warning{}",
+        "deployed {} {}{previous}: rev {}, sha256 {}, {} warning{}, loaded by {loaded} runner{}",
         body["app_name"].as_str().unwrap_or_default(),
         body["version"].as_str().unwrap_or_default(),
         body["rev"],
         body["sha256"].as_str().unwrap_or_default(),
         warnings.len(),
         if warnings.len() == 1 { "" } else { "s" },
+        if loaded == 1 { "" } else { "s" },
     );
     Ok(())
 }

@@ -78,14 +78,24 @@ async fn a_host_flooding_its_control_channel_is_stopped_with_bounded_memory() {
     assert_eq!(s, StatusCode::OK, "{b}");
     // Before the deploys: the runner loads each app as soon as it is deployed.
     let peak_before = status_kib("VmHWM:");
-    let importing = deploy(&h, "ctlflood", FLOOD).await;
-    let forking = deploy(&h, "forkflood", &FLOOD.replace(r#"FIRST = b"""#, FIRST_OK)).await;
-    let mut errors = Vec::new();
-    for app in [&importing, &forking] {
-        let (s, b) = tokio::time::timeout(Duration::from_secs(60), h.sync(app, json!({})))
-            .await
-            .expect("the call answers");
-        errors.push((app, s, b));
+    let mut refusals = Vec::new();
+    for (prefix, main) in [
+        ("ctlflood", FLOOD.to_owned()),
+        ("forkflood", FLOOD.replace(r#"FIRST = b"""#, FIRST_OK)),
+    ] {
+        let app = app_name(prefix);
+        let zip = nr_testkit::zip_files(&[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", &main),
+        ]);
+        // The runner cannot load it: the deploy is refused with the runner's reason.
+        let (s, b) = tokio::time::timeout(
+            Duration::from_secs(90),
+            h.deploy(&format!("{app}.zip"), zip),
+        )
+        .await
+        .expect("the deploy answers");
+        refusals.push((app, s, b));
     }
     let peak_after = status_kib("VmHWM:");
     println!(
@@ -96,11 +106,11 @@ async fn a_host_flooding_its_control_channel_is_stopped_with_bounded_memory() {
         peak_after < peak_before + 32 * 1024,
         "the platform's peak memory grew from {peak_before} KiB to {peak_after} KiB"
     );
-    for (app, s, b) in errors {
-        assert_ne!(s, StatusCode::OK, "{app}: {b}");
+    for (app, s, b) in refusals {
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{app}: {b}");
         let error = b["error"].as_str().unwrap_or_default();
         assert!(
-            error.len() < 2048,
+            error.len() < 4096,
             "{app}: an error of {} bytes",
             error.len()
         );
@@ -108,6 +118,8 @@ async fn a_host_flooding_its_control_channel_is_stopped_with_bounded_memory() {
             error.contains("65536-byte limit") && error.contains(app.as_str()),
             "{app}: {error}"
         );
+        let (s, b) = h.sync(&app, json!({})).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{app} was undone: {b}");
     }
     // The other app is served as before.
     let (s, b) = h.sync(&healthy, json!({})).await;

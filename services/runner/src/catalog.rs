@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use nr_contracts::events::{AppChange, AppUpdated};
+use nr_contracts::events::{AppChange, AppLoaded, AppUpdated};
 use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
 use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
@@ -91,6 +91,7 @@ impl Inner {
                     .insert(app.to_owned(), host.clone());
                 lock(&self.failed).remove(app);
                 tracing::info!(app, version = %host.version, rev = host.rev, "app loaded");
+                self.report_load(&ev, None).await;
                 Ok(host)
             }
             Err(e) => {
@@ -101,6 +102,8 @@ impl Inner {
                     other => other.to_string(),
                 };
                 tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %clean(&error, MAX_TRACEBACK), "app failed to load");
+                self.report_load(&ev, Some(clean(&error, MAX_TRACEBACK).to_string()))
+                    .await;
                 lock(&self.failed).insert(
                     app.to_owned(),
                     (ev.rev, ev.event.data.version.clone(), e.to_string()),
@@ -111,6 +114,27 @@ impl Inner {
                     error: e.to_string(),
                 })
             }
+        }
+    }
+
+    /// Tells deploy (`runner.loaded.<app>`) that this runner loaded the revision of
+    /// `ev`, or why it could not.
+    async fn report_load(&self, ev: &AppEvent, error: Option<String>) {
+        let report = AppLoaded {
+            runner: self.id.clone(),
+            app_name: ev.event.data.app_name.clone(),
+            version: ev.event.data.version.clone(),
+            rev: ev.rev,
+            error,
+        };
+        let subject = subjects::runner_loaded(&report.app_name);
+        match nr_contracts::encode(&report) {
+            Ok(bytes) => {
+                if let Err(e) = self.nats.publish(subject, bytes.into()).await {
+                    tracing::warn!(app = %report.app_name, error = %e, "cannot report the load to deploy");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode a load report"),
         }
     }
 

@@ -256,6 +256,9 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::DEPLOY_SUBMIT,
                 subjects::DEPLOY_ROLLBACK,
                 subjects::DEPLOY_DELETE,
+                // Which runners are live, and what each made of a published version.
+                subjects::RUNNER_ALIVE,
+                subjects::RUNNER_LOADED_ALL,
             ]));
             allow_responses = Some("10m");
         }
@@ -280,6 +283,7 @@ pub fn permissions(role: Role) -> Permissions {
                 subjects::JOB_LOG_ALL,
                 RUNNER_NONCE,
                 subjects::RUNNER_ALIVE,
+                subjects::RUNNER_LOADED_ALL,
             ]));
             publish.extend(runner_streams());
             subscribe.extend(strs(&[

@@ -171,6 +171,21 @@ pub struct JobLog {
     pub submitted_by: Option<String>,
 }
 
+/// `runner.loaded.<app>`: a runner loaded an app revision from `NR_APPS` (its host is
+/// up, `main.py` imported) or could not (core NATS, not stored). Deploy waits for the
+/// live runners' reports before it answers, and undoes a version a runner cannot load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppLoaded {
+    pub runner: String,
+    pub app_name: String,
+    pub version: String,
+    /// The `NR_APPS` sequence of the event loaded.
+    pub rev: u64,
+    /// Why the load failed (import error and traceback, cut); `None` when it loaded.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 pub const RBAC_CHANGED: &str = "rbac.changed";
 
 /// One change to identity or access, appended to `rbac.log` (stream `NR_RBAC`) and

@@ -39,6 +39,9 @@ pub struct DeployReport {
     /// Stream sequence of the published `app.updated` event.
     pub rev: u64,
     pub warnings: Vec<Finding>,
+    /// The runners that loaded the version before the answer (ids, in report order).
+    #[serde(default)]
+    pub loaded_by: Vec<String>,
 }
 
 /// Reply to `deploy.submit` and `deploy.rollback`, tagged `outcome: "deployed"` as it

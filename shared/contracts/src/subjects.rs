@@ -40,6 +40,9 @@ pub const RUNNER_EXEC_ALL: &str = "runner.exec.*";
 pub const RUNNER_QUEUE_GROUP: &str = "nr-runners";
 /// Runners' heartbeats with the sync calls each holds (core NATS; see [`crate::alive`]).
 pub const RUNNER_ALIVE: &str = "runner.alive";
+/// Runners' reports of loading an app revision (core NATS; see
+/// [`crate::events::AppLoaded`]): deploy waits for them before it answers.
+pub const RUNNER_LOADED_ALL: &str = "runner.loaded.*";
 
 /// Deploy intake (request/reply): a staged bundle to check and publish.
 pub const DEPLOY_SUBMIT: &str = "deploy.submit";
@@ -57,6 +60,11 @@ pub const REGISTRY_QUEUE_GROUP: &str = "nr-registry";
 
 pub fn app_updated(app: &str) -> String {
     format!("app.updated.{app}")
+}
+
+/// A runner loaded, or could not load, a revision of `app`.
+pub fn runner_loaded(app: &str) -> String {
+    format!("runner.loaded.{app}")
 }
 
 /// An app's variables or secrets changed: its runners reload it.

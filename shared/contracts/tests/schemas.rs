@@ -243,6 +243,7 @@ fn both_deploy_outcomes_match_the_reply_schema_and_examples_decode() {
         previous_version: Some("1.0.0".into()),
         rev: u64::MAX,
         warnings: vec![finding(None, None)],
+        loaded_by: vec!["runner-1a2b3c4d".into(), "runner-5e6f7a8b".into()],
     });
     let first = DeployReply::Deployed(DeployReport {
         app_name: "notes".into(),
@@ -251,6 +252,7 @@ fn both_deploy_outcomes_match_the_reply_schema_and_examples_decode() {
         previous_version: None,
         rev: 1,
         warnings: vec![],
+        loaded_by: vec![],
     });
     let refused = ErrorBody::Refused(
         RpcError::new(422, "refused", "manifest.json is not valid JSON")
@@ -446,9 +448,11 @@ fn every_schema_file_is_checked_here() {
             APPS_LIST_REPLY_SCHEMA,
             RUNNER_EXEC_SCHEMA,
             RUNNER_EXEC_REPLY_SCHEMA,
-            // Checked in app_env_schema.rs and schedule_changed_schema.rs.
+            // Checked in app_env_schema.rs, schedule_changed_schema.rs and
+            // runner_loaded_schema.rs.
             "events/app.env.json",
             "events/schedule.changed.json",
+            "events/runner.loaded.json",
         ]
         .map(str::to_owned),
     );

@@ -43,6 +43,7 @@ fn only_the_owner_publishes_each_control_subject() {
         ("rbac.applied", Role::Registry),
         ("runner.nonce", Role::Runner),
         ("runner.alive", Role::Runner),
+        ("runner.loaded.notes", Role::Runner),
         ("action.triggered.notes.open", Role::Runner),
     ];
     for (subject, owner) in owners {
@@ -70,10 +71,15 @@ fn only_runners_see_runner_requests_and_only_deploy_sees_deploy_requests() {
             admin || role == Role::Deploy
         );
         assert!(!may_publish(role, "deploy.delete") || admin || role == Role::Gateway);
-        // Runners' heartbeats name the request ids they hold: gateways only.
+        // Runners' heartbeats name the request ids they hold: gateways, and deploy,
+        // which waits for the live runners to load what it published.
         assert_eq!(
             may_subscribe(role, "runner.alive"),
-            admin || role == Role::Gateway
+            admin || role == Role::Gateway || role == Role::Deploy
+        );
+        assert_eq!(
+            may_subscribe(role, "runner.loaded.notes"),
+            admin || role == Role::Deploy
         );
     }
 }

@@ -1,0 +1,178 @@
+//! A deploy answers once the live runners loaded the version it published, and a version
+//! that passes the deploy's import check but that a runner cannot load (a package the
+//! runner's host lacks, an import that fails there only) is refused and undone: the
+//! catalogue names what is served, and the previous version keeps serving.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Harness, Role};
+use nr_testkit::{app_name, manifest, zip_files};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn main_v(n: u32) -> String {
+    format!("def execute(data, conn=None):\n    return {{\"v\": {n}}}\n")
+}
+
+/// Imports in the deploy's check, not in the runner's host process: what a package
+/// installed where deploy runs but missing on the runner's machine looks like.
+const RUNNER_ONLY_FAILURE: &str = r#"
+import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    raise ImportError("No module named 'reportlab' (missing on this runner)")
+
+def execute(data, conn=None):
+    return {"v": 2}
+"#;
+
+async fn deploy(h: &Harness, app: &str, version: &str, main: &str) -> (StatusCode, Value) {
+    let zip = zip_files(&[
+        ("manifest.json", &manifest(app, version, json!({}))),
+        ("main.py", main),
+    ]);
+    h.deploy(&format!("{app}.zip"), zip).await
+}
+
+async fn current_version(h: &Harness, app: &str) -> Option<String> {
+    let apps = h.get_json("/admin/api/apps").await;
+    apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app_name"] == app)
+        .map(|a| a["version"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_no_runner_can_load_is_refused_undone_and_the_previous_keeps_serving() {
+    let h = Harness::start().await;
+    let app = app_name("loads");
+
+    let (s, b) = deploy(&h, &app, "1.0.0", &main_v(1)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let loaded_by = b["loaded_by"].as_array().unwrap();
+    assert_eq!(loaded_by.len(), 1, "the runner's load is reported: {b}");
+    assert!(loaded_by[0].as_str().unwrap().starts_with("runner-"), "{b}");
+
+    let (s, b) = deploy(&h, &app, "2.0.0", RUNNER_ONLY_FAILURE).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("could not load {app} 2.0.0")),
+        "{b}"
+    );
+    assert!(
+        error.contains("No module named 'reportlab'"),
+        "the runner's error: {b}"
+    );
+    assert!(error.contains("1.0.0 keeps serving"), "{b}");
+    assert_eq!(b["details"][0]["rule"], "runner.load", "{b}");
+
+    // The catalogue and the calls agree: 1.0.0.
+    assert_eq!(current_version(&h, &app).await.as_deref(), Some("1.0.0"));
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(1)), "{b}");
+    let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
+    assert_eq!(versions["current_version"], "1.0.0", "{versions}");
+    let listed: Vec<(&str, bool)> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].as_str().unwrap(), v["current"] == json!(true)))
+        .collect();
+    assert_eq!(
+        listed,
+        [("2.0.0", false), ("1.0.0", true)],
+        "the refused version stays listed, not current: {versions}"
+    );
+
+    // A corrected version deploys, and a rollback waits for the runner as well.
+    let (s, b) = deploy(&h, &app, "2.0.1", &main_v(3)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(b["v"], json!(3), "{s} {b}");
+    let res = h
+        .http
+        .post(format!("{}/admin/api/apps/{app}/rollback", h.url))
+        .json(&json!({"version": "1.0.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["loaded_by"].as_array().map(Vec::len), Some(1), "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_version_no_runner_can_load_leaves_no_app_behind() {
+    let h = Harness::start().await;
+    let app = app_name("loadsnew");
+    let (s, b) = deploy(&h, &app, "1.0.0", RUNNER_ONLY_FAILURE).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(error.contains(&format!("{app} is not deployed")), "{b}");
+    assert_eq!(current_version(&h, &app).await, None);
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    // The name is free for a version that loads.
+    let (s, b) = deploy(&h, &app, "1.0.1", &main_v(1)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(1)), "{b}");
+}
+
+/// Beats on `runner.alive` as a runner that never loads anything, until dropped.
+fn ghost_runner(nats: async_nats::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            nats.publish("runner.alive", "runner-ghost".into())
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+}
+
+fn pending_warnings(report: &Value) -> Vec<String> {
+    report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["rule"] == "deploy.load_pending")
+        .map(|w| w["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_runner_that_does_not_report_is_named_and_a_silent_one_is_not_waited_for() {
+    let h = Harness::start_with(&["--load-wait-s", "8"]).await;
+    let app = app_name("ghost");
+    let ghost = ghost_runner(h.nats_as(Role::Runner).await);
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+
+    // A runner that beats but never reports: the deploy answers at the end of the wait,
+    // naming it, with the runner that did load it.
+    let (s, b) = deploy(&h, &app, "1.0.0", &main_v(1)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["loaded_by"].as_array().map(Vec::len), Some(1), "{b}");
+    let pending = pending_warnings(&b);
+    assert_eq!(pending.len(), 1, "{b}");
+    assert!(
+        pending[0].starts_with("runner-ghost did not report loading"),
+        "{b}"
+    );
+
+    // A runner that stops beating during the wait is dropped from it.
+    let stop = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ghost.abort();
+    });
+    let (s, b) = deploy(&h, &app, "1.0.1", &main_v(2)).await;
+    stop.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(pending_warnings(&b).is_empty(), "{b}");
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(2)), "{b}");
+}
