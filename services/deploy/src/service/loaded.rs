@@ -202,6 +202,10 @@ impl Inner {
                 tracing::warn!(app = %app, version = %version, rev, undo_rev, runner = %runner, "a runner could not load the new version; undone");
                 outcome
             }
+            Err(e) if e.status == 409 => {
+                tracing::warn!(app = %app, version = %version, rev, runner = %runner, "a runner could not load the new version; another change of the app came first");
+                format!("another change of {app} has been made since, and is current")
+            }
             Err(e) => {
                 tracing::error!(app = %app, version = %version, rev, error = %e.error, "a runner could not load the new version, and undoing it failed");
                 format!("undoing it failed ({}), so {app} {version} stays current: deploy a corrected version", e.error)
