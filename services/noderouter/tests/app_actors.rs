@@ -210,6 +210,9 @@ async fn versions_and_the_audit_trail_name_who_deployed_rolled_back_and_deleted(
     assert_eq!(made("role_created", "deployers")["actor"], "admin", "{a}");
     assert_eq!(made("permission_granted", "deployers")["actor"], "admin");
     assert_eq!(made("user_created", "dora")["actor"], "admin", "{a}");
+    // Its event carries only the user's id: the trail names the user.
+    let roles_set = made("user_roles_set", "dora");
+    assert_eq!(roles_set["details"]["id"], dora_id.as_str(), "{a}");
     // The bootstrap has no author: nobody was logged in.
     assert_eq!(made("bootstrap", "admin")["actor"], Value::Null, "{a}");
 }

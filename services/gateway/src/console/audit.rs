@@ -62,7 +62,8 @@ struct Entry {
     time: String,
     /// `deployed`, `rolled_back`, `deleted`, `user_created`, `set`, …
     action: String,
-    /// The app, user id, role or token the change is about.
+    /// The app, user, role or token the change is about: a user or token by name while
+    /// it exists (the events of some changes carry only its id), by id otherwise.
     target: String,
     /// Who made it (user or token name), when the event names them.
     actor: Option<String>,
@@ -126,6 +127,11 @@ pub(crate) async fn audit(
         q.q.as_deref()
             .map(str::to_lowercase)
             .filter(|s| !s.is_empty());
+    let names = if q.kind.as_deref().is_none_or(|k| k == "access") {
+        names(&state).await
+    } else {
+        Names::new()
+    };
     let mut found: Vec<(&str, Vec<Entry>, u64)> = Vec::new();
     for (short, stream, kind) in STREAMS {
         if q.kind.as_deref().is_some_and(|k| k != *kind) {
@@ -135,8 +141,16 @@ pub(crate) async fn audit(
         if start == Some(0) {
             continue;
         }
-        let (entries, stopped) =
-            scan(&state, stream, kind, start, limit, needle.as_deref()).await?;
+        let (entries, stopped) = scan(
+            &state,
+            stream,
+            kind,
+            start,
+            limit,
+            needle.as_deref(),
+            &names,
+        )
+        .await?;
         found.push((short, entries, stopped));
     }
     // Merge newest first; an entry not taken keeps its stream's cursor at it.
@@ -175,6 +189,28 @@ pub(crate) async fn audit(
     })))
 }
 
+/// User and API token names by id.
+type Names = HashMap<String, String>;
+
+/// The names of the users and API tokens that exist, for the changes whose events carry
+/// only an id (disabling a user, setting their password or roles, revoking a token).
+/// Without the database the entries name them by id.
+async fn names(state: &AppState) -> Names {
+    let rows: Result<Vec<(String, String)>, _> = sqlx::query_as(
+        "SELECT id::text, username FROM noderouter_core.users \
+         UNION ALL SELECT id::text, name FROM noderouter_core.api_tokens",
+    )
+    .fetch_all(&state.db)
+    .await;
+    match rows {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "audit: cannot read user and token names; naming them by id");
+            Names::new()
+        }
+    }
+}
+
 /// Reads `stream` backwards from `start` (inclusive; default its last message) until
 /// `limit` entries match or [`SCAN`] messages were read. Returns the matches and the
 /// sequence to continue from (0: the stream's start was reached).
@@ -185,6 +221,7 @@ async fn scan(
     start: Option<u64>,
     limit: usize,
     needle: Option<&str>,
+    names: &Names,
 ) -> Result<(Vec<Entry>, u64), ApiError> {
     let mut handle = match state.js.get_stream(stream).await {
         Ok(s) => s,
@@ -206,7 +243,7 @@ async fn scan(
         read += 1;
         // A deleted or purged sequence has no message: step over it.
         if let Ok(msg) = handle.get_raw_message(seq).await {
-            if let Some(e) = entry(kind, seq, &msg.payload) {
+            if let Some(e) = entry(kind, seq, &msg.payload, names) {
                 if needle.is_none_or(|n| matches(&e, n)) {
                     out.push(e);
                 }
@@ -228,7 +265,7 @@ fn matches(e: &Entry, needle: &str) -> bool {
 }
 
 /// The entry of one event, without what must not be shown.
-fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
+fn entry(kind: &'static str, seq: u64, payload: &[u8], names: &Names) -> Option<Entry> {
     let env: Value = nr_contracts::decode(payload).ok()?;
     let data = env.get("data")?.as_object()?.clone();
     let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -248,9 +285,11 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8]) -> Option<Entry> {
             if op == "user_disabled" && data.get("disabled") == Some(&Value::Bool(false)) {
                 op = "user_enabled".into();
             }
-            let target = ["username", "name", "role", "app_name", "id", "jti"]
+            let target = ["username", "name", "role", "app_name"]
                 .iter()
                 .find_map(|k| text(k))
+                .or_else(|| text("id").map(|id| names.get(&id).cloned().unwrap_or(id)))
+                .or_else(|| text("jti"))
                 .unwrap_or_default();
             (op, target)
         }
@@ -309,7 +348,7 @@ mod tests {
             },
         );
         let bytes = encode(&ev).unwrap();
-        let e = entry("access", 7, &bytes).unwrap();
+        let e = entry("access", 7, &bytes, &Names::new()).unwrap();
         assert_eq!(
             (e.action.as_str(), e.target.as_str()),
             ("user_created", "ann")
@@ -329,7 +368,7 @@ mod tests {
                     disabled,
                 },
             );
-            let e = entry("access", 9, &encode(&ev).unwrap()).unwrap();
+            let e = entry("access", 9, &encode(&ev).unwrap(), &Names::new()).unwrap();
             assert_eq!(e.action, action);
         }
     }
@@ -347,7 +386,7 @@ mod tests {
                 actor_id: Some("u-1".into()),
             },
         );
-        let e = entry("access", 3, &encode(&ev).unwrap()).unwrap();
+        let e = entry("access", 3, &encode(&ev).unwrap(), &Names::new()).unwrap();
         assert_eq!(
             (e.action.as_str(), e.target.as_str()),
             ("role_deleted", "sales")
@@ -364,7 +403,7 @@ mod tests {
                 name: "sales".into(),
             },
         );
-        let e = entry("access", 2, &encode(&old).unwrap()).unwrap();
+        let e = entry("access", 2, &encode(&old).unwrap(), &Names::new()).unwrap();
         assert_eq!(e.actor, None);
         // The registry still reads the change itself from an event that names its author.
         let back: Envelope<RbacChange> = nr_contracts::decode(&encode(&ev).unwrap()).unwrap();
@@ -374,6 +413,41 @@ mod tests {
                 name: "sales".into()
             }
         );
+    }
+
+    #[test]
+    fn a_user_or_token_known_by_id_only_is_named_while_it_exists() {
+        let names = Names::from([
+            ("u1".to_owned(), "ann".to_owned()),
+            ("t1".to_owned(), "ci".to_owned()),
+        ]);
+        let cases = [
+            (
+                RbacChange::UserDisabled {
+                    id: "u1".into(),
+                    disabled: true,
+                },
+                "ann",
+            ),
+            (
+                RbacChange::UserRolesSet {
+                    id: "u1".into(),
+                    roles: vec!["viewer".into()],
+                },
+                "ann",
+            ),
+            (RbacChange::TokenRevoked { id: "t1".into() }, "ci"),
+            // Gone since: its id.
+            (RbacChange::TokenRevoked { id: "t9".into() }, "t9"),
+        ];
+        for (change, target) in cases {
+            let ev = Envelope::new("rbac.changed", "gateway/x", change);
+            let e = entry("access", 4, &encode(&ev).unwrap(), &names).unwrap();
+            assert_eq!(e.target, target);
+            // The id stays in the details, and searching by name finds the entry.
+            assert!(e.details.contains_key("id"), "{:?}", e.details);
+            assert!(matches(&e, target));
+        }
     }
 
     #[test]
