@@ -471,9 +471,10 @@ async fn the_private_nats_killed_under_the_platform_is_started_again() {
         if status.is_success() {
             break;
         }
+        // A refused try waits 10 s for the registry first, so one try is all it takes.
         assert!(
-            n < 10,
-            "no change went through in {n} tries, {:?} after ready: {status} {text}",
+            n < 2,
+            "the first change after ready was refused ({:?} after ready): {status} {text}",
             since.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -47,8 +47,8 @@ pub async fn last_sequence(js: &jetstream::Context, stream: &str) -> anyhow::Res
 /// its ephemeral consumer is gone, so on a read error (or the end of the message stream)
 /// the consumer is created again right after the last sequence delivered. No message is
 /// skipped and none is delivered twice. The client connecting again is enough: the
-/// consumer is made again at once, rather than after the missed heartbeats (up to 30 s)
-/// by which the client's ordered consumer finds out on its own.
+/// consumer is made again at once, rather than after the missed idle heartbeats (15 s
+/// each) by which the client's ordered consumer finds out on its own.
 pub struct Resumable {
     js: jetstream::Context,
     stream: String,
@@ -58,12 +58,13 @@ pub struct Resumable {
     last: u64,
     messages: Option<consumer::pull::Ordered>,
     name: &'static str,
-    /// How often the connection's state is looked at, and what it was.
+    /// How often the client's count of connections is looked at, and the count when
+    /// the current consumer was made.
     watch: tokio::time::Interval,
-    connected: bool,
+    connects: u64,
 }
 
-/// How often a follower looks at its connection's state.
+/// How often a follower looks at its client's count of connections.
 const CONNECTION_POLL: Duration = Duration::from_millis(250);
 
 impl Resumable {
@@ -85,7 +86,7 @@ impl Resumable {
             messages: None,
             name,
             watch: tokio::time::interval(CONNECTION_POLL),
-            connected: true,
+            connects: 0,
         };
         r.watch
             .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,8 +100,19 @@ impl Resumable {
         } else if let consumer::DeliverPolicy::ByStartSequence { start_sequence } = r.initial {
             r.last = start_sequence.saturating_sub(1);
         }
+        r.connects = r.connect_count();
         r.messages = Some(Self::create(r.plan()).await?);
         Ok(r)
+    }
+
+    /// How many times the client has connected (the first time included): a consumer
+    /// made before the last connection may be gone with the server it was on.
+    fn connect_count(&self) -> u64 {
+        self.js
+            .client()
+            .statistics()
+            .connects
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the next consumer is made of (owned: `self` holds a stream that is not
@@ -149,10 +161,12 @@ impl Resumable {
         let mut backoff = Duration::from_millis(100);
         loop {
             let Some(messages) = self.messages.as_mut() else {
+                let connects = self.connect_count();
                 match Self::create(self.plan()).await {
                     Ok(m) => {
                         tracing::info!(follower = self.name, stream = %self.stream, after = self.last, "reading the stream again");
                         self.messages = Some(m);
+                        self.connects = connects;
                     }
                     Err(e) => {
                         tracing::warn!(follower = self.name, stream = %self.stream, error = %format!("{e:#}"), "cannot read the stream yet; retrying");
@@ -169,14 +183,12 @@ impl Resumable {
                 _ = stop.cancelled() => return None,
                 n = messages.next() => n,
                 _ = self.watch.tick() => {
-                    let connected = self.js.client().connection_state()
-                        == async_nats::connection::State::Connected;
-                    if connected && !self.connected {
-                        // A server that restarted lost the consumer: make it again now.
+                    if self.connect_count() != self.connects {
+                        // Connected again since the consumer was made: a server that
+                        // restarted lost it. Make it again now.
                         tracing::info!(follower = self.name, stream = %self.stream, after = self.last, "connected again; reading the stream again");
                         self.messages = None;
                     }
-                    self.connected = connected;
                     continue;
                 }
             };
