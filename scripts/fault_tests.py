@@ -11,6 +11,8 @@ failed`; exits 1 when any failed.
 
 import asyncio
 import json
+import os
+import socket
 import sys
 import threading
 import time
@@ -177,12 +179,26 @@ def test_gateway_killed_behind_the_load_balancer(p):
     """A gateway dies under load: only calls that reached it before it was gone fail
     (a POST is never retried by the load balancer, as it may have run); every call
     started once it is gone is served by the other gateway."""
+    # Gone is when its port refuses connections (its sockets closed), not when the
+    # process is reaped.
+    gw1 = int(os.environ.get("NR_TOPOLOGY_PORT", "8080")) + 10000 + 31
     load = SyncLoad(p, threads=4, seconds=6).start()
     time.sleep(2.0)
     killed_at = time.time()
-    topology("kill", "gateway-1", "KILL")  # returns once the process is gone
-    gone_at = time.time()
+    # The kill waits for the process to be reaped: the port is watched meanwhile.
+    killer = threading.Thread(target=topology, args=("kill", "gateway-1", "KILL"))
+    killer.start()
+    gone_at = None
+    while gone_at is None and time.time() < killed_at + 5:
+        try:
+            socket.create_connection(("127.0.0.1", gw1), timeout=0.2).close()
+            time.sleep(0.01)
+        except OSError:
+            gone_at = time.time()
+    killer.join(60)
     try:
+        assert gone_at is not None, f"port {gw1} still open 5 s after the kill"
+        assert gone_at - killed_at < 1.0, f"port {gw1} closed {gone_at - killed_at:.2f} s after the kill"
         load.join()
         fails = load.failures()
         # A caller whose call failed calls again at once, and that call may still reach
