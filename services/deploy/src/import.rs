@@ -106,6 +106,20 @@ impl ImportCheck {
         Ok((id, env))
     }
 
+    /// The values of `app`'s secrets this check can open, to mask in what is shown of
+    /// the app's output elsewhere (none without a database, or when it cannot be read).
+    pub async fn secret_values(&self, app: &str) -> Vec<String> {
+        let Some(url) = &self.database_url else {
+            return Vec::new();
+        };
+        let Ok(pool) = nr_infra::db::connect(url, 1).await else {
+            return Vec::new();
+        };
+        let env = nr_infra::appenv::load_for_check(&pool, self.secrets.as_deref(), app).await;
+        pool.close().await;
+        env.map(|e| e.secret_values).unwrap_or_default()
+    }
+
     /// Imports the app unpacked in `app_dir`; `scratch` is a private directory for the
     /// checker script.
     #[tracing::instrument(skip_all, fields(app = app))]

@@ -268,30 +268,6 @@ impl Inner {
         })
     }
 
-    /// Publishes `event` and waits for the live runners to load it; a version a runner
-    /// cannot load is undone and refused. The runners that loaded it, in order.
-    async fn publish_loaded(
-        &self,
-        event: AppUpdated,
-        last_seq: u64,
-        previous: Option<AppUpdated>,
-        actor: Actor,
-        warnings: &mut Vec<Finding>,
-    ) -> Result<(u64, Vec<String>), Refused> {
-        let watch = self.watch_loads(&event.app_name).await?;
-        let rev = self.publish(event.clone(), last_seq).await?;
-        let loads = self.wait_loads(watch, rev).await;
-        if let Some(failure) = loads.failed {
-            return Err(self.undo(&event, rev, previous, actor, failure).await);
-        }
-        warnings.extend(loads.pending_warning(
-            &event.app_name,
-            &event.version,
-            self.config.load_wait(),
-        ));
-        Ok((rev, loads.loaded))
-    }
-
     /// Conflicts with the other apps, on a catalogue at least as new as the stream was
     /// when the check started. Errors refuse with 409; warnings come back.
     async fn cross_app(&self, app: &str, facts: &AppFacts) -> Result<Vec<Finding>, Refused> {

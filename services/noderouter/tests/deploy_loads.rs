@@ -176,3 +176,66 @@ async fn a_live_runner_that_does_not_report_is_named_and_a_silent_one_is_not_wai
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(2)), "{b}");
 }
+
+/// Imports in 3 s on the runner (at once in the deploy's check).
+const SLOW_ON_THE_RUNNER: &str = r#"
+import os, sys, time
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    time.sleep(3)
+
+def execute(data, conn=None):
+    return {"v": 2}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_version_serves_while_the_runner_imports_the_new_one() {
+    let h = std::sync::Arc::new(Harness::start().await);
+    let app = app_name("slowload");
+    let (s, b) = deploy(&h, &app, "1.0.0", &main_v(1)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for _ in 0..2 {
+        let (h, app, done) = (h.clone(), app.clone(), done.clone());
+        callers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                let (s, b) = h.sync(&app, json!({})).await;
+                seen.push((s, b["v"].clone(), started.elapsed()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (s, b) = deploy(&h, &app, "2.0.0", SLOW_ON_THE_RUNNER).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["loaded_by"].as_array().map(Vec::len), Some(1), "{b}");
+    let (s, after) = h.sync(&app, json!({})).await;
+    assert_eq!(
+        (s, after["v"].clone()),
+        (StatusCode::OK, json!(2)),
+        "{after}"
+    );
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let mut calls = Vec::new();
+    for c in callers {
+        calls.extend(c.await.unwrap());
+    }
+    assert!(
+        calls.iter().all(|(s, _, _)| *s == StatusCode::OK),
+        "{calls:?}"
+    );
+    let old = calls.iter().filter(|(_, v, _)| *v == json!(1)).count();
+    assert!(
+        old > 10,
+        "the previous version answered during the import: {calls:?}"
+    );
+    // No call was held for the 3 s import.
+    let longest = calls.iter().map(|(_, _, t)| *t).max().unwrap();
+    assert!(
+        longest < std::time::Duration::from_millis(2500),
+        "a call waited {longest:?} for the import"
+    );
+}

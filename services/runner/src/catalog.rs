@@ -3,17 +3,32 @@
 //! sweep of what apps leave behind.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nr_contracts::events::{AppChange, AppLoaded, AppUpdated};
+use nr_contracts::events::{AppChange, AppLoaded, AppUpdated, LoadFault};
 use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
 use nr_contracts::{decode, subjects, Envelope};
 use nr_infra::apps::AppEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{AppHost, LoadError, LoadSpec};
-use crate::text::{clean, MAX_TRACEBACK};
+use crate::text::{self, clean, MAX_TRACEBACK};
 use crate::{lock, unpack, HostError, Inner};
+
+/// A load that failed: answered from memory until the next change of the app, or, for a
+/// failure of the platform's, until `retry_at`.
+#[derive(Clone)]
+pub(crate) struct Failed {
+    pub rev: u64,
+    pub version: String,
+    pub error: String,
+    pub retry_at: Option<Instant>,
+}
+
+/// How long a load that failed for the platform's reasons (the object store, Postgres,
+/// a process that did not start) is answered from memory before it is tried again.
+const PLATFORM_RETRY: Duration = Duration::from_secs(5);
 
 impl Inner {
     pub(crate) fn current(&self, app: &str) -> Option<Arc<AppHost>> {
@@ -22,6 +37,33 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .get(app)
             .cloned()
+    }
+
+    /// The host to serve a call or job of `app` that names revision `min_rev`: as
+    /// [`Self::host_for`], except that while this runner is loading the app (the new
+    /// revision's event came first, as it does after a deploy) the version it serves
+    /// now takes the call rather than hold it for the import. Deploy answers only once
+    /// the live runners have loaded the revision, so a call made after it answered is
+    /// still served by the new version.
+    pub(crate) async fn host_for_call(
+        &self,
+        app: &str,
+        min_rev: u64,
+    ) -> Result<Arc<AppHost>, HostError> {
+        if let Some(h) = self.current(app) {
+            if !h.is_dead() {
+                if h.rev >= min_rev {
+                    return Ok(h);
+                }
+                let loading = lock(&self.load_locks)
+                    .get(app)
+                    .is_some_and(|l| l.try_lock().is_err());
+                if loading {
+                    return Ok(h);
+                }
+            }
+        }
+        self.host_for(app, min_rev).await
     }
 
     /// The host serving `app` at revision `min_rev` or later, loading it when this
@@ -61,12 +103,15 @@ impl Inner {
                 return Ok(h.clone());
             }
         }
-        if let Some((rev, version, error)) = lock(&self.failed).get(app).cloned() {
-            if rev >= min_rev {
+        if let Some(f) = lock(&self.failed).get(app).cloned() {
+            // A failure of the app's code stands until the next change; one of the
+            // platform's is tried again once its pause is over.
+            let standing = f.retry_at.is_none_or(|at| Instant::now() < at);
+            if f.rev >= min_rev && standing {
                 return current.ok_or_else(|| HostError::LoadFailed {
                     app: app.to_owned(),
-                    version,
-                    error,
+                    version: f.version,
+                    error: f.error,
                 });
             }
         }
@@ -102,11 +147,17 @@ impl Inner {
                     other => other.to_string(),
                 };
                 tracing::error!(app, version = %ev.event.data.version, rev = ev.rev, error = %clean(&error, MAX_TRACEBACK), "app failed to load");
-                self.report_load(&ev, Some(clean(&error, MAX_TRACEBACK).to_string()))
+                self.report_load(&ev, Some((error.clone(), e.fault())))
                     .await;
                 lock(&self.failed).insert(
                     app.to_owned(),
-                    (ev.rev, ev.event.data.version.clone(), e.to_string()),
+                    Failed {
+                        rev: ev.rev,
+                        version: ev.event.data.version.clone(),
+                        error: e.to_string(),
+                        retry_at: (e.fault() == LoadFault::Platform)
+                            .then(|| Instant::now() + PLATFORM_RETRY),
+                    },
                 );
                 current.ok_or_else(|| HostError::LoadFailed {
                     app: app.to_owned(),
@@ -118,14 +169,29 @@ impl Inner {
     }
 
     /// Tells deploy (`runner.loaded.<app>`) that this runner loaded the revision of
-    /// `ev`, or why it could not.
-    async fn report_load(&self, ev: &AppEvent, error: Option<String>) {
+    /// `ev`, or why it could not (the error and traceback as the author should see
+    /// them) and whose fault that is.
+    pub(crate) async fn report_load(&self, ev: &AppEvent, failure: Option<(String, LoadFault)>) {
+        let app = &ev.event.data.app_name;
+        let (error, fault) = match failure {
+            Some((error, fault)) => {
+                let shown = text::for_author(
+                    &error,
+                    &self.bundles_dir.to_string_lossy(),
+                    app,
+                    &self.spawner.py_dir.to_string_lossy(),
+                );
+                (Some(shown), fault)
+            }
+            None => (None, LoadFault::default()),
+        };
         let report = AppLoaded {
             runner: self.id.clone(),
             app_name: ev.event.data.app_name.clone(),
             version: ev.event.data.version.clone(),
             rev: ev.rev,
             error,
+            fault,
         };
         let subject = subjects::runner_loaded(&report.app_name);
         match nr_contracts::encode(&report) {

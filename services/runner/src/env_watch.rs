@@ -119,8 +119,16 @@ impl Inner {
                     g.loaded = g.loaded.max(wanted);
                 }
                 tracing::info!(app, version = %host.version, rev = host.rev, env_gen = wanted, "app reloaded with its new variables");
+                if ev.rev > current.rev {
+                    // A revision newer than the one serving: a deploy waits for this.
+                    self.report_load(&ev, None).await;
+                }
             }
             Err(e) => {
+                if ev.rev > current.rev {
+                    self.report_load(&ev, Some((e.to_string(), e.fault())))
+                        .await;
+                }
                 // Never the value: load errors name the variable at most.
                 tracing::error!(app, rev = ev.rev, error = %clean(&e.to_string(), MAX_TRACEBACK), "reload for new variables failed; the previous host keeps serving");
             }

@@ -235,7 +235,7 @@ pub(crate) async fn answer(
     payload: &[u8],
 ) -> (u16, Vec<u8>, After) {
     let started = std::time::Instant::now();
-    let (status, body, after) = match inner.host_for(app, min_rev).await {
+    let (status, body, after) = match inner.host_for_call(app, min_rev).await {
         Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), None),
         Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), None),
         Err(e @ HostError::Internal(_)) => {

@@ -59,6 +59,22 @@ pub enum LoadError {
     Import { error: String, traceback: String },
     #[error("{0}")]
     Host(String),
+    /// The app's processes broke the runner's protocol while loading (app code writing
+    /// to the control channel), or its host could not fork its first worker.
+    #[error("{0}")]
+    Misbehaved(String),
+}
+
+impl LoadError {
+    /// Whose the failure is: the app's code, or the platform's.
+    pub fn fault(&self) -> nr_contracts::events::LoadFault {
+        match self {
+            LoadError::Import { .. } | LoadError::Misbehaved(_) => {
+                nr_contracts::events::LoadFault::App
+            }
+            LoadError::Host(_) => nr_contracts::events::LoadFault::Platform,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +199,7 @@ impl AppHost {
                 if let Some(pid) = control::stop_host(&mut child, uid) {
                     contain::forget_root(pid);
                 }
-                return Err(LoadError::Host(control::too_long(&spec.app)));
+                return Err(LoadError::Misbehaved(control::too_long(&spec.app)));
             }
             Ok(_) => {
                 let status = child.wait().await.ok();
@@ -207,7 +223,7 @@ impl AppHost {
             }
         };
         let reply: LoadReply = serde_json::from_str(&line)
-            .map_err(|e| LoadError::Host(control::unreadable(&spec.app, &line, &e)))?;
+            .map_err(|e| LoadError::Misbehaved(control::unreadable(&spec.app, &line, &e)))?;
         if !reply.ok {
             return Err(LoadError::Import {
                 error: reply.error.unwrap_or_else(|| "import failed".into()),
@@ -240,10 +256,12 @@ impl AppHost {
             jobs: spec.jobs,
             log_rate,
         });
+        // The first worker is forked by the host that has just imported the app: what
+        // stops it (the host exiting, writing over its control channel) is the app's.
         let warm = host
             .fork_worker()
             .await
-            .map_err(|e| LoadError::Host(e.to_string()))?;
+            .map_err(|e| LoadError::Misbehaved(e.to_string()))?;
         host.lock_idle().push(warm);
         Ok(host)
     }

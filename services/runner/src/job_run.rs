@@ -373,7 +373,7 @@ async fn run(
         error,
         logs: None,
     };
-    let host = match inner.host_for(&job.app_name, job.app_rev).await {
+    let host = match inner.host_for_call(&job.app_name, job.app_rev).await {
         Ok(h) => h,
         Err(HostError::NotFound(_)) => {
             let e = format!("app '{}' is not deployed", job.app_name);

@@ -277,7 +277,7 @@ async fn dispatch(
     // A manifest may lower its app's share of the slots, never raise it past the
     // operator's: a deployer does not decide how much of a runner one app takes.
     let share = inner.config.job_app_concurrency();
-    let limit = match inner.host_for(&job.app_name, job.app_rev).await {
+    let limit = match inner.host_for_call(&job.app_name, job.app_rev).await {
         Ok(host) => host
             .manifest
             .job_concurrency

@@ -90,7 +90,7 @@ pub(crate) struct Inner {
     bundles_dir: PathBuf,
     hosts: RwLock<HashMap<String, Arc<AppHost>>>,
     known: Mutex<HashMap<String, AppEvent>>,
-    failed: Mutex<HashMap<String, (u64, String, String)>>,
+    failed: Mutex<HashMap<String, catalog::Failed>>,
     load_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     live: AtomicBool,
     /// Opens app secrets (`NR_SECRETS_KEY`).

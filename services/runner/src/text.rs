@@ -74,6 +74,41 @@ pub fn cut_chars(mut text: String, max: usize) -> String {
     text
 }
 
+/// What the author is shown of a failed load (deploy's refusal): the error and its
+/// traceback line by line, each line cleaned, without the runner's own frames (files
+/// under `runner_py`) and with the app's files named from its folder (the path up to
+/// `<apps_dir>/<app>/<load dir>/` dropped), at most [`MAX_TRACEBACK`] bytes in all.
+pub fn for_author(text: &str, apps_dir: &str, app: &str, runner_py: &str) -> String {
+    let folder = format!("{}/{app}/", apps_dir.trim_end_matches('/'));
+    let mut out = String::new();
+    let mut runner_frame = false;
+    for line in text.lines() {
+        if std::mem::take(&mut runner_frame) && line.starts_with("    ") {
+            continue;
+        }
+        if line.trim_start().starts_with("File \"") && line.contains(runner_py) {
+            runner_frame = true;
+            continue;
+        }
+        let mut line = line.to_owned();
+        while let Some(i) = line.find(&folder) {
+            let rest = &line[i + folder.len()..];
+            let skip = rest.find('/').map_or(0, |j| j + 1);
+            line = format!("{}{}", &line[..i], &rest[skip..]);
+        }
+        let line = clean(&line, MAX_LINE).to_string();
+        if out.len() + line.len() + 1 > MAX_TRACEBACK {
+            out.push_str("\n[cut]");
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +131,21 @@ mod tests {
         assert_eq!(prefix("aé", 2), "a");
         assert_eq!(cut_chars("é".repeat(600), 500).chars().count(), 500);
         assert_eq!(cut_chars("short".into(), 500), "short");
+    }
+
+    #[test]
+    fn an_author_sees_their_own_frames_by_relative_path_and_real_lines() {
+        let text = "RuntimeError: boom\nTraceback (most recent call last):\n  \
+            File \"/var/nr/runner-1/py/nr_host.py\", line 397, in main\n    load_app()\n  \
+            File \"/var/nr/runner-1/apps/shop/4-58941c9d5591-bc5943e1/main.py\", line 3, in <module>\n    \
+            raise RuntimeError(\"boom\")\nRuntimeError: boom";
+        let shown = for_author(text, "/var/nr/runner-1/apps", "shop", "/var/nr/runner-1/py");
+        assert_eq!(
+            shown,
+            "RuntimeError: boom\nTraceback (most recent call last):\n  \
+             File \"main.py\", line 3, in <module>\n    raise RuntimeError(\"boom\")\nRuntimeError: boom"
+        );
+        let long = "x\n".repeat(MAX_TRACEBACK);
+        assert!(for_author(&long, "/a", "b", "/c").len() <= MAX_TRACEBACK + 8);
     }
 }

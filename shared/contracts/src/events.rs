@@ -184,6 +184,23 @@ pub struct AppLoaded {
     /// Why the load failed (import error and traceback, cut); `None` when it loaded.
     #[serde(default)]
     pub error: Option<String>,
+    /// Whose the failure is: the app's code (`app`), or the platform's (`platform`: the
+    /// bundle or the app's variables could not be read, a process could not start).
+    #[serde(default)]
+    pub fault: LoadFault,
+}
+
+/// Whose a failed load is ([`AppLoaded::fault`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadFault {
+    /// `main.py` did not import, or the app's processes broke the runner's protocol: the
+    /// version cannot be served, and deploy undoes it.
+    #[default]
+    App,
+    /// The runner could not read what the load needs or start its processes; the runner
+    /// tries again, and deploy keeps the version with a warning.
+    Platform,
 }
 
 pub const RBAC_CHANGED: &str = "rbac.changed";

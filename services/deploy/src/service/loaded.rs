@@ -8,8 +8,9 @@ use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nr_contracts::events::{AppChange, AppLoaded, AppUpdated};
+use nr_contracts::events::{AppChange, AppLoaded, AppUpdated, LoadFault};
 use nr_contracts::{decode, subjects};
+use nr_infra::appenv;
 use tokio_util::sync::CancellationToken;
 
 use super::{Actor, Inner};
@@ -70,17 +71,61 @@ pub(crate) async fn follow_runners(
 #[derive(Debug, Default)]
 pub(crate) struct Loads {
     pub loaded: Vec<String>,
-    /// The first runner that could not load it, and why.
+    /// The first runner whose load failed for the app's code, and why.
     pub failed: Option<(String, String)>,
+    /// Runners whose load failed for the platform's reasons (they try again), and why.
+    pub troubled: Vec<(String, String)>,
     /// Live runners that had not reported when the wait ended.
     pub pending: Vec<String>,
+    /// No runner was live: nothing loaded it yet.
+    pub no_runner: bool,
+    /// A later change of the app was published during the wait.
+    pub superseded: bool,
 }
 
 impl Loads {
-    /// The warning naming the runners that did not report in time.
-    pub fn pending_warning(&self, app: &str, version: &str, waited: Duration) -> Option<Finding> {
-        (!self.pending.is_empty()).then(|| {
-            finding(
+    /// Warnings naming the runners that could not load the version for the platform's
+    /// reasons, and those that did not report in time.
+    fn warnings(&self, app: &str, version: &str, waited: Duration) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .troubled
+            .iter()
+            .map(|(runner, error)| {
+                finding(
+                    "runner.load_failed",
+                    None,
+                    None,
+                    format!(
+                        "runner {runner} could not load {app} {version} for a reason of the platform's; \
+                         it keeps serving the previous version and tries again at the next call:\n{error}"
+                    ),
+                )
+            })
+            .collect();
+        if self.no_runner {
+            out.push(finding(
+                "deploy.no_runner",
+                None,
+                None,
+                format!(
+                    "no runner is running: {app} {version} is loaded (and its calls answered) \
+                     once one starts"
+                ),
+            ));
+        }
+        if self.superseded {
+            out.push(finding(
+                "deploy.superseded",
+                None,
+                None,
+                format!(
+                    "another change of {app} was made while the runners loaded {version}; \
+                     that one is current now"
+                ),
+            ));
+        }
+        if !self.pending.is_empty() {
+            out.push(finding(
                 "deploy.load_pending",
                 None,
                 None,
@@ -90,8 +135,9 @@ impl Loads {
                     self.pending.join(", "),
                     waited.as_secs_f64()
                 ),
-            )
-        })
+            ));
+        }
+        out
     }
 }
 
@@ -99,21 +145,29 @@ impl Loads {
 pub(crate) struct LoadWatch(async_nats::Subscriber);
 
 impl Inner {
-    pub(super) async fn watch_loads(&self, app: &str) -> Result<LoadWatch, Refused> {
+    /// `None` when deploy does not wait for the runners (`NR_DEPLOY_LOAD_WAIT_S=0`).
+    pub(super) async fn watch_loads(&self, app: &str) -> Result<Option<LoadWatch>, Refused> {
+        if self.config.load_wait().is_zero() {
+            return Ok(None);
+        }
         let subject = subjects::runner_loaded(app);
         self.nats
             .subscribe(subject.clone())
             .await
-            .map(LoadWatch)
+            .map(|s| Some(LoadWatch(s)))
             .map_err(|e| Refused::internal(format!("cannot subscribe to {subject}: {e}")))
     }
 
-    /// Waits until every live runner reported on revision `rev`, one reported a
-    /// failure, or `NR_DEPLOY_LOAD_WAIT_S` passed.
-    pub(super) async fn wait_loads(&self, watch: LoadWatch, rev: u64) -> Loads {
+    /// Waits until every live runner reported on revision `rev` of `app`, one reported a
+    /// failure of the app's code, a later change of the app was published, or
+    /// `NR_DEPLOY_LOAD_WAIT_S` passed.
+    pub(super) async fn wait_loads(&self, watch: LoadWatch, app: &str, rev: u64) -> Loads {
         let LoadWatch(mut sub) = watch;
         let mut waiting = self.runners.live();
-        let mut loads = Loads::default();
+        let mut loads = Loads {
+            no_runner: waiting.is_empty(),
+            ..Loads::default()
+        };
         let deadline = tokio::time::Instant::now() + self.config.load_wait();
         let mut recheck = tokio::time::interval(Duration::from_secs(1));
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,6 +181,14 @@ impl Inner {
                     // A runner that stopped beating (killed, stopped) is not waited for.
                     let live = self.runners.live();
                     waiting.retain(|r| live.contains(r));
+                    // A later change of the app (a delete, another deploy) is what the
+                    // runners load now: this one is no longer theirs to judge.
+                    if let Ok((last, _)) = self.last_event(app).await {
+                        if last > rev {
+                            loads.superseded = true;
+                            waiting.clear();
+                        }
+                    }
                     continue;
                 }
             };
@@ -143,12 +205,17 @@ impl Inner {
                 // this deploy's to judge.
                 continue;
             }
-            match report.error {
-                Some(error) => {
+            match (report.error, report.fault) {
+                (Some(error), LoadFault::App) => {
                     loads.failed = Some((report.runner, error));
                     break;
                 }
-                None => loads.loaded.push(report.runner),
+                (Some(error), LoadFault::Platform) => loads.troubled.push((report.runner, error)),
+                (None, _) => {
+                    if !loads.loaded.contains(&report.runner) {
+                        loads.loaded.push(report.runner);
+                    }
+                }
             }
         }
         let _ = sub.unsubscribe().await;
@@ -157,10 +224,54 @@ impl Inner {
         loads
     }
 
+    /// Publishes `event` and waits for the live runners to load it; a version a runner
+    /// cannot load for its code is undone and refused. The revision and the runners
+    /// that loaded it, in order; `warnings` gains what the runners had to say.
+    pub(super) async fn publish_loaded(
+        &self,
+        event: AppUpdated,
+        last_seq: u64,
+        previous: Option<AppUpdated>,
+        actor: Actor,
+        warnings: &mut Vec<Finding>,
+    ) -> Result<(u64, Vec<String>), Refused> {
+        let watch = self.watch_loads(&event.app_name).await?;
+        let rev = self.publish(event.clone(), last_seq).await?;
+        let Some(watch) = watch else {
+            return Ok((rev, Vec::new()));
+        };
+        let mut loads = self.wait_loads(watch, &event.app_name, rev).await;
+        let secrets = if loads.failed.is_some() || !loads.troubled.is_empty() {
+            self.secret_values(&event.app_name).await
+        } else {
+            Vec::new()
+        };
+        for (_, error) in &mut loads.troubled {
+            *error = appenv::mask(error, &secrets);
+        }
+        if let Some((runner, error)) = loads.failed {
+            let error = appenv::mask(&error, &secrets);
+            return Err(self
+                .undo(&event, rev, previous, actor, (runner, error))
+                .await);
+        }
+        warnings.extend(loads.warnings(&event.app_name, &event.version, self.config.load_wait()));
+        Ok((rev, loads.loaded))
+    }
+
+    /// The values of the app's secrets that deploy can open, masked in what a runner
+    /// says about the app (none without a database or key).
+    async fn secret_values(&self, app: &str) -> Vec<String> {
+        match &self.checker.import {
+            Some(check) => check.secret_values(app).await,
+            None => Vec::new(),
+        }
+    }
+
     /// Puts back what was current before the revision `rev` (`previous`), or deletes
     /// the app when nothing was, after `runner` could not load `failed`; the refusal
     /// says so.
-    pub(super) async fn undo(
+    async fn undo(
         &self,
         failed: &AppUpdated,
         rev: u64,
@@ -197,26 +308,63 @@ impl Inner {
                 (event, outcome)
             }
         };
-        let outcome = match self.publish(event, rev).await {
+        let (status, outcome) = match self.publish(event, rev).await {
             Ok(undo_rev) => {
                 tracing::warn!(app = %app, version = %version, rev, undo_rev, runner = %runner, "a runner could not load the new version; undone");
-                outcome
+                (422, outcome)
             }
             Err(e) if e.status == 409 => {
                 tracing::warn!(app = %app, version = %version, rev, runner = %runner, "a runner could not load the new version; another change of the app came first");
-                format!("another change of {app} has been made since, and is current")
+                (
+                    422,
+                    format!("another change of {app} has been made since, and is current"),
+                )
             }
             Err(e) => {
                 tracing::error!(app = %app, version = %version, rev, error = %e.error, "a runner could not load the new version, and undoing it failed");
-                format!("undoing it failed ({}), so {app} {version} stays current: deploy a corrected version", e.error)
+                (
+                    500,
+                    format!("undoing it failed ({}), so {app} {version} stays current: deploy a corrected version", e.error),
+                )
             }
         };
-        Refused::one(
-            422,
-            "runner.load",
-            Some("main.py"),
-            None,
-            format!("runner {runner} could not load {app} {version}; {outcome}:\n{error}"),
-        )
+        let message =
+            format!("runner {runner} could not load {app} {version}; {outcome}:\n{error}");
+        Refused {
+            status,
+            error: message.clone(),
+            details: vec![finding(
+                "runner.load",
+                Some("main.py"),
+                main_py_line(&error),
+                message,
+            )],
+        }
+    }
+}
+
+/// The line of `main.py` the innermost of its frames in a traceback names.
+fn main_py_line(traceback: &str) -> Option<u32> {
+    traceback
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("File \"main.py\", line "))
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_points_at_the_innermost_main_py_line() {
+        let tb = "RuntimeError: x\nTraceback (most recent call last):\n  File \"main.py\", line 9, in <module>\n    f()\n  File \"main.py\", line 3, in f\n    raise RuntimeError('x')\n  File \"libs/util.py\", line 2, in g";
+        assert_eq!(main_py_line(tb), Some(3));
+        assert_eq!(main_py_line("ImportError: no"), None);
     }
 }
