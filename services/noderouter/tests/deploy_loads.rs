@@ -239,3 +239,37 @@ async fn the_previous_version_serves_while_the_runner_imports_the_new_one() {
         "a call waited {longest:?} for the import"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runners_refusal_never_shows_the_apps_secret_values() {
+    let h = Harness::start().await;
+    let app = app_name("loadsecret");
+    let value = "sk-live-9c1e4b7d-never-shown";
+    let res = h
+        .http
+        .put(format!("{}/admin/api/apps/{app}/env", h.url))
+        .json(&json!({"name": "API_KEY", "value": value, "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let main = r#"
+import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    raise RuntimeError("cannot log in with " + os.environ["API_KEY"])
+
+def execute(data, conn=None):
+    return {}
+"#;
+    let (s, b) = deploy(&h, &app, "1.0.0", main).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let text = b.to_string();
+    assert!(!text.contains(value), "{b}");
+    assert!(text.contains("cannot log in with [secret]"), "{b}");
+    // The traceback is the app's: its file by name, its line, no runner frames.
+    assert_eq!(b["details"][0]["line"], json!(4), "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(error.contains("File \"main.py\", line 4"), "{b}");
+    assert!(!error.contains("nr_host.py"), "{b}");
+    assert!(!error.contains("<frozen") && !error.contains("^^^"), "{b}");
+}

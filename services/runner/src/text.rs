@@ -76,17 +76,22 @@ pub fn cut_chars(mut text: String, max: usize) -> String {
 
 /// What the author is shown of a failed load (deploy's refusal): the error and its
 /// traceback line by line, each line cleaned, without the runner's own frames (files
-/// under `runner_py`) and with the app's files named from its folder (the path up to
+/// under `runner_py`) and Python's import machinery (`<frozen importlib…>`), and with the app's files named from its folder (the path up to
 /// `<apps_dir>/<app>/<load dir>/` dropped), at most [`MAX_TRACEBACK`] bytes in all.
 pub fn for_author(text: &str, apps_dir: &str, app: &str, runner_py: &str) -> String {
     let folder = format!("{}/{app}/", apps_dir.trim_end_matches('/'));
     let mut out = String::new();
     let mut runner_frame = false;
     for line in text.lines() {
-        if std::mem::take(&mut runner_frame) && line.starts_with("    ") {
+        // A frame's source line and the carets under it are indented past its `File`.
+        if runner_frame && line.starts_with("    ") {
             continue;
         }
-        if line.trim_start().starts_with("File \"") && line.contains(runner_py) {
+        runner_frame = false;
+        let frame = line.trim_start();
+        if frame.starts_with("File \"")
+            && (line.contains(runner_py) || frame.starts_with("File \"<frozen "))
+        {
             runner_frame = true;
             continue;
         }
@@ -136,7 +141,8 @@ mod tests {
     #[test]
     fn an_author_sees_their_own_frames_by_relative_path_and_real_lines() {
         let text = "RuntimeError: boom\nTraceback (most recent call last):\n  \
-            File \"/var/nr/runner-1/py/nr_host.py\", line 397, in main\n    load_app()\n  \
+            File \"/var/nr/runner-1/py/nr_host.py\", line 397, in main\n    load_app()\n    \
+            ^^^^^^^^^^\n  File \"<frozen importlib._bootstrap>\", line 241, in _call\n  \
             File \"/var/nr/runner-1/apps/shop/4-58941c9d5591-bc5943e1/main.py\", line 3, in <module>\n    \
             raise RuntimeError(\"boom\")\nRuntimeError: boom";
         let shown = for_author(text, "/var/nr/runner-1/apps", "shop", "/var/nr/runner-1/py");
