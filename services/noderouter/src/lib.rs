@@ -137,6 +137,16 @@ impl Platform {
         // before any app process does).
         config.gateway.check()?;
         config.runner().check()?;
+        let deploy_takes =
+            config.deploy_checks.deploy_import_timeout_s + config.deploy_checks.load_wait_s;
+        if deploy_takes >= config.gateway.deploy_timeout_s {
+            tracing::warn!(
+                import_s = config.deploy_checks.deploy_import_timeout_s,
+                load_wait_s = config.deploy_checks.load_wait_s,
+                deploy_timeout_s = config.gateway.deploy_timeout_s,
+                "NR_DEPLOY_IMPORT_TIMEOUT_S + NR_DEPLOY_LOAD_WAIT_S is not under NR_DEPLOY_TIMEOUT_S: a slow deploy can answer 504 while it goes on"
+            );
+        }
         let nats_args = config.gateway.nats.clone();
         let connect = |role| {
             let args = nats_args.clone();
