@@ -100,6 +100,10 @@ async fn login_issues_a_session_and_logout_revokes_it() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        serde_json::json!({"logged_out": true})
+    );
     let r = me
         .get(format!("{}/api/auth/me", h.url))
         .send()
@@ -448,6 +452,23 @@ async fn api_tokens_work_until_revoked() {
         );
     }
     let robot = client_with_token(token);
+    assert_eq!(
+        post(&robot, format!("{}/api/sync/{app}", h.url), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Logging out with it says it ended nothing, and how to end it; it still works.
+    let (s, b) = post(&robot, format!("{}/api/auth/logout", h.url), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["logged_out"], json!(false), "{b}");
+    assert!(
+        b["note"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE /admin/api/tokens/"),
+        "{b}"
+    );
     assert_eq!(
         post(&robot, format!("{}/api/sync/{app}", h.url), json!({}))
             .await

@@ -54,7 +54,11 @@ pub(crate) struct Me {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct LoggedOut {
+    /// Whether a session was ended (false for an API token, which logout does not end).
     logged_out: bool,
+    /// Why nothing was ended, when nothing was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'static str>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -259,7 +263,7 @@ pub(crate) async fn change_password(
     path = "/api/auth/logout",
     tag = "auth",
     responses(
-        (status = 200, description = "The session is revoked (its open WebSockets close) and the cookie cleared", body = LoggedOut),
+        (status = 200, description = "The session is revoked (its open WebSockets close) and the cookie cleared; with an API token, `logged_out` is false and nothing is revoked", body = LoggedOut),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
     ),
@@ -269,7 +273,9 @@ pub(crate) async fn logout(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    if let (Some(jti), Some(exp)) = (caller.0.jti.clone(), caller.0.exp) {
+    let session = caller.0.jti.clone().zip(caller.0.exp);
+    let logged_out = session.is_some();
+    if let Some((jti, exp)) = session {
         state
             .rbac_change(
                 &caller,
@@ -284,7 +290,12 @@ pub(crate) async fn logout(
     Ok((
         [(header::SET_COOKIE, cookie)],
         [crate::server::CLEAR_STORAGE],
-        Json(LoggedOut { logged_out: true }),
+        Json(LoggedOut {
+            logged_out,
+            note: (!logged_out).then_some(
+                "an API token is not a session: revoke it with DELETE /admin/api/tokens/<id>",
+            ),
+        }),
     )
         .into_response())
 }
