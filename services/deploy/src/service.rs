@@ -51,7 +51,7 @@ struct Inner {
     /// Highest `NR_APPS` sequence applied to the catalogue.
     applied: watch::Sender<u64>,
     /// The live runners, whose loads of a published version deploy waits for.
-    runners: loaded::Runners,
+    runners: Arc<loaded::Runners>,
 }
 
 /// How long a check waits for the catalogue to catch up with the stream.
@@ -70,7 +70,7 @@ impl Deploy {
             store: deps.store,
             catalogue: RwLock::new(Catalogue::default()),
             applied: watch::channel(0).0,
-            runners: loaded::Runners::default(),
+            runners: Arc::default(),
         });
         let drain = Drain::new();
         // App processes this process adopted (a runner of `noderouter up` killed with its
@@ -96,7 +96,7 @@ impl Deploy {
             }
         })
         .await?;
-        loaded::follow_runners(&inner.nats, Arc::downgrade(&inner), drain.token().clone()).await?;
+        loaded::follow_runners(&inner.nats, inner.runners.clone(), drain.token().clone()).await?;
 
         // Each operation in the `nr-deploy` queue group, answered the one way
         // (`nr_infra::rpc`): a report, or the refusal as an `RpcError`.

@@ -47,19 +47,7 @@ async fn call(h: &Harness, app: &str, rid: &str, body: Value) {
 
 /// Submits a job under request id `rid` and waits for its end: its id and the job.
 async fn submit_and_wait(h: &Harness, app: &str, rid: &str, body: Value) -> (String, Value) {
-    let r = h
-        .http
-        .post(format!("{}/api/async/{app}", h.url))
-        .header("x-request-id", rid)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, _) = h.submit_as(app, rid, body).await;
     let job = h
         .wait_job(&id, |j| {
             j["status"] == "completed" || j["status"] == "failed"

@@ -33,20 +33,9 @@ async fn submit_id(h: &Harness, app: &str, body: Value) -> String {
 
 /// Submits with `X-Request-Id: rid`; the job's id.
 async fn submit_as_request(h: &Harness, app: &str, rid: &str, body: Value) -> String {
-    let r = h
-        .http
-        .post(format!("{}/api/async/{app}", h.url))
-        .header("x-request-id", rid)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(r.headers()["x-request-id"], rid);
-    r.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    let (id, echoed) = h.submit_as(app, rid, body).await;
+    assert_eq!(echoed, rid);
+    id
 }
 
 type Ws =

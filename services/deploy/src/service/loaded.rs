@@ -4,7 +4,7 @@
 //! runner could not load, so that the catalogue names what is served.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -43,24 +43,20 @@ impl Runners {
 /// Follows the runners' heartbeats until `stop`.
 pub(crate) async fn follow_runners(
     nats: &async_nats::Client,
-    inner: Weak<Inner>,
+    runners: Arc<Runners>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut sub = nats
+    let sub = nats
         .subscribe(subjects::RUNNER_ALIVE)
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RUNNER_ALIVE))?;
+    // The subscription ends with the stream (dropping it unsubscribes).
+    let beats = sub.take_until(stop.cancelled_owned());
     tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = stop.cancelled() => break,
-                m = sub.next() => m,
-            };
-            let Some(msg) = msg else { break };
-            let Some(inner) = inner.upgrade() else { break };
-            let runner = nr_contracts::alive::decode(&msg.payload).map(|(r, _)| r.to_owned());
-            if let Some(runner) = runner {
-                inner.runners.beat(&runner);
+        tokio::pin!(beats);
+        while let Some(msg) = beats.next().await {
+            if let Some((runner, _)) = nr_contracts::alive::decode(&msg.payload) {
+                runners.beat(runner);
             }
         }
     });
@@ -169,7 +165,11 @@ impl Inner {
             ..Loads::default()
         };
         let deadline = tokio::time::Instant::now() + self.config.load_wait();
-        let mut recheck = tokio::time::interval(Duration::from_secs(1));
+        // Looked at once a second from the first second on: most loads end before.
+        let mut recheck = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !waiting.is_empty() {
             let msg = tokio::select! {

@@ -244,6 +244,29 @@ impl Harness {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Submits with `X-Request-Id: rid` (202 asserted): the job's id and the request id
+    /// the answer carries.
+    pub async fn submit_as(&self, app: &str, rid: &str, body: Value) -> (String, String) {
+        let res = self
+            .http
+            .post(format!("{}/api/async/{app}", self.url))
+            .header("x-request-id", rid)
+            .json(&body)
+            .send()
+            .await
+            .expect("async request");
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        let echoed = res.headers()["x-request-id"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let id = res.json::<Value>().await.expect("a job")["job_id"]
+            .as_str()
+            .expect("job_id")
+            .to_owned();
+        (id, echoed)
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         self.get_json(&format!("/api/async/jobs/{id}")).await
     }
