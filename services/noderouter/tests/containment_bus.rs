@@ -166,6 +166,13 @@ async fn only_the_owner_of_a_control_subject_may_publish_on_it() {
             "{role} republished app.updated"
         );
     }
+    for role in others(Role::Runner) {
+        // A forged load failure would have deploy undo a good version.
+        assert!(
+            publish_refused(&h, role, &format!("runner.loaded.{app}")).await,
+            "{role} published a runner's load report"
+        );
+    }
     assert!(publish_refused(&h, Role::Reader, "deploy.delete").await);
     assert!(publish_refused(&h, Role::Runner, "deploy.delete").await);
     // The app is still deployed and ungated: nothing above landed.
