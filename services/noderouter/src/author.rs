@@ -35,13 +35,13 @@ pub fn load_bundle(path: &Path) -> anyhow::Result<(String, Vec<u8>)> {
 fn print_finding(kind: &str, f: &Finding) {
     let at = location(f).map(|l| format!(" {l}:")).unwrap_or_default();
     let mut lines = f.message.lines();
-    println!(
+    outln!(
         "{kind}[{}]{at} {}",
         f.rule,
         lines.next().unwrap_or_default()
     );
     for l in lines {
-        println!("    {l}");
+        outln!("    {l}");
     }
 }
 
@@ -90,7 +90,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
     match result {
         Ok(b) => {
             if opts.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "app_name": b.app_name, "version": b.version, "warnings": b.warnings,
@@ -98,7 +98,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
                 );
             } else {
                 print_findings("warning", &b.warnings);
-                println!(
+                outln!(
                     "{} {}: passes every check{} ({} warning{}); conflicts with other apps are checked at deploy",
                     b.app_name,
                     b.version,
@@ -116,7 +116,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
         )),
         Err(r) => {
             if opts.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "status": r.status, "error": r.error, "details": r.details,
@@ -124,7 +124,7 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
                 );
             } else {
                 print_findings("error", &r.details);
-                println!("refused ({}): {}", r.status, first_line(&r.error));
+                outln!("refused ({}): {}", r.status, first_line(&r.error));
             }
             Ok(false)
         }
@@ -221,12 +221,12 @@ pub async fn deploy(remote: &Remote, path: &Path, json: bool) -> anyhow::Result<
     let (status, body) = sent?;
     if !status.is_success() {
         if json {
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            outln!("{}", serde_json::to_string_pretty(&body)?);
         }
         return Err(refusal("deploy", status, &body));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
     let warnings: Vec<Finding> =
@@ -237,7 +237,7 @@ pub async fn deploy(remote: &Remote, path: &Path, json: bool) -> anyhow::Result<
         None => " (new app)".into(),
     };
     let loaded = body["loaded_by"].as_array().map_or(0, Vec::len);
-    println!(
+    outln!(
         "deployed {} {}{previous}: rev {}, sha256 {}, {} warning{}, loaded by {loaded} runner{}",
         body["app_name"].as_str().unwrap_or_default(),
         body["version"].as_str().unwrap_or_default(),
@@ -259,14 +259,14 @@ pub async fn versions(remote: &Remote, app: &str, json: bool) -> anyhow::Result<
         return Err(refusal("versions", status, &body));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
     if body["deleted"].as_bool() == Some(true) {
-        println!("{app} is deleted; roll back to a version to restore it");
+        outln!("{app} is deleted; roll back to a version to restore it");
     }
     for v in body["versions"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{} {:<12} {} {}",
             if v["current"].as_bool() == Some(true) {
                 "*"
@@ -277,6 +277,9 @@ pub async fn versions(remote: &Remote, app: &str, json: bool) -> anyhow::Result<
             v["deployed_at"].as_str().unwrap_or_default(),
             v["sha256"].as_str().unwrap_or_default(),
         );
+        if let Some(why) = v["refused"].as_str() {
+            outln!("    refused: {why}");
+        }
     }
     Ok(())
 }
@@ -299,7 +302,7 @@ pub async fn rollback(
     if !status.is_success() {
         return Err(refusal("rollback", status, &body));
     }
-    println!(
+    outln!(
         "{app} is at {} again (was {}), rev {}",
         body["version"].as_str().unwrap_or_default(),
         body["previous_version"].as_str().unwrap_or("deleted"),
@@ -315,7 +318,7 @@ pub async fn delete(remote: &Remote, app: &str) -> anyhow::Result<()> {
     if !status.is_success() {
         return Err(refusal("delete", status, &body));
     }
-    println!(
+    outln!(
         "deleted {app} (was {}), rev {}; its versions are kept: `noderouter app rollback {app} <version>` restores it",
         body["version"].as_str().unwrap_or_default(),
         body["rev"],

@@ -136,7 +136,7 @@ async fn set(
     if !status.is_success() {
         return Err(crate::author::refusal("env set", status, &body));
     }
-    println!(
+    outln!(
         "set {} {name} of {app}; the app reloads with it",
         if secret { "secret" } else { "variable" }
     );
@@ -150,7 +150,7 @@ async fn unset(remote: &Remote, app: &str, name: &str) -> anyhow::Result<()> {
     if !status.is_success() {
         return Err(crate::author::refusal("env unset", status, &body));
     }
-    println!("removed {name} of {app}; the app reloads without it");
+    outln!("removed {name} of {app}; the app reloads without it");
     Ok(())
 }
 
@@ -161,15 +161,15 @@ async fn list(remote: &Remote, app: &str, json: bool) -> anyhow::Result<()> {
         return Err(crate::author::refusal("env list", status, &body));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
     for e in body["env"].as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default();
         match (&e["value"], e["secret"].as_bool()) {
-            (_, Some(true)) => println!("{name}  (secret)"),
-            (Value::String(v), _) => println!("{name}={v}"),
-            _ => println!("{name}"),
+            (_, Some(true)) => outln!("{name}  (secret)"),
+            (Value::String(v), _) => outln!("{name}={v}"),
+            _ => outln!("{name}"),
         }
     }
     Ok(())

@@ -75,7 +75,7 @@ async fn requeue(
         return Err(crate::author::refusal("job requeue", status, &body));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
     let ids: Vec<&str> = body["job_ids"]
@@ -84,9 +84,9 @@ async fn requeue(
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    println!("re-queued {} job(s)", ids.len());
+    outln!("re-queued {} job(s)", ids.len());
     for id in ids {
-        println!("{id}");
+        outln!("{id}");
     }
     Ok(())
 }
@@ -97,6 +97,6 @@ async fn logs(remote: &Remote, id: &str) -> anyhow::Result<()> {
     if !status.is_success() {
         return Err(crate::author::refusal("job logs", status, &body));
     }
-    println!("{}", body["logs"].as_str().unwrap_or_default());
+    outln!("{}", body["logs"].as_str().unwrap_or_default());
     Ok(())
 }

@@ -5,6 +5,9 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[macro_use]
+mod out;
+
 mod author;
 mod env_cmd;
 mod examples;
@@ -215,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             std::fs::write(&out, &bytes)
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!("{} ({} bytes)", out.display(), bytes.len());
+            outln!("{} ({} bytes)", out.display(), bytes.len());
             Ok(())
         }
         Command::App(AppCommand::Deploy { path, remote, json }) => {
@@ -324,36 +327,36 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
         Some(dir) => examples::deploy_all(&url, &dir, &admin_token).await?,
         None => Vec::new(),
     };
-    println!();
-    println!("NodeRouter is up at {url}");
+    outln!();
+    outln!("NodeRouter is up at {url}");
     for line in &deployed {
-        println!("  {line}");
+        outln!("  {line}");
     }
     if let Some(dir) = token_file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     noderouter::embedded::write_private(&token_file, &admin_token)?;
-    println!(
+    outln!(
         "  admin session token (valid {}, readable by this user only): export NR_TOKEN=$(cat {})",
         lifetime(session_ttl_s),
         token_file.display()
     );
-    println!(
+    outln!(
         "  try: curl -s -X POST {url}/api/sync/hello -H \"Authorization: Bearer $NR_TOKEN\" -H 'Content-Type: application/json' -d '{{}}'"
     );
-    println!("  or open {url}/login in a browser (user admin)");
+    outln!("  or open {url}/login in a browser (user admin)");
     if let Some(nats) = &embedded_nats {
-        println!(
+        outln!(
             "  NATS (private, with authorization) at {}; read-only credentials for outside consumers of action.triggered.> and job.progress.>: {}",
             nats.url,
             nats.reader_file.display()
         );
-        println!(
+        outln!(
             "    e.g. set -a; . {}; set +a; nats sub 'action.triggered.>'",
             nats.reader_file.display()
         );
     }
-    println!("Stop with Ctrl-C.");
+    outln!("Stop with Ctrl-C.");
     let result = platform.wait().await;
     if let Some(nats) = embedded_nats {
         nats.stop().await;

@@ -31,7 +31,7 @@ pub fn run(args: NatsConfigArgs) -> anyhow::Result<()> {
     match &args.out {
         Some(path) => write_private(path, &text),
         None => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
     }

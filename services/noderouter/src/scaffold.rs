@@ -54,7 +54,7 @@ pub fn new_app(name: &str, parent: &Path) -> anyhow::Result<()> {
     ] {
         std::fs::write(dir.join(file), fill(template))?;
     }
-    println!("created {} (CSS prefix {prefix}-)", dir.display());
+    outln!("created {} (CSS prefix {prefix}-)", dir.display());
     Ok(())
 }
 

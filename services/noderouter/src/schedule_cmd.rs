@@ -58,12 +58,12 @@ async fn list(remote: &Remote, app: Option<String>, as_json: bool) -> anyhow::Re
         return Err(crate::author::refusal("schedule list", status, &body));
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        outln!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
     }
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     for sc in body.as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "{}/{}  \"{}\" {}  overlap={} catch_up={}{}",
             s(&sc["app"]),
             s(&sc["name"]),
@@ -78,10 +78,10 @@ async fn list(remote: &Remote, app: Option<String>, as_json: bool) -> anyhow::Re
             }
         );
         for t in sc["next_local"].as_array().into_iter().flatten() {
-            println!("    next  {}", s(t));
+            outln!("    next  {}", s(t));
         }
         for t in sc["recent"].as_array().into_iter().flatten().take(5) {
-            println!(
+            outln!(
                 "    tick  {}  {}{}",
                 s(&t["tick"]),
                 s(&t["status"]),
@@ -107,6 +107,6 @@ async fn set(remote: &Remote, app: &str, name: &str, verb: &str) -> anyhow::Resu
             &body,
         ));
     }
-    println!("{verb}d schedule {name} of {app}");
+    outln!("{verb}d schedule {name} of {app}");
     Ok(())
 }

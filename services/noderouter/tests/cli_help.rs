@@ -1,6 +1,7 @@
-//! `--help` of every command never prints a credential it finds in the environment: help
-//! output ends up in terminal scrollback, CI logs and tickets, and the README has the
-//! admin token exported as `NR_TOKEN`.
+//! The command-line tool's own output. `--help` of every command never prints a
+//! credential it finds in the environment: help output ends up in terminal scrollback, CI
+//! logs and tickets, and the README has the admin token exported as `NR_TOKEN`. A reader
+//! that goes away early (`| head -1`) ends the tool quietly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -51,4 +52,22 @@ fn help_never_prints_a_credential_from_the_environment() {
             "{args:?} --help printed a credential:\n{text}"
         );
     }
+}
+
+/// `noderouter … | head -1`: the reader closes the pipe before the tool writes. The tool
+/// ends quietly with the status of a process ended by SIGPIPE, never with a panic.
+#[test]
+fn a_closed_pipe_ends_the_tool_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        .args(["nats-config", "--env-passwords"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "a closed pipe is not an error: {stderr}");
 }
