@@ -142,3 +142,65 @@ async fn a_sync_calls_output_is_logged_with_its_request_id_and_capped() {
         raised[0]
     );
 }
+
+/// Prints `n` short lines in one call: more than the app host's log burst.
+const CHATTY: &str = r#"
+def execute(data, conn=None):
+    for i in range(data["n"]):
+        print("c%d" % i)
+    return {"ok": True}
+"#;
+
+/// Lines the log rate drops are counted against the call that printed them, and said
+/// once that call is over, with its request id: not later, against whatever prints next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_over_the_log_rate_are_counted_against_their_call() {
+    capture_platform_log();
+    let h = Harness::start().await;
+    let app = app_name("chatty");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", CHATTY),
+        ],
+    )
+    .await;
+    let rid = app_name("rid");
+    call(&h, &app, &rid, json!({"n": 3000})).await;
+    let said = || -> Vec<String> {
+        logged("were not logged")
+            .into_iter()
+            .filter(|l| l.contains(&format!("app={app}")))
+            .collect()
+    };
+    let mut lines = said();
+    for _ in 0..50 {
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        lines = said();
+    }
+    assert_eq!(lines.len(), 1, "one note for the call: {lines:?}");
+    assert!(
+        lines[0].contains(&format!("request_id={rid}")),
+        "{}",
+        lines[0]
+    );
+    let dropped: u64 = lines[0]
+        .split("dropped=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let shown = logged(&format!("request_id={rid}"))
+        .iter()
+        .filter(|l| l.contains("stream=stdout"))
+        .count() as u64;
+    assert_eq!(
+        shown + dropped,
+        3000,
+        "every line is either logged or counted ({shown} logged, {dropped} dropped)"
+    );
+}

@@ -71,11 +71,10 @@ impl<R: AsyncRead + Unpin> CappedLines<R> {
     }
 }
 
-/// A token bucket of lines; counts what it drops so the next logged line can say so.
+/// A token bucket of lines.
 pub struct LogRate {
     tokens: f64,
     last: Instant,
-    dropped: u64,
 }
 
 impl Default for LogRate {
@@ -83,24 +82,21 @@ impl Default for LogRate {
         LogRate {
             tokens: BURST,
             last: Instant::now(),
-            dropped: 0,
         }
     }
 }
 
 impl LogRate {
-    /// `Some(n)` when this line may be logged, `n` being the lines dropped since the
-    /// last one logged; `None` when it is dropped.
-    pub fn admit(&mut self, now: Instant) -> Option<u64> {
+    /// Whether a line may be logged now.
+    pub fn admit(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last);
         self.last = now;
         self.tokens = (self.tokens + elapsed.as_secs_f64() * RATE).min(BURST);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            Some(std::mem::take(&mut self.dropped))
+            true
         } else {
-            self.dropped += 1;
-            None
+            false
         }
     }
 }
@@ -111,7 +107,7 @@ pub type SharedRate = std::sync::Arc<std::sync::Mutex<LogRate>>;
 /// Logs one line of a call's output with the app, the request id, the stream
 /// (`stdout`, `stderr`, `logging`) and, for a job, its id, within the host's rate. The
 /// line is the app's: at most [`MAX_LINE`] bytes of it are logged, control characters
-/// escaped (a `\n` in it never starts a log line).
+/// escaped (a `\n` in it never starts a log line). False when the rate dropped it.
 pub fn log_call_line(
     rate: &SharedRate,
     app: &str,
@@ -119,20 +115,45 @@ pub fn log_call_line(
     job_id: &str,
     stream: &str,
     line: &str,
-) {
+) -> bool {
     let admitted = rate
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .admit(Instant::now());
-    let Some(dropped) = admitted else { return };
-    if dropped > 0 {
-        tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
+    if !admitted {
+        return false;
     }
     let line = text::clean(line, MAX_LINE);
     if job_id.is_empty() {
         tracing::info!(target: "app", app = %app, request_id = %request_id, stream = %stream, "{line}");
     } else {
         tracing::info!(target: "app", app = %app, request_id = %request_id, job_id = %job_id, stream = %stream, "{line}");
+    }
+    true
+}
+
+/// Counts the lines of one call's output the rate dropped, and says so once, with the
+/// call's request id (and job id), when the call is over, however it ended.
+pub struct CallDrops<'a> {
+    pub app: &'a str,
+    pub request_id: &'a str,
+    pub job_id: &'a str,
+    pub count: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for CallDrops<'_> {
+    fn drop(&mut self) {
+        let dropped = *self.count.get_mut();
+        if dropped == 0 {
+            return;
+        }
+        let (app, request_id) = (self.app, self.request_id);
+        if self.job_id.is_empty() {
+            tracing::warn!(target: "app", app = %app, request_id = %request_id, dropped, "app output over the log rate: {dropped} lines of this call's output were not logged");
+        } else {
+            let job_id = self.job_id;
+            tracing::warn!(target: "app", app = %app, request_id = %request_id, job_id = %job_id, dropped, "app output over the log rate: {dropped} lines of this job's output were not logged");
+        }
     }
 }
 
@@ -149,6 +170,8 @@ where
     let kept = tail.clone();
     tokio::spawn(async move {
         let mut lines = CappedLines::new(output, MAX_LINE);
+        // Lines of this output the rate dropped since the last one logged.
+        let mut dropped = 0u64;
         while let Ok(Some(line)) = lines.next_line().await {
             // Already cut to MAX_LINE; control characters (a `\r`, escapes) escaped.
             let line = text::clean(&line, usize::MAX).to_string();
@@ -156,13 +179,14 @@ where
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .admit(Instant::now());
-            match admitted {
-                Some(0) => tracing::info!(target: "app", app = %app, "{line}"),
-                Some(dropped) => {
-                    tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: lines dropped");
-                    tracing::info!(target: "app", app = %app, "{line}");
+            if !admitted {
+                dropped += 1;
+            } else {
+                if dropped > 0 {
+                    tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: {dropped} lines dropped");
+                    dropped = 0;
                 }
-                None => {}
+                tracing::info!(target: "app", app = %app, "{line}");
             }
             let mut t = kept.lock().unwrap_or_else(|p| p.into_inner());
             if t.len() >= keep {
@@ -195,9 +219,10 @@ mod tests {
     fn a_flood_is_cut_to_the_burst_then_the_rate() {
         let mut rate = LogRate::default();
         let t = Instant::now();
-        let admitted = (0..5000).filter(|_| rate.admit(t).is_some()).count();
+        let admitted = (0..5000).filter(|_| rate.admit(t)).count();
         assert_eq!(admitted, BURST as usize);
         let later = t + Duration::from_secs(1);
-        assert_eq!(rate.admit(later), Some(5000 - BURST as u64));
+        let admitted = (0..5000).filter(|_| rate.admit(later)).count();
+        assert_eq!(admitted, RATE as usize);
     }
 }

@@ -31,6 +31,12 @@ impl AppHost {
             .as_str()
             .unwrap_or("")
             .to_owned();
+        let drops = output::CallDrops {
+            app: &self.app,
+            request_id: &rid,
+            job_id: &job,
+            count: Default::default(),
+        };
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
@@ -56,7 +62,12 @@ impl AppHost {
                         .as_deref()
                         .filter(|s| matches!(*s, "stdout" | "logging"))
                         .unwrap_or("stderr");
-                    output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line);
+                    if !output::log_call_line(&self.log_rate, &self.app, &rid, &job, stream, &line)
+                    {
+                        drops
+                            .count
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if let Some(tx) = &progress {
                         let _ = tx.send(Progress {
                             percent: 0,
