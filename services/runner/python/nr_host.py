@@ -348,6 +348,34 @@ def serve_worker(sock, execute, wants_conn, is_async):
 
 _CONTROL_FDS = []
 
+# The runner reads one control line of at most 64 KiB; a longer one is a flood.
+_CONTROL_LINE_MAX = 60 * 1024
+
+
+def _cut(text, limit):
+    if len(text) <= limit:
+        return text
+    return text[:limit] + "\u2026 [cut: %d characters in all]" % len(text)
+
+
+def _import_failure(exc):
+    """The control line saying the import failed: the error and its traceback, cut to
+    fit a control line however large the exception's message is."""
+    try:
+        error = "%s: %s" % (type(exc).__name__, exc)
+    except Exception:
+        error = type(exc).__name__
+    try:
+        tb = traceback.format_exc()
+    except Exception:
+        tb = ""
+    for limit in (None, 8000, 2000, 500):
+        e, t = (error, tb) if limit is None else (_cut(error, limit // 4), _cut(tb, limit))
+        line = json.dumps({"ok": False, "error": e, "traceback": t})
+        if len(line) < _CONTROL_LINE_MAX:
+            return line
+    return json.dumps({"ok": False, "error": _cut(error, 100), "traceback": ""})
+
 
 def fork_worker(token, sock_path, execute, wants_conn, is_async):
     pid = os.fork()
@@ -383,7 +411,7 @@ def main():
     _CONTROL_FDS.extend([ctl.fileno(), ctl_in.fileno()])
 
     def reply(obj):
-        ctl.write(json.dumps(obj) + "\n")
+        ctl.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
         ctl.flush()
 
     nr_contain.become_subreaper()
@@ -396,7 +424,7 @@ def main():
     try:
         _, execute, wants_conn, is_async = load_app(app_name, app_dir)
     except BaseException as exc:
-        reply({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc), "traceback": traceback.format_exc()})
+        reply(_import_failure(exc))
         return
     # Import what every worker needs once, here, and freeze the heap the app built, so
     # forked workers share these pages instead of redoing the work and copying them.
