@@ -219,6 +219,7 @@ mod tests {
             previous_version: None,
             actor: None,
             actor_id: None,
+            undoes: None,
         };
         c.apply(&ev);
         let r = check("other", &facts(&["s:child"], &["s:read"]), &c);

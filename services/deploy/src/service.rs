@@ -252,6 +252,7 @@ impl Inner {
             previous_version: previous_version.clone(),
             actor: actor.name.clone(),
             actor_id: actor.id.clone(),
+            undoes: None,
         };
         let (rev, loaded_by) = self
             .publish_loaded(event, last_seq, previous, actor, &mut warnings)
@@ -374,6 +375,7 @@ impl Inner {
             previous_version: previous_version.clone(),
             actor: actor.name.clone(),
             actor_id: actor.id.clone(),
+            undoes: None,
         };
         let mut warnings = warnings;
         let (rev, loaded_by) = self
@@ -408,6 +410,7 @@ impl Inner {
             previous_version: Some(current.version.clone()),
             actor: req.actor,
             actor_id: req.actor_id,
+            undoes: None,
             ..current
         };
         let rev = self.publish(event, last_seq).await?;

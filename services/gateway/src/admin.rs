@@ -345,7 +345,7 @@ async fn delete_named(
     tag = "admin",
     params(("app" = String, Path, description = "The app's name")),
     responses(
-        (status = 200, description = "`{app_name, found, deleted, current_version, versions}`: every version, newest first, each with `deployed_at` and `deployed_by` (who first deployed it; null before deploys recorded it)", body = Object),
+        (status = 200, description = "`{app_name, found, deleted, current_version, versions}`: every version, newest first, each with `deployed_at`, `deployed_by` (who first deployed it; null before deploys recorded it) and `refused` (why the platform undid it when a runner could not load it; null otherwise)", body = Object),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:read` permission is missing", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),

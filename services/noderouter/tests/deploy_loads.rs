@@ -87,6 +87,30 @@ async fn a_version_no_runner_can_load_is_refused_undone_and_the_previous_keeps_s
         [("2.0.0", false), ("1.0.0", true)],
         "the refused version stays listed, not current: {versions}"
     );
+    let why = versions["versions"][0]["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.starts_with("runner runner-") && why.contains("No module named 'reportlab'"),
+        "the refused version says why: {versions}"
+    );
+    assert_eq!(
+        versions["versions"][1]["refused"],
+        Value::Null,
+        "{versions}"
+    );
+    // The audit shows the undo for what it is, with the refused version and why.
+    let audit = h.get_json("/admin/api/audit?kind=apps").await;
+    let undo = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["target"] == app.as_str())
+        .unwrap();
+    assert_eq!(undo["action"], "rolled_back", "{undo}");
+    assert_eq!(undo["details"]["undoes"]["version"], "2.0.0", "{undo}");
+    assert_eq!(undo["details"]["undoes"]["reason"], why, "{undo}");
+    assert_eq!(undo["details"]["undoes"]["sha256"], Value::Null, "{undo}");
 
     // A corrected version deploys, and a rollback waits for the runner as well.
     let (s, b) = deploy(&h, &app, "2.0.1", &main_v(3)).await;
@@ -116,11 +140,107 @@ async fn a_first_version_no_runner_can_load_leaves_no_app_behind() {
     assert_eq!(current_version(&h, &app).await, None);
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
+    assert_eq!(versions["deleted"], true, "{versions}");
+    let why = versions["versions"][0]["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("reportlab"), "{versions}");
     // The name is free for a version that loads.
     let (s, b) = deploy(&h, &app, "1.0.1", &main_v(1)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(1)), "{b}");
+}
+
+/// Raises at import on the runner only, with a message larger than a control line.
+const RUNNER_ONLY_HUGE_ERROR: &str = r#"
+import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    raise RuntimeError("missing setting REPORTS_URL " + "x" * 200000)
+
+def execute(data, conn=None):
+    return {"v": 2}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_error_of_any_size_is_reported_as_the_apps_error() {
+    let h = Harness::start().await;
+    let app = app_name("loadsbig");
+    let (s, b) = deploy(&h, &app, "1.0.0", RUNNER_ONLY_HUGE_ERROR).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.contains("RuntimeError: missing setting REPORTS_URL xxx"),
+        "the app's own error, cut: {}",
+        &error[..error.len().min(2000)]
+    );
+    assert!(
+        !error.contains("control line"),
+        "not a protocol breach: {}",
+        &error[..error.len().min(2000)]
+    );
+    assert!(error.len() < 64 * 1024, "{} bytes", error.len());
+    assert_eq!(b["details"][0]["rule"], "runner.load", "{b}");
+}
+
+/// Fails on the runner only while the app's variable `REPORTS_BROKEN` is 1.
+const RUNNER_FAILURE_WHILE_FLAGGED: &str = r#"
+import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py" and os.environ.get("REPORTS_BROKEN") == "1":
+    raise ImportError("No module named 'reportlab' (missing on this runner)")
+
+def execute(data, conn=None):
+    return {"v": 2}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_version_that_loads_later_loses_its_mark() {
+    let h = Harness::start().await;
+    let app = app_name("loadsfix");
+    let (s, b) = deploy(&h, &app, "1.0.0", &main_v(1)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let env = format!("{}/admin/api/apps/{app}/env", h.url);
+    let res = h
+        .http
+        .put(&env)
+        .json(&json!({"name": "REPORTS_BROKEN", "value": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (s, b) = deploy(&h, &app, "2.0.0", RUNNER_FAILURE_WHILE_FLAGGED).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let refused = |v: &Value| v["versions"][0]["refused"].clone();
+    let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
+    assert!(refused(&versions).is_string(), "{versions}");
+
+    // The runner can load it now: a rollback to it serves it, and the mark is gone.
+    let res = h
+        .http
+        .delete(format!("{env}/REPORTS_BROKEN"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = h
+        .http
+        .post(format!("{}/admin/api/apps/{app}/rollback", h.url))
+        .json(&json!({"version": "2.0.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(2)), "{b}");
+    let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
+    assert_eq!(versions["versions"][0]["current"], true, "{versions}");
+    assert_eq!(refused(&versions), Value::Null, "{versions}");
 }
 
 /// Beats on `runner.alive` as a runner that never loads anything, until dropped.

@@ -251,6 +251,7 @@ async fn a_stored_event_with_a_bad_manifest_is_skipped_and_later_events_apply() 
         previous_version: Some("1.0.0".into()),
         actor: None,
         actor_id: None,
+        undoes: None,
     };
     // Read leniently, the first dropped required_permission (the app opened to the
     // viewer); the second reached Duration::from_secs_f64 in the runner and panicked.

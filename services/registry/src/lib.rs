@@ -200,6 +200,7 @@ type VersionRow = (
     i64,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 /// Every version of one app, newest first.
@@ -211,7 +212,7 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     .fetch_optional(db)
     .await?;
     let rows: Vec<VersionRow> = sqlx::query_as(
-        "SELECT version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id \
+        "SELECT version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id, refused \
          FROM noderouter_core.app_versions \
          WHERE app_name = $1 ORDER BY first_rev DESC",
     )
@@ -225,7 +226,16 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
     let versions = rows
         .into_iter()
         .map(
-            |(version, sha256, deployed_at, first_rev, last_rev, deployed_by, deployed_by_id)| {
+            |(
+                version,
+                sha256,
+                deployed_at,
+                first_rev,
+                last_rev,
+                deployed_by,
+                deployed_by_id,
+                refused,
+            )| {
                 AppVersion {
                     current: !deleted && current_sha.as_deref() == Some(sha256.as_str()),
                     version,
@@ -237,6 +247,7 @@ pub async fn app_versions(db: &PgPool, app: &str) -> anyhow::Result<AppVersions>
                     last_rev: last_rev.max(0) as u64,
                     deployed_by,
                     deployed_by_id,
+                    refused,
                 }
             },
         )

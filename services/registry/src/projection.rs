@@ -109,7 +109,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             "INSERT INTO noderouter_core.app_versions (app_name, version, sha256, bundle_key, manifest, first_rev, last_rev, deployed_at, \
                  deployed_by, deployed_by_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9) \
-             ON CONFLICT (app_name, sha256) DO UPDATE SET last_rev = EXCLUDED.last_rev",
+             ON CONFLICT (app_name, sha256) DO UPDATE SET last_rev = EXCLUDED.last_rev, refused = NULL",
         )
         .bind(&d.app_name)
         .bind(&d.version)
@@ -120,6 +120,17 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .bind(at)
         .bind(&d.actor)
         .bind(&d.actor_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // The version this change undoes was refused: say so in its history.
+    if let Some(undone) = &d.undoes {
+        sqlx::query(
+            "UPDATE noderouter_core.app_versions SET refused = $3 WHERE app_name = $1 AND sha256 = $2",
+        )
+        .bind(&d.app_name)
+        .bind(&undone.sha256)
+        .bind(&undone.reason)
         .execute(&mut *tx)
         .await?;
     }

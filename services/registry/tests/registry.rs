@@ -21,6 +21,7 @@ fn event(app: &str, change: AppChange, version: &str, sha: &str, time: &str) -> 
             previous_version: None,
             actor: None,
             actor_id: None,
+            undoes: None,
         },
     );
     env.time = time.into();

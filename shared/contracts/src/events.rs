@@ -35,6 +35,21 @@ pub struct AppUpdated {
     /// The stable id of that user or token (`sub`).
     #[serde(default)]
     pub actor_id: Option<String>,
+    /// Set only on the change deploy makes by itself to undo a version the runners
+    /// could not load for its code (a rollback to what served before it, or a delete
+    /// after a first deploy): that version and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undoes: Option<Undone>,
+}
+
+/// A version deploy published and then undid because a runner could not load it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Undone {
+    pub version: String,
+    /// SHA-256 of its bundle zip, hex.
+    pub sha256: String,
+    /// The runner and the first line of its error (the app's secret values masked).
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -58,6 +73,7 @@ mod tests {
                 previous_version: None,
                 actor: Some("ann".into()),
                 actor_id: Some("u-1".into()),
+                undoes: None,
             },
         }
     }

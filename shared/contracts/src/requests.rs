@@ -149,6 +149,11 @@ pub struct AppVersion {
     /// The stable id of that user or token (`sub`).
     #[serde(default)]
     pub deployed_by_id: Option<String>,
+    /// Why the platform refused this version after publishing it (a runner could not
+    /// load it, and the change was undone); none for a version that loaded, and none
+    /// again once a later change makes it current.
+    #[serde(default)]
+    pub refused: Option<String>,
 }
 
 /// Reply to `registry.apps.versions`; `found` is false for an app never deployed.

@@ -56,6 +56,7 @@ fn app_updated(change: AppChange, previous: Option<&str>) -> Envelope<AppUpdated
             previous_version: previous.map(str::to_owned),
             actor: Some("ann".into()),
             actor_id: Some("019a9f3c-0000-7000-8000-00000000a11e".into()),
+            undoes: None,
         },
     )
 }
@@ -102,9 +103,22 @@ fn app_updated_events_as_published_match_their_schema() {
         app_updated(AppChange::Deployed, Some("1.0.0")),
         app_updated(AppChange::RolledBack, Some("1.2.0")),
         app_updated(AppChange::Deleted, None),
+        undo(AppChange::RolledBack),
+        undo(AppChange::Deleted),
     ] {
         assert_valid(APP_UPDATED_SCHEMA, &wire(&event));
     }
+}
+
+/// The change deploy makes to undo a version a runner could not load.
+fn undo(change: AppChange) -> Envelope<AppUpdated> {
+    let mut event = app_updated(change, Some("1.2.0"));
+    event.data.undoes = Some(nr_contracts::events::Undone {
+        version: "1.2.0".into(),
+        sha256: SHA.into(),
+        reason: "runner runner-7c01d2aa could not load it: ImportError: no".into(),
+    });
+    event
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nr_contracts::events::{AppChange, AppLoaded, AppUpdated, LoadFault};
+use nr_contracts::events::{AppChange, AppLoaded, AppUpdated, LoadFault, Undone};
 use nr_contracts::{decode, subjects};
 use nr_infra::appenv;
 use tokio_util::sync::CancellationToken;
@@ -281,6 +281,11 @@ impl Inner {
     ) -> Refused {
         let app = failed.app_name.clone();
         let version = failed.version.clone();
+        let undone = Undone {
+            version: version.clone(),
+            sha256: failed.sha256.clone(),
+            reason: undo_reason(&runner, &error),
+        };
         let (event, outcome) = match previous.filter(|p| p.change != AppChange::Deleted) {
             Some(p) => {
                 let outcome = format!(
@@ -292,6 +297,7 @@ impl Inner {
                     previous_version: Some(version.clone()),
                     actor: actor.name,
                     actor_id: actor.id,
+                    undoes: Some(undone),
                     ..p
                 };
                 (event, outcome)
@@ -303,6 +309,7 @@ impl Inner {
                     previous_version: Some(version.clone()),
                     actor: actor.name,
                     actor_id: actor.id,
+                    undoes: Some(undone),
                     ..failed.clone()
                 };
                 (event, outcome)
@@ -343,6 +350,31 @@ impl Inner {
     }
 }
 
+/// Longest reason an undo event carries, in characters.
+const REASON_MAX: usize = 500;
+
+/// What an undo event says of the refused version: the runner and the first line of its
+/// error, or its exception's line when it is a bare traceback.
+fn undo_reason(runner: &str, error: &str) -> String {
+    let lines: Vec<&str> = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "[cut]")
+        .collect();
+    let line = match lines.first() {
+        Some(l) if l.starts_with("Traceback (") => lines.last(),
+        first => first,
+    };
+    let mut reason = format!(
+        "runner {runner} could not load it: {}",
+        line.copied().unwrap_or("")
+    );
+    if reason.chars().count() > REASON_MAX {
+        reason = reason.chars().take(REASON_MAX - 1).collect::<String>() + "…";
+    }
+    reason
+}
+
 /// The line of `main.py` the innermost of its frames in a traceback names.
 fn main_py_line(traceback: &str) -> Option<u32> {
     traceback
@@ -366,5 +398,24 @@ mod tests {
         let tb = "RuntimeError: x\nTraceback (most recent call last):\n  File \"main.py\", line 9, in <module>\n    f()\n  File \"main.py\", line 3, in f\n    raise RuntimeError('x')\n  File \"libs/util.py\", line 2, in g";
         assert_eq!(main_py_line(tb), Some(3));
         assert_eq!(main_py_line("ImportError: no"), None);
+    }
+
+    #[test]
+    fn an_undo_names_the_runner_and_the_exception() {
+        let tb = "Traceback (most recent call last):\n  File \"main.py\", line 1, in <module>\n    import x\nModuleNotFoundError: No module named 'x'";
+        assert_eq!(
+            undo_reason("r1", tb),
+            "runner r1 could not load it: ModuleNotFoundError: No module named 'x'"
+        );
+        assert_eq!(
+            undo_reason(
+                "r1",
+                "\nImportError: no\nTraceback (most recent call last):"
+            ),
+            "runner r1 could not load it: ImportError: no"
+        );
+        let long = undo_reason("r1", &"é".repeat(2000));
+        assert_eq!(long.chars().count(), REASON_MAX);
+        assert!(long.ends_with('…'));
     }
 }

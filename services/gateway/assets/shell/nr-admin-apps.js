@@ -204,6 +204,13 @@
       name.appendChild(document.createTextNode(" "));
       name.appendChild(el("span", "badge text-bg-success", "current"));
     }
+    if (v.refused) {
+      name.appendChild(document.createTextNode(" "));
+      var refused = el("span", "badge text-bg-danger nr-refused", "refused");
+      refused.title = String(v.refused);
+      name.appendChild(refused);
+      name.appendChild(el("div", "small text-danger text-wrap nr-refused-why", String(v.refused)));
+    }
     tr.appendChild(name);
     var at = el("td", "small", when(v.deployed_at));
     if (v.deployed_at) at.title = String(v.deployed_at);

@@ -296,7 +296,7 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8], names: &Names) -> Option<
     };
     let actor = text("actor");
     let actor_id = text("actor_id");
-    let details = data
+    let mut details: Map<String, Value> = data
         .into_iter()
         .filter(|(k, v)| {
             let k = k.to_lowercase();
@@ -309,6 +309,10 @@ fn entry(kind: &'static str, seq: u64, payload: &[u8], names: &Names) -> Option<
                 && (!k.contains("secret") || v.is_boolean())
         })
         .collect();
+    // An undo names the version it refused and why, not its bundle's hash.
+    if let Some(Value::Object(undone)) = details.get_mut("undoes") {
+        undone.remove("sha256");
+    }
     Some(Entry {
         kind,
         seq,
