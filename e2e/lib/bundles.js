@@ -66,6 +66,22 @@ def execute(data: dict, conn=None) -> dict:
     return {"done": True, "steps": steps}
 `,
   },
+  // A version of the greeter that passes the deploy's import check but that the runner
+  // cannot load (a package missing where it runs), with markup in its error.
+  e2e_greeter_broken: {
+    "manifest.json": JSON.stringify({
+      app_name: "e2e_greeter", display_name: "Greeter", version: "1.1.0", api_version: "1.0.0",
+      description: "Greets and fires an action.", required_permission: "",
+      actions: [{ name: "greeted", display_name: "Greeted", description: "Somebody was greeted." }],
+    }),
+    "main.py": `import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    raise ImportError("No module named 'reportlab' <img id=pwn src=x onerror=window.pwned=1>")
+
+def execute(data: dict, conn=None) -> dict:
+    return {"message": "broken"}
+`,
+  },
   // A hostile page: it tries to leave a service worker behind, one from a download
   // link (scope /files/, every app's links) and one from its own bundle.
   e2e_sw: {

@@ -226,6 +226,31 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.equal(run.data.message, "hello, again", JSON.stringify(run));
   });
 
+  it("refuses a version the runner cannot load, keeps the previous and marks it refused", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    await page.locator("form input[type=file]").first().setInputFiles(bundles.zip(nr.dir, "e2e_greeter_broken", "e2e_greeter_1.1.0.zip"));
+    await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
+    const refusal = page.locator(".nr-deploy-refusal");
+    await refusal.waitFor();
+    const said = await refusal.innerText();
+    assert.match(said, /Refused \(422\)/, said);
+    assert.match(said, /could not load e2e_greeter 1\.1\.0/, said);
+    assert.match(said, /1\.0\.0 keeps serving/, said);
+    // The previous version serves.
+    const run = await api("POST", "/api/sync/e2e_greeter", { name: "still" });
+    assert.equal(run.data.message, "hello, still", JSON.stringify(run));
+    // Its versions mark 1.1.0 refused, saying why, as text.
+    await page.reload();
+    const card = page.locator("#nr-admin-apps-list .nr-admin-app[data-app='e2e_greeter']");
+    await card.locator(".nr-admin-versions-fold summary").click();
+    const row = card.locator(".nr-version[data-version='1.1.0']");
+    await row.locator(".nr-refused").waitFor();
+    const why = await row.locator(".nr-refused-why").innerText();
+    assert.match(why, /could not load it: ImportError: No module named 'reportlab' <img id=pwn/, why);
+    assert.equal(await card.locator(".nr-version[data-version='1.0.0'] .nr-refused").count(), 0);
+    assert.ok(await page.evaluate(() => !window.pwned && !document.getElementById("pwn")), "the app's error ran as markup");
+  });
+
   it("refuses every service worker an app's page tries to leave behind", async () => {
     // Before, both registered: the one on /files/ then answered every download link's
     // page, script included, in whoever's session came next, after the app was deleted.

@@ -313,7 +313,9 @@ impl Gateway {
         .await?;
 
         if let Some(password) = identity::bootstrap_admin(&state).await? {
-            println!("Created user 'admin' with password: {password}  (shown once; set NR_ADMIN_PASSWORD to choose it)");
+            // Shown on standard output once; a closed output must not stop the gateway.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "Created user 'admin' with password: {password}  (shown once; set NR_ADMIN_PASSWORD to choose it)");
         }
 
         let body_limit = state.config.max_body_bytes;

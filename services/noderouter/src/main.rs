@@ -327,36 +327,36 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
         Some(dir) => examples::deploy_all(&url, &dir, &admin_token).await?,
         None => Vec::new(),
     };
-    outln!();
-    outln!("NodeRouter is up at {url}");
+    sayln!();
+    sayln!("NodeRouter is up at {url}");
     for line in &deployed {
-        outln!("  {line}");
+        sayln!("  {line}");
     }
     if let Some(dir) = token_file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     noderouter::embedded::write_private(&token_file, &admin_token)?;
-    outln!(
+    sayln!(
         "  admin session token (valid {}, readable by this user only): export NR_TOKEN=$(cat {})",
         lifetime(session_ttl_s),
         token_file.display()
     );
-    outln!(
+    sayln!(
         "  try: curl -s -X POST {url}/api/sync/hello -H \"Authorization: Bearer $NR_TOKEN\" -H 'Content-Type: application/json' -d '{{}}'"
     );
-    outln!("  or open {url}/login in a browser (user admin)");
+    sayln!("  or open {url}/login in a browser (user admin)");
     if let Some(nats) = &embedded_nats {
-        outln!(
+        sayln!(
             "  NATS (private, with authorization) at {}; read-only credentials for outside consumers of action.triggered.> and job.progress.>: {}",
             nats.url,
             nats.reader_file.display()
         );
-        outln!(
+        sayln!(
             "    e.g. set -a; . {}; set +a; nats sub 'action.triggered.>'",
             nats.reader_file.display()
         );
     }
-    outln!("Stop with Ctrl-C.");
+    sayln!("Stop with Ctrl-C.");
     let result = platform.wait().await;
     if let Some(nats) = embedded_nats {
         nats.stop().await;

@@ -183,6 +183,11 @@ async fn lines_over_the_log_rate_are_counted_against_their_call() {
         lines = said();
     }
     assert_eq!(lines.len(), 1, "one note for the call: {lines:?}");
+    let host_notes: Vec<String> = logged("lines dropped")
+        .into_iter()
+        .filter(|l| l.contains(&format!("app={app}")))
+        .collect();
+    assert!(host_notes.is_empty(), "counted twice: {host_notes:?}");
     assert!(
         lines[0].contains(&format!("request_id={rid}")),
         "{}",

@@ -228,3 +228,84 @@ async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     assert_eq!(names, ["Notes", "other"]);
     assert_eq!(projection::applied(&db).await.unwrap(), 5);
 }
+
+/// The events of a deploy refused after publishing: deploy bb, then deploy's undo back
+/// to aa naming bb, then a later rollback to bb that stays.
+fn refused_history() -> Vec<Vec<u8>> {
+    let undo = {
+        let mut env: Envelope<AppUpdated> = nr_contracts::decode(&event(
+            "notes",
+            AppChange::RolledBack,
+            "1.0.0",
+            "aa",
+            "2026-01-03T00:00:00Z",
+        ))
+        .unwrap();
+        env.data.undoes = Some(nr_contracts::events::Undone {
+            version: "1.1.0".into(),
+            sha256: "bb".into(),
+            reason: "runner r1 could not load it: ImportError: no".into(),
+        });
+        encode(&env).unwrap()
+    };
+    vec![
+        event(
+            "notes",
+            AppChange::Deployed,
+            "1.0.0",
+            "aa",
+            "2026-01-01T00:00:00Z",
+        ),
+        event(
+            "notes",
+            AppChange::Deployed,
+            "1.1.0",
+            "bb",
+            "2026-01-02T00:00:00Z",
+        ),
+        undo,
+        event(
+            "notes",
+            AppChange::RolledBack,
+            "1.1.0",
+            "bb",
+            "2026-01-04T00:00:00Z",
+        ),
+    ]
+}
+
+fn refused_marks(v: &nr_contracts::requests::AppVersions) -> Vec<(String, Option<String>)> {
+    v.versions
+        .iter()
+        .map(|x| (x.version.clone(), x.refused.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refused_version_is_marked_until_it_is_current_again_and_a_replay_agrees() {
+    let (_t, pool) = db().await;
+    let history = refused_history();
+    for (i, e) in history.iter().take(3).enumerate() {
+        projection::apply(&pool, i as u64 + 1, e).await.unwrap();
+    }
+    // Redelivered: applied once.
+    projection::apply(&pool, 3, &history[2]).await.unwrap();
+    let why = Some("runner r1 could not load it: ImportError: no".to_owned());
+    let v = app_versions(&pool, "notes").await.unwrap();
+    assert_eq!(v.current_version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        refused_marks(&v),
+        [("1.1.0".to_owned(), why), ("1.0.0".to_owned(), None)]
+    );
+    projection::apply(&pool, 4, &history[3]).await.unwrap();
+    let v = app_versions(&pool, "notes").await.unwrap();
+    let cleared = [("1.1.0".to_owned(), None), ("1.0.0".to_owned(), None)];
+    assert_eq!(refused_marks(&v), cleared);
+
+    // A database rebuilt from the stream reads the same.
+    let (_t2, fresh) = db().await;
+    for (i, e) in history.iter().enumerate() {
+        projection::apply(&fresh, i as u64 + 1, e).await.unwrap();
+    }
+    assert_eq!(app_versions(&fresh, "notes").await.unwrap(), v);
+}

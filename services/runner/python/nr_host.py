@@ -369,8 +369,12 @@ def _import_failure(exc):
         tb = traceback.format_exc()
     except Exception:
         tb = ""
-    for limit in (None, 8000, 2000, 500):
+    # Uncut only when it is small anyway: a huge message is never encoded whole.
+    small = len(error) + len(tb) < _CONTROL_LINE_MAX // 2
+    for limit in ((None,) if small else ()) + (8000, 2000, 500):
         e, t = (error, tb) if limit is None else (_cut(error, limit // 4), _cut(tb, limit))
+        # Lone surrogates (undecodable bytes) would not be valid JSON for the runner.
+        e, t = (x.encode("utf-8", "backslashreplace").decode("utf-8") for x in (e, t))
         line = json.dumps({"ok": False, "error": e, "traceback": t})
         if len(line) < _CONTROL_LINE_MAX:
             return line

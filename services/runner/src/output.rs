@@ -194,6 +194,9 @@ where
             }
             t.push_back(line);
         }
+        if dropped > 0 {
+            tracing::warn!(target: "app", app = %app, dropped, "app output over the log rate: {dropped} lines dropped");
+        }
     });
     tail
 }

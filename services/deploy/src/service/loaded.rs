@@ -292,12 +292,15 @@ impl Inner {
                     "the change was undone and {app} {} keeps serving",
                     p.version
                 );
+                // Put back the very bundle that failed (a redeploy of the current
+                // one): nothing is undone, and the served version is not marked.
+                let undoes = (p.sha256 != failed.sha256).then_some(undone);
                 let event = AppUpdated {
                     change: AppChange::RolledBack,
                     previous_version: Some(version.clone()),
                     actor: actor.name,
                     actor_id: actor.id,
-                    undoes: Some(undone),
+                    undoes,
                     ..p
                 };
                 (event, outcome)

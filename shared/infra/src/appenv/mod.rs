@@ -254,12 +254,38 @@ pub async fn load_for_check(
 /// way: this keeps secrets out of messages and logs by accident, not by intent.
 pub fn mask(text: &str, secret_values: &[String]) -> String {
     let mut out = text.to_owned();
-    let mut values: Vec<&String> = secret_values.iter().filter(|v| v.len() >= 4).collect();
+    // Each value also as an escaping may have written it: Python's `repr` in an
+    // exception's message, the runner's cleaning of control characters.
+    let mut values: Vec<String> = secret_values
+        .iter()
+        .filter(|v| v.len() >= 4)
+        .flat_map(|v| [v.clone(), python_escaped(v), v.escape_default().to_string()])
+        .collect();
     // Longest first, so a secret containing another is masked whole.
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    values.dedup();
     for v in values {
         if out.contains(v.as_str()) {
             out = out.replace(v.as_str(), "[secret]");
+        }
+    }
+    out
+}
+
+/// `v` as Python's `repr` writes it between its quotes (when it holds one kind of quote
+/// at most): backslashes doubled, `\n`, `\r`, `\t`, other control characters `\xNN`.
+fn python_escaped(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
         }
     }
     out
@@ -451,6 +477,12 @@ mod tests {
             "a [secret] b [secret] c abc"
         );
         assert_eq!(mask("nothing here", &[]), "nothing here");
+        // As Python's repr writes it in an exception's message.
+        let odd = ["C:\\keys\nrow2\x01".to_owned()];
+        assert_eq!(
+            mask("KeyError: 'C:\\\\keys\\nrow2\\x01'", &odd),
+            "KeyError: '[secret]'"
+        );
     }
 
     #[test]
