@@ -16,16 +16,33 @@ fn main_v(n: u32) -> String {
     format!("def execute(data, conn=None):\n    return {{\"v\": {n}}}\n")
 }
 
-/// Imports in the deploy's check, not in the runner's host process: what a package
-/// installed where deploy runs but missing on the runner's machine looks like.
-const RUNNER_ONLY_FAILURE: &str = r#"
-import os, sys
-if os.path.basename(sys.argv[0]) == "nr_host.py":
-    raise ImportError("No module named 'reportlab' (missing on this runner)")
+/// A `main.py` whose import raises `raise` in the runner's host process only, when
+/// `when` holds too, and passes the deploy's own import check: what a package installed
+/// where deploy runs but missing on the runner's machine looks like.
+fn runner_only_failure(when: &str, raise: &str) -> String {
+    format!(
+        "import os, sys\nif os.path.basename(sys.argv[0]) == \"nr_host.py\" and {when}:\n    raise {raise}\n\n\
+         def execute(data, conn=None):\n    return {{\"v\": 2}}\n"
+    )
+}
 
-def execute(data, conn=None):
-    return {"v": 2}
-"#;
+const MISSING_PACKAGE: &str =
+    "ImportError(\"No module named 'reportlab' (missing on this runner)\")";
+
+/// Fails on every runner.
+fn runner_failure() -> String {
+    runner_only_failure("True", MISSING_PACKAGE)
+}
+
+/// `POST /admin/api/apps/<app>/rollback` to `version`.
+async fn rollback(h: &Harness, app: &str, version: &str) -> (StatusCode, Value) {
+    common::post(
+        &h.http,
+        format!("{}/admin/api/apps/{app}/rollback", h.url),
+        json!({ "version": version }),
+    )
+    .await
+}
 
 async fn deploy(h: &Harness, app: &str, version: &str, main: &str) -> (StatusCode, Value) {
     let zip = zip_files(&[
@@ -56,7 +73,7 @@ async fn a_version_no_runner_can_load_is_refused_undone_and_the_previous_keeps_s
     assert_eq!(loaded_by.len(), 1, "the runner's load is reported: {b}");
     assert!(loaded_by[0].as_str().unwrap().starts_with("runner-"), "{b}");
 
-    let (s, b) = deploy(&h, &app, "2.0.0", RUNNER_ONLY_FAILURE).await;
+    let (s, b) = deploy(&h, &app, "2.0.0", &runner_failure()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let error = b["error"].as_str().unwrap();
     assert!(
@@ -117,15 +134,8 @@ async fn a_version_no_runner_can_load_is_refused_undone_and_the_previous_keeps_s
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!(b["v"], json!(3), "{s} {b}");
-    let res = h
-        .http
-        .post(format!("{}/admin/api/apps/{app}/rollback", h.url))
-        .json(&json!({"version": "1.0.0"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let b: Value = res.json().await.unwrap();
+    let (s, b) = rollback(&h, &app, "1.0.0").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["loaded_by"].as_array().map(Vec::len), Some(1), "{b}");
 }
 
@@ -133,7 +143,7 @@ async fn a_version_no_runner_can_load_is_refused_undone_and_the_previous_keeps_s
 async fn a_first_version_no_runner_can_load_leaves_no_app_behind() {
     let h = Harness::start().await;
     let app = app_name("loadsnew");
-    let (s, b) = deploy(&h, &app, "1.0.0", RUNNER_ONLY_FAILURE).await;
+    let (s, b) = deploy(&h, &app, "1.0.0", &runner_failure()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let error = b["error"].as_str().unwrap();
     assert!(error.contains(&format!("{app} is not deployed")), "{b}");
@@ -153,21 +163,21 @@ async fn a_first_version_no_runner_can_load_leaves_no_app_behind() {
     assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(1)), "{b}");
 }
 
-/// Raises at import on the runner only, with a message larger than a control line.
-const RUNNER_ONLY_HUGE_ERROR: &str = r#"
-import os, sys
-if os.path.basename(sys.argv[0]) == "nr_host.py":
-    raise RuntimeError("missing setting REPORTS_URL " + "x" * 200000)
-
-def execute(data, conn=None):
-    return {"v": 2}
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_error_of_any_size_is_reported_as_the_apps_error() {
     let h = Harness::start().await;
     let app = app_name("loadsbig");
-    let (s, b) = deploy(&h, &app, "1.0.0", RUNNER_ONLY_HUGE_ERROR).await;
+    let (s, b) = deploy(
+        &h,
+        &app,
+        "1.0.0",
+        // Larger than a control line.
+        &runner_only_failure(
+            "True",
+            "RuntimeError(\"missing setting REPORTS_URL \" + \"x\" * 200000)",
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let error = b["error"].as_str().unwrap();
     assert!(
@@ -184,16 +194,6 @@ async fn an_import_error_of_any_size_is_reported_as_the_apps_error() {
     assert_eq!(b["details"][0]["rule"], "runner.load", "{b}");
 }
 
-/// Fails on the runner only while the app's variable `REPORTS_BROKEN` is 1.
-const RUNNER_FAILURE_WHILE_FLAGGED: &str = r#"
-import os, sys
-if os.path.basename(sys.argv[0]) == "nr_host.py" and os.environ.get("REPORTS_BROKEN") == "1":
-    raise ImportError("No module named 'reportlab' (missing on this runner)")
-
-def execute(data, conn=None):
-    return {"v": 2}
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_version_that_loads_later_loses_its_mark() {
     let h = Harness::start().await;
@@ -201,15 +201,24 @@ async fn a_refused_version_that_loads_later_loses_its_mark() {
     let (s, b) = deploy(&h, &app, "1.0.0", &main_v(1)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let env = format!("{}/admin/api/apps/{app}/env", h.url);
-    let res = h
-        .http
-        .put(&env)
-        .json(&json!({"name": "REPORTS_BROKEN", "value": "1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let (s, b) = deploy(&h, &app, "2.0.0", RUNNER_FAILURE_WHILE_FLAGGED).await;
+    let (s, b) = common::post(
+        &h.http,
+        env.clone(),
+        json!({"name": "REPORTS_BROKEN", "value": "1"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = deploy(
+        &h,
+        &app,
+        "2.0.0",
+        // Fails while the app's variable REPORTS_BROKEN is 1.
+        &runner_only_failure(
+            "os.environ.get(\"REPORTS_BROKEN\") == \"1\"",
+            MISSING_PACKAGE,
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     let refused = |v: &Value| v["versions"][0]["refused"].clone();
     let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
@@ -223,19 +232,8 @@ async fn a_refused_version_that_loads_later_loses_its_mark() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = h
-        .http
-        .post(format!("{}/admin/api/apps/{app}/rollback", h.url))
-        .json(&json!({"version": "2.0.0"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::OK,
-        "{}",
-        res.text().await.unwrap()
-    );
+    let (s, b) = rollback(&h, &app, "2.0.0").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = h.sync(&app, json!({})).await;
     assert_eq!((s, b["v"].clone()), (StatusCode::OK, json!(2)), "{b}");
     let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;

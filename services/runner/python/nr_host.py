@@ -415,7 +415,7 @@ def main():
     _CONTROL_FDS.extend([ctl.fileno(), ctl_in.fileno()])
 
     def reply(obj):
-        ctl.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+        ctl.write(json.dumps(obj) + "\n")
         ctl.flush()
 
     nr_contain.become_subreaper()
@@ -428,7 +428,8 @@ def main():
     try:
         _, execute, wants_conn, is_async = load_app(app_name, app_dir)
     except BaseException as exc:
-        reply(_import_failure(exc))
+        ctl.write(_import_failure(exc) + "\n")
+        ctl.flush()
         return
     # Import what every worker needs once, here, and freeze the heap the app built, so
     # forked workers share these pages instead of redoing the work and copying them.
