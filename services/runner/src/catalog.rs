@@ -40,27 +40,35 @@ impl Inner {
     }
 
     /// The host to serve a call or job of `app` that names revision `min_rev`: as
-    /// [`Self::host_for`], except that while this runner is loading the app (the new
-    /// revision's event came first, as it does after a deploy) the version it serves
-    /// now takes the call rather than hold it for the import. Deploy answers only once
-    /// the live runners have loaded the revision, so a call made after it answered is
-    /// still served by the new version.
+    /// [`Self::host_for`], except that while the host serving now is alive and older,
+    /// it takes the call rather than hold it for the import of the new revision. That
+    /// import is under way (the event reached this runner first), or about to start
+    /// (the event reached the caller first, as it can after a deploy), or, should this
+    /// runner have missed the event, started here in the background. Deploy answers
+    /// only once the live runners have loaded the revision, so a call made after it
+    /// answered is still served by the new version.
     pub(crate) async fn host_for_call(
-        &self,
+        self: &Arc<Self>,
         app: &str,
         min_rev: u64,
     ) -> Result<Arc<AppHost>, HostError> {
         if let Some(h) = self.current(app) {
             if !h.is_dead() {
-                if h.rev >= min_rev {
-                    return Ok(h);
+                if h.rev < min_rev {
+                    let loading = lock(&self.load_locks)
+                        .get(app)
+                        .is_some_and(|l| l.try_lock().is_err());
+                    if !loading {
+                        let (inner, app) = (Arc::clone(self), app.to_owned());
+                        tokio::spawn(async move {
+                            // A failure is logged and reported to deploy by the load.
+                            if let Err(e) = inner.host_for(&app, min_rev).await {
+                                tracing::debug!(app = %app, min_rev, error = %e, "load for a call failed");
+                            }
+                        });
+                    }
                 }
-                let loading = lock(&self.load_locks)
-                    .get(app)
-                    .is_some_and(|l| l.try_lock().is_err());
-                if loading {
-                    return Ok(h);
-                }
+                return Ok(h);
             }
         }
         self.host_for(app, min_rev).await

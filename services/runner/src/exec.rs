@@ -228,7 +228,7 @@ type After = Option<(Arc<AppHost>, Vec<FiredAction>)>;
 /// the reply under the bus limit (the same limit for a call made in this process, so
 /// an app behaves the same on every topology), and counts it.
 pub(crate) async fn answer(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     app: &str,
     min_rev: u64,
     request_id: &str,
