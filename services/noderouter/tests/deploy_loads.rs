@@ -371,10 +371,19 @@ async fn a_runners_refusal_never_shows_the_apps_secret_values() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    // A secret Python's repr escapes (its backslash doubled).
+    let path = r"C:\vault\key-7f3a";
+    let (s, b) = common::post(
+        &h.http,
+        format!("{}/admin/api/apps/{app}/env", h.url),
+        json!({"name": "KEY_PATH", "value": path, "secret": true}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
     let main = r#"
 import os, sys
 if os.path.basename(sys.argv[0]) == "nr_host.py":
-    raise RuntimeError("cannot log in with " + os.environ["API_KEY"])
+    raise RuntimeError("cannot log in with " + os.environ["API_KEY"] + " from " + repr(os.environ["KEY_PATH"]))
 
 def execute(data, conn=None):
     return {}
@@ -390,4 +399,20 @@ def execute(data, conn=None):
     assert!(error.contains("File \"main.py\", line 4"), "{b}");
     assert!(!error.contains("nr_host.py"), "{b}");
     assert!(!error.contains("<frozen") && !error.contains("^^^"), "{b}");
+    let escaped = path.replace('\\', "\\\\");
+    assert!(!text.contains(&escaped) && !text.contains("vault"), "{b}");
+
+    // Nor does what the platform keeps of it: the version list and the audit trail.
+    let versions = h.get_json(&format!("/admin/api/apps/{app}/versions")).await;
+    let why = versions["versions"][0]["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("cannot log in with [secret] from '[secret]'"),
+        "{versions}"
+    );
+    let audit = h.get_json("/admin/api/audit?kind=apps").await;
+    for kept in [versions.to_string(), audit.to_string()] {
+        assert!(!kept.contains(value) && !kept.contains("vault"), "{kept}");
+    }
 }
