@@ -1,7 +1,9 @@
 //! `noderouter up --examples DIR`: once the platform is up, deploys every app folder of
 //! DIR (one with a `manifest.json`) whose bundle is not already what an app serves, or
 //! served when it was deleted. Packing is deterministic, so a restart with unchanged
-//! examples adds no revision, runs no import again and brings no deleted app back.
+//! examples adds no revision, runs no import again and brings no deleted app back. An
+//! app deleted only because the runners refused its first version (deploy's undo) is
+//! not one an operator deleted: its example is deployed again at the next start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -73,6 +75,9 @@ async fn known_bundles(remote: &Remote) -> anyhow::Result<HashMap<String, String
     for key in ["apps", "deleted"] {
         for app in listed[key].as_array().into_iter().flatten() {
             if let Some(sha) = app["sha256"].as_str() {
+                if key == "deleted" && refused(remote, app["app_name"].as_str(), sha).await {
+                    continue;
+                }
                 known.insert(
                     sha.to_owned(),
                     format!(
@@ -86,6 +91,30 @@ async fn known_bundles(remote: &Remote) -> anyhow::Result<HashMap<String, String
         }
     }
     Ok(known)
+}
+
+/// Whether the bundle `sha` of the deleted `app` is a version the runners refused (its
+/// deletion was deploy's undo of a refused first version, not an operator's). When the
+/// versions cannot be read, it is taken as deleted on purpose.
+async fn refused(remote: &Remote, app: Option<&str>, sha: &str) -> bool {
+    let Some(app) = app else { return false };
+    let req =
+        reqwest::Client::new().get(remote.endpoint(&format!("/admin/api/apps/{app}/versions")));
+    match remote.send(req).await {
+        Ok((status, body)) if status.is_success() => body["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["sha256"] == sha && v["refused"].is_string()),
+        Ok((status, body)) => {
+            tracing::warn!(app, %status, %body, "cannot read the versions of a deleted app; its example stays deleted");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(app, error = %format!("{e:#}"), "cannot read the versions of a deleted app; its example stays deleted");
+            false
+        }
+    }
 }
 
 /// Uploads a bundle; the deploy report, or the refusal as an error.

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod logs;
 pub mod procs;
+pub mod up;
 
 use clap::Parser;
 use noderouter::{Platform, PlatformConfig};
