@@ -83,6 +83,10 @@ pub struct JobArgs {
     /// call (the rest is left out, with a marker line saying how much).
     #[arg(long, env = "NR_JOB_LOG_BYTES", default_value_t = 65_536)]
     pub job_log_bytes: usize,
+    /// Largest result a job may return, in bytes of JSON (it is stored with the job and
+    /// answered whole); a larger one fails the job with an error naming both sizes.
+    #[arg(long, env = "NR_JOB_RESULT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub job_result_bytes: usize,
     /// Finished jobs (and their results and logs) are deleted this long after they
     /// finished, seconds (default 7 days).
     #[arg(long, env = "NR_JOB_RETENTION_S", default_value_t = 604_800.0)]

@@ -423,7 +423,20 @@ async fn run(
         )
         .await;
     let _ = reporter.await;
+    let max = inner.config.jobs.job_result_bytes;
     let out = match outcome {
+        Ok(reply) if reply.body.len() > max => {
+            tracing::warn!(job = %id, app = %job.app_name, bytes = reply.body.len(), max, "job result over the limit");
+            Err(Failure {
+                kind: Kind::Final,
+                error: format!(
+                    "the job's result is {} bytes of JSON, over the limit of {max} bytes (NR_JOB_RESULT_BYTES): \
+                     return less, or return a file (noderouter.download) and its link",
+                    reply.body.len()
+                ),
+                logs: reply.logs,
+            })
+        }
         Ok(reply) => Ok((reply, host)),
         Err(JobError { error, logs }) => Err(match error {
             CallError::Exception { error, traceback } => {

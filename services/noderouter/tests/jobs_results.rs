@@ -1,0 +1,76 @@
+//! A job's result is stored with the job and answered whole, so it is bounded
+//! (`NR_JOB_RESULT_BYTES`, 16 MiB by default): a larger one fails the job at once, with
+//! an error naming both sizes and what to do instead, and is not retried; a result
+//! under the limit is kept whole.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::Harness;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_result_over_the_limit_fails_the_job_naming_the_limit() {
+    let h = Harness::start().await;
+    let app = nr_testkit::app_name("bigresult");
+    let main = "def execute(data, conn=None):\n    print('made', data['n'])\n    \
+                return {\"blob\": \"x\" * data[\"n\"]}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(
+                    &app,
+                    "1.0.0",
+                    json!({"job_retry": {"attempts": 3, "on": "exception"}}),
+                ),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+
+    let limit = 16 * 1024 * 1024;
+    let (s, b) = h.submit(&app, json!({"n": limit + 1})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "failed" || j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(job["status"], "failed", "{}", job["error_message"]);
+    let error = job["error_message"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "over the limit of {limit} bytes (NR_JOB_RESULT_BYTES)"
+        )) && error.contains("noderouter.download"),
+        "{error}"
+    );
+    assert!(job["result"].is_null(), "no part of the result is kept");
+    assert_eq!(
+        job["attempt"], 1,
+        "not retried: the same input returns as much"
+    );
+    // The output it printed is kept with it, as for any failed job.
+    let logs = h.get_json(&format!("/api/async/jobs/{id}/logs")).await;
+    assert!(
+        logs.to_string().contains(&format!("made {}", limit + 1)),
+        "{logs}"
+    );
+
+    // Under the limit, the whole result is kept.
+    let (s, b) = h.submit(&app, json!({"n": 1024 * 1024})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "failed" || j["status"] == "completed"
+        })
+        .await;
+    assert_eq!(job["status"], "completed", "{}", job["error_message"]);
+    assert_eq!(job["result"]["blob"].as_str().unwrap().len(), 1024 * 1024);
+}
