@@ -115,6 +115,21 @@ def execute(data: dict, conn=None) -> dict:
 })();
 `,
   },
+  // A route whose answer the browser may keep (an app's choice): per caller, so it
+  // must not outlive the session that fetched it.
+  e2e_cache: {
+    "manifest.json": JSON.stringify({
+      app_name: "e2e_cache", display_name: "Stamp", version: "1.0.0", api_version: "1.0.0",
+      description: "Answers a new stamp each call, cacheable for ten minutes.", required_permission: "",
+      actions: [{ name: "stamp", display_name: "Stamp", description: "A new stamp." }],
+      routes: [{ method: "GET", path: "/stamp", action: "stamp" }],
+    }),
+    "main.py": `import uuid
+
+def execute(data: dict, conn=None) -> dict:
+    return {"json": {"stamp": uuid.uuid4().hex}, "headers": {"Cache-Control": "max-age=600"}}
+`,
+  },
 };
 
 /** Writes the app's zip under dir and returns its path. */

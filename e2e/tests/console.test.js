@@ -266,6 +266,43 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.equal(await page.evaluate(async () => (await navigator.serviceWorker.getRegistrations()).length), 0);
   });
 
+  it("keeps no answer an app let the browser cache past the session that fetched it", async () => {
+    // Before, a route answer kept for ten minutes was shown again from the browser's cache
+    // after its user logged out, to whoever logged in next on that browser.
+    const zip = bundles.zip(nr.dir, "e2e_cache");
+    const deployed = await page.evaluate(async (bytes) => {
+      const form = new FormData();
+      form.append("file", new Blob([new Uint8Array(bytes)]), "e2e_cache.zip");
+      const r = await fetch("/admin/api/apps/deploy", { method: "POST", body: form });
+      return r.status;
+    }, [...fs.readFileSync(zip)]);
+    assert.equal(deployed, 200);
+    const other = await browser.newContext();
+    other.setDefaultTimeout(STEP);
+    const p = await other.newPage();
+    const login = async () => {
+      await p.goto(`${nr.url}/login`);
+      await p.fill("#nr-username", "admin");
+      await p.fill("#nr-password", nr.password);
+      await p.click("#nr-login-submit");
+      await p.waitForURL((u) => !u.pathname.startsWith("/login"));
+    };
+    const stamp = async () => {
+      const r = await p.goto(`${nr.url}/apps/e2e_cache/api/stamp`);
+      return JSON.parse(await r.text()).stamp;
+    };
+    await login();
+    const first = await stamp();
+    assert.match(first, /^[0-9a-f]{32}$/);
+    assert.equal(await stamp(), first, "the browser keeps the answer within the session, as the app asked");
+    const out = await p.evaluate(async () => (await fetch("/api/auth/logout", { method: "POST" })).status);
+    assert.equal(out, 200);
+    await login();
+    const next = await stamp();
+    assert.notEqual(next, first, "an answer of the session that ended was shown again");
+    await other.close();
+  });
+
   it("the notes example tells the user what is wrong with a blank note", async () => {
     await page.goto(`${nr.url}/admin/apps`);
     await page.locator("form input[type=file]").first().setInputFiles(bundles.example(nr.dir, "notes"));

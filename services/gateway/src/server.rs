@@ -244,10 +244,11 @@ pub(crate) async fn no_service_workers(
     next.run(req).await
 }
 
-/// `Clear-Site-Data: "storage"`, sent when a session starts or ends: the browser drops
-/// the origin's local storage and any service worker registered before they were
+/// `Clear-Site-Data: "cache", "storage"`, sent when a session starts or ends: the
+/// browser drops the origin's HTTP cache (answers an app let it keep, `private` and
+/// per caller), its local storage and any service worker registered before they were
 /// refused, so nothing one user's session left runs or shows in the next one's.
-pub(crate) const CLEAR_STORAGE: (axum::http::HeaderName, axum::http::HeaderValue) = (
+pub(crate) const CLEAR_SITE_DATA: (axum::http::HeaderName, axum::http::HeaderValue) = (
     axum::http::HeaderName::from_static("clear-site-data"),
-    axum::http::HeaderValue::from_static("\"storage\""),
+    axum::http::HeaderValue::from_static("\"cache\", \"storage\""),
 );

@@ -238,7 +238,11 @@ async fn answers_carrying_a_session_or_data_are_never_cached() {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    assert_eq!(clears(&login).as_deref(), Some("\"storage\""), "login");
+    assert_eq!(
+        clears(&login).as_deref(),
+        Some("\"cache\", \"storage\""),
+        "login"
+    );
     let token = login.json::<serde_json::Value>().await.unwrap()["token"]
         .as_str()
         .unwrap()
@@ -249,7 +253,11 @@ async fn answers_carrying_a_session_or_data_are_never_cached() {
         .await
         .unwrap();
     assert_eq!(out.status(), StatusCode::OK);
-    assert_eq!(clears(&out).as_deref(), Some("\"storage\""), "logout");
+    assert_eq!(
+        clears(&out).as_deref(),
+        Some("\"cache\", \"storage\""),
+        "logout"
+    );
     // A service worker's script is refused wherever it would come from.
     for path in ["/files/anything", "/apps/hello/sw.js", "/admin", "/"] {
         let r = reqwest::Client::new()

@@ -370,3 +370,24 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod probe_dedupe {
+    use nr_config::nats_auth::Role;
+    #[tokio::test]
+    async fn probe() {
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        let client = super::connect_as(&nats.args(), Role::Deploy).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        super::ensure_streams(&js).await.unwrap();
+        let subject = nr_contracts::subjects::app_updated("dd");
+        let e = nr_contracts::Envelope::new("app.updated", "test", 1u32);
+        let first = super::publish_event(&js, &subject, &e, Some(0)).await;
+        let again = super::publish_event(&js, &subject, &e, Some(0)).await;
+        eprintln!(
+            "PROBE first={:?} again={:?}",
+            first.as_ref().ok(),
+            again.as_ref().map_err(|e| format!("{e:?}"))
+        );
+    }
+}

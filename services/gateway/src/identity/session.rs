@@ -134,7 +134,7 @@ async fn start_session(state: &AppState, id: &str) -> Result<Response, ApiError>
     };
     Ok((
         [(header::SET_COOKIE, cookie)],
-        [crate::server::CLEAR_STORAGE],
+        [crate::server::CLEAR_SITE_DATA],
         Json(body),
     )
         .into_response())
@@ -289,7 +289,7 @@ pub(crate) async fn logout(
     let cookie = session_cookie(&state, "", 0)?;
     Ok((
         [(header::SET_COOKIE, cookie)],
-        [crate::server::CLEAR_STORAGE],
+        [crate::server::CLEAR_SITE_DATA],
         Json(LoggedOut {
             logged_out,
             note: (!logged_out).then_some(
