@@ -249,33 +249,86 @@ pub enum PublishFailure {
     Other(#[from] anyhow::Error),
 }
 
+/// The pauses before a publish whose acknowledgement did not come is sent again.
+const PUBLISH_AGAIN_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+
 /// Publishes an event to JetStream with its id as `Nats-Msg-Id`, optionally fenced on
 /// the subject's last sequence (optimistic concurrency). Returns the stream sequence.
+///
+/// When no acknowledgement comes (a timeout, a connection cut while it was awaited),
+/// the event may have been stored all the same: it is sent again under the same id, and
+/// JetStream answers a copy it already holds with that copy's sequence (deduplication
+/// comes before the fence), or stores it now. So a change that was made is never
+/// answered as failed for a lost acknowledgement, and none is stored twice.
 pub async fn publish_event<T: Serialize>(
     js: &jetstream::Context,
     subject: &str,
     event: &Envelope<T>,
     expected_last_subject_seq: Option<u64>,
 ) -> Result<u64, PublishFailure> {
-    let payload = encode(event).map_err(anyhow::Error::from)?;
-    let mut publish = Publish::build()
-        .payload(payload.into())
-        .message_id(&event.id);
+    let payload: bytes::Bytes = encode(event).map_err(anyhow::Error::from)?.into();
+    let mut pauses = PUBLISH_AGAIN_AFTER.iter();
+    loop {
+        let error = match publish_once(
+            js,
+            subject,
+            &event.id,
+            payload.clone(),
+            expected_last_subject_seq,
+        )
+        .await
+        {
+            Ok(seq) => return Ok(seq),
+            Err(Attempt::Final(failure)) => return Err(failure),
+            Err(Attempt::Unanswered(e)) => e,
+        };
+        let Some(pause) = pauses.next() else {
+            return Err(PublishFailure::Other(error));
+        };
+        tracing::warn!(subject, id = %event.id, error = %format!("{error:#}"), "publish not acknowledged; sending it again under the same id");
+        tokio::time::sleep(*pause).await;
+    }
+}
+
+/// How one publish attempt failed.
+enum Attempt {
+    /// JetStream answered: a retry would be answered the same.
+    Final(PublishFailure),
+    /// No answer came: the event may or may not be stored.
+    Unanswered(anyhow::Error),
+}
+
+async fn publish_once(
+    js: &jetstream::Context,
+    subject: &str,
+    id: &str,
+    payload: bytes::Bytes,
+    expected_last_subject_seq: Option<u64>,
+) -> Result<u64, Attempt> {
+    let mut publish = Publish::build().payload(payload).message_id(id);
     if let Some(seq) = expected_last_subject_seq {
         publish = publish.expected_last_subject_sequence(seq);
     }
     let ack = js
         .send_publish(subject.to_owned(), publish)
         .await
-        .map_err(|e| anyhow::anyhow!("publish to {subject} failed: {e}"))?;
+        .map_err(|e| Attempt::Unanswered(anyhow::anyhow!("publish to {subject} failed: {e}")))?;
     match ack.await {
         Ok(ack) => Ok(ack.sequence),
         // JetStream answers 10071 "wrong last sequence" when the fence fails; the
         // client reports it as its own error kind.
-        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishFailure::Conflict),
-        Err(e) => Err(PublishFailure::Other(anyhow::anyhow!(
-            "publish to {subject} was not acknowledged: {e}"
-        ))),
+        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(Attempt::Final(PublishFailure::Conflict))
+        }
+        Err(e) => {
+            let error = anyhow::anyhow!("publish to {subject} was not acknowledged: {e}");
+            Err(match e.kind() {
+                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                    Attempt::Unanswered(error)
+                }
+                _ => Attempt::Final(PublishFailure::Other(error)),
+            })
+        }
     }
 }
 
@@ -353,6 +406,38 @@ mod tests {
         client.flush().await.unwrap();
     }
 
+    /// The server is paused (SIGSTOP) under a publish, past the client's wait for its
+    /// acknowledgement, then resumed: it stores the event when it reads it, and the
+    /// acknowledgement goes to a waiter that gave up. The publish is answered with the
+    /// event's sequence, and the stream holds it once.
+    #[tokio::test]
+    async fn a_publish_whose_acknowledgement_was_lost_is_answered_with_its_sequence() {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let nats = nr_testkit::TestNats::start().await.unwrap();
+        let client = super::connect_as(&nats.args(), Role::Deploy).await.unwrap();
+        let mut js = async_nats::jetstream::new(client);
+        super::ensure_streams(&js).await.unwrap();
+        js.set_timeout(std::time::Duration::from_millis(150));
+        let subject = nr_contracts::subjects::app_updated("lost");
+        let event = nr_contracts::Envelope::new("app.updated", "test", 1u32);
+        let server = Pid::from_raw(nats.pid() as i32);
+        kill(server, Signal::SIGSTOP).unwrap();
+        let resume = tokio::spawn(async move {
+            // After the first wait (150 ms), before the second try (150 + 250 ms).
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            kill(server, Signal::SIGCONT).unwrap();
+        });
+        let published = super::publish_event(&js, &subject, &event, Some(0)).await;
+        resume.await.unwrap();
+        assert_eq!(published.ok(), Some(1));
+        let mut stream = js
+            .get_stream(nr_contracts::subjects::STREAM_APPS)
+            .await
+            .unwrap();
+        assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    }
+
     #[tokio::test]
     async fn a_publish_that_loses_the_sequence_race_is_a_conflict() {
         let nats = nr_testkit::TestNats::start().await.unwrap();
@@ -368,26 +453,5 @@ mod tests {
             Err(super::PublishFailure::Conflict) => {}
             other => panic!("expected a conflict, got {other:?}"),
         }
-    }
-}
-
-#[cfg(test)]
-mod probe_dedupe {
-    use nr_config::nats_auth::Role;
-    #[tokio::test]
-    async fn probe() {
-        let nats = nr_testkit::TestNats::start().await.unwrap();
-        let client = super::connect_as(&nats.args(), Role::Deploy).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        super::ensure_streams(&js).await.unwrap();
-        let subject = nr_contracts::subjects::app_updated("dd");
-        let e = nr_contracts::Envelope::new("app.updated", "test", 1u32);
-        let first = super::publish_event(&js, &subject, &e, Some(0)).await;
-        let again = super::publish_event(&js, &subject, &e, Some(0)).await;
-        eprintln!(
-            "PROBE first={:?} again={:?}",
-            first.as_ref().ok(),
-            again.as_ref().map_err(|e| format!("{e:?}"))
-        );
     }
 }

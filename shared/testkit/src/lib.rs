@@ -128,13 +128,13 @@ impl TestNats {
         anyhow::bail!("nats-server did not start")
     }
 
-    /// Stops the server (SIGKILL, as a crash or a cut network looks to clients). Its
-    /// JetStream store stays on disk for [`TestNats::restart`].
     /// The server's process id (to pause it with SIGSTOP, say).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Stops the server (SIGKILL, as a crash or a cut network looks to clients). Its
+    /// JetStream store stays on disk for [`TestNats::restart`].
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
