@@ -458,11 +458,14 @@ def main():
         except ValueError:
             continue
         if cmd.get("cmd") == "fork":
+            # Each answer names its command's token: the runner skips answers to
+            # forks it gave up on, so the channel never falls out of step.
+            token = cmd.get("token")
             try:
-                pid = fork_worker(cmd["token"], sock_path, execute, wants_conn, is_async)
-                reply({"pid": pid})
+                pid = fork_worker(token, sock_path, execute, wants_conn, is_async)
+                reply({"token": token, "pid": pid})
             except OSError as exc:
-                reply({"error": str(exc)})
+                reply({"token": token, "error": str(exc)})
         elif cmd.get("cmd") == "exit":
             break
 

@@ -11,13 +11,12 @@ use nr_contracts::manifest::RuntimeManifest;
 use nr_infra::appid::AppIdentity;
 use nr_infra::contain;
 use serde::Deserialize;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::output;
-use crate::spawner::Pending;
 pub use crate::spawner::Spawner;
 pub use job_pool::{JobError, JobPoolSpec};
 
@@ -25,13 +24,14 @@ mod control;
 mod cpu_watch;
 mod exchange;
 mod files;
+mod fork;
 mod job_pool;
 mod wire;
 
 pub use control::MAX_CONTROL_LINE;
 use control::{ControlError, ControlLines};
 pub use files::FileIo;
-use wire::{ForkReply, LoadReply};
+use wire::LoadReply;
 
 /// What to load.
 pub struct LoadSpec {
@@ -336,71 +336,6 @@ impl AppHost {
         // Under the locks: a worker is taken for a call only once this pass let go.
         self.lock_idle().iter().for_each(stray);
         self.lock_job_idle().iter().for_each(|(w, _)| stray(w));
-    }
-
-    async fn fork_worker(&self) -> Result<Worker, CallError> {
-        let token = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = oneshot::channel();
-        self.spawner
-            .lock_pending()
-            .insert(token.clone(), Pending { tx, uid: self.uid });
-        let result = async {
-            let mut ctl = self.control.lock().await;
-            let cmd = format!("{{\"cmd\":\"fork\",\"token\":\"{token}\"}}\n");
-            ctl.stdin
-                .write_all(cmd.as_bytes())
-                .await
-                .map_err(|e| CallError::Unavailable(format!("app host is gone: {e}")))?;
-            let line = tokio::time::timeout(Duration::from_secs(10), ctl.stdout.next_line())
-                .await
-                .map_err(|_| CallError::Unavailable("app host did not fork a worker".into()))?;
-            let line = match line {
-                Ok(Some(line)) => line,
-                Ok(None) => return Err(CallError::Unavailable("app host exited".into())),
-                Err(ControlError::TooLong) => {
-                    // The channel is out of step for good: the host goes (the runner
-                    // loads the app again on its next call).
-                    let _ = control::stop_host(&mut ctl.child, self.uid);
-                    return Err(CallError::Unavailable(control::too_long(&self.app)));
-                }
-                Err(ControlError::Io(e)) => {
-                    return Err(CallError::Unavailable(format!("app host is gone: {e}")))
-                }
-            };
-            let reply: ForkReply = serde_json::from_str(&line)
-                .map_err(|e| CallError::Unavailable(control::unreadable(&self.app, &line, &e)))?;
-            if let Some(pid) = reply.pid {
-                // Known before the control lock is released, so `sweep` never kills it.
-                self.lock_workers().insert(pid);
-            }
-            drop(ctl);
-            let pid = match (reply.pid, reply.error) {
-                (Some(pid), _) => pid,
-                (None, e) => {
-                    return Err(CallError::Unavailable(format!(
-                        "cannot fork a worker: {}",
-                        e.unwrap_or_default()
-                    )))
-                }
-            };
-            let connected = tokio::time::timeout(Duration::from_secs(10), rx).await;
-            let Ok(Ok(stream)) = connected else {
-                self.lock_workers().remove(&pid);
-                contain::kill_tree(pid, self.uid);
-                return Err(CallError::Unavailable("worker did not connect".into()));
-            };
-            Ok(Worker {
-                stream: BufReader::with_capacity(WORKER_READ_BUFFER, stream),
-                pid,
-                uid: self.uid,
-                served: 0,
-            })
-        }
-        .await;
-        if result.is_err() {
-            self.spawner.lock_pending().remove(&token);
-        }
-        result
     }
 
     /// Runs `execute` on a free pooled worker. One deadline covers waiting for a worker

@@ -48,6 +48,9 @@ pub(super) struct LoadReply {
 
 #[derive(Deserialize)]
 pub(super) struct ForkReply {
+    /// The token of the `fork` command this answers.
+    #[serde(default)]
+    pub(super) token: Option<String>,
     #[serde(default)]
     pub(super) pid: Option<i32>,
     #[serde(default)]
