@@ -121,12 +121,20 @@ pub fn code_for(status: StatusCode) -> &'static str {
     }
 }
 
+/// Marks a response as an app's own answer (a route's `RouteResult`): its status, type
+/// and body are the app's, and [`uniform_errors`] leaves them as they are.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppAnswer;
+
 /// Gives every error response the `{"error", "code"}` shape: framework rejections
 /// (plain text) are wrapped, and JSON errors without a `code` (from runners) get one.
+/// An app's own answer ([`AppAnswer`]) is not the platform's error, and is left alone.
 pub async fn uniform_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || res.extensions().get::<AppAnswer>().is_some()
+    {
         return res;
     }
     let is_json = res

@@ -87,15 +87,19 @@ async fn call(
     let (route, params) = match found {
         matching::Match::Found(r, p) => (r.clone(), p),
         matching::Match::WrongMethod(allow) => {
-            let mut res = ApiError::Refused {
-                status: 405,
-                error: format!(
-                    "{method} {path} is not a route of app '{app}'; it answers {}",
-                    allow.join(", ")
-                ),
-                details: json!({ "allow": allow }),
-            }
-            .into_response();
+            let error = format!(
+                "{method} {path} is not a route of app '{app}'; it answers {}",
+                allow.join(", ")
+            );
+            let mut res = (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(json!({
+                    "error": error,
+                    "code": crate::error::code_for(axum::http::StatusCode::METHOD_NOT_ALLOWED),
+                    "details": { "allow": allow },
+                })),
+            )
+                .into_response();
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 res.headers_mut().insert(header::ALLOW, v);
             }

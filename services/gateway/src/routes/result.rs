@@ -72,13 +72,34 @@ fn private_cache(value: &str) -> String {
     }
 }
 
-fn status(v: &Value, default: StatusCode) -> StatusCode {
-    v.get("status")
-        .and_then(Value::as_u64)
+/// The answer's `status`, `default` when it names none; an error naming it when it is
+/// not an integer from 200 to 599.
+fn status(v: &Value, default: StatusCode) -> Result<StatusCode, String> {
+    let Some(given) = v.get("status").filter(|s| !s.is_null()) else {
+        return Ok(default);
+    };
+    given
+        .as_u64()
         .and_then(|s| u16::try_from(s).ok())
         .filter(|s| (200..600).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(default)
+        .ok_or_else(|| {
+            format!("the app's status {given} is not an HTTP status (an integer from 200 to 599)")
+        })
+}
+
+/// The platform's 502 for an answer the app got wrong, saying what is wrong.
+fn bad_answer(app: &str, error: &str) -> Response {
+    tracing::warn!(app, error, "route answer refused");
+    (
+        StatusCode::BAD_GATEWAY,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        serde_json::json!({ "error": error, "code": "bad_gateway" }).to_string(),
+    )
+        .into_response()
 }
 
 /// Whether a `redirect` may be sent: a path or relative reference, or an `http`/`https`
@@ -119,30 +140,24 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         return (runner_status, json_ct, body.to_vec()).into_response();
     }
     let mut res = if let Some(to) = v.get("redirect").and_then(Value::as_str) {
-        let code = status(&v, StatusCode::SEE_OTHER);
-        let code = if code.is_redirection() {
-            code
-        } else {
-            StatusCode::SEE_OTHER
-        };
+        let code = status(&v, StatusCode::SEE_OTHER)
+            .ok()
+            .filter(StatusCode::is_redirection)
+            .unwrap_or(StatusCode::SEE_OTHER);
         match HeaderValue::from_str(to)
             .ok()
             .filter(|_| redirect_allowed(to))
         {
             Some(loc) => (code, [(header::LOCATION, loc)]).into_response(),
-            None => {
-                tracing::warn!(app, "route redirect refused: not a path or an http(s) URL");
-                (
-                    StatusCode::BAD_GATEWAY,
-                    json_ct,
-                    r#"{"error":"the app's redirect is not a path or an http(s) URL","code":"bad_gateway"}"#,
-                )
-                    .into_response()
-            }
+            None => return bad_answer(app, "the app's redirect is not a path or an http(s) URL"),
         }
     } else if let Some(html) = v.get("html").and_then(Value::as_str) {
+        let code = match status(&v, StatusCode::OK) {
+            Ok(code) => code,
+            Err(e) => return bad_answer(app, &e),
+        };
         (
-            status(&v, StatusCode::OK),
+            code,
             [
                 (
                     header::CONTENT_TYPE,
@@ -161,7 +176,10 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         )
             .into_response()
     } else if let Some(j) = v.get("json") {
-        (status(&v, StatusCode::OK), json_ct, j.to_string()).into_response()
+        match status(&v, StatusCode::OK) {
+            Ok(code) => (code, json_ct, j.to_string()).into_response(),
+            Err(e) => return bad_answer(app, &e),
+        }
     } else {
         return (StatusCode::OK, json_ct, body.to_vec()).into_response();
     };
@@ -175,6 +193,8 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         res.headers_mut().remove(header::CONTENT_LENGTH);
     }
     extra_headers(app, &v, &mut res);
+    // The app's own status and body, a 4xx or 5xx included: not the platform's error.
+    res.extensions_mut().insert(crate::error::AppAnswer);
     res
 }
 
