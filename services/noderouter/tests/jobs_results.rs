@@ -74,3 +74,40 @@ async fn a_job_result_over_the_limit_fails_the_job_naming_the_limit() {
     assert_eq!(job["status"], "completed", "{}", job["error_message"]);
     assert_eq!(job["result"]["blob"].as_str().unwrap().len(), 1024 * 1024);
 }
+
+/// A job's stored log shows control characters escaped, as the platform's log and the
+/// live lines do: what `noderouter job logs` prints to a terminal is the text, not a
+/// cursor move or a colour (before, the stored lines kept them raw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_stored_log_shows_control_characters_escaped() {
+    let h = Harness::start().await;
+    let app = nr_testkit::app_name("ctllog");
+    let main = "def execute(data, conn=None):\n    print('a\\rb\\x1b[31mc\\td')\n    print('next')\n    return {}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(&app, "1.0.0", json!({})),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let job = h.wait_job(&id, |j| j["status"] == "completed").await;
+    assert_eq!(job["status"], "completed", "{job}");
+    let logs = h.get_json(&format!("/api/async/jobs/{id}/logs")).await;
+    let text = logs["logs"].as_str().unwrap();
+    assert!(text.contains("a\\rb\\x1b[31mc\td"), "{text:?}");
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\n'),
+        "{text:?}"
+    );
+    // Lines stay lines.
+    assert!(text.lines().any(|l| l.ends_with("next")), "{text:?}");
+}

@@ -31,6 +31,21 @@ pub fn clean_line(text: &str) -> String {
     clean(text, MAX_LINE).to_string()
 }
 
+/// Lines of app output (a job's captured log) with the control characters inside each
+/// line escaped as [`clean`] escapes them (`\r`, `\x1b`; tabs kept), the newlines
+/// between lines kept: what a terminal or a page shows of them is the text, not a cursor
+/// move or a colour.
+pub fn escape_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split('\n').enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&clean(line, usize::MAX).to_string());
+    }
+    out
+}
+
 impl fmt::Display for Clean<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kept = prefix(self.text, self.max);

@@ -112,8 +112,10 @@ impl AppHost {
             )))),
             Ok(Ok((mut header, out))) => {
                 // A job's captured output is kept up to the configured bytes, whoever
-                // wrote the reply.
-                header.logs = header.logs.map(|l| cap_logs(l, self.jobs.log_bytes));
+                // wrote the reply, its control characters escaped.
+                header.logs = header
+                    .logs
+                    .map(|l| cap_logs(text::escape_lines(&l), self.jobs.log_bytes));
                 if header.ok {
                     Ok(CallReply {
                         body: out,
