@@ -223,14 +223,19 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
                     "/app_name",
                     format!("app_name {s:?} must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{{0,63}}$ (letters, digits, _ and -, starting with a letter or digit, at most 64 characters)"),
                 );
-            } else if !bundle_name.is_empty()
-                && s != bundle_name
+            } else if bundle_name.is_empty() {
+                c.error(
+                    "manifest.app_name",
+                    "/app_name",
+                    format!("the upload has no file name to check app_name {s:?} against: name the zip {s}.zip (or {s}_<version>.zip or {s}-<version>.zip with the manifest's version)"),
+                );
+            } else if s != bundle_name
                 && !is_versioned_name(bundle_name, s, obj.get("version").and_then(Value::as_str))
             {
                 c.error(
                     "manifest.app_name",
                     "/app_name",
-                    format!("app_name {s:?} does not match the bundle name {bundle_name:?}: name the zip {s}.zip (or {s}_<version>.zip with the manifest's version, or the folder {s})"),
+                    format!("app_name {s:?} does not match the bundle name {bundle_name:?}: name the zip {s}.zip (or {s}_<version>.zip or {s}-<version>.zip with the manifest's version, or the folder {s})"),
                 );
             }
             s.clone()

@@ -218,6 +218,14 @@ fn app_name_must_match_the_bundle_name() {
         r.error
     );
     let ok = br#"{"app_name":"app_material_master","version":"1.0.0"}"#;
+    // An upload without a file name (or named just ".zip") is not let through unchecked.
+    let r = check_manifest(ok, "").unwrap_err();
+    assert!(
+        r.error.contains("the upload has no file name")
+            && r.error.contains("name the zip app_material_master.zip"),
+        "{}",
+        r.error
+    );
     assert!(check_manifest(ok, "app_material_master_1.0.0").is_ok());
     assert!(check_manifest(ok, "app_material_master-1.0.0").is_ok());
     for other in [
