@@ -143,6 +143,24 @@ impl Scanner<'_> {
     }
 }
 
+/// `text` with its `//` and `/* */` comments turned to spaces, parsed, and the line of
+/// its first comment; `None` when it holds none or does not parse even so.
+pub(crate) fn without_comments(text: &str) -> Option<(String, serde_json::Value, u32)> {
+    use std::io::Read as _;
+    let mut stripped = String::with_capacity(text.len());
+    json_comments::CommentSettings::c_style()
+        .strip_comments(text.as_bytes())
+        .read_to_string(&mut stripped)
+        .ok()?;
+    let first = text
+        .bytes()
+        .zip(stripped.bytes())
+        .position(|(a, b)| a != b)?;
+    let value = serde_json::from_str(&stripped).ok()?;
+    let line = text[..first].matches('\n').count() as u32 + 1;
+    Some((stripped, value, line))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

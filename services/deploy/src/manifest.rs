@@ -187,15 +187,28 @@ pub(crate) fn is_versioned_name(bundle: &str, app: &str, version: Option<&str>) 
 pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refused> {
     let text = String::from_utf8_lossy(raw);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let manifest: Value = serde_json::from_str(text).map_err(|e| {
-        Refused::one(
-            422,
-            "manifest.json",
-            Some(FILE),
-            Some(e.line() as u32),
-            format!("manifest.json is not valid JSON: {e}"),
-        )
-    })?;
+    let mut commented = None;
+    let manifest: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => match jsonpos::without_comments(text) {
+            // The guide's own templates annotate fields with `//` comments: they are
+            // read as the whitespace they stand for, and the deploy says so.
+            Some((stripped, v, line)) => {
+                commented = Some((stripped, line));
+                v
+            }
+            None => {
+                return Err(Refused::one(
+                    422,
+                    "manifest.json",
+                    Some(FILE),
+                    Some(e.line() as u32),
+                    format!("manifest.json is not valid JSON: {e}"),
+                ))
+            }
+        },
+    };
+    let text = commented.as_ref().map_or(text, |(t, _)| t.as_str());
     let Some(obj) = manifest.as_object() else {
         return Err(Refused::one(
             422,
@@ -213,6 +226,14 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    if let Some((_, line)) = commented {
+        c.warnings.push(finding(
+            "manifest.comments",
+            Some(FILE),
+            Some(line),
+            format!("manifest.json has comments (the first on line {line}): JSON allows none, so they were ignored; remove them for other tools that read it"),
+        ));
+    }
 
     // app_name
     let app_name = match obj.get("app_name") {

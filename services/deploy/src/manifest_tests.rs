@@ -445,3 +445,39 @@ fn lucide_names_and_hrefs() {
     assert!(!is_lucide_name("Calendar") && !is_lucide_name("a--b") && !is_lucide_name("i_cal"));
     assert!(is_local_href("/apps/x/") && !is_local_href("//cdn/x") && !is_local_href("https://x"));
 }
+
+#[test]
+fn the_guides_commented_template_deploys_with_a_warning_naming_the_line() {
+    // The author guide's manifest template, comments and all.
+    let template = r#"{
+"app_name": "sales",
+"display_name": "Human-Readable Title",
+"version": "1.0.0",
+"description": "One-line description shown in the admin UI.",
+"required_permission": "", // app-level: guards execution (sync + async)
+"actions": [
+// {
+// "name": "my_event",
+// "required_permission": "" // action-level: guards subscription (empty = open)
+// }
+/* none yet */
+]
+}"#;
+    let ok = check_manifest(template.as_bytes(), "sales").unwrap();
+    assert_eq!(ok.app_name, "sales");
+    let w = ok
+        .warnings
+        .iter()
+        .find(|w| w.rule == "manifest.comments")
+        .expect("a warning about the comments");
+    assert_eq!(w.line, Some(6));
+    // A "//" inside a string is text, not a comment.
+    let url =
+        r#"{"app_name": "sales", "version": "1.0.0", "description": "see https://example.com"}"#;
+    let ok = check_manifest(url.as_bytes(), "sales").unwrap();
+    assert!(!ok.warnings.iter().any(|w| w.rule == "manifest.comments"));
+    // Comments do not excuse other mistakes: the JSON error is the one reported.
+    let broken = "{\"app_name\": \"sales\", // c\n \"version\": \"1.0.0\",,}";
+    let r = check_manifest(broken.as_bytes(), "sales").unwrap_err();
+    assert!(r.error.contains("is not valid JSON"), "{}", r.error);
+}
