@@ -65,9 +65,15 @@ pub(crate) struct DeployUpload {
 pub(crate) async fn deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<DeployReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::UnsupportedMediaType(format!(
+            "a bundle is uploaded as multipart/form-data with the zip in the field `file` \
+             (curl -F file=@my_app.zip …, or `noderouter app deploy`): {e}"
+        ))
+    })?;
     let limit = state.config.max_bundle_bytes;
     let too_large = || {
         ApiError::PayloadTooLarge(format!(

@@ -347,7 +347,13 @@ impl Gateway {
                     .layer(middleware::from_fn_with_state(state.clone(), metrics_guard)),
             )
             .merge(deps.extra_routes)
-            .layer(middleware::from_fn(error::uniform_errors))
+            .layer(middleware::from_fn_with_state(
+                error::BodyLimits {
+                    body: body_limit,
+                    bundle: bundle_limit,
+                },
+                error::uniform_errors,
+            ))
             .layer(middleware::from_fn(server::no_store))
             .merge(shell::routes().with_state(state.clone()))
             .merge(console::routes(&state).with_state(state.clone()))

@@ -456,6 +456,24 @@ async fn uploads_and_bundles_over_the_limits_are_413() {
     let (status, body) = h.deploy("big.zip", vec![b'x'; 300 * 1024]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["code"], "payload_too_large");
+    // The zip sent as the body itself, not as a form: the answer says how to send it.
+    let r = h
+        .http
+        .post(format!("{}/admin/api/apps/deploy", h.url))
+        .header("content-type", "application/zip")
+        .body(zip_files(&[("manifest.json", "{}")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("multipart/form-data with the zip in the field `file`"),
+        "{body}"
+    );
     // Too many entries.
     let names: Vec<String> = (0..10).map(|i| format!("f{i}.txt")).collect();
     let mut files = vec![

@@ -667,6 +667,14 @@ async fn bodies_are_checked_with_the_right_status() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "payload_too_large", "{body}");
+    // The limit and the setting that raises it are named.
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("bytes (NR_MAX_BODY_BYTES"),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
