@@ -63,6 +63,41 @@ def _dumps(value):
     return _encode_result(value).encode()
 
 
+def _unjsonable(value, path="result", on_path=(), depth=0):
+    """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
+    the error of a result names it (`result['rows'][3]['price'] is nan`)."""
+    if depth > 100:
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return path, repr(value)
+        return None
+    if value is None or isinstance(value, (str, int, bool)):
+        return None
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        if id(value) in on_path:
+            return path, "the container itself again (a circular reference)"
+        on_path = on_path + (id(value),)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key is not None and not isinstance(key, (str, int, float, bool)):
+                    return path, "a dict with a key of type %s" % type(key).__name__
+                found = _unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1)
+                if found:
+                    return found
+        else:
+            for n, item in enumerate(value):
+                found = _unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1)
+                if found:
+                    return found
+        return None
+    try:
+        converted = _default(value)
+    except TypeError:
+        return path, "an object of type %s" % type(value).__name__
+    return _unjsonable(converted, path, on_path, depth + 1)
+
+
 # ── Frames ────────────────────────────────────────────────────────────────────
 
 
@@ -323,7 +358,9 @@ def serve_worker(sock, execute, wants_conn, is_async):
             try:
                 out = _dumps(result)
             except (TypeError, ValueError) as exc:
-                raise TypeError("execute() returned a dict that JSON cannot carry: %s" % exc)
+                found = _unjsonable(result)
+                where = "%s is %s" % found if found else str(exc)
+                raise TypeError("execute() returned a dict that JSON cannot carry: %s" % where)
             reply["ok"] = True
             if actions:
                 reply["actions"] = actions
