@@ -310,3 +310,67 @@ async fn a_refused_upload_stores_nothing_and_an_upload_carries_at_most_a_hundred
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(stored().await, 100);
 }
+
+/// The links of an app an operator deleted serve no more (410, naming the app), and
+/// serve again, while valid, once it is restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_apps_links_serve_no_more_until_it_is_restored() {
+    let h = Harness::start().await;
+    let app = nr_testkit::app_name("gonelinks");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &plain_manifest(&app)),
+            ("main.py", REPORT),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync(&app, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let link = format!("{}{}", h.url, b["report"]["download_url"].as_str().unwrap());
+    assert_eq!(reqwest::get(&link).await.unwrap().status(), StatusCode::OK);
+
+    let r = h
+        .http
+        .delete(format!("{}/admin/api/apps/{app}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let body = loop {
+        let r = reqwest::get(&link).await.unwrap();
+        if r.status() == StatusCode::GONE {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted app's link still answers {}",
+            r.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("'{app}', is not deployed")),
+        "{body}"
+    );
+
+    let (s, b) = common::post(
+        &h.http,
+        format!("{}/admin/api/apps/{app}/rollback", h.url),
+        json!({"version": "1.0.0"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reqwest::get(&link).await.unwrap().status() != StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restored app's link does not serve"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -54,6 +54,8 @@ pub enum FileError {
 
 /// What the gateway needs to serve a link.
 pub struct Served {
+    /// The app that returned the file.
+    pub app_name: String,
     pub name: String,
     pub content_type: String,
     pub object_key: String,
@@ -264,20 +266,23 @@ pub async fn served(db: &PgPool, token: &str) -> Result<Option<Served>, FileErro
     if !is_id(token) {
         return Ok(None);
     }
-    let row: Option<(String, String, String, bool)> = sqlx::query_as(
-        "SELECT name, content_type, object_key, expires_at <= NOW() \
+    let row: Option<(String, String, String, String, bool)> = sqlx::query_as(
+        "SELECT app_name, name, content_type, object_key, expires_at <= NOW() \
          FROM noderouter_core.app_files WHERE token = $1 AND kind = 'download'",
     )
     .bind(token)
     .fetch_optional(db)
     .await
     .map_err(|e| FileError::Internal(format!("cannot read the download: {e}")))?;
-    Ok(row.map(|(name, content_type, object_key, expired)| Served {
-        name,
-        content_type,
-        object_key,
-        expired,
-    }))
+    Ok(row.map(
+        |(app_name, name, content_type, object_key, expired)| Served {
+            app_name,
+            name,
+            content_type,
+            object_key,
+            expired,
+        },
+    ))
 }
 
 /// The bytes of a served file.

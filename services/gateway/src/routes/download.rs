@@ -38,7 +38,7 @@ fn internal(e: FileError) -> ApiError {
     responses(
         (status = 200, description = "The file, with `Content-Disposition: attachment` and its content type", content_type = "application/octet-stream"),
         (status = 404, description = "No such link (never issued, or its file was removed)", body = ErrorBody),
-        (status = 410, description = "The link has expired; ask the app for a new one", body = ErrorBody),
+        (status = 410, description = "The link has expired (ask the app for a new one), or its app was deleted", body = ErrorBody),
     )
 )]
 pub(crate) async fn fetch(
@@ -52,6 +52,19 @@ pub(crate) async fn fetch(
         return Ok(ApiError::Refused {
             status: 410,
             error: "this download link has expired; ask the app for a new one".into(),
+            details: Value::Null,
+        }
+        .into_response());
+    }
+    // An app an operator deleted serves nothing more, its links included (they serve
+    // again, while valid, if it is restored).
+    if state.apps.get(&file.app_name).is_none() {
+        return Ok(ApiError::Refused {
+            status: 410,
+            error: format!(
+                "the app that made this file, '{}', is not deployed any more",
+                file.app_name
+            ),
             details: Value::Null,
         }
         .into_response());
