@@ -119,7 +119,9 @@ fn inspect_blocking(
     let m = manifest::check_manifest(&raw, bundle_name)?;
     let above = contain.above(m.typed.limits.as_ref());
     if !above.is_empty() {
-        let lines = crate::jsonpos::lines(&String::from_utf8_lossy(&raw));
+        let text = String::from_utf8_lossy(&raw);
+        let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
+        let lines = crate::jsonpos::lines(&text);
         let details = above
             .into_iter()
             .map(|(field, message)| {

@@ -143,22 +143,28 @@ impl Scanner<'_> {
     }
 }
 
-/// `text` with its `//` and `/* */` comments turned to spaces, parsed, and the line of
-/// its first comment; `None` when it holds none or does not parse even so.
-pub(crate) fn without_comments(text: &str) -> Option<(String, serde_json::Value, u32)> {
+/// `text` with its `//` and `/* */` comments turned to spaces (its line breaks kept,
+/// so every line number stays the original's), and the line of its first comment;
+/// `None` when it holds none.
+pub(crate) fn strip_comments(text: &str) -> Option<(String, u32)> {
     use std::io::Read as _;
-    let mut stripped = String::with_capacity(text.len());
+    let mut stripped = Vec::with_capacity(text.len());
     json_comments::CommentSettings::c_style()
         .strip_comments(text.as_bytes())
-        .read_to_string(&mut stripped)
+        .read_to_end(&mut stripped)
         .ok()?;
     let first = text
         .bytes()
-        .zip(stripped.bytes())
-        .position(|(a, b)| a != b)?;
-    let value = serde_json::from_str(&stripped).ok()?;
+        .zip(stripped.iter())
+        .position(|(a, b)| a != *b)?;
+    // A block comment's line breaks became spaces too: put them back.
+    for (kept, original) in stripped.iter_mut().zip(text.bytes()) {
+        if matches!(original, b'\n' | b'\r') {
+            *kept = original;
+        }
+    }
     let line = text[..first].matches('\n').count() as u32 + 1;
-    Some((stripped, value, line))
+    Some((String::from_utf8(stripped).ok()?, line))
 }
 
 #[cfg(test)]

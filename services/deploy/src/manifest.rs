@@ -187,25 +187,27 @@ pub(crate) fn is_versioned_name(bundle: &str, app: &str, version: Option<&str>) 
 pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refused> {
     let text = String::from_utf8_lossy(raw);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let not_json = |e: serde_json::Error| {
+        Refused::one(
+            422,
+            "manifest.json",
+            Some(FILE),
+            Some(e.line() as u32),
+            format!("manifest.json is not valid JSON: {e}"),
+        )
+    };
     let mut commented = None;
     let manifest: Value = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(e) => match jsonpos::without_comments(text) {
-            // The guide's own templates annotate fields with `//` comments: they are
-            // read as the whitespace they stand for, and the deploy says so.
-            Some((stripped, v, line)) => {
+        // The guide's own templates annotate fields with `//` comments: they are read
+        // as the whitespace they stand for, and the deploy says so.
+        Err(e) => match jsonpos::strip_comments(text) {
+            Some((stripped, line)) => {
+                let v = serde_json::from_str(&stripped).map_err(not_json)?;
                 commented = Some((stripped, line));
                 v
             }
-            None => {
-                return Err(Refused::one(
-                    422,
-                    "manifest.json",
-                    Some(FILE),
-                    Some(e.line() as u32),
-                    format!("manifest.json is not valid JSON: {e}"),
-                ))
-            }
+            None => return Err(not_json(e)),
         },
     };
     let text = commented.as_ref().map_or(text, |(t, _)| t.as_str());

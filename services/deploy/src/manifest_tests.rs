@@ -476,8 +476,19 @@ fn the_guides_commented_template_deploys_with_a_warning_naming_the_line() {
         r#"{"app_name": "sales", "version": "1.0.0", "description": "see https://example.com"}"#;
     let ok = check_manifest(url.as_bytes(), "sales").unwrap();
     assert!(!ok.warnings.iter().any(|w| w.rule == "manifest.comments"));
-    // Comments do not excuse other mistakes: the JSON error is the one reported.
+    // Comments do not excuse other mistakes: the JSON error is the one reported, at
+    // its own line.
     let broken = "{\"app_name\": \"sales\", // c\n \"version\": \"1.0.0\",,}";
     let r = check_manifest(broken.as_bytes(), "sales").unwrap_err();
     assert!(r.error.contains("is not valid JSON"), "{}", r.error);
+    assert_eq!(r.details[0].line, Some(2), "{}", r.error);
+    // A block comment over several lines leaves the lines of what follows as they are.
+    let block = "{\n/* one\n two\n three */\n\"app_name\": \"sales\",\n\"version\": 5\n}";
+    let r = check_manifest(block.as_bytes(), "sales").unwrap_err();
+    let version = r
+        .details
+        .iter()
+        .find(|d| d.rule == "manifest.version")
+        .unwrap();
+    assert_eq!(version.line, Some(6), "{}", r.error);
 }

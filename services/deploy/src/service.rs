@@ -147,6 +147,17 @@ impl Deploy {
 struct Actor {
     name: Option<String>,
     id: Option<String>,
+    /// When the caller stops waiting, less a margin for the answer's way back: no change
+    /// is published after it, and the wait for the runners ends before it.
+    answer_by: Option<tokio::time::Instant>,
+}
+
+/// When a caller that waits `deadline_ms` from now must have its answer, less a margin
+/// (2 s, or a tenth of a short wait) for the answer's way back.
+fn answer_by(deadline_ms: Option<u64>) -> Option<tokio::time::Instant> {
+    let wait = Duration::from_millis(deadline_ms?);
+    let margin = (wait / 10).min(Duration::from_secs(2));
+    Some(tokio::time::Instant::now() + wait.saturating_sub(margin))
 }
 
 /// How long a stopping deploy waits for the requests it is answering.
@@ -170,6 +181,7 @@ impl Inner {
         let actor = Actor {
             name: req.actor.clone(),
             id: req.actor_id.clone(),
+            answer_by: answer_by(req.deadline_ms),
         };
         let reply = match self.submit_staged(&staged, &req.file_name, actor).await {
             Ok(report) => {
@@ -364,6 +376,7 @@ impl Inner {
         let actor = Actor {
             name: req.actor,
             id: req.actor_id,
+            answer_by: answer_by(req.deadline_ms),
         };
         let event = AppUpdated {
             app_name: app.clone(),
@@ -424,10 +437,22 @@ impl Inner {
 
     /// Publishes the event, fenced on the app subject's sequence `last_seq`.
     async fn publish(&self, data: AppUpdated, last_seq: u64) -> Result<u64, Refused> {
+        self.publish_until(data, last_seq, None).await
+    }
+
+    /// [`Self::publish`], trying no more once `until` (the caller's wait) is past.
+    async fn publish_until(
+        &self,
+        data: AppUpdated,
+        last_seq: u64,
+        until: Option<tokio::time::Instant>,
+    ) -> Result<u64, Refused> {
         let app = data.app_name.clone();
         let subject = subjects::app_updated(&app);
         let event = Envelope::new(APP_UPDATED, &self.id, data);
-        match nr_infra::bus::publish_event(&self.js, &subject, &event, Some(last_seq)).await {
+        match nr_infra::bus::publish_event_until(&self.js, &subject, &event, Some(last_seq), until)
+            .await
+        {
             Ok(rev) => Ok(rev),
             Err(PublishFailure::Conflict) => Err(Refused::one(
                 409,

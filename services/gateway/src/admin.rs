@@ -129,6 +129,7 @@ pub(crate) async fn deploy(
         file_name,
         actor: Some(caller.0.name.clone()),
         actor_id: Some(caller.0.sub.clone()),
+        deadline_ms: Some(deploy_timeout(&state).as_millis() as u64),
     };
     let DeployReply::Deployed(report) = ask(&state, &req, deploy_timeout(&state), DEPLOY).await?;
     // Serve the new revision from here on: wait until this gateway has seen it.
@@ -271,6 +272,7 @@ pub(crate) async fn rollback(
         sha256: body.sha256,
         actor: Some(caller.0.name.clone()),
         actor_id: Some(caller.0.sub.clone()),
+        deadline_ms: Some(deploy_timeout(&state).as_millis() as u64),
     };
     let DeployReply::Deployed(report) = ask(&state, &req, deploy_timeout(&state), DEPLOY).await?;
     serve_from(&state, &report.app_name, report.rev).await;
@@ -337,6 +339,7 @@ async fn delete_named(
         app_name: app,
         actor: Some(caller.0.name.clone()),
         actor_id: Some(caller.0.sub.clone()),
+        deadline_ms: Some(deploy_timeout(state).as_millis() as u64),
     };
     let DeleteReply::Deleted(report) = ask(state, &req, deploy_timeout(state), DEPLOY).await?;
     serve_from(state, &report.app_name, report.rev).await;

@@ -285,7 +285,9 @@ async fn queue(
     let subject = subjects::job_submitted(app);
     let deadline = tokio::time::Instant::now() + QUEUE_PATIENCE;
     loop {
-        match nr_infra::bus::publish_event(&state.js, &subject, event, None).await {
+        match nr_infra::bus::publish_event_until(&state.js, &subject, event, None, Some(deadline))
+            .await
+        {
             Err(nr_infra::bus::PublishFailure::Other(e))
                 if tokio::time::Instant::now() + QUEUE_RETRY < deadline =>
             {

@@ -458,6 +458,10 @@ async fn settings_out_of_range_are_refused_by_name_before_anything_starts() {
             &["--job-max-attempts", "0"][..],
             "NR_JOB_MAX_ATTEMPTS must be at least 1 (got 0)",
         ),
+        (
+            &["--job-result-bytes", "0"][..],
+            "NR_JOB_RESULT_BYTES must be from 1024 to 66060288 (got 0)",
+        ),
         // A pool of none made sqlx panic at start.
         (
             &["--db-pool", "0"][..],

@@ -12,8 +12,6 @@ Worker channel: frames of ``[u32 header_len][u32 body_len][header JSON][body]``.
 """
 
 import asyncio
-import datetime
-import decimal
 import importlib.util
 import inspect
 import json
@@ -26,76 +24,15 @@ import struct
 import sys
 import time
 import traceback
-import uuid
 
 import nr_contain  # next to this script: containment helpers shared with the deploy check
+import nr_json  # next to this script: results as JSON
 import nr_output  # next to this script: output of app code during calls
 
 _LEN = struct.Struct(">II")
 
 
 _log = nr_contain.log
-
-
-# ── JSON ──────────────────────────────────────────────────────────────────────
-
-
-def _default(value):
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", "replace")
-    raise TypeError("object of type %s is not JSON serialisable" % type(value).__name__)
-
-
-# Encoders made once: `json.dumps` with options builds a new encoder on every call.
-_encode_result = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":")).encode
-_encode_header = json.JSONEncoder(default=_default, separators=(",", ":")).encode
-
-
-def _dumps(value):
-    return _encode_result(value).encode()
-
-
-def _unjsonable(value, path="result", on_path=(), depth=0):
-    """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
-    the error of a result names it (`result['rows'][3]['price'] is nan`)."""
-    if depth > 100:
-        return None
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return path, repr(value)
-        return None
-    if value is None or isinstance(value, (str, int, bool)):
-        return None
-    if isinstance(value, (dict, list, tuple, set, frozenset)):
-        if id(value) in on_path:
-            return path, "the container itself again (a circular reference)"
-        on_path = on_path + (id(value),)
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if key is not None and not isinstance(key, (str, int, float, bool)):
-                    return path, "a dict with a key of type %s" % type(key).__name__
-                found = _unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1)
-                if found:
-                    return found
-        else:
-            for n, item in enumerate(value):
-                found = _unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1)
-                if found:
-                    return found
-        return None
-    try:
-        converted = _default(value)
-    except TypeError:
-        return path, "an object of type %s" % type(value).__name__
-    return _unjsonable(converted, path, on_path, depth + 1)
 
 
 # ── Frames ────────────────────────────────────────────────────────────────────
@@ -117,7 +54,7 @@ def recv_frame(reader):
 
 
 def send_frame(sock, header, body=b""):
-    h = _encode_header(header).encode()
+    h = nr_json.encode_header(header).encode()
     sock.sendall(_LEN.pack(len(h), len(body)) + h + body)
 
 
@@ -356,9 +293,9 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if not isinstance(result, dict):
                 raise TypeError("execute() returned %s; it must return a dict" % type(result).__name__)
             try:
-                out = _dumps(result)
+                out = nr_json.dumps(result)
             except (TypeError, ValueError) as exc:
-                found = _unjsonable(result)
+                found = nr_json.unjsonable(result)
                 where = "%s is %s" % found if found else str(exc)
                 raise TypeError("execute() returned a dict that JSON cannot carry: %s" % where)
             reply["ok"] = True

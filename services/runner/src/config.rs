@@ -150,6 +150,14 @@ impl RunnerConfig {
         if self.contain.app_uid_count == 0 {
             wrong.push("NR_APP_UID_COUNT must be at least 1 (got 0)".into());
         }
+        // A job's result travels in one frame of the worker's socket (64 MiB at most).
+        let result_max = crate::frame::MAX_FRAME - 1024 * 1024;
+        if !(1024..=result_max).contains(&self.jobs.job_result_bytes) {
+            wrong.push(format!(
+                "NR_JOB_RESULT_BYTES must be from 1024 to {result_max} (got {})",
+                self.jobs.job_result_bytes
+            ));
+        }
         nr_config::refused(wrong).map_err(anyhow::Error::msg)
     }
 }

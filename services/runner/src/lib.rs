@@ -47,6 +47,7 @@ use host::{AppHost, Spawner};
 const HOST_SCRIPT: &str = include_str!("../python/nr_host.py");
 const CONTAIN_SCRIPT: &str = include_str!("../python/nr_contain.py");
 const OUTPUT_SCRIPT: &str = include_str!("../python/nr_output.py");
+const JSON_SCRIPT: &str = include_str!("../python/nr_json.py");
 const SDK_INIT: &str = include_str!("../python/noderouter/__init__.py");
 
 /// Shared connections a runner uses; built by the caller so several services in one
@@ -166,6 +167,7 @@ impl Runner {
         std::fs::write(py_dir.join("nr_host.py"), HOST_SCRIPT)?;
         std::fs::write(py_dir.join("nr_contain.py"), CONTAIN_SCRIPT)?;
         std::fs::write(py_dir.join("nr_output.py"), OUTPUT_SCRIPT)?;
+        std::fs::write(py_dir.join("nr_json.py"), JSON_SCRIPT)?;
         std::fs::write(py_dir.join("noderouter").join("__init__.py"), SDK_INIT)?;
         let bundles_dir = root.join("apps");
         // What a runner killed outright left unpacked; no host of this one uses it yet.

@@ -17,6 +17,11 @@ pub struct DeploySubmit {
     /// The stable id of that user or token (`sub`).
     #[serde(default)]
     pub actor_id: Option<String>,
+    /// How long the caller waits for the answer, in milliseconds from when it sent the
+    /// request (the gateway's `NR_DEPLOY_TIMEOUT_S`). Deploy makes no change once that
+    /// time is nearly up, and bounds its wait for the runners to answer within it.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 /// One finding about a bundle: which rule, where, and what to do.
@@ -93,6 +98,11 @@ pub struct RollbackRequest {
     /// The stable id of that user or token (`sub`).
     #[serde(default)]
     pub actor_id: Option<String>,
+    /// How long the caller waits for the answer, in milliseconds from when it sent the
+    /// request (the gateway's `NR_DEPLOY_TIMEOUT_S`). Deploy makes no change once that
+    /// time is nearly up, and bounds its wait for the runners to answer within it.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 /// `deploy.delete`: remove an app from service. Its bundles and versions are kept.
@@ -105,6 +115,11 @@ pub struct DeleteRequest {
     /// The stable id of that user or token (`sub`).
     #[serde(default)]
     pub actor_id: Option<String>,
+    /// How long the caller waits for the answer, in milliseconds from when it sent the
+    /// request (the gateway's `NR_DEPLOY_TIMEOUT_S`). Deploy makes no change once that
+    /// time is nearly up, and bounds its wait for the runners to answer within it.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -235,6 +235,7 @@ fn deploy_submit_requests_match_their_schema_and_examples_decode() {
         file_name: "notes.zip".into(),
         actor: Some("ann".into()),
         actor_id: Some("019a9f3c-0000-7000-8000-00000000a11e".into()),
+        deadline_ms: Some(180_000),
     };
     assert_valid(DEPLOY_SUBMIT_SCHEMA, &wire(&req));
     examples_round_trip::<DeploySubmit>(DEPLOY_SUBMIT_SCHEMA);

@@ -266,23 +266,48 @@ pub async fn publish_event<T: Serialize>(
     event: &Envelope<T>,
     expected_last_subject_seq: Option<u64>,
 ) -> Result<u64, PublishFailure> {
+    publish_event_until(js, subject, event, expected_last_subject_seq, None).await
+}
+
+/// [`publish_event`], making no attempt and waiting for no acknowledgement past `until`
+/// (a caller that stops waiting then must not have the event stored after it was told
+/// otherwise; one stored by an attempt already sent stays, as with any lost answer).
+pub async fn publish_event_until<T: Serialize>(
+    js: &jetstream::Context,
+    subject: &str,
+    event: &Envelope<T>,
+    expected_last_subject_seq: Option<u64>,
+    until: Option<tokio::time::Instant>,
+) -> Result<u64, PublishFailure> {
     let payload: bytes::Bytes = encode(event).map_err(anyhow::Error::from)?.into();
     let mut pauses = PUBLISH_AGAIN_AFTER.iter();
     loop {
-        let error = match publish_once(
+        let attempt = publish_once(
             js,
             subject,
             &event.id,
             payload.clone(),
             expected_last_subject_seq,
-        )
-        .await
-        {
+        );
+        let outcome = match until {
+            Some(by) => tokio::time::timeout_at(by, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Attempt::Unanswered(anyhow::anyhow!(
+                    "publish to {subject} was not acknowledged before its caller stopped waiting"
+                )))
+                }),
+            None => attempt.await,
+        };
+        let error = match outcome {
             Ok(seq) => return Ok(seq),
             Err(Attempt::Final(failure)) => return Err(failure),
             Err(Attempt::Unanswered(e)) => e,
         };
-        let Some(pause) = pauses.next() else {
+        let Some(pause) = pauses
+            .next()
+            .filter(|p| until.is_none_or(|by| tokio::time::Instant::now() + **p < by))
+        else {
             return Err(PublishFailure::Other(error));
         };
         tracing::warn!(subject, id = %event.id, error = %format!("{error:#}"), "publish not acknowledged; sending it again under the same id");
@@ -296,6 +321,16 @@ enum Attempt {
     Final(PublishFailure),
     /// No answer came: the event may or may not be stored.
     Unanswered(anyhow::Error),
+}
+
+/// Whether a failed attempt may have reached the server (or may succeed as it is sent
+/// again): no answer, a cut connection, or, on a cluster, JetStream's "duplicate
+/// message id is in process" while the first copy is still being replicated.
+fn unanswered(kind: PublishErrorKind, text: &str) -> bool {
+    matches!(
+        kind,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
+    ) || text.contains("duplicate message id is in process")
 }
 
 async fn publish_once(
@@ -312,7 +347,14 @@ async fn publish_once(
     let ack = js
         .send_publish(subject.to_owned(), publish)
         .await
-        .map_err(|e| Attempt::Unanswered(anyhow::anyhow!("publish to {subject} failed: {e}")))?;
+        .map_err(|e| {
+            let error = anyhow::anyhow!("publish to {subject} failed: {e}");
+            if unanswered(e.kind(), &e.to_string()) {
+                Attempt::Unanswered(error)
+            } else {
+                Attempt::Final(PublishFailure::Other(error))
+            }
+        })?;
     match ack.await {
         Ok(ack) => Ok(ack.sequence),
         // JetStream answers 10071 "wrong last sequence" when the fence fails; the
@@ -321,12 +363,12 @@ async fn publish_once(
             Err(Attempt::Final(PublishFailure::Conflict))
         }
         Err(e) => {
-            let error = anyhow::anyhow!("publish to {subject} was not acknowledged: {e}");
-            Err(match e.kind() {
-                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
-                    Attempt::Unanswered(error)
-                }
-                _ => Attempt::Final(PublishFailure::Other(error)),
+            let text = e.to_string();
+            let error = anyhow::anyhow!("publish to {subject} was not acknowledged: {text}");
+            Err(if unanswered(e.kind(), &text) {
+                Attempt::Unanswered(error)
+            } else {
+                Attempt::Final(PublishFailure::Other(error))
             })
         }
     }

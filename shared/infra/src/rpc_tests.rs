@@ -104,6 +104,7 @@ async fn a_handler_error_reaches_the_caller_as_the_same_typed_error() {
         app_name: "notes".into(),
         actor: None,
         actor_id: None,
+        deadline_ms: None,
     };
     match call(&gateway, &req, PATIENCE).await {
         Err(CallError::Refused { subject, error }) => {

@@ -77,6 +77,8 @@ pub(crate) struct Loads {
     pub no_runner: bool,
     /// A later change of the app was published during the wait.
     pub superseded: bool,
+    /// How long the wait lasted.
+    pub waited: Duration,
 }
 
 impl Loads {
@@ -126,10 +128,15 @@ impl Loads {
                 None,
                 None,
                 format!(
-                    "{} did not report loading {app} {version} within {} s (NR_DEPLOY_LOAD_WAIT_S); \
+                    "{} did not report loading {app} {version} within {:.1} s ({}); \
                      a runner that cannot load it keeps serving the previous version and logs why",
                     self.pending.join(", "),
-                    waited.as_secs_f64()
+                    self.waited.as_secs_f64(),
+                    if self.waited + Duration::from_millis(500) < waited {
+                        "the caller's NR_DEPLOY_TIMEOUT_S"
+                    } else {
+                        "NR_DEPLOY_LOAD_WAIT_S"
+                    }
                 ),
             ));
         }
@@ -157,14 +164,24 @@ impl Inner {
     /// Waits until every live runner reported on revision `rev` of `app`, one reported a
     /// failure of the app's code, a later change of the app was published, or
     /// `NR_DEPLOY_LOAD_WAIT_S` passed.
-    pub(super) async fn wait_loads(&self, watch: LoadWatch, app: &str, rev: u64) -> Loads {
+    pub(super) async fn wait_loads(
+        &self,
+        watch: LoadWatch,
+        app: &str,
+        rev: u64,
+        answer_by: Option<tokio::time::Instant>,
+    ) -> Loads {
         let LoadWatch(mut sub) = watch;
         let mut waiting = self.runners.live();
         let mut loads = Loads {
             no_runner: waiting.is_empty(),
             ..Loads::default()
         };
-        let deadline = tokio::time::Instant::now() + self.config.load_wait();
+        let started = tokio::time::Instant::now();
+        let own = started + self.config.load_wait();
+        // The caller's wait bounds this one: deploy answers, with the runners still
+        // loading named, before the caller gives up on it.
+        let deadline = answer_by.map_or(own, |by| by.min(own));
         // Looked at once a second from the first second on: most loads end before.
         let mut recheck = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(1),
@@ -221,6 +238,7 @@ impl Inner {
         let _ = sub.unsubscribe().await;
         loads.pending = waiting.into_iter().collect();
         loads.pending.sort();
+        loads.waited = started.elapsed();
         loads
     }
 
@@ -236,11 +254,32 @@ impl Inner {
         warnings: &mut Vec<Finding>,
     ) -> Result<(u64, Vec<String>), Refused> {
         let watch = self.watch_loads(&event.app_name).await?;
-        let rev = self.publish(event.clone(), last_seq).await?;
+        if actor
+            .answer_by
+            .is_some_and(|by| tokio::time::Instant::now() >= by)
+        {
+            // The caller is answered 504 by now: a change made after that would be one
+            // nobody was told of.
+            return Err(Refused::one(
+                504,
+                "deploy.timeout",
+                None,
+                None,
+                format!(
+                    "{} {} was checked only after its caller stopped waiting (NR_DEPLOY_TIMEOUT_S): nothing was changed; deploy it again, or give deploys more time",
+                    event.app_name, event.version
+                ),
+            ));
+        }
+        let rev = self
+            .publish_until(event.clone(), last_seq, actor.answer_by)
+            .await?;
         let Some(watch) = watch else {
             return Ok((rev, Vec::new()));
         };
-        let mut loads = self.wait_loads(watch, &event.app_name, rev).await;
+        let mut loads = self
+            .wait_loads(watch, &event.app_name, rev, actor.answer_by)
+            .await;
         let secrets = if loads.failed.is_some() || !loads.troubled.is_empty() {
             self.secret_values(&event.app_name).await
         } else {

@@ -46,6 +46,32 @@ fn extra_headers(app: &str, v: &Value, res: &mut Response) {
     }
 }
 
+/// An answer the app lets the browser keep is kept for its caller alone: `Vary: Cookie,
+/// Authorization` (with the app's own `Vary`), so a browser does not show it again to
+/// another session, or to none after a logout, even where `Clear-Site-Data` is not
+/// honoured (plain HTTP).
+fn vary_by_caller(res: &mut Response) {
+    let kept = res
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.to_ascii_lowercase().contains("no-store"));
+    if !kept {
+        return;
+    }
+    let vary = match res
+        .headers()
+        .get(header::VARY)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(own) if !own.trim().is_empty() => format!("{own}, Cookie, Authorization"),
+        _ => "Cookie, Authorization".to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&vary) {
+        res.headers_mut().insert(header::VARY, v);
+    }
+}
+
 /// An app's `Cache-Control` without `public` or `s-maxage`, and `private` unless it
 /// already forbids storing.
 fn private_cache(value: &str) -> String {
@@ -84,7 +110,11 @@ fn status(v: &Value, default: StatusCode) -> Result<StatusCode, String> {
         .filter(|s| (200..600).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or_else(|| {
-            format!("the app's status {given} is not an HTTP status (an integer from 200 to 599)")
+            let mut shown: String = given.to_string().chars().take(100).collect();
+            if shown.len() < given.to_string().len() {
+                shown.push('…');
+            }
+            format!("the app's status {shown} is not an HTTP status (an integer from 200 to 599)")
         })
 }
 
@@ -193,6 +223,7 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         res.headers_mut().remove(header::CONTENT_LENGTH);
     }
     extra_headers(app, &v, &mut res);
+    vary_by_caller(&mut res);
     // The app's own status and body, a 4xx or 5xx included: not the platform's error.
     res.extensions_mut().insert(crate::error::AppAnswer);
     res
@@ -240,6 +271,31 @@ mod tests {
         assert_eq!(private_cache("no-store"), "no-store");
         assert_eq!(private_cache("Private, max-age=5"), "Private, max-age=5");
         assert_eq!(private_cache("PUBLIC"), "private");
+    }
+
+    #[test]
+    fn an_answer_the_browser_may_keep_varies_by_caller() {
+        let kept = respond(
+            "app",
+            StatusCode::OK,
+            br#"{"json": {}, "headers": {"Cache-Control": "max-age=600", "Vary": "Accept"}}"#,
+        );
+        assert_eq!(
+            kept.headers()[header::VARY],
+            "Accept, Cookie, Authorization"
+        );
+        let kept = respond(
+            "app",
+            StatusCode::OK,
+            br#"{"json": {}, "headers": {"Cache-Control": "max-age=600"}}"#,
+        );
+        assert_eq!(kept.headers()[header::VARY], "Cookie, Authorization");
+        let not_kept = respond(
+            "app",
+            StatusCode::OK,
+            br#"{"json": {}, "headers": {"Cache-Control": "no-store"}}"#,
+        );
+        assert!(not_kept.headers().get(header::VARY).is_none());
     }
 
     #[tokio::test]

@@ -112,10 +112,12 @@ impl AppHost {
             )))),
             Ok(Ok((mut header, out))) => {
                 // A job's captured output is kept up to the configured bytes, whoever
-                // wrote the reply, its control characters escaped.
+                // wrote the reply, its control characters escaped: cut first (so no
+                // more than the limit is ever escaped), then again once escaped.
+                let max = self.jobs.log_bytes;
                 header.logs = header
                     .logs
-                    .map(|l| cap_logs(text::escape_lines(&l), self.jobs.log_bytes));
+                    .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max));
                 if header.ok {
                     Ok(CallReply {
                         body: out,

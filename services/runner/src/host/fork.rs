@@ -2,7 +2,8 @@
 //! away at any point (its time limit passing while it waited, its caller gone).
 //!
 //! The host answers each `fork` command with the token it was given: a reply left
-//! unread by a fork that was given up is recognised as not this fork's and skipped, so
+//! unread by a fork that was given up is recognised as not this fork's and skipped (its
+//! worker, not counted as the host's, is killed by the runner's sweep), so
 //! the control channel never falls out of step (before, every later fork read the
 //! previous one's reply, took the wrong worker's pid, and the runner's sweep killed the
 //! real worker under its calls once a second until the app was loaded again).
@@ -81,8 +82,7 @@ impl AppHost {
     }
 
     /// Sends `fork` with `token` and reads lines until the host's reply to it; replies
-    /// to forks given up earlier are skipped, their workers killed (nobody waits for
-    /// them). The worker's pid is counted as the host's before the control channel is
+    /// to forks given up earlier are skipped. The worker's pid is counted as the host's before the control channel is
     /// let go, so the sweep never takes it for something an app left behind.
     async fn ask_fork(&self, token: &str) -> Result<ForkReply, CallError> {
         let mut ctl = self.control.lock().await;
@@ -112,10 +112,11 @@ impl AppHost {
             let reply: ForkReply = serde_json::from_str(&line)
                 .map_err(|e| CallError::Unavailable(control::unreadable(&self.app, &line, &e)))?;
             if reply.token.as_deref() != Some(token) {
-                if let Some(pid) = reply.pid {
-                    tracing::debug!(app = %self.app, pid, "a worker forked for a call that gave up; killed");
-                    contain::kill_tree(pid, self.uid);
-                }
+                // A reply to a fork given up earlier (or a line app code forged). Its
+                // worker, if it still runs, is no worker of the host's: the sweep kills
+                // it among the host's children, which a pid read here, perhaps long
+                // after, might no longer be.
+                tracing::debug!(app = %self.app, pid = ?reply.pid, "skipped the reply to a fork given up earlier");
                 if let Some(stale) = &reply.token {
                     self.spawner.lock_pending().remove(stale);
                 }

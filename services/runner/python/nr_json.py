@@ -1,0 +1,66 @@
+"""Results as JSON, for the app host and its workers: the values the author guide lists
+converted (dates, decimals, UUIDs, sets, bytes), NaN and infinities refused, and where
+in a result the first value JSON cannot carry is."""
+
+import datetime
+import decimal
+import json
+import uuid
+
+
+def default(value):
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    raise TypeError("object of type %s is not JSON serialisable" % type(value).__name__)
+
+
+# Encoders made once: `json.dumps` with options builds a new encoder on every call.
+encode_result = json.JSONEncoder(default=default, allow_nan=False, separators=(",", ":")).encode
+encode_header = json.JSONEncoder(default=default, separators=(",", ":")).encode
+
+
+def dumps(value):
+    return encode_result(value).encode()
+
+
+def unjsonable(value, path="result", on_path=(), depth=0):
+    """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
+    the error of a result names it (`result['rows'][3]['price'] is nan`)."""
+    if depth > 100:
+        return None
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return path, repr(value)
+        return None
+    if value is None or isinstance(value, (str, int, bool)):
+        return None
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        if id(value) in on_path:
+            return path, "the container itself again (a circular reference)"
+        on_path = on_path + (id(value),)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key is not None and not isinstance(key, (str, int, float, bool)):
+                    return path, "a dict with a key of type %s" % type(key).__name__
+                found = unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1)
+                if found:
+                    return found
+        else:
+            for n, item in enumerate(value):
+                found = unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1)
+                if found:
+                    return found
+        return None
+    try:
+        converted = default(value)
+    except TypeError:
+        return path, "an object of type %s" % type(value).__name__
+    return unjsonable(converted, path, on_path, depth + 1)
