@@ -144,7 +144,7 @@ impl Platform {
                 import_s = config.deploy_checks.deploy_import_timeout_s,
                 load_wait_s = config.deploy_checks.load_wait_s,
                 deploy_timeout_s = config.gateway.deploy_timeout_s,
-                "NR_DEPLOY_IMPORT_TIMEOUT_S + NR_DEPLOY_LOAD_WAIT_S is not under NR_DEPLOY_TIMEOUT_S: a slow deploy can answer 504 while it goes on"
+                "NR_DEPLOY_IMPORT_TIMEOUT_S + NR_DEPLOY_LOAD_WAIT_S is not under NR_DEPLOY_TIMEOUT_S: a slow deploy can be answered 504 (and then changes nothing)"
             );
         }
         let nats_args = config.gateway.nats.clone();
