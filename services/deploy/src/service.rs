@@ -229,7 +229,7 @@ impl Inner {
         // The bundle's name is the app's name once the manifest check passes.
         let name = archive::bundle_name(file_name).to_owned();
         let based_on = if is_valid_app_name(&name) {
-            Some(self.last_event(&name).await.map_err(Refused::internal)?)
+            Some(self.last_event(&name).await.map_err(Refused::event_log)?)
         } else {
             None
         };
@@ -242,7 +242,7 @@ impl Inner {
 
         let (last_seq, previous) = match based_on {
             Some(b) => b,
-            None => self.last_event(&app).await.map_err(Refused::internal)?,
+            None => self.last_event(&app).await.map_err(Refused::event_log)?,
         };
         let previous_version = previous
             .as_ref()
@@ -284,7 +284,7 @@ impl Inner {
     /// Conflicts with the other apps, on a catalogue at least as new as the stream was
     /// when the check started. Errors refuse with 409; warnings come back.
     async fn cross_app(&self, app: &str, facts: &AppFacts) -> Result<Vec<Finding>, Refused> {
-        let last = self.stream_last_seq().await.map_err(Refused::internal)?;
+        let last = self.stream_last_seq().await.map_err(Refused::event_log)?;
         let mut rx = self.applied.subscribe();
         if tokio::time::timeout(CATALOGUE_WAIT, rx.wait_for(|seq| *seq >= last))
             .await
@@ -412,7 +412,7 @@ impl Inner {
         if !is_valid_app_name(&app) {
             return Err(not_found(&app));
         }
-        let (last_seq, current) = self.last_event(&app).await.map_err(Refused::internal)?;
+        let (last_seq, current) = self.last_event(&app).await.map_err(Refused::event_log)?;
         let current = match current {
             Some(c) if c.change != AppChange::Deleted => c,
             _ => return Err(not_found(&app)),
@@ -461,7 +461,14 @@ impl Inner {
                 None,
                 format!("another change of {app:?} (a deploy, rollback or delete) finished while this one was checked; nothing was changed by this one: look at the current version and try again"),
             )),
-            Err(PublishFailure::Other(e)) => Err(Refused::internal(e)),
+            Err(PublishFailure::Other(e)) => {
+                tracing::error!(app = %app, error = %format!("{e:#}"), "the change could not be published");
+                Err(Refused {
+                    status: 503,
+                    error: format!("the app event log (NATS JetStream) did not acknowledge this change of {app:?}, as while a NATS node is down: it may or may not have been made; look at the app's versions before trying again"),
+                    details: vec![],
+                })
+            }
         }
     }
 }

@@ -183,9 +183,14 @@ async fn ask<R: Rpc>(
         })
 }
 
-/// A service's error as the API answers it: a 5xx never shows its text; a refusal
+/// A service's error as the API answers it: a 5xx other than 503 never shows its text; a refusal
 /// keeps its status and findings; the others become the error of their status.
 fn api_error(e: RpcError) -> ApiError {
+    // A service that could not reach what it needs says so in words meant for the
+    // caller (nothing internal), and the caller may retry.
+    if e.status == 503 {
+        return ApiError::Unavailable(e.error);
+    }
     if e.status >= 500 {
         return ApiError::Internal(anyhow::Error::from(e));
     }
@@ -404,4 +409,24 @@ pub(crate) async fn list_apps(
     caller.require(perms::APPS_READ)?;
     let list = ask(&state, &AppListRequest {}, LOOKUP_TIMEOUT, REGISTRY).await?;
     Ok(Json(list))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_services_503_reaches_the_caller_in_its_words_and_other_5xx_do_not() {
+        let busy = RpcError::new(
+            503,
+            "internal",
+            "the app event log did not answer; retry shortly",
+        );
+        match api_error(busy) {
+            ApiError::Unavailable(m) => assert!(m.contains("retry shortly"), "{m}"),
+            other => panic!("expected 503 unavailable, got {other:?}"),
+        }
+        let broken = RpcError::new(500, "internal", "secret internals");
+        assert!(matches!(api_error(broken), ApiError::Internal(_)));
+    }
 }

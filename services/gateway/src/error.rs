@@ -88,7 +88,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.parts();
         let body = match &self {
             ApiError::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
+                tracing::error!(error = %format!("{e:#}"), "internal error");
                 serde_json::json!({"error": "internal error", "code": code})
             }
             ApiError::Refused { error, details, .. } => {

@@ -134,7 +134,7 @@ pub(crate) async fn session(state: &AppState, parts: &Parts) -> Result<Principal
     match crate::auth::authenticate(state, parts).await {
         Ok(p) => Ok(p),
         Err(ApiError::Internal(e)) => {
-            tracing::error!(error = ?e, "page authentication failed");
+            tracing::error!(error = %format!("{e:#}"), "page authentication failed");
             Err(error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The session could not be checked. Try again shortly.",
@@ -391,7 +391,7 @@ async fn app_file(
     }
     let entry = match crate::auth::authenticate(&state, &parts).await {
         Err(ApiError::Internal(e)) => {
-            tracing::error!(error = ?e, "file authentication failed");
+            tracing::error!(error = %format!("{e:#}"), "file authentication failed");
             return file_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
         Err(_) => return file_error(StatusCode::UNAUTHORIZED, "log in first"),

@@ -918,7 +918,7 @@ async fn an_abandoned_job_runs_again_until_its_attempts_are_used_up_then_fails()
         given_up["error_message"]
             .as_str()
             .unwrap()
-            .contains("interrupted 3 times"),
+            .contains("runner stopped under it (gave up after 3 attempts)"),
         "{given_up}"
     );
 }

@@ -55,7 +55,7 @@ impl IntoResponse for Refusal {
                 crate::error(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", &m)
             }
             Refusal::Internal(e) => {
-                tracing::error!(error = ?e, "internal error");
+                tracing::error!(error = %format!("{e:#}"), "internal error");
                 crate::error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

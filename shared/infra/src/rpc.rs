@@ -181,6 +181,13 @@ where
                 client
                     .publish_with_headers(reply_to, headers, body.into())
                     .await
+                    .map_err(|e| anyhow::anyhow!("cannot send the reply: {e}"))?;
+                // Out on the wire before the request counts as answered: a service
+                // stopping once its requests are answered must not exit with the reply
+                // still in the client's buffer (the caller would wait its whole time).
+                client
+                    .flush()
+                    .await
                     .map_err(|e| anyhow::anyhow!("cannot send the reply: {e}"))
             }
         },

@@ -106,7 +106,8 @@ pub async fn why_unclaimed(
             )
             .bind(id)
             .bind(format!(
-                "the job was interrupted {attempt} times (its runner stopped); giving up"
+                "the job's runner stopped under it (gave up after {attempt} {})",
+                if attempt == 1 { "attempt" } else { "attempts" }
             ))
             .bind(attempt)
             .bind(JobStatus::Failed.as_str())

@@ -26,8 +26,24 @@ impl Inner {
         Ok(info.state.last_sequence)
     }
 
-    /// Sequence and event of the app's current state (0 and none for a new app).
+    /// Sequence and event of the app's current state (0 and none for a new app). Asked
+    /// again twice, a second apart, when the event log does not answer: a NATS node lost
+    /// under a cluster leaves its streams without a leader for a few seconds.
     pub(super) async fn last_event(&self, app: &str) -> anyhow::Result<(u64, Option<AppUpdated>)> {
+        let mut tries = 0;
+        loop {
+            match self.last_event_once(app).await {
+                Err(e) if tries < 2 => {
+                    tries += 1;
+                    tracing::warn!(app, error = %format!("{e:#}"), "the app event log did not answer; asking again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn last_event_once(&self, app: &str) -> anyhow::Result<(u64, Option<AppUpdated>)> {
         let subject = subjects::app_updated(app);
         let stream = self
             .js
@@ -56,7 +72,7 @@ impl Inner {
         if !is_valid_app_name(app) {
             return Err(not_found(app));
         }
-        let (last, _) = self.last_event(app).await.map_err(Refused::internal)?;
+        let (last, _) = self.last_event(app).await.map_err(Refused::event_log)?;
         if last == 0 {
             return Ok(Vec::new());
         }
@@ -64,7 +80,7 @@ impl Inner {
             .js
             .get_stream(subjects::STREAM_APPS)
             .await
-            .map_err(|e| Refused::internal(format!("cannot open NR_APPS: {e}")))?;
+            .map_err(|e| Refused::event_log(format!("cannot open NR_APPS: {e}")))?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: subjects::app_updated(app),
@@ -72,17 +88,17 @@ impl Inner {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
+            .map_err(|e| Refused::event_log(format!("cannot read the history of {app}: {e}")))?;
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| Refused::internal(format!("cannot read the history of {app}: {e}")))?;
+            .map_err(|e| Refused::event_log(format!("cannot read the history of {app}: {e}")))?;
         let mut out = Vec::new();
         loop {
             let next = tokio::time::timeout(Duration::from_secs(5), messages.next())
                 .await
                 .map_err(|_| {
-                    Refused::internal(format!("reading the history of {app} timed out"))
+                    Refused::event_log(format!("reading the history of {app} timed out"))
                 })?;
             let msg = match next {
                 Some(Ok(m)) => m,

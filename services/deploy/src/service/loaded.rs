@@ -79,6 +79,8 @@ pub(crate) struct Loads {
     pub superseded: bool,
     /// How long the wait lasted.
     pub waited: Duration,
+    /// Runners that stopped beating during the wait (stopped, killed, frozen).
+    pub silent: Vec<String>,
 }
 
 impl Loads {
@@ -119,6 +121,20 @@ impl Loads {
                 format!(
                     "another change of {app} was made while the runners loaded {version}; \
                      that one is current now"
+                ),
+            ));
+        }
+        if !self.silent.is_empty() {
+            let mut silent = self.silent.clone();
+            silent.sort();
+            out.push(finding(
+                "deploy.load_pending",
+                None,
+                None,
+                format!(
+                    "{} stopped sending heartbeats while the runners loaded {app} {version} (stopped, killed or frozen): \
+                     a runner that comes back loads it at its next call",
+                    silent.join(", ")
                 ),
             ));
         }
@@ -197,7 +213,10 @@ impl Inner {
                 _ = recheck.tick() => {
                     // A runner that stopped beating (killed, stopped) is not waited for.
                     let live = self.runners.live();
-                    waiting.retain(|r| live.contains(r));
+                    let (still, gone): (HashSet<String>, HashSet<String>) =
+                        waiting.drain().partition(|r| live.contains(r));
+                    waiting = still;
+                    loads.silent.extend(gone);
                     // A later change of the app (a delete, another deploy) is what the
                     // runners load now: this one is no longer theirs to judge.
                     if let Ok((last, _)) = self.last_event(app).await {
