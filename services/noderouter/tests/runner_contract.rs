@@ -583,10 +583,20 @@ def execute(data, conn=None):
         ],
     )
     .await;
-    /// A runner process killed when the test ends, whatever happens.
+    /// A runner process stopped when the test ends, whatever happens: asked to stop
+    /// (so it stops its app processes), killed if it has not within 10 s.
     struct Proc(std::process::Child);
     impl Drop for Proc {
         fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
