@@ -63,8 +63,6 @@ impl Refused {
         }
     }
 
-    /// The platform failed; nothing the author can fix. The cause is kept in `error`
-    /// for logs and the local CLI; the gateway never echoes a 5xx's text to a caller.
     /// 503: the app event log (NATS JetStream) did not answer, as while a node is down
     /// and the stream elects a new leader; nothing was changed, and a retry will do.
     pub fn event_log(error: impl std::fmt::Display) -> Refused {
@@ -78,6 +76,9 @@ impl Refused {
         }
     }
 
+    /// The platform failed; nothing the author can fix. The cause is kept in `error`
+    /// for logs and the local CLI; the gateway never echoes a 5xx's text to a caller
+    /// (but a 503's, which says what to do).
     pub fn internal(error: impl std::fmt::Display) -> Refused {
         tracing::error!(error = %error, "deploy failed inside the platform");
         Refused {

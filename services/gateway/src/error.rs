@@ -121,15 +121,6 @@ pub fn code_for(status: StatusCode) -> &'static str {
     }
 }
 
-/// The body limits, for the message of a 413 the framework gave.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    /// `NR_MAX_BODY_BYTES`.
-    pub body: usize,
-    /// `NR_MAX_BUNDLE_BYTES`.
-    pub bundle: usize,
-}
-
 /// Marks a response as an app's own answer (a route's `RouteResult`): its status, type
 /// and body are the app's, and [`uniform_errors`] leaves them as they are.
 #[derive(Debug, Clone, Copy)]
@@ -138,12 +129,14 @@ pub(crate) struct AppAnswer;
 /// Gives every error response the `{"error", "code"}` shape: framework rejections
 /// (plain text) are wrapped, and JSON errors without a `code` (from runners) get one.
 /// An app's own answer ([`AppAnswer`]) is not the platform's error, and is left alone.
+///
+/// `body_limit` (`NR_MAX_BODY_BYTES`) names the limit in a 413 the framework gave (its
+/// own words, "length limit exceeded", name none; a bundle upload's 413 is deploy's own).
 pub async fn uniform_errors(
-    axum::extract::State(limits): axum::extract::State<BodyLimits>,
+    axum::extract::State(body_limit): axum::extract::State<usize>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let deploying = req.uri().path() == "/admin/api/apps/deploy";
     let res = next.run(req).await;
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error())
@@ -176,12 +169,7 @@ pub async fn uniform_errors(
         _ => {
             let text = String::from_utf8_lossy(&bytes).trim().to_owned();
             let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                // The framework's own words ("length limit exceeded") name no limit.
-                if deploying {
-                    format!("the bundle is over the upload limit of {} bytes (NR_MAX_BUNDLE_BYTES, set by the operator)", limits.bundle)
-                } else {
-                    format!("the request body is over the limit of {} bytes (NR_MAX_BODY_BYTES, set by the operator)", limits.body)
-                }
+                format!("the request body is over the limit of {body_limit} bytes (NR_MAX_BODY_BYTES, set by the operator)")
             } else if text.is_empty() {
                 status.canonical_reason().unwrap_or("error").to_owned()
             } else {

@@ -348,10 +348,7 @@ impl Gateway {
             )
             .merge(deps.extra_routes)
             .layer(middleware::from_fn_with_state(
-                error::BodyLimits {
-                    body: body_limit,
-                    bundle: bundle_limit,
-                },
+                body_limit,
                 error::uniform_errors,
             ))
             .layer(middleware::from_fn(server::no_store))

@@ -54,10 +54,14 @@ async fn a_refused_example_is_deployed_again_at_the_next_start_and_a_deleted_one
         cmd
     };
 
+    // Each start signs sessions with a key of its own: the token it wrote.
+    let admin = || {
+        let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+        common::client_with_token(token.trim())
+    };
     let (child, printed) = up_and_running(up()).await;
     let url = base_url(&printed);
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
-    let http = common::client_with_token(token.trim());
+    let http = admin();
     assert!(
         printed.contains(&format!("deployed {deleted} 1.0.0")),
         "{printed}"
@@ -98,9 +102,7 @@ async fn a_refused_example_is_deployed_again_at_the_next_start_and_a_deleted_one
 
     let (child, printed) = up_and_running(up()).await;
     let url = base_url(&printed);
-    // Each start signs sessions with a key of its own: the token it wrote.
-    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
-    let http = common::client_with_token(token.trim());
+    let http = admin();
     assert!(
         printed.contains(&format!("deployed {refused} 1.0.0")),
         "the refused example was not tried again: {printed}"

@@ -9,7 +9,20 @@ mod common;
 
 use common::Harness;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// Submits a job of `app` with `data` and waits for it to end: its id and last state.
+async fn finished(h: &Harness, app: &str, data: Value) -> (String, Value) {
+    let (s, b) = h.submit(app, data).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    let job = h
+        .wait_job(&id, |j| {
+            j["status"] == "failed" || j["status"] == "completed"
+        })
+        .await;
+    (id, job)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_result_over_the_limit_fails_the_job_naming_the_limit() {
@@ -34,14 +47,7 @@ async fn a_job_result_over_the_limit_fails_the_job_naming_the_limit() {
     .await;
 
     let limit = 16 * 1024 * 1024;
-    let (s, b) = h.submit(&app, json!({"n": limit + 1})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let id = b["job_id"].as_str().unwrap().to_owned();
-    let job = h
-        .wait_job(&id, |j| {
-            j["status"] == "failed" || j["status"] == "completed"
-        })
-        .await;
+    let (id, job) = finished(&h, &app, json!({"n": limit + 1})).await;
     assert_eq!(job["status"], "failed", "{}", job["error_message"]);
     let error = job["error_message"].as_str().unwrap();
     assert!(
@@ -63,14 +69,7 @@ async fn a_job_result_over_the_limit_fails_the_job_naming_the_limit() {
     );
 
     // Under the limit, the whole result is kept.
-    let (s, b) = h.submit(&app, json!({"n": 1024 * 1024})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let id = b["job_id"].as_str().unwrap().to_owned();
-    let job = h
-        .wait_job(&id, |j| {
-            j["status"] == "failed" || j["status"] == "completed"
-        })
-        .await;
+    let (_, job) = finished(&h, &app, json!({"n": 1024 * 1024})).await;
     assert_eq!(job["status"], "completed", "{}", job["error_message"]);
     assert_eq!(job["result"]["blob"].as_str().unwrap().len(), 1024 * 1024);
 }
@@ -94,10 +93,7 @@ async fn a_jobs_stored_log_shows_control_characters_escaped() {
         ],
     )
     .await;
-    let (s, b) = h.submit(&app, json!({})).await;
-    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
-    let id = b["job_id"].as_str().unwrap().to_owned();
-    let job = h.wait_job(&id, |j| j["status"] == "completed").await;
+    let (id, job) = finished(&h, &app, json!({})).await;
     assert_eq!(job["status"], "completed", "{job}");
     let logs = h.get_json(&format!("/api/async/jobs/{id}/logs")).await;
     let text = logs["logs"].as_str().unwrap();

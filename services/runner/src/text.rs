@@ -36,12 +36,14 @@ pub fn clean_line(text: &str) -> String {
 /// between lines kept: what a terminal or a page shows of them is the text, not a cursor
 /// move or a colour.
 pub fn escape_lines(text: &str) -> String {
+    use fmt::Write as _;
     let mut out = String::with_capacity(text.len());
     for (n, line) in text.split('\n').enumerate() {
         if n > 0 {
             out.push('\n');
         }
-        out.push_str(&clean(line, usize::MAX).to_string());
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{}", clean(line, usize::MAX));
     }
     out
 }

@@ -79,6 +79,8 @@ pub(crate) struct Loads {
     pub superseded: bool,
     /// How long the wait lasted.
     pub waited: Duration,
+    /// The caller's wait, shorter than `NR_DEPLOY_LOAD_WAIT_S`, ended it.
+    pub cut_by_caller: bool,
     /// Runners that stopped beating during the wait (stopped, killed, frozen).
     pub silent: Vec<String>,
 }
@@ -86,7 +88,7 @@ pub(crate) struct Loads {
 impl Loads {
     /// Warnings naming the runners that could not load the version for the platform's
     /// reasons, and those that did not report in time.
-    fn warnings(&self, app: &str, version: &str, waited: Duration) -> Vec<Finding> {
+    fn warnings(&self, app: &str, version: &str) -> Vec<Finding> {
         let mut out: Vec<Finding> = self
             .troubled
             .iter()
@@ -125,8 +127,6 @@ impl Loads {
             ));
         }
         if !self.silent.is_empty() {
-            let mut silent = self.silent.clone();
-            silent.sort();
             out.push(finding(
                 "deploy.load_pending",
                 None,
@@ -134,7 +134,7 @@ impl Loads {
                 format!(
                     "{} stopped sending heartbeats while the runners loaded {app} {version} (stopped, killed or frozen): \
                      a runner that comes back loads it at its next call",
-                    silent.join(", ")
+                    self.silent.join(", ")
                 ),
             ));
         }
@@ -148,7 +148,7 @@ impl Loads {
                      a runner that cannot load it keeps serving the previous version and logs why",
                     self.pending.join(", "),
                     self.waited.as_secs_f64(),
-                    if self.waited + Duration::from_millis(500) < waited {
+                    if self.cut_by_caller {
                         "the caller's NR_DEPLOY_TIMEOUT_S"
                     } else {
                         "NR_DEPLOY_LOAD_WAIT_S"
@@ -179,7 +179,7 @@ impl Inner {
 
     /// Waits until every live runner reported on revision `rev` of `app`, one reported a
     /// failure of the app's code, a later change of the app was published, or
-    /// `NR_DEPLOY_LOAD_WAIT_S` passed.
+    /// `NR_DEPLOY_LOAD_WAIT_S` or the caller's wait (`answer_by`) passed.
     pub(super) async fn wait_loads(
         &self,
         watch: LoadWatch,
@@ -198,6 +198,7 @@ impl Inner {
         // The caller's wait bounds this one: deploy answers, with the runners still
         // loading named, before the caller gives up on it.
         let deadline = answer_by.map_or(own, |by| by.min(own));
+        loads.cut_by_caller = deadline < own;
         // Looked at once a second from the first second on: most loads end before.
         let mut recheck = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(1),
@@ -257,6 +258,7 @@ impl Inner {
         let _ = sub.unsubscribe().await;
         loads.pending = waiting.into_iter().collect();
         loads.pending.sort();
+        loads.silent.sort();
         loads.waited = started.elapsed();
         loads
     }
@@ -313,7 +315,7 @@ impl Inner {
                 .undo(&event, rev, previous, actor, (runner, error))
                 .await);
         }
-        warnings.extend(loads.warnings(&event.app_name, &event.version, self.config.load_wait()));
+        warnings.extend(loads.warnings(&event.app_name, &event.version));
         Ok((rev, loads.loaded))
     }
 

@@ -110,8 +110,9 @@ fn status(v: &Value, default: StatusCode) -> Result<StatusCode, String> {
         .filter(|s| (200..600).contains(s))
         .and_then(|s| StatusCode::from_u16(s).ok())
         .ok_or_else(|| {
-            let mut shown: String = given.to_string().chars().take(100).collect();
-            if shown.len() < given.to_string().len() {
+            let given = given.to_string();
+            let mut shown: String = given.chars().take(100).collect();
+            if shown.len() < given.len() {
                 shown.push('…');
             }
             format!("the app's status {shown} is not an HTTP status (an integer from 200 to 599)")

@@ -56,18 +56,13 @@ impl AppHost {
             done: false,
         };
         let reply = self.ask_fork(&fork.token).await?;
-        if let Some(pid) = reply.pid {
-            fork.pid = Some(pid);
-        }
-        let pid = match (reply.pid, reply.error) {
-            (Some(pid), _) => pid,
-            (None, e) => {
-                return Err(CallError::Unavailable(format!(
-                    "cannot fork a worker: {}",
-                    e.unwrap_or_default()
-                )))
-            }
+        let Some(pid) = reply.pid else {
+            return Err(CallError::Unavailable(format!(
+                "cannot fork a worker: {}",
+                reply.error.unwrap_or_default()
+            )));
         };
+        fork.pid = Some(pid);
         let connected = tokio::time::timeout(Duration::from_secs(10), rx).await;
         let Ok(Ok(stream)) = connected else {
             return Err(CallError::Unavailable("worker did not connect".into()));
@@ -82,8 +77,9 @@ impl AppHost {
     }
 
     /// Sends `fork` with `token` and reads lines until the host's reply to it; replies
-    /// to forks given up earlier are skipped. The worker's pid is counted as the host's before the control channel is
-    /// let go, so the sweep never takes it for something an app left behind.
+    /// to forks given up earlier are skipped. The worker's pid is counted as the host's
+    /// before the control channel is let go, so the sweep never takes it for something
+    /// an app left behind.
     async fn ask_fork(&self, token: &str) -> Result<ForkReply, CallError> {
         let mut ctl = self.control.lock().await;
         let cmd = format!("{{\"cmd\":\"fork\",\"token\":\"{token}\"}}\n");
