@@ -326,14 +326,16 @@ impl Gateway {
             .merge(jobs::routes())
             .merge(identity::routes())
             .merge(ticket::routes())
-            .merge(routes::routes())
-            .layer(DefaultBodyLimit::max(body_limit));
+            .merge(routes::routes());
+        // One body limit for every JSON endpoint, so a 413 always names the setting that
+        // applied; a bundle upload has its own (`NR_MAX_BUNDLE_BYTES`, on its route).
         let router = Router::new()
             .merge(api)
             .merge(admin::routes(bundle_limit))
             .merge(app_env::routes())
             .merge(schedules::admin::routes())
             .merge(openapi::routes())
+            .layer(DefaultBodyLimit::max(body_limit))
             .route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 dependency_guard,

@@ -675,6 +675,22 @@ async fn bodies_are_checked_with_the_right_status() {
             .contains("bytes (NR_MAX_BODY_BYTES"),
         "{body}"
     );
+    // The admin API's JSON endpoints hold to the same limit, so its 413 says what applied
+    // there too (an app variable of 5000 bytes is within its own 32 KiB bound).
+    let (s, b) = post(
+        &h.http,
+        format!("{}/admin/api/apps/{app}/env", h.url),
+        json!({"name": "BIG", "value": "x".repeat(5000)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("1000 bytes (NR_MAX_BODY_BYTES"),
+        "{b}"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
