@@ -84,7 +84,8 @@ pub struct EmbeddedNats {
     supervisor: supervise::Supervisor,
     pub url: String,
     pub passwords_file: PathBuf,
-    /// `NATS_URL`, `NATS_USER`, `NATS_PASSWORD` of the read-only `reader` user.
+    /// `NATS_URL`, `NATS_USER`, `NATS_PASSWORD` and `NATS_INBOX_PREFIX` of the read-only
+    /// `reader` user.
     pub reader_file: PathBuf,
 }
 
@@ -213,9 +214,12 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         &reader_file,
         &format!(
             "# Read-only NATS credentials for outside consumers of action.triggered.> and job.progress.>\n\
-             NATS_URL={url}\nNATS_USER={}\nNATS_PASSWORD={}\n",
+             # Set NATS_INBOX_PREFIX as the client's inbox prefix: replies (JetStream's included)\n\
+             # reach this user there only.\n\
+             NATS_URL={url}\nNATS_USER={}\nNATS_PASSWORD={}\nNATS_INBOX_PREFIX={}\n",
             Role::Reader.user(),
-            passwords.get(Role::Reader).unwrap_or_default()
+            passwords.get(Role::Reader).unwrap_or_default(),
+            Role::Reader.inbox_prefix()
         ),
     )?;
     let launch = supervise::Launch {

@@ -281,6 +281,31 @@ async fn the_reader_consumes_actions_and_job_progress_through_jetstream_and_noth
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_never_sees_a_reply_meant_for_the_admin() {
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    // An outside system (every one holds the reader's credentials) listens where NATS
+    // clients receive replies by default...
+    let (reader, mut errors) = watched(&h, Role::Reader).await;
+    let mut snoop = reader.subscribe("_INBOX.>").await.unwrap();
+    reader.flush().await.unwrap();
+    assert!(
+        refused(&mut errors, "_INBOX.>").await,
+        "the reader may listen on _INBOX.>"
+    );
+    // ...while an operator reads the access log as the admin: its events carry password
+    // hashes.
+    let admin = async_nats::jetstream::new(h.nats_client().await);
+    let mut rbac = admin.get_stream("NR_RBAC").await.unwrap();
+    let first = rbac.info().await.unwrap().state.first_sequence;
+    assert!(rbac.get_raw_message(first).await.is_ok());
+    let got = tokio::time::timeout(Duration::from_millis(500), snoop.next()).await;
+    assert!(
+        !matches!(got, Ok(Some(_))),
+        "the reader read an admin reply"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_reply_to_a_runner_request_never_reaches_the_caller() {
     let h = Harness::start_with(&["--runners", "0"]).await;
     let app = app_name("victim");

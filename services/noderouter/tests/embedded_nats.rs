@@ -79,8 +79,10 @@ async fn noderouter_up_runs_a_private_nats_that_refuses_strangers() {
             .to_owned()
     };
     assert_eq!(get("NATS_URL"), url);
+    // As an outside system connects: with the inbox prefix the file gives.
     let reader =
         async_nats::ConnectOptions::with_user_and_password(get("NATS_USER"), get("NATS_PASSWORD"))
+            .custom_inbox_prefix(get("NATS_INBOX_PREFIX"))
             .connect(url.as_str())
             .await
             .unwrap();

@@ -107,11 +107,14 @@ impl Role {
         Role::ALL.into_iter().find(|r| r.user() == name)
     }
 
-    /// Where the role's clients receive replies. Services get a prefix of their own; the
-    /// reader and the admin keep the default `_INBOX` of every NATS client library.
+    /// Where the role's clients receive replies. Services and the reader get a prefix of
+    /// their own (outside consumers set it in their client: `reader.env` carries it as
+    /// `NATS_INBOX_PREFIX`), so the reader, which any outside system holds, never sees a
+    /// reply meant for the admin; the admin, an operator's tool, keeps the default
+    /// `_INBOX` of every NATS client library.
     pub fn inbox_prefix(self) -> String {
         match self {
-            Role::Reader | Role::Admin => "_INBOX".into(),
+            Role::Admin => "_INBOX".into(),
             r => format!("_INBOX_{}", r.user()),
         }
     }

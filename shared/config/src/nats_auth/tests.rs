@@ -96,6 +96,11 @@ fn services_read_replies_on_their_own_inbox_only() {
         assert!(!may_publish(role, "_INBOX.abc.1"));
     }
     assert!(!may_subscribe(Role::Reader, "_INBOX_gateway.abc.1"));
+    // The admin's replies (an operator's `nats req`, a stream read: RBAC events carry
+    // password hashes) are not the reader's, which every outside system holds.
+    assert!(!may_subscribe(Role::Reader, "_INBOX.abc.1"));
+    assert!(may_subscribe(Role::Reader, "_INBOX_reader.abc.1"));
+    assert!(may_subscribe(Role::Admin, "_INBOX.abc.1"));
 }
 
 #[test]
