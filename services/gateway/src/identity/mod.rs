@@ -10,6 +10,7 @@
 //! `nr_auth` ([`nr_auth::Principal::has`]), the same check notify uses.
 
 mod app_list;
+mod managers;
 mod roles;
 mod session;
 mod subscriptions;
@@ -17,6 +18,7 @@ mod tokens;
 mod users;
 
 pub(crate) use app_list::*;
+use managers::{keep_a_manager, Change};
 pub(crate) use roles::*;
 pub(crate) use session::*;
 pub(crate) use subscriptions::*;

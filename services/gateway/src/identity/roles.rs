@@ -176,6 +176,7 @@ pub(crate) async fn delete_role(
         .await
         .map_err(|_| ApiError::NotFound(format!("role '{name}' not found")))?;
     caller.require_roles(std::slice::from_ref(&name), "delete")?;
+    keep_a_manager(&state, Change::RoleLoses(&name)).await?;
     state
         .rbac_change(&caller, RbacChange::RoleDeleted { name: name.clone() })
         .await?;
@@ -277,6 +278,9 @@ pub(crate) async fn revoke(
         )));
     }
     caller.require_roles(std::slice::from_ref(&role), "change")?;
+    if permission == perms::RBAC_MANAGE {
+        keep_a_manager(&state, Change::RoleLoses(&role)).await?;
+    }
     state
         .rbac_change(
             &caller,

@@ -190,6 +190,7 @@ async fn existing_user(state: &AppState, id: &str) -> Result<nr_auth::rbac::User
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`rbac:manage` is missing, or the caller does not hold every role involved", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Disabling would leave no enabled user who can manage users and roles", body = ErrorBody),
         (status = 422, description = "Mistyped fields", body = ErrorBody),
         (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
     ),
@@ -205,6 +206,17 @@ pub(crate) async fn update_user(
     let user = existing_user(&state, &id).await?;
     // Setting a password or disabling acts as the user: only over roles one holds.
     caller.require_roles(&user.roles, "act on a user with")?;
+    if body.disabled == Some(true) && !user.disabled {
+        keep_a_manager(
+            &state,
+            Change::User {
+                id: &id,
+                enabled: false,
+                roles: &user.roles,
+            },
+        )
+        .await?;
+    }
     if let Some(password) = body.password {
         session::check_password(&state, "password", &password)?;
         let password_hash = state
@@ -253,6 +265,7 @@ pub(crate) struct Roles {
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "`rbac:manage` is missing, or the caller does not hold every role involved", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "Taking these roles away would leave no enabled user who can manage users and roles", body = ErrorBody),
         (status = 422, description = "Missing or mistyped fields", body = ErrorBody),
         (status = 503, description = "The registry has not applied the change (is it running?)", body = ErrorBody),
     ),
@@ -275,6 +288,17 @@ pub(crate) async fn set_roles(
         .filter(|r| !body.roles.contains(r))
         .collect();
     caller.require_roles(&removed, "take away")?;
+    if !removed.is_empty() && !user.disabled {
+        keep_a_manager(
+            &state,
+            Change::User {
+                id: &id,
+                enabled: true,
+                roles: &body.roles,
+            },
+        )
+        .await?;
+    }
     state
         .rbac_change(
             &caller,
