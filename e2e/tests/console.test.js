@@ -328,6 +328,107 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.match(blank.data.error, /empty/);
   });
 
+  it("runs a schedule's job again without the fields the platform sets", async () => {
+    // A job a schedule started carries `_schedule` (and the queue may add `_job_id`);
+    // POST /api/async refuses both from a caller. Before, Run again sent them back: 400.
+    const r = await api("POST", "/api/async/e2e_job", { steps: 1, pause: 0 });
+    assert.equal(r.status, 202, JSON.stringify(r));
+    const id = r.data.job_id;
+    for (let i = 0; i < 150; i++) {
+      const j = await api("GET", `/api/async/jobs/${id}`);
+      if (j.data && j.data.status === "completed") break;
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    // The job's stored body as the scheduler would have left it.
+    const payloadUrl = (u) => u.pathname === `/admin/api/console/jobs/${id}/payload`;
+    await page.route(payloadUrl, async (route) => {
+      const res = await route.fetch();
+      const json = await res.json();
+      json.payload = { ...json.payload, _schedule: { name: "nightly", tick: "2026-01-01T02:00:00Z", late: false }, _job_id: id };
+      await route.fulfill({ response: res, json });
+    });
+    const posted = [];
+    const onRequest = (req) => { if (req.method() === "POST" && new URL(req.url()).pathname === "/api/async/e2e_job") posted.push(req.postDataJSON()); };
+    page.on("request", onRequest);
+    try {
+      await page.goto(`${nr.url}/admin/jobs`);
+      const row = page.locator(`#nr-job-${id}`);
+      await row.waitFor();
+      await row.getByRole("button", { name: "Run again" }).click();
+      const notice = page.locator("#nr-console-notice .alert");
+      await notice.waitFor();
+      assert.match(await notice.innerText(), /Queued again as job [0-9a-f-]{36}/);
+      assert.deepEqual(posted, [{ steps: 1, pause: 0 }]);
+    } finally {
+      page.off("request", onRequest);
+      await page.unroute(payloadUrl);
+    }
+  });
+
+  it("marks Run in the menu on one app's run form", async () => {
+    await page.goto(`${nr.url}/admin/run/e2e_greeter`);
+    const current = await page.locator("#nr-sidebar [aria-current]").evaluateAll((es) => es.map((e) => `${e.id}=${e.getAttribute("aria-current")}`));
+    assert.deepEqual(current, ["nr-link-run=page"]);
+  });
+
+  it("asks for a password as long as the server's minimum", async () => {
+    await page.goto(`${nr.url}/admin/users`);
+    const row = page.locator("tr", { has: page.locator("[data-user='e2e_ann']") });
+    await row.waitFor();
+    let asked = "";
+    page.once("dialog", (d) => { asked = d.message(); d.dismiss(); });
+    await row.getByRole("button", { name: "Reset password" }).click();
+    assert.match(asked, /at least 12 characters/);
+  });
+
+  it("links each app's variables from Manage apps, for those who may see them", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    const link = page.locator("#nr-admin-apps-list .nr-admin-app[data-app='e2e_greeter'] a.nr-admin-env");
+    await link.waitFor();
+    assert.equal(await link.getAttribute("href"), "/admin/apps/e2e_greeter/env");
+    await link.click();
+    await page.waitForURL(`${nr.url}/admin/apps/e2e_greeter/env`);
+    await page.waitForSelector("#nr-console[data-page='env']");
+    // e2e_ann holds apps:read, not apps:env: the apps, no link.
+    const ann = await browser.newContext();
+    ann.setDefaultTimeout(STEP);
+    try {
+      const p = await ann.newPage();
+      await p.goto(`${nr.url}/login?next=/admin/apps`);
+      await p.fill("#nr-username", "e2e_ann");
+      await p.fill("#nr-password", "a-long-password-42");
+      await p.click("#nr-login-submit");
+      await p.waitForURL(`${nr.url}/admin/apps`);
+      await p.locator("#nr-admin-apps-list .nr-admin-app[data-app='e2e_greeter']").waitFor();
+      assert.equal(await p.locator("a.nr-admin-env").count(), 0);
+    } finally {
+      await ann.close();
+    }
+  });
+
+  it("loads pages without a missing icon or a policy violation", async () => {
+    const fresh = await browser.newContext({ storageState: await context.storageState() });
+    fresh.setDefaultTimeout(STEP);
+    const problems = [];
+    const icons = [];
+    fresh.on("response", (res) => { if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`); });
+    try {
+      const p = await fresh.newPage();
+      p.on("console", (m) => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+      for (const path of ["/login", "/admin", "/admin/jobs", "/admin/apps", "/apps/e2e_greeter/"]) {
+        await p.goto(`${nr.url}${path}`);
+        await p.waitForLoadState("networkidle");
+        icons.push(await p.locator("link[rel=icon]").evaluateAll((ls) => ls.map((l) => l.href.slice(0, 19)).join() || "none"));
+      }
+      // The browser asks for /favicon.ico when a page names no icon.
+      await new Promise((res) => setTimeout(res, 500));
+    } finally {
+      await fresh.close();
+    }
+    assert.deepEqual(problems, []);
+    assert.deepEqual(icons, Array(5).fill("data:image/svg+xml,"));
+  });
+
   it("switches themes, and every page passes axe in both, with screenshots", async () => {
     const pages = ["/admin", "/admin/apps", "/admin/jobs", "/admin/run", "/admin/run/e2e_greeter", "/admin/users", "/admin/roles",
       "/admin/tokens", "/admin/profile", "/admin/audit", "/admin/apps/e2e_greeter/env", "/admin/inbox", "/admin/notifications", "/apps/e2e_greeter/"];
@@ -354,7 +455,7 @@ describe("admin console", { timeout: 240000 }, () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
     const p = await phone.newPage();
     try {
-      for (const path of ["/admin", "/admin/jobs", "/admin/run/e2e_greeter", "/admin/users", "/admin/audit"]) {
+      for (const path of ["/admin", "/admin/jobs", "/admin/run/e2e_greeter", "/admin/users", "/admin/tokens", "/admin/audit"]) {
         await p.goto(`${nr.url}${path}`);
         await p.waitForLoadState("networkidle");
         const [width, wide] = await p.evaluate(() => [document.documentElement.scrollWidth,
@@ -362,6 +463,26 @@ describe("admin console", { timeout: 240000 }, () => {
             .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)]);
         await shot(p, `phone${path.replace(/\//g, "_")}`);
         assert.ok(width <= 390, `${path} is ${width}px wide at 390px: ${wide.join(", ")}`);
+      }
+      // Tables scroll sideways in their own box rather than wrap a character a line.
+      for (const [path, tall] of [["/admin/audit", 160], ["/admin/jobs", 120], ["/admin/users", 160], ["/admin/tokens", 160]]) {
+        await p.goto(`${nr.url}${path}`);
+        await p.waitForSelector(".table-responsive tbody tr");
+        await p.waitForLoadState("networkidle");
+        const t = await p.evaluate(() => {
+          const box = document.querySelector(".table-responsive");
+          const cells = [...box.querySelectorAll("tbody tr:first-child td")].filter((td) => td.textContent.trim());
+          return {
+            page: document.documentElement.scrollWidth,
+            scrolls: box.scrollWidth > box.clientWidth && getComputedStyle(box).overflowX === "auto",
+            row: Math.round(box.querySelector("tbody tr").getBoundingClientRect().height),
+            narrowest: Math.round(Math.min(...cells.map((td) => td.getBoundingClientRect().width))),
+          };
+        });
+        assert.equal(t.page, 390, `${path}: ${JSON.stringify(t)}`);
+        assert.ok(t.row < tall, `${path}: the first row is ${t.row}px tall: ${JSON.stringify(t)}`);
+        assert.ok(t.narrowest >= 40, `${path}: a column is ${t.narrowest}px wide: ${JSON.stringify(t)}`);
+        if (path === "/admin/audit") assert.ok(t.scrolls, `${path}: the table's box does not scroll: ${JSON.stringify(t)}`);
       }
     } finally {
       await phone.close();

@@ -66,10 +66,23 @@
     else { C.notice("danger", "The job was not cancelled: " + C.errorOf(r)); }
   }
 
+  // The body fields the platform sets (the scheduler's `_schedule`, the job queue's
+  // `_job_id`) and refuses from a caller (routes/direct.rs): a job is submitted again
+  // without them.
+  var PLATFORM_KEYS = ["_schedule", "_job_id"];
+
+  function callerBody(payload) {
+    var body = {};
+    if (payload && typeof payload === "object" && !Array.isArray(payload)) {
+      Object.keys(payload).forEach(function (k) { if (PLATFORM_KEYS.indexOf(k) < 0) { body[k] = payload[k]; } });
+    }
+    return body;
+  }
+
   async function again(job) {
     var p = await C.api("GET", "/admin/api/console/jobs/" + encodeURIComponent(job.id) + "/payload");
     if (!p.ok) { C.notice("danger", "The job's body could not be read: " + C.errorOf(p)); return; }
-    var r = await C.api("POST", "/api/async/" + encodeURIComponent(job.app_name), p.data.payload || {});
+    var r = await C.api("POST", "/api/async/" + encodeURIComponent(job.app_name), callerBody(p.data.payload));
     if (r.ok) { C.notice("success", "Queued again as job " + r.data.job_id + "."); refresh(); }
     else { C.notice("danger", "The job was not queued: " + C.errorOf(r)); }
   }

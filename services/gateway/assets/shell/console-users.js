@@ -25,7 +25,7 @@
         act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { disabled: !u.disabled }), u.username + (u.disabled ? " enabled." : " disabled."));
       } }, [u.disabled ? "Enable" : "Disable"]),
       el("button", { class: "btn btn-sm btn-secondary", type: "button", onclick: function () {
-        var pw = window.prompt("New password for " + u.username + " (at least 8 characters):");
+        var pw = window.prompt("New password for " + u.username + " (at least 12 characters unless the operator set another minimum):");
         if (pw) { act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { password: pw }), "Password of " + u.username + " reset."); }
       } }, ["Reset password"])
     ]);

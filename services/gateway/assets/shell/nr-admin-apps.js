@@ -2,15 +2,17 @@
  * NodeRouter Manage apps (/admin/apps): deploy a bundle (file picker or drag and drop,
  * with upload progress), the report (success, warnings, refusal), the deployed apps with
  * search and pages, each app's versions folded (loaded when opened) with who deployed
- * each, rollback and delete; deleted apps below, each restorable to any of its kept
- * versions. Every value shown is set with textContent; nothing from the server becomes
- * markup. Times are shown in the viewer's zone (dayjs).
+ * each, a link to its variables (with apps:env), rollback and delete; deleted apps below,
+ * each restorable to any of its kept versions. Every value shown is set with
+ * textContent; nothing from the server becomes markup. Times are shown in the viewer's
+ * zone (dayjs).
  */
 (function () {
   "use strict";
 
   var PAGE_SIZE = 10;
   var canDeploy = false;
+  var canEnv = false;
   var allApps = [];
   var allDeleted = [];
   var page = 0;
@@ -269,6 +271,12 @@
     open.href = "/apps/" + encodeURIComponent(a.app_name) + "/";
     open.setAttribute("aria-label", "Open " + shownName(a));
     header.appendChild(open);
+    if (canEnv) {
+      var env = el("a", "btn btn-sm btn-outline-primary nr-admin-env", "Variables");
+      env.href = "/admin/apps/" + encodeURIComponent(a.app_name) + "/env";
+      env.setAttribute("aria-label", "Variables and secrets of " + shownName(a));
+      header.appendChild(env);
+    }
     if (canDeploy) {
       var del = el("button", "btn btn-sm btn-outline-danger", "Delete");
       del.type = "button";
@@ -468,6 +476,7 @@
     var me = await call("/api/auth/me");
     var perms = (me.data && me.data.permissions) || [];
     canDeploy = !!(me.data && (me.data.admin || perms.indexOf("apps:deploy") >= 0));
+    canEnv = !!(me.data && (me.data.admin || perms.indexOf("apps:env") >= 0));
     var card = byId("nr-deploy-card");
     if (card) card.hidden = !canDeploy;
     var form = byId("nr-deploy-form");

@@ -12,7 +12,8 @@ use super::compose::esc;
 pub(crate) struct NavEntry {
     /// The element id (`nr-link-…`), stable for tests and scripts.
     pub id: &'static str,
-    /// The page's path; the entry is current when the request's path equals it.
+    /// The page's path; the entry is current when the request's path equals it (Run
+    /// also on `/admin/run/<app>`).
     pub href: &'static str,
     /// The text shown.
     pub label: &'static str,
@@ -106,6 +107,8 @@ fn visible(entry: &NavEntry, principal: &Principal) -> bool {
 pub(crate) fn render(principal: Option<&Principal>, path: &str) -> String {
     let path = match path.trim_end_matches('/') {
         "" | "/admin" => "/admin",
+        // The run form of one app is the Run page.
+        p if p.starts_with("/admin/run/") => "/admin/run",
         p => p,
     };
     let mut out = String::new();
@@ -158,6 +161,9 @@ mod tests {
         assert!(!plain.contains("nr-link-admin-apps"));
         assert!(plain.contains("nr-nav-link active\" id=\"nr-link-home\""));
         assert_eq!(render(None, "/admin"), "");
+        let run = render(Some(&user(&[])), "/admin/run/sales");
+        assert!(run.contains("id=\"nr-link-run\" href=\"/admin/run\" aria-current=\"page\""));
+        assert_eq!(run.matches("aria-current").count(), 1);
     }
 
     #[test]
