@@ -32,9 +32,24 @@ fn params(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
     Some(out)
 }
 
+/// True when `a` beats `b` for a path both match: at the first place where one has a
+/// literal segment and the other a `:param`, the literal wins. Declaration order plays
+/// no part (deploy refuses two routes of the same shape, so there is always a first
+/// such place).
+fn more_specific(a: &str, b: &str) -> bool {
+    for (x, y) in a.split('/').zip(b.split('/')) {
+        match (x.starts_with(':'), y.starts_with(':')) {
+            (false, true) => return true,
+            (true, false) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Matches `method path` (path relative to `/apps/<app>/api`, decoded) against `routes`.
-/// A literal segment wins over a `:param` in the same place (deploy refuses two routes
-/// of the same shape, so at most one literal route and one param route can compete).
+/// A literal segment wins over a `:param` in the same place, the leftmost such place
+/// deciding ([`more_specific`]).
 pub(crate) fn find<'r>(routes: &'r [RouteDecl], method: &str, path: &str) -> Match<'r> {
     let mut best: Option<(&RouteDecl, BTreeMap<String, String>)> = None;
     let mut allow: Vec<&'static str> = Vec::new();
@@ -49,7 +64,10 @@ pub(crate) fn find<'r>(routes: &'r [RouteDecl], method: &str, path: &str) -> Mat
             }
             continue;
         }
-        if best.as_ref().is_none_or(|(_, bp)| p.len() < bp.len()) {
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| more_specific(&r.path, &b.path))
+        {
             best = Some((r, p));
         }
     }
@@ -92,5 +110,20 @@ mod tests {
         assert!(matches!(find(&r, "GET", "/"), Match::Found(x, _) if x.action == "home"));
         assert!(matches!(find(&r, "DELETE", "/items"), Match::WrongMethod(m) if m == vec!["POST"]));
         assert!(matches!(find(&r, "GET", "/items/1/x"), Match::None));
+    }
+
+    #[test]
+    fn the_leftmost_literal_wins_whatever_the_order_of_declaration() {
+        let one = serde_json::json!({"method": "GET", "path": "/a/:id/x", "action": "one"});
+        let two = serde_json::json!({"method": "GET", "path": "/a/new/:y", "action": "two"});
+        for list in [[one.clone(), two.clone()], [two, one]] {
+            let r: Vec<RouteDecl> =
+                serde_json::from_value(serde_json::json!(list)).unwrap_or_default();
+            assert_eq!(r.len(), 2);
+            assert!(
+                matches!(find(&r, "GET", "/a/new/x"), Match::Found(x, p) if x.action == "two" && p.get("y").map(String::as_str) == Some("x"))
+            );
+            assert!(matches!(find(&r, "GET", "/a/7/x"), Match::Found(x, _) if x.action == "one"));
+        }
     }
 }

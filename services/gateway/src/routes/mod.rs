@@ -133,9 +133,13 @@ async fn call(
             route.path
         ))
     })?;
-    if let (Some(hook), Some(pending)) = (&route.webhook, pending) {
-        webhook::verify(&state, &app, hook, pending, &raw).await?;
-    }
+    let delivery = match (&route.webhook, pending) {
+        (Some(hook), Some(pending)) => {
+            Some(webhook::verify(&state, &app, hook, pending, &raw).await?)
+        }
+        _ => None,
+    };
+    let out: Result<Response, ApiError> = async {
     // The last of a repeated key wins.
     let query: BTreeMap<String, String> =
         axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
@@ -200,4 +204,16 @@ async fn call(
     let (status, answer) = crate::sync::exec(&state, &app, entry, &request_id, payload).await?;
     tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
     Ok(result::respond(&app, status, &answer))
+    }
+    .await;
+    // A delivery the platform refused after its signature, or that failed (the app's
+    // 5xx, a timeout, a worker lost), was not handled: its sender may send it again
+    // under the same id (GitHub's "Redeliver").
+    if let Some(delivery) = delivery {
+        if out.as_ref().is_ok_and(|r| !r.status().is_server_error()) {
+            return out;
+        }
+        webhook::release(&state, &app, &delivery).await;
+    }
+    out
 }

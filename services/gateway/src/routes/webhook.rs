@@ -135,3 +135,18 @@ pub(crate) async fn verify(
     .await;
     Ok(delivery)
 }
+
+/// Forgets a delivery that was not handled, so its sender's retry under the same id is
+/// served. A failure here only leaves the retry refused as a replay, as before.
+pub(crate) async fn release(state: &AppState, app: &str, delivery: &str) {
+    let done = sqlx::query(
+        "DELETE FROM noderouter_core.webhook_deliveries WHERE app_name = $1 AND delivery_id = $2",
+    )
+    .bind(app)
+    .bind(delivery)
+    .execute(&state.db)
+    .await;
+    if let Err(e) = done {
+        tracing::warn!(app, error = %e, "cannot release a webhook delivery that was not handled");
+    }
+}

@@ -1,0 +1,70 @@
+//! A webhook delivery that was not handled can be sent again under its id (GitHub's
+//! "Redeliver" keeps `X-GitHub-Delivery`): one the app failed (5xx) or the platform
+//! refused after its signature (a body that is not JSON). A handled one stays a replay.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::Harness;
+use hmac::{Hmac, Mac};
+use nr_testkit::{app_name, manifest};
+use reqwest::StatusCode;
+use serde_json::json;
+use sha2::Sha256;
+
+const MAIN: &str = r#"
+def execute(data, conn=None):
+    if data["body"].get("fail"):
+        raise RuntimeError("not now")
+    return {"received": data["body"]}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_was_not_handled_can_be_sent_again_under_its_id() {
+    let h = Harness::start().await;
+    let app = app_name("hooks");
+    let extra = json!({
+        "actions": [{"name": "hook", "display_name": "Hook"}],
+        "routes": [{"method": "POST", "path": "/hook", "action": "hook",
+                    "webhook": {"secret_name": "HOOK_SECRET"}}]
+    });
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", extra)),
+            ("main.py", MAIN),
+        ],
+    )
+    .await;
+    let r = h
+        .http
+        .put(format!("{}/admin/api/apps/{app}/env", h.url))
+        .json(&json!({"name": "HOOK_SECRET", "value": "s3cret-value", "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let url = format!("{}/apps/{app}/api/hook", h.url);
+    let send = |body: &'static str, delivery: &'static str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret-value").unwrap();
+        mac.update(body.as_bytes());
+        let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let req = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", sig)
+            .body(body);
+        async move { req.send().await.unwrap().status() }
+    };
+
+    // The app failed: the same delivery again is served.
+    assert!(send(r#"{"fail": true}"#, "d-1").await.is_server_error());
+    assert_eq!(send(r#"{"ok": 1}"#, "d-1").await, StatusCode::OK);
+    // The platform refused the body after its signature: likewise.
+    assert_eq!(send("{oops", "d-2").await, StatusCode::BAD_REQUEST);
+    assert_eq!(send(r#"{"ok": 2}"#, "d-2").await, StatusCode::OK);
+    // A handled delivery stays a replay.
+    assert_eq!(send(r#"{"ok": 2}"#, "d-2").await, StatusCode::CONFLICT);
+    assert_eq!(send(r#"{"ok": 1}"#, "d-1").await, StatusCode::CONFLICT);
+}
