@@ -335,13 +335,16 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
                     c.error(RULE, &wp, format!("{at} declares both permission and webhook: a webhook route is called by an outside system proving the body with its secret, not by a signed-in user"));
                 }
                 c.unknown_fields(w, &wp, WEBHOOK_FIELDS);
+                if matches!(method.as_deref(), Some("GET")) {
+                    c.error(RULE, &wp, format!("{at} is a GET with a webhook: the signature covers the body only and a GET carries none, so one signature would open the route to any query and any delivery id; take webhooks on POST, PUT or PATCH"));
+                }
                 match w.get("secret_name") {
                     Some(Value::String(s)) => {
                         if let Err(e) = nr_infra::appenv::check_name(s) {
                             c.error(RULE, &format!("{wp}/secret_name"), format!("{at}.webhook.secret_name {s:?}: {e}"));
                         }
                     }
-                    _ => c.error(RULE, &wp, format!("{at}.webhook.secret_name is required: the name of an app secret (noderouter env set --secret)")),
+                    _ => c.error(RULE, &wp, format!("{at}.webhook.secret_name is required: the name of an app secret (`noderouter app env set <app> <NAME> --secret`)")),
                 }
                 for key in ["header", "delivery_header"] {
                     match w.get(key) {
@@ -411,5 +414,70 @@ mod tests {
         assert!(check_route_path("/a/:id/b/:id").is_err());
         assert!(check_route_path("/a b").is_err());
         assert_eq!(route_shape("/a/:id/b"), route_shape("/a/:x/b"));
+    }
+
+    fn check(extra: serde_json::Value) -> Result<crate::manifest::ManifestOk, crate::Refused> {
+        let mut m = serde_json::json!({"app_name": "sales", "version": "1.0.0", "api_version": "1.0.0",
+            "actions": [{"name": "a", "display_name": "A"}]});
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            m[k] = v.clone();
+        }
+        crate::manifest::check_manifest(
+            serde_json::to_string_pretty(&m)
+                .unwrap_or_default()
+                .as_bytes(),
+            "sales",
+        )
+    }
+
+    fn refused_for(extra: serde_json::Value, says: &str) -> bool {
+        check(extra).is_err_and(|r| r.details.iter().any(|d| d.message.contains(says)))
+    }
+
+    #[test]
+    fn a_misspelt_gate_is_refused_where_other_unknown_fields_only_warn() {
+        assert!(refused_for(
+            serde_json::json!({"required_permision": "sales:read"}),
+            "did you mean \"required_permission\""
+        ));
+        assert!(refused_for(
+            serde_json::json!({"Required-Permission": "sales:read"}),
+            "did you mean \"required_permission\""
+        ));
+        let route = |extra: serde_json::Value| {
+            let mut r = serde_json::json!({"method": "POST", "path": "/x", "action": "a"});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                r[k] = v.clone();
+            }
+            serde_json::json!({"routes": [r]})
+        };
+        assert!(refused_for(
+            route(serde_json::json!({"permision": "sales:x"})),
+            "did you mean \"permission\""
+        ));
+        assert!(refused_for(
+            route(serde_json::json!({"permissions": "sales:x"})),
+            "did you mean \"permission\""
+        ));
+        assert!(refused_for(
+            route(serde_json::json!({"webhok": {"secret_name": "K"}})),
+            "did you mean \"webhook\""
+        ));
+        assert!(check(serde_json::json!({"author": "me"})).is_ok_and(|ok| ok.warnings.len() == 1));
+        assert!(check(route(serde_json::json!({"colour": "red"}))).is_ok());
+    }
+
+    #[test]
+    fn a_webhook_needs_a_body_to_sign() {
+        let hook = |method: &str| {
+            serde_json::json!({"routes": [{"method": method, "path": "/h", "action": "a",
+            "webhook": {"secret_name": "HOOK_SECRET"}}]})
+        };
+        assert!(refused_for(hook("GET"), "a GET with a webhook"));
+        assert!(check(hook("POST")).is_ok());
+        assert!(refused_for(
+            serde_json::json!({"routes": [{"method": "POST", "path": "/h", "action": "a", "webhook": {}}]}),
+            "noderouter app env set <app> <NAME> --secret"
+        ));
     }
 }
