@@ -129,12 +129,12 @@ async fn decide(
         (state.config.scheduler_grace_s.clamp(0.0, 86_400.0) * 1000.0) as i64,
     );
     let ticks = spec.between(from, now, MAX_TICKS_PER_POLL);
-    let last_late = ticks.iter().rposition(|t| now - *t > grace);
-    let mut busy = if s.overlap == Overlap::Allow {
-        false
-    } else {
-        active_run(&mut tx, app, &s.name).await? || has_queued(&mut tx, app, &s.name).await?
-    };
+    let queued = s.overlap != Overlap::Allow && has_queued(&mut tx, app, &s.name).await?;
+    let mut busy =
+        queued || (s.overlap != Overlap::Allow && active_run(&mut tx, app, &s.name).await?);
+    // Missed ticks are being run in turn (`catch_up: all`): the ticks after them wait
+    // their turn too, instead of being skipped.
+    let mut catching_up = queued && s.catch_up == CatchUp::All;
     let mut to_queue: Vec<(DateTime<Utc>, Uuid, bool)> = Vec::new();
     for (i, tick) in ticks.iter().enumerate() {
         let late = now - *tick > grace;
@@ -153,10 +153,25 @@ async fn decide(
                 )),
                 job: None,
             }
-        } else if late && s.catch_up == CatchUp::Last && Some(i) != last_late {
+        } else if late && s.catch_up == CatchUp::Last && i + 1 != ticks.len() {
+            // The newest tick due runs, late or on time: a missed one never takes the
+            // place of the tick that is due now.
             Decision {
                 status: "missed",
-                reason: Some("a later missed tick ran instead (catch_up: last)".into()),
+                reason: Some("a later tick ran instead (catch_up: last)".into()),
+                job: None,
+            }
+        } else if busy
+            && (late || catching_up)
+            && s.catch_up == CatchUp::All
+            && s.overlap != Overlap::Allow
+        {
+            // Every missed tick runs, one after another, whatever `overlap` says of
+            // ticks that come while a run is on.
+            catching_up = true;
+            Decision {
+                status: "queued",
+                reason: Some("waits for the run before it (catch_up: all)".into()),
                 job: None,
             }
         } else if busy && s.overlap == Overlap::Skip {
@@ -173,6 +188,7 @@ async fn decide(
             }
         } else {
             busy = true;
+            catching_up |= late && s.catch_up == CatchUp::All;
             Decision {
                 status: "submitted",
                 reason: late
@@ -199,7 +215,7 @@ async fn decide(
         }
     }
     // A queued tick runs once nothing of its schedule is pending or running.
-    if s.overlap == Overlap::Queue
+    if (s.overlap == Overlap::Queue || s.catch_up == CatchUp::All)
         && !paused
         && to_queue.is_empty()
         && !active_run(&mut tx, app, &s.name).await?
@@ -207,7 +223,7 @@ async fn decide(
         let job = Uuid::now_v7();
         let released: Option<(OffsetDateTime,)> = sqlx::query_as(
             "UPDATE noderouter_core.schedule_ticks SET status = 'submitted', job_id = $3, decided_at = NOW(), \
-                    reason = 'ran after the previous run finished (overlap: queue)' \
+                    reason = 'ran after the previous run finished' \
              WHERE (app_name, schedule, tick) = (SELECT app_name, schedule, tick FROM noderouter_core.schedule_ticks \
                  WHERE app_name = $1 AND schedule = $2 AND status = 'queued' ORDER BY tick LIMIT 1) \
              RETURNING tick",

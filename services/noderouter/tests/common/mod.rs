@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod logs;
 pub mod procs;
+pub mod schedules;
 pub mod up;
 
 use clap::Parser;

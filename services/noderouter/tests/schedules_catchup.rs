@@ -1,0 +1,70 @@
+//! Ticks missed while no scheduler ran, under the default `overlap: skip`: with
+//! `catch_up: last` the tick due now runs and no missed one takes its place; with
+//! `catch_up: all` every missed tick runs, one after another, and the ticks due now
+//! wait their turn.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::schedules::{manifest, pool, rewind, ticks, wait_decided, wait_seen, MAIN};
+use common::Harness;
+use serde_json::json;
+
+/// Fast polls; a tick more than 90 s old when decided was missed, so at least one tick
+/// of a schedule firing every minute is always on time.
+const SCHEDULER: &[&str] = &["--scheduler-poll-s", "0.2", "--scheduler-grace-s", "90"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_ticks_never_take_the_place_of_the_tick_due_now_and_all_of_them_run_in_turn() {
+    let h = Harness::start_with(SCHEDULER).await;
+    let m = manifest(
+        "skipper",
+        json!([
+            {"name": "last", "cron": "* * * * *", "action": "report", "catch_up": "last"},
+            {"name": "all", "cron": "* * * * *", "action": "report", "catch_up": "all"}
+        ]),
+    );
+    h.deploy_ok("skipper", &[("manifest.json", &m), ("main.py", MAIN)])
+        .await;
+    let db = pool(&h).await;
+    wait_seen(&db, "skipper", 2).await;
+    let mut at = chrono::Utc::now();
+    for name in ["last", "all"] {
+        at = rewind(&db, "skipper", name, 5).await;
+    }
+    for name in ["last", "all"] {
+        wait_decided(&db, "skipper", name, at).await;
+    }
+    let surely_late = at.timestamp() as f64 - 91.0;
+    let on_time = at.timestamp() as f64 - 89.0;
+
+    let last = ticks(&db, "skipper", "last").await;
+    let late: Vec<_> = last.iter().filter(|t| t.0 < surely_late).collect();
+    assert!(late.len() >= 3, "{last:?}");
+    assert!(
+        late.iter().all(|t| t.1 == "missed"),
+        "a missed tick ran: {last:?}"
+    );
+    assert!(
+        last.iter().any(|t| t.0 > on_time && t.1 == "submitted"),
+        "the tick due now did not run: {last:?}"
+    );
+
+    // Every tick of `all` runs in turn: none is skipped, and the queue drains.
+    let mut all = ticks(&db, "skipper", "all").await;
+    assert!(
+        all.iter().filter(|t| t.0 < surely_late).count() >= 3,
+        "{all:?}"
+    );
+    for _ in 0..300 {
+        if all.iter().all(|t| t.1 == "submitted") {
+            break;
+        }
+        assert!(all.iter().all(|t| t.1 != "skipped"), "{all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        all = ticks(&db, "skipper", "all").await;
+    }
+    assert!(all.iter().all(|t| t.1 == "submitted"), "{all:?}");
+}
