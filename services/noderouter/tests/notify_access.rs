@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_with_token, post, role, Harness};
+use common::{client_with_token, post, role, Harness, JWT_SECRET};
 use futures::{SinkExt, StreamExt};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
@@ -391,4 +391,40 @@ async fn a_ticket_refused_over_the_socket_cap_opens_a_socket_once_a_slot_is_free
     );
     // And it opened one socket only.
     assert_eq!(ws(&h.url, None, &q).await.err(), Some(401));
+}
+
+/// `token` (a session) with its expiry moved to `secs` from now, signed with the
+/// platform's key: what a shorter `NR_SESSION_TTL_S` would have issued.
+fn expiring(token: &str, secs: i64) -> String {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.split('.');
+    let (head, claims) = (parts.next().unwrap(), parts.next().unwrap());
+    let mut c: Value = serde_json::from_slice(&b64.decode(claims).unwrap()).unwrap();
+    c["exp"] = json!(chrono::Utc::now().timestamp() + secs);
+    let body = format!("{head}.{}", b64.encode(c.to_string()));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("{body}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closes_when_its_session_expires() {
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    let u = user(&h, "eve", &[]).await;
+    let mut lasting = ws(&h.url, Some(&u.token), "").await.unwrap();
+    let mut short = ws(&h.url, Some(&expiring(&u.token, 3)), "").await.unwrap();
+    let opened = tokio::time::Instant::now();
+    assert_eq!(closed_with(&mut short, Duration::from_secs(10)).await, 4401);
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "closed before it expired"
+    );
+    // The session with time left keeps its socket.
+    let more = tokio::time::timeout(Duration::from_millis(500), lasting.next()).await;
+    assert!(
+        !matches!(more, Ok(Some(Ok(Message::Close(_)))) | Ok(None)),
+        "{more:?}"
+    );
 }

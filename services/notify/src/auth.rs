@@ -36,6 +36,9 @@ pub(crate) struct Viewer {
     pub binding: Binding,
     /// Roles when the socket opened: losing any closes the socket.
     pub roles: Vec<String>,
+    /// When the credential expires (unix seconds; a session's or an external token's
+    /// `exp`): the socket closes then with 4401.
+    pub exp: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -78,6 +81,7 @@ fn viewer(p: Principal, binding: Binding) -> Viewer {
         sub: p.sub,
         binding,
         roles: p.roles,
+        exp: p.exp,
     }
 }
 

@@ -5,7 +5,7 @@
 //! - 1009 (message too big): the client sent a frame over the inbound cap;
 //! - 1001 (going away): the server is stopping, or the client stopped answering pings;
 //! - 4401 (session ended): the credential no longer authenticates (logout, password
-//!   change, disabled user, revoked token);
+//!   change, disabled user, revoked token), or it expired (reason "session expired");
 //! - 4403 (access changed): the principal lost a role it had when the socket opened;
 //!   reconnecting shows what it may see now.
 
@@ -83,6 +83,18 @@ pub(crate) async fn serve(
         }
     }
 
+    // The credential's expiry ends the socket as a logout would: the page learns it
+    // before its next request fails.
+    let expires = conn.viewer.exp.map(|exp| {
+        let left = exp.saturating_sub(time::OffsetDateTime::now_utc().unix_timestamp());
+        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+    });
+    let mut expired = std::pin::pin!(async move {
+        match expires {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    });
     let ping_every = hub.limits().ping();
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
@@ -104,6 +116,10 @@ pub(crate) async fn serve(
                     .and_then(|r| *r)
                     .unwrap_or((CLOSE_SESSION_ENDED, "session ended"));
                 close(&mut socket, code, reason).await;
+                break;
+            }
+            _ = expired.as_mut() => {
+                close(&mut socket, CLOSE_SESSION_ENDED, "session expired").await;
                 break;
             }
             _ = slow_wait.as_mut() => {

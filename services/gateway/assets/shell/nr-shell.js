@@ -243,9 +243,29 @@
     }
   }
 
+  // A session that ended (expired, or logged out elsewhere: the hub closes the socket
+  // with 4401) is said at once, before the next form is sent and refused.
+  function sessionEnded(e) {
+    if (!e || e.code !== 4401 || document.getElementById("nr-session-ended")) return;
+    var box = document.createElement("div");
+    box.id = "nr-session-ended";
+    box.className = "alert alert-warning";
+    box.setAttribute("role", "alert");
+    box.appendChild(document.createTextNode(
+      (e.reason === "session expired" ? "Your session has expired." : "Your session has ended.") +
+      " What you send now will be refused: "));
+    var a = document.createElement("a");
+    a.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+    a.textContent = "log in again";
+    box.appendChild(a);
+    var main = document.querySelector("main") || document.body;
+    main.insertBefore(box, main.firstChild);
+  }
+
   function startToasts() {
     if (window.AdminWS && typeof window.AdminWS.on === "function") {
       window.AdminWS.on("action", showToast);
+      window.AdminWS.on("close", sessionEnded);
     }
   }
 

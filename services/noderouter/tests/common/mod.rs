@@ -26,6 +26,9 @@ pub const RUNNER_SECRET: &str = "runner-secret-for-tests-0123456789";
 
 pub use nr_config::nats_auth::Role;
 
+/// The key the harness's platform signs sessions with.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef";
+
 pub struct Harness {
     pub platform: Option<Platform>,
     pub url: String,
@@ -60,7 +63,7 @@ pub fn config_for(
         "--admin-password".into(),
         ADMIN_PASSWORD.into(),
         "--jwt-secret".into(),
-        "test-secret-0123456789abcdef".into(),
+        JWT_SECRET.into(),
     ];
     if !extra.contains(&"--runner-secret") {
         args.extend(["--runner-secret".into(), RUNNER_SECRET.into()]);
