@@ -281,6 +281,26 @@ async fn files_go_in_as_handles_and_out_as_expiring_attachment_links() {
     let r = h.http.post(&url).multipart(big).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.text().await.unwrap().contains("4096"));
+    // Nothing sent is an empty form; a body of another kind is a 415 naming both.
+    let r = h.http.post(&url).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"files": [], "form": {}})
+    );
+    let r = h
+        .http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let said = r.text().await.unwrap();
+    assert!(
+        said.contains("multipart/form-data") && said.contains("text/plain"),
+        "{said}"
+    );
 
     // Files out: a short-lived link served as an attachment, 410 once expired.
     let r = h

@@ -158,7 +158,10 @@ async fn call(
                 .to_ascii_lowercase();
             ct == "application/json" || ct.ends_with("+json")
         });
-    let body_value = if route.upload.is_some() && !raw.is_empty() {
+    let body_value = if route.upload.is_some() && raw.is_empty() {
+        // Nothing sent: an empty form, so `data["body"]["files"]` holds for every call.
+        json!({"files": [], "form": {}})
+    } else if route.upload.is_some() {
         upload::read(&state, &app, &parts, raw.clone()).await?
     } else if raw.is_empty() {
         Value::Null

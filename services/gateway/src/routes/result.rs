@@ -143,6 +143,9 @@ fn redirect_allowed(to: &str) -> bool {
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
+    if url.is_empty() {
+        return false;
+    }
     let Some((scheme, _)) = url.split_once(':') else {
         return true;
     };
@@ -171,16 +174,27 @@ pub(crate) fn respond(app: &str, runner_status: StatusCode, body: &[u8]) -> Resp
         return (runner_status, json_ct, body.to_vec()).into_response();
     }
     let mut res = if let Some(to) = v.get("redirect").and_then(Value::as_str) {
-        let code = status(&v, StatusCode::SEE_OTHER)
-            .ok()
-            .filter(StatusCode::is_redirection)
-            .unwrap_or(StatusCode::SEE_OTHER);
+        let code = match status(&v, StatusCode::SEE_OTHER) {
+            Ok(code) if matches!(code.as_u16(), 301 | 302 | 303 | 307 | 308) => code,
+            Ok(code) => {
+                return bad_answer(
+                    app,
+                    &format!("the app's redirect status {} is not one that redirects (301, 302, 303, 307 or 308)", code.as_u16()),
+                )
+            }
+            Err(e) => return bad_answer(app, &e),
+        };
         match HeaderValue::from_str(to)
             .ok()
             .filter(|_| redirect_allowed(to))
         {
             Some(loc) => (code, [(header::LOCATION, loc)]).into_response(),
-            None => return bad_answer(app, "the app's redirect is not a path or an http(s) URL"),
+            None => {
+                return bad_answer(
+                    app,
+                    "the app's redirect is not a path or an http(s) URL (or is empty)",
+                )
+            }
         }
     } else if let Some(html) = v.get("html").and_then(Value::as_str) {
         let code = match status(&v, StatusCode::OK) {
@@ -236,6 +250,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_redirect_needs_a_target_and_a_status_that_redirects() {
+        let answer = |body: &str| respond("shop", StatusCode::OK, body.as_bytes());
+        for bad in [
+            r#"{"redirect": ""}"#,
+            r#"{"redirect": "/x", "status": 304}"#,
+            r#"{"redirect": "/x", "status": 200}"#,
+            r#"{"redirect": "/x", "status": "303"}"#,
+        ] {
+            assert_eq!(answer(bad).status(), StatusCode::BAD_GATEWAY, "{bad}");
+        }
+        let ok = answer(r#"{"redirect": "/x", "status": 307}"#);
+        assert_eq!(ok.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(
+            ok.headers().get(header::LOCATION).map(|v| v.as_bytes()),
+            Some(&b"/x"[..])
+        );
+        assert_eq!(
+            answer(r#"{"redirect": "/x"}"#).status(),
+            StatusCode::SEE_OTHER
+        );
+    }
+
+    #[test]
     fn a_redirect_is_a_path_or_an_http_url() {
         for ok in [
             "/apps/shop/",
@@ -254,6 +291,8 @@ mod tests {
             "data:text/html,<script>",
             "file:///etc/passwd",
             "vbscript:x",
+            "",
+            " \t",
         ] {
             assert!(!redirect_allowed(bad), "{bad}");
         }

@@ -35,6 +35,22 @@ pub(crate) async fn read(
     parts: &Parts,
     raw: Bytes,
 ) -> Result<Value, ApiError> {
+    let given = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("multipart/form-data") {
+        let named = if essence.is_empty() {
+            "no Content-Type".to_owned()
+        } else {
+            format!("{essence:?}")
+        };
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "an upload route takes a form with files (Content-Type: multipart/form-data), not {named}"
+        )));
+    }
     let req = axum::http::Request::from_parts(parts.clone(), Body::from(raw));
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("an upload route takes multipart/form-data: {e}"))
