@@ -72,7 +72,7 @@ pub(crate) async fn fetch(
     let bytes = files::bytes_of(&state.store, &file)
         .await
         .map_err(internal)?;
-    let disposition = format!("attachment; filename=\"{}\"", files::safe_name(&file.name));
+    let disposition = disposition(&files::safe_name(&file.name));
     let mut res = (StatusCode::OK, bytes).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -98,6 +98,27 @@ pub(crate) async fn fetch(
     Ok(res)
 }
 
+/// `Content-Disposition` for `name` (already made safe): an ASCII `filename` every client
+/// reads, and the exact UTF-8 name as `filename*` (RFC 6266) when it is not plain ASCII.
+fn disposition(name: &str) -> String {
+    let ascii: String = name
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '_' })
+        .collect();
+    if ascii == name {
+        return format!("attachment; filename=\"{name}\"");
+    }
+    let mut encoded = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
+}
+
 /// Removes files past their age, expired links and files of pruned jobs.
 pub(crate) async fn prune(state: &AppState) -> anyhow::Result<()> {
     let n = files::prune(&state.db, &state.store, state.config.files.files_max_age_s).await?;
@@ -105,4 +126,19 @@ pub(crate) async fn prune(state: &AppState) -> anyhow::Result<()> {
         tracing::info!(removed = n, "pruned app files");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_beyond_ascii_keeps_its_letters_in_filename_star() {
+        assert_eq!(
+            super::disposition("q3 report.csv"),
+            "attachment; filename=\"q3 report.csv\""
+        );
+        assert_eq!(
+            super::disposition("café ü.csv"),
+            "attachment; filename=\"caf_ _.csv\"; filename*=UTF-8''caf%C3%A9%20%C3%BC.csv"
+        );
+    }
 }
