@@ -20,6 +20,8 @@ use crate::jsonpos;
 
 mod actions;
 mod beyond;
+mod gates;
+use gates::{near_miss, GATES};
 mod format;
 mod jobs;
 mod nav;
@@ -59,41 +61,6 @@ struct Ctx {
     warnings: Vec<Finding>,
 }
 
-/// Fields that close something to callers: a near miss of one is refused.
-const GATES: [&str; 4] = [
-    "required_permission",
-    "permission",
-    "webhook",
-    "secret_name",
-];
-
-/// True when `key` is `gate` but for case, `-`/`_`, or at most two letters changed,
-/// added or removed.
-fn near_miss(key: &str, gate: &str) -> bool {
-    let norm = |s: &str| -> Vec<char> {
-        s.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    let (a, b) = (norm(key), norm(gate));
-    if a.len().abs_diff(b.len()) > 2 {
-        return false;
-    }
-    // Levenshtein distance, one row at a time.
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()] <= 2
-}
-
 impl Ctx {
     fn line(&self, pointer: &str) -> Option<u32> {
         self.lines.get(pointer).copied()
@@ -116,10 +83,13 @@ impl Ctx {
                 let field = display_path(&p);
                 // A gate must not be left open by a typo: a near miss of a field that
                 // closes something is an error, not a warning.
-                if let Some(meant) = GATES
-                    .iter()
-                    .find(|g| known.contains(g) && near_miss(key, g))
-                {
+                // A permission named as another object spells it (`required_permission`
+                // on a route, `permission` at the top) counts as a near miss too.
+                let meant = GATES.iter().find_map(|family| {
+                    let here = family.iter().find(|g| known.contains(g))?;
+                    family.iter().any(|g| near_miss(key, g)).then_some(*here)
+                });
+                if let Some(meant) = meant {
                     self.error(
                         "manifest.unknown_field",
                         &p,

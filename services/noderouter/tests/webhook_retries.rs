@@ -1,6 +1,7 @@
 //! A webhook delivery that was not handled can be sent again under its id (GitHub's
-//! "Redeliver" keeps `X-GitHub-Delivery`): one the app failed (5xx) or the platform
-//! refused after its signature (a body that is not JSON). A handled one stays a replay.
+//! "Redeliver" keeps `X-GitHub-Delivery`): one the app failed (it raised, or answered
+//! its own 5xx) or the platform refused after its signature (a body that is not JSON).
+//! One the app may have acted on stays a replay.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,6 +17,10 @@ const MAIN: &str = r#"
 def execute(data, conn=None):
     if data["body"].get("fail"):
         raise RuntimeError("not now")
+    if data["body"].get("busy"):
+        return {"json": {"busy": True}, "status": 503}
+    if data["body"].get("bad"):
+        return {"redirect": ""}
     return {"received": data["body"]}
 "#;
 
@@ -64,6 +69,19 @@ async fn a_delivery_that_was_not_handled_can_be_sent_again_under_its_id() {
     // The platform refused the body after its signature: likewise.
     assert_eq!(send("{oops", "d-2").await, StatusCode::BAD_REQUEST);
     assert_eq!(send(r#"{"ok": 2}"#, "d-2").await, StatusCode::OK);
+    // The app answered its own 5xx: likewise.
+    assert_eq!(
+        send(r#"{"busy": true}"#, "d-3").await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(send(r#"{"ok": 3}"#, "d-3").await, StatusCode::OK);
+    // The app ran and then answered what the platform cannot send (502): it may have
+    // acted, so the id stays received.
+    assert_eq!(
+        send(r#"{"bad": true}"#, "d-4").await,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(send(r#"{"ok": 4}"#, "d-4").await, StatusCode::CONFLICT);
     // A handled delivery stays a replay.
     assert_eq!(send(r#"{"ok": 2}"#, "d-2").await, StatusCode::CONFLICT);
     assert_eq!(send(r#"{"ok": 1}"#, "d-1").await, StatusCode::CONFLICT);

@@ -463,6 +463,15 @@ mod tests {
             route(serde_json::json!({"webhok": {"secret_name": "K"}})),
             "did you mean \"webhook\""
         ));
+        // The permission as another object spells it.
+        assert!(refused_for(
+            route(serde_json::json!({"required_permission": "sales:x"})),
+            "did you mean \"permission\""
+        ));
+        assert!(refused_for(
+            serde_json::json!({"permission": "sales:read"}),
+            "did you mean \"required_permission\""
+        ));
         assert!(check(serde_json::json!({"author": "me"})).is_ok_and(|ok| ok.warnings.len() == 1));
         assert!(check(route(serde_json::json!({"colour": "red"}))).is_ok());
     }

@@ -139,6 +139,8 @@ async fn call(
         }
         _ => None,
     };
+    // Whether a webhook delivery counts as received: once the app may have acted on it.
+    let mut acted = false;
     let out: Result<Response, ApiError> = async {
     // The last of a repeated key wins.
     let query: BTreeMap<String, String> =
@@ -204,19 +206,33 @@ async fn call(
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let payload = Bytes::from(data.to_string());
-    let (status, answer) = crate::sync::exec(&state, &app, entry, &request_id, payload).await?;
+    let (status, answer) = match crate::sync::exec(&state, &app, entry, &request_id, payload).await {
+        Ok(done) => done,
+        Err(e) => {
+            // No runner took it; a timeout at the gateway may have run it all the same.
+            acted = !matches!(e, ApiError::Unavailable(_));
+            return Err(e);
+        }
+    };
     tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
-    Ok(result::respond(&app, status, &answer))
+    let res = result::respond(&app, status, &answer);
+    // The app raised (500) or could not be served (503): it did nothing to keep. A
+    // timeout (504) or a lost worker (502) may have come after its work; the app's own
+    // 5xx answer says it failed.
+    acted = match status.as_u16() {
+        500 | 503 => false,
+        _ => !(res.status().is_server_error() && res.extensions().get::<crate::error::AppAnswer>().is_some()),
+    };
+    Ok(res)
     }
     .await;
-    // A delivery the platform refused after its signature, or that failed (the app's
-    // 5xx, a timeout, a worker lost), was not handled: its sender may send it again
-    // under the same id (GitHub's "Redeliver").
+    // A delivery the platform refused after its signature, or that the app failed, was
+    // not handled: its sender may send it again under the same id (GitHub's
+    // "Redeliver"). One the app may have acted on stays received.
     if let Some(delivery) = delivery {
-        if out.as_ref().is_ok_and(|r| !r.status().is_server_error()) {
-            return out;
+        if !acted {
+            webhook::release(&state, &app, &delivery).await;
         }
-        webhook::release(&state, &app, &delivery).await;
     }
     out
 }

@@ -129,12 +129,11 @@ async fn decide(
         (state.config.scheduler_grace_s.clamp(0.0, 86_400.0) * 1000.0) as i64,
     );
     let ticks = spec.between(from, now, MAX_TICKS_PER_POLL);
-    let queued = s.overlap != Overlap::Allow && has_queued(&mut tx, app, &s.name).await?;
-    let mut busy =
-        queued || (s.overlap != Overlap::Allow && active_run(&mut tx, app, &s.name).await?);
-    // Missed ticks are being run in turn (`catch_up: all`): the ticks after them wait
-    // their turn too, instead of being skipped.
-    let mut catching_up = queued && s.catch_up == CatchUp::All;
+    let mut busy = if s.overlap == Overlap::Allow {
+        false
+    } else {
+        active_run(&mut tx, app, &s.name).await? || has_queued(&mut tx, app, &s.name).await?
+    };
     let mut to_queue: Vec<(DateTime<Utc>, Uuid, bool)> = Vec::new();
     for (i, tick) in ticks.iter().enumerate() {
         let late = now - *tick > grace;
@@ -161,14 +160,10 @@ async fn decide(
                 reason: Some("a later tick ran instead (catch_up: last)".into()),
                 job: None,
             }
-        } else if busy
-            && (late || catching_up)
-            && s.catch_up == CatchUp::All
-            && s.overlap != Overlap::Allow
-        {
+        } else if busy && late && s.catch_up == CatchUp::All && s.overlap != Overlap::Allow {
             // Every missed tick runs, one after another, whatever `overlap` says of
-            // ticks that come while a run is on.
-            catching_up = true;
+            // ticks that come while a run is on (those due on time still follow it, so
+            // a run longer than the period queues nothing).
             Decision {
                 status: "queued",
                 reason: Some("waits for the run before it (catch_up: all)".into()),
@@ -188,7 +183,6 @@ async fn decide(
             }
         } else {
             busy = true;
-            catching_up |= late && s.catch_up == CatchUp::All;
             Decision {
                 status: "submitted",
                 reason: late
@@ -234,7 +228,8 @@ async fn decide(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((tick,)) = released {
-            to_queue.push((from_db(tick), job, false));
+            let tick = from_db(tick);
+            to_queue.push((tick, job, now - tick > grace));
         }
     }
     if now > from {
