@@ -85,9 +85,11 @@ pub(crate) async fn serve(
 
     // The credential's expiry ends the socket as a logout would: the page learns it
     // before its next request fails.
-    let expires = conn.viewer.exp.map(|exp| {
+    // (An expiry too far to represent is none.)
+    let expires = conn.viewer.exp.and_then(|exp| {
         let left = exp.saturating_sub(time::OffsetDateTime::now_utc().unix_timestamp());
-        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
+        tokio::time::Instant::now()
+            .checked_add(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
     });
     let mut expired = std::pin::pin!(async move {
         match expires {

@@ -29,7 +29,13 @@ pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Resu
             }
             (id, "")
         }
-        Change::RoleLoses(role) => ("", role),
+        Change::RoleLoses(role) => {
+            // A role that never gave the permission takes nothing away.
+            if !manages(state, &[role.to_owned()]).await? {
+                return Ok(());
+            }
+            ("", role)
+        }
     };
     // Another enabled user who holds the admin role, or a role (other than the one
     // losing it) that grants the permission.

@@ -142,88 +142,80 @@ async fn call(
     // Whether a webhook delivery counts as received: once the app may have acted on it.
     let mut acted = false;
     let out: Result<Response, ApiError> = async {
-    // The last of a repeated key wins.
-    let query: BTreeMap<String, String> =
-        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-            .map(|q| q.0.into_iter().collect())
-            .map_err(|e| ApiError::BadRequest(format!("the query string does not parse: {e}")))?;
-    let is_json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            ct == "application/json" || ct.ends_with("+json")
-        });
-    let body_value = if route.upload.is_some() && raw.is_empty() {
-        // Nothing sent: an empty form, so `data["body"]["files"]` holds for every call.
-        json!({"files": [], "form": {}})
-    } else if route.upload.is_some() {
-        upload::read(&state, &app, &parts, raw.clone()).await?
-    } else if raw.is_empty() {
-        Value::Null
-    } else if is_json {
-        serde_json::from_slice(&raw)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
-    } else {
-        match std::str::from_utf8(&raw) {
-            Ok(s) => Value::String(s.to_owned()),
-            Err(_) => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "the body must be JSON or text".into(),
-                ))
+        // The last of a repeated key wins.
+        let query: BTreeMap<String, String> =
+            axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+                .map(|q| q.0.into_iter().collect())
+                .map_err(|e| ApiError::BadRequest(format!("the query string does not parse: {e}")))?;
+        let ct = media_type(&parts);
+        let is_json = ct == "application/json" || ct.ends_with("+json");
+        let body_value = if route.upload.is_some() && raw.is_empty() {
+            // Nothing sent: an empty form, so `data["body"]["files"]` holds for every call.
+            json!({"files": [], "form": {}})
+        } else if route.upload.is_some() {
+            upload::read(&state, &app, &parts, raw.clone()).await?
+        } else if raw.is_empty() {
+            Value::Null
+        } else if is_json {
+            serde_json::from_slice(&raw)
+                .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
+        } else {
+            match std::str::from_utf8(&raw) {
+                Ok(s) => Value::String(s.to_owned()),
+                Err(_) => {
+                    return Err(ApiError::UnsupportedMediaType(
+                        "the body must be JSON or text".into(),
+                    ))
+                }
+            }
+        };
+        let mut headers = Map::new();
+        for name in PASSED_HEADERS {
+            if let Some(v) = parts.headers.get(*name).and_then(|v| v.to_str().ok()) {
+                headers.insert((*name).to_owned(), Value::String(v.to_owned()));
             }
         }
-    };
-    let mut headers = Map::new();
-    for name in PASSED_HEADERS {
-        if let Some(v) = parts.headers.get(*name).and_then(|v| v.to_str().ok()) {
-            headers.insert((*name).to_owned(), Value::String(v.to_owned()));
+        let data = json!({
+            "action": route.action,
+            "params": params,
+            "query": query,
+            "body": body_value,
+            "headers": headers,
+            "method": method,
+            "path": path,
+        });
+        if nr_jobs::has_nul(&data) {
+            return Err(ApiError::BadRequest(
+                "the request must not contain the character \\u0000".into(),
+            ));
         }
-    }
-    let data = json!({
-        "action": route.action,
-        "params": params,
-        "query": query,
-        "body": body_value,
-        "headers": headers,
-        "method": method,
-        "path": path,
-    });
-    if nr_jobs::has_nul(&data) {
-        return Err(ApiError::BadRequest(
-            "the request must not contain the character \\u0000".into(),
-        ));
-    }
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let payload = Bytes::from(data.to_string());
-    let (status, answer) = match crate::sync::exec(&state, &app, entry, &request_id, payload).await {
-        Ok(done) => done,
-        Err(e) => {
-            // No runner took it; a timeout at the gateway may have run it all the same.
-            acted = !matches!(e, ApiError::Unavailable(_));
-            return Err(e);
-        }
-    };
-    tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
-    let res = result::respond(&app, status, &answer);
-    // The app raised (500) or could not be served (503): it did nothing to keep. A
-    // timeout (504) or a lost worker (502) may have come after its work; the app's own
-    // 5xx answer says it failed.
-    acted = match status.as_u16() {
-        500 | 503 => false,
-        _ => !(res.status().is_server_error() && res.extensions().get::<crate::error::AppAnswer>().is_some()),
-    };
-    Ok(res)
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        let payload = Bytes::from(data.to_string());
+        let (status, answer) = match crate::sync::exec(&state, &app, entry, &request_id, payload).await {
+            Ok(done) => done,
+            Err(e) => {
+                // No runner took it; a timeout at the gateway may have run it all the same.
+                acted = !matches!(e, ApiError::Unavailable(_));
+                return Err(e);
+            }
+        };
+        tracing::info!(app = %app, method = %method, route = %route.path, status = status.as_u16(), "route call");
+        let res = result::respond(&app, status, &answer);
+        // The app raised (500) or could not be served (503): it did nothing to keep. A
+        // timeout (504) or a lost worker (502) may have come after its work; the app's own
+        // 5xx answer says it failed.
+        acted = match status.as_u16() {
+            500 | 503 => false,
+            _ => {
+                let own = res.extensions().get::<crate::error::AppAnswer>().is_some();
+                !(own && res.status().is_server_error())
+            }
+        };
+        Ok(res)
     }
     .await;
     // A delivery the platform refused after its signature, or that the app failed, was
@@ -235,4 +227,17 @@ async fn call(
         }
     }
     out
+}
+
+/// The media type of a request's body, in lower case and without its parameters (empty
+/// when none is given).
+pub(super) fn media_type(parts: &axum::http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }

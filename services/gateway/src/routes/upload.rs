@@ -35,17 +35,12 @@ pub(crate) async fn read(
     parts: &Parts,
     raw: Bytes,
 ) -> Result<Value, ApiError> {
-    let given = parts
-        .headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = given.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("multipart/form-data") {
-        let named = if essence.is_empty() {
+    let given = super::media_type(parts);
+    if given != "multipart/form-data" {
+        let named = if given.is_empty() {
             "no Content-Type".to_owned()
         } else {
-            format!("{essence:?}")
+            format!("{given:?}")
         };
         return Err(ApiError::UnsupportedMediaType(format!(
             "an upload route takes a form with files (Content-Type: multipart/form-data), not {named}"
