@@ -51,8 +51,8 @@ async fn issue(
         .await
         .map_err(internal)?;
     let expires: (time::OffsetDateTime,) = sqlx::query_as(
-        "INSERT INTO noderouter_core.notify_tickets (ticket_hash, subject, kind, name, roles, expires_at, jti, stamp) \
-         VALUES ($1, $2, $3, $4, $5, NOW() + make_interval(secs => $6), $7, $8) RETURNING expires_at",
+        "INSERT INTO noderouter_core.notify_tickets (ticket_hash, subject, kind, name, roles, expires_at, jti, stamp, credential_exp) \
+         VALUES ($1, $2, $3, $4, $5, NOW() + make_interval(secs => $6), $7, $8, $9) RETURNING expires_at",
     )
     .bind(nr_auth::rbac::hash_secret(&ticket))
     .bind(&p.sub)
@@ -63,6 +63,8 @@ async fn issue(
     // The session behind the ticket: its socket closes when that session ends.
     .bind(&p.jti)
     .bind(&p.stamp)
+    // ...and when that session expires.
+    .bind(p.exp)
     .fetch_one(&state.db)
     .await
     .map_err(internal)?;

@@ -114,3 +114,63 @@ async fn the_last_user_who_can_manage_access_cannot_be_locked_out() {
     let (s, b) = send(olga.get(&users)).await;
     assert_eq!(s, StatusCode::OK, "olga lost access: {b}");
 }
+
+/// Two changes at once, each leaving the other's manager: one of them goes first, and
+/// the second sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_changes_at_once_cannot_both_take_the_last_manager() {
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    let admin = user_id(&h.http, &h).await;
+    let users = format!("{}/admin/api/users", h.url);
+    for round in 0..3 {
+        let name = format!("second_admin_{round}");
+        let (s, b) = post(
+            &h.http,
+            users.clone(),
+            json!({"username": name, "password": "password-123", "roles": ["admin"]}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let other = b["id"].as_str().unwrap().to_owned();
+        // Disable the other admin and, at the same moment, take this one's role away.
+        let (a, b) = tokio::join!(
+            send(
+                h.http
+                    .patch(format!("{users}/{other}"))
+                    .json(&json!({"disabled": true}))
+            ),
+            send(
+                h.http
+                    .put(format!("{users}/{admin}/roles"))
+                    .json(&json!({"roles": []}))
+            ),
+        );
+        let statuses = [a.0, b.0];
+        assert!(
+            statuses.contains(&StatusCode::CONFLICT),
+            "round {round}: both changes passed, leaving no manager: {a:?} {b:?}"
+        );
+        if b.0 == StatusCode::CONFLICT {
+            // The admin kept its role; the other was disabled: the next round adds one.
+            assert_eq!(a.0, StatusCode::OK, "{a:?}");
+            continue;
+        }
+        // The admin lost its role first: the other admin, still enabled, gives it back.
+        assert_eq!(b.0, StatusCode::OK, "{b:?}");
+        let (s, t) = post(
+            &reqwest::Client::new(),
+            format!("{}/api/auth/login", h.url),
+            json!({"username": name, "password": "password-123"}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "the remaining admin cannot log in: {t}");
+        let other_client = client_with_token(t["token"].as_str().unwrap());
+        let (s, r) = send(
+            other_client
+                .put(format!("{users}/{admin}/roles"))
+                .json(&json!({"roles": ["admin"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+    }
+}

@@ -421,6 +421,22 @@ async fn a_socket_closes_when_its_session_expires() {
         opened.elapsed() >= Duration::from_secs(1),
         "closed before it expired"
     );
+    // A ticket issued to a session that expires: its socket closes at that expiry too
+    // (before, a ticket's socket kept no expiry).
+    let short_client = client_with_token(&expiring(&u.token, 3));
+    let (s, b) = post(
+        &short_client,
+        format!("{}/api/notify/ticket", h.url),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let q = format!("?ticket={}", b["ticket"].as_str().unwrap());
+    let mut by_ticket = ws(&h.url, None, &q).await.unwrap();
+    assert_eq!(
+        closed_with(&mut by_ticket, Duration::from_secs(10)).await,
+        4401
+    );
     // The session with time left keeps its socket.
     let more = tokio::time::timeout(Duration::from_millis(500), lasting.next()).await;
     assert!(

@@ -96,13 +96,16 @@ pub(crate) async fn authenticate(
     ticket: Option<&String>,
 ) -> Result<(Viewer, Slot), Refusal> {
     if let Some(ticket) = ticket.filter(|t| !t.is_empty()) {
-        let (recorded, tx) = redeem(hub, ticket).await?;
+        let (recorded, exp, tx) = redeem(hub, ticket).await?;
         let slot = reserve(hub, &recorded.sub)?;
         tx.commit()
             .await
             .map_err(|e| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}")))?;
         let p = hub.rbac().recheck(&recorded).await.map_err(from_auth)?;
-        return Ok((viewer(p, Binding::Ticket(recorded)), slot));
+        let mut v = viewer(p, Binding::Ticket(recorded));
+        // The socket closes when the credential the ticket was issued to expires.
+        v.exp = exp;
+        return Ok((v, slot));
     }
     let credential = nr_auth::http::credential(headers).ok_or_else(|| {
         Refusal::Unauthorized(
@@ -141,19 +144,33 @@ fn reserve(hub: &Arc<Hub>, sub: &str) -> Result<Slot, Refusal> {
 async fn redeem(
     hub: &Hub,
     ticket: &str,
-) -> Result<(Recorded, sqlx::Transaction<'static, sqlx::Postgres>), Refusal> {
-    type Row = (String, String, Vec<String>, Option<String>, Option<String>);
+) -> Result<
+    (
+        Recorded,
+        Option<i64>,
+        sqlx::Transaction<'static, sqlx::Postgres>,
+    ),
+    Refusal,
+> {
+    type Row = (
+        String,
+        String,
+        Vec<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
     let internal = |e: sqlx::Error| Refusal::Internal(anyhow::anyhow!("ticket redeem: {e}"));
     let mut tx = hub.db().begin().await.map_err(internal)?;
     let row: Option<Row> = sqlx::query_as(
         "DELETE FROM noderouter_core.notify_tickets \
-         WHERE ticket_hash = $1 AND expires_at > NOW() RETURNING subject, kind, roles, jti, stamp",
+         WHERE ticket_hash = $1 AND expires_at > NOW() RETURNING subject, kind, roles, jti, stamp, credential_exp",
     )
     .bind(nr_auth::rbac::hash_secret(ticket))
     .fetch_optional(&mut *tx)
     .await
     .map_err(internal)?;
-    let Some((sub, kind, roles, jti, stamp)) = row else {
+    let Some((sub, kind, roles, jti, stamp, exp)) = row else {
         return Err(Refusal::Unauthorized(
             "the ticket is unknown, expired or already used".into(),
         ));
@@ -170,7 +187,7 @@ async fn redeem(
         jti,
         stamp,
     };
-    Ok((recorded, tx))
+    Ok((recorded, exp, tx))
 }
 
 /// The viewer's principal now, by the rules it was admitted under.

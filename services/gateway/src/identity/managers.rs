@@ -2,6 +2,10 @@
 //! no enabled user holding `rbac:manage` (the admin role, or a role granted it) is
 //! refused with 409, since nothing inside the platform could undo it (a disabled admin
 //! cannot log in, and `NR_ADMIN_PASSWORD` only creates the first user).
+//!
+//! Two such changes at once could each see the other's user still there and both pass:
+//! a change that takes a manager away holds [`Held`] from its check until the registry
+//! has applied it, so they go one at a time, across every gateway.
 
 use nr_auth::{perms, ADMIN_ROLE};
 
@@ -20,19 +24,50 @@ pub(crate) enum Change<'a> {
     RoleLoses(&'a str),
 }
 
-/// Refuses `change` when no enabled user could manage users and roles after it.
-pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Result<(), ApiError> {
+/// A Postgres advisory lock held by a transaction that does nothing else: released when
+/// the value is dropped (its connection, returned to the pool, rolls it back first) or
+/// when the connection is lost, so a gateway that dies holding it blocks nobody.
+pub(crate) struct Held(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::Postgres>);
+
+/// How long a change waits for another to finish before it answers 503 (a change holds
+/// the lock at most while the registry applies it, 10 s).
+const WAIT: &str = "15s";
+
+async fn lock(state: &AppState) -> Result<Held, ApiError> {
+    let busy = |e: sqlx::Error| match e {
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => ApiError::Unavailable(
+            "another change to who can manage access is still being applied: retry shortly".into(),
+        ),
+        e => ApiError::Internal(e.into()),
+    };
+    let mut tx = state.db.begin().await.map_err(busy)?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = '{WAIT}'"))
+        .execute(&mut *tx)
+        .await
+        .map_err(busy)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('noderouter_core.managers'))")
+        .execute(&mut *tx)
+        .await
+        .map_err(busy)?;
+    Ok(Held(tx))
+}
+
+/// Refuses `change` when no enabled user could manage users and roles after it. The
+/// value returned is held until the change is applied.
+pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Result<Held, ApiError> {
+    // Everything below reads what the registry has applied, under the lock.
+    let held = lock(state).await?;
     let (user, role) = match change {
         Change::User { id, enabled, roles } => {
             if enabled && manages(state, roles).await? {
-                return Ok(());
+                return Ok(held);
             }
             (id, "")
         }
         Change::RoleLoses(role) => {
             // A role that never gave the permission takes nothing away.
             if !manages(state, &[role.to_owned()]).await? {
-                return Ok(());
+                return Ok(held);
             }
             ("", role)
         }
@@ -55,7 +90,7 @@ pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Resu
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     if others {
-        return Ok(());
+        return Ok(held);
     }
     Err(ApiError::Conflict(format!(
         "refused: no enabled user would be left who can manage users and roles \
@@ -64,7 +99,8 @@ pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Resu
     )))
 }
 
-/// True when `roles` grant `rbac:manage`.
+/// True when `roles` grant `rbac:manage`, as the registry has applied them (every
+/// gateway reads the same rows; a gateway's own view may lag another's change).
 async fn manages(state: &AppState, roles: &[String]) -> Result<bool, ApiError> {
     if roles.iter().any(|r| r == ADMIN_ROLE) {
         return Ok(true);
@@ -72,10 +108,13 @@ async fn manages(state: &AppState, roles: &[String]) -> Result<bool, ApiError> {
     if roles.is_empty() {
         return Ok(false);
     }
-    let granted = state
-        .rbac
-        .permissions_for(roles)
-        .await
-        .map_err(crate::auth::to_api)?;
-    Ok(granted.contains(perms::RBAC_MANAGE))
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM noderouter_core.role_permissions \
+          WHERE role = ANY($1) AND permission = $2)",
+    )
+    .bind(roles)
+    .bind(perms::RBAC_MANAGE)
+    .fetch_one(&state.db)
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))
 }

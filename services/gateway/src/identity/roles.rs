@@ -176,7 +176,7 @@ pub(crate) async fn delete_role(
         .await
         .map_err(|_| ApiError::NotFound(format!("role '{name}' not found")))?;
     caller.require_roles(std::slice::from_ref(&name), "delete")?;
-    keep_a_manager(&state, Change::RoleLoses(&name)).await?;
+    let _held = keep_a_manager(&state, Change::RoleLoses(&name)).await?;
     state
         .rbac_change(&caller, RbacChange::RoleDeleted { name: name.clone() })
         .await?;
@@ -278,9 +278,11 @@ pub(crate) async fn revoke(
         )));
     }
     caller.require_roles(std::slice::from_ref(&role), "change")?;
-    if permission == perms::RBAC_MANAGE {
-        keep_a_manager(&state, Change::RoleLoses(&role)).await?;
-    }
+    let _held = if permission == perms::RBAC_MANAGE {
+        Some(keep_a_manager(&state, Change::RoleLoses(&role)).await?)
+    } else {
+        None
+    };
     state
         .rbac_change(
             &caller,

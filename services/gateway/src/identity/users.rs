@@ -206,17 +206,21 @@ pub(crate) async fn update_user(
     let user = existing_user(&state, &id).await?;
     // Setting a password or disabling acts as the user: only over roles one holds.
     caller.require_roles(&user.roles, "act on a user with")?;
-    if body.disabled == Some(true) && !user.disabled {
-        keep_a_manager(
-            &state,
-            Change::User {
-                id: &id,
-                enabled: false,
-                roles: &user.roles,
-            },
+    let _held = if body.disabled == Some(true) && !user.disabled {
+        Some(
+            keep_a_manager(
+                &state,
+                Change::User {
+                    id: &id,
+                    enabled: false,
+                    roles: &user.roles,
+                },
+            )
+            .await?,
         )
-        .await?;
-    }
+    } else {
+        None
+    };
     if let Some(password) = body.password {
         session::check_password(&state, "password", &password)?;
         let password_hash = state
@@ -288,17 +292,21 @@ pub(crate) async fn set_roles(
         .filter(|r| !body.roles.contains(r))
         .collect();
     caller.require_roles(&removed, "take away")?;
-    if !removed.is_empty() && !user.disabled {
-        keep_a_manager(
-            &state,
-            Change::User {
-                id: &id,
-                enabled: true,
-                roles: &body.roles,
-            },
+    let _held = if !removed.is_empty() && !user.disabled {
+        Some(
+            keep_a_manager(
+                &state,
+                Change::User {
+                    id: &id,
+                    enabled: true,
+                    roles: &body.roles,
+                },
+            )
+            .await?,
         )
-        .await?;
-    }
+    } else {
+        None
+    };
     state
         .rbac_change(
             &caller,
