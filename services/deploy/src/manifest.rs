@@ -25,6 +25,7 @@ use gates::{near_miss, GATES};
 mod format;
 mod jobs;
 mod nav;
+mod schedules;
 
 pub use format::{
     check_api_version, display_path, is_action_slug, is_local_href, is_lucide_name, is_nav_id,
@@ -435,7 +436,7 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
     }
 
     jobs::check_jobs_and_limits(&mut c, obj);
-    beyond::check_schedules(&mut c, obj);
+    schedules::check_schedules(&mut c, obj);
     beyond::check_routes(&mut c, obj);
 
     c.unknown_fields(obj, "", KNOWN_FIELDS);

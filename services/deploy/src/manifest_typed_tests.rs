@@ -317,3 +317,40 @@ fn every_wrong_job_and_limit_field_is_reported_at_once_with_its_range() {
         ok.warnings
     );
 }
+
+#[test]
+fn a_schedule_payload_holding_what_the_platform_sets_is_refused_naming_the_key() {
+    // Before: deployed, and each job got the platform's `_schedule` and the schedule's
+    // action in place of the payload's, silently.
+    let mut m = base();
+    m["actions"] = json!([{"name": "report", "display_name": "Report"}]);
+    m["schedules"] = json!([
+        {"name": "a", "cron": "0 2 * * *", "action": "report",
+         "payload": {"action": "other", "_schedule": 1, "_job_id": "x", "days": 1}},
+        {"name": "b", "cron": "0 2 * * *", "payload": {"action": "report"}}
+    ]);
+    let r = check(m).unwrap_err();
+    let found: Vec<(&str, &str)> = r
+        .details
+        .iter()
+        .map(|d| (d.rule.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for needle in [
+        "schedules[0].payload._schedule is set by the platform",
+        "schedules[0].payload._job_id is set by the platform",
+        "schedules[0].payload.action would be overwritten by schedules[0].action",
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|(rule, msg)| *rule == "manifest.schedules" && msg.contains(needle)),
+            "{needle:?} missing from {found:?}"
+        );
+    }
+    assert!(
+        r.details.iter().all(|d| d.line.is_some()),
+        "{:?}",
+        r.details
+    );
+}

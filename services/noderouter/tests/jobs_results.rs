@@ -107,3 +107,39 @@ async fn a_jobs_stored_log_shows_control_characters_escaped() {
     // Lines stay lines.
     assert!(text.lines().any(|l| l.ends_with("next")), "{text:?}");
 }
+
+/// A failed job's traceback is the app's: from its own first frame, with paths relative
+/// to its bundle (before, it began in the platform's host script and named the
+/// server's directories).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_jobs_traceback_shows_the_apps_code_not_the_servers_paths() {
+    let h = Harness::start().await;
+    let app = nr_testkit::app_name("tbpaths");
+    let main = "def helper():\n    raise ValueError('boom')\n\ndef execute(data, conn=None):\n    helper()\n";
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(&app, "1.0.0", json!({"job_retry": {"attempts": 1}})),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let (id, job) = finished(&h, &app, json!({})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let logs = h.get_json(&format!("/api/async/jobs/{id}/logs")).await;
+    let text = logs["logs"].as_str().unwrap();
+    assert!(
+        text.contains("File \"main.py\", line 5, in execute"),
+        "{text}"
+    );
+    assert!(
+        text.contains("File \"main.py\", line 2, in helper"),
+        "{text}"
+    );
+    assert!(text.contains("ValueError: boom"), "{text}");
+    assert!(!text.contains("nr_host"), "{text}");
+    assert!(!text.contains("File \"/"), "an absolute path: {text}");
+}

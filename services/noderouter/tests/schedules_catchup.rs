@@ -89,3 +89,33 @@ async fn missed_ticks_never_take_the_place_of_the_tick_due_now_and_all_of_them_r
         "{lates:?}"
     );
 }
+
+/// `overlap: queue` keeps at most ten ticks waiting; later ones are skipped, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_ticks_is_bounded_and_a_tick_past_it_is_skipped_with_the_reason() {
+    // A day of grace: every tick of the rewound half hour is on time.
+    let h =
+        Harness::start_with(&["--scheduler-poll-s", "0.2", "--scheduler-grace-s", "86400"]).await;
+    let m = manifest(
+        "queuer",
+        json!([{"name": "q", "cron": "* * * * *", "action": "report", "overlap": "queue"}]),
+    );
+    h.deploy_ok("queuer", &[("manifest.json", &m), ("main.py", MAIN)])
+        .await;
+    let db = pool(&h).await;
+    wait_seen(&db, "queuer", 1).await;
+    let at = rewind(&db, "queuer", "q", 30).await;
+    wait_decided(&db, "queuer", "q", at).await;
+    let rows = ticks(&db, "queuer", "q").await;
+    assert!(rows.len() >= 30, "{rows:?}");
+    let skipped: Vec<_> = rows.iter().filter(|t| t.1 == "skipped").collect();
+    // One ran, ten waited (some have run since), the rest were skipped.
+    assert_eq!(skipped.len(), rows.len() - 11, "{rows:?}");
+    assert!(
+        skipped.iter().all(|t| t
+            .2
+            .as_deref()
+            .is_some_and(|r| r.contains("overlap: queue keeps at most 10"))),
+        "{skipped:?}"
+    );
+}

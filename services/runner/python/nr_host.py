@@ -61,7 +61,13 @@ def send_frame(sock, header, body=b""):
 # ── Import ────────────────────────────────────────────────────────────────────
 
 
+# The bundle's folder, once loaded (tracebacks name files relative to it).
+_APP_DIR = None
+
+
 def load_app(app_name, app_dir):
+    global _APP_DIR
+    _APP_DIR = app_dir
     libs = os.path.join(app_dir, "libs")
     if os.path.isdir(libs):
         sys.path.insert(0, libs)
@@ -304,7 +310,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
         except BaseException as exc:  # includes SystemExit from app code
             reply["ok"] = False
             reply["error"] = "%s: %s" % (type(exc).__name__, exc)
-            reply["traceback"] = traceback.format_exc()
+            reply["traceback"] = _app_traceback(exc)
             if keep is not None:  # kept with the job, as a script's stderr would
                 sys.stderr.write(reply["traceback"])
         finally:
@@ -318,6 +324,23 @@ def serve_worker(sock, execute, wants_conn, is_async):
             output.frame(reply, out)
         except OSError:
             os._exit(0)
+
+
+def _app_traceback(exc):
+    """The traceback from the app's first frame on, with paths relative to its bundle:
+    whoever reads it (a job's submitter) sees the app's code, not this script's frames
+    or the server's directories."""
+    try:
+        me = os.path.realpath(__file__)
+        tb = exc.__traceback__
+        while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) == me:
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        for d in {_APP_DIR, os.path.realpath(_APP_DIR)} if _APP_DIR else ():
+            text = text.replace(os.path.join(d, ""), "")
+        return text
+    except Exception:
+        return "%s: %s\n" % (type(exc).__name__, exc)
 
 
 _CONTROL_FDS = []

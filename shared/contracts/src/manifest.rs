@@ -21,8 +21,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use beyond::{
     CatchUp, Overlap, RouteDecl, RouteMethod, ScheduleDecl, UploadDecl, WebhookDecl,
-    DEFAULT_DELIVERY_HEADER, DEFAULT_SIGNATURE_HEADER, ROUTE_FIELDS, SCHEDULE_FIELDS,
-    UPLOAD_FIELDS, WEBHOOK_FIELDS,
+    CREDENTIAL_HEADERS, DEFAULT_DELIVERY_HEADER, DEFAULT_SIGNATURE_HEADER, ROUTE_FIELDS,
+    SCHEDULE_FIELDS, UPLOAD_FIELDS, WEBHOOK_FIELDS,
 };
 pub use jobs::{
     JobConcurrency, JobRetry, RetryOn, JOB_RETRY_FIELDS, MAX_JOB_ATTEMPTS, MAX_JOB_CONCURRENCY,

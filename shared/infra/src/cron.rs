@@ -25,9 +25,26 @@ pub struct CronSpec {
 /// names such as `MON` and `JAN`, lists, ranges, steps and the `@daily` nicknames).
 pub fn parse_cron(expr: &str) -> Result<Cron, String> {
     let fields = expr.split_whitespace().count();
-    if !expr.trim_start().starts_with('@') && fields != 5 {
+    let nickname = expr.trim();
+    if nickname.starts_with('@') && !NICKNAMES.iter().any(|n| n.eq_ignore_ascii_case(nickname)) {
+        return Err(format!(
+            "{expr:?} is not a schedule: the nicknames are {} (a schedule fires at times of day; work to do at start belongs at module level in main.py)",
+            NICKNAMES.join(", ")
+        ));
+    }
+    if !nickname.starts_with('@') && fields != 5 {
         return Err(format!(
             "{expr:?} has {fields} fields; a cron expression has five: minute hour day-of-month month weekday (e.g. \"0 2 * * *\" for 02:00 every day)"
+        ));
+    }
+    if let Some((i, field)) = expr
+        .split_whitespace()
+        .enumerate()
+        .find(|(_, f)| f.split(',').any(str::is_empty))
+    {
+        let (name, _) = FIELDS[i.min(4)];
+        return Err(format!(
+            "{expr:?} is not a valid cron expression: the {name} field {field:?} has an empty item in its list (write 0,5 or 0-5)"
         ));
     }
     parser().parse(expr).map_err(|e| {
@@ -35,6 +52,16 @@ pub fn parse_cron(expr: &str) -> Result<Cron, String> {
         format!("{expr:?} is not a valid cron expression: {why}")
     })
 }
+
+/// The `@` forms a schedule takes (`@reboot` is not one: a schedule fires at times).
+const NICKNAMES: [&str; 6] = [
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@hourly",
+];
 
 fn parser() -> CronParser {
     CronParser::builder()
@@ -147,5 +174,60 @@ impl CronSpec {
             at = t;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_nickname_and_an_empty_list_item_are_refused_with_what_to_write() {
+        // Before: "@reboot" got the library's own message, "0,,5" was taken as "0,5".
+        let e = parse_cron("@reboot").err().unwrap_or_default();
+        assert!(e.contains("the nicknames are @yearly"), "{e}");
+        assert!(e.contains("module level"), "{e}");
+        for (expr, field) in [("0,,5 * * * *", "minute"), ("0 1, * * *", "hour")] {
+            let e = parse_cron(expr).err().unwrap_or_default();
+            assert!(e.contains(&format!("the {field} field")), "{e}");
+            assert!(e.contains("empty item"), "{e}");
+        }
+        assert!(parse_cron("@Daily").is_ok());
+        assert!(parse_cron("0,5 1-3 * * MON-FRI").is_ok());
+    }
+
+    #[test]
+    fn the_forms_the_guide_lists_beyond_the_five_fields_fire_where_it_says() {
+        let at = |expr: &str, from: &str| {
+            let spec = CronSpec::new(expr, None).map_err(|e| format!("{expr}: {e}"));
+            let from = DateTime::parse_from_rfc3339(from).map(|t| t.with_timezone(&Utc));
+            match (spec, from) {
+                (Ok(s), Ok(f)) => s.next_after(f).map(|t| t.to_rfc3339()),
+                _ => None,
+            }
+        };
+        let from = "2027-02-01T00:00:00+00:00";
+        // The last day of the month, the weekday nearest the 15th, the second Friday,
+        // the last Friday, and `?` for "any".
+        assert_eq!(
+            at("0 9 L * *", from).as_deref(),
+            Some("2027-02-28T09:00:00+00:00")
+        );
+        assert_eq!(
+            at("0 9 15W * *", from).as_deref(),
+            Some("2027-02-15T09:00:00+00:00")
+        );
+        assert_eq!(
+            at("0 9 * * 5#2", from).as_deref(),
+            Some("2027-02-12T09:00:00+00:00")
+        );
+        assert_eq!(
+            at("0 9 * * 5L", from).as_deref(),
+            Some("2027-02-26T09:00:00+00:00")
+        );
+        assert_eq!(
+            at("0 9 ? * MON", from).as_deref(),
+            Some("2027-02-01T09:00:00+00:00")
+        );
     }
 }

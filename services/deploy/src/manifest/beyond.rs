@@ -1,16 +1,13 @@
-//! The rules of `schedules[]` and `routes[]`: cron syntax and time zones (with the
-//! scheduler's own parser), policies, actions that exist, route paths, duplicate
-//! routes, and webhook and upload settings.
+//! The rules of `routes[]`: actions that exist, route paths, duplicate routes, and
+//! webhook and upload settings; and what `schedules[]` ([`super::schedules`]) shares.
 
 use std::collections::BTreeMap;
 
-use nr_contracts::manifest::{ROUTE_FIELDS, SCHEDULE_FIELDS, UPLOAD_FIELDS, WEBHOOK_FIELDS};
+use nr_contracts::manifest::{ROUTE_FIELDS, UPLOAD_FIELDS, WEBHOOK_FIELDS};
 use serde_json::{Map, Value};
 
-use super::{display_path, is_action_slug, kind, Ctx};
+use super::{display_path, kind, Ctx};
 
-/// Schedules one app may declare.
-pub const MAX_SCHEDULES: usize = 100;
 /// Routes one app may declare.
 pub const MAX_ROUTES: usize = 200;
 /// The largest upload a route may declare (1 GiB).
@@ -19,7 +16,7 @@ pub const MAX_UPLOAD_BYTES: u64 = 1 << 30;
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"];
 
 /// The names in `actions[]`, which schedules and routes must name.
-fn declared_actions(obj: &Map<String, Value>) -> Vec<String> {
+pub(super) fn declared_actions(obj: &Map<String, Value>) -> Vec<String> {
     obj.get("actions")
         .and_then(Value::as_array)
         .map(|a| {
@@ -30,7 +27,7 @@ fn declared_actions(obj: &Map<String, Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn list<'v>(c: &mut Ctx, obj: &'v Map<String, Value>, key: &str) -> &'v [Value] {
+pub(super) fn list<'v>(c: &mut Ctx, obj: &'v Map<String, Value>, key: &str) -> &'v [Value] {
     match obj.get(key) {
         None | Some(Value::Null) => &[],
         Some(Value::Array(a)) => a,
@@ -45,7 +42,7 @@ fn list<'v>(c: &mut Ctx, obj: &'v Map<String, Value>, key: &str) -> &'v [Value] 
     }
 }
 
-fn action_ref(
+pub(super) fn action_ref(
     c: &mut Ctx,
     rule: &str,
     o: &Map<String, Value>,
@@ -79,104 +76,6 @@ fn action_ref(
             &format!("{p}/action"),
             format!("{at} must be a string, not {}", kind(other)),
         ),
-    }
-}
-
-pub(super) fn check_schedules(c: &mut Ctx, obj: &Map<String, Value>) {
-    const RULE: &str = "manifest.schedules";
-    let actions = declared_actions(obj);
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let items = list(c, obj, "schedules");
-    if items.len() > MAX_SCHEDULES {
-        c.error(RULE, "/schedules", format!("schedules: {} declared, at most {MAX_SCHEDULES} per app (every scheduler pass weighs each one)", items.len()));
-    }
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("/schedules/{i}");
-        let at = display_path(&p);
-        let Some(o) = item.as_object() else {
-            c.error(
-                RULE,
-                &p,
-                format!(
-                    "{at} must be an object {{\"name\", \"cron\", ...}}, not {}",
-                    kind(item)
-                ),
-            );
-            continue;
-        };
-        c.unknown_fields(o, &p, SCHEDULE_FIELDS);
-        match o.get("name") {
-            Some(Value::String(n)) if is_action_slug(n) => {
-                if let Some(first) = seen.insert(n.clone(), i) {
-                    c.error(RULE, &format!("{p}/name"), format!("schedule {n:?} is declared twice (schedules[{first}] and schedules[{i}])"));
-                }
-            }
-            Some(Value::String(n)) => c.error(RULE, &format!("{p}/name"), format!("{at}.name {n:?} must be a slug: letters, digits, _ and -, starting with a letter or digit, at most 64 characters")),
-            _ => c.error(RULE, &p, format!("{at}.name is required: a slug such as \"nightly\"")),
-        }
-        let tz = match o.get("timezone") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(z)) => Some(z.as_str()),
-            Some(other) => {
-                c.error(
-                    RULE,
-                    &format!("{p}/timezone"),
-                    format!("{at}.timezone must be a string, not {}", kind(other)),
-                );
-                None
-            }
-        };
-        if let Some(z) = tz {
-            if let Err(m) = nr_infra::cron::parse_timezone(Some(z)) {
-                c.error(RULE, &format!("{p}/timezone"), format!("{at}.timezone {m}"));
-            }
-        }
-        match o.get("cron") {
-            Some(Value::String(expr)) => {
-                if let Err(m) = nr_infra::cron::check_fires(expr) {
-                    c.error(RULE, &format!("{p}/cron"), format!("{at}.cron {m}"));
-                }
-            }
-            Some(other) => c.error(
-                RULE,
-                &format!("{p}/cron"),
-                format!("{at}.cron must be a string, not {}", kind(other)),
-            ),
-            None => c.error(
-                RULE,
-                &p,
-                format!("{at}.cron is required: five fields such as \"0 2 * * *\""),
-            ),
-        }
-        action_ref(c, RULE, o, &p, &actions, false);
-        match o.get("payload") {
-            None | Some(Value::Null) | Some(Value::Object(_)) => {}
-            Some(other) => c.error(
-                RULE,
-                &format!("{p}/payload"),
-                format!(
-                    "{at}.payload must be an object (the job's data), not {}",
-                    kind(other)
-                ),
-            ),
-        }
-        for (key, allowed) in [
-            ("overlap", &["skip", "queue", "allow"][..]),
-            ("catch_up", &["none", "last", "all"][..]),
-        ] {
-            match o.get(key) {
-                None | Some(Value::Null) => {}
-                Some(Value::String(v)) if allowed.contains(&v.as_str()) => {}
-                Some(v) => c.error(
-                    RULE,
-                    &format!("{p}/{key}"),
-                    format!(
-                        "{at}.{key} must be one of {} (the first is the default), not {v}",
-                        allowed.join(", ")
-                    ),
-                ),
-            }
-        }
     }
 }
 
@@ -349,6 +248,9 @@ pub(super) fn check_routes(c: &mut Ctx, obj: &Map<String, Value>) {
                 for key in ["header", "delivery_header"] {
                     match w.get(key) {
                         None | Some(Value::Null) => {}
+                        Some(Value::String(h)) if key == "delivery_header" && nr_contracts::manifest::CREDENTIAL_HEADERS.contains(&h.to_ascii_lowercase().as_str()) => {
+                            c.error(RULE, &format!("{wp}/{key}"), format!("{at}.webhook.delivery_header {h:?} carries a credential: the delivery's id is passed to the app, a credential never is; name the sender's delivery id header (\"X-GitHub-Delivery\" by default)"));
+                        }
                         Some(Value::String(h)) if axum_header_ok(h) => {}
                         Some(v) => c.error(RULE, &format!("{wp}/{key}"), format!("{at}.webhook.{key} must be an HTTP header name such as \"X-Hub-Signature-256\", not {v}")),
                     }

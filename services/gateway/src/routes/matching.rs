@@ -12,19 +12,31 @@ pub(crate) enum Match<'r> {
     None,
 }
 
-fn params(pattern: &str, path: &str) -> Option<BTreeMap<String, String>> {
+/// The segments of a path as sent (split on its literal `/`), each percent-decoded: an
+/// encoded `%2F` stays inside its segment. None when one does not decode to UTF-8.
+pub(crate) fn segments(raw: &str) -> Option<Vec<String>> {
+    raw.split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|d| d.into_owned())
+        })
+        .collect()
+}
+
+fn params(pattern: &str, path: &[String]) -> Option<BTreeMap<String, String>> {
     let p: Vec<&str> = pattern.split('/').collect();
-    let a: Vec<&str> = path.split('/').collect();
-    if p.len() != a.len() {
+    if p.len() != path.len() {
         return None;
     }
     let mut out = BTreeMap::new();
-    for (ps, seg) in p.iter().zip(a.iter()) {
+    for (ps, seg) in p.iter().zip(path.iter()) {
         if let Some(name) = ps.strip_prefix(':') {
             if seg.is_empty() {
                 return None;
             }
-            out.insert(name.to_owned(), (*seg).to_owned());
+            out.insert(name.to_owned(), seg.clone());
         } else if ps != seg {
             return None;
         }
@@ -47,10 +59,10 @@ fn more_specific(a: &str, b: &str) -> bool {
     false
 }
 
-/// Matches `method path` (path relative to `/apps/<app>/api`, decoded) against `routes`.
-/// A literal segment wins over a `:param` in the same place, the leftmost such place
-/// deciding ([`more_specific`]).
-pub(crate) fn find<'r>(routes: &'r [RouteDecl], method: &str, path: &str) -> Match<'r> {
+/// Matches `method path` (the path's [`segments`], relative to `/apps/<app>/api`)
+/// against `routes`. A literal segment wins over a `:param` in the same place, the
+/// leftmost such place deciding ([`more_specific`]).
+pub(crate) fn find<'r>(routes: &'r [RouteDecl], method: &str, path: &[String]) -> Match<'r> {
     let mut best: Option<(&RouteDecl, BTreeMap<String, String>)> = None;
     let mut allow: Vec<&'static str> = Vec::new();
     for r in routes {
@@ -94,6 +106,27 @@ mod tests {
             {"method": "GET", "path": "/", "action": "home"}
         ]))
         .unwrap_or_default()
+    }
+
+    fn find<'r>(routes: &'r [RouteDecl], method: &str, raw: &str) -> Match<'r> {
+        super::find(routes, method, &segments(raw).unwrap_or_default())
+    }
+
+    #[test]
+    fn a_param_is_decoded_after_matching_so_an_encoded_slash_stays_in_it() {
+        let r = routes();
+        match find(&r, "GET", "/items/a%2Fb%20c") {
+            Match::Found(route, p) => {
+                assert_eq!(route.action, "get");
+                assert_eq!(p.get("id").map(String::as_str), Some("a/b c"));
+            }
+            _ => unreachable!("an encoded slash split the param"),
+        }
+        // An encoded literal is the literal; a segment that is not UTF-8 matches nothing.
+        assert!(
+            matches!(find(&r, "GET", "/items/%6Eew"), Match::Found(x, _) if x.action == "form")
+        );
+        assert!(segments("/items/%FF").is_none());
     }
 
     #[test]

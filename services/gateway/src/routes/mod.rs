@@ -26,7 +26,9 @@ use serde_json::{json, Map, Value};
 use crate::error::ApiError;
 use crate::{AppState, RequestId};
 
-/// Request headers passed on to the app; nothing that carries a credential.
+/// Request headers passed on to the app; nothing that carries a credential. The
+/// conditional ones let an app that sends `ETag` or `Last-Modified` answer 304 (or 412
+/// to a stale `If-Match`). A webhook route also passes its own delivery header.
 const PASSED_HEADERS: &[&str] = &[
     "accept",
     "accept-language",
@@ -35,6 +37,10 @@ const PASSED_HEADERS: &[&str] = &[
     "x-request-id",
     "x-github-event",
     "x-github-delivery",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
 ];
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -55,10 +61,14 @@ async fn root(
 
 async fn nested(
     state: State<Arc<AppState>>,
-    Path((app, path)): Path<(String, String)>,
+    Path((app, _)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    call(state, app, format!("/{path}"), req).await
+    // The path as sent, after `/apps/<app>/api`: its params are decoded one segment at a
+    // time once it has matched, so `%2F` stays inside a param.
+    let raw = req.uri().path().splitn(5, '/').nth(4).unwrap_or("");
+    let path = format!("/{raw}");
+    call(state, app, path, req).await
 }
 
 async fn call(
@@ -69,10 +79,14 @@ async fn call(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let method = parts.method.as_str().to_owned();
+    let segments = matching::segments(&path)
+        .ok_or_else(|| ApiError::BadRequest(format!("the path {path} does not decode to UTF-8")))?;
+    // Given to the app and named in errors decoded, as before.
+    let path = segments.join("/");
     let entry = state.apps.get(&app);
     let found = entry
         .as_ref()
-        .map(|e| matching::find(&e.manifest.routes, &method, &path));
+        .map(|e| matching::find(&e.manifest.routes, &method, &segments));
     // Only a webhook route answers a caller without a credential: anyone else learns
     // which apps and routes exist only once signed in.
     let caller = match &found {
@@ -170,9 +184,14 @@ async fn call(
             }
         };
         let mut headers = Map::new();
-        for name in PASSED_HEADERS {
-            if let Some(v) = parts.headers.get(*name).and_then(|v| v.to_str().ok()) {
-                headers.insert((*name).to_owned(), Value::String(v.to_owned()));
+        let delivery_header = route
+            .webhook
+            .as_ref()
+            .map(|w| w.delivery_header().to_ascii_lowercase())
+            .filter(|h| !nr_contracts::manifest::CREDENTIAL_HEADERS.contains(&h.as_str()));
+        for name in PASSED_HEADERS.iter().copied().chain(delivery_header.as_deref()) {
+            if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+                headers.insert(name.to_owned(), Value::String(v.to_owned()));
             }
         }
         let data = json!({

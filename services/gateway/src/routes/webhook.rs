@@ -94,6 +94,13 @@ fn mismatch(header: &str) -> String {
     format!("the {header} signature does not match the body")
 }
 
+/// A delivery recorded as received: its id, and when this request recorded it (so that
+/// releasing it never forgets a later request's record of the same id).
+pub(crate) struct Delivery {
+    id: String,
+    received_at: time::OffsetDateTime,
+}
+
 /// Checks the signature of `body` against what [`precheck`] took, and records the
 /// delivery: 401 when it does not match, 409 for a delivery id seen within the window.
 pub(crate) async fn verify(
@@ -102,7 +109,7 @@ pub(crate) async fn verify(
     hook: &WebhookDecl,
     pending: Pending,
     body: &[u8],
-) -> Result<String, ApiError> {
+) -> Result<Delivery, ApiError> {
     let header = hook.signature_header();
     let mut mac = Hmac::<Sha256>::new_from_slice(pending.secret.as_bytes())
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("hmac key: {e}")))?;
@@ -112,38 +119,44 @@ pub(crate) async fn verify(
         .map_err(|_| ApiError::Unauthorized(mismatch(header)))?;
     let delivery = pending.delivery;
     let window = state.config.webhook_replay_window_s.max(1);
-    let fresh = sqlx::query(&format!(
+    let fresh: Option<time::OffsetDateTime> = sqlx::query_scalar(&format!(
         "INSERT INTO noderouter_core.webhook_deliveries (app_name, delivery_id) VALUES ($1, $2) \
          ON CONFLICT (app_name, delivery_id) DO UPDATE SET received_at = NOW() \
-         WHERE webhook_deliveries.received_at < NOW() - INTERVAL '{window} seconds'"
+         WHERE webhook_deliveries.received_at < NOW() - INTERVAL '{window} seconds' \
+         RETURNING received_at"
     ))
     .bind(app)
     .bind(&delivery)
-    .execute(&state.db)
+    .fetch_optional(&state.db)
     .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the delivery: {e}")))?
-    .rows_affected();
-    if fresh == 0 {
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the delivery: {e}")))?;
+    let Some(received_at) = fresh else {
         return Err(ApiError::Conflict(format!(
             "delivery {delivery:?} was already received: a replay is refused"
         )));
-    }
+    };
     let _ = sqlx::query(&format!(
         "DELETE FROM noderouter_core.webhook_deliveries WHERE received_at < NOW() - INTERVAL '{window} seconds'"
     ))
     .execute(&state.db)
     .await;
-    Ok(delivery)
+    Ok(Delivery {
+        id: delivery,
+        received_at,
+    })
 }
 
 /// Forgets a delivery that was not handled, so its sender's retry under the same id is
-/// served. A failure here only leaves the retry refused as a replay, as before.
-pub(crate) async fn release(state: &AppState, app: &str, delivery: &str) {
+/// served; a record a later request made of the same id stays. A failure here only
+/// leaves the retry refused as a replay, as before.
+pub(crate) async fn release(state: &AppState, app: &str, delivery: &Delivery) {
     let done = sqlx::query(
-        "DELETE FROM noderouter_core.webhook_deliveries WHERE app_name = $1 AND delivery_id = $2",
+        "DELETE FROM noderouter_core.webhook_deliveries \
+          WHERE app_name = $1 AND delivery_id = $2 AND received_at = $3",
     )
     .bind(app)
-    .bind(delivery)
+    .bind(&delivery.id)
+    .bind(delivery.received_at)
     .execute(&state.db)
     .await;
     if let Err(e) = done {

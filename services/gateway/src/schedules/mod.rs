@@ -31,6 +31,11 @@ use crate::AppState;
 
 /// The most ticks of one schedule decided in one poll (the newest ones).
 const MAX_TICKS_PER_POLL: usize = 1000;
+/// Ticks of one schedule that wait at once under `overlap: queue`: a tick due while
+/// this many wait is skipped (recorded with the reason), so a run much longer than its
+/// period does not pile up work without end. Missed ticks `catch_up: all` runs are not
+/// counted against it.
+pub(crate) const MAX_QUEUED: i64 = 10;
 /// A submitted tick whose job row is missing this long was left by a scheduler that
 /// died between the two; another queues it.
 const REPAIR_AFTER: &str = "30 seconds";
@@ -129,11 +134,13 @@ async fn decide(
         (state.config.scheduler_grace_s.clamp(0.0, 86_400.0) * 1000.0) as i64,
     );
     let ticks = spec.between(from, now, MAX_TICKS_PER_POLL);
-    let mut busy = if s.overlap == Overlap::Allow {
-        false
+    let mut queued = if s.overlap == Overlap::Allow {
+        0
     } else {
-        active_run(&mut tx, app, &s.name).await? || has_queued(&mut tx, app, &s.name).await?
+        queued_ticks(&mut tx, app, &s.name).await?
     };
+    let mut busy =
+        s.overlap != Overlap::Allow && (queued > 0 || active_run(&mut tx, app, &s.name).await?);
     let mut to_queue: Vec<(DateTime<Utc>, Uuid, bool)> = Vec::new();
     for (i, tick) in ticks.iter().enumerate() {
         let late = now - *tick > grace;
@@ -175,7 +182,16 @@ async fn decide(
                 reason: Some("the last run was still pending or running (overlap: skip)".into()),
                 job: None,
             }
+        } else if busy && s.overlap == Overlap::Queue && queued >= MAX_QUEUED {
+            Decision {
+                status: "skipped",
+                reason: Some(format!(
+                    "{queued} ticks already wait for the last run (overlap: queue keeps at most {MAX_QUEUED})"
+                )),
+                job: None,
+            }
         } else if busy && s.overlap == Overlap::Queue {
+            queued += 1;
             Decision {
                 status: "queued",
                 reason: Some("waits for the last run to finish (overlap: queue)".into()),
@@ -266,10 +282,11 @@ async fn active_run(tx: &mut sqlx::PgConnection, app: &str, schedule: &str) -> s
     Ok(active)
 }
 
-async fn has_queued(tx: &mut sqlx::PgConnection, app: &str, schedule: &str) -> sqlx::Result<bool> {
-    let (queued,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM noderouter_core.schedule_ticks \
-         WHERE app_name = $1 AND schedule = $2 AND status = 'queued')",
+/// How many ticks of the schedule wait (`queued`).
+async fn queued_ticks(tx: &mut sqlx::PgConnection, app: &str, schedule: &str) -> sqlx::Result<i64> {
+    let (queued,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM noderouter_core.schedule_ticks \
+         WHERE app_name = $1 AND schedule = $2 AND status = 'queued'",
     )
     .bind(app)
     .bind(schedule)

@@ -18,6 +18,10 @@ pub const ROUTE_FIELDS: &[&str] = &[
     "upload",
 ];
 /// The fields of a route's `webhook`.
+/// Request headers that carry a caller's credential: never passed to an app, so never
+/// a webhook's delivery header.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
 pub const WEBHOOK_FIELDS: &[&str] = &["secret_name", "header", "algorithm", "delivery_header"];
 /// The fields of a route's `upload`.
 pub const UPLOAD_FIELDS: &[&str] = &["max_bytes"];
