@@ -6,6 +6,7 @@ pub mod browser;
 pub mod logs;
 pub mod procs;
 pub mod schedules;
+pub mod shop;
 pub mod up;
 
 use clap::Parser;
