@@ -80,3 +80,72 @@ async fn children_outlive_no_call_even_with_the_workers_cleanup_switched_off() {
     let (s, b) = h.sync("escaper", json!({})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
 }
+
+/// Module code forks children that end at once; a call leaves a child that makes
+/// itself non-dumpable (the files under its `/proc/<pid>` then show root as owner), in
+/// a session of its own, with the worker's cleanup switched off; and reports whether a
+/// set-user-ID program would gain privileges, in the worker and in a child.
+const SLIPPERY: &str = r#"
+import os, subprocess, sys
+import nr_contain
+
+for _ in range(50):
+    if os.fork() == 0:
+        os._exit(0)
+
+nr_contain.kill_descendants = lambda *a, **k: None
+
+HIDE = "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); time.sleep(600)"
+
+def execute(data, conn=None):
+    p = subprocess.Popen([sys.executable, "-c", HIDE], start_new_session=True)
+    child = subprocess.run(["grep", "NoNewPrivs", "/proc/self/status"], capture_output=True, text=True)
+    mine = [l for l in open("/proc/self/status") if l.startswith("NoNewPrivs")]
+    return {"pid": p.pid, "host": os.getppid(), "privs": [mine[0].split()[1], child.stdout.split()[1]]}
+"#;
+
+/// Ended children of `pid` (zombies), read from /proc.
+fn zombies_of(pid: u64) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let rest = &stat[stat.rfind(')').unwrap() + 1..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            f[0] == "Z" && f[1] == pid.to_string()
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_dumpable_stray_is_killed_ended_children_are_reaped_and_setuid_gains_nothing() {
+    let h = Harness::start().await;
+    h.deploy_ok(
+        "slippery",
+        &[
+            (
+                "manifest.json",
+                r#"{"app_name":"slippery","version":"1.0.0","api_version":"1.0.0"}"#,
+            ),
+            ("main.py", SLIPPERY),
+        ],
+    )
+    .await;
+    let (s, b) = h.sync("slippery", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // No set-user-ID program run by the app (or by anything it starts) gains root
+    // (before: a setuid-root helper ran as root, and the sweep, which judged processes
+    // by the owner of /proc/<pid>, root's for it, never killed it).
+    assert_eq!(b["privs"], json!(["1", "1"]), "{b}");
+    // A child that hides its /proc files from the app's own user is still the app's.
+    let pid = pid_of(&b);
+    assert!(
+        gone_within(pid, Duration::from_secs(4)).await,
+        "the non-dumpable child {pid} still runs 4 s after the call"
+    );
+    // Before: the fifty children module code forked stayed zombies under the host, and
+    // the runner walked every one of them every second.
+    let host = b["host"].as_u64().unwrap();
+    assert_eq!(zombies_of(host), 0, "zombies left under the host {host}");
+}

@@ -14,6 +14,7 @@ import sys
 import time
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
 _WALL = 0x40000000  # waitpid's __WALL: children with any exit signal (clone() included)
 
 
@@ -43,13 +44,43 @@ def become_subreaper():
         log("[noderouter] cannot become a child subreaper: %s" % exc)
 
 
+def no_new_privs():
+    """A set-user-ID or file-capability program the app runs gains nothing by it: it runs
+    as the app's user, cannot act as root, and is killed with the rest of the app.
+    Inherited by every descendant; nothing can undo it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
+def reap_ended():
+    """Reaps the children that have ended and no one waited for (zombies), without
+    waiting for those still running."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG | _WALL)
+        except ChildProcessError:
+            return
+        except OSError:
+            return
+        if pid == 0:
+            return
+
+
 def limit_process():
-    """Hard limits on processes of the app's uid and on file size (the app cannot raise
-    them): ``NR_APP_MAX_PROCS`` and ``NR_APP_MAX_FILE_MB``. Files the app creates are
+    """No privileges gained through set-user-ID programs (:func:`no_new_privs`); hard
+    limits on processes of the app's uid and on file size (the app cannot raise them):
+    ``NR_APP_MAX_PROCS`` and ``NR_APP_MAX_FILE_MB``. Files the app creates are
     its own (umask 077): what it writes to a shared directory such as ``/tmp`` is not
     readable by other apps' users."""
     import resource
 
+    try:
+        no_new_privs()
+    except (OSError, AttributeError) as exc:
+        log("[noderouter] cannot refuse new privileges: %s" % exc)
     os.umask(0o077)
 
     procs = env_int("NR_APP_MAX_PROCS")

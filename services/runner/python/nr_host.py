@@ -449,6 +449,9 @@ def main():
         pass
     reply({"ok": True, "wants_conn": wants_conn, "is_async": is_async})
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped automatically
+    # Children the app's import started that have ended already: the setting above
+    # reaps only those that end from now on.
+    nr_contain.reap_ended()
     for line in ctl_in:
         try:
             cmd = json.loads(line)

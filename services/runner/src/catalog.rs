@@ -306,7 +306,7 @@ impl Inner {
 /// Every second (the first at start), kills what an app left running under its host
 /// (children of module code, orphans of killed workers) and app processes adopted by
 /// init (left by a runner or deploy that was killed outright): cheap, it reads each
-/// host's and init's children lists.
+/// host's and init's children lists (ended children, zombies, are not walked).
 pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -329,12 +329,19 @@ pub(crate) async fn sweep(inner: std::sync::Weak<Inner>, shutdown: CancellationT
             inner.config.contain.app_uid_count,
         );
         drop(inner);
-        for h in hosts {
-            h.sweep();
-            h.watch_cpu();
-        }
-        if contained {
-            nr_infra::contain::reap(base, count);
+        // Reading /proc and killing are blocking work: off the async threads that serve
+        // calls, and awaited, so passes never overlap.
+        let pass = tokio::task::spawn_blocking(move || {
+            for h in hosts {
+                h.sweep();
+                h.watch_cpu();
+            }
+            if contained {
+                nr_infra::contain::reap(base, count);
+            }
+        });
+        if let Err(e) = pass.await {
+            tracing::warn!(error = %e, "a sweep of app processes failed");
         }
     }
 }

@@ -314,7 +314,7 @@ impl AppHost {
             return;
         };
         let workers = self.lock_workers().clone();
-        for pid in contain::children(host) {
+        for pid in contain::live_children(host) {
             if !workers.contains(&pid) {
                 tracing::info!(app = %self.app, pid, "killing a process left behind by the app");
                 contain::kill_tree(pid, self.uid);
@@ -328,7 +328,7 @@ impl AppHost {
     /// Python in the app's process, which app code can switch off; this is not.
     fn sweep_idle_workers(&self) {
         let stray = |w: &Worker| {
-            for pid in contain::children(w.pid) {
+            for pid in contain::live_children(w.pid) {
                 tracing::info!(app = %self.app, worker = w.pid, pid, "killing a process an idle worker still runs (it outlived its call)");
                 contain::kill_tree(pid, self.uid);
             }

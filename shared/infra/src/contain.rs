@@ -109,10 +109,18 @@ pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
     Some((utime, stime))
 }
 
+/// The real uid of `pid` (`/proc/<pid>/status`): the user who started it, whatever a
+/// set-user-ID program made its effective one, and readable where the ownership of
+/// `/proc/<pid>` is not (a process that made itself non-dumpable shows it as root's).
 fn owner(pid: i32) -> Option<u32> {
-    std::fs::metadata(format!("/proc/{pid}"))
-        .ok()
-        .map(|m| m.uid())
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` has ended and waits to be reaped (a zombie).
+fn ended(pid: i32) -> bool {
+    stat(pid).is_some_and(|(_, zombie)| zombie)
 }
 
 /// Live (not zombie) descendants of `root`.
@@ -144,7 +152,13 @@ pub fn descendants(root: i32) -> Vec<i32> {
     out
 }
 
-/// Direct children of `pid` (from `/proc/<pid>/task/*/children`).
+/// Direct children of `pid` still running: an ended one (a zombie) holds nothing but
+/// its pid until its parent reaps it, and there is nothing in it to kill.
+pub fn live_children(pid: i32) -> Vec<i32> {
+    children(pid).into_iter().filter(|p| !ended(*p)).collect()
+}
+
+/// Direct children of `pid` (from `/proc/<pid>/task/*/children`), zombies included.
 pub fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -360,7 +374,7 @@ pub fn reap_orphans(base: u32, count: u32) -> usize {
         return 0;
     }
     let mut killed = 0;
-    for pid in children(1) {
+    for pid in live_children(1) {
         let Some(uid) = owner(pid).filter(|u| in_range(*u, base, count)) else {
             continue;
         };
@@ -409,7 +423,9 @@ pub fn reap_strays(base: u32, count: u32) {
         let Some(uid) = owner(pid).filter(|u| in_range(*u, base, count)) else {
             continue;
         };
-        kill_tree(pid, Some(uid));
+        if !ended(pid) {
+            kill_tree(pid, Some(uid));
+        }
         let _ = nix::sys::wait::waitpid(
             Pid::from_raw(pid),
             Some(nix::sys::wait::WaitPidFlag::WNOHANG),
