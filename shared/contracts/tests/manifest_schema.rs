@@ -1,6 +1,9 @@
 //! `schemas/manifest.schema.json` against the typed manifest (`nr_contracts::manifest`):
 //! the schema's examples parse, invalid manifests are refused by both, the field lists
-//! agree, and over generated manifests the schema and the type accept exactly the same.
+//! agree, and over generated manifests the schema accepts exactly what the type accepts
+//! and deploy's shape rules allow (a strict semver `version`, a `display_name` on every
+//! action, no webhook on a GET route), so an editor never shows valid what deploy
+//! refuses for its shape.
 #![cfg(test)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -146,14 +149,73 @@ fn invalid_manifests_are_refused_by_both() {
     }
 }
 
-/// Over generated manifests mixing good and bad values in every field, the schema and
-/// the type agree on every one.
+/// Deploy's rules of shape that the type leaves to it, as the schema states them.
+fn deploy_shape(m: &Value) -> bool {
+    let idents = |t: &str| {
+        t.split('.')
+            .all(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    };
+    let semver = |v: &str| {
+        let (rest, build) = v.split_once('+').map_or((v, None), |(a, b)| (a, Some(b)));
+        let (core, pre) = rest
+            .split_once('-')
+            .map_or((rest, None), |(a, b)| (a, Some(b)));
+        let parts: Vec<&str> = core.split('.').collect();
+        parts.len() == 3
+            && parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars().all(|c| c.is_ascii_digit())
+                    && (p.len() == 1 || !p.starts_with('0'))
+            })
+            && pre.is_none_or(idents)
+            && build.is_none_or(idents)
+    };
+    let version_ok = m["version"].as_str().is_none_or(semver);
+    let actions_ok = m["actions"]
+        .as_array()
+        .is_none_or(|a| a.iter().all(|x| x["display_name"].is_string()));
+    version_ok && actions_ok
+}
+
+#[test]
+fn what_deploy_refuses_for_its_shape_the_schema_refuses_too() {
+    let v = validator();
+    let route = |method: &str| {
+        json!([{"method": method, "path": "/hook", "action": "a",
+                "webhook": {"secret_name": "HOOK_SECRET"}}])
+    };
+    let mut get_hook = with("actions", json!([{"name": "a", "display_name": "A"}]));
+    get_hook["routes"] = route("GET");
+    for m in [
+        with("version", json!("1.0")),
+        with("version", json!("01.0.0")),
+        with("actions", json!([{"name": "a"}])),
+        with("actions", json!([{"name": "a", "display_name": null}])),
+        get_hook.clone(),
+    ] {
+        assert!(!v.is_valid(&m), "schema accepts {m}");
+    }
+    get_hook["routes"] = route("POST");
+    assert!(v.is_valid(&get_hook), "schema refuses {get_hook}");
+    assert!(v.is_valid(&with("version", json!("1.2.3-rc.1+build.5"))));
+}
+
+/// Over generated manifests mixing good and bad values in every field, the schema
+/// accepts exactly what the type accepts and deploy's shape rules allow.
 #[test]
 fn property_the_schema_and_the_type_accept_the_same_manifests() {
     let v = validator();
     let pools: Vec<(&str, Vec<Value>)> = vec![
         ("app_name", vec![json!("sales"), json!(1), json!(null)]),
-        ("version", vec![json!("1.0.0"), json!(["1"])]),
+        (
+            "version",
+            vec![
+                json!("1.0.0"),
+                json!(["1"]),
+                json!("1.0"),
+                json!("2.10.0-rc.1"),
+            ],
+        ),
         ("display_name", vec![json!("Sales"), json!(null), json!(3)]),
         ("description", vec![json!("d"), json!({})]),
         (
@@ -262,7 +324,7 @@ fn property_the_schema_and_the_type_accept_the_same_manifests() {
         let by_type = Manifest::from_value(&m);
         assert_eq!(
             by_schema,
-            by_type.is_ok(),
+            by_type.is_ok() && deploy_shape(&m),
             "schema says {by_schema}, type says {by_type:?} for {m}"
         );
         if by_schema {
