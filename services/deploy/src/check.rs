@@ -149,7 +149,7 @@ fn inspect_blocking(
         ));
     }
     warnings.extend(m.warnings);
-    warnings.extend(frontend::check(&unpacked.texts));
+    warnings.extend(frontend::check(&m.app_name, &unpacked.texts));
     Ok(Inspected {
         app_name: m.app_name,
         version: m.version,

@@ -16,6 +16,7 @@ use regex::Regex;
 
 use crate::findings::{finding, Finding};
 
+mod colour;
 mod js;
 pub use js::{blank_js, check_js};
 
@@ -53,8 +54,8 @@ fn is_external(url: &str) -> bool {
     u.starts_with("http://") || u.starts_with("https://") || u.starts_with("//")
 }
 
-/// Runs every frontend check over the bundle's text files (path → content).
-pub fn check(texts: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
+/// Runs every frontend check over the text files (path → content) of `app`'s bundle.
+pub fn check(app: &str, texts: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut classes: Vec<(String, String, u32)> = Vec::new();
     for (path, bytes) in texts {
@@ -62,6 +63,7 @@ pub fn check(texts: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
         let lower = path.to_ascii_lowercase();
         if lower.ends_with(".js") || lower.ends_with(".mjs") {
             out.extend(check_js(path, &text));
+            out.extend(js::check_scope(app, path, &text));
         } else if lower.ends_with(".css") {
             let css = check_css(path, &text);
             out.extend(css.findings);
@@ -70,7 +72,7 @@ pub fn check(texts: &BTreeMap<String, Vec<u8>>) -> Vec<Finding> {
             out.extend(check_html(path, &text));
         }
     }
-    out.extend(check_prefixes(&classes));
+    out.extend(check_prefixes(app, &classes));
     out.extend(unlinked_style(texts));
     out
 }
@@ -214,6 +216,16 @@ pub fn check_css(path: &str, text: &str) -> CssReport {
                 format!("hard-coded colour {} ignores the light/dark theme; use a Bootstrap variable such as var(--bs-body-color) or var(--bs-secondary-bg)", hex.as_str()),
             ));
         }
+        for d in decl.split(';') {
+            if let Some(c) = colour::written_out(d) {
+                findings.push(warn(
+                    "frontend.named_color",
+                    path,
+                    line,
+                    format!("colour {c} is fixed: it ignores the light/dark theme; use a Bootstrap variable such as var(--bs-body-color) or var(--bs-danger), or rgba(var(--bs-primary-rgb), .5)"),
+                ));
+            }
+        }
         decl.clear();
     };
     for &c in &chars {
@@ -331,7 +343,7 @@ fn external_css_urls(path: &str, text: &str, line: u32, findings: &mut Vec<Findi
 }
 
 /// Classes without the prefix most classes share (`notes-` in `.notes-item`).
-pub fn check_prefixes(classes: &[(String, String, u32)]) -> Vec<Finding> {
+pub fn check_prefixes(app: &str, classes: &[(String, String, u32)]) -> Vec<Finding> {
     let prefix_of = |c: &str| c.find('-').filter(|i| *i > 0).map(|i| c[..=i].to_owned());
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for (c, _, _) in classes {
@@ -353,7 +365,14 @@ pub fn check_prefixes(classes: &[(String, String, u32)]) -> Vec<Finding> {
         if !ok && reported.insert(class.clone()) {
             let advice = match &common {
                 Some(p) => format!("prefix it like the others ({p})"),
-                None => "prefix every class with your app's slug, such as hw-card".into(),
+                None => format!(
+                    "prefix every class with your app's slug, such as {}-card",
+                    if app.is_empty() {
+                        "hw".to_owned()
+                    } else {
+                        app.replace('_', "-")
+                    }
+                ),
             };
             out.push(warn(
                 "frontend.css_prefix",

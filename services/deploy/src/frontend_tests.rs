@@ -216,7 +216,7 @@ fn classes_without_the_common_prefix_warn() {
     let css = ".notes-list { }\n.notes-item { }\n.card { }\n.notes-item:hover, .btn-xs { }\n.notes-x[data-y=\".not-a-class\"] { }\n";
     let mut texts = BTreeMap::new();
     texts.insert("style.css".to_owned(), css.as_bytes().to_vec());
-    let f = check(&texts);
+    let f = check("sales", &texts);
     assert_eq!(
         rules(&f),
         [("frontend.css_prefix", 3), ("frontend.css_prefix", 4)]
@@ -246,7 +246,11 @@ fn the_scaffolded_and_example_frontends_pass_clean() {
             )
             .into_bytes(),
     );
-    assert!(check(&texts).is_empty(), "{:?}", check(&texts));
+    assert!(
+        check("sales", &texts).is_empty(),
+        "{:?}",
+        check("sales", &texts)
+    );
 }
 
 #[test]
@@ -258,7 +262,7 @@ fn a_style_css_the_page_never_links_warns_and_a_linked_one_does_not() {
         "index.html".to_owned(),
         b"<div class=\"sr-card\">a fragment, no head</div>\n".to_vec(),
     );
-    let f = check(&texts);
+    let f = check("sales", &texts);
     assert_eq!(rules(&f), vec![("frontend.style_unlinked", 1)], "{f:?}");
     assert_eq!(f[0].file.as_deref(), Some("index.html"));
     assert!(f[0]
@@ -269,10 +273,67 @@ fn a_style_css_the_page_never_links_warns_and_a_linked_one_does_not() {
         "<head>\n  <LINK REL='stylesheet' HREF='./style.css' />\n</head>",
     ] {
         texts.insert("index.html".to_owned(), linked.as_bytes().to_vec());
-        assert!(check(&texts).is_empty(), "{linked}: {:?}", check(&texts));
+        assert!(
+            check("sales", &texts).is_empty(),
+            "{linked}: {:?}",
+            check("sales", &texts)
+        );
     }
     // No style.css, nothing to link.
     texts.remove("style.css");
     texts.insert("index.html".to_owned(), b"<div>plain</div>".to_vec());
-    assert!(check(&texts).is_empty());
+    assert!(check("sales", &texts).is_empty());
+}
+
+#[test]
+fn globals_and_page_wide_queries_warn_where_the_guide_starter_does_not() {
+    assert!(
+        js::check_scope("app", "index.js", GUIDE_JS).is_empty(),
+        "{:?}",
+        js::check_scope("app", "index.js", GUIDE_JS)
+    );
+    let js = r#"(function () {
+  "use strict";
+  window.feGlobal = 1;
+  window.sales_app = window.sales_app || {};
+  if (window.feGlobal === 1) {}
+  var all = document.querySelectorAll("button");
+  var one = document.querySelector('#out');
+  var root = document.querySelector('.nr-app');
+  var s = "window.x = 1; document.querySelectorAll('a')";
+})();
+"#;
+    let f = js::check_scope("sales-app", "index.js", js);
+    assert_eq!(
+        rules(&f),
+        [
+            ("frontend.global", 3),
+            ("frontend.unscoped_query", 6),
+            ("frontend.unscoped_query", 7)
+        ],
+        "{f:?}"
+    );
+    assert!(
+        f[0].message.contains("window.sales_app"),
+        "{}",
+        f[0].message
+    );
+}
+
+#[test]
+fn named_and_functional_colours_warn_like_hex_and_the_prefix_hint_names_the_app() {
+    let css = ".sales-a { color: red; }\n.sales-b {\n  background: rgba(var(--bs-primary-rgb), .5);\n  border-color: hsl(0 0% 0%);\n}\n";
+    let r = check_css("style.css", css);
+    assert_eq!(
+        rules(&r.findings),
+        [("frontend.named_color", 1), ("frontend.named_color", 4)],
+        "{:?}",
+        r.findings
+    );
+    let f = check_prefixes("my_app", &[("card".into(), "style.css".into(), 1)]);
+    assert!(
+        f[0].message.contains("such as my-app-card"),
+        "{}",
+        f[0].message
+    );
 }

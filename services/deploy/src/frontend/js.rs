@@ -229,6 +229,64 @@ pub fn check_js(path: &str, text: &str) -> Vec<Finding> {
     out
 }
 
+/// Globals and page-wide queries: `window.<name> = …` (a name the next app may take;
+/// one object named for the app is the namespace the guide allows), and
+/// `document.querySelectorAll(…)` or `document.querySelector(…)` other than the one
+/// that finds the app's root, `.nr-app` (they reach the layout and other apps).
+pub fn check_scope(app: &str, path: &str, text: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let src: Vec<char> = text.chars().collect();
+    let code: String = blank_js(text).into_iter().collect();
+    let chars: Vec<char> = code.chars().collect();
+    let namespace = |name: &str| {
+        let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
+        !app.is_empty() && squash(name) == squash(app)
+    };
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+    for (at, _) in code.match_indices("window.") {
+        let at = code[..at].chars().count();
+        if at > 0 && (ident(chars[at - 1]) || chars[at - 1] == '.') {
+            continue;
+        }
+        let name: String = chars[at + 7..].iter().take_while(|c| ident(**c)).collect();
+        let after = &chars[at + 7 + name.chars().count()..];
+        let mut rest = after.iter().skip_while(|c| **c == ' ' || **c == '\t');
+        let assigned = rest.next() == Some(&'=') && rest.next() != Some(&'=');
+        if assigned && !name.is_empty() && !namespace(&name) {
+            out.push(warn(
+                "frontend.global",
+                path,
+                line_at(&chars, at),
+                format!("window.{name} = … makes a global that the layout and other apps share (the next one with the same name overwrites it); keep it inside your IIFE, or put one object named for your app on window (window.{})", if app.is_empty() { "my_app".to_owned() } else { app.replace('-', "_") }),
+            ));
+        }
+    }
+    for call in ["document.querySelectorAll(", "document.querySelector("] {
+        for (at, _) in code.match_indices(call) {
+            let at = code[..at].chars().count();
+            if at > 0 && (ident(chars[at - 1]) || chars[at - 1] == '.') {
+                continue;
+            }
+            let arg: String = src[at + call.len()..]
+                .iter()
+                .skip_while(|c| c.is_whitespace())
+                .take(9)
+                .collect();
+            let root = call.ends_with("querySelector(")
+                && (arg.starts_with("\".nr-app\"") || arg.starts_with("'.nr-app'"));
+            if !root {
+                out.push(warn(
+                    "frontend.unscoped_query",
+                    path,
+                    line_at(&chars, at),
+                    format!("{call}…) searches the whole page, the layout and other apps included; search from your app's root: var root = document.querySelector(\".nr-app\"); root.{}…)", &call["document.".len()..]),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// `AdminWS` used outside any function (or directly in the IIFE's body): admin-ws.js
 /// loads after the app's script, so it is not there yet.
 fn admin_ws_at_module_scope(path: &str, code: &[char], module_depth: usize) -> Vec<Finding> {
