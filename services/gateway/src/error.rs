@@ -13,7 +13,7 @@ pub struct ErrorBody {
     pub error: String,
     /// A stable machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type`,
-    /// `unprocessable`, `refused`, `unavailable`, `timeout`, `internal`, ...
+    /// `gone`, `unprocessable`, `refused`, `unavailable`, `timeout`, `internal`, ...
     #[schema(example = "not_found")]
     pub code: String,
     /// Findings of a refused deploy (only with `code: refused`).
@@ -47,6 +47,9 @@ pub enum ApiError {
     /// 502: the service that took the request failed before answering.
     #[error("{0}")]
     BadGateway(String),
+    /// 410: it existed and is no longer served (an expired download link).
+    #[error("{0}")]
+    Gone(String),
     /// A refusal with findings (deploy), passed through with its status.
     #[error("{error}")]
     Refused {
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::Refused { status, .. } => (
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
                 "refused",
@@ -109,6 +113,7 @@ pub fn code_for(status: StatusCode) -> &'static str {
         404 => "not_found",
         405 => "method_not_allowed",
         409 => "conflict",
+        410 => "gone",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         422 => "unprocessable",

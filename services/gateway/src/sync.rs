@@ -51,7 +51,12 @@ pub(crate) fn check_json_object(body: &Bytes) -> Result<Direct, ApiError> {
             // A key given twice is refused here (`duplicate field`): the gateway would
             // check one `action` and Python's `json.loads` keep the other.
             let direct = serde_json::from_slice::<Direct>(body).map_err(|e| {
-                ApiError::BadRequest(format!("request body is not valid JSON: {e}"))
+                let text = e.to_string();
+                ApiError::BadRequest(if text.starts_with("duplicate field") {
+                    format!("the request body gives a key twice, and only one can count: {text}")
+                } else {
+                    format!("request body is not valid JSON: {text}")
+                })
             })?;
             // What skipping the value does not check, and the app's `json.loads` (or the
             // job queue's `jsonb`) would refuse with an error of its own.
@@ -325,5 +330,18 @@ mod tests {
         assert_eq!(nesting(text.as_bytes()), 1);
         assert!(check_json_object(&Bytes::from(text)).is_ok());
         assert!(check_json_object(&Bytes::from_static(b"{\"a\":\"\xff\"}")).is_err());
+    }
+
+    #[test]
+    fn an_action_given_twice_is_refused_as_such_not_as_bad_json() {
+        let e = check_json_object(&Bytes::from_static(
+            b"{\"action\":\"list\",\"action\":\"drop\"}",
+        ))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("gives a key twice"), "{e}");
+        assert!(e.contains("duplicate field `action`"), "{e}");
+        assert!(!e.contains("not valid JSON"), "{e}");
     }
 }

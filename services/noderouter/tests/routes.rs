@@ -186,6 +186,8 @@ async fn files_go_in_as_handles_and_out_as_expiring_attachment_links() {
         .unwrap();
     let r = reqwest::get(format!("{}{path}", h.url)).await.unwrap();
     assert_eq!(r.status(), StatusCode::GONE);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "gone", "{b}");
 }
 
 /// A route's gate holds on the direct path too: the same `{"action": …}` posted to

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use nr_infra::files::{self, FileError};
-use serde_json::Value;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
@@ -49,25 +48,17 @@ pub(crate) async fn fetch(
         return Err(ApiError::NotFound("no such download".into()));
     };
     if file.expired {
-        return Ok(ApiError::Refused {
-            status: 410,
-            error: "this download link has expired; ask the app for a new one".into(),
-            details: Value::Null,
-        }
-        .into_response());
+        return Err(ApiError::Gone(
+            "this download link has expired; ask the app for a new one".into(),
+        ));
     }
     // An app an operator deleted serves nothing more, its links included (they serve
     // again, while valid, if it is restored).
     if state.apps.get(&file.app_name).is_none() {
-        return Ok(ApiError::Refused {
-            status: 410,
-            error: format!(
-                "the app that made this file, '{}', is not deployed any more",
-                file.app_name
-            ),
-            details: Value::Null,
-        }
-        .into_response());
+        return Err(ApiError::Gone(format!(
+            "the app that made this file, '{}', is not deployed any more",
+            file.app_name
+        )));
     }
     let bytes = files::bytes_of(&state.store, &file)
         .await

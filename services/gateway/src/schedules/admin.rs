@@ -39,7 +39,7 @@ pub(crate) struct Tick {
     status: String,
     /// Why the tick did not run (or ran late); absent for a run on time.
     reason: Option<String>,
-    /// The run's job (`GET /api/jobs/{id}`), for a submitted tick.
+    /// The run's job (`GET /api/async/jobs/{id}`), for a submitted tick.
     #[schema(value_type = Option<String>)]
     job_id: Option<Uuid>,
     /// The scheduler (gateway) that decided it.
