@@ -68,6 +68,11 @@ pub struct GatewayConfig {
     /// scheduler ran): the schedule's `catch_up` says whether it runs.
     #[arg(long, env = "NR_SCHEDULER_GRACE_S", default_value_t = 120.0)]
     pub scheduler_grace_s: f64,
+    /// A job still `running` this many seconds after its lease lapsed has lost its work
+    /// item (a runner that died under it gets the item back within the lease): it goes
+    /// back to `pending` with a new one.
+    #[arg(long, env = "NR_JOB_REPAIR_AFTER_S", default_value_t = 120.0)]
+    pub job_repair_after_s: f64,
     /// Run no scheduler in this gateway (another process runs it).
     #[arg(long, env = "NR_SCHEDULER_OFF")]
     pub scheduler_off: bool,
@@ -91,6 +96,12 @@ impl GatewayConfig {
             ("NR_HEADER_TIMEOUT_S", self.header_timeout_s, 0.1, 3_600.0),
             ("NR_BODY_TIMEOUT_S", self.body_timeout_s, 0.1, 86_400.0),
             ("NR_SCHEDULER_POLL_S", self.scheduler_poll_s, 0.05, 3_600.0),
+            (
+                "NR_JOB_REPAIR_AFTER_S",
+                self.job_repair_after_s,
+                1.0,
+                86_400.0,
+            ),
             (
                 "NR_SCHEDULER_GRACE_S",
                 self.scheduler_grace_s,

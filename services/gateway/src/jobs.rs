@@ -22,6 +22,7 @@ use axum::http::HeaderMap;
 use nr_auth::perms;
 
 mod read;
+pub(crate) mod repair;
 pub(crate) use read::*;
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {

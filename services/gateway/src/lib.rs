@@ -444,6 +444,7 @@ impl Gateway {
         if !self.state.config.scheduler_off {
             schedules::spawn(Arc::downgrade(&self.state), stop.clone());
         }
+        jobs::repair::spawn(Arc::downgrade(&self.state), stop.clone());
         server::serve(self.listener, self.router, limits, stop).await?;
         self.follower_stop.cancel();
         Ok(())

@@ -234,7 +234,17 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         passwords_file: passwords_file.clone(),
         reader_file: reader_file.clone(),
     };
-    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    if !listening {
+        // A server an earlier start of this data directory left running (killed
+        // outright) on another port holds the same store: two servers on one store would
+        // each write it. The data directory's lock says no live platform owns it.
+        if let Some(pid) = running_server(&dir.join("nats.pid"), &conf_path) {
+            tracing::warn!(pid, "stopping the embedded NATS server an earlier start left running on another port (it holds this data directory's store)");
+            stop_orphan(pid).await;
+        }
+    }
+    if listening {
         // A server from an earlier start (this process was killed without stopping it)?
         // Ours accepts our admin password; anything else on the port is refused.
         let admin = async_nats::ConnectOptions::with_user_and_password(
@@ -260,6 +270,52 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
     let child = launch.start(false).await?;
     tracing::info!(%url, "embedded NATS server started with authorization");
     Ok(embedded(supervise::Server::Child(child)))
+}
+
+/// Stops a server left running by an earlier start: SIGTERM, then SIGKILL after 10 s.
+async fn stop_orphan(pid: i32) {
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..100 {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Holds the data directory for this process (`<dir>/lock`, released when the process
+/// ends, however it ends): a second `noderouter up` on the same directory would share
+/// its private NATS server and store, remove its token file and stop its server when it
+/// stopped.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            held.set_len(0)?;
+            writeln!(held, "{}", std::process::id())?;
+            Ok(held)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another `noderouter up` (pid {}) runs on the data directory {}: stop it first, or give this one a directory of its own (NR_DATA_DIR)",
+                pid.trim(),
+                dir.display()
+            )
+        }
+        Err((_, e)) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// `path`, unless it does not exist and one of `older` (where an earlier release or

@@ -291,6 +291,8 @@ async fn up(mut config: PlatformConfig, examples: Option<PathBuf>) -> anyhow::Re
     config.gateway.check()?;
     config.runner().check()?;
     let session_ttl_s = config.gateway.auth.session_ttl_s;
+    // One platform per data directory, held until this process ends.
+    let _data_dir = noderouter::embedded::lock_data_dir(&config.embedded.data_dir)?;
     place_under_data_dir(&mut config)?;
     // Without a NATS of the operator's, run a private one that refuses anyone without the
     // generated credentials; kept alive until the platform stops.

@@ -205,3 +205,36 @@ async fn a_database_restored_from_an_older_copy_catches_up() {
     stop(&mut h).await;
     assert_same(&live, &snapshot(&backup.url).await);
 }
+
+/// A database that has applied more of a stream than the stream holds (NATS's store
+/// lost, or restored from a backup older than the database's): events written from then
+/// on would be taken as applied and never projected, so `/readyz` says so, naming the
+/// stream (before: 200, and only a log line at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_database_is_ahead_of_a_stream() {
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let ready = || async {
+        let r = reqwest::get(format!("{}/readyz", h.url)).await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, StatusCode::OK);
+    sqlx::query(
+        "UPDATE noderouter_core.projection_offsets SET stream_seq = stream_seq + 1000000 \
+         WHERE projection = 'rbac'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let (s, text) = ready().await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(text.contains("stream NR_RBAC ends at"), "{text}");
+    sqlx::query(
+        "UPDATE noderouter_core.projection_offsets SET stream_seq = stream_seq - 1000000 \
+         WHERE projection = 'rbac'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(ready().await.0, StatusCode::OK);
+}

@@ -68,6 +68,7 @@ impl Registry {
         let applied = projection::applied(&deps.db).await?;
         let target = nr_infra::follow::last_sequence(&js, subjects::STREAM_APPS).await?;
         let db = deps.db.clone();
+        let offset = Arc::new(nr_infra::offset::Offset::new("apps", applied));
         nr_infra::follow::from_offset(
             &js,
             nr_infra::follow::Follow {
@@ -78,8 +79,8 @@ impl Registry {
             },
             shutdown.clone(),
             move |seq, payload| {
-                let db = db.clone();
-                async move { projection::apply(&db, seq, &payload).await }
+                let (db, offset) = (db.clone(), offset.clone());
+                async move { projection::apply(&db, &offset, seq, &payload).await }
             },
         )
         .await?;

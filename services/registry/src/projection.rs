@@ -9,12 +9,17 @@ const PROJECTION: &str = "apps";
 
 /// Applies the event at stream sequence `seq`. An event at or below the recorded offset
 /// was applied before and is skipped, so redelivery and replay are harmless.
-pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> {
+pub async fn apply(
+    db: &PgPool,
+    offset: &nr_infra::offset::Offset,
+    seq: u64,
+    payload: &[u8],
+) -> anyhow::Result<()> {
     let event: Envelope<AppUpdated> = match decode(payload) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(seq, error = %e, "undecodable app.updated event skipped");
-            return advance_only(db, seq).await;
+            return offset.skip(db, seq).await;
         }
     };
     let d = &event.data;
@@ -28,31 +33,15 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             Err(e) => {
                 tracing::error!(seq, app = %d.app_name, error = %e, "app.updated event skipped: its manifest does not parse; the app stays as it was");
                 nr_telemetry::metrics::metrics().app_event_skipped("registry", "manifest");
-                return advance_only(db, seq).await;
+                return offset.skip(db, seq).await;
             }
         }
     };
-    let seq = seq as i64;
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO noderouter_core.projection_offsets (projection, stream_seq) VALUES ($1, 0) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(PROJECTION)
-    .execute(&mut *tx)
-    .await?;
-    let advanced = sqlx::query(
-        "UPDATE noderouter_core.projection_offsets SET stream_seq = $2, updated_at = NOW() \
-         WHERE projection = $1 AND stream_seq < $2",
-    )
-    .bind(PROJECTION)
-    .bind(seq)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if advanced == 0 {
+    if !offset.advance(&mut tx, seq).await? {
         return Ok(());
     }
+    let rev = i64::try_from(seq).unwrap_or(i64::MAX);
     // A deleted app's row keeps the names its last manifest gave it.
     let (display_name, description) = match &manifest {
         Some(m) => (m.display_name.as_deref(), m.description.as_deref()),
@@ -88,7 +77,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
     .bind(&d.sha256)
     .bind(&d.bundle_key)
     .bind(&d.manifest)
-    .bind(seq)
+    .bind(rev)
     .bind(deleted)
     .bind(at)
     .execute(&mut *tx)
@@ -99,7 +88,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
             // slipped through a race must not stall the projection for every app.
             tracing::error!(seq, app = %d.app_name, "app name differs only in case from a live app; event not projected");
             drop(tx);
-            return advance_only(db, seq as u64).await;
+            return offset.skip(db, seq).await;
         }
     }
     upsert?;
@@ -116,7 +105,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .bind(&d.sha256)
         .bind(&d.bundle_key)
         .bind(&d.manifest)
-        .bind(seq)
+        .bind(rev)
         .bind(at)
         .bind(&d.actor)
         .bind(&d.actor_id)
@@ -135,6 +124,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         .await?;
     }
     tx.commit().await?;
+    offset.done(seq);
     Ok(())
 }
 
@@ -184,16 +174,4 @@ pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
     .fetch_optional(db)
     .await?;
     Ok(row.map_or(0, |(s,)| s.max(0) as u64))
-}
-
-async fn advance_only(db: &PgPool, seq: u64) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO noderouter_core.projection_offsets (projection, stream_seq) VALUES ($1, $2) \
-         ON CONFLICT (projection) DO UPDATE SET stream_seq = GREATEST(projection_offsets.stream_seq, EXCLUDED.stream_seq)",
-    )
-    .bind(PROJECTION)
-    .bind(seq as i64)
-    .execute(db)
-    .await?;
-    Ok(())
 }

@@ -19,19 +19,21 @@ pub(crate) async fn start(
     stop: CancellationToken,
 ) -> anyhow::Result<u64> {
     let target = nr_infra::follow::last_sequence(js, subjects::STREAM_RBAC).await?;
+    let at_start = applied(&db).await?;
+    let offset = std::sync::Arc::new(nr_infra::offset::Offset::new(PROJECTION, at_start));
     nr_infra::follow::from_offset(
         js,
         nr_infra::follow::Follow {
             stream: subjects::STREAM_RBAC,
             filter: None,
-            applied: applied(&db).await?,
+            applied: at_start,
             name: "rbac",
         },
         stop,
         move |seq, payload| {
-            let (db, nats) = (db.clone(), nats.clone());
+            let (db, nats, offset) = (db.clone(), nats.clone(), offset.clone());
             async move {
-                apply(&db, seq, &payload).await?;
+                apply(&db, &offset, seq, &payload).await?;
                 let _ = nats
                     .publish(subjects::RBAC_APPLIED, seq.to_string().into())
                     .await;
@@ -55,24 +57,14 @@ pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
 }
 
 /// Applies one change at `seq`; a sequence already applied is skipped.
-pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> {
+pub async fn apply(
+    db: &PgPool,
+    offset: &nr_infra::offset::Offset,
+    seq: u64,
+    payload: &[u8],
+) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
-    sqlx::query(
-        "INSERT INTO noderouter_core.projection_offsets (projection, stream_seq) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-    )
-    .bind(PROJECTION)
-    .execute(&mut *tx)
-    .await?;
-    let advanced = sqlx::query(
-        "UPDATE noderouter_core.projection_offsets SET stream_seq = $2, updated_at = NOW() \
-         WHERE projection = $1 AND stream_seq < $2",
-    )
-    .bind(PROJECTION)
-    .bind(seq as i64)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if advanced == 0 {
+    if !offset.advance(&mut tx, seq).await? {
         return Ok(());
     }
     let (change, at) = match decode::<Envelope<RbacChange>>(payload) {
@@ -81,6 +73,7 @@ pub async fn apply(db: &PgPool, seq: u64, payload: &[u8]) -> anyhow::Result<()> 
         Err(e) => {
             tracing::warn!(seq, error = %e, "undecodable RBAC event skipped");
             tx.commit().await?;
+            offset.done(seq);
             return Ok(());
         }
     };

@@ -38,8 +38,10 @@ async fn db() -> (TestDb, sqlx::PgPool) {
 #[tokio::test]
 async fn versions_follow_deploys_rollbacks_and_deletes() {
     let (_t, db) = db().await;
+    let offset = nr_infra::offset::Offset::new("apps", 0);
     projection::apply(
         &db,
+        &offset,
         1,
         &event(
             "notes",
@@ -53,6 +55,7 @@ async fn versions_follow_deploys_rollbacks_and_deletes() {
     .unwrap();
     projection::apply(
         &db,
+        &offset,
         2,
         &event(
             "notes",
@@ -66,6 +69,7 @@ async fn versions_follow_deploys_rollbacks_and_deletes() {
     .unwrap();
     projection::apply(
         &db,
+        &offset,
         3,
         &event(
             "notes",
@@ -103,6 +107,7 @@ async fn versions_follow_deploys_rollbacks_and_deletes() {
 
     projection::apply(
         &db,
+        &offset,
         4,
         &event(
             "notes",
@@ -129,6 +134,7 @@ async fn versions_follow_deploys_rollbacks_and_deletes() {
 #[tokio::test]
 async fn replaying_events_changes_nothing() {
     let (_t, db) = db().await;
+    let offset = nr_infra::offset::Offset::new("apps", 0);
     let e1 = event(
         "x",
         AppChange::Deployed,
@@ -136,17 +142,19 @@ async fn replaying_events_changes_nothing() {
         "aa",
         "2026-01-01T00:00:00Z",
     );
-    projection::apply(&db, 1, &e1).await.unwrap();
+    projection::apply(&db, &offset, 1, &e1).await.unwrap();
     let before = app_versions(&db, "x").await.unwrap();
-    projection::apply(&db, 1, &e1).await.unwrap();
+    projection::apply(&db, &offset, 1, &e1).await.unwrap();
     assert_eq!(app_versions(&db, "x").await.unwrap(), before);
 }
 
 #[tokio::test]
 async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     let (_t, db) = db().await;
+    let offset = nr_infra::offset::Offset::new("apps", 0);
     projection::apply(
         &db,
+        &offset,
         1,
         &event(
             "notes",
@@ -160,6 +168,7 @@ async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     .unwrap();
     projection::apply(
         &db,
+        &offset,
         2,
         &event(
             "notes",
@@ -173,6 +182,7 @@ async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     .unwrap();
     projection::apply(
         &db,
+        &offset,
         3,
         &event(
             "Notes",
@@ -194,6 +204,7 @@ async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     // without stalling the projection.
     projection::apply(
         &db,
+        &offset,
         4,
         &event(
             "NOTES",
@@ -207,6 +218,7 @@ async fn a_deleted_app_gives_its_name_to_one_differing_only_in_case() {
     .unwrap();
     projection::apply(
         &db,
+        &offset,
         5,
         &event(
             "other",
@@ -284,12 +296,17 @@ fn refused_marks(v: &nr_contracts::requests::AppVersions) -> Vec<(String, Option
 #[tokio::test]
 async fn a_refused_version_is_marked_until_it_is_current_again_and_a_replay_agrees() {
     let (_t, pool) = db().await;
+    let offset = nr_infra::offset::Offset::new("apps", 0);
     let history = refused_history();
     for (i, e) in history.iter().take(3).enumerate() {
-        projection::apply(&pool, i as u64 + 1, e).await.unwrap();
+        projection::apply(&pool, &offset, i as u64 + 1, e)
+            .await
+            .unwrap();
     }
     // Redelivered: applied once.
-    projection::apply(&pool, 3, &history[2]).await.unwrap();
+    projection::apply(&pool, &offset, 3, &history[2])
+        .await
+        .unwrap();
     let why = Some("runner r1 could not load it: ImportError: no".to_owned());
     let v = app_versions(&pool, "notes").await.unwrap();
     assert_eq!(v.current_version.as_deref(), Some("1.0.0"));
@@ -297,15 +314,82 @@ async fn a_refused_version_is_marked_until_it_is_current_again_and_a_replay_agre
         refused_marks(&v),
         [("1.1.0".to_owned(), why), ("1.0.0".to_owned(), None)]
     );
-    projection::apply(&pool, 4, &history[3]).await.unwrap();
+    projection::apply(&pool, &offset, 4, &history[3])
+        .await
+        .unwrap();
     let v = app_versions(&pool, "notes").await.unwrap();
     let cleared = [("1.1.0".to_owned(), None), ("1.0.0".to_owned(), None)];
     assert_eq!(refused_marks(&v), cleared);
 
     // A database rebuilt from the stream reads the same.
     let (_t2, fresh) = db().await;
+    let fresh_offset = nr_infra::offset::Offset::new("apps", 0);
     for (i, e) in history.iter().enumerate() {
-        projection::apply(&fresh, i as u64 + 1, e).await.unwrap();
+        projection::apply(&fresh, &fresh_offset, i as u64 + 1, e)
+            .await
+            .unwrap();
     }
     assert_eq!(app_versions(&fresh, "notes").await.unwrap(), v);
+}
+
+/// A database restored to an older offset under a running projection: the next event is
+/// refused (taking it would skip the events the dump lacks for good) until the
+/// projection starts again from the restored offset and replays them.
+#[tokio::test]
+async fn a_database_gone_back_under_the_projection_is_not_skipped_ahead() {
+    let (_t, db) = db().await;
+    let offset = nr_infra::offset::Offset::new("apps", 0);
+    let e = |app: &str, sha: &str| {
+        event(
+            app,
+            AppChange::Deployed,
+            "1.0.0",
+            sha,
+            "2026-01-01T00:00:00Z",
+        )
+    };
+    projection::apply(&db, &offset, 1, &e("one", "a1"))
+        .await
+        .unwrap();
+    projection::apply(&db, &offset, 2, &e("two", "a2"))
+        .await
+        .unwrap();
+    // The dump held sequence 1 only.
+    sqlx::query("DELETE FROM noderouter_core.apps WHERE app_name = 'two'")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE noderouter_core.projection_offsets SET stream_seq = 1 WHERE projection = 'apps'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    // Before: applied, the offset went to 3, and "two" was never projected again.
+    let err = projection::apply(&db, &offset, 3, &e("three", "a3"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("went back from stream sequence 2 to 1"),
+        "{err}"
+    );
+    assert_eq!(projection::applied(&db).await.unwrap(), 1);
+    // Started again from the restored offset, it replays what the dump lacks.
+    let again = nr_infra::offset::Offset::new("apps", projection::applied(&db).await.unwrap());
+    projection::apply(&db, &again, 2, &e("two", "a2"))
+        .await
+        .unwrap();
+    projection::apply(&db, &again, 3, &e("three", "a3"))
+        .await
+        .unwrap();
+    let names: Vec<String> = list_apps(&db)
+        .await
+        .unwrap()
+        .apps
+        .into_iter()
+        .map(|a| a.app_name)
+        .collect();
+    assert_eq!(names, ["one", "three", "two"]);
 }

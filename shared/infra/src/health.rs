@@ -71,6 +71,48 @@ pub async fn nats_round_trip(client: &async_nats::Client) -> Result<(), String> 
     }
 }
 
+/// The projections kept in Postgres and the streams they are read from.
+const PROJECTIONS: [(&str, &str); 2] = [
+    ("apps", nr_contracts::subjects::STREAM_APPS),
+    ("rbac", nr_contracts::subjects::STREAM_RBAC),
+];
+
+/// `Err` when the database has applied more of a stream than the stream holds: NATS's
+/// store was lost, or restored from a backup older than the database's. Events written
+/// from then on get sequences the database counts as applied, and are never projected
+/// (a new user, a deploy), so the platform is not ready until the streams are restored.
+/// A stream or row that cannot be read counts as fine here (other probes name those).
+pub async fn projections(client: &async_nats::Client, db: &sqlx::PgPool) -> Result<(), String> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut behind = Vec::new();
+    for (projection, stream) in PROJECTIONS {
+        let applied: Option<(i64,)> = sqlx::query_as(
+            "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
+        )
+        .bind(projection)
+        .fetch_optional(db)
+        .await
+        .ok()
+        .flatten();
+        let Some((applied,)) = applied else { continue };
+        let last =
+            match tokio::time::timeout(PROBE_TIMEOUT, crate::follow::last_sequence(&js, stream))
+                .await
+            {
+                Ok(Ok(last)) => last,
+                _ => continue,
+            };
+        if u64::try_from(applied).unwrap_or(0) > last {
+            behind.push(format!("stream {stream} ends at {last} but the database has applied {applied} of it (NATS's store is older than the database: restore the streams from a backup taken after the database's, docs/operations.md, \"Streams and backups\")"));
+        }
+    }
+    if behind.is_empty() {
+        Ok(())
+    } else {
+        Err(behind.join("; "))
+    }
+}
+
 impl Deps {
     /// Every dependency that is down, joined with `; `.
     pub async fn check(&self) -> Result<(), String> {
@@ -94,7 +136,12 @@ impl Deps {
                 }
             }
         );
-        let down: Vec<String> = [nats, db, store]
+        // Only once both answer: the comparison needs each.
+        let streams = match (&self.nats, &self.db, &nats, &db) {
+            (Some(c), Some(pool), Ok(()), Ok(())) => projections(c, pool).await,
+            _ => Ok(()),
+        };
+        let down: Vec<String> = [nats, db, store, streams]
             .into_iter()
             .filter_map(Result::err)
             .collect();

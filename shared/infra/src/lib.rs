@@ -20,6 +20,7 @@ pub mod follow;
 pub mod health;
 pub mod import_lock;
 pub mod local_call;
+pub mod offset;
 pub mod open_files;
 pub mod rpc;
 pub mod store;
