@@ -275,9 +275,17 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
 /// Stops a server left running by an earlier start: SIGTERM, then SIGKILL after 10 s.
 async fn stop_orphan(pid: i32) {
     let pid = nix::unistd::Pid::from_raw(pid);
+    // Gone, or ended and waiting to be reaped by its parent.
+    let running = |pid: nix::unistd::Pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    };
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     for _ in 0..100 {
-        if nix::sys::signal::kill(pid, None).is_err() {
+        if !running(pid) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

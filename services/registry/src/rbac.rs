@@ -192,6 +192,7 @@ pub async fn apply(
         }
     }
     tx.commit().await?;
+    offset.done(seq);
     Ok(())
 }
 

@@ -393,3 +393,49 @@ async fn a_database_gone_back_under_the_projection_is_not_skipped_ahead() {
         .collect();
     assert_eq!(names, ["one", "three", "two"]);
 }
+
+/// The same guard on the RBAC projection, past the offset it started from.
+#[tokio::test]
+async fn a_database_gone_back_under_the_rbac_projection_is_not_skipped_ahead() {
+    use nr_contracts::events::{RbacChange, RBAC_CHANGED};
+    let (_t, db) = db().await;
+    let offset = nr_infra::offset::Offset::new("rbac", 0);
+    let user = |n: u64| {
+        encode(&Envelope::new(
+            RBAC_CHANGED,
+            "test",
+            RbacChange::UserCreated {
+                id: format!("u{n}"),
+                username: format!("user{n}"),
+                password_hash: "x".into(),
+            },
+        ))
+        .unwrap()
+    };
+    for n in 1..=3 {
+        nr_registry::rbac::apply(&db, &offset, n, &user(n))
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM noderouter_core.users WHERE id = 'u3'")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE noderouter_core.projection_offsets SET stream_seq = 2 WHERE projection = 'rbac'",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    // Before: the guard stayed at the offset it started from (0) and let event 4 in.
+    let err = nr_registry::rbac::apply(&db, &offset, 4, &user(4))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("went back from stream sequence 3 to 2"),
+        "{err}"
+    );
+    assert_eq!(nr_registry::rbac::applied(&db).await.unwrap(), 2);
+}

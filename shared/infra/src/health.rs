@@ -86,14 +86,15 @@ pub async fn projections(client: &async_nats::Client, db: &sqlx::PgPool) -> Resu
     let js = async_nats::jetstream::new(client.clone());
     let mut behind = Vec::new();
     for (projection, stream) in PROJECTIONS {
-        let applied: Option<(i64,)> = sqlx::query_as(
+        let query = sqlx::query_as(
             "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
         )
         .bind(projection)
-        .fetch_optional(db)
-        .await
-        .ok()
-        .flatten();
+        .fetch_optional(db);
+        let applied: Option<(i64,)> = match tokio::time::timeout(PROBE_TIMEOUT, query).await {
+            Ok(Ok(row)) => row,
+            _ => None,
+        };
         let Some((applied,)) = applied else { continue };
         let last =
             match tokio::time::timeout(PROBE_TIMEOUT, crate::follow::last_sequence(&js, stream))
@@ -136,12 +137,7 @@ impl Deps {
                 }
             }
         );
-        // Only once both answer: the comparison needs each.
-        let streams = match (&self.nats, &self.db, &nats, &db) {
-            (Some(c), Some(pool), Ok(()), Ok(())) => projections(c, pool).await,
-            _ => Ok(()),
-        };
-        let down: Vec<String> = [nats, db, store, streams]
+        let down: Vec<String> = [nats, db, store]
             .into_iter()
             .filter_map(Result::err)
             .collect();
@@ -152,11 +148,21 @@ impl Deps {
         }
     }
 
-    /// A `/readyz` probe over these dependencies.
+    /// [`Deps::check`], then, once NATS and Postgres both answer, [`projections`]: what
+    /// `/readyz` answers (not every failed request's check: it reads both streams).
+    pub async fn ready(&self) -> Result<(), String> {
+        self.check().await?;
+        match (&self.nats, &self.db) {
+            (Some(c), Some(pool)) => projections(c, pool).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// A `/readyz` probe over these dependencies ([`Deps::ready`]).
     pub fn ready_check(self) -> nr_telemetry::ReadyCheck {
         std::sync::Arc::new(move || {
             let deps = self.clone();
-            Box::pin(async move { deps.check().await })
+            Box::pin(async move { deps.ready().await })
         })
     }
 }

@@ -7,7 +7,10 @@
 //! a change that takes a manager away holds [`Held`] from its check until the registry
 //! has applied it, so they go one at a time, across every gateway.
 
+use std::time::Duration;
+
 use nr_auth::{perms, ADMIN_ROLE};
+use nr_contracts::subjects;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -27,28 +30,54 @@ pub(crate) enum Change<'a> {
 /// A Postgres advisory lock held by a transaction that does nothing else: released when
 /// the value is dropped (its connection, returned to the pool, rolls it back first) or
 /// when the connection is lost, so a gateway that dies holding it blocks nobody.
-pub(crate) struct Held(#[allow(dead_code)] sqlx::Transaction<'static, sqlx::Postgres>);
+pub(crate) struct Held(sqlx::Transaction<'static, sqlx::Postgres>);
 
 /// How long a change waits for another to finish before it answers 503 (a change holds
 /// the lock at most while the registry applies it, 10 s).
-const WAIT: &str = "15s";
+const WAIT: Duration = Duration::from_secs(15);
 
+fn busy() -> ApiError {
+    ApiError::Unavailable(
+        "another change to who can manage access is still being applied: retry shortly".into(),
+    )
+}
+
+/// Takes the lock, trying again every 50 ms for [`WAIT`]: a change waiting its turn holds
+/// no connection, so waiting changes cannot starve the pool the one holding it needs.
+/// Then waits until the registry has applied every RBAC change recorded so far (one
+/// whose request gave up waiting may still be on its way), so the checks read them.
 async fn lock(state: &AppState) -> Result<Held, ApiError> {
-    let busy = |e: sqlx::Error| match e {
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("55P03") => ApiError::Unavailable(
-            "another change to who can manage access is still being applied: retry shortly".into(),
-        ),
-        e => ApiError::Internal(e.into()),
+    let internal = |e: sqlx::Error| ApiError::Internal(e.into());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let tx = loop {
+        let mut tx = state.db.begin().await.map_err(internal)?;
+        let (got,): (bool,) = sqlx::query_as(
+            "SELECT pg_try_advisory_xact_lock(hashtext('noderouter_core.managers'))",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(internal)?;
+        if got {
+            break tx;
+        }
+        drop(tx);
+        if tokio::time::Instant::now() >= deadline {
+            return Err(busy());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut tx = state.db.begin().await.map_err(busy)?;
-    sqlx::query(&format!("SET LOCAL lock_timeout = '{WAIT}'"))
-        .execute(&mut *tx)
+    let recorded = nr_infra::follow::last_sequence(&state.js, subjects::STREAM_RBAC)
         .await
-        .map_err(busy)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('noderouter_core.managers'))")
-        .execute(&mut *tx)
+        .map_err(|e| ApiError::Unavailable(format!("cannot read the RBAC log: {e:#}")))?;
+    if !state
+        .rbac
+        .wait_applied(recorded, Duration::from_secs(10))
         .await
-        .map_err(busy)?;
+    {
+        return Err(ApiError::Unavailable(
+            "earlier changes to users and roles are not applied yet (is the registry running?): retry shortly".into(),
+        ));
+    }
     Ok(Held(tx))
 }
 
@@ -56,17 +85,17 @@ async fn lock(state: &AppState) -> Result<Held, ApiError> {
 /// value returned is held until the change is applied.
 pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Result<Held, ApiError> {
     // Everything below reads what the registry has applied, under the lock.
-    let held = lock(state).await?;
+    let mut held = lock(state).await?;
     let (user, role) = match change {
         Change::User { id, enabled, roles } => {
-            if enabled && manages(state, roles).await? {
+            if enabled && manages(&mut held, roles).await? {
                 return Ok(held);
             }
             (id, "")
         }
         Change::RoleLoses(role) => {
             // A role that never gave the permission takes nothing away.
-            if !manages(state, &[role.to_owned()]).await? {
+            if !manages(&mut held, &[role.to_owned()]).await? {
                 return Ok(held);
             }
             ("", role)
@@ -86,7 +115,7 @@ pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Resu
     .bind(role)
     .bind(ADMIN_ROLE)
     .bind(perms::RBAC_MANAGE)
-    .fetch_one(&state.db)
+    .fetch_one(&mut *held.0)
     .await
     .map_err(|e| ApiError::Internal(e.into()))?;
     if others {
@@ -101,7 +130,7 @@ pub(crate) async fn keep_a_manager(state: &AppState, change: Change<'_>) -> Resu
 
 /// True when `roles` grant `rbac:manage`, as the registry has applied them (every
 /// gateway reads the same rows; a gateway's own view may lag another's change).
-async fn manages(state: &AppState, roles: &[String]) -> Result<bool, ApiError> {
+async fn manages(held: &mut Held, roles: &[String]) -> Result<bool, ApiError> {
     if roles.iter().any(|r| r == ADMIN_ROLE) {
         return Ok(true);
     }
@@ -114,7 +143,7 @@ async fn manages(state: &AppState, roles: &[String]) -> Result<bool, ApiError> {
     )
     .bind(roles)
     .bind(perms::RBAC_MANAGE)
-    .fetch_one(&state.db)
+    .fetch_one(&mut *held.0)
     .await
     .map_err(|e| ApiError::Internal(e.into()))
 }

@@ -20,13 +20,19 @@ use crate::AppState;
 const BATCH: i64 = 100;
 
 /// Every few seconds (a quarter of `NR_JOB_REPAIR_AFTER_S`, at most 30 s).
+/// Nothing is looked at in this gateway's first `NR_JOB_REPAIR_AFTER_S`: after the whole
+/// platform was down, a running job's lease lapsed long ago, and its work item comes
+/// back to a runner on its own.
 pub(crate) fn spawn(state: Weak<AppState>, stop: CancellationToken) {
+    let started = tokio::time::Instant::now();
     tokio::spawn(async move {
         loop {
             let Some(s) = state.upgrade() else { return };
             let after = s.config.job_repair_after_s.clamp(1.0, 86_400.0);
-            if let Err(e) = once(&s, after).await {
-                tracing::warn!(error = %e, "cannot look for jobs whose work item was lost");
+            if started.elapsed().as_secs_f64() >= after {
+                if let Err(e) = once(&s, after).await {
+                    tracing::warn!(error = %e, "cannot look for jobs whose work item was lost");
+                }
             }
             drop(s);
             let pause = Duration::from_secs_f64((after / 4.0).clamp(0.25, 30.0));

@@ -33,9 +33,11 @@ use crate::AppState;
 const MAX_TICKS_PER_POLL: usize = 1000;
 /// Ticks of one schedule that wait at once under `overlap: queue`: a tick due while
 /// this many wait is skipped (recorded with the reason), so a run much longer than its
-/// period does not pile up work without end. Missed ticks `catch_up: all` runs are not
+/// period does not pile up work without end. Missed ticks `catch_up: all` queues are not
 /// counted against it.
 pub(crate) const MAX_QUEUED: i64 = 10;
+/// The reason of a tick `overlap: queue` keeps waiting (what [`MAX_QUEUED`] counts).
+const QUEUED_BY_OVERLAP: &str = "waits for the last run to finish (overlap: queue)";
 /// A submitted tick whose job row is missing this long was left by a scheduler that
 /// died between the two; another queues it.
 const REPAIR_AFTER: &str = "30 seconds";
@@ -134,13 +136,13 @@ async fn decide(
         (state.config.scheduler_grace_s.clamp(0.0, 86_400.0) * 1000.0) as i64,
     );
     let ticks = spec.between(from, now, MAX_TICKS_PER_POLL);
-    let mut queued = if s.overlap == Overlap::Allow {
-        0
+    let (waiting, mut queued) = if s.overlap == Overlap::Allow {
+        (0, 0)
     } else {
         queued_ticks(&mut tx, app, &s.name).await?
     };
     let mut busy =
-        s.overlap != Overlap::Allow && (queued > 0 || active_run(&mut tx, app, &s.name).await?);
+        s.overlap != Overlap::Allow && (waiting > 0 || active_run(&mut tx, app, &s.name).await?);
     let mut to_queue: Vec<(DateTime<Utc>, Uuid, bool)> = Vec::new();
     for (i, tick) in ticks.iter().enumerate() {
         let late = now - *tick > grace;
@@ -191,10 +193,9 @@ async fn decide(
                 job: None,
             }
         } else if busy && s.overlap == Overlap::Queue {
-            queued += 1;
             Decision {
                 status: "queued",
-                reason: Some("waits for the last run to finish (overlap: queue)".into()),
+                reason: Some(QUEUED_BY_OVERLAP.into()),
                 job: None,
             }
         } else {
@@ -222,6 +223,9 @@ async fn decide(
         .rows_affected();
         if let (1, Some(job)) = (inserted, d.job) {
             to_queue.push((*tick, job, late));
+        }
+        if inserted == 1 && d.reason.as_deref() == Some(QUEUED_BY_OVERLAP) {
+            queued += 1;
         }
     }
     // A queued tick runs once nothing of its schedule is pending or running.
@@ -282,17 +286,21 @@ async fn active_run(tx: &mut sqlx::PgConnection, app: &str, schedule: &str) -> s
     Ok(active)
 }
 
-/// How many ticks of the schedule wait (`queued`).
-async fn queued_ticks(tx: &mut sqlx::PgConnection, app: &str, schedule: &str) -> sqlx::Result<i64> {
-    let (queued,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM noderouter_core.schedule_ticks \
+/// How many ticks of the schedule wait: in all, and because of `overlap: queue`.
+async fn queued_ticks(
+    tx: &mut sqlx::PgConnection,
+    app: &str,
+    schedule: &str,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE reason = $3) FROM noderouter_core.schedule_ticks \
          WHERE app_name = $1 AND schedule = $2 AND status = 'queued'",
     )
     .bind(app)
     .bind(schedule)
+    .bind(QUEUED_BY_OVERLAP)
     .fetch_one(tx)
-    .await?;
-    Ok(queued)
+    .await
 }
 
 /// The job's `data`: the schedule's payload, its action, and `_schedule`.
