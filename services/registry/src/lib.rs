@@ -68,7 +68,12 @@ impl Registry {
         let applied = projection::applied(&deps.db).await?;
         let target = nr_infra::follow::last_sequence(&js, subjects::STREAM_APPS).await?;
         let db = deps.db.clone();
-        let offset = Arc::new(nr_infra::offset::Offset::new("apps", applied));
+        let replay = nr_infra::follow::Replay::default();
+        let offset = Arc::new(nr_infra::offset::Offset::with_replay(
+            "apps",
+            applied,
+            replay.clone(),
+        ));
         nr_infra::follow::from_offset(
             &js,
             nr_infra::follow::Follow {
@@ -76,6 +81,7 @@ impl Registry {
                 filter: Some(subjects::APP_UPDATED_ALL),
                 applied,
                 name: "apps",
+                replay: Some(replay),
             },
             shutdown.clone(),
             move |seq, payload| {

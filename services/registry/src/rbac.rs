@@ -20,7 +20,12 @@ pub(crate) async fn start(
 ) -> anyhow::Result<u64> {
     let target = nr_infra::follow::last_sequence(js, subjects::STREAM_RBAC).await?;
     let at_start = applied(&db).await?;
-    let offset = std::sync::Arc::new(nr_infra::offset::Offset::new(PROJECTION, at_start));
+    let replay = nr_infra::follow::Replay::default();
+    let offset = std::sync::Arc::new(nr_infra::offset::Offset::with_replay(
+        PROJECTION,
+        at_start,
+        replay.clone(),
+    ));
     nr_infra::follow::from_offset(
         js,
         nr_infra::follow::Follow {
@@ -28,12 +33,17 @@ pub(crate) async fn start(
             filter: None,
             applied: at_start,
             name: "rbac",
+            replay: Some(replay),
         },
         stop,
         move |seq, payload| {
             let (db, nats, offset) = (db.clone(), nats.clone(), offset.clone());
             async move {
                 apply(&db, &offset, seq, &payload).await?;
+                if offset.replaying() {
+                    // Not applied: the replay brings it again.
+                    return Ok(());
+                }
                 let _ = nats
                     .publish(subjects::RBAC_APPLIED, seq.to_string().into())
                     .await;

@@ -28,6 +28,25 @@ pub struct Follow<'a> {
     pub applied: u64,
     /// Names the follower in logs.
     pub name: &'static str,
+    /// Where the projection asks to be read again from (see [`Replay`]), if it can ask.
+    pub replay: Option<Replay>,
+}
+
+/// A projection's request to read its stream again after a sequence: its database went
+/// back under it (a dump restored while it ran), and what the dump lacks is read again.
+/// Set by the projection's handler, taken by the follower before its next read.
+#[derive(Clone, Default)]
+pub struct Replay(std::sync::Arc<std::sync::Mutex<Option<u64>>>);
+
+impl Replay {
+    /// Asks for the stream again right after `after`.
+    pub fn from_after(&self, after: u64) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(after);
+    }
+
+    fn take(&self) -> Option<u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// The stream's last sequence now: what a follower must reach to be caught up.
@@ -62,6 +81,7 @@ pub struct Resumable {
     /// the current consumer was made.
     watch: tokio::time::Interval,
     connects: u64,
+    replay: Option<Replay>,
 }
 
 /// How often a follower looks at its client's count of connections.
@@ -87,6 +107,7 @@ impl Resumable {
             name,
             watch: tokio::time::interval(CONNECTION_POLL),
             connects: 0,
+            replay: None,
         };
         r.watch
             .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -160,6 +181,14 @@ impl Resumable {
     pub async fn next(&mut self, stop: &CancellationToken) -> Option<jetstream::Message> {
         let mut backoff = Duration::from_millis(100);
         loop {
+            if let Some(after) = self.replay.as_ref().and_then(Replay::take) {
+                tracing::warn!(follower = self.name, stream = %self.stream, after, "reading the stream again after {after}, as the projection asked");
+                self.last = after;
+                if after == 0 {
+                    self.initial = consumer::DeliverPolicy::All;
+                }
+                self.messages = None;
+            }
             let Some(messages) = self.messages.as_mut() else {
                 let connects = self.connect_count();
                 match Self::create(self.plan()).await {
@@ -262,8 +291,9 @@ where
             start_sequence: follow.applied + 1,
         }
     };
-    let messages =
+    let mut messages =
         Resumable::open(js.clone(), &stream, follow.filter, deliver_policy, name).await?;
+    messages.replay = follow.replay;
     // In order, and a failed event is retried until it applies: the next one waits.
     let drain = Drain::from_token(stop.clone());
     let handle = std::sync::Arc::new(tokio::sync::Mutex::new(handle));

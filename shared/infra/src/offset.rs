@@ -2,15 +2,24 @@
 //! transaction that applies an event, and guarded against the database going back
 //! under a running follower: a dump restored while the platform runs holds an older
 //! offset, and taking the next event would move the offset past the events the dump
-//! lacks, losing them for good. Such an event is refused instead (the follower retries
-//! it, logging why), until the service is restarted and replays from the restored offset.
+//! lacks, losing them for good. Such an event is not applied: with a [`Replay`] the
+//! follower reads the stream again right after the restored offset (the events already
+//! read past it are skipped until the replay reaches them); without one the event is
+//! refused with an error (the follower retries it) until the service is restarted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::follow::Replay;
 
 /// One projection's offset, with the highest sequence this process knows it holds.
 pub struct Offset {
     projection: &'static str,
     seen: AtomicU64,
+    replay: Option<Replay>,
+    /// While a replay is on its way: the event that found the database gone back. Events
+    /// from it on were read before the replay asked, and come again after what it reads.
+    replaying_before: Mutex<Option<u64>>,
 }
 
 impl Offset {
@@ -19,6 +28,17 @@ impl Offset {
         Offset {
             projection,
             seen: AtomicU64::new(applied),
+            replay: None,
+            replaying_before: Mutex::new(None),
+        }
+    }
+
+    /// As [`Offset::new`], and asks `replay` to read the stream again when the database
+    /// went back.
+    pub fn with_replay(projection: &'static str, applied: u64, replay: Replay) -> Offset {
+        Offset {
+            replay: Some(replay),
+            ..Offset::new(projection, applied)
         }
     }
 
@@ -40,8 +60,35 @@ impl Offset {
         .fetch_one(&mut *tx)
         .await?;
         let stored = u64::try_from(stored).unwrap_or(0);
+        {
+            let mut before = self
+                .replaying_before
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match *before {
+                // Read before the replay was asked for: it comes again.
+                Some(b) if seq >= b => return Ok(false),
+                Some(_) => *before = None,
+                None => {}
+            }
+        }
         let seen = self.seen.load(Ordering::Acquire);
         if stored < seen {
+            if let Some(replay) = &self.replay {
+                tracing::warn!(
+                    projection = self.projection,
+                    seen,
+                    stored,
+                    "the database went back from stream sequence {seen} to {stored} while this service ran (a dump restored over a running platform?): reading the stream again after {stored}"
+                );
+                self.seen.store(stored, Ordering::Release);
+                *self
+                    .replaying_before
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(seq);
+                replay.from_after(stored);
+                return Ok(false);
+            }
             anyhow::bail!(
                 "projection {projection}: the database went back from stream sequence {seen} to {stored} while this service ran (a dump restored over a running platform?): the events after {stored} are not in it, and taking event {seq} would skip them for good. Restart the service: it replays them from the log (docs/operations.md, \"Streams and backups\")",
                 projection = self.projection
@@ -60,6 +107,15 @@ impl Offset {
         .execute(&mut *tx)
         .await?;
         Ok(true)
+    }
+
+    /// Whether a replay asked for is not under way yet: the event just handled was not
+    /// applied, and must not be reported as applied.
+    pub fn replaying(&self) -> bool {
+        self.replaying_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     /// Once the transaction that moved the offset to `seq` committed.
