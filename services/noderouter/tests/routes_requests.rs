@@ -9,11 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::Harness;
-use hmac::{Hmac, Mac};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const MAIN: &str = r#"
 import time
@@ -58,22 +56,13 @@ async fn deploy(h: &Harness) -> String {
         ],
     )
     .await;
-    let r = h
-        .http
-        .put(format!("{}/admin/api/apps/{app}/env", h.url))
-        .json(&json!({"name": "HOOK_SECRET", "value": "s3cret-value", "secret": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    common::secret(h, &app, "HOOK_SECRET", "s3cret-value").await;
     app
 }
 
 /// Sends a signed delivery `id` with `body` to the app's webhook route.
 async fn deliver(base: &str, app: &str, body: &'static str, id: &str) -> (StatusCode, Value) {
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret-value").unwrap();
-    mac.update(body.as_bytes());
-    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let sig = common::shop::sign("s3cret-value", body.as_bytes());
     let r = reqwest::Client::new()
         .post(format!("{base}/apps/{app}/api/hook"))
         .header("content-type", "application/json")

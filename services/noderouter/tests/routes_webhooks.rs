@@ -35,14 +35,7 @@ async fn webhooks_need_a_valid_signature_and_a_fresh_delivery() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.text().await.unwrap().contains("does not match"));
 
-    let r = h
-        .http
-        .put(format!("{}/admin/api/apps/shop/env", h.url))
-        .json(&json!({"name": "HOOK_SECRET", "value": "s3cret-value", "secret": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    common::secret(&h, "shop", "HOOK_SECRET", "s3cret-value").await;
 
     let r = send(None, "d-1").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

@@ -7,11 +7,9 @@
 mod common;
 
 use common::Harness;
-use hmac::{Hmac, Mac};
 use nr_testkit::{app_name, manifest};
 use reqwest::StatusCode;
 use serde_json::json;
-use sha2::Sha256;
 
 const MAIN: &str = r#"
 def execute(data, conn=None):
@@ -41,19 +39,10 @@ async fn a_delivery_that_was_not_handled_can_be_sent_again_under_its_id() {
         ],
     )
     .await;
-    let r = h
-        .http
-        .put(format!("{}/admin/api/apps/{app}/env", h.url))
-        .json(&json!({"name": "HOOK_SECRET", "value": "s3cret-value", "secret": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    common::secret(&h, &app, "HOOK_SECRET", "s3cret-value").await;
     let url = format!("{}/apps/{app}/api/hook", h.url);
     let send = |body: &'static str, delivery: &'static str| {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret-value").unwrap();
-        mac.update(body.as_bytes());
-        let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let sig = common::shop::sign("s3cret-value", body.as_bytes());
         let req = reqwest::Client::new()
             .post(&url)
             .header("content-type", "application/json")

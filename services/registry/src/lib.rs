@@ -70,7 +70,7 @@ impl Registry {
         let db = deps.db.clone();
         let replay = nr_infra::follow::Replay::default();
         let offset = Arc::new(nr_infra::offset::Offset::with_replay(
-            "apps",
+            nr_infra::offset::APPS,
             applied,
             replay.clone(),
         ));

@@ -5,7 +5,7 @@ use nr_contracts::manifest::Manifest;
 use nr_contracts::{decode, Envelope};
 use sqlx::PgPool;
 
-const PROJECTION: &str = "apps";
+const PROJECTION: &str = nr_infra::offset::APPS;
 
 /// Applies the event at stream sequence `seq`. An event at or below the recorded offset
 /// was applied before and is skipped, so redelivery and replay are harmless.
@@ -167,11 +167,5 @@ async fn catalogue_permissions(
 
 /// The highest stream sequence the projection has applied.
 pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
-    )
-    .bind(PROJECTION)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map_or(0, |(s,)| s.max(0) as u64))
+    Ok(nr_infra::offset::applied(db, PROJECTION).await?)
 }

@@ -8,7 +8,7 @@ use nr_contracts::{decode, subjects, Envelope};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-const PROJECTION: &str = "rbac";
+const PROJECTION: &str = nr_infra::offset::RBAC;
 
 /// Follows `NR_RBAC` from the offset stored in Postgres; returns the stream's last
 /// sequence at start, which the projection must reach to be caught up.
@@ -57,13 +57,7 @@ pub(crate) async fn start(
 
 /// The highest `NR_RBAC` sequence the projection has applied.
 pub async fn applied(db: &PgPool) -> anyhow::Result<u64> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
-    )
-    .bind(PROJECTION)
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map_or(0, |(s,)| s.max(0) as u64))
+    Ok(nr_infra::offset::applied(db, PROJECTION).await?)
 }
 
 /// Applies one change at `seq`; a sequence already applied is skipped.

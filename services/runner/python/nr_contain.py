@@ -61,9 +61,7 @@ def reap_ended():
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG | _WALL)
-        except ChildProcessError:
-            return
-        except OSError:
+        except OSError:  # no child left (ChildProcessError) included
             return
         if pid == 0:
             return

@@ -19,9 +19,14 @@ pub fn can_switch_users() -> bool {
 }
 
 fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_uid("self", 2)
+}
+
+/// One uid of the `Uid:` line of `/proc/<pid>/status` (1 real, 2 effective).
+fn status_uid(pid: &str, field: usize) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
+    line.split_whitespace().nth(field)?.parse().ok()
 }
 
 /// The warning logged (and shown in readiness) where apps cannot get users of their own.
@@ -109,13 +114,11 @@ pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
     Some((utime, stime))
 }
 
-/// The real uid of `pid` (`/proc/<pid>/status`): the user who started it, whatever a
-/// set-user-ID program made its effective one, and readable where the ownership of
-/// `/proc/<pid>` is not (a process that made itself non-dumpable shows it as root's).
+/// The real uid of `pid`: the user who started it, whatever a set-user-ID program made
+/// its effective one (the owner of `/proc/<pid>` follows the effective uid, root's for
+/// such a program).
 fn owner(pid: i32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_uid(&pid.to_string(), 1)
 }
 
 /// Whether `pid` has ended and waits to be reaped (a zombie).

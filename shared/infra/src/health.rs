@@ -73,8 +73,8 @@ pub async fn nats_round_trip(client: &async_nats::Client) -> Result<(), String> 
 
 /// The projections kept in Postgres and the streams they are read from.
 const PROJECTIONS: [(&str, &str); 2] = [
-    ("apps", nr_contracts::subjects::STREAM_APPS),
-    ("rbac", nr_contracts::subjects::STREAM_RBAC),
+    (crate::offset::APPS, nr_contracts::subjects::STREAM_APPS),
+    (crate::offset::RBAC, nr_contracts::subjects::STREAM_RBAC),
 ];
 
 /// `Err` when the database has applied more of a stream than the stream holds: NATS's
@@ -86,16 +86,13 @@ pub async fn projections(client: &async_nats::Client, db: &sqlx::PgPool) -> Resu
     let js = async_nats::jetstream::new(client.clone());
     let mut behind = Vec::new();
     for (projection, stream) in PROJECTIONS {
-        let query = sqlx::query_as(
-            "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
-        )
-        .bind(projection)
-        .fetch_optional(db);
-        let applied: Option<(i64,)> = match tokio::time::timeout(PROBE_TIMEOUT, query).await {
-            Ok(Ok(row)) => row,
-            _ => None,
-        };
-        let Some((applied,)) = applied else { continue };
+        // A projection that has applied nothing yet (0) is never ahead.
+        let applied =
+            match tokio::time::timeout(PROBE_TIMEOUT, crate::offset::applied(db, projection)).await
+            {
+                Ok(Ok(applied)) if applied > 0 => applied,
+                _ => continue,
+            };
         let last =
             match tokio::time::timeout(PROBE_TIMEOUT, crate::follow::last_sequence(&js, stream))
                 .await
@@ -103,7 +100,7 @@ pub async fn projections(client: &async_nats::Client, db: &sqlx::PgPool) -> Resu
                 Ok(Ok(last)) => last,
                 _ => continue,
             };
-        if u64::try_from(applied).unwrap_or(0) > last {
+        if applied > last {
             behind.push(format!("stream {stream} ends at {last} but the database has applied {applied} of it (NATS's store is older than the database: restore the streams from a backup taken after the database's, docs/operations.md, \"Streams and backups\")"));
         }
     }

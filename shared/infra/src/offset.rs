@@ -12,6 +12,22 @@ use std::sync::Mutex;
 
 use crate::follow::Replay;
 
+/// The projection of `NR_APPS` (apps, versions, the permission catalogue).
+pub const APPS: &str = "apps";
+/// The projection of `NR_RBAC` (users, roles, grants, tokens, subscriptions).
+pub const RBAC: &str = "rbac";
+
+/// The last stream sequence `projection` applied (0 before its first event).
+pub async fn applied(db: &sqlx::PgPool, projection: &str) -> Result<u64, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT stream_seq FROM noderouter_core.projection_offsets WHERE projection = $1",
+    )
+    .bind(projection)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map_or(0, |(s,)| u64::try_from(s).unwrap_or(0)))
+}
+
 /// One projection's offset, with the highest sequence this process knows it holds.
 pub struct Offset {
     projection: &'static str,

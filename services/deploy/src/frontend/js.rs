@@ -236,18 +236,24 @@ pub fn check_js(path: &str, text: &str) -> Vec<Finding> {
 pub fn check_scope(app: &str, path: &str, text: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let src: Vec<char> = text.chars().collect();
-    let code: String = blank_js(text).into_iter().collect();
-    let chars: Vec<char> = code.chars().collect();
+    let chars = blank_js(text);
     let namespace = |name: &str| {
         let squash = |s: &str| s.to_ascii_lowercase().replace(['_', '-'], "");
         !app.is_empty() && squash(name) == squash(app)
     };
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
-    for (at, _) in code.match_indices("window.") {
-        let at = code[..at].chars().count();
-        if at > 0 && (ident(chars[at - 1]) || chars[at - 1] == '.') {
-            continue;
-        }
+    // Where `pat` starts in the code, not as a member of something else (`x.window.`).
+    let starts = |pat: &str| -> Vec<usize> {
+        let pat: Vec<char> = pat.chars().collect();
+        (0..chars.len())
+            .filter(|&i| {
+                chars[i..].starts_with(&pat)
+                    && (i == 0 || !(ident(chars[i - 1]) || chars[i - 1] == '.'))
+            })
+            .collect()
+    };
+    let mut lines = Lines::new(&chars);
+    for at in starts("window.") {
         let name: String = chars[at + 7..].iter().take_while(|c| ident(**c)).collect();
         let after = &chars[at + 7 + name.chars().count()..];
         let mut rest = after.iter().skip_while(|c| **c == ' ' || **c == '\t');
@@ -256,17 +262,14 @@ pub fn check_scope(app: &str, path: &str, text: &str) -> Vec<Finding> {
             out.push(warn(
                 "frontend.global",
                 path,
-                line_at(&chars, at),
+                lines.at(at),
                 format!("window.{name} = … makes a global that the layout and other apps share (the next one with the same name overwrites it); keep it inside your IIFE, or put one object named for your app on window (window.{})", if app.is_empty() { "my_app".to_owned() } else { app.replace('-', "_") }),
             ));
         }
     }
     for call in ["document.querySelectorAll(", "document.querySelector("] {
-        for (at, _) in code.match_indices(call) {
-            let at = code[..at].chars().count();
-            if at > 0 && (ident(chars[at - 1]) || chars[at - 1] == '.') {
-                continue;
-            }
+        let mut lines = Lines::new(&chars);
+        for at in starts(call) {
             let arg: String = src[at + call.len()..]
                 .iter()
                 .skip_while(|c| c.is_whitespace())
@@ -278,13 +281,45 @@ pub fn check_scope(app: &str, path: &str, text: &str) -> Vec<Finding> {
                 out.push(warn(
                     "frontend.unscoped_query",
                     path,
-                    line_at(&chars, at),
+                    lines.at(at),
                     format!("{call}…) searches the whole page, the layout and other apps included; search from your app's root: var root = document.querySelector(\".nr-app\"); root.{}…)", &call["document.".len()..]),
                 ));
             }
         }
     }
     out
+}
+
+/// Line numbers of positions asked in ascending order, counted in one pass over the
+/// text (a file with many findings is not read again for each).
+struct Lines<'a> {
+    chars: &'a [char],
+    at: usize,
+    line: u32,
+}
+
+impl<'a> Lines<'a> {
+    fn new(chars: &'a [char]) -> Self {
+        Lines {
+            chars,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    fn at(&mut self, idx: usize) -> u32 {
+        if idx < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        let idx = idx.min(self.chars.len());
+        let newlines = self.chars[self.at..idx]
+            .iter()
+            .filter(|c| **c == '\n')
+            .count();
+        self.line += u32::try_from(newlines).unwrap_or(u32::MAX);
+        self.at = idx;
+        self.line
+    }
 }
 
 /// `AdminWS` used outside any function (or directly in the IIFE's body): admin-ws.js

@@ -388,6 +388,18 @@ pub async fn post(c: &reqwest::Client, url: String, body: Value) -> (StatusCode,
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Sets the secret `name` of `app` to `value`, as the admin.
+pub async fn secret(h: &Harness, app: &str, name: &str, value: &str) {
+    let r = h
+        .http
+        .put(format!("{}/admin/api/apps/{app}/env", h.url))
+        .json(&serde_json::json!({"name": name, "value": value, "secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+}
+
 /// Creates role `name` with `permissions`, as the admin.
 pub async fn role(h: &Harness, name: &str, permissions: &[&str]) {
     let (s, b) = post(
