@@ -42,7 +42,9 @@ pub struct Inspected {
     pub app_limits: Option<nr_contracts::manifest::Limits>,
     pub warnings: Vec<Finding>,
     pub facts: AppFacts,
+    /// Dropped after the scratch directory is gone (fields drop in order).
     scratch: tempfile::TempDir,
+    _held: nr_infra::leftovers::Held,
 }
 
 impl Inspected {
@@ -89,6 +91,9 @@ impl Checker {
     }
 }
 
+/// How a check's scratch directory is named (in `NR_DEPLOY_DIR`, else the temp dir).
+pub(crate) const SCRATCH_PREFIX: &str = "nr-deploy-";
+
 fn inspect_blocking(
     bytes: &[u8],
     file_name: &str,
@@ -97,7 +102,7 @@ fn inspect_blocking(
     work_dir: Option<&Path>,
 ) -> Result<Inspected, Refused> {
     let mut builder = tempfile::Builder::new();
-    builder.prefix("nr-deploy-");
+    builder.prefix(SCRATCH_PREFIX);
     let scratch = match work_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -107,6 +112,8 @@ fn inspect_blocking(
         None => builder.tempdir(),
     }
     .map_err(|e| Refused::internal(format!("cannot create a scratch directory: {e}")))?;
+    let held = nr_infra::leftovers::hold(scratch.path())
+        .map_err(|e| Refused::internal(format!("cannot lock the scratch directory: {e}")))?;
     let app_dir = scratch.path().join("app");
     let unpacked = archive::unpack(bytes, limits, Some(&app_dir))?;
 
@@ -158,6 +165,7 @@ fn inspect_blocking(
         warnings,
         facts: m.facts,
         scratch,
+        _held: held,
     })
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 mod app_log;
+mod leftovers;
 mod loaded;
 
 use crate::check::Checker;
@@ -84,6 +85,16 @@ impl Deploy {
                 drain.token().clone(),
             ));
         }
+        leftovers::spawn(
+            inner.store.clone(),
+            inner
+                .config
+                .checks
+                .deploy_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+            drain.token().clone(),
+        );
         let weak = Arc::downgrade(&inner);
         nr_infra::apps::follow(js, drain.token().clone(), move |ev| {
             if let Some(inner) = weak.upgrade() {

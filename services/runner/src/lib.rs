@@ -71,6 +71,9 @@ pub struct Runner {
     shutdown: CancellationToken,
     /// Stops taking sync calls (a child of `shutdown`, cancelled first on drain).
     intake: CancellationToken,
+    /// This runner's directory, held while it lives: a later start removes it if this
+    /// runner never could.
+    _dir: nr_infra::leftovers::Held,
 }
 
 pub(crate) struct Inner {
@@ -161,6 +164,12 @@ impl Runner {
             nr_infra::contain::check_interpreter(&config.python).map_err(anyhow::Error::msg)?;
         }
         let root = work_dir.join(&id);
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let held = nr_infra::leftovers::hold(&root)
+            .with_context(|| format!("cannot lock {}", root.display()))?;
+        // What runners killed outright left here (their unpacked bundles and app homes).
+        nr_infra::leftovers::sweep(&work_dir, "runner-", Some(&root));
         let py_dir = root.join("py");
         std::fs::create_dir_all(py_dir.join("noderouter"))
             .with_context(|| format!("cannot create {}", py_dir.display()))?;
@@ -287,6 +296,7 @@ impl Runner {
             inner,
             shutdown,
             intake,
+            _dir: held,
         })
     }
 

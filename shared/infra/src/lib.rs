@@ -19,6 +19,7 @@ pub mod files;
 pub mod follow;
 pub mod health;
 pub mod import_lock;
+pub mod leftovers;
 pub mod local_call;
 pub mod offset;
 pub mod open_files;
