@@ -227,6 +227,7 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         conf: conf_path.clone(),
         log: dir.join("nats.log"),
         port,
+        store: dir.join("js"),
     };
     let embedded = |server| EmbeddedNats {
         supervisor: supervise::Supervisor::start(server, launch.clone()),

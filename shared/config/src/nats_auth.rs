@@ -3,8 +3,10 @@
 //!
 //! Each service connects as its own user (named after its [`Role`]); [`permissions`]
 //! says which subjects that user may publish and subscribe to, and [`render_authorization`]
-//! turns the table into the `authorization { users = [...] }` block of a nats-server
-//! config (2.9+). The embedded default, the test harness and `compose/` all use it.
+//! turns the table into the `accounts { ... }` block of a nats-server config (2.9+): the
+//! services and the admin in one account, the reader of outside systems in another
+//! ([`READER_ACCOUNT`] says why). The embedded default, the test harness and `compose/`
+//! all use it.
 //!
 //! Replies: services never get a blanket `_INBOX.>`. Each role reads replies on its own
 //! inbox prefix ([`Role::inbox_prefix`], e.g. `_INBOX_gateway.>`), so nobody reads another
@@ -21,7 +23,6 @@
 //! them all. The second user has no `allow_responses`, so job deliveries leave nothing.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use nr_contracts::subjects;
 
@@ -401,83 +402,14 @@ impl Passwords {
     }
 }
 
-/// A nats-server config string (quoted; the characters of subjects and our passwords
-/// never need more than escaping `"` and `\`).
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
+mod render;
 
-fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// Where a role's password comes from in the rendered config.
-pub enum Secret<'a> {
-    /// Written into the config (the file must be kept private).
-    Literal(&'a str),
-    /// An environment variable nats-server expands at start (`$NAME`).
-    Env(&'a str),
-}
-
-/// The `authorization { users = [...] }` block for `roles`.
-pub fn render_authorization<'a>(users: impl IntoIterator<Item = (Role, Secret<'a>)>) -> String {
-    let mut out = String::from("authorization {\n  users = [\n");
-    for (role, secret) in users {
-        let p = permissions(role);
-        let password = match secret {
-            Secret::Literal(pw) => quote(pw),
-            Secret::Env(var) => format!("${var}"),
-        };
-        let _ = writeln!(out, "    {{");
-        let _ = writeln!(out, "      user: {}", quote(role.user()));
-        let _ = writeln!(out, "      password: {password}");
-        let _ = writeln!(out, "      permissions: {{");
-        let _ = writeln!(out, "        publish: {{ allow: {} }}", list(&p.publish));
-        let _ = writeln!(
-            out,
-            "        subscribe: {{ allow: {} }}",
-            list(&p.subscribe)
-        );
-        if let Some(expires) = p.allow_responses {
-            let _ = writeln!(
-                out,
-                "        allow_responses: {{ max: 1, expires: {} }}",
-                quote(expires)
-            );
-        }
-        let _ = writeln!(out, "      }}");
-        let _ = writeln!(out, "    }}");
-    }
-    out.push_str("  ]\n}\n");
-    out
-}
-
-/// The block `compose/nats/auth.conf` holds: every role, each password read by
-/// nats-server from `NATS_<ROLE>_PASSWORD` in its environment.
-pub fn render_for_compose() -> String {
-    let vars: Vec<(Role, String)> = Role::ALL
-        .into_iter()
-        .map(|r| {
-            let var = format!("NATS_{}_PASSWORD", r.password_role().user().to_uppercase());
-            (r, var)
-        })
-        .collect();
-    format!(
-        "# Generated from shared/config/src/nats_auth.rs by its tests (NR_BLESS=1 rewrites it);\n\
-         # do not edit by hand. Passwords come from the environment (compose/.env).\n{}",
-        render_authorization(vars.iter().map(|(r, v)| (*r, Secret::Env(v))))
-    )
-}
-
-/// The authorization block with every role's literal password.
-pub fn render_with_passwords(passwords: &Passwords) -> String {
-    render_authorization(
-        Role::ALL
-            .into_iter()
-            .filter_map(|r| passwords.get(r).map(|pw| (r, Secret::Literal(pw)))),
-    )
-}
+#[cfg(test)]
+use render::quote;
+pub use render::{
+    lent_to_reader, render_authorization, render_for_compose, render_with_passwords, Secret,
+    PLATFORM_ACCOUNT, READER_ACCOUNT,
+};
 
 #[cfg(test)]
 mod tests;

@@ -19,12 +19,15 @@ pub(super) struct Launch {
     pub conf: PathBuf,
     pub log: PathBuf,
     pub port: u16,
+    /// The JetStream store directory (`store_dir`).
+    pub store: PathBuf,
 }
 
 impl Launch {
     /// Starts the server and waits (10 s at most) until it listens. `append` keeps the
     /// log of the server it replaces.
     pub(super) async fn start(&self, append: bool) -> anyhow::Result<Child> {
+        move_global_store(&self.store)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
@@ -203,4 +206,25 @@ async fn terminate(server: Server) {
         }
         Server::Adopted(None) => {}
     }
+}
+
+/// Streams an earlier release kept in NATS's global account (`$G`, before the reader
+/// had an account of its own) move to the platform's account: a server on a single
+/// store keeps each account's streams in `<store_dir>/jetstream/<account>`. Done with
+/// no server running on the store.
+pub(super) fn move_global_store(store: &std::path::Path) -> anyhow::Result<()> {
+    let accounts = store.join("jetstream");
+    let global = accounts.join("$G");
+    let platform = accounts.join(nr_config::nats_auth::PLATFORM_ACCOUNT);
+    if global.is_dir() && !platform.exists() {
+        std::fs::rename(&global, &platform).with_context(|| {
+            format!(
+                "cannot move the streams in {} to {}",
+                global.display(),
+                platform.display()
+            )
+        })?;
+        tracing::info!(from = %global.display(), to = %platform.display(), "moved the platform's streams into its NATS account");
+    }
+    Ok(())
 }

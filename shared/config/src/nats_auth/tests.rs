@@ -235,5 +235,5 @@ fn the_runners_jobs_user_reads_the_streams_and_answers_nothing() {
     assert!(!pw.0.contains_key("runner_jobs"), "no password of its own");
     assert_eq!(pw.get(Role::RunnerJobs), pw.get(Role::Runner));
     assert!(render_for_compose()
-        .contains("user: \"runner_jobs\"\n      password: $NATS_RUNNER_PASSWORD"));
+        .contains("user: \"runner_jobs\"\n        password: $NATS_RUNNER_PASSWORD"));
 }
