@@ -4,7 +4,8 @@
 //! lease lapsed has no work item left: a database restored without the `NR_JOBS` backup
 //! taken with it, or a stream lost. Such a job goes back to `pending` (the lost attempt
 //! counted, so its attempt limit still holds) with a new work item; one past its limit
-//! then ends `failed`, as a job whose runner died always does.
+//! then ends `failed`, as a job whose runner died always does. Jobs left `pending` with
+//! no work item are found by counting ([`pending`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub(crate) fn spawn(state: Weak<AppState>, stop: CancellationToken) {
                 if let Err(e) = once(&s, after).await {
                     tracing::warn!(error = %e, "cannot look for jobs whose work item was lost");
                 }
+                if let Err(e) = pending(&s, after).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot look for waiting jobs whose work item was lost");
+                }
             }
             drop(s);
             let pause = Duration::from_secs_f64((after / 4.0).clamp(0.25, 30.0));
@@ -42,6 +46,88 @@ pub(crate) fn spawn(state: Weak<AppState>, stop: CancellationToken) {
             }
         }
     });
+}
+
+/// Jobs `pending` with no work item: a gateway killed between recording a job and
+/// queueing it, or a dump restored without its `NR_JOBS`. Which pending job lacks its
+/// item the stream cannot say cheaply, but a count can: a job waiting, unchanged for
+/// `after` seconds, has a work item of its own in the stream (an item is acked only once
+/// its job is final, and a job put back to wait keeps its item or gets a new one as it
+/// changes). So an app with fewer items than such jobs has lost some; its long-waiting
+/// jobs are queued again (at most [`BATCH`] a pass; the claim lets one item run a job).
+/// The stream is counted first, so a job that ends meanwhile is not taken for a lost
+/// one; the items of running jobs count too, which can only hide a loss until they end.
+pub(crate) async fn pending(state: &Arc<AppState>, after: f64) -> anyhow::Result<usize> {
+    use futures::TryStreamExt as _;
+    let stream = state
+        .js
+        .get_stream(nr_contracts::subjects::STREAM_JOBS)
+        .await?;
+    let items: std::collections::HashMap<String, usize> = stream
+        .info_with_subjects(nr_contracts::subjects::JOB_SUBMITTED_ALL)
+        .await?
+        .try_collect()
+        .await?;
+    let jobs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT app_name, count(*) FROM noderouter_core.job_queue \
+         WHERE status = 'pending' AND updated_at < NOW() - make_interval(secs => $1) \
+         GROUP BY app_name",
+    )
+    .bind(after)
+    .fetch_all(&state.db)
+    .await?;
+    let mut queued = 0;
+    for (app, count) in jobs {
+        let held = items
+            .get(&nr_contracts::subjects::job_submitted(&app))
+            .copied()
+            .unwrap_or(0);
+        if usize::try_from(count).unwrap_or(0) <= held {
+            continue;
+        }
+        // Touched (the trigger moves `updated_at`), so the next pass takes the next ones.
+        let waiting: Vec<(Uuid, Option<i64>)> = sqlx::query_as(
+            "UPDATE noderouter_core.job_queue SET status = status WHERE id IN ( \
+                 SELECT id FROM noderouter_core.job_queue \
+                 WHERE app_name = $1 AND status = 'pending' \
+                   AND updated_at < NOW() - make_interval(secs => $2) \
+                 ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, app_rev",
+        )
+        .bind(&app)
+        .bind(after)
+        .bind(BATCH)
+        .fetch_all(&state.db)
+        .await?;
+        tracing::warn!(app = %app, jobs = count, work_items = held, queued_again = waiting.len(),
+            "waiting jobs had lost their work items (a gateway stopped between recording and queueing them, or a restore): queued again");
+        for (id, rev) in waiting {
+            if let Err(e) = super::queue(state, &app, &submitted(state, id, &app, rev)).await {
+                tracing::error!(job = %id, error = %e, "cannot queue a job whose work item was lost; the next pass tries again");
+            } else {
+                queued += 1;
+            }
+        }
+    }
+    Ok(queued)
+}
+
+/// The work item of job `id`, for the revision it was submitted to (else the one
+/// served now).
+fn submitted(state: &AppState, id: Uuid, app: &str, rev: Option<i64>) -> Envelope<JobSubmitted> {
+    let rev = rev
+        .and_then(|r| u64::try_from(r).ok())
+        .or_else(|| state.apps.get(app).map(|e| e.rev))
+        .unwrap_or(0);
+    Envelope::new(
+        JOB_SUBMITTED,
+        &state.node,
+        JobSubmitted {
+            job_id: id.to_string(),
+            app_name: app.to_owned(),
+            app_rev: rev,
+        },
+    )
 }
 
 /// One pass: the jobs put back, each with a new work item.
@@ -62,20 +148,7 @@ pub(crate) async fn once(state: &Arc<AppState>, after: f64) -> anyhow::Result<us
     .await?;
     for (id, app, rev) in &lost {
         tracing::warn!(job = %id, app = %app, "a running job had lost its work item (its lease lapsed long ago): queued again");
-        let rev = rev
-            .and_then(|r| u64::try_from(r).ok())
-            .or_else(|| state.apps.get(app).map(|e| e.rev))
-            .unwrap_or(0);
-        let event = Envelope::new(
-            JOB_SUBMITTED,
-            &state.node,
-            JobSubmitted {
-                job_id: id.to_string(),
-                app_name: app.clone(),
-                app_rev: rev,
-            },
-        );
-        if let Err(e) = super::queue(state, app, &event).await {
+        if let Err(e) = super::queue(state, app, &submitted(state, *id, app, *rev)).await {
             tracing::error!(job = %id, error = %e, "cannot queue a job whose work item was lost; the next pass tries again");
             // Lost again, so that the next pass finds it.
             let _ = sqlx::query(
