@@ -241,6 +241,7 @@ pub(crate) struct RollbackBody {
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:deploy` permission is missing", body = ErrorBody),
         (status = 404, description = "No such app or version", body = ErrorBody),
+        (status = 415, description = "A body declared as something other than JSON", body = ErrorBody),
         (status = 503, description = "The deploy service is not running", body = ErrorBody),
         (status = 504, description = "The deploy service did not answer in time", body = ErrorBody),
     ),
@@ -250,10 +251,12 @@ pub(crate) async fn rollback(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     UrlPath(app): UrlPath<String>,
+    headers: axum::http::HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<DeployReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
     check_app_name(&app)?;
+    crate::sync::check_content_type(&headers)?;
     let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the body must be JSON such as {{\"version\": \"1.0.0\"}}: {e}"

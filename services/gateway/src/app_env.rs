@@ -150,6 +150,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:env` permission is missing", body = ErrorBody),
         (status = 404, description = "Not an app name", body = ErrorBody),
+        (status = 415, description = "A body declared as something other than JSON", body = ErrorBody),
         (status = 422, description = "A bad or reserved `name`, a `value` over 32 KiB or with NUL, a `secret` that is not a boolean; `details.field` names the field", body = ErrorBody),
         (status = 503, description = "A secret, and this gateway has no `NR_SECRETS_KEY`; or the change's event could not be stored (nothing changed)", body = ErrorBody),
     ),
@@ -159,10 +160,12 @@ pub(crate) async fn set_env(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     UrlPath(app): UrlPath<String>,
+    headers: axum::http::HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(perms::APPS_ENV)?;
     check_app(&app)?;
+    crate::sync::check_content_type(&headers)?;
     let body: Value = serde_json::from_slice(&body)
         .ok()
         .filter(Value::is_object)

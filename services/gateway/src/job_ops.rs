@@ -133,6 +133,7 @@ async fn queue_again(state: &AppState, jobs: &[nr_jobs::Requeued]) -> Result<(),
         (status = 403, description = "The job is another user's and `jobs:requeue_all` is missing", body = ErrorBody),
         (status = 404, description = "No such job visible to the caller", body = ErrorBody),
         (status = 409, description = "The job is not failed", body = ErrorBody),
+        (status = 415, description = "A body declared as something other than JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
@@ -140,8 +141,10 @@ pub(crate) async fn requeue_one(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<Requeued>, ApiError> {
+    crate::sync::check_content_type(&headers)?;
     let body = parse_body(&body)?;
     if body.app_name.is_some() {
         return Err(ApiError::BadRequest(
@@ -201,14 +204,17 @@ pub(crate) async fn requeue_one(
         (status = 200, description = "The jobs now pending again", body = Requeued),
         (status = 400, description = "A bad body or app name", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 415, description = "A body declared as something other than JSON", body = ErrorBody),
     ),
     security(("bearer" = []), ("cookie" = []))
 )]
 pub(crate) async fn requeue_app(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Json<Requeued>, ApiError> {
+    crate::sync::check_content_type(&headers)?;
     let body = parse_body(&body)?;
     let Some(app) = body.app_name.as_deref() else {
         return Err(ApiError::BadRequest(

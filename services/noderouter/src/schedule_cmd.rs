@@ -107,6 +107,11 @@ async fn set(remote: &Remote, app: &str, name: &str, verb: &str) -> anyhow::Resu
             &body,
         ));
     }
-    outln!("{verb}d schedule {name} of {app}");
+    if body["changed"] == json!(false) {
+        let state = if verb == "pause" { "paused" } else { "running" };
+        outln!("schedule {name} of {app} was already {state}: nothing changed");
+    } else {
+        outln!("{verb}d schedule {name} of {app}");
+    }
     Ok(())
 }

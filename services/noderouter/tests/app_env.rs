@@ -135,6 +135,16 @@ async fn variables_and_secrets_reach_only_their_app_sealed_unlisted_and_unpublis
         !b.to_string().contains(SECRET),
         "the answer echoes the secret: {b}"
     );
+    // A body declared as something else (a form, text) is refused, and changes nothing.
+    let (s, b) = send(
+        h.http
+            .put(format!("{}/admin/api/apps/{app}/env", h.url))
+            .header("content-type", "text/plain")
+            .body(r#"{"name": "SHOP_CURRENCY", "value": "USD"}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{b}");
+    assert_eq!(b["code"], "unsupported_media_type", "{b}");
 
     for expected in [("SHOP_CURRENCY", false), ("PAYMENT_API_KEY", true)] {
         let msg = tokio::time::timeout(Duration::from_secs(5), events.next())

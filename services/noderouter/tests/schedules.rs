@@ -116,6 +116,33 @@ async fn ticks_missed_while_no_scheduler_ran_follow_catch_up_and_pause_records_t
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["changed"], true, "{b}");
+    // Again: nothing changes, and the audit trail holds one pause.
+    let (s, b) = common::post(
+        &h.http,
+        format!("{}/admin/api/schedules/catchup/held/pause", h.url),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!({"app": "catchup", "name": "held", "paused": true, "changed": false})
+    );
+    let audit: std::collections::HashMap<String, usize> = {
+        use futures::TryStreamExt as _;
+        async_nats::jetstream::new(h.nats_client().await)
+            .get_stream(nr_contracts::subjects::STREAM_SCHEDULES)
+            .await
+            .unwrap()
+            .info_with_subjects("schedule.changed.catchup")
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    assert_eq!(audit.get("schedule.changed.catchup"), Some(&1), "{audit:?}");
     let (s, b) = common::post(
         &h.http,
         format!("{}/admin/api/schedules/catchup/nope/pause", h.url),

@@ -201,6 +201,8 @@ pub(crate) struct Paused {
     app: String,
     name: String,
     paused: bool,
+    /// `false` when the schedule already was so: nothing was changed or recorded.
+    changed: bool,
 }
 
 async fn set_paused(
@@ -219,6 +221,31 @@ async fn set_paused(
         .begin()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
+    // One change of a schedule at a time (the row may not exist yet): pausing a paused
+    // schedule again changes nothing and records nothing (it kept who paused it, and
+    // when, and wrote a second audit entry).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('nr-schedule:' || $1 || '/' || $2))")
+        .bind(&app)
+        .bind(&name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
+    let now: Option<(bool,)> = sqlx::query_as(
+        "SELECT paused FROM noderouter_core.schedules WHERE app_name = $1 AND name = $2",
+    )
+    .bind(&app)
+    .bind(&name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
+    if now.map(|(p,)| p).unwrap_or(false) == paused {
+        return Ok(Json(Paused {
+            app,
+            name,
+            paused,
+            changed: false,
+        }));
+    }
     // Resuming does not replay the pause: ticks from here on run.
     sqlx::query(
         "INSERT INTO noderouter_core.schedules (app_name, name, paused, paused_by, paused_at, checked_until) \
@@ -257,7 +284,12 @@ async fn set_paused(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
     tracing::info!(app = %app, schedule = %name, paused, by = %caller.0.sub, "schedule paused or resumed");
-    Ok(Json(Paused { app, name, paused }))
+    Ok(Json(Paused {
+        app,
+        name,
+        paused,
+        changed: true,
+    }))
 }
 
 /// Pauses a schedule: its ticks are recorded as `paused` and do not run.
