@@ -175,3 +175,48 @@ async fn a_job_reporting_in_a_loop_writes_its_row_at_the_events_rate() {
         "the newest report is published, with its message"
     );
 }
+
+/// A failed job's final event says why, as a retry's `pending` does: a system that
+/// reads only the bus could not learn it (the message was null).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_jobs_final_event_carries_its_error() {
+    let h = Harness::start().await;
+    let main = "def execute(data, conn=None):\n    raise ValueError('the ledger is closed')\n";
+    let app = app_name("fails");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &manifest(&app, "1.0.0", json!({"job_retry": {"attempts": 1}})),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+    let nats = h.nats_client().await;
+    let subject = format!("job.progress.{app}.>");
+    let mut sub = nats.subscribe(subject.clone()).await.unwrap();
+    h.nats.subscribed(&nats, &subject).await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h
+        .wait_job(b["job_id"].as_str().unwrap(), |j| j["status"] == "failed")
+        .await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let last = loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("the final event within 5 s")
+            .unwrap();
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Failed {
+            break ev.data;
+        }
+    };
+    assert_eq!(
+        last.message.as_deref(),
+        Some("ValueError: the ledger is closed"),
+        "{last:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! What `execute` may return: the values the author guide lists are converted (dates,
 //! decimals, UUIDs, sets, bytes), and anything JSON cannot carry is a 500 that names
-//! where in the result it is and what it is.
+//! where in the result it is and what it is; so is an `_actions` payload its event
+//! cannot carry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +20,12 @@ def execute(data, conn=None):
         return {"rows": [{"price": 1.5}, {"price": float("nan")}]}
     if kind == "object":
         return {"report": {"owner": object()}}
+    if kind == "action_nan":
+        return {"ok": True, "_actions": [{"name": "tick", "payload": {"v": float("inf")}}]}
+    if kind == "action_big":
+        return {"ok": True, "_actions": [{"name": "tick", "payload": {"n": 2 ** 70}}]}
+    if kind == "action_edges":
+        return {"ok": True, "_actions": [{"name": "tick", "payload": {"big": 2 ** 64 - 1, "low": -(2 ** 63)}}]}
     if kind == "loop":
         rows = []
         rows.append(rows)
@@ -72,4 +79,26 @@ async fn results_convert_as_the_guide_says_and_a_bad_value_is_named_where_it_is(
             "{kind}: {error}"
         );
     }
+
+    // An action's payload its event cannot carry fails the call the same way, naming
+    // where (an infinity killed the worker: 502; an integer beyond 64 bits arrived as a
+    // float), and the worker serves on.
+    for (kind, named) in [
+        ("action_nan", "result['_actions'][0]['payload']['v'] is inf"),
+        (
+            "action_big",
+            "result['_actions'][0]['payload']['n'] is 1180591620717411303424, an integer beyond 64 bits",
+        ),
+    ] {
+        let (s, b) = h.sync(&app, json!({"kind": kind})).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{kind}: {b}");
+        let error = b["error"].as_str().unwrap();
+        assert!(
+            error.contains("cannot carry") && error.contains(named),
+            "{kind}: {error}"
+        );
+    }
+    let (s, b) = h.sync(&app, json!({"kind": "action_edges"})).await;
+    assert_eq!(s, StatusCode::OK, "64-bit edges are carried: {b}");
+    assert_eq!(b, json!({"ok": true}));
 }

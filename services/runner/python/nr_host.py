@@ -165,15 +165,26 @@ class ConnHolder:
 
 
 def _actions_of(result):
+    """The `_actions` of a result as `{"name", "payload"}` entries, and what was left out
+    as not an action (the runner logs each, and publishes none of them). A payload the
+    event cannot carry (NaN, an infinity, an integer beyond 64 bits) fails the call,
+    naming where, as a result JSON cannot carry does."""
     if not isinstance(result, dict) or "_actions" not in result:
-        return []
+        return [], []
     raw = result.pop("_actions")
-    out = []
-    if isinstance(raw, list):
-        for item in raw:
-            if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]:
-                out.append({"name": item["name"], "payload": item.get("payload")})
-    return out
+    if not isinstance(raw, list):
+        return [], ["_actions is %s, not a list" % type(raw).__name__]
+    out, dropped = [], []
+    for n, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            dropped.append("_actions[%d] has no name (a non-empty string)" % n)
+            continue
+        payload = item.get("payload")
+        found = nr_json.unjsonable(payload, "result['_actions'][%d]['payload']" % n, events=True)
+        if found:
+            raise TypeError("execute() returned an action its event cannot carry: %s is %s" % found)
+        out.append({"name": item["name"], "payload": payload})
+    return out, dropped
 
 
 _env_int = nr_contain.env_int
@@ -295,7 +306,9 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 result = execute(data)
             if isawaitable(result):
                 result = (loop or asyncio.new_event_loop()).run_until_complete(result)
-            actions = _actions_of(result)
+            actions, dropped = _actions_of(result)
+            if dropped:
+                reply["dropped_actions"] = dropped
             if not isinstance(result, dict):
                 raise TypeError("execute() returned %s; it must return a dict" % type(result).__name__)
             try:

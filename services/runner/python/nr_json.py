@@ -31,14 +31,19 @@ def dumps(value):
     return encode_result(value).encode()
 
 
-def unjsonable(value, path="result", on_path=(), depth=0):
+def unjsonable(value, path="result", on_path=(), depth=0, events=False):
     """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
-    the error of a result names it (`result['rows'][3]['price'] is nan`)."""
+    the error of a result names it (`result['rows'][3]['price'] is nan`). With `events`,
+    an integer beyond 64 bits too: an event (MessagePack) would carry it as a float."""
     if depth > 100:
         return None
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return path, repr(value)
+        return None
+    if events and isinstance(value, int) and not isinstance(value, bool):
+        if not -(2 ** 63) <= value < 2 ** 64:
+            return path, "%d, an integer beyond 64 bits (send it as a string)" % value
         return None
     if value is None or isinstance(value, (str, int, bool)):
         return None
@@ -50,12 +55,12 @@ def unjsonable(value, path="result", on_path=(), depth=0):
             for key, item in value.items():
                 if key is not None and not isinstance(key, (str, int, float, bool)):
                     return path, "a dict with a key of type %s" % type(key).__name__
-                found = unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1)
+                found = unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1, events)
                 if found:
                     return found
         else:
             for n, item in enumerate(value):
-                found = unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1)
+                found = unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1, events)
                 if found:
                     return found
         return None
@@ -63,4 +68,4 @@ def unjsonable(value, path="result", on_path=(), depth=0):
         converted = default(value)
     except TypeError:
         return path, "an object of type %s" % type(value).__name__
-    return unjsonable(converted, path, on_path, depth + 1)
+    return unjsonable(converted, path, on_path, depth + 1, events)

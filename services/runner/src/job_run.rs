@@ -51,8 +51,8 @@ pub(crate) async fn handle(
                                     .publish_final(
                                         id,
                                         &row.app_name,
-                                        status,
-                                        row.progress,
+                                        (status, row.progress),
+                                        row.error_message,
                                         row.submitted_by,
                                         row.attempt,
                                     )
@@ -175,6 +175,7 @@ pub(crate) async fn handle(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
+            let message = error.clone();
             let outcome = nr_jobs::Outcome {
                 id,
                 attempt,
@@ -191,7 +192,7 @@ pub(crate) async fn handle(
                 Some(Ok(Some(progress))) => {
                     nr_telemetry::metrics().job(&app, status.as_str());
                     if inner
-                        .publish_final(id, &app, status, progress, submitted_by, attempt)
+                        .publish_final(id, &app, (status, progress), message, submitted_by, attempt)
                         .await
                     {
                         Recorded::Yes

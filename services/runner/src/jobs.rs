@@ -471,8 +471,8 @@ impl Inner {
         &self,
         id: Uuid,
         app: &str,
-        status: JobStatus,
-        progress: i32,
+        (status, progress): (JobStatus, i32),
+        error: Option<String>,
         submitted_by: Option<String>,
         attempt: i32,
     ) -> bool {
@@ -484,7 +484,9 @@ impl Inner {
                 app_name: app.to_owned(),
                 status,
                 progress,
-                message: None,
+                // Why a job failed, for systems that only read the bus (as a retry's
+                // `pending` says it).
+                message: error.filter(|_| status == JobStatus::Failed),
                 submitted_by,
             },
         );

@@ -118,6 +118,9 @@ impl AppHost {
                 header.logs = header
                     .logs
                     .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max));
+                for why in header.dropped_actions.iter().take(10) {
+                    tracing::warn!(app = %self.app, request_id = %rid, job_id = %job, "{}; not published", text::escape_lines(why));
+                }
                 if header.ok {
                     Ok(CallReply {
                         body: out,

@@ -26,6 +26,9 @@ pub(super) struct ReplyHeader {
     pub(super) traceback: Option<String>,
     #[serde(default)]
     pub(super) actions: Vec<FiredAction>,
+    /// `_actions` entries that are not actions (no name, not a dict), each said why.
+    #[serde(default)]
+    pub(super) dropped_actions: Vec<String>,
     /// A line of the call's output (a frame of its own, like progress).
     #[serde(default)]
     pub(super) log: Option<String>,
