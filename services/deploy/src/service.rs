@@ -38,6 +38,10 @@ pub struct DeployDeps {
 
 pub struct Deploy {
     drain: Drain,
+    /// Stops what the requests in flight read (the app catalogue, the runners'
+    /// heartbeats) once they are answered: a deploy finishing during the drain still
+    /// waits for the runners it knows are alive (it reported none).
+    followers: CancellationToken,
 }
 
 struct Inner {
@@ -95,8 +99,9 @@ impl Deploy {
                 .unwrap_or_else(std::env::temp_dir),
             drain.token().clone(),
         );
+        let followers = CancellationToken::new();
         let weak = Arc::downgrade(&inner);
-        nr_infra::apps::follow(js, drain.token().clone(), move |ev| {
+        nr_infra::apps::follow(js, followers.clone(), move |ev| {
             if let Some(inner) = weak.upgrade() {
                 inner
                     .catalogue
@@ -107,7 +112,7 @@ impl Deploy {
             }
         })
         .await?;
-        loaded::follow_runners(&inner.nats, inner.runners.clone(), drain.token().clone()).await?;
+        loaded::follow_runners(&inner.nats, inner.runners.clone(), followers.clone()).await?;
 
         // Each operation in the `nr-deploy` queue group, answered the one way
         // (`nr_infra::rpc`): a report, or the refusal as an `RpcError`.
@@ -139,7 +144,7 @@ impl Deploy {
             }
         })
         .await?;
-        Ok(Deploy { drain })
+        Ok(Deploy { drain, followers })
     }
 
     /// Stops taking requests when `stop` is cancelled, and returns once the requests in
@@ -150,6 +155,12 @@ impl Deploy {
             tracing::warn!("deploy requests still running after the drain limit; exiting");
         }
         Ok(())
+    }
+}
+
+impl Drop for Deploy {
+    fn drop(&mut self) {
+        self.followers.cancel();
     }
 }
 
@@ -221,7 +232,18 @@ impl Inner {
     ) -> Result<DeployReport, Refused> {
         let bytes = async { self.store.get(staged).await?.bytes().await }
             .await
-            .map_err(|e| Refused::internal(format!("cannot read staged upload: {e}")))?;
+            .map_err(|e| match e {
+                // The gateway stored it a moment ago: this service looks in another store.
+                object_store::Error::NotFound { .. } => {
+                    tracing::error!(upload = %staged, "the upload a gateway staged is not in this service's object store: the gateways and deploy must use the same NR_OBJECT_STORE_URL");
+                    Refused {
+                        status: 503,
+                        error: "the deploy service cannot find the upload the gateway stored: the gateways and the deploy service must use the same object store (NR_OBJECT_STORE_URL)".into(),
+                        details: vec![],
+                    }
+                }
+                e => Refused::internal(format!("cannot read staged upload: {e}")),
+            })?;
         if bytes.len() as u64 > self.config.max_bundle_bytes {
             return Err(Refused::one(
                 413,

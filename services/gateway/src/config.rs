@@ -25,8 +25,8 @@ pub struct GatewayConfig {
     /// runner enforces it; the gateway waits this long plus a small margin.
     #[arg(long, env = "NR_SYNC_TIMEOUT_S", default_value_t = 30.0)]
     pub sync_timeout_s: f64,
-    /// Keys signing runner requests (comma-separated; the first signs). Unset:
-    /// development mode, requests are not signed.
+    /// Keys signing runner requests (comma-separated; the first signs; 16 characters
+    /// at least). Required: unset, the gateway refuses to start unless `--insecure-dev`.
     #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
     pub runner_secret: Option<String>,
     /// Key sealing app secrets at rest: 32 bytes as 64 hex digits or base64; several,
@@ -111,6 +111,7 @@ impl GatewayConfig {
         ] {
             wrong.extend(nr_config::seconds_in(setting, value, min, max).err());
         }
+        wrong.extend(nr_auth::signing::Keys::check_lengths(self.runner_secret.as_deref()).err());
         if self.job_max_attempts < 1 {
             wrong.push(format!(
                 "NR_JOB_MAX_ATTEMPTS must be at least 1 (got {})",

@@ -228,14 +228,11 @@ pub(crate) async fn exec(
             &reply.payload,
             reply_header(nr_auth::signing::HEADER_SIG),
         ) {
-            tracing::warn!(app = %app, request_id = %request_id, error = %e, "runner reply refused");
-            return Err(ApiError::Refused {
-                status: 502,
-                error: format!(
-                    "the reply to this call of app '{app}' failed verification and was dropped"
-                ),
-                details: serde_json::Value::Null,
-            });
+            // A runner refusing this gateway's signature answers unsigned: the keys differ.
+            tracing::warn!(app = %app, request_id = %request_id, reply = %e, "runner reply refused: its signature does not verify; is RUNNER_SECRET the same on every gateway and runner?");
+            return Err(ApiError::BadGateway(format!(
+                "the reply to this call of app '{app}' failed verification and was dropped: the runner that answered does not hold this gateway's RUNNER_SECRET (or the reply was forged)"
+            )));
         }
     }
     let status = status_text

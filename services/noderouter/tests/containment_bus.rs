@@ -355,6 +355,7 @@ async fn a_forged_reply_to_a_runner_request_never_reaches_the_caller() {
     for _ in 0..2 {
         let (status, body) = h.sync(&app, json!({})).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert_eq!(body["code"], "bad_gateway", "{body}");
         assert!(body.get("forged").is_none(), "{body}");
         assert!(
             body["error"]

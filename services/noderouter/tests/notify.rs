@@ -316,9 +316,14 @@ async fn second_hub(h: &Harness) -> (String, CancellationToken) {
     .await
     .unwrap();
     let stop = CancellationToken::new();
-    let (addr, serve) = nr_telemetry::serve("127.0.0.1:0", notify.router(), stop.clone())
-        .await
-        .unwrap();
+    let (addr, serve) = nr_telemetry::serve(
+        "127.0.0.1:0",
+        "NR_NOTIFY_ADDR",
+        notify.router(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     tokio::spawn(serve);
     let s = stop.clone();
     tokio::spawn(async move { notify.run_until_stopped(s).await });

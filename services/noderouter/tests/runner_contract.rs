@@ -704,7 +704,8 @@ def execute(data, conn=None):
 async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
     use nr_auth::signing::{sign, Keys, HEADER_SIG};
     // Rotation: the gateway signs with the new key; runners accept the new and the old.
-    let h = Harness::start_with(&["--runner-secret", "new-key-123,old-key-456"]).await;
+    let h =
+        Harness::start_with(&["--runner-secret", "new-key-0123456789,old-key-0123456789"]).await;
     let app = app_name("signed");
     h.deploy_ok(
         &app,
@@ -750,14 +751,14 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
         "401",
         "unsigned"
     );
-    let old = stamped("old-key-456", b"{}");
+    let old = stamped("old-key-0123456789", b"{}");
     assert_eq!(
         status(&ask(old.clone(), "{}").await),
         "200",
         "a key being rotated out still verifies"
     );
     assert_eq!(status(&ask(old, "{}").await), "401", "replayed");
-    let tampered = stamped("new-key-123", b"{}");
+    let tampered = stamped("new-key-0123456789", b"{}");
     assert_eq!(
         status(&ask(tampered, "{\"x\":1}").await),
         "401",
@@ -771,7 +772,7 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
     // A gateway of the previous release (three headers) while runners are upgraded
     // first: served, and answered in its own reply scheme.
     let mut legacy = async_nats::HeaderMap::new();
-    let keys = Keys::parse(Some("new-key-123"));
+    let keys = Keys::parse(Some("new-key-0123456789"));
     for (k, v) in nr_auth::signing::legacy::sign(&keys, &subject, &legacy.clone(), b"{}").unwrap() {
         legacy.insert(k, v.as_str());
     }
@@ -800,7 +801,7 @@ async fn with_a_runner_secret_only_signed_fresh_untampered_requests_run() {
         "401",
         "replayed, previous release"
     );
-    let mut stale = stamped("new-key-123", b"{}");
+    let mut stale = stamped("new-key-0123456789", b"{}");
     let old_ms = (time::OffsetDateTime::now_utc().unix_timestamp() - 120) * 1000;
     // `<ts>.<nonce>.<mac>` with the time moved back two minutes.
     let fresh = stale.get(HEADER_SIG).unwrap().as_str().to_owned();

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let router = notify
         .router()
         .merge(nr_telemetry::ops_router("notify", ready));
-    let (bound, serve) = nr_telemetry::serve(&addr, router, stop.clone()).await?;
+    let (bound, serve) = nr_telemetry::serve(&addr, "NR_NOTIFY_ADDR", router, stop.clone()).await?;
     tracing::info!(%bound, "notify listening");
     tokio::spawn(serve);
     notify.run_until_stopped(stop).await

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
     let registry = Registry::build(cli.config, RegistryDeps { nats, db }).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3103".into());
     let ops = nr_telemetry::ops_router("registry", ready);
-    let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
+    let (bound, serve) = nr_telemetry::serve(&addr, "NR_HEALTH_ADDR", ops, stop.clone()).await?;
     tracing::info!(%bound, "health, readiness and metrics endpoint");
     tokio::spawn(serve);
     registry.run_until_stopped(stop).await

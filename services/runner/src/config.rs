@@ -42,8 +42,8 @@ pub struct RunnerConfig {
     /// Job slots, per-app limits, job workers, logs and retention.
     #[command(flatten)]
     pub jobs: JobArgs,
-    /// Keys that sign runner requests (comma-separated; any verifies). Unset:
-    /// development mode, unsigned requests are served.
+    /// Keys that sign runner requests (comma-separated; any verifies; 16 characters at
+    /// least). Required: unset, the runner refuses to start unless `--insecure-dev`.
     #[arg(long, env = "RUNNER_SECRET", hide_env_values = true)]
     pub runner_secret: Option<String>,
     /// Key that opens app secrets (the gateway's `NR_SECRETS_KEY`; several,
@@ -147,6 +147,7 @@ impl RunnerConfig {
         ] {
             wrong.extend(nr_config::seconds_in(setting, value, min, max).err());
         }
+        wrong.extend(nr_auth::signing::Keys::check_lengths(self.runner_secret.as_deref()).err());
         if self.contain.app_uid_count == 0 {
             wrong.push("NR_APP_UID_COUNT must be at least 1 (got 0)".into());
         }

@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let runner = Runner::build(cli.config, deps).await?;
     let addr = health.unwrap_or_else(|| "127.0.0.1:3104".into());
     let ops = nr_telemetry::ops_router("runner", runner.ready_check());
-    let (bound, serve) = nr_telemetry::serve(&addr, ops, stop.clone()).await?;
+    let (bound, serve) = nr_telemetry::serve(&addr, "NR_HEALTH_ADDR", ops, stop.clone()).await?;
     tracing::info!(%bound, "health, readiness and metrics endpoint");
     tokio::spawn(serve);
     runner.run_until_stopped(stop).await

@@ -55,7 +55,30 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Refuses a `RUNNER_SECRET` key shorter than [`MIN_KEY_CHARS`], which could be
+    /// guessed; the message says how to make one.
+    pub fn check_lengths(secret: Option<&str>) -> Result<(), String> {
+        secret
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .try_for_each(|k| {
+                let n = k.chars().count();
+                if n < MIN_KEY_CHARS {
+                    Err(format!(
+                        "RUNNER_SECRET: each key needs {MIN_KEY_CHARS} characters at least (one has {n}); make one with `openssl rand -hex 32`, the same on every gateway and runner"
+                    ))
+                } else {
+                    Ok(())
+                }
+            })
+    }
 }
+
+/// The shortest key `RUNNER_SECRET` may hold.
+pub const MIN_KEY_CHARS: usize = 16;
 
 fn header<'a>(h: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     h.and_then(|h| h.get(name)).map(|v| v.as_str())

@@ -263,3 +263,20 @@ fn requests_of_the_previous_scheme_verify_and_get_replies_in_it() {
         Err(SigError::Invalid)
     );
 }
+
+#[test]
+fn a_runner_key_shorter_than_sixteen_characters_is_refused() {
+    assert_eq!(Keys::check_lengths(None), Ok(()));
+    assert_eq!(Keys::check_lengths(Some("0123456789abcdef")), Ok(()));
+    assert_eq!(
+        Keys::check_lengths(Some("0123456789abcdef, 0123456789abcdefgh")),
+        Ok(())
+    );
+    for short in ["short", "0123456789abcdef,old", "new-key-123,old-key-456"] {
+        let e = Keys::check_lengths(Some(short)).unwrap_err();
+        assert!(
+            e.contains("RUNNER_SECRET") && e.contains("16 characters"),
+            "{short}: {e}"
+        );
+    }
+}

@@ -23,7 +23,7 @@ pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client
 pub async fn connect_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::Client> {
     connect_with(&args.nats_url, options_as(args, role)?)
         .await
-        .with_context(|| format!("NATS refused or did not answer the {role} service"))
+        .with_context(|| refused(args, role))
 }
 
 /// [`connect_as`], with [`Drops`] that tell when the connection drops.
@@ -43,7 +43,7 @@ pub async fn connect_as_watched(
     });
     let client = connect_with(&args.nats_url, options)
         .await
-        .with_context(|| format!("NATS refused or did not answer the {role} service"))?;
+        .with_context(|| refused(args, role))?;
     Ok((client, drops))
 }
 
@@ -62,6 +62,18 @@ impl Drops {
     }
 }
 
+/// The error of a refused connection: the service, the user it tried and where.
+fn refused(args: &NatsArgs, role: Role) -> String {
+    let user = match args.credentials(role) {
+        Ok(NatsCredentials::UserPassword { user, .. }) => format!("user {user:?}"),
+        _ => "no user".to_owned(),
+    };
+    format!(
+        "NATS refused or did not answer the {role} service ({user} at {}): check NR_NATS_URL, NR_NATS_USER and NR_NATS_PASSWORD",
+        args.nats_url
+    )
+}
+
 fn options_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::ConnectOptions> {
     let mut options = async_nats::ConnectOptions::new()
         .name(format!("nr-{role}"))
@@ -74,6 +86,14 @@ fn options_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::Connect
             );
         }
         NatsCredentials::UserPassword { user, password } => {
+            let own = role.user();
+            if user != own && Role::parse(&user).is_some_and(|r| r != role) {
+                tracing::error!(
+                    role = %role,
+                    user = %user,
+                    "the {role} service connects to NATS as another service's user ({user}, not {own}): its permissions will refuse what this service needs (set NR_NATS_USER={own})"
+                );
+            }
             options = options.user_and_password(user, password);
         }
     }

@@ -33,7 +33,7 @@ pub fn open_with_env(
     }
     let dir = match url.strip_prefix("file://") {
         Some(path) => path.to_owned(),
-        None if url.contains("://") => {
+        None if url.contains("://") || looks_like_scheme(url) => {
             anyhow::bail!("unsupported object store URL {url:?}: use s3://bucket[/prefix], a directory path, file:///dir or memory://")
         }
         None => url.to_owned(),
@@ -51,6 +51,22 @@ pub fn open_with_env(
     let store = LocalFileSystem::new_with_prefix(&dir)
         .with_context(|| format!("cannot open object store directory {dir}"))?;
     Ok(Arc::new(store))
+}
+
+/// `s3:/bucket`, `file:dir`: a URL scheme mistyped, which would otherwise be taken for
+/// a relative directory named `s3:`.
+fn looks_like_scheme(url: &str) -> bool {
+    url.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && !scheme.contains('/')
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+            && scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+    })
 }
 
 fn open_s3(
@@ -109,5 +125,14 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("names no bucket"), "{e}");
+        // A mistyped scheme is not a relative directory named `s3:` (created before).
+        for typo in ["s3:/nope", "s3:nope", "file:data"] {
+            let e = super::open(typo)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("unsupported object store URL"), "{typo}: {e}");
+            assert!(!std::path::Path::new(typo).exists(), "{typo} was created");
+        }
     }
 }

@@ -104,14 +104,20 @@ pub fn health_router(service: &'static str) -> Router {
     )
 }
 
-/// Serves `router` on `addr` until `shutdown` is cancelled. Returns the bound address
-/// and the serving task.
+/// Serves `router` on `addr` (given by `setting`, which a failure to listen names)
+/// until `shutdown` is cancelled. Returns the bound address and the serving task.
 pub async fn serve(
     addr: &str,
+    setting: &str,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({setting}): {e}"),
+        )
+    })?;
     let local = listener.local_addr()?;
     let fut = async move {
         axum::serve(listener, router)
