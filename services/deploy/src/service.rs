@@ -40,8 +40,9 @@ pub struct Deploy {
     drain: Drain,
     /// Stops what the requests in flight read (the app catalogue, the runners'
     /// heartbeats) once they are answered: a deploy finishing during the drain still
-    /// waits for the runners it knows are alive (it reported none).
-    followers: CancellationToken,
+    /// waits for the runners it knows are alive (it reported none). Cancelled when
+    /// this is dropped, or when `build` fails half-way.
+    _followers: tokio_util::sync::DropGuard,
 }
 
 struct Inner {
@@ -100,6 +101,7 @@ impl Deploy {
             drain.token().clone(),
         );
         let followers = CancellationToken::new();
+        let followers_guard = followers.clone().drop_guard();
         let weak = Arc::downgrade(&inner);
         nr_infra::apps::follow(js, followers.clone(), move |ev| {
             if let Some(inner) = weak.upgrade() {
@@ -144,7 +146,10 @@ impl Deploy {
             }
         })
         .await?;
-        Ok(Deploy { drain, followers })
+        Ok(Deploy {
+            drain,
+            _followers: followers_guard,
+        })
     }
 
     /// Stops taking requests when `stop` is cancelled, and returns once the requests in
@@ -155,12 +160,6 @@ impl Deploy {
             tracing::warn!("deploy requests still running after the drain limit; exiting");
         }
         Ok(())
-    }
-}
-
-impl Drop for Deploy {
-    fn drop(&mut self) {
-        self.followers.cancel();
     }
 }
 
@@ -238,7 +237,7 @@ impl Inner {
                     tracing::error!(upload = %staged, "the upload a gateway staged is not in this service's object store: the gateways and deploy must use the same NR_OBJECT_STORE_URL");
                     Refused {
                         status: 503,
-                        error: "the deploy service cannot find the upload the gateway stored: the gateways and the deploy service must use the same object store (NR_OBJECT_STORE_URL)".into(),
+                        error: "the deploy service cannot find the upload the gateway stored (already handled, or in another store): the gateways and the deploy service must use the same object store (NR_OBJECT_STORE_URL)".into(),
                         details: vec![],
                     }
                 }

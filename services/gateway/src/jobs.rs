@@ -261,7 +261,13 @@ pub(crate) async fn enqueue(state: &AppState, job: NewJob<'_>) -> Result<(), Api
     );
     if let Err(e) = queue(state, app, &event).await {
         tracing::error!(job = %id, error = %e, "cannot queue job");
-        let _ = nr_jobs::fail_unqueued(&state.db, id, "the job could not be queued").await;
+        if let Err(db) = nr_jobs::fail_unqueued(&state.db, id, "the job could not be queued").await
+        {
+            // Recorded and still pending: the repair pass queues it (`jobs::repair`), so
+            // the caller's retry would run the work twice.
+            tracing::warn!(job = %id, error = %db, "a job that could not be queued stays pending; it is queued again once NR_JOB_REPAIR_AFTER_S has passed");
+            return Ok(());
+        }
         return Err(ApiError::Unavailable(
             "the job queue is unavailable; retry shortly".into(),
         ));

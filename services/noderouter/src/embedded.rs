@@ -255,18 +255,26 @@ pub async fn start(args: &EmbeddedArgs) -> anyhow::Result<EmbeddedNats> {
         .connection_timeout(Duration::from_secs(2))
         .connect(url.as_str())
         .await;
-        return match admin {
-            Ok(_) => {
-                tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
-                let pid = running_server(&dir.join("nats.pid"), &conf_path);
-                reload(pid);
-                Ok(embedded(supervise::Server::Adopted(pid)))
+        let pid = running_server(&dir.join("nats.pid"), &conf_path);
+        match (admin, pid) {
+            // A server of an earlier release keeps its streams where this one's
+            // configuration does not look: stopped, so that they move (below).
+            (Ok(_), Some(pid)) if supervise::holds_global_store(&launch.store) => {
+                tracing::warn!(%url, pid, "stopping the embedded NATS server an earlier release left running, to move its streams into the platform's account");
+                stop_orphan(pid).await;
             }
-            Err(_) => Err(anyhow::anyhow!(
-                "port {port} is taken by another process: set NR_EMBEDDED_NATS_PORT to a free port, \
-                 or NR_NATS_URL to use a NATS server you run"
-            )),
-        };
+            (Ok(_), pid) => {
+                tracing::warn!(%url, "reusing the embedded NATS server left running by an earlier start");
+                reload(pid);
+                return Ok(embedded(supervise::Server::Adopted(pid)));
+            }
+            (Err(_), _) => {
+                return Err(anyhow::anyhow!(
+                    "port {port} is taken by another process: set NR_EMBEDDED_NATS_PORT to a free port, \
+                     or NR_NATS_URL to use a NATS server you run"
+                ))
+            }
+        }
     }
     let child = launch.start(false).await?;
     tracing::info!(%url, "embedded NATS server started with authorization");

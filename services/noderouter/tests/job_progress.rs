@@ -181,7 +181,7 @@ async fn a_job_reporting_in_a_loop_writes_its_row_at_the_events_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_jobs_final_event_carries_its_error() {
     let h = Harness::start().await;
-    let main = "def execute(data, conn=None):\n    raise ValueError('the ledger is closed')\n";
+    let main = "def execute(data, conn=None):\n    raise ValueError(data.get('why', 'the ledger is closed') * data.get('times', 1))\n";
     let app = app_name("fails");
     h.deploy_ok(
         &app,
@@ -219,4 +219,24 @@ async fn a_failed_jobs_final_event_carries_its_error() {
         Some("ValueError: the ledger is closed"),
         "{last:?}"
     );
+
+    // A long error goes out as the row keeps it (cut to 16 KiB), not whole.
+    let (s, b) = h.submit(&app, json!({"why": "x", "times": 100_000})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let job = h
+        .wait_job(b["job_id"].as_str().unwrap(), |j| j["status"] == "failed")
+        .await;
+    let kept = job["error_message"].as_str().unwrap().to_owned();
+    assert!(kept.len() < 20_000, "{}", kept.len());
+    let last = loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("the final event within 5 s")
+            .unwrap();
+        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
+        if ev.data.status == JobStatus::Failed {
+            break ev.data;
+        }
+    };
+    assert_eq!(last.message.as_deref(), Some(kept.as_str()));
 }

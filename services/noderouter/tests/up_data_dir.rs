@@ -158,9 +158,19 @@ async fn what_a_killed_platform_left_is_removed_at_the_next_start() {
 /// A store an earlier release wrote kept the streams in NATS's global account; the
 /// platform's users now live in an account of their own, which would start with no
 /// streams (every app, user and job gone from the platform's view). They are moved over
-/// at start.
+/// at start, also when the earlier release's server was left running (killed platform):
+/// it is stopped first, as reloading it with the new configuration hid the streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_an_earlier_release_kept_in_the_global_account_are_moved_over() {
+    earlier_release_store(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_an_earlier_release_left_running_are_moved_over() {
+    earlier_release_store(true).await;
+}
+
+async fn earlier_release_store(left_running: bool) {
     let dir = tempfile::tempdir().unwrap();
     let args = EmbeddedArgs {
         data_dir: dir.path().to_owned(),
@@ -175,22 +185,24 @@ async fn streams_an_earlier_release_kept_in_the_global_account_are_moved_over() 
         .get(nr_config::nats_auth::Role::Admin)
         .unwrap()
         .to_owned();
-    // The earlier release's server: one user list, no accounts, on the same store.
+    // The earlier release's server: one user list, no accounts, on the same store, with
+    // the configuration file and pid file its start wrote.
     std::fs::remove_dir_all(nats_dir.join("js")).unwrap();
-    let port = nr_testkit::free_port().unwrap();
-    let old_conf = nats_dir.join("old.conf");
+    let port = args.embedded_nats_port;
+    let conf = nats_dir.join("nats.conf");
     std::fs::write(
-        &old_conf,
+        &conf,
         format!(
-            "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: {:?} }}\n\
+            "listen: \"127.0.0.1:{port}\"\npid_file: {:?}\njetstream {{ store_dir: {:?} }}\n\
              authorization {{ users = [ {{ user: \"admin\", password: \"{admin_pw}\" }} ] }}\n",
+            nats_dir.join("nats.pid"),
             nats_dir.join("js")
         ),
     )
     .unwrap();
     let mut old = tokio::process::Command::new(nr_testkit::nats_server_bin())
         .arg("-c")
-        .arg(&old_conf)
+        .arg(&conf)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -225,8 +237,10 @@ async fn streams_an_earlier_release_kept_in_the_global_account_are_moved_over() 
         .await
         .unwrap();
     drop(js);
-    old.kill().await.unwrap();
-    old.wait().await.unwrap();
+    if !left_running {
+        old.kill().await.unwrap();
+        old.wait().await.unwrap();
+    }
 
     let upgraded = embedded::start(&args).await.unwrap();
     let js = admin(upgraded.url.clone()).await;
@@ -238,6 +252,10 @@ async fn streams_an_earlier_release_kept_in_the_global_account_are_moved_over() 
         .await
         .unwrap();
     assert_eq!(info.state.messages, 1);
+    if left_running {
+        let ended = tokio::time::timeout(Duration::from_secs(15), old.wait()).await;
+        assert!(ended.is_ok(), "the earlier release's server still runs");
+    }
     upgraded.stop().await;
 }
 

@@ -175,7 +175,8 @@ pub(crate) async fn handle(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let message = error.clone();
+            // As the row keeps it (cut to its limit), so the event fits the bus.
+            let message = error.clone().map(nr_jobs::error_text);
             let outcome = nr_jobs::Outcome {
                 id,
                 attempt,
@@ -289,7 +290,8 @@ pub(crate) async fn handle(
                         .await,
                     Ok(true)
                 ) {
-                    let note = format!("retry in {} s: {error}", delay.as_secs_f64());
+                    let note =
+                        nr_jobs::error_text(format!("retry in {} s: {error}", delay.as_secs_f64()));
                     inner
                         .publish_progress(
                             id,

@@ -169,7 +169,13 @@ impl Runner {
         let held = nr_infra::leftovers::hold(&root)
             .with_context(|| format!("cannot lock {}", root.display()))?;
         // What runners killed outright left here (their unpacked bundles and app homes).
-        nr_infra::leftovers::sweep(&work_dir, "runner-", Some(&root));
+        {
+            let (work_dir, root) = (work_dir.clone(), root.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                nr_infra::leftovers::sweep(&work_dir, "runner-", Some(&root))
+            })
+            .await;
+        }
         let py_dir = root.join("py");
         std::fs::create_dir_all(py_dir.join("noderouter"))
             .with_context(|| format!("cannot create {}", py_dir.display()))?;
@@ -363,15 +369,22 @@ impl Runner {
         let deadline = std::time::Duration::from_secs_f64(
             self.inner.config.sync_timeout_s.clamp(0.0, 3600.0) + 5.0,
         );
-        if tokio::time::timeout(deadline, self.inner.calls.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
-        }
-        // Running jobs are handed back while everything they need (worker sockets,
-        // the connections, the outcome writers) still runs; only then does the rest stop.
-        jobs::drain(&self.inner, std::time::Duration::from_secs(5)).await;
+        let calls = async {
+            if tokio::time::timeout(deadline, self.inner.calls.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(runner = %self.inner.id, calls = self.inner.calls.len(), "drain deadline passed: stopping calls still running");
+            }
+        };
+        // Running jobs are handed back at once (another runner may start them now, and
+        // no new one is claimed), while the sync calls finish and everything the jobs
+        // need (worker sockets, the connections, the outcome writers) still runs; only
+        // then does the rest stop. They waited for the sync calls, claiming meanwhile.
+        tokio::join!(
+            jobs::drain(&self.inner, std::time::Duration::from_secs(5)),
+            calls
+        );
         self.shutdown.cancel();
         let hosts: Vec<Arc<AppHost>> = self
             .inner

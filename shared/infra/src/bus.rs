@@ -87,7 +87,7 @@ fn options_as(args: &NatsArgs, role: Role) -> anyhow::Result<async_nats::Connect
         }
         NatsCredentials::UserPassword { user, password } => {
             let own = role.user();
-            if user != own && Role::parse(&user).is_some_and(|r| r != role) {
+            if user != own && Role::parse(&user).is_some_and(|r| r != role && r != Role::Admin) {
                 tracing::error!(
                     role = %role,
                     user = %user,

@@ -18,7 +18,7 @@ pub fn can_switch_users() -> bool {
     effective_uid() == Some(0)
 }
 
-fn effective_uid() -> Option<u32> {
+pub(crate) fn effective_uid() -> Option<u32> {
     status_uid("self", 2)
 }
 

@@ -6,6 +6,7 @@
 //! same kind removes ([`sweep`]) every sibling whose lock nobody holds.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -49,10 +50,14 @@ pub fn hold(dir: &Path) -> std::io::Result<Held> {
 }
 
 /// Removes the directories in `parent` whose names start with `prefix` and that no
-/// living process holds, `keep` aside. Returns how many went; what cannot be removed is
-/// logged and left.
+/// living process holds, `keep` aside. Only directories this user owns, whose lock files
+/// it owns too, are looked at (`parent` may be a shared temp dir). Returns how many
+/// went; what cannot be removed is logged and left.
 pub fn sweep(parent: &Path, prefix: &str, keep: Option<&Path>) -> usize {
     let Ok(entries) = std::fs::read_dir(parent) else {
+        return 0;
+    };
+    let Some(me) = crate::contain::effective_uid() else {
         return 0;
     };
     let mut removed = 0;
@@ -62,21 +67,17 @@ pub fn sweep(parent: &Path, prefix: &str, keep: Option<&Path>) -> usize {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(prefix));
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if !named || !is_dir || Some(path.as_path()) == keep {
+        // Not followed: a symlink is no directory of ours.
+        let mine = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if !named || !mine || Some(path.as_path()) == keep {
             continue;
         }
-        // Taken here, the lock is held while the directory goes, so nothing can claim it
-        // meanwhile.
-        // No lock file: a release that held none runs there (an upgrade beside it); left
-        // alone. A lock file that cannot be locked: its process lives.
-        let Ok(file) = File::open(path.join(LOCK_FILE)) else {
+        let Some(locks) = unheld(&path, me) else {
             continue;
         };
-        let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
-            continue;
-        };
-        match remove_tree(&path) {
+        // Locked here, the lock files are held while the directory goes, so nothing can
+        // claim it meanwhile. `remove_dir_all` follows no symlink.
+        match std::fs::remove_dir_all(&path) {
             Ok(()) => {
                 removed += 1;
                 tracing::info!(dir = %path.display(), "removed what a stopped process left");
@@ -85,33 +86,32 @@ pub fn sweep(parent: &Path, prefix: &str, keep: Option<&Path>) -> usize {
                 tracing::warn!(dir = %path.display(), error = %e, "cannot remove what a stopped process left")
             }
         }
-        drop(lock);
+        drop(locks);
     }
     removed
 }
 
-/// `remove_dir_all`, and again after making every directory in the tree writable by its
-/// owner (an app may have made its own files read-only; root needs no such help).
-fn remove_tree(path: &Path) -> std::io::Result<()> {
-    if std::fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    use std::os::unix::fs::PermissionsExt as _;
-    let mut todo = vec![path.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
-            continue;
-        };
-        if !meta.is_dir() {
+/// The locks of `dir`'s lock files (`.held`, and `.held.<pid>` of a process killed
+/// while it took it), all taken: nobody holds the directory. `None` when one is held,
+/// or there is none (a release that held none runs there: an upgrade beside it), or
+/// one is not this user's.
+fn unheld(dir: &Path, me: u32) -> Option<Vec<Flock<File>>> {
+    let mut locks = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name != LOCK_FILE && !name.starts_with(&format!("{LOCK_FILE}.")) {
             continue;
         }
-        let mode = meta.permissions().mode() | 0o700;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode));
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            todo.extend(entries.flatten().map(|e| e.path()));
+        let owned =
+            std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_file() && m.uid() == me);
+        if !owned {
+            return None;
         }
+        let file = File::open(entry.path()).ok()?;
+        locks.push(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()?);
     }
-    std::fs::remove_dir_all(path)
+    (!locks.is_empty()).then_some(locks)
 }
 
 #[cfg(test)]
@@ -136,16 +136,29 @@ mod tests {
         let unlocked = make("runner-unlocked");
         let other = make("other-dead");
         drop(hold(&other).unwrap());
-        // A read-only directory inside (an app's own doing).
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dead.join("apps/a"), std::fs::Permissions::from_mode(0o555))
-                .unwrap();
+        // Killed between taking its lock file and naming it.
+        let cut = make("runner-cut");
+        drop(hold(&cut).unwrap());
+        std::fs::rename(cut.join(LOCK_FILE), cut.join(format!("{LOCK_FILE}.77"))).unwrap();
+        // Another user's (a shared temp dir): never touched.
+        let theirs = make("runner-theirs");
+        drop(hold(&theirs).unwrap());
+        for p in [theirs.clone(), theirs.join(LOCK_FILE)] {
+            std::os::unix::fs::chown(&p, Some(65534), None).unwrap();
         }
-
-        assert_eq!(sweep(parent.path(), "runner-", Some(&mine)), 1);
+        // A symlink to a directory of ours is no directory to sweep.
+        let target = make("elsewhere");
+        drop(hold(&target).unwrap());
+        std::os::unix::fs::symlink(&target, parent.path().join("runner-link")).unwrap();
+        assert_eq!(sweep(parent.path(), "runner-", Some(&mine)), 2);
         assert!(live.exists(), "a held directory was removed");
         assert!(!dead.exists(), "an unheld directory stayed");
+        assert!(
+            !cut.exists(),
+            "a directory whose lock was never named stayed"
+        );
+        assert!(theirs.exists(), "another user's directory was removed");
+        assert!(target.exists(), "a symlinked directory was removed");
         assert!(mine.exists(), "the caller's own directory was removed");
         assert!(
             unlocked.exists(),

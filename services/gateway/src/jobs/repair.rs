@@ -57,8 +57,19 @@ pub(crate) fn spawn(state: Weak<AppState>, stop: CancellationToken) {
 /// jobs are queued again (at most [`BATCH`] a pass; the claim lets one item run a job).
 /// The stream is counted first, so a job that ends meanwhile is not taken for a lost
 /// one; the items of running jobs count too, which can only hide a loss until they end.
+/// Which waiting jobs lack their item the count cannot say: the oldest are queued again
+/// (those that had one run once all the same), and a lost job behind a long backlog
+/// runs once the count shows the gap again. One gateway makes the pass at a time.
 pub(crate) async fn pending(state: &Arc<AppState>, after: f64) -> anyhow::Result<usize> {
     use futures::TryStreamExt as _;
+    let mut pass = state.db.begin().await?;
+    let (mine,): (bool,) =
+        sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtext('nr-jobs-repair-pending'))")
+            .fetch_one(&mut *pass)
+            .await?;
+    if !mine {
+        return Ok(0);
+    }
     let stream = state
         .js
         .get_stream(nr_contracts::subjects::STREAM_JOBS)
@@ -109,6 +120,7 @@ pub(crate) async fn pending(state: &Arc<AppState>, after: f64) -> anyhow::Result
             }
         }
     }
+    pass.commit().await?;
     Ok(queued)
 }
 

@@ -216,6 +216,13 @@ pub(super) fn move_global_store(store: &std::path::Path) -> anyhow::Result<()> {
     let accounts = store.join("jetstream");
     let global = accounts.join("$G");
     let platform = accounts.join(nr_config::nats_auth::PLATFORM_ACCOUNT);
+    if holds_global_store(store) && platform.exists() {
+        tracing::error!(
+            earlier = %global.display(),
+            now = %platform.display(),
+            "streams an earlier release kept are not used: the platform's account has streams of its own already; stop the platform, and move the earlier ones over (or remove them) by hand"
+        );
+    }
     if global.is_dir() && !platform.exists() {
         std::fs::rename(&global, &platform).with_context(|| {
             format!(
@@ -227,4 +234,10 @@ pub(super) fn move_global_store(store: &std::path::Path) -> anyhow::Result<()> {
         tracing::info!(from = %global.display(), to = %platform.display(), "moved the platform's streams into its NATS account");
     }
     Ok(())
+}
+
+/// Whether `store` holds streams in NATS's global account (an earlier release's).
+pub(super) fn holds_global_store(store: &std::path::Path) -> bool {
+    std::fs::read_dir(store.join("jetstream").join("$G").join("streams"))
+        .is_ok_and(|mut entries| entries.next().is_some())
 }

@@ -119,7 +119,7 @@ impl AppHost {
                     .logs
                     .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max));
                 for why in header.dropped_actions.iter().take(10) {
-                    tracing::warn!(app = %self.app, request_id = %rid, job_id = %job, "{}; not published", text::escape_lines(why));
+                    tracing::warn!(app = %self.app, request_id = %rid, job_id = %job, "{}; not published", text::escape_lines(&text::cut_chars(why.clone(), 300)));
                 }
                 if header.ok {
                     Ok(CallReply {
