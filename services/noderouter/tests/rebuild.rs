@@ -239,6 +239,44 @@ async fn readiness_fails_while_the_database_is_ahead_of_a_stream() {
     assert_eq!(ready().await.0, StatusCode::OK);
 }
 
+/// An object store emptied, replaced or unmounted under the running platform (the
+/// directory swapped for an empty one): calls of its apps fail once a runner loads them
+/// again, so `/readyz` says so, naming the missing bundle (before: 200 everywhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_object_store_lacks_the_last_deployed_bundle() {
+    let h = Harness::start_with(&["--runners", "0"]).await;
+    let app = nr_testkit::app_name("kept");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(&app, "1.0.0", serde_json::json!({})),
+            ),
+            ("main.py", "def execute(data, conn=None):\n    return {}\n"),
+        ],
+    )
+    .await;
+    let ready = || async {
+        let r = reqwest::get(format!("{}/readyz", h.url)).await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, StatusCode::OK);
+    let objects = h.dir.path().join("objects");
+    let aside = h.dir.path().join("objects.aside");
+    std::fs::rename(&objects, &aside).unwrap();
+    std::fs::create_dir(&objects).unwrap();
+    let (s, text) = ready().await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    assert!(
+        text.contains("the object store lacks bundles/") && text.contains(&app),
+        "{text}"
+    );
+    std::fs::remove_dir(&objects).unwrap();
+    std::fs::rename(&aside, &objects).unwrap();
+    assert_eq!(ready().await.0, StatusCode::OK);
+}
+
 /// A dump restored under the running platform: the projection, whose database went
 /// back below what it applied, reads the log again from the restored offset, so what
 /// the dump lacks comes back and the next change lands too (before: the next change

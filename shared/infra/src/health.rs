@@ -111,6 +111,37 @@ pub async fn projections(client: &async_nats::Client, db: &sqlx::PgPool) -> Resu
     }
 }
 
+/// `Err` when the object store lacks the bundle of the app made current last: the store
+/// was emptied, replaced (a directory swapped or unmounted: an empty one is created in
+/// its place and answers), or restored from a backup older than the database's. Calls
+/// of such an app fail once a runner loads it again. A row or object that cannot be read
+/// counts as fine here (other probes name those).
+pub async fn bundles(db: &sqlx::PgPool, store: &Store) -> Result<(), String> {
+    let last: Option<(String, String)> = match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        sqlx::query_as(
+            "SELECT app_name, bundle_key FROM noderouter_core.apps \
+             WHERE NOT deleted ORDER BY rev DESC LIMIT 1",
+        )
+        .fetch_optional(db),
+    )
+    .await
+    {
+        Ok(Ok(last)) => last,
+        _ => return Ok(()),
+    };
+    let Some((app, key)) = last else {
+        return Ok(());
+    };
+    let path = object_store::path::Path::from(key.as_str());
+    match tokio::time::timeout(PROBE_TIMEOUT, store.head(&path)).await {
+        Ok(Err(object_store::Error::NotFound { .. })) => Err(format!(
+            "the object store lacks {key}, the bundle of app {app} (the last one deployed): it was emptied, replaced or unmounted, or restored from a backup older than the database's; put back its contents (docs/operations.md, \"Object store\")"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Deps {
     /// Every dependency that is down, joined with `; `.
     pub async fn check(&self) -> Result<(), String> {
@@ -145,13 +176,33 @@ impl Deps {
         }
     }
 
-    /// [`Deps::check`], then, once NATS and Postgres both answer, [`projections`]: what
-    /// `/readyz` answers (not every failed request's check: it reads both streams).
+    /// [`Deps::check`], then, once every dependency answers, [`projections`] and
+    /// [`bundles`]: what `/readyz` answers (not every failed request's check: it reads
+    /// both streams and the last deployed bundle's metadata).
     pub async fn ready(&self) -> Result<(), String> {
         self.check().await?;
-        match (&self.nats, &self.db) {
-            (Some(c), Some(pool)) => projections(c, pool).await,
-            _ => Ok(()),
+        let (projected, stored) = tokio::join!(
+            async {
+                match (&self.nats, &self.db) {
+                    (Some(c), Some(pool)) => projections(c, pool).await,
+                    _ => Ok(()),
+                }
+            },
+            async {
+                match (&self.db, &self.store) {
+                    (Some(pool), Some(store)) => bundles(pool, store).await,
+                    _ => Ok(()),
+                }
+            }
+        );
+        let wrong: Vec<String> = [projected, stored]
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
         }
     }
 
