@@ -108,7 +108,7 @@ def check(app_name, app_dir):
                 "traceback": ""}
     if not callable(execute):
         return {"ok": False, "rule": "main.execute", "line": None,
-                "message": "main.py's execute is a %s, not a function: define def execute(data: dict, conn=None) -> dict" % type(execute).__name__,
+                "message": "main.py's execute is not a function but an object of type %s: define def execute(data: dict, conn=None) -> dict" % type(execute).__name__,
                 "traceback": ""}
     line = None
     try:

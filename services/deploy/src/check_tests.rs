@@ -8,6 +8,7 @@ fn checker(timeout_s: u64) -> Checker {
         limits: Limits::default(),
         contain: Default::default(),
         import: Some(ImportCheck {
+            env: Vec::new(),
             python: nr_testkit::python(),
             database_url: None,
             timeout: Duration::from_secs(timeout_s),
@@ -178,7 +179,12 @@ async fn execute_must_exist_be_callable_and_accept_data() {
     let r = run_main("execute = {'not': 'callable'}\n")
         .await
         .unwrap_err();
-    assert!(r.error.contains("is a dict, not a function"), "{}", r.error);
+    assert!(
+        r.error
+            .contains("is not a function but an object of type dict"),
+        "{}",
+        r.error
+    );
     let r = run_main("\n\ndef execute():\n    return {}\n")
         .await
         .unwrap_err();

@@ -133,6 +133,7 @@ impl DeployConfig {
             limits: self.checks.limits(),
             contain: self.checks.contain.clone(),
             import: self.checks.import_check.then(|| ImportCheck {
+                env: Vec::new(),
                 python: self.python.clone(),
                 database_url: self.database_url.clone(),
                 timeout: Duration::from_secs_f64(timeout),

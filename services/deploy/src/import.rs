@@ -63,6 +63,9 @@ pub struct ImportCheck {
     /// runner (`NR_SECRETS_KEY`). Without it the check runs with the app's variables
     /// only, and a refusal names the secrets it lacked.
     pub secrets: Option<std::sync::Arc<nr_infra::appenv::SecretsKey>>,
+    /// The app's variables where no database holds them (the author's
+    /// `app lint --env NAME=value`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Where no database records app uids (the author's `lint` without `DATABASE_URL`), a
@@ -164,7 +167,14 @@ impl ImportCheck {
                     .map_err(|e| Refused::internal(format!("{e:#}")))?;
                 (switch.then_some(id.uid), Some(app_url), env)
             }
-            None => (switch.then_some(NOBODY), None, Default::default()),
+            None => (
+                switch.then_some(NOBODY),
+                None,
+                nr_infra::appenv::CheckEnv {
+                    env: self.env.clone(),
+                    ..Default::default()
+                },
+            ),
         };
         let home = scratch.join("home");
         let (s, a, p, h) = (

@@ -58,6 +58,10 @@ pub struct LintOptions {
     pub import: bool,
     pub checks: CheckArgs,
     pub json: bool,
+    /// The app's variables for the import check (`--env NAME=value`).
+    pub env: Vec<(String, String)>,
+    /// The platform's bundle limit (`NR_MAX_BUNDLE_BYTES`).
+    pub max_bundle_bytes: u64,
 }
 
 /// Runs every deploy check on a folder or zip. Returns false when the platform would
@@ -78,10 +82,25 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
             }),
             contain: opts.checks.contain.clone(),
             secrets: None,
+            env: opts.env.clone(),
         }),
         work_dir: None,
     };
+    let size = bytes.len() as u64;
+    let max = opts.max_bundle_bytes;
     let result = async {
+        // As deploy refuses it, before anything is unpacked.
+        if size > max {
+            return Err(nr_deploy::Refused::one(
+                413,
+                "bundle.size",
+                None,
+                None,
+                format!(
+                    "the bundle is {size} bytes; the limit is {max} bytes (NR_MAX_BUNDLE_BYTES)"
+                ),
+            ));
+        }
         let inspected = checker.inspect(bytes.into(), &file_name).await?;
         checker.import(&inspected).await?;
         Ok::<_, nr_deploy::Refused>(inspected)

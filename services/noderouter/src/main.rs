@@ -94,6 +94,14 @@ enum AppCommand {
         /// Skip the import check (main.py is not run).
         #[arg(long)]
         no_import: bool,
+        /// An app variable for the import check, as `NAME=value` (repeat it): the
+        /// platform's variables are not here, and module code that reads one at import
+        /// fails without it.
+        #[arg(long = "env", value_name = "NAME=value", value_parser = parse_env_pair)]
+        env: Vec<(String, String)>,
+        /// The platform's bundle limit (as deploy's `NR_MAX_BUNDLE_BYTES`).
+        #[arg(long, env = "NR_MAX_BUNDLE_BYTES", default_value_t = 50 * 1024 * 1024)]
+        max_bundle_bytes: u64,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -190,6 +198,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             python,
             database_url,
             no_import,
+            env,
+            max_bundle_bytes,
             json,
             checks,
         }) => {
@@ -199,6 +209,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 import: !no_import,
                 checks,
                 json,
+                env,
+                max_bundle_bytes,
             };
             if author::lint(&path, opts).await? {
                 Ok(())
@@ -373,4 +385,12 @@ fn nr_auth_keys_empty(config: &PlatformConfig) -> bool {
         .as_deref()
         .map(|s| s.split(',').all(|k| k.trim().is_empty()))
         .unwrap_or(true)
+}
+
+/// `NAME=value` of `app lint --env`.
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?}: give NAME=value")),
+    }
 }

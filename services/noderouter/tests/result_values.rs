@@ -26,6 +26,11 @@ def execute(data, conn=None):
         return {"ok": True, "_actions": [{"name": "tick", "payload": {"n": 2 ** 70}}]}
     if kind == "action_edges":
         return {"ok": True, "_actions": [{"name": "tick", "payload": {"big": 2 ** 64 - 1, "low": -(2 ** 63)}}]}
+    if kind == "huge_raise":
+        raise ValueError("E" * 2000000)
+    if kind == "progress_text":
+        import noderouter
+        noderouter.progress("x")
     if kind == "loop":
         rows = []
         rows.append(rows)
@@ -98,6 +103,31 @@ async fn results_convert_as_the_guide_says_and_a_bad_value_is_named_where_it_is(
             "{kind}: {error}"
         );
     }
+    // A huge exception message is still the app's error (500), cut, not a result over
+    // the bus's limit (413 "return less"); a bad progress value raises in a sync call too.
+    let (s, b) = h.sync(&app, json!({"kind": "huge_raise"})).await;
+    assert_eq!(
+        s,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        &b.to_string()[..200]
+    );
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("ValueError: EEE") && error.ends_with("characters in all]"),
+        "{} chars, ending {:?}",
+        error.len(),
+        &error[error.len() - 60..]
+    );
+    let (s, b) = h.sync(&app, json!({"kind": "progress_text"})).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("progress() takes a number from 0 to 99"),
+        "{b}"
+    );
     let (s, b) = h.sync(&app, json!({"kind": "action_edges"})).await;
     assert_eq!(s, StatusCode::OK, "64-bit edges are carried: {b}");
     assert_eq!(b, json!({"ok": true}));

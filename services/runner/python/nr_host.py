@@ -322,8 +322,10 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 reply["actions"] = actions
         except BaseException as exc:  # includes SystemExit from app code
             reply["ok"] = False
-            reply["error"] = "%s: %s" % (type(exc).__name__, exc)
-            reply["traceback"] = _app_traceback(exc)
+            # Cut as a job's error is kept (16 KiB): a huge message is still an error,
+            # not a result over the bus's limit.
+            reply["error"] = _cut("%s: %s" % (type(exc).__name__, exc), 16384)
+            reply["traceback"] = _cut(_app_traceback(exc), 65536)
             if keep is not None:  # kept with the job, as a script's stderr would
                 sys.stderr.write(reply["traceback"])
         finally:

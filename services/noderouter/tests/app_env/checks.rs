@@ -337,6 +337,7 @@ async fn a_deploy_check_without_the_secrets_key_runs_with_the_variables_and_name
         limits: Default::default(),
         contain: contain.clone(),
         import: Some(nr_deploy::import::ImportCheck {
+            env: Vec::new(),
             python: nr_testkit::python(),
             database_url: Some(h.db.url.clone()),
             timeout: Duration::from_secs(30),

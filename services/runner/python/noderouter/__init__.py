@@ -59,13 +59,14 @@ def request_id():
 
 
 def progress(percent, message=None):
-    """Report progress (0-99) of the current async job. Returns True when recorded."""
-    if _emit is None or _job_id is None:
-        return False
+    """Report progress (0-99) of the current async job. Returns True when recorded;
+    outside a job (a sync call) it records nothing and returns False."""
     try:
         value = int(percent)
     except (TypeError, ValueError):
         raise ValueError("progress() takes a number from 0 to 99, got %r" % (percent,))
+    if _emit is None or _job_id is None:
+        return False
     value = max(0, min(99, value))
     frame = {"progress": value}
     if message is not None:
