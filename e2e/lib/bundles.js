@@ -61,6 +61,7 @@ def execute(data: dict, conn=None) -> dict:
     pause = float(data.get("pause", 0.3))
     for i in range(1, steps + 1):
         time.sleep(pause)
+        print("step %d of %d" % (i, steps))
         if job_id:
             _progress(job_id, min(99, i * 100 // steps))
     return {"done": True, "steps": steps}

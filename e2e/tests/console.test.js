@@ -142,6 +142,27 @@ describe("admin console", { timeout: 240000 }, () => {
     assert.equal(after.data.status, "cancelled");
   });
 
+  it("shows a job's logs line by line in its details", async () => {
+    const r = await api("POST", "/api/async/e2e_job", { steps: 2, pause: 0.05 });
+    assert.equal(r.status, 202, JSON.stringify(r));
+    const id = r.data.job_id;
+    for (let i = 0; i < 100; i++) {
+      const j = await api("GET", `/api/async/jobs/${id}`);
+      if (j.data.status === "completed") { break; }
+      await new Promise((done) => setTimeout(done, 100));
+    }
+    await page.goto(`${nr.url}/admin/jobs`);
+    const row = page.locator(`#nr-job-${id}`);
+    await row.waitFor();
+    await row.getByRole("button", { name: "Details" }).click();
+    const logs = page.locator("#nr-job-details .nr-job-logs");
+    await logs.waitFor();
+    const text = await logs.textContent();
+    // The lines themselves (each prefixed with its request id), not the API's JSON.
+    assert.match(text, /step 1 of 2\n.*step 2 of 2/, text);
+    assert.ok(!text.includes('"job_id"'), text);
+  });
+
   it("creates a user, a role and a token", async () => {
     await page.goto(`${nr.url}/admin/roles`);
     await page.fill("#nr-role-name", "e2e_viewers");

@@ -46,4 +46,32 @@ describe("a session that ends", { timeout: 120000 }, () => {
     assert.equal(await notice.locator("a").getAttribute("href"), "/login?next=%2Fadmin%2Fjobs");
     await context.close();
   });
+
+  it("is not announced to the tab that changed its own password (its session goes on)", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    context.setDefaultTimeout(STEP);
+    const page = await context.newPage();
+    await page.goto(`${nr.url}/login?next=${encodeURIComponent("/admin/profile")}`);
+    await page.fill("#nr-username", "admin");
+    await page.fill("#nr-password", nr.password);
+    await page.click("#nr-login-submit");
+    await page.waitForURL(`${nr.url}/admin/profile`);
+    await page.waitForFunction(() => window.AdminWS && window.AdminWS.state === "open");
+    await page.evaluate(() => { window.nrClosed = 0; window.AdminWS.on("close", () => { window.nrClosed += 1; }); });
+    const fresh = "e2e-admin-password-2";
+    await page.fill("#nr-pw-current", nr.password);
+    await page.fill("#nr-pw-new", fresh);
+    await page.fill("#nr-pw-again", fresh);
+    await page.click("#nr-password-form button[type=submit]");
+    await page.waitForFunction(() => /Your password was changed/.test(document.body.innerText));
+    // The hub closes the socket of the session the change renewed...
+    await page.waitForFunction(() => window.nrClosed > 0);
+    await page.waitForTimeout(1500);
+    // ...but this tab's session goes on: nothing says it ended, and it still works.
+    assert.equal(await page.locator("#nr-session-ended").count(), 0);
+    const me = await page.evaluate(async () => (await fetch("/api/auth/me")).status);
+    assert.equal(me, 200);
+    nr.password = fresh;
+    await context.close();
+  });
 });

@@ -434,6 +434,21 @@ async fn api_tokens_work_until_revoked() {
     assert_eq!(s, StatusCode::CREATED, "{made}");
     let token = made["token"].as_str().unwrap();
     assert!(token.starts_with("nrt_"));
+    // A misspelt expiry is refused, not ignored (it made a token that never expires).
+    let (s, b) = post(
+        &h.http,
+        format!("{}/admin/api/tokens", h.url),
+        json!({"name": "typo", "roles": ["robots"], "expires_in_days": 30}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `expires_in_days`"),
+        "{b}"
+    );
     // A token that would end at once is refused (it was issued, already expired).
     for short in [0, 59] {
         let (s, b) = post(

@@ -19,7 +19,7 @@
           el("strong", { class: "text-break" }, [m.app_name + " · " + m.action_name]),
           el("span", { class: "small text-body-secondary" }, [C.time(m.ts || m.seen)])
         ]),
-        el("pre", { class: "small mb-0 nr-console-pre text-break" }, [JSON.stringify(m.payload)])
+        el("pre", { class: "small mb-0 nr-console-pre text-break", tabindex: "0" }, [JSON.stringify(m.payload)])
       ]);
     })));
   }

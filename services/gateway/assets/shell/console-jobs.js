@@ -36,7 +36,7 @@
 
   function row(job) {
     var tr = el("tr", { id: "nr-job-" + job.id, "data-status": job.status }, [
-      el("td", {}, [el("code", { class: "small" }, [job.id.slice(0, 8)])]),
+      el("td", {}, [el("code", { class: "small", title: job.id }, ["…" + job.id.slice(-8)])]),
       el("td", { class: "text-break" }, [job.app_name]),
       el("td", {}, [badge(job.status)]),
       el("td", {}, [progress(job)]),
@@ -100,8 +100,9 @@
     if (j.result !== null && j.result !== undefined) { parts.push(el("pre", { class: "border rounded p-2 small nr-console-pre", tabindex: "0" }, [JSON.stringify(j.result, null, 2)])); }
     var logs = await C.api("GET", "/api/async/jobs/" + encodeURIComponent(id) + "/logs");
     if (logs.status === 200) {
-      var text = typeof logs.data === "string" ? logs.data : JSON.stringify(logs.data, null, 2);
-      parts.push(el("h3", { class: "h6" }, ["Logs"]), el("pre", { class: "border rounded p-2 small nr-console-pre", tabindex: "0" }, [text]));
+      // `{job_id, status, logs}`: the lines themselves, one per line.
+      var text = logs.data && typeof logs.data.logs === "string" ? logs.data.logs : "";
+      parts.push(el("h3", { class: "h6" }, ["Logs"]), el("pre", { class: "border rounded p-2 small nr-console-pre nr-job-logs", tabindex: "0" }, [text || "(nothing printed)"]));
     }
     box.replaceChildren.apply(box, parts);
     box.scrollIntoView({ block: "nearest" });

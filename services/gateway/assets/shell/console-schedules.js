@@ -13,7 +13,7 @@
   function card(s) {
     var id = s.app + "/" + s.name;
     var path = "/admin/api/schedules/" + encodeURIComponent(s.app) + "/" + encodeURIComponent(s.name) + "/";
-    var toggle = canPause ? el("button", { class: "btn btn-sm " + (s.paused ? "btn-primary" : "btn-outline-secondary"), type: "button",
+    var toggle = canPause ? el("button", { class: "btn btn-sm " + (s.paused ? "btn-primary" : "btn-secondary"), type: "button",
       "data-schedule": id, onclick: async function () {
         var r = await C.api("POST", path + (s.paused ? "resume" : "pause"), {});
         if (r.ok) { C.notice("success", id + (s.paused ? " resumed." : " paused.")); load(); } else { C.notice("danger", C.errorOf(r)); }

@@ -244,9 +244,19 @@
   }
 
   // A session that ended (expired, or logged out elsewhere: the hub closes the socket
-  // with 4401) is said at once, before the next form is sent and refused.
-  function sessionEnded(e) {
+  // with 4401) is said at once, before the next form is sent and refused. The socket
+  // also closes when this tab's own session was renewed (a password changed here): the
+  // renewed cookie answers then (it may arrive just after the close), and nothing is said.
+  async function sessionEnded(e) {
     if (!e || e.code !== 4401 || document.getElementById("nr-session-ended")) return;
+    for (var wait of [0, 1500]) {
+      await new Promise(function (done) { window.setTimeout(done, wait); });
+      try {
+        var me = await fetch("/api/auth/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (me.ok) return;
+      } catch (err) { /* unreachable: say it ended */ }
+    }
+    if (document.getElementById("nr-session-ended")) return;
     var box = document.createElement("div");
     box.id = "nr-session-ended";
     box.className = "alert alert-warning";

@@ -39,7 +39,10 @@ pub(crate) struct TokenRevoked {
     revoked: bool,
 }
 
+/// A field not listed is refused (422), not ignored: a misspelt `expires_in_s` made a
+/// token that never expires.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
     name: String,
     roles: Vec<String>,
