@@ -90,6 +90,16 @@ impl Runners {
         }
     }
 
+    /// The runners beating within [`STALE`] of `now`.
+    pub(crate) fn live(&self, now: Instant) -> std::collections::HashSet<String> {
+        self.lock()
+            .runners
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) <= STALE)
+            .map(|(r, _)| r.clone())
+            .collect()
+    }
+
     /// Whether the call `key`, sent at `sent`, can still be answered at `now`.
     pub(crate) fn verdict(&self, key: &str, sent: Instant, now: Instant) -> Option<Lost> {
         let seen = self.lock();

@@ -145,7 +145,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
     params(("app" = String, Path, description = "The app's name")),
     request_body = EnvSetBody,
     responses(
-        (status = 200, description = "Set: `{app_name, name, secret, change: \"set\", seq}` (the value is not echoed); the app reloads within seconds", body = Object),
+        (status = 200, description = "Set: `{app_name, name, secret, change: \"set\", seq, warnings}` (the value is not echoed); answered once every live runner has reloaded the app (15 s at most): `warnings` names each runner whose reload failed, and why (it serves on with the previous variables)", body = Object),
         (status = 400, description = "The body is not a JSON object", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:env` permission is missing", body = ErrorBody),
@@ -203,15 +203,18 @@ pub(crate) async fn set_env(
         .set(state.secrets.as_deref(), set)
         .await
         .map_err(env_error)?;
+    let reloads = crate::env_reload::watch(&state, &app).await;
     let seq = publish(&state, &caller, &app, name, EnvChange::Set, secret).await?;
     change.commit().await.map_err(env_error)?;
     tracing::info!(app = %app, name, secret, actor = %actor, "app variable set");
+    let warnings = crate::env_reload::wait(&state, reloads, seq).await;
     Ok(Json(json!({
         "app_name": app,
         "name": name,
         "secret": secret,
         "change": "set",
         "seq": seq,
+        "warnings": warnings,
     })))
 }
 
@@ -226,7 +229,7 @@ pub(crate) async fn set_env(
         ("name" = String, Path, description = "The variable's name"),
     ),
     responses(
-        (status = 200, description = "Removed: `{app_name, name, secret, change: \"unset\", seq}`", body = Object),
+        (status = 200, description = "Removed: `{app_name, name, secret, change: \"unset\", seq, warnings}`; `warnings` as for a set", body = Object),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 403, description = "The `apps:env` permission is missing", body = ErrorBody),
         (status = 404, description = "The app has no such variable", body = ErrorBody),
@@ -248,14 +251,17 @@ pub(crate) async fn unset_env(
             "app {app:?} has no variable named {name}"
         )));
     };
+    let reloads = crate::env_reload::watch(&state, &app).await;
     let seq = publish(&state, &caller, &app, &name, EnvChange::Unset, secret).await?;
     change.commit().await.map_err(env_error)?;
     tracing::info!(app = %app, name = %name, secret, actor = %caller.0.name, "app variable unset");
+    let warnings = crate::env_reload::wait(&state, reloads, seq).await;
     Ok(Json(json!({
         "app_name": app,
         "name": name,
         "secret": secret,
         "change": "unset",
         "seq": seq,
+        "warnings": warnings,
     })))
 }

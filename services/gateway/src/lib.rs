@@ -11,6 +11,7 @@ pub mod apps;
 pub mod auth;
 pub mod config;
 mod console;
+mod env_reload;
 pub mod error;
 mod identity;
 mod job_ops;

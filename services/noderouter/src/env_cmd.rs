@@ -140,7 +140,24 @@ async fn set(
         "set {} {name} of {app}; the app reloads with it",
         if secret { "secret" } else { "variable" }
     );
-    Ok(())
+    reloaded(&body)
+}
+
+/// The runners' reloads after a change: each failure printed, and an error (exit 1) when
+/// there was one: the change is saved, but the app serves on with the previous values.
+fn reloaded(body: &Value) -> anyhow::Result<()> {
+    let warnings: Vec<&str> = body["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for w in &warnings {
+        outln!("warning: {w}");
+    }
+    if warnings.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the change is saved, but the app did not reload with it everywhere (above): fix the app or the variable")
+    }
 }
 
 async fn unset(remote: &Remote, app: &str, name: &str) -> anyhow::Result<()> {
@@ -151,7 +168,7 @@ async fn unset(remote: &Remote, app: &str, name: &str) -> anyhow::Result<()> {
         return Err(crate::author::refusal("env unset", status, &body));
     }
     outln!("removed {name} of {app}; the app reloads without it");
-    Ok(())
+    reloaded(&body)
 }
 
 async fn list(remote: &Remote, app: &str, json: bool) -> anyhow::Result<()> {

@@ -82,6 +82,7 @@ impl Inner {
         // that failed is tried again then, not answered from memory: the new variables
         // may be what it lacked (a secret set again after its key was lost).
         let Some(current) = self.current(app) else {
+            self.report_env(app, wanted, None).await;
             if lock(&self.failed).remove(app).is_some() {
                 if let Some(g) = lock(&self.env_gens).get_mut(app) {
                     g.loaded = g.loaded.max(wanted);
@@ -101,11 +102,20 @@ impl Inner {
                 Ok(ev) => ev,
                 Err(e) => {
                     tracing::warn!(app, error = %e, "cannot reload the app for its new variables");
+                    self.report_env(
+                        app,
+                        wanted,
+                        Some(format!(
+                            "the runner cannot read the app's current version: {e}"
+                        )),
+                    )
+                    .await;
                     return;
                 }
             },
         };
         if ev.event.data.change == AppChange::Deleted {
+            self.report_env(app, wanted, None).await;
             return;
         }
         match self.load(ev.rev, &ev.event.data).await {
@@ -119,6 +129,7 @@ impl Inner {
                     g.loaded = g.loaded.max(wanted);
                 }
                 tracing::info!(app, version = %host.version, rev = host.rev, env_gen = wanted, "app reloaded with its new variables");
+                self.report_env(app, wanted, None).await;
                 if ev.rev > current.rev {
                     // A revision newer than the one serving: a deploy waits for this.
                     self.report_load(&ev, None).await;
@@ -131,7 +142,40 @@ impl Inner {
                 }
                 // Never the value: load errors name the variable at most.
                 tracing::error!(app, rev = ev.rev, error = %clean(&e.to_string(), MAX_TRACEBACK), "reload for new variables failed; the previous host keeps serving");
+                let shown = crate::text::for_author(
+                    &e.to_string(),
+                    &self.bundles_dir.to_string_lossy(),
+                    app,
+                    &self.spawner.py_dir.to_string_lossy(),
+                );
+                self.report_env(app, wanted, Some(shown)).await;
             }
+        }
+    }
+
+    /// Tells the gateway that made change `gen` of `app`'s variables what came of it
+    /// here (`runner.env_loaded.<app>`): reloaded, or not loaded here (`error` none), or
+    /// why the reload failed (the previous host goes on serving).
+    async fn report_env(&self, app: &str, gen: u64, error: Option<String>) {
+        let report = nr_contracts::events::AppLoaded {
+            runner: self.id.clone(),
+            app_name: app.to_owned(),
+            version: self
+                .current(app)
+                .map(|h| h.version.clone())
+                .unwrap_or_default(),
+            rev: gen,
+            error,
+            fault: nr_contracts::events::LoadFault::default(),
+        };
+        match nr_contracts::encode(&report) {
+            Ok(bytes) => {
+                let subject = subjects::runner_env_loaded(app);
+                if let Err(e) = self.nats.publish(subject, bytes.into()).await {
+                    tracing::warn!(app, error = %e, "cannot report the reload to the gateway");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode a reload report"),
         }
     }
 }

@@ -250,6 +250,8 @@ pub fn permissions(role: Role) -> Permissions {
             subscribe.push(subjects::RBAC_APPLIED.into());
             // Runners' heartbeats: a call whose runner died ends at once.
             subscribe.push(subjects::RUNNER_ALIVE.into());
+            // What the runners made of a change of an app's variables.
+            subscribe.push(subjects::RUNNER_ENV_LOADED_ALL.into());
         }
         Role::Deploy => {
             publish.push("app.updated.*".into());
@@ -288,6 +290,7 @@ pub fn permissions(role: Role) -> Permissions {
                 RUNNER_NONCE,
                 subjects::RUNNER_ALIVE,
                 subjects::RUNNER_LOADED_ALL,
+                subjects::RUNNER_ENV_LOADED_ALL,
             ]));
             publish.extend(runner_streams());
             subscribe.extend(strs(&[

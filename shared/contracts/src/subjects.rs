@@ -43,6 +43,10 @@ pub const RUNNER_ALIVE: &str = "runner.alive";
 /// Runners' reports of loading an app revision (core NATS; see
 /// [`crate::events::AppLoaded`]): deploy waits for them before it answers.
 pub const RUNNER_LOADED_ALL: &str = "runner.loaded.*";
+/// Runners' reports of reloading an app for a change of its variables (core NATS; an
+/// [`crate::events::AppLoaded`] whose `rev` is the change's `NR_APP_ENV` sequence): the
+/// gateway that made the change waits for them before it answers.
+pub const RUNNER_ENV_LOADED_ALL: &str = "runner.env_loaded.*";
 
 /// Deploy intake (request/reply): a staged bundle to check and publish.
 pub const DEPLOY_SUBMIT: &str = "deploy.submit";
@@ -65,6 +69,11 @@ pub fn app_updated(app: &str) -> String {
 /// A runner loaded, or could not load, a revision of `app`.
 pub fn runner_loaded(app: &str) -> String {
     format!("runner.loaded.{app}")
+}
+
+/// A runner reloaded, or could not reload, `app` for a change of its variables.
+pub fn runner_env_loaded(app: &str) -> String {
+    format!("runner.env_loaded.{app}")
 }
 
 /// An app's variables or secrets changed: its runners reload it.

@@ -4,6 +4,12 @@
   var C = window.NRC, el = C.el;
   var app = C.data("app");
   var base = "/admin/api/apps/" + encodeURIComponent(app) + "/env";
+  // A change is saved; a runner whose reload failed serves on with the previous values.
+  function reloaded(data, done) {
+    var warnings = (data && data.warnings) || [];
+    if (warnings.length === 0) { C.notice("success", done); return; }
+    C.notice("warning", "Saved, but the app did not reload with it everywhere; it serves on with the previous values: " + warnings.join(" "));
+  }
 
   async function load() {
     var r = await C.api("GET", base);
@@ -17,7 +23,7 @@
         el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: async function () {
           if (!C.confirmed("Remove " + v.name + "? The app reloads without it.")) { return; }
           var x = await C.api("DELETE", base + "/" + encodeURIComponent(v.name));
-          if (x.ok) { C.notice("success", v.name + " removed."); load(); } else { C.notice("danger", C.errorOf(x)); }
+          if (x.ok) { reloaded(x.data, v.name + " removed."); load(); } else { C.notice("danger", C.errorOf(x)); }
         } }, ["Remove"])];
     }), "Variables and secrets"));
   }
@@ -35,7 +41,7 @@
     form.addEventListener("submit", async function (e) {
       e.preventDefault();
       var r = await C.api("PUT", base, { name: name.value.trim(), value: value.value, secret: secret.checked });
-      if (r.ok) { C.notice("success", name.value.trim() + " set; the app reloads within seconds."); form.reset(); value.type = "text"; load(); }
+      if (r.ok) { reloaded(r.data, name.value.trim() + " set; the app reloaded with it."); form.reset(); value.type = "text"; load(); }
       else { C.notice("danger", C.errorOf(r)); }
     });
     C.root().replaceChildren(el("p", {}, [el("a", { href: "/admin/apps" }, ["Manage apps"]), " · ", el("a", { href: "/admin/run/" + encodeURIComponent(app) }, ["Run " + app])]),
