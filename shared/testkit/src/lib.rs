@@ -63,6 +63,17 @@ pub fn nats_server_bin() -> String {
     "nats-server".into()
 }
 
+/// Whether a NATS server answers on `port` (its first line is `INFO {...}`).
+fn is_nats(port: u16) -> bool {
+    use std::io::Read as _;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut first = [0u8; 4];
+    stream.read_exact(&mut first).is_ok() && &first == b"INFO"
+}
+
 /// A private NATS server with JetStream, killed on drop. It runs with the platform's
 /// authorization ([`nr_config::nats_auth`]) and fresh passwords: connect as a role with
 /// [`TestNats::client`], [`TestNats::url_as`] or [`TestNats::args`].
@@ -106,7 +117,9 @@ impl TestNats {
                 .context("cannot start nats-server (scripts/test installs it)")?;
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Ours only when it says INFO and our child still runs: another test's
+                // listener may have taken the port between `free_port` and the start.
+                if is_nats(port) && matches!(child.try_wait(), Ok(None)) {
                     return Ok(TestNats {
                         child,
                         url: format!("nats://127.0.0.1:{port}"),

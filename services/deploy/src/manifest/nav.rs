@@ -95,7 +95,7 @@ pub(super) fn check_nav_node(
     }
     if let Some(href) = c.opt_str("manifest.nav", o, p, "href") {
         if !is_local_href(href) {
-            c.error("manifest.nav", &format!("{p}/href"), format!("{at}.href {href:?} must be a path on this platform starting with / (such as \"/apps/sales/\"), not an external URL"));
+            c.error("manifest.nav", &format!("{p}/href"), format!("{at}.href {href:?} must be a path on this platform (such as \"/apps/sales/\"): starting with a single /, without spaces, backslashes or control characters; an external URL is not allowed"));
         }
     }
     c.permission("manifest.nav", o, p, "permission");

@@ -257,6 +257,8 @@
       } catch (err) { /* unreachable: say it ended */ }
     }
     if (document.getElementById("nr-session-ended")) return;
+    // No more tries of a socket the hub refuses (one console error every few seconds).
+    if (window.AdminWS && typeof window.AdminWS.close === "function") window.AdminWS.close();
     var box = document.createElement("div");
     box.id = "nr-session-ended";
     box.className = "alert alert-warning";
