@@ -204,16 +204,7 @@ async fn a_failed_jobs_final_event_carries_its_error() {
         .wait_job(b["job_id"].as_str().unwrap(), |j| j["status"] == "failed")
         .await;
     assert_eq!(job["status"], "failed", "{job}");
-    let last = loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .expect("the final event within 5 s")
-            .unwrap();
-        let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
-        if ev.data.status == JobStatus::Failed {
-            break ev.data;
-        }
-    };
+    let last = failed(&mut sub).await;
     assert_eq!(
         last.message.as_deref(),
         Some("ValueError: the ledger is closed"),
@@ -228,15 +219,20 @@ async fn a_failed_jobs_final_event_carries_its_error() {
         .await;
     let kept = job["error_message"].as_str().unwrap().to_owned();
     assert!(kept.len() < 20_000, "{}", kept.len());
-    let last = loop {
+    let last = failed(&mut sub).await;
+    assert_eq!(last.message.as_deref(), Some(kept.as_str()));
+}
+
+/// The next `failed` event on `sub` (5 s at most).
+async fn failed(sub: &mut async_nats::Subscriber) -> JobProgress {
+    loop {
         let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
             .expect("the final event within 5 s")
             .unwrap();
         let ev: nr_contracts::Envelope<JobProgress> = nr_contracts::decode(&m.payload).unwrap();
         if ev.data.status == JobStatus::Failed {
-            break ev.data;
+            return ev.data;
         }
-    };
-    assert_eq!(last.message.as_deref(), Some(kept.as_str()));
+    }
 }

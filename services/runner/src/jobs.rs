@@ -128,6 +128,9 @@ fn waiting_places(limit: usize) -> usize {
     limit.saturating_mul(64).saturating_add(512)
 }
 
+/// How long a starting runner tries to create the job consumer.
+const CONSUMER_PATIENCE: Duration = Duration::from_secs(60);
+
 pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let lease = inner.lease();
     let stream = inner
@@ -135,20 +138,32 @@ pub(crate) async fn start(inner: Arc<Inner>, shutdown: CancellationToken) -> any
         .get_stream(subjects::STREAM_JOBS)
         .await
         .context("cannot open NR_JOBS")?;
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(CONSUMER.into()),
-                filter_subject: subjects::JOB_SUBMITTED_ALL.into(),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: lease,
-                max_ack_pending: 10_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .context("cannot create the job consumer")?;
+    // A cluster that is just forming elects the stream's leader first: creating the
+    // consumer may time out for a few seconds (the runner exited at start).
+    let patience = tokio::time::Instant::now() + CONSUMER_PATIENCE;
+    let consumer = loop {
+        let made = stream
+            .get_or_create_consumer(
+                CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(CONSUMER.into()),
+                    filter_subject: subjects::JOB_SUBMITTED_ALL.into(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: lease,
+                    max_ack_pending: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await;
+        match made {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() < patience => {
+                tracing::warn!(error = %e, "cannot create the job consumer yet (JetStream may be electing leaders); trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(anyhow::Error::from(e).context("cannot create the job consumer")),
+        }
+    };
     let slots = inner.config.job_concurrency();
     let messages = consumer
         .stream()
