@@ -182,15 +182,7 @@ impl Inner {
     pub(crate) async fn report_load(&self, ev: &AppEvent, failure: Option<(String, LoadFault)>) {
         let app = &ev.event.data.app_name;
         let (error, fault) = match failure {
-            Some((error, fault)) => {
-                let shown = text::for_author(
-                    &error,
-                    &self.bundles_dir.to_string_lossy(),
-                    app,
-                    &self.spawner.py_dir.to_string_lossy(),
-                );
-                (Some(shown), fault)
-            }
+            Some((error, fault)) => (Some(self.for_author(app, &error)), fault),
             None => (None, LoadFault::default()),
         };
         let report = AppLoaded {
@@ -201,11 +193,27 @@ impl Inner {
             error,
             fault,
         };
-        let subject = subjects::runner_loaded(&report.app_name);
-        match nr_contracts::encode(&report) {
+        self.publish_report(subjects::runner_loaded(app), &report)
+            .await;
+    }
+
+    /// A load error as the app's author should see it: the app's files named from its
+    /// folder, the runner's own frames left out, cut.
+    pub(crate) fn for_author(&self, app: &str, error: &str) -> String {
+        text::for_author(
+            error,
+            &self.bundles_dir.to_string_lossy(),
+            app,
+            &self.spawner.py_dir.to_string_lossy(),
+        )
+    }
+
+    /// Publishes a load report (core NATS) on `subject`.
+    pub(crate) async fn publish_report(&self, subject: String, report: &AppLoaded) {
+        match nr_contracts::encode(report) {
             Ok(bytes) => {
                 if let Err(e) = self.nats.publish(subject, bytes.into()).await {
-                    tracing::warn!(app = %report.app_name, error = %e, "cannot report the load to deploy");
+                    tracing::warn!(app = %report.app_name, error = %e, "cannot publish a load report");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot encode a load report"),

@@ -142,12 +142,7 @@ impl Inner {
                 }
                 // Never the value: load errors name the variable at most.
                 tracing::error!(app, rev = ev.rev, error = %clean(&e.to_string(), MAX_TRACEBACK), "reload for new variables failed; the previous host keeps serving");
-                let shown = crate::text::for_author(
-                    &e.to_string(),
-                    &self.bundles_dir.to_string_lossy(),
-                    app,
-                    &self.spawner.py_dir.to_string_lossy(),
-                );
+                let shown = self.for_author(app, &e.to_string());
                 self.report_env(app, wanted, Some(shown)).await;
             }
         }
@@ -168,14 +163,7 @@ impl Inner {
             error,
             fault: nr_contracts::events::LoadFault::default(),
         };
-        match nr_contracts::encode(&report) {
-            Ok(bytes) => {
-                let subject = subjects::runner_env_loaded(app);
-                if let Err(e) = self.nats.publish(subject, bytes.into()).await {
-                    tracing::warn!(app, error = %e, "cannot report the reload to the gateway");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot encode a reload report"),
-        }
+        self.publish_report(subjects::runner_env_loaded(app), &report)
+            .await;
     }
 }
