@@ -91,8 +91,11 @@ pub fn sweep(parent: &Path, prefix: &str, keep: Option<&Path>) -> usize {
     removed
 }
 
+/// How long a process may take between creating its lock file and locking it.
+const TAKING: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The locks of `dir`'s lock files (`.held`, and `.held.<pid>` of a process killed
-/// while it took it), all taken: nobody holds the directory. `None` when one is held,
+/// while it took it, once older than [`TAKING`]), all taken: nobody holds the directory. `None` when one is held,
 /// or there is none (a release that held none runs there: an upgrade beside it), or
 /// one is not this user's.
 fn unheld(dir: &Path, me: u32) -> Option<Vec<Flock<File>>> {
@@ -103,9 +106,21 @@ fn unheld(dir: &Path, me: u32) -> Option<Vec<Flock<File>>> {
         if name != LOCK_FILE && !name.starts_with(&format!("{LOCK_FILE}.")) {
             continue;
         }
-        let owned =
-            std::fs::symlink_metadata(entry.path()).is_ok_and(|m| m.is_file() && m.uid() == me);
-        if !owned {
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            return None;
+        };
+        if !meta.is_file() || meta.uid() != me {
+            return None;
+        }
+        // A lock file being taken: created a moment ago, about to be locked and named
+        // (`hold`). Only one old enough is a process's killed while it took it.
+        let fresh = name != LOCK_FILE
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_none_or(|age| age < TAKING);
+        if fresh {
             return None;
         }
         let file = File::open(entry.path()).ok()?;
@@ -140,6 +155,16 @@ mod tests {
         let cut = make("runner-cut");
         drop(hold(&cut).unwrap());
         std::fs::rename(cut.join(LOCK_FILE), cut.join(format!("{LOCK_FILE}.77"))).unwrap();
+        let long_ago = std::time::SystemTime::now() - 2 * TAKING;
+        File::options()
+            .write(true)
+            .open(cut.join(format!("{LOCK_FILE}.77")))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        // Taking its lock right now: the lock file exists and is not locked yet.
+        let taking = make("runner-taking");
+        File::create(taking.join(format!("{LOCK_FILE}.78"))).unwrap();
         // Another user's (a shared temp dir): never touched.
         let theirs = make("runner-theirs");
         drop(hold(&theirs).unwrap());
@@ -152,6 +177,10 @@ mod tests {
         std::os::unix::fs::symlink(&target, parent.path().join("runner-link")).unwrap();
         assert_eq!(sweep(parent.path(), "runner-", Some(&mine)), 2);
         assert!(live.exists(), "a held directory was removed");
+        assert!(
+            taking.exists(),
+            "a directory whose lock was being taken was removed"
+        );
         assert!(!dead.exists(), "an unheld directory stayed");
         assert!(
             !cut.exists(),

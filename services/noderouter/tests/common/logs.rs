@@ -24,11 +24,12 @@ impl Write for Capture {
 pub fn capture_platform_log() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        tracing_subscriber::fmt()
+        // Another subscriber set first (RUST_LOG) keeps the log on the console instead.
+        let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
             .with_ansi(false)
             .with_writer(|| Capture)
-            .init();
+            .try_init();
     });
 }
 

@@ -185,6 +185,9 @@ impl Harness {
     pub async fn start_with(extra: &[&str]) -> Harness {
         if std::env::var_os("RUST_LOG").is_some() {
             nr_telemetry::init();
+        } else {
+            // Kept in memory, so a failed assertion can show what the platform logged.
+            logs::capture_platform_log();
         }
         let nats = TestNats::start().await.expect("nats");
         let db = TestDb::create().await.expect("db");
@@ -222,7 +225,12 @@ impl Harness {
         let (status, body) = self
             .deploy(&format!("{app}.zip"), nr_testkit::zip_files(files))
             .await;
-        assert_eq!(status, StatusCode::OK, "deploy of {app} failed: {body}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "deploy of {app} failed: {body}\nthe platform's errors so far:\n{}",
+            logs::logged(" ERROR ").join("\n")
+        );
         body
     }
 
