@@ -56,13 +56,15 @@ def _contain():
         import resource
 
         nr_contain.limit_process()
-        for name, res, scale in (
-            ("NR_APP_CPU_S", resource.RLIMIT_CPU, 1),
-            ("NR_WORKER_MEMORY_MB", resource.RLIMIT_AS, 1024 * 1024),
-        ):
-            value = nr_contain.env_int(name)
-            if value > 0:
-                resource.setrlimit(res, (value * scale, value * scale))
+        memory = nr_contain.env_int("NR_WORKER_MEMORY_MB") * 1024 * 1024
+        if memory > 0:
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = nr_contain.env_int("NR_APP_CPU_S")
+        if cpu > 0:
+            # At the soft limit the import gets CpuTimeLimitExceeded, which the check
+            # reports; the hard limit kills code that never returns to Python.
+            nr_contain.catch_cpu_limit(cpu)
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
     except Exception as exc:
         nr_contain.log("[noderouter] cannot set process limits: %s" % exc)
 
@@ -91,16 +93,19 @@ def check(app_name, app_dir):
         sys.path.insert(0, libs)
     sys.path.insert(0, app_dir)
     os.chdir(app_dir)
+    nr_contain.cpu_limit_for("the import of main.py")
     try:
         spec = importlib.util.spec_from_file_location("main", path)
         module = importlib.util.module_from_spec(spec)
         sys.modules["main"] = module
         exec(code, module.__dict__)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from app code too
+        nr_contain.cpu_limit_for("")
         tb = _app_traceback(exc, app_dir)
         return {"ok": False, "rule": "main.import", "line": _app_frame_line(exc.__traceback__, app_dir),
                 "message": "main.py fails on import: %s: %s" % (type(exc).__name__, exc), "traceback": tb}
 
+    nr_contain.cpu_limit_for("")
     execute = getattr(module, "execute", None)
     if execute is None:
         return {"ok": False, "rule": "main.execute", "line": None,

@@ -363,13 +363,23 @@ impl ImportCheck {
                 })
             }
             None => {
-                let how = match status {
+                let how = match &status {
                     Ok(s) => format!("ended ({s})"),
                     Err(e) => format!("could not be waited for ({e})"),
                 };
-                let mut message = format!(
-                    "the Python process importing main.py {how} without a result: the module killed the interpreter (os._exit, a crash, or memory) or wrote over the import check's own output"
-                );
+                let cpu_killed = status.as_ref().is_ok_and(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    matches!(s.signal(), Some(9 | 24))
+                });
+                let mut message = if cpu_killed && self.contain.app_cpu_s > 0 {
+                    format!(
+                        "the Python process importing main.py {how} without a result: it was killed, at its CPU time limit (limits.cpu_s, up to NR_APP_CPU_S) in code that never returned to Python, or for its memory"
+                    )
+                } else {
+                    format!(
+                        "the Python process importing main.py {how} without a result: the module killed the interpreter (os._exit, a crash, or memory) or wrote over the import check's own output"
+                    )
+                };
                 if !stderr_text.trim().is_empty() {
                     message = format!("{message}\n{}", stderr_text.trim_end());
                 }

@@ -152,51 +152,6 @@ async fn daemons_started_by_module_code_do_not_survive() {
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
-const SPIN: &str = r#"
-import os, time
-
-def execute(data, conn=None):
-    end = time.process_time() + float(data["cpu_s"])
-    while time.process_time() < end:
-        pass
-    return {"pid": os.getpid()}
-"#;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cpu_time_is_limited_per_call_not_over_a_workers_life() {
-    let h = Harness::start_with(&["--app-cpu-s", "1", "--pool-size", "1"]).await;
-    h.deploy_ok(
-        "spinner",
-        &[
-            (
-                "manifest.json",
-                r#"{"app_name":"spinner","version":"1.0.0","api_version":"1.0.0"}"#,
-            ),
-            ("main.py", SPIN),
-        ],
-    )
-    .await;
-    // Three calls of 0.6 s CPU on one worker: 1.8 s in all, each within its budget.
-    let mut pids = Vec::new();
-    for _ in 0..3 {
-        let (s, b) = h.sync("spinner", json!({"cpu_s": 0.6})).await;
-        assert_eq!(s, StatusCode::OK, "{b}");
-        pids.push(b["pid"].as_u64().unwrap());
-    }
-    assert!(pids.windows(2).all(|w| w[0] == w[1]), "{pids:?}");
-    // A call that spins past the budget is stopped (SIGXCPU), not left to burn.
-    let started = Instant::now();
-    let (s, b) = h.sync("spinner", json!({"cpu_s": 10})).await;
-    assert!(s.is_server_error(), "{s} {b}");
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
-    let (s, b) = h.sync("spinner", json!({"cpu_s": 0.1})).await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-}
-
 /// Tries to lift its memory limit before any call: at import it replaces the host's
 /// limit function and raises its own limits; then each call allocates `mb` MiB and
 /// writes a file of `file_mb` MiB.

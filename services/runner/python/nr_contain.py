@@ -55,6 +55,45 @@ def no_new_privs():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
+class CpuTimeLimitExceeded(BaseException):
+    """Raised in app code that used its CPU seconds (a BaseException, so the app's own
+    ``except Exception`` does not swallow it)."""
+
+
+# What app code runs under the CPU limit ("the call", "the job", "the import of
+# main.py"; empty between them, when SIGXCPU is ignored) and the limit in seconds.
+_CPU = {"for": "", "seconds": 0}
+
+
+def cpu_limit_for(what):
+    """Names the app code that runs from now on (empty: none)."""
+    _CPU["for"] = what
+
+
+def _on_cpu_limit(signum, frame):
+    """SIGXCPU: the soft CPU limit is reached. Raised in the app's code, so the caller
+    gets an error naming the limit, with the traceback of where the code was; the kernel
+    sends it again each CPU second while the code goes on. Code that never returns to
+    Python (a long C loop) does not see it and is stopped otherwise (the runner, or the
+    hard limit)."""
+    what = _CPU["for"]
+    if what:
+        raise CpuTimeLimitExceeded(
+            "%s used its CPU time limit of %s s and was stopped (limits.cpu_s in "
+            "manifest.json sets it, up to the platform's NR_APP_CPU_S)" % (what, _CPU["seconds"])
+        )
+
+
+def catch_cpu_limit(seconds):
+    """Turns SIGXCPU into :class:`CpuTimeLimitExceeded` in the app code named by
+    :func:`cpu_limit_for`."""
+    _CPU["seconds"] = seconds
+    try:
+        signal.signal(signal.SIGXCPU, _on_cpu_limit)
+    except (ValueError, OSError, AttributeError) as exc:
+        log("[noderouter] cannot catch SIGXCPU: %s" % exc)
+
+
 def reap_ended():
     """Reaps the children that have ended and no one waited for (zombies), without
     waiting for those still running."""

@@ -294,6 +294,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if extra and isinstance(data, dict):
                 data.update(extra)
             _limit_cpu()
+            nr_contain.cpu_limit_for("the job" if keep is not None else "the call")
             if wants_conn:
                 try:
                     conn = holder.get()
@@ -321,6 +322,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if actions:
                 reply["actions"] = actions
         except BaseException as exc:  # includes SystemExit from app code
+            nr_contain.cpu_limit_for("")
             reply["ok"] = False
             # Cut as a job's error is kept (16 KiB): a huge message is still an error,
             # not a result over the bus's limit.
@@ -329,6 +331,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if keep is not None:  # kept with the job, as a script's stderr would
                 sys.stderr.write(reply["traceback"])
         finally:
+            nr_contain.cpu_limit_for("")
             holder.clean()
             # Nothing the call started outlives it (forks, setsid daemons, subprocesses).
             nr_contain.kill_descendants()
@@ -437,12 +440,16 @@ def main():
     except Exception as exc:
         _log("[noderouter] cannot set process limits: %s" % exc)
 
+    nr_contain.catch_cpu_limit(_env_int("NR_APP_CPU_S"))
+    nr_contain.cpu_limit_for("the import of main.py")
     try:
         _, execute, wants_conn, is_async = load_app(app_name, app_dir)
     except BaseException as exc:
+        nr_contain.cpu_limit_for("")
         ctl.write(_import_failure(exc) + "\n")
         ctl.flush()
         return
+    nr_contain.cpu_limit_for("")
     # Import what every worker needs once, here, and freeze the heap the app built, so
     # forked workers share these pages instead of redoing the work and copying them.
     try:

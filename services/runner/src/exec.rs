@@ -263,6 +263,7 @@ pub(crate) async fn answer(
                 tracing::error!(app, request_id = %request_id, "{}", clean(&message, MAX_LINE));
                 (502, error_body(&message), None)
             }
+            Err(CallError::CpuLimit(message)) => (500, error_body(&message), None),
             Err(CallError::Cancelled) => (503, error_body("the call was cancelled"), None),
             Err(CallError::Unavailable(message)) => {
                 tracing::error!(app, request_id = %request_id, "{}", clean(&message, MAX_LINE));

@@ -85,6 +85,10 @@ pub enum CallError {
     Timeout(Duration),
     #[error("{0}")]
     Crashed(String),
+    /// The call went on past its CPU limit in code that never returned to Python: its
+    /// worker was stopped. The app's failure, as an exception is.
+    #[error("{0}")]
+    CpuLimit(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("cancelled")]
@@ -163,6 +167,8 @@ pub struct AppHost {
     /// The platform log's rate for this app's output, its calls' lines included.
     log_rate: output::SharedRate,
     cpu_watch: Mutex<cpu_watch::CpuWatch>,
+    /// CPU seconds of one call or job (0: none).
+    cpu_s: u64,
 }
 
 const STDERR_TAIL: usize = 40;
@@ -231,7 +237,12 @@ impl AppHost {
             });
         }
         let host_pid = child.id().and_then(|p| i32::try_from(p).ok());
+        let cpu_s = spawner
+            .contain
+            .for_app(spec.manifest.limits.as_ref())
+            .app_cpu_s;
         let host = Arc::new(AppHost {
+            cpu_s,
             app: spec.app,
             rev: spec.rev,
             sha256: spec.sha256,

@@ -455,6 +455,11 @@ async fn run(
                 error: format!("job timed out after {} s", limit.as_secs_f64()),
                 logs,
             },
+            CallError::CpuLimit(error) => Failure {
+                kind: Kind::Raised,
+                error,
+                logs,
+            },
             CallError::Crashed(m) => Failure {
                 kind: Kind::Lost,
                 error: m,

@@ -103,6 +103,9 @@ fn stat(pid: i32) -> Option<(i32, bool)> {
     Some((ppid, matches!(state, "Z" | "X")))
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
+pub const TICKS_PER_SECOND: u64 = 100;
+
 /// CPU time `pid` has used, all its threads, in clock ticks: user and system
 /// (`/proc/<pid>/stat` fields 14 and 15).
 pub fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {

@@ -14,8 +14,6 @@ use nr_infra::contain;
 
 use super::{AppHost, Worker};
 
-/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux).
-const TICKS_PER_SECOND: f64 = 100.0;
 /// Share of a core above which an idle process is burning CPU of its own.
 const BUSY_SHARE: f64 = 0.5;
 /// Sweeps in a row a host must be over [`BUSY_SHARE`] (forking many workers at once
@@ -33,7 +31,7 @@ pub(super) struct CpuWatch {
 
 fn busy(since: Instant, before: u64, now: u64) -> bool {
     let secs = since.elapsed().as_secs_f64().max(0.5);
-    now.saturating_sub(before) as f64 / TICKS_PER_SECOND / secs > BUSY_SHARE
+    now.saturating_sub(before) as f64 / contain::TICKS_PER_SECOND as f64 / secs > BUSY_SHARE
 }
 
 /// Removes from `items` and returns those `pick` selects (`Vec::extract_if`, which the

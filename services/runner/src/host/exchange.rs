@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use nr_infra::contain;
+
 use super::{files, wire::ReplyHeader, AppHost, CallError, CallReply, JobError, Progress, Worker};
 use crate::frame::{read_frame, write_frame};
 use crate::{output, text};
@@ -25,6 +27,7 @@ impl AppHost {
         } else {
             body
         };
+        let pid = worker.pid;
         let stream = &mut worker.stream;
         let rid = header["rid"].as_str().unwrap_or("").to_owned();
         let job = header["inject"]["_job_id"]
@@ -102,6 +105,10 @@ impl AppHost {
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, exchange) => r,
             _ = cancelled => return Err(JobError { error: CallError::Cancelled, logs: None }),
+            over = past_cpu_limit(pid, if job.is_empty() { "call" } else { "job" }, self.cpu_s) => {
+                tracing::warn!(app = %self.app, request_id = %rid, job_id = %job, pid, "{over}");
+                return Err(JobError { error: CallError::CpuLimit(over), logs: None });
+            }
         };
         let bare = |error| JobError { error, logs: None };
         match outcome {
@@ -145,6 +152,38 @@ impl AppHost {
                     })
                 }
             }
+        }
+    }
+}
+
+/// How often a long call's worker is checked against its CPU limit, and how many CPU
+/// seconds past it the worker gets to see `SIGXCPU` and fail the call itself.
+const CPU_CHECK_EVERY: Duration = Duration::from_secs(2);
+const CPU_GRACE_S: u64 = 3;
+
+/// Resolves once the worker `pid` has used more than `limit_s` CPU seconds and the grace
+/// since the first check: its code never returned to Python, where `SIGXCPU` would have
+/// stopped it (a long loop in C, for which the Python signal handler waits), or it
+/// lifted its own soft limit. Counted by the runner, so the app cannot lift this one.
+/// Never resolves without a limit; costs nothing for calls shorter than
+/// [`CPU_CHECK_EVERY`].
+async fn past_cpu_limit(pid: i32, what: &str, limit_s: u64) -> String {
+    if limit_s == 0 {
+        return std::future::pending().await;
+    }
+    let mut first = None;
+    loop {
+        tokio::time::sleep(CPU_CHECK_EVERY).await;
+        let Some((user, system)) = contain::cpu_ticks(pid) else {
+            continue;
+        };
+        let ticks = user + system;
+        let base = *first.get_or_insert(ticks);
+        let used = ticks.saturating_sub(base) / contain::TICKS_PER_SECOND;
+        if used > limit_s.saturating_add(CPU_GRACE_S) {
+            return format!(
+                "CpuTimeLimitExceeded: the {what} went on past its CPU time limit of {limit_s} s in code that did not return to Python (a long loop in C), so its worker was stopped (limits.cpu_s in manifest.json sets the limit, up to the platform's NR_APP_CPU_S)"
+            );
         }
     }
 }
