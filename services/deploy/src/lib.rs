@@ -20,6 +20,7 @@ pub mod import;
 mod jsonpos;
 pub mod manifest;
 mod service;
+mod versions;
 
 pub use check::{Checker, Inspected};
 pub use config::{CheckArgs, DeployConfig};

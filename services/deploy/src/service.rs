@@ -28,6 +28,7 @@ use crate::check::Checker;
 use crate::conflicts::{self, AppFacts, Catalogue};
 use crate::findings::{Finding, Refused};
 use crate::manifest::is_valid_app_name;
+use crate::versions;
 use crate::{archive, DeployConfig};
 
 #[derive(Clone)]
@@ -281,6 +282,14 @@ impl Inner {
             .filter(|p| p.change != AppChange::Deleted)
             .map(|p| p.version.clone());
         let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(p) = previous.as_ref().filter(|p| p.change != AppChange::Deleted) {
+            warnings.extend(versions::warning(
+                &p.version,
+                &p.sha256,
+                &bundle.version,
+                &sha256,
+            ));
+        }
         let bundle_key = format!("bundles/{app}/{sha256}.zip");
         self.store
             .put(&Path::from(bundle_key.as_str()), bytes.into())
