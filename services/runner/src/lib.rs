@@ -22,6 +22,7 @@ mod env_watch;
 mod exec;
 pub mod frame;
 pub mod host;
+mod job_events;
 mod job_progress;
 mod job_run;
 mod jobs;
