@@ -2,10 +2,17 @@
 //! against a private NATS server, a fresh database and real Python workers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin_pages;
 pub mod browser;
+pub mod deploy;
+pub mod identity;
 pub mod logs;
+pub mod notify;
 pub mod procs;
+pub mod resilience;
+pub mod runner;
 pub mod schedules;
+pub mod shell;
 pub mod shop;
 pub mod up;
 
