@@ -278,7 +278,7 @@ describe("admin console", { timeout: 240000 }, () => {
     await page.goto(`${nr.url}/admin/apps`);
     await page.locator("form input[type=file]").first().setInputFiles(bundles.zip(nr.dir, "e2e_sw"));
     await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
-    await page.waitForFunction(() => /Deployed e2e_sw version|refused|failed/i.test(document.querySelector("main").innerText));
+    await page.waitForFunction(() => /Deployed e2e_sw version|refused|failed/i.test(document.getElementById("nr-deploy-result").innerText));
     await page.goto(`${nr.url}/apps/e2e_sw/`);
     const result = page.locator("#sw-result[data-done='1']");
     await result.waitFor({ state: "attached" });
@@ -328,7 +328,7 @@ describe("admin console", { timeout: 240000 }, () => {
     await page.goto(`${nr.url}/admin/apps`);
     await page.locator("form input[type=file]").first().setInputFiles(bundles.example(nr.dir, "notes"));
     await page.locator("form input[type=file]").first().evaluate((i) => i.form.requestSubmit());
-    await page.waitForFunction(() => /Deployed notes version|refused|failed/i.test(document.querySelector("main").innerText));
+    await page.waitForFunction(() => /Deployed notes version|refused|failed/i.test(document.getElementById("nr-deploy-result").innerText));
     assert.match(await page.locator("main").innerText(), /Deployed notes version/);
 
     await page.goto(`${nr.url}/apps/notes/`);
@@ -396,10 +396,12 @@ describe("admin console", { timeout: 240000 }, () => {
     await page.goto(`${nr.url}/admin/users`);
     const row = page.locator("tr", { has: page.locator("[data-user='e2e_ann']") });
     await row.waitFor();
-    let asked = "";
-    page.once("dialog", (d) => { asked = d.message(); d.dismiss(); });
     await row.getByRole("button", { name: "Reset password" }).click();
-    assert.match(asked, /at least 12 characters/);
+    const dialog = page.getByRole("dialog", { name: "Reset the password of e2e_ann" });
+    await dialog.waitFor({ state: "visible" });
+    assert.match(await dialog.innerText(), /at least 12 characters/i);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
   });
 
   it("links each app's variables from Manage apps, for those who may see them", async () => {

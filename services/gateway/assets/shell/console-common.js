@@ -1,6 +1,6 @@
 /*!
  * Helpers shared by the console's pages (loaded before each page's own script).
- * window.NRC = { api, el, text, time, root, data, notice, me, table, confirmed }
+ * window.NRC = { api, errorOf, el, time, root, data, notice, me, table, field, confirmed, dialog }
  */
 (function (global) {
   "use strict";
@@ -97,5 +97,56 @@
 
   function confirmed(message) { return global.confirm(message); }
 
-  global.NRC = { api: api, errorOf: errorOf, el: el, time: time, root: root, data: data, notice: notice, me: me, table: table, field: field, confirmed: confirmed };
+  var dialogs = 0;
+  /**
+   * A modal form of the console's own (a native <dialog>: the page behind is inert, the
+   * focus stays inside, Escape or Cancel closes it and the focus goes back to the opener).
+   * opts: {title, text, fields: [{label, input, hint}], confirm, send(inputs)}; send
+   * resolves to an API answer: an ok one closes the dialog, a refusal is shown in it
+   * ("<refused>: <the API's reason>") and the dialog stays open to try again.
+   */
+  function dialog(opts) {
+    var opener = document.activeElement;
+    var id = "nr-dialog-" + (++dialogs);
+    var error = el("div", { class: "alert alert-danger py-2 small mt-3 mb-0", role: "alert", id: id + "-error", hidden: true });
+    var inputs = (opts.fields || []).map(function (f) { return f.input; });
+    var rows = (opts.fields || []).map(function (f, i) {
+      var fid = id + "-field-" + i;
+      f.input.id = fid;
+      if (!f.input.className) { f.input.className = "form-control"; }
+      if (f.hint) { f.input.setAttribute("aria-describedby", fid + "-hint " + id + "-error"); }
+      return el("div", { class: "mb-2" }, [el("label", { class: "form-label", for: fid }, [f.label]), f.input,
+        f.hint ? el("div", { class: "form-text", id: fid + "-hint" }, [f.hint]) : null]);
+    });
+    var ok = el("button", { type: "submit", class: "btn btn-sm btn-primary" }, [opts.confirm || "OK"]);
+    var cancel = el("button", { type: "button", class: "btn btn-sm btn-secondary", onclick: function () { box.close(); } }, ["Cancel"]);
+    var form = el("form", { novalidate: true }, [
+      el("h2", { class: "h5 px-3 pt-3 pb-2 mb-0 border-bottom", id: id + "-title" }, [opts.title]),
+      el("div", { class: "p-3" }, [opts.text ? el("p", { class: "small", id: id + "-text" }, [opts.text]) : null].concat(rows, [error])),
+      el("div", { class: "d-flex justify-content-end gap-2 px-3 pb-3" }, [cancel, ok])
+    ]);
+    var box = el("dialog", { class: "nr-dialog", "aria-labelledby": id + "-title", "aria-describedby": opts.text ? id + "-text" : null }, [form]);
+    form.addEventListener("submit", async function (e) {
+      e.preventDefault();
+      ok.disabled = true;
+      error.hidden = true;
+      try {
+        var r = await opts.send(inputs);
+        if (r.ok) { box.close(); return; }
+        error.textContent = (opts.refused || "Refused") + ": " + errorOf(r);
+        error.hidden = false;
+        if (inputs[0]) { inputs[0].focus(); inputs[0].select(); }
+      } finally { ok.disabled = false; }
+    });
+    box.addEventListener("close", function () {
+      box.remove();
+      if (opener && opener.isConnected && typeof opener.focus === "function") { opener.focus(); }
+    });
+    document.body.appendChild(box);
+    box.showModal();
+    if (inputs[0]) { inputs[0].focus(); }
+    return box;
+  }
+
+  global.NRC = { api: api, errorOf: errorOf, el: el, time: time, root: root, data: data, notice: notice, me: me, table: table, field: field, confirmed: confirmed, dialog: dialog };
 })(window);

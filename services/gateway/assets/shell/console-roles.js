@@ -24,13 +24,34 @@
     return el("div", {}, [el("div", {}, chips), el("div", { style: "max-width: 28rem" }, [sel])]);
   }
 
+  /* Who holds the role, said before it is deleted: the count and the first names. */
+  async function holders(name) {
+    var r = await C.api("GET", "/admin/api/users");
+    if (!r.ok) { return "The users holding " + name + " could not be listed (" + C.errorOf(r) + "): check on the Users page who holds it."; }
+    var who = (r.data.users || []).filter(function (u) { return (u.roles || []).indexOf(name) >= 0; })
+      .map(function (u) { return u.username; }).sort();
+    if (!who.length) { return "No user holds " + name + "."; }
+    var named = who.slice(0, 3).join(", ") + (who.length > 3 ? " and " + (who.length - 3) + " more" : "");
+    return (who.length === 1 ? "1 user holds " : who.length + " users hold ") + name + ": " + named +
+      ". They lose the permissions it grants.";
+  }
+
+  async function remove(name, button) {
+    button.disabled = true;
+    try {
+      var said = await holders(name);
+      if (!C.confirmed("Delete the role " + name + "? " + said)) { return; }
+      await act(C.api("DELETE", "/admin/api/roles/" + encodeURIComponent(name)), "Role " + name + " deleted.");
+    } finally { button.disabled = false; }
+  }
+
   async function load() {
     var r = await C.api("GET", "/admin/api/roles");
     if (!r.ok) { C.notice("danger", "The roles could not be listed: " + C.errorOf(r)); return; }
     document.getElementById("nr-roles-list").replaceChildren(C.table(["Role", "Description", "Permissions", ""], r.data.roles.map(function (role) {
       return [el("span", { class: "text-break", "data-role": role.name }, [role.name]), role.description || "", grants(role),
-        role.builtin ? el("span", { class: "small text-body-secondary" }, ["built in"]) : el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: function () {
-          if (C.confirmed("Delete the role " + role.name + "?")) { act(C.api("DELETE", "/admin/api/roles/" + encodeURIComponent(role.name)), "Role " + role.name + " deleted."); }
+        role.builtin ? el("span", { class: "small text-body-secondary" }, ["built in"]) : el("button", { class: "btn btn-sm btn-danger", type: "button", onclick: function (e) {
+          remove(role.name, e.currentTarget);
         } }, ["Delete"])];
     }), "Roles"));
   }

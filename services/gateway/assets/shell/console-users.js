@@ -18,16 +18,32 @@
     return el("div", { class: "input-group input-group-sm" }, [input, save]);
   }
 
+  /* The new password in the console's dialog; the server holds the minimum length and
+     names it when refusing, which the dialog shows. */
+  function resetPassword(u) {
+    C.dialog({
+      title: "Reset the password of " + u.username,
+      text: "Every session of " + u.username + " ends; give them the new password another way.",
+      fields: [{ label: "New password", hint: "At least 12 characters, unless the operator set another minimum.",
+        input: el("input", { type: "password", autocomplete: "new-password", required: true }) }],
+      confirm: "Reset password",
+      refused: "The password was not reset",
+      send: async function (inputs) {
+        if (!inputs[0].value) { return { ok: false, status: 0, data: { error: "type the new password first" } }; }
+        var r = await C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { password: inputs[0].value });
+        if (r.ok) { C.notice("success", "Password of " + u.username + " reset."); load(); }
+        return r;
+      }
+    });
+  }
+
   function buttons(u) {
     return el("div", { class: "d-flex flex-wrap gap-1" }, [
-      el("button", { class: "btn btn-sm btn-" + (u.disabled ? "success" : "danger"), type: "button", onclick: function () {
+      el("button", { class: "btn btn-sm btn-" + (u.disabled ? "success" : "danger"), type: "button", "data-nr-focus": "state:" + u.id, onclick: function () {
         if (!u.disabled && !C.confirmed("Disable " + u.username + "? Their sessions end.")) { return; }
         act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { disabled: !u.disabled }), u.username + (u.disabled ? " enabled." : " disabled."));
       } }, [u.disabled ? "Enable" : "Disable"]),
-      el("button", { class: "btn btn-sm btn-secondary", type: "button", onclick: function () {
-        var pw = window.prompt("New password for " + u.username + " (at least 12 characters unless the operator set another minimum):");
-        if (pw) { act(C.api("PATCH", "/admin/api/users/" + encodeURIComponent(u.id), { password: pw }), "Password of " + u.username + " reset."); }
-      } }, ["Reset password"])
+      el("button", { class: "btn btn-sm btn-secondary", type: "button", "data-nr-focus": "reset:" + u.id, onclick: function () { resetPassword(u); } }, ["Reset password"])
     ]);
   }
 
@@ -35,11 +51,15 @@
     var r = await C.api("GET", "/admin/api/users");
     if (!r.ok) { C.notice("danger", "The users could not be listed: " + C.errorOf(r)); return; }
     var users = (r.data.users || []).slice().sort(function (a, b) { return a.username.localeCompare(b.username); });
+    // The list is drawn again after each change: the focus goes back to the same button.
+    var focused = document.activeElement && document.activeElement.getAttribute("data-nr-focus");
     document.getElementById("nr-users-list").replaceChildren(C.table(["User", "State", "Roles", "Actions"], users.map(function (u) {
       return [el("span", { class: "text-break", "data-user": u.username }, [u.username]),
         el("span", { class: "badge text-bg-" + (u.disabled ? "secondary" : "success") }, [u.disabled ? "disabled" : "active"]),
         rolesEditor(u), buttons(u)];
     }), "Users"));
+    var again = focused && document.querySelector("[data-nr-focus='" + focused.replace(/['\\]/g, "") + "']");
+    if (again) { again.focus(); }
   }
 
   async function start() {

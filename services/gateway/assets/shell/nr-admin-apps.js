@@ -16,37 +16,22 @@
   var allApps = [];
   var allDeleted = [];
   var page = 0;
-  var opened = {};  // app -> true: its versions fold stays open across reloads
+  // The versions folds the operator opened ("app", "deleted:app" -> true) stay open when
+  // the list is rebuilt (deploy, rollback, restore) and, for the tab's life (sessionStorage,
+  // dropped at logout), when the page loads again. `shown`: folds this page opened itself
+  // (the app just deployed or restored), open until the page goes. `expected`: the version
+  // a change made current, which the reloaded versions are asked again until they show.
+  var FOLDS = "nr.admin.apps.opened";
+  var opened = {}, shown = {}, expected = null;
+  try { opened = JSON.parse(window.sessionStorage.getItem(FOLDS) || "{}") || {}; } catch (_) { opened = {}; }
 
-  function byId(id) { return document.getElementById(id); }
+  var A = window.NRAdmin;
+  var byId = A.byId, el = A.el, toLogin = A.toLogin, call = A.call, errorText = A.errorText, postJson = A.postJson;
+  var findingsTable = A.findingsTable;
 
-  function el(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) e.className = className;
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    return e;
-  }
-
-  function toLogin() {
-    var next = window.location.pathname + window.location.search;
-    window.location.replace("/login?next=" + encodeURIComponent(next));
-  }
-
-  async function call(url, options) {
-    var opts = options || {};
-    opts.credentials = "same-origin";
-    opts.headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
-    var res = await fetch(url, opts);
-    if (res.status === 401) { toLogin(); throw new Error("not logged in"); }
-    var data = null;
-    try { data = await res.json(); } catch (_) { data = null; }
-    return { ok: res.ok, status: res.status, data: data || {} };
-  }
-
-  function errorText(r) { return (r.data && r.data.error) || "HTTP " + r.status; }
-
-  function postJson(url, body) {
-    return call(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  function setOpened(key, open) {
+    if (open) opened[key] = true; else delete opened[key];
+    try { window.sessionStorage.setItem(FOLDS, JSON.stringify(opened)); } catch (_) { /* storage off */ }
   }
 
   function when(iso) {
@@ -60,33 +45,6 @@
   }
 
   function shownName(a) { return String(a.display_name || a.app_name || ""); }
-
-  /* A table of findings: rule, file, line, message (line breaks kept). */
-  function findingsTable(list) {
-    var wrap = el("div", "table-responsive");
-    var table = el("table", "table table-sm small mb-0 nr-findings");
-    var head = el("thead");
-    var hr = el("tr");
-    ["Rule", "File", "Line", "Message"].forEach(function (h) { hr.appendChild(el("th", null, h)); });
-    head.appendChild(hr);
-    table.appendChild(head);
-    var body = el("tbody");
-    list.forEach(function (f) {
-      var tr = el("tr", "nr-finding");
-      tr.appendChild(el("td", "font-monospace", f.rule || ""));
-      tr.appendChild(el("td", "font-monospace", f.file || ""));
-      tr.appendChild(el("td", null, f.line === null || f.line === undefined ? "" : f.line));
-      var msg = el("td");
-      var text = String(f.message || "");
-      if (text.indexOf("\n") >= 0) msg.appendChild(el("pre", "nr-finding-text", text));
-      else msg.textContent = text;
-      tr.appendChild(msg);
-      body.appendChild(tr);
-    });
-    table.appendChild(body);
-    wrap.appendChild(table);
-    return wrap;
-  }
 
   // ── Deploy ─────────────────────────────────────────────────────────────────
 
@@ -165,7 +123,7 @@
       showReport(box, r);
       if (r.ok) {
         form.reset();
-        opened[r.data.app_name] = true;
+        shown[r.data.app_name] = true;
         await loadApps({ app: r.data.app_name, version: r.data.version });
         if (window.NodeRouterShell) window.NodeRouterShell.reloadMenu();
       }
@@ -233,8 +191,11 @@
     return tr;
   }
 
-  async function loadVersions(app, box, deleted) {
-    var r = await call("/admin/api/apps/" + encodeURIComponent(app) + "/versions");
+  async function loadVersions(app, box, deleted, want) {
+    var url = "/admin/api/apps/" + encodeURIComponent(app) + "/versions";
+    var r = await call(url);
+    var has = function () { return (r.data.versions || []).some(function (v) { return v.current && v.version === want; }); };
+    for (var i = 0; want && r.ok && i < 20 && !has(); i++) { await sleep(250); r = await call(url); }
     box.textContent = "";
     if (!r.ok) {
       box.appendChild(el("p", "small text-danger mb-0", "Could not load the versions: " + errorText(r)));
@@ -301,15 +262,20 @@
     fold.appendChild(el("summary", "small", deleted ? "Kept versions" : "Versions"));
     var versions = el("div", "nr-admin-versions small text-body-secondary mt-2", "Loading versions…");
     fold.appendChild(versions);
+    var want = !deleted && expected && expected.app === a.app_name ? expected.version : null;
     fold.addEventListener("toggle", function () {
-      opened[key] = fold.open;
+      // A fold the list was rebuilt without no longer speaks for the app; the page's own
+      // opening (data-nr-auto) is not the operator's choice.
+      if (!fold.isConnected) return;
+      if (fold.hasAttribute("data-nr-auto")) fold.removeAttribute("data-nr-auto");
+      else { setOpened(key, fold.open); if (!fold.open) delete shown[key]; }
       if (fold.open && !versions.getAttribute("data-nr-loaded")) {
-        loadVersions(a.app_name, versions, deleted).catch(function (err) {
+        loadVersions(a.app_name, versions, deleted, want).catch(function (err) {
           versions.textContent = "Could not load the versions: " + err.message;
         });
       }
     });
-    if (opened[key]) fold.open = true;
+    if (opened[key] || (!deleted && shown[key])) { fold.setAttribute("data-nr-auto", "1"); fold.open = true; }
     return fold;
   }
 
@@ -412,7 +378,8 @@
     };
     allApps = (r.data.apps || []).slice().sort(byName);
     allDeleted = (r.data.deleted || []).slice().sort(byName);
-    if (expect && !expect.gone) {
+    expected = expect && !expect.gone ? expect : null;
+    if (expected) {
       var at = allApps.map(function (a) { return a.app_name; }).indexOf(expect.app);
       if (at >= 0) page = Math.floor(at / PAGE_SIZE);
     }
@@ -452,7 +419,7 @@
       if (b.getAttribute("data-sha256")) req.sha256 = b.getAttribute("data-sha256");
       r = await postJson("/admin/api/apps/" + encodeURIComponent(app) + "/rollback", req);
       if (r.ok) {
-        opened[app] = true;
+        shown[app] = true;
         await loadApps({ app: app, version: r.data.version });
         cardMessage(app, "Restored with version " + r.data.version + ".", false);
         if (window.NodeRouterShell && window.NodeRouterShell.notify) {

@@ -1,7 +1,8 @@
 /*
- * NodeRouter admin page /admin/notifications (one toggle per app action); Manage apps
- * is nr-admin-apps.js. Every value
- * shown is set with textContent; nothing from the server becomes markup.
+ * NodeRouter admin page /admin/notifications (one toggle per app action), and the
+ * helpers both admin pages share, loaded before Manage apps' nr-admin-apps.js:
+ * window.NRAdmin = { byId, el, toLogin, call, errorText, postJson, findingsTable }.
+ * Every value shown is set with textContent; nothing from the server becomes markup.
  */
 (function () {
   "use strict";
@@ -43,6 +44,35 @@
       body: JSON.stringify(body),
     });
   }
+
+  /* A table of findings: rule, file, line, message (line breaks kept). */
+  function findingsTable(list) {
+    var wrap = el("div", "table-responsive");
+    var table = el("table", "table table-sm small mb-0 nr-findings");
+    var head = el("thead");
+    var hr = el("tr");
+    ["Rule", "File", "Line", "Message"].forEach(function (h) { hr.appendChild(el("th", null, h)); });
+    head.appendChild(hr);
+    table.appendChild(head);
+    var body = el("tbody");
+    list.forEach(function (f) {
+      var tr = el("tr", "nr-finding");
+      tr.appendChild(el("td", "font-monospace", f.rule || ""));
+      tr.appendChild(el("td", "font-monospace", f.file || ""));
+      tr.appendChild(el("td", null, f.line === null || f.line === undefined ? "" : f.line));
+      var msg = el("td");
+      var text = String(f.message || "");
+      if (text.indexOf("\n") >= 0) msg.appendChild(el("pre", "nr-finding-text", text));
+      else msg.textContent = text;
+      tr.appendChild(msg);
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    wrap.appendChild(table);
+    return wrap;
+  }
+
+  window.NRAdmin = { findingsTable: findingsTable, byId: byId, el: el, toLogin: toLogin, call: call, errorText: errorText, postJson: postJson };
 
   // ── /admin/notifications ────────────────────────────────────────────────────
 

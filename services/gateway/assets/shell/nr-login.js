@@ -31,15 +31,19 @@
     error.classList.add("d-none");
     submit.disabled = true;
     try {
-      var res = await fetch("/api/auth/login", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        credentials: "same-origin",
-        body: JSON.stringify({
-          username: form.elements.username.value,
-          password: form.elements.password.value,
-        }),
-      });
+      var post = function () {
+        return fetch("/api/auth/login", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          credentials: "same-origin",
+          body: JSON.stringify({
+            username: form.elements.username.value,
+            password: form.elements.password.value,
+          }),
+        });
+      };
+      // The answer clears the origin's storage (Clear-Site-Data); the theme is kept.
+      var res = await (window.NRTheme ? window.NRTheme.keep(post) : post());
       var data = {};
       try { data = await res.json(); } catch (_) { /* not JSON */ }
       if (!res.ok) {

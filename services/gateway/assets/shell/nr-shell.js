@@ -285,7 +285,8 @@
     try {
       var me = await getJson("/api/auth/me");
       var user = byId("nr-user");
-      if (user) user.textContent = me.username || "";
+      // A long name is cut with an ellipsis (nr-shell.css); the whole of it is its title.
+      if (user) { user.textContent = me.username || ""; user.title = me.username || ""; }
     } catch (_) { /* handled by toLogin or shown below */ }
     try {
       var data = await getJson("/api/apps");
@@ -298,9 +299,12 @@
     }
   }
 
+  /* The answer drops the origin's storage (Clear-Site-Data): the session's data goes, the
+     theme, a preference of this browser's, is kept (NRTheme.keep). */
   async function logout() {
+    var post = function () { return fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" }); };
     try {
-      await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
+      await (window.NRTheme ? window.NRTheme.keep(post) : post());
     } finally {
       window.location.replace("/login");
     }
