@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
             extra_routes: axum::Router::new(),
             local_runners: Default::default(),
             bus_drops,
+            extra_ready: Vec::new(),
         },
     )
     .await?;
