@@ -18,6 +18,19 @@ for (const version of ["1.1.0", "1.2.0"]) {
   bundles.APPS[`e2e_greeter_${version}`] = files;
 }
 
+// Passes deploy's import check and fails in the runner's host only: what a package
+// installed where deploy runs but missing on the runners looks like.
+bundles.APPS.e2e_unloadable = {
+  "manifest.json": JSON.stringify({ app_name: "e2e_unloadable", version: "1.0.0", api_version: "1.0.0" }),
+  "main.py": `import os, sys
+if os.path.basename(sys.argv[0]) == "nr_host.py":
+    raise ImportError("No module named 'reportlab' (missing on this runner)")
+
+def execute(data, conn=None):
+    return {}
+`,
+};
+
 describe("console usability", { timeout: 240000 }, () => {
   let nr, browser, context, page;
 
@@ -56,6 +69,21 @@ describe("console usability", { timeout: 240000 }, () => {
     await page.waitForSelector("#nr-deploy-result[data-nr-outcome]");
     assert.equal(await page.getAttribute("#nr-deploy-result", "data-nr-outcome"), "deployed", await page.innerText("#nr-deploy-result"));
   }
+
+  it("lists an app whose first version the runners refused as never served, with their reason", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    await page.locator("#nr-deploy-file").setInputFiles(bundles.zip(nr.dir, "e2e_unloadable"));
+    await page.locator("#nr-deploy-file").evaluate((i) => i.form.requestSubmit());
+    await page.waitForSelector("#nr-deploy-result[data-nr-outcome]");
+    assert.equal(await page.getAttribute("#nr-deploy-result", "data-nr-outcome"), "refused");
+    await page.goto(`${nr.url}/admin/apps`);
+    const card = page.locator("#nr-admin-deleted-list .nr-admin-deleted-app[data-app='e2e_unloadable']");
+    await card.waitFor();
+    const text = await card.innerText();
+    assert.match(text, /never served/, text);
+    assert.doesNotMatch(text, /\bdeleted\b/, text);
+    assert.match(await card.locator(".nr-admin-never-served").innerText(), /could not load it[\s\S]*reportlab/);
+  });
 
   it("keeps the versions fold the operator opened open when the list reloads", async () => {
     await page.goto(`${nr.url}/admin/apps`);

@@ -156,6 +156,42 @@ async fn a_first_version_no_runner_can_load_leaves_no_app_behind() {
         .as_str()
         .unwrap_or_default();
     assert!(why.contains("reportlab"), "{versions}");
+    // The list says it was never served, and why, where an app deleted by someone
+    // says nothing of the kind.
+    let deleted_entry = |list: &Value, name: &str| {
+        list["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["app_name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let list = h.get_json("/admin/api/apps").await;
+    let entry = deleted_entry(&list, &app);
+    assert!(
+        entry["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reportlab"),
+        "{list}"
+    );
+    let gone = app_name("gone");
+    assert_eq!(
+        deploy(&h, &gone, "1.0.0", &main_v(1)).await.0,
+        StatusCode::OK
+    );
+    let r = h
+        .http
+        .delete(format!("{}/admin/api/apps/{gone}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let list = h.get_json("/admin/api/apps").await;
+    let entry = deleted_entry(&list, &gone);
+    assert_eq!(entry["app_name"], gone.as_str(), "{list}");
+    assert!(entry.get("refused").is_none(), "{list}");
     // The name is free for a version that loads.
     let (s, b) = deploy(&h, &app, "1.0.1", &main_v(1)).await;
     assert_eq!(s, StatusCode::OK, "{b}");

@@ -278,14 +278,20 @@ type AppRow = (
     i64,
     time::OffsetDateTime,
     bool,
+    Option<String>,
 );
 
 /// Every deployed app with its current version, and every deleted one with the version
 /// it had, by name.
 pub async fn list_apps(db: &PgPool) -> anyhow::Result<AppList> {
     let rows: Vec<AppRow> = sqlx::query_as(
-        "SELECT app_name, display_name, description, current_version, current_sha256, rev, updated_at, deleted \
-         FROM noderouter_core.apps ORDER BY app_name",
+        "SELECT a.app_name, a.display_name, a.description, a.current_version, a.current_sha256, a.rev, a.updated_at, \
+             a.deleted, \
+             CASE WHEN a.deleted AND NOT EXISTS (SELECT 1 FROM noderouter_core.app_versions v \
+                     WHERE v.app_name = a.app_name AND v.refused IS NULL) \
+                 THEN (SELECT v.refused FROM noderouter_core.app_versions v \
+                     WHERE v.app_name = a.app_name ORDER BY v.last_rev DESC LIMIT 1) END \
+         FROM noderouter_core.apps a ORDER BY a.app_name",
     )
     .fetch_all(db)
     .await?;
@@ -293,7 +299,9 @@ pub async fn list_apps(db: &PgPool) -> anyhow::Result<AppList> {
         apps: Vec::new(),
         deleted: Vec::new(),
     };
-    for (app_name, display_name, description, version, sha256, rev, updated_at, deleted) in rows {
+    for (app_name, display_name, description, version, sha256, rev, updated_at, deleted, refused) in
+        rows
+    {
         let summary = AppSummary {
             app_name,
             display_name,
@@ -304,6 +312,7 @@ pub async fn list_apps(db: &PgPool) -> anyhow::Result<AppList> {
             updated_at: updated_at
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            refused,
         };
         if deleted {
             list.deleted.push(summary);

@@ -67,6 +67,10 @@ pub struct AppSummary {
     pub sha256: String,
     pub rev: u64,
     pub updated_at: String,
+    /// A deleted app that was never served: deploy deleted it because the runners
+    /// refused its only version(s). Why they refused the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// `registry.apps.list`: every deployed app. Nothing to say (an empty body is `{}`).

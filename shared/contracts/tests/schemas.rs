@@ -292,6 +292,11 @@ fn app_lists_match_their_schema_and_examples_decode() {
         sha256: SHA.into(),
         rev: 7,
         updated_at: nr_contracts::envelope::now_rfc3339(),
+        refused: None,
+    };
+    let never_served = AppSummary {
+        refused: Some("ImportError: No module named 'reportlab'".into()),
+        ..summary(None, None)
     };
     for list in [
         AppList {
@@ -303,7 +308,7 @@ fn app_lists_match_their_schema_and_examples_decode() {
                 summary(Some("Notes"), Some("Keeps notes")),
                 summary(None, None),
             ],
-            deleted: vec![summary(None, None)],
+            deleted: vec![summary(None, None), never_served.clone()],
         },
     ] {
         assert_valid(APPS_LIST_REPLY_SCHEMA, &wire(&list));

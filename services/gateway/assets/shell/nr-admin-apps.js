@@ -279,7 +279,9 @@
     return fold;
   }
 
-  /* A deleted app: the version it had, when it was deleted, and a Restore button. */
+  /* A deleted app: the version it had, when it was deleted, and a Restore button. One
+     never served (its first version refused by the runners, so deploy deleted it) says
+     so, with the runners' reason, instead of "deleted". */
   function deletedCard(a) {
     var card = el("div", "card nr-admin-app nr-admin-deleted-app");
     card.setAttribute("data-app", a.app_name);
@@ -287,9 +289,11 @@
     var header = el("div", "card-header d-flex flex-wrap gap-2 align-items-center");
     var title = el("div", "me-auto");
     title.appendChild(el("span", "fw-semibold", shownName(a)));
-    title.appendChild(el("span", "badge text-bg-secondary ms-2", "deleted"));
+    var refused = typeof a.refused === "string";
+    title.appendChild(el("span", refused ? "badge text-bg-warning ms-2" : "badge text-bg-secondary ms-2",
+      refused ? "never served" : "deleted"));
     var meta = el("span", "small text-body-secondary ms-2 nr-admin-app-meta",
-      a.app_name + " · v" + a.version + " · deleted " + when(a.updated_at));
+      a.app_name + " · v" + a.version + (refused ? " · refused by the runners " : " · deleted ") + when(a.updated_at));
     if (a.updated_at) meta.title = String(a.updated_at);
     title.appendChild(meta);
     header.appendChild(title);
@@ -305,6 +309,11 @@
     }
     card.appendChild(header);
     var body = el("div", "card-body");
+    if (refused) {
+      var why = el("p", "small text-danger-emphasis text-break mb-2 nr-admin-never-served",
+        "Its first deploy was undone: the runners could not load it. " + a.refused.slice(0, 600));
+      body.appendChild(why);
+    }
     body.appendChild(versionsFold(a, true));
     body.appendChild(el("div", "small mt-2 nr-admin-app-message"));
     card.appendChild(body);
