@@ -54,8 +54,6 @@ pub struct GatewayDeps {
     /// Drops of `nats` (`nr_infra::bus::connect_as_watched`): a runner call waiting
     /// when the connection drops is answered 503 at once.
     pub bus_drops: nr_infra::bus::Drops,
-    /// Readiness of the other services in this process, part of this `/readyz`.
-    pub extra_ready: Vec<nr_telemetry::ReadyCheck>,
 }
 
 pub(crate) struct AppState {
@@ -73,7 +71,6 @@ pub(crate) struct AppState {
     pub(crate) runner_keys: nr_auth::signing::Keys,
     /// Runners in this process (`noderouter up`): sync calls go to them in memory.
     pub(crate) local_runners: nr_infra::local_call::LocalRunners,
-    pub(crate) extra_ready: Vec<nr_telemetry::ReadyCheck>,
     pub(crate) bus_drops: nr_infra::bus::Drops,
     /// Runners' heartbeats: a bus call whose runner died ends at once.
     pub(crate) runners: Arc<alive::Runners>,
@@ -123,34 +120,15 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.clamp(0.001, 86_400.0))
 }
 
-/// Ready when NATS is connected, Postgres answers and the object store answers, and
-/// the other services of this process are ready; the reason names every dependency
-/// that is down.
+/// Ready when NATS is connected, Postgres answers and the object store answers; the
+/// reason names every dependency that is down.
 fn ready_check(state: Arc<AppState>) -> nr_telemetry::ReadyCheck {
-    let deps = nr_infra::health::Deps {
+    nr_infra::health::Deps {
         nats: Some(state.nats.clone()),
         db: Some(state.db.clone()),
         store: Some(state.store.clone()),
     }
-    .ready_check();
-    Arc::new(move || {
-        let checks: Vec<_> = std::iter::once(&deps)
-            .chain(&state.extra_ready)
-            .map(|c| c())
-            .collect();
-        Box::pin(async move {
-            let down: Vec<String> = futures::future::join_all(checks)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
-            if down.is_empty() {
-                Ok(())
-            } else {
-                Err(down.join("; "))
-            }
-        })
-    })
+    .ready_check()
 }
 
 /// Whether a request needs NATS to be served: calls, job submissions and cancels, and
@@ -302,7 +280,6 @@ impl Gateway {
             secrets,
             runner_keys,
             local_runners: deps.local_runners,
-            extra_ready: deps.extra_ready,
             bus_drops: deps.bus_drops,
             runners: Arc::default(),
             jwt,

@@ -49,7 +49,6 @@ async fn main() -> anyhow::Result<()> {
             extra_routes: axum::Router::new(),
             local_runners: Default::default(),
             bus_drops,
-            extra_ready: Vec::new(),
         },
     )
     .await?;

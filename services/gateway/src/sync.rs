@@ -174,41 +174,6 @@ pub(crate) async fn exec(
     if let Some(answer) = local_exec(state, app, entry, request_id, &body).await? {
         return Ok(answer);
     }
-    for attempt in 1..=KEY_REFUSED_TRIES {
-        match bus_exec(state, app, entry, request_id, body.clone()).await? {
-            BusReply::Verified(status, payload) => return Ok((status, payload)),
-            BusReply::KeyRefused(why) => {
-                // Refused before it ran: another runner may hold this gateway's key.
-                tracing::warn!(app = %app, request_id = %request_id, attempt, refusal = %why, "a runner refused this gateway's signature; is RUNNER_SECRET the same on every gateway and runner?");
-            }
-        }
-    }
-    Err(ApiError::BadGateway(format!(
-        "the runners that took this call of app '{app}' refused this gateway's signature {KEY_REFUSED_TRIES} times, so it did not run: RUNNER_SECRET (or the clock) differs between this gateway and the runners"
-    )))
-}
-
-/// How many runners may refuse a call's signature before the call fails: a runner with
-/// another key refuses at once, and the queue group may pick another one next.
-const KEY_REFUSED_TRIES: usize = 4;
-
-/// What a runner answered on the bus.
-enum BusReply {
-    /// A reply whose signature verified (or, in development, any reply).
-    Verified(StatusCode, Bytes),
-    /// The runner refused the request's signature (its key or clock differs), unsigned,
-    /// before running anything: the call may go to another runner.
-    KeyRefused(String),
-}
-
-/// One try of a call on the bus: signed with a fresh nonce, its reply verified.
-async fn bus_exec(
-    state: &AppState,
-    app: &str,
-    entry: &crate::apps::AppEntry,
-    request_id: &str,
-    body: Bytes,
-) -> Result<BusReply, ApiError> {
     let mut h = HeaderMap::new();
     h.insert(headers::APP_REV, entry.rev.to_string().as_str());
     h.insert(headers::REQUEST_ID, request_id);
@@ -263,15 +228,7 @@ async fn bus_exec(
             &reply.payload,
             reply_header(nr_auth::signing::HEADER_SIG),
         ) {
-            // A runner refusing this gateway's signature answers 401, unsigned: the keys
-            // (or clocks) differ, and nothing ran.
-            if status_text == "401" && reply_header(nr_auth::signing::HEADER_SIG).is_none() {
-                let why = serde_json::from_slice::<serde_json::Value>(&reply.payload)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                return Ok(BusReply::KeyRefused(why));
-            }
+            // A runner refusing this gateway's signature answers unsigned: the keys differ.
             tracing::warn!(app = %app, request_id = %request_id, reply = %e, "runner reply refused: its signature does not verify; is RUNNER_SECRET the same on every gateway and runner?");
             return Err(ApiError::BadGateway(format!(
                 "the reply to this call of app '{app}' failed verification and was dropped: the runner that answered does not hold this gateway's RUNNER_SECRET (or the reply was forged)"
@@ -283,7 +240,7 @@ async fn bus_exec(
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::BAD_GATEWAY);
-    Ok(BusReply::Verified(status, reply.payload))
+    Ok((status, reply.payload))
 }
 
 /// 502: the call's runner died holding it, or let it go and its reply never came.

@@ -239,7 +239,6 @@ impl Platform {
                     store,
                     db: db.clone(),
                     extra_routes: notify.router(),
-                    extra_ready: runners.iter().map(|r| r.own_ready_check()).collect(),
                     local_runners: if config.bus_calls {
                         Default::default()
                     } else {

@@ -179,12 +179,8 @@ async fn handle(inner: Arc<Inner>, msg: Message, nonces: mpsc::UnboundedSender<S
         .signatures
         .verify(&msg.subject, &msg.payload, msg.headers.as_ref())
     {
-        Ok(accepted) => {
-            inner.key_health.accepted();
-            accepted
-        }
+        Ok(accepted) => accepted,
         Err(e) => {
-            inner.key_health.refused(&e);
             tracing::warn!(app, request_id = %request_id, error = %e, "runner request refused");
             let mut h = HeaderMap::new();
             h.insert(headers::STATUS, "401");

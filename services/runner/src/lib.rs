@@ -26,7 +26,6 @@ mod job_events;
 mod job_progress;
 mod job_run;
 mod jobs;
-mod key_health;
 pub mod output;
 mod spawner;
 mod text;
@@ -86,8 +85,6 @@ pub(crate) struct Inner {
     pub(crate) db: sqlx::PgPool,
     pub(crate) jobs: jobs::JobTable,
     pub(crate) signatures: nr_auth::signing::Verifier,
-    /// Whether the gateways' requests verify here (readiness).
-    pub(crate) key_health: key_health::KeyHealth,
     /// Every sync call in flight: a stopping runner waits for them (up to their time
     /// limit) before it stops its workers and removes its work directory.
     pub(crate) calls: tokio_util::task::TaskTracker,
@@ -252,7 +249,6 @@ impl Runner {
             db: deps.db,
             jobs: jobs::JobTable::default(),
             signatures,
-            key_health: Default::default(),
             calls: tokio_util::task::TaskTracker::new(),
             held: alive::Held::default(),
             store: deps.store,
@@ -331,50 +327,30 @@ impl Runner {
     }
 
     /// The runner's readiness: NATS connected, Postgres and the object store answering
-    /// (each named when down), and [`Runner::own_ready_check`].
+    /// (each named when down), and app processes contained. A runner that cannot
+    /// switch users reports it here ("not contained"), loudly, so an operator's probe
+    /// sees it.
     pub fn ready_check(&self) -> nr_telemetry::ReadyCheck {
         let deps = nr_infra::health::Deps {
             nats: Some(self.inner.nats.clone()),
             db: Some(self.inner.db.clone()),
             store: Some(self.inner.store.clone()),
         };
-        let own = self.own_ready_check();
+        let contained = self.contained();
         std::sync::Arc::new(move || {
             let deps = deps.clone();
-            let own = own();
             Box::pin(async move {
                 let mut down = deps.check().await.err().into_iter().collect::<Vec<_>>();
-                down.extend(own.await.err());
+                if !contained {
+                    down.push(format!(
+                        "not contained: {}",
+                        nr_infra::contain::NO_SWITCH_WARNING
+                    ));
+                }
                 if down.is_empty() {
                     Ok(())
                 } else {
                     Err(down.join("; "))
-                }
-            })
-        })
-    }
-
-    /// What only the runner knows of its readiness (a gateway in the same process adds
-    /// it to its own): app processes contained — a runner that cannot switch users
-    /// says so here ("not contained"), loudly, so an operator's probe sees it — and the
-    /// gateways' signatures verifying here ([`key_health`]).
-    pub fn own_ready_check(&self) -> nr_telemetry::ReadyCheck {
-        let contained = self.contained();
-        let inner = self.inner.clone();
-        std::sync::Arc::new(move || {
-            let mut down = Vec::new();
-            if !contained {
-                down.push(format!(
-                    "not contained: {}",
-                    nr_infra::contain::NO_SWITCH_WARNING
-                ));
-            }
-            down.extend(inner.key_health.problem());
-            Box::pin(async move {
-                if down.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("runner: {}", down.join("; ")))
                 }
             })
         })

@@ -253,7 +253,7 @@ pub fn verify_reply(
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SigError {
     #[error("the request is not signed")]
     Missing,
