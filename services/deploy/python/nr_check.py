@@ -100,12 +100,12 @@ def check(app_name, app_dir):
         sys.modules["main"] = module
         exec(code, module.__dict__)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from app code too
-        nr_contain.cpu_limit_for("")
+        nr_contain._CPU["for"] = ""
         tb = _app_traceback(exc, app_dir)
         return {"ok": False, "rule": "main.import", "line": _app_frame_line(exc.__traceback__, app_dir),
                 "message": "main.py fails on import: %s: %s" % (type(exc).__name__, exc), "traceback": tb}
 
-    nr_contain.cpu_limit_for("")
+    nr_contain._CPU["for"] = ""
     execute = getattr(module, "execute", None)
     if execute is None:
         return {"ok": False, "rule": "main.execute", "line": None,

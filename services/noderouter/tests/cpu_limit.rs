@@ -1,6 +1,7 @@
 //! The CPU-time limit per call, job and import (`NR_APP_CPU_S`, `limits.cpu_s`): code
-//! that passes it fails with an error naming the limit, where it was, and its worker
-//! serves on; code that never returns to Python is stopped all the same.
+//! that passes it fails with an error naming the limit and where it was, and its worker
+//! is replaced; code that never returns to Python is stopped all the same; a call
+//! stopped while it prints leaves nothing between the runner and the next call.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -23,6 +24,12 @@ def execute(data, conn=None):
     if data.get("c_loop"):
         # One call into C that runs for minutes and never returns to Python.
         hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)
+    if data.get("chatty"):
+        # Output frames, back to back, until the limit strikes (inside one, mostly).
+        while True:
+            print("x" * 4000)
+    if "echo" in data:
+        return {"echo": data["echo"]}
     try:
         spin(float(data["cpu_s"]))
     except Exception:
@@ -66,9 +73,10 @@ async fn cpu_time_is_limited_per_call_not_over_a_workers_life() {
         "{:?}",
         started.elapsed()
     );
+    // Stopped at an arbitrary point, the worker is not used again.
     let (s, b) = h.sync("spinner", json!({"cpu_s": 0.1})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["pid"].as_u64(), Some(pids[0]), "the worker was replaced");
+    assert_ne!(b["pid"].as_u64(), Some(pids[0]), "the worker served on");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +126,7 @@ async fn code_that_never_returns_to_python_is_stopped_at_the_cpu_limit() {
         error.starts_with("CpuTimeLimitExceeded: the call went on past its CPU time limit"),
         "{b}"
     );
-    // 1 s of budget, 3 s of grace, a check every 2 s: about 8 s on an idle machine.
+    // 1 s of budget, 5 s of grace, a check every 2 s: under 10 s on an idle machine.
     assert!(took < Duration::from_secs(60), "{took:?}");
     let (s, b) = h.sync("cloop", json!({"cpu_s": 0.1})).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -142,4 +150,35 @@ async fn an_import_past_the_cpu_limit_is_refused_naming_it() {
             .contains("CpuTimeLimitExceeded: the import of main.py used its CPU time limit of 1 s"),
         "{b}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_stopped_while_printing_leaves_later_calls_their_own_answers() {
+    let h = Harness::start_with(&["--app-cpu-s", "1", "--pool-size", "1"]).await;
+    h.deploy_ok(
+        "chatty",
+        &[("manifest.json", &manifest("chatty")), ("main.py", SPIN)],
+    )
+    .await;
+    for round in 0..3 {
+        let (s, b) = h.sync("chatty", json!({"chatty": true})).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "round {round}: {b}");
+        assert!(
+            b["error"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("CpuTimeLimitExceeded: the call used its CPU time limit"),
+            "round {round}: {b}"
+        );
+        // Each next call gets its own answer: nothing of the cut call is left between
+        // the runner and a worker.
+        for n in 0..3 {
+            let (s, b) = h.sync("chatty", json!({"echo": n})).await;
+            assert_eq!(
+                (s, b["echo"].as_u64()),
+                (StatusCode::OK, Some(n)),
+                "round {round}: {b}"
+            );
+        }
+    }
 }

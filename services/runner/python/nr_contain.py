@@ -61,27 +61,52 @@ class CpuTimeLimitExceeded(BaseException):
 
 
 # What app code runs under the CPU limit ("the call", "the job", "the import of
-# main.py"; empty between them, when SIGXCPU is ignored) and the limit in seconds.
-_CPU = {"for": "", "seconds": 0}
+# main.py"; empty between them, when SIGXCPU is ignored), the limit in seconds, how
+# deep the host is in its own frame I/O (never cut half-way: the exception waits until
+# the frame is whole), and whether the limit was reached meanwhile. Cleared by plain
+# stores where it matters: a function call is where a pending signal is handled.
+_CPU = {"for": "", "seconds": 0, "io": 0, "pending": False}
 
 
 def cpu_limit_for(what):
     """Names the app code that runs from now on (empty: none)."""
+    _CPU["pending"] = False
     _CPU["for"] = what
+
+
+def _exceeded():
+    return CpuTimeLimitExceeded(
+        "%s used its CPU time limit of %s s and was stopped (limits.cpu_s in "
+        "manifest.json sets it, up to the platform's NR_APP_CPU_S)" % (_CPU["for"], _CPU["seconds"])
+    )
 
 
 def _on_cpu_limit(signum, frame):
     """SIGXCPU: the soft CPU limit is reached. Raised in the app's code, so the caller
     gets an error naming the limit, with the traceback of where the code was; the kernel
-    sends it again each CPU second while the code goes on. Code that never returns to
+    sends it again each CPU second while the code goes on. Inside the host's frame I/O
+    it waits for the frame's end (:func:`cpu_io_end`). Code that never returns to
     Python (a long C loop) does not see it and is stopped otherwise (the runner, or the
     hard limit)."""
-    what = _CPU["for"]
-    if what:
-        raise CpuTimeLimitExceeded(
-            "%s used its CPU time limit of %s s and was stopped (limits.cpu_s in "
-            "manifest.json sets it, up to the platform's NR_APP_CPU_S)" % (what, _CPU["seconds"])
-        )
+    if not _CPU["for"]:
+        return
+    if _CPU["io"]:
+        _CPU["pending"] = True
+        return
+    raise _exceeded()
+
+
+def cpu_io_begin():
+    """The host starts a frame exchange that must not be cut (nests)."""
+    _CPU["io"] += 1
+
+
+def cpu_io_end():
+    """The frame exchange is whole: a limit reached meanwhile is raised now."""
+    _CPU["io"] = max(0, _CPU["io"] - 1)
+    if not _CPU["io"] and _CPU["pending"] and _CPU["for"]:
+        _CPU["pending"] = False
+        raise _exceeded()
 
 
 def catch_cpu_limit(seconds):

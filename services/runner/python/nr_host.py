@@ -33,6 +33,7 @@ _LEN = struct.Struct(">II")
 
 
 _log = nr_contain.log
+_CPU = nr_contain._CPU  # cleared by plain stores (see nr_contain)
 
 
 # ── Frames ────────────────────────────────────────────────────────────────────
@@ -55,7 +56,12 @@ def recv_frame(reader):
 
 def send_frame(sock, header, body=b""):
     h = nr_json.encode_header(header).encode()
-    sock.sendall(_LEN.pack(len(h), len(body)) + h + body)
+    # Whole or not at all: the CPU limit's exception waits for the frame's end.
+    nr_contain.cpu_io_begin()
+    try:
+        sock.sendall(_LEN.pack(len(h), len(body)) + h + body)
+    finally:
+        nr_contain.cpu_io_end()
 
 
 # ── Import ────────────────────────────────────────────────────────────────────
@@ -261,8 +267,14 @@ def serve_worker(sock, execute, wants_conn, is_async):
 
         def _request(header, body=b""):
             with output.lock:
-                send_frame(sock, header, body)
-                return recv_frame(reader)
+                # The request and its answer are one exchange: the CPU limit's
+                # exception never leaves the answer unread in the socket.
+                nr_contain.cpu_io_begin()
+                try:
+                    send_frame(sock, header, body)
+                    return recv_frame(reader)
+                finally:
+                    nr_contain.cpu_io_end()
 
         sdk._request = _request
     if wants_conn:
@@ -322,8 +334,12 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if actions:
                 reply["actions"] = actions
         except BaseException as exc:  # includes SystemExit from app code
-            nr_contain.cpu_limit_for("")
+            _CPU["for"] = ""
             reply["ok"] = False
+            if isinstance(exc, nr_contain.CpuTimeLimitExceeded):
+                # Stopped at an arbitrary point (threads, an event loop, locks may be
+                # left half-way): the worker answers and is not used again.
+                reply["retire"] = True
             # Cut as a job's error is kept (16 KiB): a huge message is still an error,
             # not a result over the bus's limit.
             reply["error"] = _cut("%s: %s" % (type(exc).__name__, exc), 16384)
@@ -331,7 +347,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if keep is not None:  # kept with the job, as a script's stderr would
                 sys.stderr.write(reply["traceback"])
         finally:
-            nr_contain.cpu_limit_for("")
+            _CPU["for"] = ""
             holder.clean()
             # Nothing the call started outlives it (forks, setsid daemons, subprocesses).
             nr_contain.kill_descendants()
@@ -341,6 +357,8 @@ def serve_worker(sock, execute, wants_conn, is_async):
         try:
             output.frame(reply, out)
         except OSError:
+            os._exit(0)
+        if reply.get("retire"):
             os._exit(0)
 
 
@@ -445,11 +463,11 @@ def main():
     try:
         _, execute, wants_conn, is_async = load_app(app_name, app_dir)
     except BaseException as exc:
-        nr_contain.cpu_limit_for("")
+        _CPU["for"] = ""
         ctl.write(_import_failure(exc) + "\n")
         ctl.flush()
         return
-    nr_contain.cpu_limit_for("")
+    _CPU["for"] = ""
     # Import what every worker needs once, here, and freeze the heap the app built, so
     # forked workers share these pages instead of redoing the work and copying them.
     try:

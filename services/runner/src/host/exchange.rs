@@ -142,6 +142,17 @@ impl AppHost {
                         error: CallError::Unavailable(error),
                         logs: header.logs,
                     })
+                } else if header.retire {
+                    // Stopped at its CPU limit at an arbitrary point: the error of the
+                    // app's, and a worker not to be used again.
+                    Err(JobError {
+                        error: CallError::CpuLimit(
+                            header
+                                .error
+                                .unwrap_or_else(|| "CpuTimeLimitExceeded".into()),
+                        ),
+                        logs: header.logs,
+                    })
                 } else {
                     Err(JobError {
                         error: CallError::Exception {
@@ -159,28 +170,34 @@ impl AppHost {
 /// How often a long call's worker is checked against its CPU limit, and how many CPU
 /// seconds past it the worker gets to see `SIGXCPU` and fail the call itself.
 const CPU_CHECK_EVERY: Duration = Duration::from_secs(2);
-const CPU_GRACE_S: u64 = 3;
+const CPU_GRACE_S: u64 = 5;
 
-/// Resolves once the worker `pid` has used more than `limit_s` CPU seconds and the grace
-/// since the first check: its code never returned to Python, where `SIGXCPU` would have
-/// stopped it (a long loop in C, for which the Python signal handler waits), or it
-/// lifted its own soft limit. Counted by the runner, so the app cannot lift this one.
-/// Never resolves without a limit; costs nothing for calls shorter than
-/// [`CPU_CHECK_EVERY`].
+/// Resolves once the worker `pid` has used `limit_s` CPU seconds and the grace during
+/// this call: its code never returned to Python, where `SIGXCPU` would have stopped it
+/// (a long loop in C, for which the Python signal handler waits), or it lifted its own
+/// soft limit. Counted by the runner, so the app cannot lift this one. The worker's
+/// clock is first read at the first check, the call taken to have used one core until
+/// then, so a single-threaded call is stopped 3 to 7 s (the grace, less up to one check
+/// period not used, plus up to one check period) past its limit, and one using more
+/// cores at first later. Never resolves without a limit; costs nothing for calls
+/// shorter than [`CPU_CHECK_EVERY`].
 async fn past_cpu_limit(pid: i32, what: &str, limit_s: u64) -> String {
     if limit_s == 0 {
         return std::future::pending().await;
     }
-    let mut first = None;
+    let allowed = limit_s
+        .saturating_add(CPU_GRACE_S)
+        .saturating_mul(contain::TICKS_PER_SECOND);
+    let mut base = None;
     loop {
         tokio::time::sleep(CPU_CHECK_EVERY).await;
         let Some((user, system)) = contain::cpu_ticks(pid) else {
             continue;
         };
         let ticks = user + system;
-        let base = *first.get_or_insert(ticks);
-        let used = ticks.saturating_sub(base) / contain::TICKS_PER_SECOND;
-        if used > limit_s.saturating_add(CPU_GRACE_S) {
+        let before = CPU_CHECK_EVERY.as_secs() * contain::TICKS_PER_SECOND;
+        let start = *base.get_or_insert(ticks.saturating_sub(before));
+        if ticks.saturating_sub(start) >= allowed {
             return format!(
                 "CpuTimeLimitExceeded: the {what} went on past its CPU time limit of {limit_s} s in code that did not return to Python (a long loop in C), so its worker was stopped (limits.cpu_s in manifest.json sets the limit, up to the platform's NR_APP_CPU_S)"
             );

@@ -20,6 +20,9 @@ pub(super) struct ReplyHeader {
     /// app's database connection (Postgres away): not the app's fault.
     #[serde(default)]
     pub(super) unavailable: bool,
+    /// The worker stopped the call at its CPU limit and is not to be used again.
+    #[serde(default)]
+    pub(super) retire: bool,
     #[serde(default)]
     pub(super) error: Option<String>,
     #[serde(default)]
