@@ -16,7 +16,7 @@ pub fn warning(current: &str, current_sha: &str, new: &str, new_sha: &str) -> Op
         )
     } else if next == old {
         format!(
-            "version {new} is deployed already with other contents: this deploy replaces it under the same number, so the version history and callers cannot tell the two apart; give each change a new version (a higher one than {current})"
+            "version {new} is deployed already with other contents: this deploy replaces it under the same number, so callers, logs and the console's list show one version for two different bundles (only their sha256 tells them apart); give each change a new version (a higher one than {current})"
         )
     } else if next < old {
         format!(
