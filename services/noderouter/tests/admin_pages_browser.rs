@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::browser::{launch_chromium, Cdp, CHROMIUM};
+use common::browser::{open_page, sign_in, Cdp};
 
 use common::admin_pages::{bell_files, get_with, login, user_with, zip_of};
 use common::{Harness, ADMIN_PASSWORD};
@@ -14,10 +14,6 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toast() {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
-    );
     let h = Harness::start().await;
     let app = "bellpage";
     let cookie = login(&h, "admin", ADMIN_PASSWORD).await;
@@ -30,39 +26,9 @@ async fn browser_deploys_through_the_form_toggles_a_subscription_and_sees_a_toas
     std::fs::write(&bad, b"this is not a zip").unwrap();
 
     let profile = tempfile::tempdir().unwrap();
-    let (mut child, ws_url) = launch_chromium(profile.path()).await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let mut cdp = Cdp {
-        ws,
-        next_id: 0,
-        session: None,
-    };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
-    cdp.call("Page.enable", json!({})).await;
-    cdp.call("Runtime.enable", json!({})).await;
-    cdp.call("Network.enable", json!({})).await;
+    let (mut child, mut cdp) = open_page(profile.path()).await;
     cdp.call("DOM.enable", json!({})).await;
-    cdp.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await;
-    cdp.call(
-        "Network.setCookie",
-        json!({"name": "nr_session", "value": cookie, "url": h.url, "httpOnly": true, "sameSite": "Strict"}),
-    )
-    .await;
+    sign_in(&mut cdp, &h.url, &cookie).await;
 
     // ── /admin/apps: nothing deployed yet; the deploy form is there for the admin.
     cdp.call(

@@ -8,40 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::browser::{launch_chromium, Cdp, CHROMIUM};
+use common::browser::{open_page, Cdp};
 use common::{Harness, ADMIN_PASSWORD};
 use nr_testkit::{app_name, manifest};
 use serde_json::{json, Value};
-
-async fn browser(profile: &std::path::Path) -> (tokio::process::Child, Cdp) {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is needed for this test (apt-get install -y chromium)"
-    );
-    let (child, ws_url) = launch_chromium(profile).await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let mut cdp = Cdp {
-        ws,
-        next_id: 0,
-        session: None,
-    };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
-    cdp.call("Page.enable", json!({})).await;
-    cdp.call("Runtime.enable", json!({})).await;
-    cdp.call("Network.enable", json!({})).await;
-    (child, cdp)
-}
 
 async fn navigate(cdp: &mut Cdp, url: &str) {
     cdp.call("Page.navigate", json!({"url": url})).await;
@@ -80,7 +50,7 @@ async fn a_bundle_file_cannot_act_with_the_viewers_session_and_app_pages_still_w
     let cookie = login["token"].as_str().unwrap().to_owned();
 
     let profile = tempfile::tempdir().unwrap();
-    let (mut child, mut cdp) = browser(profile.path()).await;
+    let (mut child, mut cdp) = open_page(profile.path()).await;
     cdp.call(
         "Network.setCookie",
         json!({"name": "nr_session", "value": cookie, "url": h.url, "httpOnly": true, "sameSite": "Strict"}),

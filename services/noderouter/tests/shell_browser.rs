@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::browser::{launch_chromium, Cdp, CHROMIUM};
+use common::browser::{open_page, sign_in};
 
 use common::shell::{deploy_app, login};
 use common::{Harness, ADMIN_PASSWORD};
@@ -16,10 +16,6 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
-    assert!(
-        std::path::Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
-    );
     let h = Harness::start().await;
     let app = "browserapp";
     deploy_app(
@@ -37,38 +33,8 @@ async fn browser_runs_the_app_in_the_shell_and_toggles_the_theme() {
     let cookie = login(&h, "admin", ADMIN_PASSWORD).await;
 
     let profile = tempfile::tempdir().unwrap();
-    let (mut child, ws_url) = launch_chromium(profile.path()).await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let mut cdp = Cdp {
-        ws,
-        next_id: 0,
-        session: None,
-    };
-    let target = cdp
-        .call("Target.createTarget", json!({"url": "about:blank"}))
-        .await;
-    let attached = cdp
-        .call(
-            "Target.attachToTarget",
-            json!({"targetId": target["targetId"], "flatten": true}),
-        )
-        .await;
-    cdp.session = Some(attached["sessionId"].as_str().unwrap().to_owned());
-    cdp.call("Page.enable", json!({})).await;
-    cdp.call("Runtime.enable", json!({})).await;
-    cdp.call("Network.enable", json!({})).await;
-    cdp.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await;
-    cdp.call(
-        "Network.setCookie",
-        json!({"name": "nr_session", "value": cookie, "url": h.url, "httpOnly": true, "sameSite": "Strict"}),
-    )
-    .await;
+    let (mut child, mut cdp) = open_page(profile.path()).await;
+    sign_in(&mut cdp, &h.url, &cookie).await;
 
     let page_url = format!("{}/apps/{app}/", h.url);
     cdp.call("Page.navigate", json!({"url": page_url})).await;

@@ -14,18 +14,21 @@ use async_nats::jetstream;
 use axum::extract::ws::Utf8Bytes;
 use nr_auth::jwt::Jwt;
 use nr_auth::rbac::Rbac;
-use nr_contracts::events::{ActionTriggered, AppChange, JobProgress};
+use nr_contracts::events::AppChange;
 use nr_contracts::manifest::RuntimeManifest;
-use nr_contracts::{subjects, Envelope};
+use nr_contracts::subjects;
 use nr_infra::consume::{consume, Order};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Viewer};
 
+#[path = "hub_fanout.rs"]
+mod fanout;
 #[path = "hub_follow.rs"]
 mod follow;
 use crate::{HubLimits, NotifyConfig, NotifyDeps};
+pub(crate) use fanout::action_message;
 
 /// What the hub hands a socket.
 pub(crate) enum Out {
@@ -131,31 +134,6 @@ impl Drop for Registration {
             hub.unregister(&self.conn);
         }
     }
-}
-
-pub(crate) fn action_message(seq: u64, env: &Envelope<ActionTriggered>) -> Option<Utf8Bytes> {
-    let v = serde_json::json!({
-        "type": "action",
-        "id": seq,
-        "app_name": env.data.app_name,
-        "action_name": env.data.action_name,
-        "payload": env.data.payload,
-        "ts": env.time,
-    });
-    serde_json::to_string(&v).ok().map(Utf8Bytes::from)
-}
-
-fn job_message(env: &Envelope<JobProgress>) -> Option<Utf8Bytes> {
-    let v = serde_json::json!({
-        "type": "job",
-        "job_id": env.data.job_id,
-        "app_name": env.data.app_name,
-        "status": env.data.status.as_str(),
-        "progress": env.data.progress,
-        "message": env.data.message,
-        "ts": env.time,
-    });
-    serde_json::to_string(&v).ok().map(Utf8Bytes::from)
 }
 
 impl Hub {
@@ -442,68 +420,5 @@ impl Hub {
             .get(sub)
             .cloned()
             .unwrap_or_default()
-    }
-
-    pub(super) async fn fan_out_action(&self, seq: u64, env: &Envelope<ActionTriggered>) {
-        let (app, action) = (&env.data.app_name, &env.data.action_name);
-        let Some([app_perm, action_perm]) = self.required_permissions(app, action) else {
-            return;
-        };
-        let Some(subs) = self.subscribers(app, action).await else {
-            return;
-        };
-        let targets: Vec<Vec<Arc<Conn>>> = {
-            let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
-            if subs.len() <= conns.len() {
-                subs.keys().filter_map(|s| conns.get(s).cloned()).collect()
-            } else {
-                conns
-                    .iter()
-                    .filter(|(s, _)| subs.contains_key(*s))
-                    .map(|(_, c)| c.clone())
-                    .collect()
-            }
-        };
-        if targets.is_empty() {
-            return;
-        }
-        let Some(text) = action_message(seq, env) else {
-            return;
-        };
-        for user_conns in targets {
-            let Some(first) = user_conns.first() else {
-                continue;
-            };
-            if !auth::may(self, &first.viewer, &[&app_perm, &action_perm]).await {
-                continue;
-            }
-            for conn in user_conns {
-                conn.push(Out::Action {
-                    seq,
-                    text: text.clone(),
-                });
-            }
-        }
-    }
-
-    /// Sends `text` (a job message) to every socket of `owner`.
-    pub(crate) fn push_job_text(&self, owner: &str, text: Utf8Bytes) {
-        for conn in self.conns_of(owner) {
-            conn.push(Out::Job(text.clone()));
-        }
-    }
-
-    pub(super) fn fan_out_job(&self, env: &Envelope<JobProgress>) {
-        let Some(owner) = env.data.submitted_by.as_deref() else {
-            return;
-        };
-        let conns = self.conns_of(owner);
-        if conns.is_empty() {
-            return;
-        }
-        let Some(text) = job_message(env) else { return };
-        for conn in conns {
-            conn.push(Out::Job(text.clone()));
-        }
     }
 }

@@ -168,3 +168,56 @@ pub async fn launch_chromium(profile: &std::path::Path) -> (tokio::process::Chil
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, url)
 }
+
+/// Starts headless Chromium on `profile` and attaches to a blank page with the page,
+/// runtime and network domains enabled. Fails the test, naming the package, when
+/// Chromium is not installed.
+pub async fn open_page(profile: &std::path::Path) -> (tokio::process::Child, Cdp) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is not installed: this browser test needs it (apt-get install -y chromium)"
+    );
+    let (child, ws_url) = launch_chromium(profile).await;
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .expect("DevTools WebSocket");
+    let mut cdp = Cdp {
+        ws,
+        next_id: 0,
+        session: None,
+    };
+    let target = cdp
+        .call("Target.createTarget", json!({"url": "about:blank"}))
+        .await;
+    let attached = cdp
+        .call(
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )
+        .await;
+    cdp.session = Some(
+        attached["sessionId"]
+            .as_str()
+            .expect("a page session")
+            .to_owned(),
+    );
+    cdp.call("Page.enable", json!({})).await;
+    cdp.call("Runtime.enable", json!({})).await;
+    cdp.call("Network.enable", json!({})).await;
+    (child, cdp)
+}
+
+/// A 1280×800 desktop viewport and the platform's session cookie for `base_url`, as a
+/// signed-in browser has it.
+pub async fn sign_in(cdp: &mut Cdp, base_url: &str, cookie: &str) {
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await;
+    cdp.call(
+        "Network.setCookie",
+        json!({"name": "nr_session", "value": cookie, "url": base_url, "httpOnly": true, "sameSite": "Strict"}),
+    )
+    .await;
+}
