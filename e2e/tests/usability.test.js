@@ -1,7 +1,9 @@
-// Usability of the admin console, each test failing on the build before its fix: the
-// versions fold an operator opened stays open, deleting a role names who holds it, a
-// password reset is the console's own dialog (no window.prompt), logging out keeps the
-// theme, and a long user name is cut with an ellipsis instead of breaking the layout.
+// Usability of the admin console, each test failing on the build before its fix: a
+// refused deploy shows its warnings too, an app the runners never served is not listed
+// as deleted, the versions fold an operator opened stays open, deleting a role names who
+// holds it, a password reset is the console's own dialog (no window.prompt), logging out
+// keeps the theme, and a long user name is cut with an ellipsis instead of breaking the
+// layout.
 "use strict";
 const { describe, it, before, after } = require("node:test");
 const assert = require("node:assert/strict");
@@ -29,6 +31,12 @@ if os.path.basename(sys.argv[0]) == "nr_host.py":
 def execute(data, conn=None):
     return {}
 `,
+};
+
+// A misspelt optional field (a warning) and a module that fails to import (refused).
+bundles.APPS.e2e_typo = {
+  "manifest.json": JSON.stringify({ app_name: "e2e_typo", version: "1.0.0", api_version: "1.0.0", timout_s: 5 }),
+  "main.py": "import missing_mod\n",
 };
 
 describe("console usability", { timeout: 240000 }, () => {
@@ -83,6 +91,18 @@ describe("console usability", { timeout: 240000 }, () => {
     assert.match(text, /never served/, text);
     assert.doesNotMatch(text, /\bdeleted\b/, text);
     assert.match(await card.locator(".nr-admin-never-served").innerText(), /could not load it[\s\S]*reportlab/);
+  });
+
+  it("shows a refused deploy's warnings beside its errors", async () => {
+    await page.goto(`${nr.url}/admin/apps`);
+    await page.locator("#nr-deploy-file").setInputFiles(bundles.zip(nr.dir, "e2e_typo"));
+    await page.locator("#nr-deploy-file").evaluate((i) => i.form.requestSubmit());
+    await page.waitForSelector("#nr-deploy-result[data-nr-outcome]");
+    assert.equal(await page.getAttribute("#nr-deploy-result", "data-nr-outcome"), "refused");
+    const text = await page.innerText("#nr-deploy-result");
+    assert.match(text, /missing_mod/, text);
+    assert.match(await page.innerText("#nr-deploy-result .nr-deploy-also"), /Also 1 warning/, text);
+    assert.match(text, /timout_s/, text);
   });
 
   it("keeps the versions fold the operator opened open when the list reloads", async () => {

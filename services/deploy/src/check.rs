@@ -124,6 +124,8 @@ fn inspect_blocking(
         .unwrap_or_default();
     let bundle_name = archive::bundle_name(file_name);
     let m = manifest::check_manifest(&raw, bundle_name)?;
+    let mut warnings = m.warnings.clone();
+    warnings.extend(frontend::check(&m.app_name, &unpacked.texts));
     let above = contain.above(m.typed.limits.as_ref());
     if !above.is_empty() {
         let text = String::from_utf8_lossy(&raw);
@@ -136,15 +138,14 @@ fn inspect_blocking(
                 crate::findings::finding("manifest.limits", Some("manifest.json"), line, message)
             })
             .collect();
-        return Err(Refused::many(422, details));
+        return Err(Refused::many(422, details).with_warnings(&warnings));
     }
-    let mut warnings = Vec::new();
     if !unpacked.root.is_empty() {
         let folder = unpacked.root.trim_end_matches('/');
         if folder != m.app_name {
-            return Err(archive::wrong_folder(folder, &m.app_name));
+            return Err(archive::wrong_folder(folder, &m.app_name).with_warnings(&warnings));
         }
-        warnings.push(archive::wrapped_warning(folder));
+        warnings.insert(0, archive::wrapped_warning(folder));
     }
     if !unpacked.has_file("main.py") {
         return Err(Refused::one(
@@ -153,10 +154,9 @@ fn inspect_blocking(
             Some("main.py"),
             None,
             "main.py is missing: every app needs main.py defining execute(data, conn=None)",
-        ));
+        )
+        .with_warnings(&warnings));
     }
-    warnings.extend(m.warnings);
-    warnings.extend(frontend::check(&m.app_name, &unpacked.texts));
     Ok(Inspected {
         app_name: m.app_name,
         version: m.version,

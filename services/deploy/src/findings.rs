@@ -25,6 +25,9 @@ pub struct Refused {
     pub status: u16,
     pub error: String,
     pub details: Vec<Finding>,
+    /// What the checks that ran before the refusal would have warned of, so the author
+    /// sees every finding at once.
+    pub warnings: Vec<Finding>,
 }
 
 impl Refused {
@@ -41,6 +44,7 @@ impl Refused {
             status,
             error: message.clone(),
             details: vec![finding(rule, file, line, message)],
+            warnings: Vec::new(),
         }
     }
 
@@ -60,7 +64,14 @@ impl Refused {
             status,
             error,
             details,
+            warnings: Vec::new(),
         }
+    }
+
+    /// The refusal, also carrying `warnings` (the bundle's other findings).
+    pub fn with_warnings(mut self, warnings: &[Finding]) -> Refused {
+        self.warnings.extend_from_slice(warnings);
+        self
     }
 
     /// 503: the app event log (NATS JetStream) did not answer, as while a node is down
@@ -73,6 +84,7 @@ impl Refused {
                 "the app event log (NATS JetStream) did not answer, as while a NATS node is down and its streams elect new leaders; nothing was changed: retry shortly ({error})"
             ),
             details: vec![],
+            warnings: Vec::new(),
         }
     }
 
@@ -85,6 +97,7 @@ impl Refused {
             status: 500,
             error: format!("deploy failed inside the platform: {error}"),
             details: vec![],
+            warnings: Vec::new(),
         }
     }
 }

@@ -360,6 +360,7 @@ impl ImportCheck {
                     status: 422,
                     error: message,
                     details,
+                    warnings: Vec::new(),
                 })
             }
             None => {

@@ -442,7 +442,7 @@ pub fn check_manifest(raw: &[u8], bundle_name: &str) -> Result<ManifestOk, Refus
     c.unknown_fields(obj, "", KNOWN_FIELDS);
 
     if !c.errors.is_empty() {
-        return Err(Refused::many(422, c.errors));
+        return Err(Refused::many(422, c.errors).with_warnings(&c.warnings));
     }
     // Every rule above agrees with the type; this keeps it so if they ever drift.
     let typed = Manifest::from_value(&manifest).map_err(|e| {

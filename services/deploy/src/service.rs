@@ -193,7 +193,9 @@ fn refusal(r: Refused) -> RpcError {
     } else {
         "refused"
     };
-    RpcError::new(r.status, code, r.error).with_details(r.details)
+    RpcError::new(r.status, code, r.error)
+        .with_details(r.details)
+        .with_warnings(r.warnings)
 }
 
 impl Inner {
@@ -240,6 +242,7 @@ impl Inner {
                         status: 503,
                         error: "the deploy service cannot find the upload the gateway stored (already handled, or in another store): the gateways and the deploy service must use the same object store (NR_OBJECT_STORE_URL)".into(),
                         details: vec![],
+                        warnings: Vec::new(),
                     }
                 }
                 e => Refused::internal(format!("cannot read staged upload: {e}")),
@@ -270,8 +273,15 @@ impl Inner {
         let bundle = self.checker.inspect(bytes.clone(), file_name).await?;
         let app = bundle.app_name.clone();
         let mut warnings = bundle.warnings.clone();
-        warnings.extend(self.cross_app(&app, &bundle.facts).await?);
-        self.checker.import(&bundle).await?;
+        let conflicts = self
+            .cross_app(&app, &bundle.facts)
+            .await
+            .map_err(|r| r.with_warnings(&warnings))?;
+        warnings.extend(conflicts);
+        self.checker
+            .import(&bundle)
+            .await
+            .map_err(|r| r.with_warnings(&warnings))?;
 
         let (last_seq, previous) = match based_on {
             Some(b) => b,
@@ -309,7 +319,8 @@ impl Inner {
         };
         let (rev, loaded_by) = self
             .publish_loaded(event, last_seq, previous, actor, &mut warnings)
-            .await?;
+            .await
+            .map_err(|r| r.with_warnings(&warnings))?;
         tracing::info!(app = %app, version = %bundle.version, rev, "deployed");
         Ok(DeployReport {
             app_name: app,
@@ -341,7 +352,7 @@ impl Inner {
             conflicts::check(app, facts, &catalogue)
         };
         if !found.errors.is_empty() {
-            return Err(Refused::many(409, found.errors));
+            return Err(Refused::many(409, found.errors).with_warnings(&found.warnings));
         }
         Ok(found.warnings)
     }
@@ -378,6 +389,7 @@ impl Inner {
                     status: 503,
                     error: format!("the app event log (NATS JetStream) did not acknowledge this change of {app:?}, as while a NATS node is down: it may or may not have been made; look at the app's versions before trying again"),
                     details: vec![],
+                    warnings: Vec::new(),
                 })
             }
         }

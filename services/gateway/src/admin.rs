@@ -198,6 +198,7 @@ fn api_error(e: RpcError) -> ApiError {
         ("refused", _) => ApiError::Refused {
             status: e.status,
             details: serde_json::to_value(&e.details).unwrap_or_default(),
+            warnings: e.warnings,
             error: e.error,
         },
         (_, 400) => ApiError::BadRequest(e.error),
@@ -207,6 +208,7 @@ fn api_error(e: RpcError) -> ApiError {
         _ => ApiError::Refused {
             status: e.status,
             details: serde_json::to_value(&e.details).unwrap_or_default(),
+            warnings: e.warnings,
             error: e.error,
         },
     }

@@ -48,6 +48,7 @@ fn unprocessable(field: &str, error: String) -> ApiError {
         status: 422,
         error,
         details: json!({ "field": field }),
+        warnings: Vec::new(),
     }
 }
 

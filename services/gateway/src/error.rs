@@ -19,6 +19,10 @@ pub struct ErrorBody {
     /// Findings of a refused deploy (only with `code: refused`).
     #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
+    /// What a refused deploy would also have been warned of, in the shape of
+    /// `details` (only with `code: refused`, and only when there is any).
+    #[schema(value_type = Option<Object>)]
+    pub warnings: Option<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,8 @@ pub enum ApiError {
         status: u16,
         error: String,
         details: serde_json::Value,
+        /// A refused deploy's other findings; left out of the body when empty.
+        warnings: Vec<nr_contracts::requests::Finding>,
     },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -95,8 +101,18 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %format!("{e:#}"), "internal error");
                 serde_json::json!({"error": "internal error", "code": code})
             }
-            ApiError::Refused { error, details, .. } => {
-                serde_json::json!({"error": error, "code": code, "details": details})
+            ApiError::Refused {
+                error,
+                details,
+                warnings,
+                ..
+            } => {
+                let mut body =
+                    serde_json::json!({"error": error, "code": code, "details": details});
+                if !warnings.is_empty() {
+                    body["warnings"] = serde_json::to_value(warnings).unwrap_or_default();
+                }
+                body
             }
             other => serde_json::json!({"error": other.to_string(), "code": code}),
         };

@@ -102,7 +102,10 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
             ));
         }
         let inspected = checker.inspect(bytes.into(), &file_name).await?;
-        checker.import(&inspected).await?;
+        checker
+            .import(&inspected)
+            .await
+            .map_err(|r| r.with_warnings(&inspected.warnings))?;
         Ok::<_, nr_deploy::Refused>(inspected)
     }
     .await;
@@ -139,10 +142,12 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "status": r.status, "error": r.error, "details": r.details,
+                        "warnings": r.warnings,
                     }))?
                 );
             } else {
                 print_findings("error", &r.details);
+                print_findings("warning", &r.warnings);
                 outln!("refused ({}): {}", r.status, first_line(&r.error));
             }
             Ok(false)
@@ -192,6 +197,10 @@ impl Remote {
 pub(crate) fn refusal(what: &str, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
     let details: Vec<Finding> = serde_json::from_value(body["details"].clone()).unwrap_or_default();
     print_findings("error", &details);
+    // A refused deploy also names what it would have warned of.
+    let warnings: Vec<Finding> =
+        serde_json::from_value(body["warnings"].clone()).unwrap_or_default();
+    print_findings("warning", &warnings);
     let error = body["error"]
         .as_str()
         .map(str::to_owned)

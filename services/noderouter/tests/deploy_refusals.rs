@@ -377,3 +377,90 @@ async fn a_corpus_of_bad_bundles_is_refused_and_the_previous_version_keeps_servi
         .collect();
     assert_eq!(listed, ["1.0.0"]);
 }
+
+/// The `rule`s of a body's `warnings`.
+fn warning_rules(body: &serde_json::Value) -> Vec<String> {
+    body["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .filter_map(|f| f["rule"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_deploy_also_names_what_it_would_have_warned_of() {
+    let h = Harness::start().await;
+    let app = "typo";
+    // A misspelt optional field is a warning; the refusal is for something else.
+    let m = manifest(app, "1.0.0", json!({"api_version": "1.0.0", "timout_s": 5}));
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "main.py missing",
+            zip_files(&[("manifest.json", &m)]),
+            422,
+            "bundle.main_py",
+        ),
+        (
+            "import error",
+            zip_files(&[("manifest.json", &m), ("main.py", "import missing_mod\n")]),
+            422,
+            "main.import",
+        ),
+        (
+            "a manifest error beside it",
+            zip_files(&[
+                (
+                    "manifest.json",
+                    &manifest(
+                        app,
+                        "1.0.0",
+                        json!({"api_version": "1.0.0", "timout_s": 5, "timeout_s": "600"}),
+                    ),
+                ),
+                ("main.py", &main_v(1)),
+            ]),
+            422,
+            "manifest.timeout_s",
+        ),
+    ];
+    for (what, zip, status, rule) in cases {
+        let (got, body) = h.deploy("typo.zip", zip).await;
+        assert_eq!(got.as_u16(), status, "{what}: {body:#}");
+        assert_eq!(
+            rules_of(&body).first().map(String::as_str),
+            Some(rule),
+            "{what}: {body:#}"
+        );
+        assert_eq!(
+            warning_rules(&body),
+            ["manifest.unknown_field"],
+            "{what}: {body:#}"
+        );
+        let w = &body["warnings"][0];
+        assert_eq!(w["file"], "manifest.json", "{what}: {body:#}");
+        assert!(w["line"].as_u64().is_some(), "{what}: {body:#}");
+        assert!(
+            w["message"].as_str().unwrap().contains("timout_s"),
+            "{what}: {body:#}"
+        );
+    }
+    // A refusal with nothing to warn of carries no warnings at all.
+    let clean = manifest(app, "1.0.0", json!({"api_version": "1.0.0"}));
+    let (got, body) = h
+        .deploy("typo.zip", zip_files(&[("manifest.json", &clean)]))
+        .await;
+    assert_eq!(got.as_u16(), 422, "{body:#}");
+    assert!(body.get("warnings").is_none(), "{body:#}");
+    // And the same bundle, mended, deploys with its warning.
+    let (got, body) = h
+        .deploy(
+            "typo.zip",
+            zip_files(&[("manifest.json", &m), ("main.py", &main_v(1))]),
+        )
+        .await;
+    assert_eq!(got.as_u16(), 200, "{body:#}");
+    assert_eq!(warning_rules(&body), ["manifest.unknown_field"], "{body:#}");
+}

@@ -60,3 +60,23 @@ fn lint_takes_the_apps_variables_and_the_bundle_limit() {
         "{text}"
     );
 }
+
+#[test]
+fn a_refused_bundle_shows_its_warnings_with_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("typo");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("manifest.json"),
+        nr_testkit::manifest("typo", "1.0.0", serde_json::json!({"timout_s": 5})),
+    )
+    .unwrap();
+    std::fs::write(app.join("main.py"), "import missing_mod\n").unwrap();
+    let (ok, text) = lint(&[app.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("error[main.import]"), "{text}");
+    assert!(
+        text.contains("warning[manifest.unknown_field]") && text.contains("timout_s"),
+        "{text}"
+    );
+}

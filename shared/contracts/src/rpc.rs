@@ -83,6 +83,10 @@ pub struct RpcError {
     pub error: String,
     #[serde(default)]
     pub details: Vec<Finding>,
+    /// What would also have been warned of (a refused deploy's other findings), so
+    /// they are all seen at once. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Finding>,
 }
 
 impl RpcError {
@@ -92,11 +96,17 @@ impl RpcError {
             code: code.to_owned(),
             error: error.into(),
             details: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
     pub fn with_details(mut self, details: Vec<Finding>) -> RpcError {
         self.details = details;
+        self
+    }
+
+    pub fn with_warnings(mut self, warnings: Vec<Finding>) -> RpcError {
+        self.warnings = warnings;
         self
     }
 
@@ -172,6 +182,12 @@ mod tests {
         assert_eq!(value["error"], "another deploy landed first");
         let ErrorBody::Refused(back) = crate::decode::<ErrorBody>(&bytes).unwrap();
         assert_eq!(back, e);
+        // No warnings, no field (what an older gateway reads); with them, they travel.
+        assert!(value.get("warnings").is_none(), "{value}");
+        let w = e.clone().with_warnings(e.details.clone());
+        let bytes = crate::encode(&ErrorBody::Refused(w.clone())).unwrap();
+        let ErrorBody::Refused(back) = crate::decode::<ErrorBody>(&bytes).unwrap();
+        assert_eq!(back.warnings, w.details);
     }
 
     #[test]

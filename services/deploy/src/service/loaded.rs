@@ -409,6 +409,7 @@ impl Inner {
                 main_py_line(&error),
                 message,
             )],
+            warnings: Vec::new(),
         }
     }
 }

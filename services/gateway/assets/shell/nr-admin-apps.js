@@ -73,6 +73,12 @@
       bad.appendChild(el("div", "fw-semibold", "Refused (" + r.status + ")" +
         (repeated ? ": " + details.length + " problem(s)" : ": " + error)));
       if (details.length) bad.appendChild(findingsTable(details));
+      // What would also have been warned of: every finding at once, not one deploy each.
+      var also = Array.isArray(r.data.warnings) ? r.data.warnings : [];
+      if (also.length) {
+        bad.appendChild(el("div", "small mt-2 nr-deploy-also", "Also " + also.length + " warning(s):"));
+        bad.appendChild(findingsTable(also));
+      }
       box.appendChild(bad);
     }
   }
