@@ -143,3 +143,61 @@ async fn a_failed_jobs_traceback_shows_the_apps_code_not_the_servers_paths() {
     assert!(!text.contains("nr_host"), "{text}");
     assert!(!text.contains("File \"/"), "an absolute path: {text}");
 }
+
+/// A job's result comes back as the app returned it, or the job fails saying why: an
+/// integer beyond 64 bits became a float and a string with a lone surrogate made the
+/// result null, both in a job marked completed (a sync call answers both as returned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_result_is_kept_exactly_or_the_job_fails_naming_where() {
+    let h = Harness::start().await;
+    let app = nr_testkit::app_name("exact");
+    let main = "def execute(data, conn=None):\n    \
+                kind = data.get('kind')\n    \
+                if kind == 'huge':\n        return {'n': 2 ** 70}\n    \
+                if kind == 'surrogate':\n        return {'rows': [{'s': 'a\\ud800'}]}\n    \
+                return {'max': 2 ** 64 - 1, 'min': -2 ** 63, 'f': 0.1, 's': 'a\\U0001F600'}\n";
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(&app, "1.0.0", json!({})),
+            ),
+            ("main.py", main),
+        ],
+    )
+    .await;
+
+    let (_, job) = finished(&h, &app, json!({})).await;
+    assert_eq!(job["status"], "completed", "{}", job["error_message"]);
+    assert_eq!(
+        job["result"],
+        json!({"max": u64::MAX, "min": i64::MIN, "f": 0.1, "s": "a😀"})
+    );
+
+    let (_, job) = finished(&h, &app, json!({"kind": "huge"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error_message"].as_str().unwrap();
+    assert!(
+        error.contains("result['n'] is 1180591620717411303424, an integer beyond 64 bits"),
+        "{error}"
+    );
+    let (_, job) = finished(&h, &app, json!({"kind": "surrogate"})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let error = job["error_message"].as_str().unwrap();
+    assert!(
+        error.contains("result['rows'][0]['s'] is a string with a lone UTF-16 surrogate"),
+        "{error}"
+    );
+
+    // The same calls made sync answer what was returned, untouched.
+    let res = h
+        .http
+        .post(format!("{}/api/sync/{app}", h.url))
+        .json(&json!({"kind": "huge"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), r#"{"n":1180591620717411303424}"#);
+}

@@ -330,6 +330,12 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 found = nr_json.unjsonable(result)
                 where = "%s is %s" % found if found else str(exc)
                 raise TypeError("execute() returned a dict that JSON cannot carry: %s" % where)
+            if keep is not None:
+                # A job's result is kept in the job queue and read back: what it would
+                # change (a huge integer becomes a float) or lose fails the job instead.
+                found = nr_json.unjsonable(result, stored=True)
+                if found:
+                    raise TypeError("execute() returned a result a job cannot keep: %s is %s" % found)
             reply["ok"] = True
             if actions:
                 reply["actions"] = actions

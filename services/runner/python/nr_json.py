@@ -5,6 +5,7 @@ in a result the first value JSON cannot carry is."""
 import datetime
 import decimal
 import json
+import re
 import uuid
 
 
@@ -31,19 +32,30 @@ def dumps(value):
     return encode_result(value).encode()
 
 
-def unjsonable(value, path="result", on_path=(), depth=0, events=False):
+# A UTF-16 surrogate on its own: Python strings may hold one, JSON text escapes it, and
+# neither the job queue (Postgres jsonb) nor the runner can read it back.
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+
+
+def unjsonable(value, path="result", on_path=(), depth=0, events=False, stored=False):
     """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
     the error of a result names it (`result['rows'][3]['price'] is nan`). With `events`,
-    an integer beyond 64 bits too: an event (MessagePack) would carry it as a float."""
+    an integer beyond 64 bits too: an event (MessagePack) would carry it as a float.
+    With `stored` (a job's result, kept in the job queue), such an integer and a string
+    holding a lone surrogate too: the result would come back changed or not at all."""
     if depth > 100:
         return None
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return path, repr(value)
         return None
-    if events and isinstance(value, int) and not isinstance(value, bool):
+    if (events or stored) and isinstance(value, int) and not isinstance(value, bool):
         if not -(2 ** 63) <= value < 2 ** 64:
             return path, "%d, an integer beyond 64 bits (send it as a string)" % value
+        return None
+    if stored and isinstance(value, str):
+        if _SURROGATE.search(value):
+            return path, "a string with a lone UTF-16 surrogate (U+D800 to U+DFFF), which the job queue cannot keep"
         return None
     if value is None or isinstance(value, (str, int, bool)):
         return None
@@ -55,12 +67,14 @@ def unjsonable(value, path="result", on_path=(), depth=0, events=False):
             for key, item in value.items():
                 if key is not None and not isinstance(key, (str, int, float, bool)):
                     return path, "a dict with a key of type %s" % type(key).__name__
-                found = unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1, events)
+                if stored and isinstance(key, str) and _SURROGATE.search(key):
+                    return path, "a dict with a key holding a lone UTF-16 surrogate"
+                found = unjsonable(item, "%s[%r]" % (path, key), on_path, depth + 1, events, stored)
                 if found:
                     return found
         else:
             for n, item in enumerate(value):
-                found = unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1, events)
+                found = unjsonable(item, "%s[%d]" % (path, n), on_path, depth + 1, events, stored)
                 if found:
                     return found
         return None
@@ -68,4 +82,4 @@ def unjsonable(value, path="result", on_path=(), depth=0, events=False):
         converted = default(value)
     except TypeError:
         return path, "an object of type %s" % type(value).__name__
-    return unjsonable(converted, path, on_path, depth + 1, events)
+    return unjsonable(converted, path, on_path, depth + 1, events, stored)

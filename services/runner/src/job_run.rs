@@ -214,8 +214,19 @@ pub(crate) async fn handle(
     let attempts_left = attempt < claimed.max_attempts;
     match outcome {
         Ok((reply, host)) => {
-            let result: serde_json::Value =
-                serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+            // The host checks what a job's result may hold; one that still cannot be
+            // read fails the job, saying so, rather than completing with no result.
+            let result: serde_json::Value = match serde_json::from_slice(&reply.body) {
+                Ok(v) => v,
+                Err(e) => {
+                    let error = format!(
+                        "execute() returned a result the job queue cannot keep: it does not read back as JSON ({e})"
+                    );
+                    let recorded = finish(JobStatus::Failed, None, Some(error), reply.logs).await;
+                    ack_recorded(&msg, recorded).await;
+                    return;
+                }
+            };
             let recorded = finish(JobStatus::Completed, Some(result), None, reply.logs).await;
             if recorded == Recorded::Failed {
                 // Postgres is away: the lease runs out and the job is claimed again.
