@@ -33,10 +33,11 @@ async fn a_burst_of_calls_that_time_out_waiting_leaves_the_pool_serving() {
         let burst: Vec<_> = (0..10).map(|_| h.sync(&app, json!({"s": 1}))).collect();
         let answers = futures::future::join_all(burst).await;
         let statuses: Vec<StatusCode> = answers.iter().map(|(s, _)| *s).collect();
+        // 504: stopped after waiting; 503: never got a worker, did not run.
         assert!(
-            statuses
-                .iter()
-                .all(|s| *s == StatusCode::OK || *s == StatusCode::GATEWAY_TIMEOUT),
+            statuses.iter().all(|s| *s == StatusCode::OK
+                || *s == StatusCode::GATEWAY_TIMEOUT
+                || *s == StatusCode::SERVICE_UNAVAILABLE),
             "{answers:?}"
         );
     }

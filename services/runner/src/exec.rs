@@ -259,6 +259,27 @@ pub(crate) async fn answer(
                 )),
                 None,
             ),
+            Err(CallError::TimeoutAfterWait { limit, waited }) => (
+                504,
+                error_body(&format!(
+                    "app '{app}' did not answer within its time limit of {} s, {:.1} s of which it waited for a free worker (all were busy with other calls); the call was stopped",
+                    limit.as_secs_f64(),
+                    waited.as_secs_f64()
+                )),
+                None,
+            ),
+            Err(CallError::NoWorker { limit, workers }) => {
+                tracing::warn!(app, request_id = %request_id, workers, "no free worker within the call's time limit; the call did not run");
+                (
+                    503,
+                    error_body(&format!(
+                        "app '{app}' had no free worker within its time limit of {} s (its {workers} worker{} on this runner were busy with other calls); the call did not run: retry later, or add workers (NR_RUNNER_POOL) or runners",
+                        limit.as_secs_f64(),
+                        if workers == 1 { "" } else { "s" }
+                    )),
+                    None,
+                )
+            }
             Err(CallError::Crashed(message)) => {
                 tracing::error!(app, request_id = %request_id, "{}", clean(&message, MAX_LINE));
                 (502, error_body(&message), None)

@@ -83,6 +83,12 @@ pub enum CallError {
     Exception { error: String, traceback: String },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// A sync call stopped at its time limit after waiting this long for a free worker.
+    #[error("no answer within {limit:?}, {waited:?} of it waiting for a worker")]
+    TimeoutAfterWait { limit: Duration, waited: Duration },
+    /// No worker came free within the call's time limit: the call never ran.
+    #[error("no free worker within {limit:?}")]
+    NoWorker { limit: Duration, workers: usize },
     #[error("{0}")]
     Crashed(String),
     /// The call went on past its CPU limit in code that never returned to Python: its
@@ -150,6 +156,8 @@ pub struct AppHost {
     pub version: String,
     pub manifest: RuntimeManifest,
     timeout: Duration,
+    /// How many sync calls run at once (the pool's workers).
+    pool: usize,
     control: tokio::sync::Mutex<Control>,
     idle: Mutex<Vec<Worker>>,
     slots: Arc<Semaphore>,
@@ -249,6 +257,7 @@ impl AppHost {
             version: spec.version,
             manifest: spec.manifest,
             timeout: spec.timeout,
+            pool: spec.pool.max(1),
             control: tokio::sync::Mutex::new(Control {
                 stdin,
                 stdout,
@@ -350,9 +359,12 @@ impl AppHost {
     }
 
     /// Runs `execute` on a free pooled worker. One deadline covers waiting for a worker
-    /// and the call itself, so a call never outlives the gateway's wait.
+    /// and the call itself, so a call never outlives the gateway's wait; a call that
+    /// never got a worker says so (it did not run), and one stopped after a wait says
+    /// how long it waited.
     pub async fn call(&self, body: &[u8], request_id: &str) -> Result<CallReply, CallError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let arrived = tokio::time::Instant::now();
+        let deadline = arrived + self.timeout;
         let waited = tokio::time::timeout_at(deadline, async {
             let permit = self
                 .slots
@@ -369,8 +381,14 @@ impl AppHost {
         .await;
         let (_permit, mut worker) = match waited {
             Ok(r) => r?,
-            Err(_) => return Err(CallError::Timeout(self.timeout)),
+            Err(_) => {
+                return Err(CallError::NoWorker {
+                    limit: self.timeout,
+                    workers: self.pool,
+                })
+            }
         };
+        let waited = arrived.elapsed();
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
             "rid": request_id,
@@ -382,6 +400,13 @@ impl AppHost {
             .await
             .map_err(|e| e.error)
             .map_err(|e| match e {
+                // A wait under 0.1 s is not worth a word.
+                CallError::Timeout(_) if waited >= Duration::from_millis(100) => {
+                    CallError::TimeoutAfterWait {
+                        limit: self.timeout,
+                        waited,
+                    }
+                }
                 CallError::Timeout(_) => CallError::Timeout(self.timeout),
                 other => other,
             });

@@ -461,7 +461,7 @@ async fn run(
                     logs,
                 }
             }
-            CallError::Timeout(limit) => Failure {
+            CallError::Timeout(limit) | CallError::TimeoutAfterWait { limit, .. } => Failure {
                 kind: Kind::Raised,
                 error: format!("job timed out after {} s", limit.as_secs_f64()),
                 logs,
@@ -484,6 +484,12 @@ async fn run(
             CallError::Unavailable(m) => Failure {
                 kind: Kind::Unavailable,
                 error: m,
+                logs,
+            },
+            // A job waits for its slot before it runs; a sync call's wait, never here.
+            e @ CallError::NoWorker { .. } => Failure {
+                kind: Kind::Unavailable,
+                error: e.to_string(),
                 logs,
             },
         }),
