@@ -123,22 +123,22 @@ fn inspect_blocking(
         .cloned()
         .unwrap_or_default();
     let bundle_name = archive::bundle_name(file_name);
-    let m = manifest::check_manifest(&raw, bundle_name)?;
+    let m = match manifest::check_manifest(&raw, bundle_name) {
+        Ok(m) => m,
+        // Limits above the platform's are manifest errors too, reported with the rest.
+        Err(r) if r.status == 422 && !r.details.is_empty() => {
+            let limits = raw_limits(&raw);
+            let mut details = r.details;
+            details.extend(above_limits(contain, &raw, limits.as_ref()));
+            return Err(Refused::many(422, details).with_warnings(&r.warnings));
+        }
+        Err(r) => return Err(r),
+    };
     let mut warnings = m.warnings.clone();
     warnings.extend(frontend::check(&m.app_name, &unpacked.texts));
-    let above = contain.above(m.typed.limits.as_ref());
+    let above = above_limits(contain, &raw, m.typed.limits.as_ref());
     if !above.is_empty() {
-        let text = String::from_utf8_lossy(&raw);
-        let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
-        let lines = crate::jsonpos::lines(&text);
-        let details = above
-            .into_iter()
-            .map(|(field, message)| {
-                let line = lines.get(&format!("/limits/{field}")).copied();
-                crate::findings::finding("manifest.limits", Some("manifest.json"), line, message)
-            })
-            .collect();
-        return Err(Refused::many(422, details).with_warnings(&warnings));
+        return Err(Refused::many(422, above).with_warnings(&warnings));
     }
     if !unpacked.root.is_empty() {
         let folder = unpacked.root.trim_end_matches('/');
@@ -167,6 +167,37 @@ fn inspect_blocking(
         scratch,
         _held: held,
     })
+}
+
+/// `limits` above what this platform allows, as findings at their manifest lines.
+fn above_limits(
+    contain: &ContainArgs,
+    raw: &[u8],
+    limits: Option<&nr_contracts::manifest::Limits>,
+) -> Vec<Finding> {
+    let above = contain.above(limits);
+    if above.is_empty() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(raw);
+    let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
+    let lines = crate::jsonpos::lines(&text);
+    above
+        .into_iter()
+        .map(|(field, message)| {
+            let line = lines.get(&format!("/limits/{field}")).copied();
+            crate::findings::finding("manifest.limits", Some("manifest.json"), line, message)
+        })
+        .collect()
+}
+
+/// The manifest's `limits` read on their own, for a manifest refused for something
+/// else (none when they do not read as limits: their own errors are reported then).
+fn raw_limits(raw: &[u8]) -> Option<nr_contracts::manifest::Limits> {
+    let text = String::from_utf8_lossy(raw);
+    let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(value.get("limits")?.clone()).ok()
 }
 
 #[cfg(test)]

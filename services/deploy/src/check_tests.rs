@@ -300,3 +300,30 @@ async fn frontend_and_manifest_warnings_come_back_together() {
     }
     assert_eq!(b.manifest["extra"], 1);
 }
+
+#[tokio::test]
+async fn limits_above_the_platforms_are_reported_with_the_manifests_other_errors() {
+    let manifest = r#"{"app_name":"notes","version":"1.2.0","api_version":"1.0.0",
+        "job_concurrency": 0,
+        "limits": {"cpu_s": 700}}"#;
+    let r = run(&[
+        ("manifest.json", manifest),
+        ("main.py", "def execute(data, conn=None):\n    return {}\n"),
+    ])
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(r.status, 422);
+    let rules: Vec<&str> = r.details.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["manifest.job_concurrency", "manifest.limits"],
+        "{r:?}"
+    );
+    assert!(
+        r.details[1].message.contains("limits.cpu_s is 700"),
+        "{r:?}"
+    );
+    assert_eq!(r.details[1].line, Some(3), "{r:?}");
+    assert!(r.error.contains("and 1 more problem"), "{}", r.error);
+}
