@@ -68,6 +68,9 @@ pub struct LintOptions {
 /// refuse it.
 pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
     let (file_name, bytes) = load_bundle(path)?;
+    if opts.import {
+        runners_python(&opts.python)?;
+    }
     let timeout = opts.checks.deploy_import_timeout_s;
     let checker = Checker {
         limits: opts.checks.limits(),
@@ -152,6 +155,27 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
             }
             Ok(false)
         }
+    }
+}
+
+/// The import check means something only with the runners' interpreter: every one has
+/// psycopg2 (the injected `conn` needs it), so one without it is another Python, whose
+/// refusals (`No module named 'psycopg2'`, say) deploy would not give.
+fn runners_python(python: &str) -> anyhow::Result<()> {
+    let probe = std::process::Command::new(python)
+        .args(["-c", "import psycopg2"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match probe {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err(anyhow::anyhow!(
+            "cannot run the import check with {python}: it has no psycopg2, which every runner's Python has, so it is not the platform's interpreter and the check would not see what deploy sees; pass the runners' interpreter with --python or NR_PYTHON (in a checkout, scripts/up runs them with .venv/bin/python), or skip the import check with --no-import"
+        )),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot run the import check: cannot start {python} ({e}); pass the runners' interpreter with --python or NR_PYTHON, or skip the import check with --no-import"
+        )),
     }
 }
 

@@ -84,7 +84,8 @@ enum AppCommand {
     Lint {
         /// App folder or bundle zip.
         path: PathBuf,
-        /// Python interpreter for the import check (the runner's, with its packages).
+        /// Python interpreter for the import check: the runners' (with psycopg2 and
+        /// their packages; lint refuses one without psycopg2).
         #[arg(long, env = "NR_PYTHON", default_value = "python3")]
         python: String,
         /// Handed to the app as DATABASE_URL during the import check (its module-level

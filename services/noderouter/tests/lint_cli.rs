@@ -80,3 +80,43 @@ fn a_refused_bundle_shows_its_warnings_with_its_errors() {
         "{text}"
     );
 }
+
+/// The starter of `noderouter app new` imports psycopg2, which every runner's Python
+/// has. Linted with another Python (the default `python3`, say) it was refused with
+/// "No module named 'psycopg2'" although deploy took it; now lint says the interpreter is
+/// not the platform's and how to name it, and with the runners' Python the starter passes.
+#[test]
+fn lint_needs_the_runners_python_for_the_import_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = std::process::Command::new(env!("CARGO_BIN_EXE_noderouter"))
+        .args(["app", "new", "tasks_board", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(new.status.success(), "{new:?}");
+    let app = dir.path().join("tasks_board");
+    let path = app.to_str().unwrap();
+    let (ok, text) = lint(&[path]);
+    assert!(ok, "{text}");
+
+    // A Python without the runners' packages: a bare virtual environment.
+    let bare = dir.path().join("bare");
+    let made = std::process::Command::new(nr_testkit::python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&bare)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let other = bare.join("bin/python");
+    let (ok, text) = lint(&[path, "--python", other.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("has no psycopg2")
+            && text.contains("--python or NR_PYTHON")
+            && !text.contains("refused"),
+        "{text}"
+    );
+    // Without the import check, any Python does.
+    let (ok, text) = lint(&[path, "--python", other.to_str().unwrap(), "--no-import"]);
+    assert!(ok, "{text}");
+}
