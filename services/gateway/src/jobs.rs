@@ -121,7 +121,7 @@ pub(crate) async fn submit(
         serde_json::json!({})
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?
+            .map_err(|e| ApiError::BadRequest(nr_jobs::unreadable_body(&body, &e)))?
     };
     if let Some(key) = &idempotency_key {
         let existing = nr_jobs::by_idempotency_key(

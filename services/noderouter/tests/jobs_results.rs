@@ -200,4 +200,20 @@ async fn a_job_result_is_kept_exactly_or_the_job_fails_naming_where() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.text().await.unwrap(), r#"{"n":1180591620717411303424}"#);
+
+    // A lone surrogate in a submitted body: named, not called invalid JSON.
+    let res = h
+        .http
+        .post(format!("{}/api/async/{app}", h.url))
+        .header("Content-Type", "application/json")
+        .body(r#"{"s":"\ud800"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("lone UTF-16 surrogate escape") && text.contains("as a sync call"),
+        "{text}"
+    );
 }

@@ -16,7 +16,7 @@ pub use batch::Batcher;
 pub use nr_contracts::events::JobStatus;
 pub use ops::*;
 pub use read::*;
-pub use storable::{error_text, has_nul, without_nul};
+pub use storable::{error_text, has_nul, unreadable_body, without_nul};
 pub use submit::*;
 
 /// The status a stored `status` column holds.

@@ -16,6 +16,53 @@ pub fn has_nul(value: &Value) -> bool {
     }
 }
 
+/// Why a submitted body cannot be read as JSON, for a person: JSON text may hold a lone
+/// UTF-16 surrogate escape (`"\ud800"`, which Python reads and a sync call takes), but
+/// nothing that parses it here or stores it in `jsonb` can, so that case is named.
+pub fn unreadable_body(body: &[u8], e: &serde_json::Error) -> String {
+    if has_lone_surrogate_escape(body) {
+        format!(
+            "request body holds a lone UTF-16 surrogate escape (\\uD800 to \\uDFFF without its pair), which JSON text allows but the job queue cannot store ({e}); send the text without it, or as a sync call"
+        )
+    } else {
+        format!("request body is not valid JSON: {e}")
+    }
+}
+
+/// Whether a `\uD800`–`\uDFFF` escape in `body` is not one half of a pair.
+fn has_lone_surrogate_escape(body: &[u8]) -> bool {
+    let hex4 = |at: usize| {
+        body.get(at..at + 4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u16::from_str_radix(h, 16).ok())
+    };
+    let high = |v: u16| (0xD800..0xDC00).contains(&v);
+    let low = |v: u16| (0xDC00..0xE000).contains(&v);
+    let mut i = 0;
+    while i + 1 < body.len() {
+        if body[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        // An escape: `\\` and `\"` are skipped whole, so an escaped backslash
+        // before `u` is not read as one.
+        match (body[i + 1], hex4(i + 2)) {
+            (b'u', Some(v)) if high(v) => {
+                let paired = body.get(i + 6..i + 8) == Some(b"\\u".as_slice())
+                    && hex4(i + 8).is_some_and(low);
+                if !paired {
+                    return true;
+                }
+                i += 12;
+            }
+            (b'u', Some(v)) if low(v) => return true,
+            (b'u', Some(_)) => i += 6,
+            _ => i += 2,
+        }
+    }
+    false
+}
+
 /// `value` with every U+0000 in its keys and strings replaced by U+FFFD.
 pub fn without_nul(value: Value) -> Value {
     if !has_nul(&value) {
@@ -81,6 +128,26 @@ mod tests {
         let plain = json!({"a": "b"});
         assert_eq!(without_nul(plain.clone()), plain);
         assert_eq!(text("x\u{0}".into()), "x\u{FFFD}");
+    }
+
+    #[test]
+    fn a_lone_surrogate_escape_is_named_and_a_pair_or_an_escaped_backslash_is_not() {
+        let lone = |t: &str| has_lone_surrogate_escape(t.as_bytes());
+        assert!(lone(r#"{"s":"\ud800"}"#));
+        assert!(lone(r#"{"s":"\udc00\ud800"}"#));
+        assert!(lone(r#"{"s":"x\uDBFF"}"#));
+        assert!(!lone(r#"{"s":"\ud83d\ude00"}"#), "a pair is one character");
+        assert!(
+            !lone(r#"{"s":"\\ud800"}"#),
+            "an escaped backslash, then text"
+        );
+        assert!(!lone(r#"{"s":"\u00e9\n"}"#));
+        let body = br#"{"s":"\ud800"}"#;
+        let e = serde_json::from_slice::<Value>(body).unwrap_err();
+        assert!(unreadable_body(body, &e).contains("lone UTF-16 surrogate"));
+        let body = br#"{"s":}"#;
+        let e = serde_json::from_slice::<Value>(body).unwrap_err();
+        assert!(unreadable_body(body, &e).starts_with("request body is not valid JSON"));
     }
 
     #[test]
