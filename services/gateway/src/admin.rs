@@ -65,13 +65,24 @@ pub(crate) struct DeployUpload {
 pub(crate) async fn deploy(
     State(state): State<Arc<AppState>>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<DeployReport>, ApiError> {
     caller.require(perms::APPS_DEPLOY)?;
     let mut multipart = multipart.map_err(|e| {
+        let sent = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        // A form whose boundary is unreadable, or no form at all: say which.
+        let what = if sent.to_ascii_lowercase().starts_with("multipart/form-data") {
+            e.to_string()
+        } else {
+            format!("this request's Content-Type is {sent}")
+        };
         ApiError::UnsupportedMediaType(format!(
             "a bundle is uploaded as multipart/form-data with the zip in the field `file` \
-             (curl -F file=@my_app.zip …, or `noderouter app deploy`): {e}"
+             (curl -F file=@my_app.zip …, or `noderouter app deploy`): {what}"
         ))
     })?;
     let limit = state.config.max_bundle_bytes;
@@ -93,7 +104,12 @@ pub(crate) async fn deploy(
         if field.name() != Some("file") {
             continue;
         }
-        let file_name = field.file_name().unwrap_or("bundle.zip").to_owned();
+        // The file's name says which app it is (deploy checks it against app_name).
+        let Some(file_name) = field.file_name().map(str::to_owned) else {
+            return Err(ApiError::BadRequest(
+                "the field `file` carries no file name, so the deploy cannot tell which app it is for (curl's -F 'file=<my_app.zip' sends the bytes as text): send it as a file, curl -F file=@my_app.zip".into(),
+            ));
+        };
         let bytes = field.bytes().await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 too_large()

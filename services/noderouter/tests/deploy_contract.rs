@@ -64,6 +64,35 @@ async fn uploads_and_bundles_over_the_limits_are_413() {
             .contains("multipart/form-data with the zip in the field `file`"),
         "{body}"
     );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("this request's Content-Type is application/zip"),
+        "what was sent, not a multipart parser's complaint: {body}"
+    );
+    // The zip in a form field without a file name (curl -F 'file=<x.zip'): the deploy
+    // cannot tell which app it is for, and says so instead of naming a bundle "bundle".
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(zip_files(&[("manifest.json", "{}")])),
+    );
+    let r = h
+        .http
+        .post(format!("{}/admin/api/apps/deploy", h.url))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("carries no file name"),
+        "{body}"
+    );
     // Too many entries.
     let names: Vec<String> = (0..10).map(|i| format!("f{i}.txt")).collect();
     let mut files = vec![
