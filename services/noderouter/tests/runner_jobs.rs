@@ -47,6 +47,7 @@ def execute(data, conn=None):
                 cur.execute("CREATE TABLE IF NOT EXISTS job_pids (job TEXT, pid INT)")
                 cur.execute("INSERT INTO job_pids VALUES (%s, %s), (%s, %s)", (data["_job_id"], os.getpid(), data["_job_id"], child.pid))
             c.commit()
+        print("fetched 3 of 40 pages", flush=True)
         time.sleep(120)
     return {"ok": True}
 "#;
@@ -165,7 +166,7 @@ async fn async_jobs_run_to_completion_with_both_progress_styles_published() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timed_out_job_fails_and_its_process_tree_is_gone() {
+async fn a_timed_out_job_fails_keeps_what_it_printed_and_its_process_tree_is_gone() {
     let h = Harness::start().await;
     let app = app_name("slowjob");
     h.deploy_ok(
@@ -186,6 +187,15 @@ async fn a_timed_out_job_fails_and_its_process_tree_is_gone() {
     let job = h.wait_job(&id, is_final).await;
     assert_eq!(job["status"], "failed");
     assert_eq!(job["error_message"], "job timed out after 2 s");
+    // What it printed before it was stopped is kept: the reason it hung is in there
+    // (the worker's own copy of its output went with it, and the logs were empty).
+    let logs = h.get_json(&format!("/api/async/jobs/{id}/logs")).await;
+    assert!(
+        logs["logs"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("fetched 3 of 40 pages")),
+        "{logs}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         pids_alive(&pids).is_empty(),

@@ -40,6 +40,8 @@ impl AppHost {
             job_id: &job,
             count: Default::default(),
         };
+        // A job's lines as they came, for when the worker is stopped before its reply.
+        let live = std::sync::Mutex::new(LiveLog::default());
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
@@ -70,6 +72,9 @@ impl AppHost {
                         drops
                             .count
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if !job.is_empty() {
+                        live.lock().unwrap_or_else(|p| p.into_inner()).push(&line);
                     }
                     if let Some(tx) = &progress {
                         let _ = tx.send(Progress {
@@ -102,15 +107,25 @@ impl AppHost {
                 None => std::future::pending().await,
             }
         };
+        let max = self.jobs.log_bytes;
+        // Stopped before its reply: a job keeps the lines that came live.
+        let stopped = |error| JobError {
+            error,
+            logs: live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max)),
+        };
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, exchange) => r,
-            _ = cancelled => return Err(JobError { error: CallError::Cancelled, logs: None }),
+            _ = cancelled => return Err(stopped(CallError::Cancelled)),
             over = past_cpu_limit(pid, if job.is_empty() { "call" } else { "job" }, self.cpu_s) => {
                 tracing::warn!(app = %self.app, request_id = %rid, job_id = %job, pid, "{over}");
-                return Err(JobError { error: CallError::CpuLimit(over), logs: None });
+                return Err(stopped(CallError::CpuLimit(over)));
             }
         };
-        let bare = |error| JobError { error, logs: None };
+        let bare = stopped;
         match outcome {
             Err(_) => Err(bare(CallError::Timeout(limit))),
             Ok(Err(e)) => Err(bare(CallError::Crashed(format!(
@@ -121,7 +136,6 @@ impl AppHost {
                 // A job's captured output is kept up to the configured bytes, whoever
                 // wrote the reply, its control characters escaped: cut first (so no
                 // more than the limit is ever escaped), then again once escaped.
-                let max = self.jobs.log_bytes;
                 header.logs = header
                     .logs
                     .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max));
@@ -164,6 +178,56 @@ impl AppHost {
                 }
             }
         }
+    }
+}
+
+/// The most lines a job's worker sends live in one second (`LIVE_PER_S` of
+/// `nr_output.py`); the others stay in the worker until its reply.
+const LIVE_PER_S: usize = 50;
+
+/// A job's output lines as the worker sent them live. The worker keeps every line for
+/// its reply, but a worker stopped before replying (a timeout, a cancel, the CPU limit,
+/// a crash) takes them with it: these are what the job keeps then.
+#[derive(Default)]
+struct LiveLog {
+    text: String,
+    started: Option<std::time::Instant>,
+    second: u64,
+    in_second: usize,
+    /// A second reached the live rate: lines past it may be missing.
+    full: bool,
+}
+
+impl LiveLog {
+    fn push(&mut self, line: &str) {
+        let second = self
+            .started
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            .as_secs();
+        if second != self.second {
+            (self.second, self.in_second) = (second, 0);
+        }
+        self.in_second += 1;
+        self.full |= self.in_second >= LIVE_PER_S;
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        self.text.push_str(line);
+    }
+
+    /// The lines, with a marker when some may be missing; none when nothing came.
+    fn take(&mut self) -> Option<String> {
+        let mut text = std::mem::take(&mut self.text);
+        if text.is_empty() {
+            return None;
+        }
+        if self.full {
+            text.push_str(&format!(
+                "\n...[the job was stopped before it ended: lines printed faster than {LIVE_PER_S} a second may be missing]"
+            ));
+        }
+        Some(text)
     }
 }
 
