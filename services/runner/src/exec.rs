@@ -268,14 +268,25 @@ pub(crate) async fn answer(
                 )),
                 None,
             ),
-            Err(CallError::NoWorker { limit, workers }) => {
-                tracing::warn!(app, request_id = %request_id, workers, "no free worker within the call's time limit; the call did not run");
+            Err(CallError::NoWorker {
+                limit,
+                workers,
+                starting,
+            }) => {
+                tracing::warn!(app, request_id = %request_id, workers, starting, "no free worker within the call's time limit; the call did not run");
+                let why = if starting {
+                    "a worker was still being started for it".to_owned()
+                } else {
+                    format!(
+                        "its {workers} worker{} on this runner were busy with other calls",
+                        if workers == 1 { "" } else { "s" }
+                    )
+                };
                 (
                     503,
                     error_body(&format!(
-                        "app '{app}' had no free worker within its time limit of {} s (its {workers} worker{} on this runner were busy with other calls); the call did not run: retry later, or add workers (NR_RUNNER_POOL) or runners",
+                        "app '{app}' had no free worker within its time limit of {} s ({why}); the call did not run: retry later, or add workers (NR_RUNNER_POOL) or runners",
                         limit.as_secs_f64(),
-                        if workers == 1 { "" } else { "s" }
                     )),
                     None,
                 )

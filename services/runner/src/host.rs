@@ -86,9 +86,14 @@ pub enum CallError {
     /// A sync call stopped at its time limit after waiting this long for a free worker.
     #[error("no answer within {limit:?}, {waited:?} of it waiting for a worker")]
     TimeoutAfterWait { limit: Duration, waited: Duration },
-    /// No worker came free within the call's time limit: the call never ran.
+    /// No worker came free within the call's time limit (`starting`: one was being
+    /// started for it): the call never ran.
     #[error("no free worker within {limit:?}")]
-    NoWorker { limit: Duration, workers: usize },
+    NoWorker {
+        limit: Duration,
+        workers: usize,
+        starting: bool,
+    },
     #[error("{0}")]
     Crashed(String),
     /// The call went on past its CPU limit in code that never returned to Python: its
@@ -365,12 +370,14 @@ impl AppHost {
     pub async fn call(&self, body: &[u8], request_id: &str) -> Result<CallReply, CallError> {
         let arrived = tokio::time::Instant::now();
         let deadline = arrived + self.timeout;
+        let mut starting = false;
         let waited = tokio::time::timeout_at(deadline, async {
             let permit = self
                 .slots
                 .acquire()
                 .await
                 .map_err(|_| CallError::Unavailable("worker pool closed".into()))?;
+            starting = true;
             let idle = self.lock_idle().pop();
             let worker = match idle {
                 Some(w) => w,
@@ -385,6 +392,7 @@ impl AppHost {
                 return Err(CallError::NoWorker {
                     limit: self.timeout,
                     workers: self.pool,
+                    starting,
                 })
             }
         };
