@@ -127,9 +127,10 @@ fn inspect_blocking(
         Ok(m) => m,
         // Limits above the platform's are manifest errors too, reported with the rest.
         Err(r) if r.status == 422 && !r.details.is_empty() => {
-            let limits = raw_limits(&raw);
             let mut details = r.details;
-            details.extend(above_limits(contain, &raw, limits.as_ref()));
+            for limits in raw_limits(&raw) {
+                details.extend(above_limits(contain, &raw, Some(&limits)));
+            }
             return Err(Refused::many(422, details).with_warnings(&r.warnings));
         }
         Err(r) => return Err(r),
@@ -191,13 +192,24 @@ fn above_limits(
         .collect()
 }
 
-/// The manifest's `limits` read on their own, for a manifest refused for something
-/// else (none when they do not read as limits: their own errors are reported then).
-fn raw_limits(raw: &[u8]) -> Option<nr_contracts::manifest::Limits> {
+/// The manifest's `limits` read field by field, for a manifest refused for something
+/// else: each field that reads as a limit (one that does not has its own error).
+fn raw_limits(raw: &[u8]) -> Vec<nr_contracts::manifest::Limits> {
     let text = String::from_utf8_lossy(raw);
     let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    serde_json::from_value(value.get("limits")?.clone()).ok()
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(fields) = value.get("limits").and_then(|l| l.as_object()) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter_map(|(k, v)| {
+            let one = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            serde_json::from_value(one).ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -305,7 +305,7 @@ async fn frontend_and_manifest_warnings_come_back_together() {
 async fn limits_above_the_platforms_are_reported_with_the_manifests_other_errors() {
     let manifest = r#"{"app_name":"notes","version":"1.2.0","api_version":"1.0.0",
         "job_concurrency": 0,
-        "limits": {"cpu_s": 700}}"#;
+        "limits": {"max_procs": 1, "cpu_s": 700}}"#;
     let r = run(&[
         ("manifest.json", manifest),
         ("main.py", "def execute(data, conn=None):\n    return {}\n"),
@@ -315,15 +315,21 @@ async fn limits_above_the_platforms_are_reported_with_the_manifests_other_errors
     .unwrap();
     assert_eq!(r.status, 422);
     let rules: Vec<&str> = r.details.iter().map(|f| f.rule.as_str()).collect();
+    // max_procs is out of its own range; cpu_s is within it, above the platform's.
     assert_eq!(
         rules,
-        ["manifest.job_concurrency", "manifest.limits"],
+        [
+            "manifest.job_concurrency",
+            "manifest.limits",
+            "manifest.limits"
+        ],
         "{r:?}"
     );
+    assert!(r.details[1].message.contains("max_procs"), "{r:?}");
     assert!(
-        r.details[1].message.contains("limits.cpu_s is 700"),
+        r.details[2].message.contains("limits.cpu_s is 700"),
         "{r:?}"
     );
-    assert_eq!(r.details[1].line, Some(3), "{r:?}");
-    assert!(r.error.contains("and 1 more problem"), "{}", r.error);
+    assert_eq!(r.details[2].line, Some(3), "{r:?}");
+    assert!(r.error.contains("and 2 more problems"), "{}", r.error);
 }

@@ -21,7 +21,7 @@ pub struct ErrorBody {
     pub details: Option<serde_json::Value>,
     /// What a refused deploy would also have been warned of, in the shape of
     /// `details` (only with `code: refused`, and only when there is any).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub warnings: Option<serde_json::Value>,
 }
 

@@ -68,14 +68,17 @@ pub struct LintOptions {
 /// refuse it.
 pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
     let (file_name, bytes) = load_bundle(path)?;
-    if opts.import {
-        runners_python(&opts.python)?;
-    }
+    // Without the runners' Python the import check cannot run; the others still do.
+    let python = if opts.import {
+        runners_python(&opts.python).err()
+    } else {
+        None
+    };
     let timeout = opts.checks.deploy_import_timeout_s;
     let checker = Checker {
         limits: opts.checks.limits(),
         contain: opts.checks.contain.clone(),
-        import: opts.import.then(|| ImportCheck {
+        import: (opts.import && python.is_none()).then(|| ImportCheck {
             python: opts.python.clone(),
             database_url: opts.database_url.clone(),
             timeout: Duration::from_secs_f64(if timeout.is_finite() && timeout > 0.0 {
@@ -113,6 +116,12 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
     }
     .await;
     match result {
+        Ok(b) if python.is_some() => {
+            if !opts.json {
+                print_findings("warning", &b.warnings);
+            }
+            Err(python.unwrap_or_else(|| anyhow::anyhow!("the import check could not run")))
+        }
         Ok(b) => {
             if opts.json {
                 outln!(
@@ -152,6 +161,9 @@ pub async fn lint(path: &Path, opts: LintOptions) -> anyhow::Result<bool> {
                 print_findings("error", &r.details);
                 print_findings("warning", &r.warnings);
                 outln!("refused ({}): {}", r.status, first_line(&r.error));
+                if let Some(p) = &python {
+                    outln!("(the import check did not run: {p})");
+                }
             }
             Ok(false)
         }

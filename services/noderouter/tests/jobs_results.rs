@@ -217,3 +217,34 @@ async fn a_job_result_is_kept_exactly_or_the_job_fails_naming_where() {
         "{text}"
     );
 }
+
+/// The check of a job's result does not depend on its output being kept: with
+/// `NR_JOB_LOG_BYTES=0` a huge integer was stored as a float again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_job_logs_off_a_job_result_is_still_kept_exactly_or_failed() {
+    let h = Harness::start_with(&["--job-log-bytes", "0"]).await;
+    let app = nr_testkit::app_name("exactnolog");
+    h.deploy_ok(
+        &app,
+        &[
+            (
+                "manifest.json",
+                &nr_testkit::manifest(&app, "1.0.0", json!({})),
+            ),
+            (
+                "main.py",
+                "def execute(data, conn=None):\n    return {'n': 2 ** 70}\n",
+            ),
+        ],
+    )
+    .await;
+    let (_, job) = finished(&h, &app, json!({})).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("an integer beyond 64 bits"),
+        "{job}"
+    );
+}

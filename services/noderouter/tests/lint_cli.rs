@@ -116,6 +116,27 @@ fn lint_needs_the_runners_python_for_the_import_check() {
             && !text.contains("refused"),
         "{text}"
     );
+    // The other checks still run: a manifest error is reported with it.
+    std::fs::write(
+        app.join("manifest.json"),
+        nr_testkit::manifest(
+            "tasks_board",
+            "1.0.0",
+            serde_json::json!({"timeout_s": "5"}),
+        ),
+    )
+    .unwrap();
+    let (ok, text) = lint(&[path, "--python", other.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("error[manifest.timeout_s]") && text.contains("import check did not run"),
+        "{text}"
+    );
+    std::fs::write(
+        app.join("manifest.json"),
+        nr_testkit::manifest("tasks_board", "1.0.0", serde_json::json!({})),
+    )
+    .unwrap();
     // Without the import check, any Python does.
     let (ok, text) = lint(&[path, "--python", other.to_str().unwrap(), "--no-import"]);
     assert!(ok, "{text}");

@@ -306,7 +306,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if extra and isinstance(data, dict):
                 data.update(extra)
             _limit_cpu()
-            nr_contain.cpu_limit_for("the job" if keep is not None else "the call")
+            nr_contain.cpu_limit_for("the job" if job is not None else "the call")
             if wants_conn:
                 try:
                     conn = holder.get()
@@ -330,7 +330,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
                 found = nr_json.unjsonable(result)
                 where = "%s is %s" % found if found else str(exc)
                 raise TypeError("execute() returned a dict that JSON cannot carry: %s" % where)
-            if keep is not None:
+            if job is not None:
                 # A job's result is kept in the job queue and read back: what it would
                 # change (a huge integer becomes a float) or lose fails the job instead.
                 found = nr_json.unjsonable(result, stored=True)

@@ -370,14 +370,15 @@ impl AppHost {
     pub async fn call(&self, body: &[u8], request_id: &str) -> Result<CallReply, CallError> {
         let arrived = tokio::time::Instant::now();
         let deadline = arrived + self.timeout;
-        let mut starting = false;
+        // Set once the call has a slot: how long it waited for the others' calls.
+        let mut slot_waited = None;
         let waited = tokio::time::timeout_at(deadline, async {
             let permit = self
                 .slots
                 .acquire()
                 .await
                 .map_err(|_| CallError::Unavailable("worker pool closed".into()))?;
-            starting = true;
+            slot_waited = Some(arrived.elapsed());
             let idle = self.lock_idle().pop();
             let worker = match idle {
                 Some(w) => w,
@@ -392,11 +393,12 @@ impl AppHost {
                 return Err(CallError::NoWorker {
                     limit: self.timeout,
                     workers: self.pool,
-                    starting,
+                    starting: slot_waited.is_some(),
                 })
             }
         };
-        let waited = arrived.elapsed();
+        // Time in the queue, not starting a worker: that is what more workers shorten.
+        let waited = slot_waited.unwrap_or_default();
         let header = serde_json::json!({
             "id": self.next_id.fetch_add(1, Ordering::Relaxed),
             "rid": request_id,

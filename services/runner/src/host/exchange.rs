@@ -41,7 +41,7 @@ impl AppHost {
             count: Default::default(),
         };
         // A job's lines as they came, for when the worker is stopped before its reply.
-        let live = std::sync::Mutex::new(LiveLog::default());
+        let live = std::sync::Mutex::new(LiveLog::new(self.jobs.log_bytes));
         let exchange = async {
             write_frame(stream, header, body).await?;
             loop {
@@ -115,7 +115,7 @@ impl AppHost {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
-                .map(|l| cap_logs(text::escape_lines(&cap_logs(l, max)), max)),
+                .map(|l| cap_logs(text::escape_lines(&l), max)),
         };
         let outcome = tokio::select! {
             r = tokio::time::timeout(limit, exchange) => r,
@@ -187,40 +187,67 @@ const LIVE_PER_S: usize = 50;
 
 /// A job's output lines as the worker sent them live. The worker keeps every line for
 /// its reply, but a worker stopped before replying (a timeout, a cancel, the CPU limit,
-/// a crash) takes them with it: these are what the job keeps then.
-#[derive(Default)]
+/// a crash) takes them with it: these are what the job keeps then. Bounded as the
+/// reply's logs are (each line, and `max` bytes in all), whatever the frames hold: a
+/// frame may be the app's own, not the SDK's.
 struct LiveLog {
     text: String,
-    started: Option<std::time::Instant>,
-    second: u64,
-    in_second: usize,
-    /// A second reached the live rate: lines past it may be missing.
+    max: usize,
+    /// Bytes of lines over `max`, not kept.
+    over: usize,
+    /// When the last [`LIVE_PER_S`] lines came.
+    recent: std::collections::VecDeque<std::time::Instant>,
+    /// As many lines as the worker sends live in a second came within about one: it
+    /// may have held others back.
     full: bool,
 }
 
 impl LiveLog {
-    fn push(&mut self, line: &str) {
-        let second = self
-            .started
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed()
-            .as_secs();
-        if second != self.second {
-            (self.second, self.in_second) = (second, 0);
+    fn new(max: usize) -> LiveLog {
+        LiveLog {
+            text: String::new(),
+            max,
+            over: 0,
+            recent: std::collections::VecDeque::with_capacity(LIVE_PER_S),
+            full: false,
         }
-        self.in_second += 1;
-        self.full |= self.in_second >= LIVE_PER_S;
+    }
+
+    fn push(&mut self, line: &str) {
+        let now = std::time::Instant::now();
+        if self.recent.len() == LIVE_PER_S {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        // The worker's seconds are not the runner's: a little slack for the bus.
+        self.full |= self.recent.len() == LIVE_PER_S
+            && self
+                .recent
+                .front()
+                .is_some_and(|first| now.duration_since(*first) <= Duration::from_millis(1_100));
+        // Escaped once the job is stopped, as the reply's logs are.
+        let line = text::prefix(line, text::MAX_LINE);
+        if self.text.len() + line.len() + 1 > self.max {
+            self.over += line.len() + 1;
+            return;
+        }
         if !self.text.is_empty() {
             self.text.push('\n');
         }
         self.text.push_str(line);
     }
 
-    /// The lines, with a marker when some may be missing; none when nothing came.
+    /// The lines, with a marker for what is missing; none when nothing came.
     fn take(&mut self) -> Option<String> {
         let mut text = std::mem::take(&mut self.text);
-        if text.is_empty() {
+        if text.is_empty() && self.over == 0 {
             return None;
+        }
+        if self.over > 0 {
+            text.push_str(&format!(
+                "\n...[log truncated: {} more bytes not kept]",
+                self.over
+            ));
         }
         if self.full {
             text.push_str(&format!(
@@ -283,4 +310,36 @@ fn cap_logs(logs: String, max: usize) -> String {
         "{kept}\n...[log truncated: {} more bytes not kept]",
         logs.len() - kept.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_jobs_live_lines_are_bounded_and_say_what_is_missing() {
+        let mut live = LiveLog::new(100);
+        assert_eq!(live.take(), None, "nothing came");
+        live.push("[r] one");
+        live.push(&"x".repeat(10 * text::MAX_LINE));
+        live.push("[r] two");
+        assert_eq!(
+            live.text.len(),
+            "[r] one\n[r] two".len(),
+            "over max: not kept"
+        );
+        let kept = live.take().unwrap();
+        assert!(
+            kept.starts_with("[r] one\n[r] two\n...[log truncated: "),
+            "{kept}"
+        );
+        assert!(!kept.contains("may be missing"), "{kept}");
+
+        // As many lines as the worker sends live in a second: some may have been held.
+        let mut live = LiveLog::new(1 << 20);
+        for n in 0..LIVE_PER_S {
+            live.push(&format!("[r] line {n}"));
+        }
+        assert!(live.take().unwrap().ends_with("a second may be missing]"));
+    }
 }
