@@ -120,6 +120,7 @@ impl Inner {
                     app: app.to_owned(),
                     version: f.version,
                     error: f.error,
+                    platform: f.retry_at.is_some(),
                 });
             }
         }
@@ -171,6 +172,7 @@ impl Inner {
                     app: app.to_owned(),
                     version: ev.event.data.version.clone(),
                     error: e.to_string(),
+                    platform: e.fault() == LoadFault::Platform,
                 })
             }
         }

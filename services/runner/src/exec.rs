@@ -237,6 +237,17 @@ pub(crate) async fn answer(
     let started = std::time::Instant::now();
     let (status, body, after) = match inner.host_for_call(app, min_rev).await {
         Err(e @ HostError::NotFound(_)) => (404, error_body(&e.to_string()), None),
+        Err(e @ HostError::LoadFailed { platform: true, .. }) => {
+            // The platform's trouble (the bundle store away, say): not the app's error.
+            tracing::error!(app, error = %e, "runner cannot load the app");
+            (
+                503,
+                error_body(&format!(
+                    "this runner cannot load app '{app}' right now (the platform's failure, not the app's: {e}); retry shortly"
+                )),
+                None,
+            )
+        }
         Err(e @ HostError::LoadFailed { .. }) => (500, error_body(&e.to_string()), None),
         Err(e @ HostError::Internal(_)) => {
             tracing::error!(app, error = %e, "runner error");

@@ -393,6 +393,11 @@ async fn run(
             let e = format!("app '{}' is not deployed", job.app_name);
             return (Err(fail(Kind::Final, e)), None);
         }
+        // The platform's failure is retried (another runner may load it); the app's is
+        // final until its next version.
+        Err(e @ HostError::LoadFailed { platform: true, .. }) => {
+            return (Err(fail(Kind::Unavailable, e.to_string())), None)
+        }
         Err(e @ HostError::LoadFailed { .. }) => {
             return (Err(fail(Kind::Final, e.to_string())), None)
         }

@@ -114,6 +114,9 @@ pub(crate) enum HostError {
         app: String,
         version: String,
         error: String,
+        /// The platform's failure (the bundle could not be read, the host not started),
+        /// not the app's: another runner, or this one shortly, may load it.
+        platform: bool,
     },
     #[error("{0}")]
     Internal(String),

@@ -91,7 +91,12 @@ impl AppState {
         );
         let seq = nr_infra::bus::publish_event(&self.js, subjects::RBAC_LOG, &event, None)
             .await
-            .map_err(internal)?;
+            .map_err(|e| {
+                tracing::warn!(error = %e, "an access change was not acknowledged by the event log");
+                ApiError::Unavailable(
+                    "the access log (NATS JetStream) did not acknowledge this change, as while a NATS node is down and its streams elect new leaders: it may or may not have been made; look at the users, roles and tokens before trying again".into(),
+                )
+            })?;
         if !self.rbac.wait_applied(seq, Duration::from_secs(10)).await {
             return Err(ApiError::Unavailable(
                 "the change was recorded but the registry has not applied it yet; is the registry running?".into(),

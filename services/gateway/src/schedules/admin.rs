@@ -279,7 +279,13 @@ async fn set_paused(
     );
     nr_infra::bus::publish_event(&state.js, &subjects::schedule_changed(&app), &event, None)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the change: {e}")))?;
+        .map_err(|e| {
+            tracing::warn!(error = %e, "a schedule change was not acknowledged by the event log");
+            // The transaction is dropped, so the pause is not recorded either.
+            ApiError::Unavailable(
+                "the schedules' event log (NATS JetStream) did not acknowledge this change, as while a NATS node is down and its streams elect new leaders: it may or may not have been made; look at the schedule before trying again".into(),
+            )
+        })?;
     tx.commit()
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot record the pause: {e}")))?;
