@@ -205,6 +205,21 @@ async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() 
     let job = h.wait_job(&dead[0], is_final).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["attempt"], 4, "attempts keep counting: {job}");
+    // A job whose submit was refused (503: it could not be queued, and the caller was
+    // told to retry) stays out of a bulk re-queue, which would run it a second time.
+    let db = sqlx::PgPool::connect(&h.db.url).await.unwrap();
+    let unqueued = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO noderouter_core.job_queue (id, app_name, payload, status, submitted_by, \
+             attempt, max_attempts, error_message) \
+         SELECT $1, app_name, payload, 'failed', submitted_by, 0, max_attempts, \
+             'the job could not be queued' FROM noderouter_core.job_queue WHERE id = $2",
+    )
+    .bind(unqueued)
+    .bind(uuid::Uuid::parse_str(&dead[1]).unwrap())
+    .execute(&db)
+    .await
+    .unwrap();
     let (s, b) = post(
         &h.http,
         format!("{}/api/async/requeue", h.url),
@@ -217,6 +232,11 @@ async fn failed_jobs_retry_with_back_off_then_dead_letter_and_can_be_requeued() 
         let job = h.wait_job(id, is_final).await;
         assert_eq!(job["status"], "completed", "{job}");
     }
+    let job = h.job(&unqueued.to_string()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    // By its id, an operator may still run it.
+    let (s, b) = post(&h.http, url(&unqueued.to_string()), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -210,7 +210,9 @@ pub enum RequeueWhat<'a> {
 }
 
 /// Puts failed jobs back to `pending` with `attempts` more runs (the attempt counter
-/// keeps counting, so older attempts stay fenced). Only failed jobs `viewer` may see,
+/// keeps counting, so older attempts stay fenced). An app's jobs in bulk leave out those
+/// that never ran (attempt 0: their submit was refused with 503 and the caller told to
+/// retry, so its retry may have run the work already); one of them by its id is taken. Only failed jobs `viewer` may see,
 /// and none whose payload's `action` is in `barred` (actions the caller may not run,
 /// lowercase ASCII slugs): an action is compared with its ASCII letters lowercased, and
 /// while anything is barred a job whose action holds a space, a control or a non-ASCII
@@ -234,6 +236,7 @@ pub async fn requeue(
          WHERE j.id IN ( \
              SELECT id FROM noderouter_core.job_queue \
              WHERE status = $7 AND ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR app_name = $2) \
+               AND ($1::uuid IS NOT NULL OR attempt > 0) \
                AND ($3 OR submitted_by = $4) \
                AND NOT (cardinality($9::text[]) > 0 AND ( \
                    COALESCE(payload->>'action', '') !~ '^[!-~]*$' \
