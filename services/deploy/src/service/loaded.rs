@@ -20,11 +20,24 @@ use crate::findings::{finding, Finding, Refused};
 /// a second).
 const LIVE: Duration = Duration::from_secs(3);
 
-/// The runners seen beating, with when.
+/// Long enough for every live runner to beat once (once a second, give or take).
+const SETTLE: Duration = Duration::from_millis(1_500);
+
+/// The runners seen beating, with when, and since when they are followed.
 #[derive(Default)]
-pub(crate) struct Runners(Mutex<HashMap<String, Instant>>);
+pub(crate) struct Runners(Mutex<HashMap<String, Instant>>, Mutex<Option<Instant>>);
 
 impl Runners {
+    /// Once the heartbeats have been followed for [`SETTLE`], every live runner has been
+    /// seen: before that (a deploy service just started), a runner not seen yet may be
+    /// live, and a deploy would answer without waiting for it, or say there is none.
+    async fn settled(&self) {
+        let since = *self.1.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(left) = since.and_then(|s| SETTLE.checked_sub(s.elapsed())) {
+            tokio::time::sleep(left).await;
+        }
+    }
+
     fn beat(&self, runner: &str) {
         let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
         seen.retain(|_, at| at.elapsed() < LIVE * 10);
@@ -50,6 +63,7 @@ pub(crate) async fn follow_runners(
         .subscribe(subjects::RUNNER_ALIVE)
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", subjects::RUNNER_ALIVE))?;
+    *runners.1.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     // The subscription ends with the stream (dropping it unsubscribes).
     let beats = sub.take_until(stop.cancelled_owned());
     tokio::spawn(async move {
@@ -188,6 +202,7 @@ impl Inner {
         answer_by: Option<tokio::time::Instant>,
     ) -> Loads {
         let LoadWatch(mut sub) = watch;
+        self.runners.settled().await;
         let mut waiting = self.runners.live();
         let mut loads = Loads {
             no_runner: waiting.is_empty(),
