@@ -62,13 +62,34 @@ pub async fn nats_round_trip(client: &async_nats::Client) -> Result<(), String> 
     // Any answer will do: what counts is that the server answers at all.
     let info = client.request("$JS.API.INFO", bytes::Bytes::new());
     match tokio::time::timeout(PROBE_TIMEOUT, info).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(msg)) => match js_error(&msg.payload) {
+            // A server that answers for a JetStream with no leader (a cluster that lost
+            // its quorum): the connection is fine, every stream write fails.
+            Some(e) => Err(format!(
+                "{NATS_DOWN}: JetStream answers with an error ({e})"
+            )),
+            None => Ok(()),
+        },
         Ok(Err(e)) => Err(format!("{NATS_DOWN}: JetStream does not answer ({e})")),
         Err(_) => Err(format!(
             "{NATS_DOWN}: no answer within {} s",
             PROBE_TIMEOUT.as_secs_f64()
         )),
     }
+}
+
+/// The error a JetStream API answer carries (`{"error": {"code", "description"}}`), if
+/// any.
+fn js_error(payload: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let e = v.get("error")?;
+    Some(format!(
+        "{} {}",
+        e.get("code").and_then(|c| c.as_u64()).unwrap_or_default(),
+        e.get("description")
+            .and_then(|d| d.as_str())
+            .unwrap_or("unknown error")
+    ))
 }
 
 /// The projections kept in Postgres and the streams they are read from.
@@ -212,5 +233,22 @@ impl Deps {
             let deps = self.clone();
             Box::pin(async move { deps.ready().await })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jetstream_answer_with_an_error_is_named_and_a_plain_one_is_not() {
+        let no_leader = br#"{"type":"io.nats.jetstream.api.v1.account_info_response","error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}"#;
+        assert_eq!(
+            js_error(no_leader).as_deref(),
+            Some("503 JetStream system temporarily unavailable")
+        );
+        let fine = br#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0,"storage":1024,"streams":7}"#;
+        assert_eq!(js_error(fine), None);
+        assert_eq!(js_error(b"not json"), None);
     }
 }
