@@ -333,7 +333,7 @@ def serve_worker(sock, execute, wants_conn, is_async):
             if job is not None:
                 # A job's result is kept in the job queue and read back: what it would
                 # change (a huge integer becomes a float) or lose fails the job instead.
-                found = nr_json.unjsonable(result, stored=True)
+                found = nr_json.unstorable(result, out)
                 if found:
                     raise TypeError("execute() returned a result a job cannot keep: %s is %s" % found)
             reply["ok"] = True

@@ -37,6 +37,28 @@ def dumps(value):
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
+# In the JSON text `dumps` makes (every non-ASCII character escaped), what may be
+# unstorable: a run of 19 or more digits (an integer that may be beyond 64 bits) or a
+# surrogate escape that is not one half of a pair. Either may also be text inside a
+# string; a match only means the value is walked (`unjsonable`) to be sure. Found with
+# C-speed scans (a regex for digit runs backtracks at every digit).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+_LONE_SURROGATE = re.compile(
+    rb"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+)
+
+
+def unstorable(value, text):
+    """What in a job's result (`value`, dumped as `text`) the job queue cannot keep as
+    it is, as `unjsonable(..., stored=True)` says, or None; the walk only when the text
+    suggests it."""
+    suspect = _LONG_RUN in text.translate(_DIGITS_AS_ZERO) or (
+        b"\\ud" in text and _LONE_SURROGATE.search(text) is not None
+    )
+    return unjsonable(value, stored=True) if suspect else None
+
+
 def unjsonable(value, path="result", on_path=(), depth=0, events=False, stored=False):
     """Where in `value` the first thing JSON cannot carry is, and what it is, or None:
     the error of a result names it (`result['rows'][3]['price'] is nan`). With `events`,
