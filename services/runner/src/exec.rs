@@ -243,7 +243,7 @@ pub(crate) async fn answer(
             (
                 503,
                 error_body(&format!(
-                    "this runner cannot load app '{app}' right now (the platform's failure, not the app's: {e}); retry shortly"
+                    "this runner cannot load app '{app}' right now (the platform's failure, not the app's: {e}); it tries again at the next call, at most every 5 s"
                 )),
                 None,
             )

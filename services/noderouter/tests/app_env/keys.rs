@@ -227,11 +227,14 @@ async fn a_secret_set_again_after_its_key_was_lost_brings_the_app_back() {
         !report.to_string().contains("from-the-lost-key"),
         "{report}"
     );
+    // The platform's failure (its key), not the app's: 503, naming the secret.
     let (s, b) = h.sync(&app, json!({"names": ["API_KEY"]})).await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     let error = b["error"].as_str().unwrap();
     assert!(
-        error.contains("API_KEY") && error.contains("version 1.0.0"),
+        error.contains("API_KEY")
+            && error.contains("version 1.0.0")
+            && error.contains("the platform's failure, not the app's"),
         "{b}"
     );
     assert!(!error.contains("from-the-lost-key"), "{b}");
