@@ -216,7 +216,13 @@ pub(crate) async fn handle(
         Ok((reply, host)) => {
             // The host checks what a job's result may hold; one that still cannot be
             // read fails the job, saying so, rather than completing with no result.
-            let result: serde_json::Value = match serde_json::from_slice(&reply.body) {
+            // An empty body (a reply frame an app wrote itself) has no result, as before.
+            let parsed = if reply.body.is_empty() {
+                Ok(serde_json::Value::Null)
+            } else {
+                serde_json::from_slice(&reply.body)
+            };
+            let result: serde_json::Value = match parsed {
                 Ok(v) => v,
                 Err(e) => {
                     let error = format!(
