@@ -128,16 +128,18 @@ fn inspect_blocking(
         // Limits above the platform's are manifest errors too, reported with the rest.
         Err(r) if r.status == 422 && !r.details.is_empty() => {
             let mut details = r.details;
-            for limits in raw_limits(&raw) {
-                details.extend(above_limits(contain, &raw, Some(&limits)));
-            }
+            let text = manifest_text(&raw);
+            details.extend(above_limits(contain, &text, &raw_limits(&text)));
             return Err(Refused::many(422, details).with_warnings(&r.warnings));
         }
         Err(r) => return Err(r),
     };
     let mut warnings = m.warnings.clone();
     warnings.extend(frontend::check(&m.app_name, &unpacked.texts));
-    let above = above_limits(contain, &raw, m.typed.limits.as_ref());
+    let above = match &m.typed.limits {
+        Some(limits) => above_limits(contain, &manifest_text(&raw), std::slice::from_ref(limits)),
+        None => Vec::new(),
+    };
     if !above.is_empty() {
         return Err(Refused::many(422, above).with_warnings(&warnings));
     }
@@ -170,19 +172,24 @@ fn inspect_blocking(
     })
 }
 
-/// `limits` above what this platform allows, as findings at their manifest lines.
+/// The manifest's text as JSON reads it (comments stripped), to find fields' lines.
+fn manifest_text(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t)
+}
+
+/// `limits` above what this platform allows, as findings at their lines in the
+/// manifest's `text`.
 fn above_limits(
     contain: &ContainArgs,
-    raw: &[u8],
-    limits: Option<&nr_contracts::manifest::Limits>,
+    text: &str,
+    limits: &[nr_contracts::manifest::Limits],
 ) -> Vec<Finding> {
-    let above = contain.above(limits);
+    let above: Vec<_> = limits.iter().flat_map(|l| contain.above(Some(l))).collect();
     if above.is_empty() {
         return Vec::new();
     }
-    let text = String::from_utf8_lossy(raw);
-    let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
-    let lines = crate::jsonpos::lines(&text);
+    let lines = crate::jsonpos::lines(text);
     above
         .into_iter()
         .map(|(field, message)| {
@@ -194,10 +201,8 @@ fn above_limits(
 
 /// The manifest's `limits` read field by field, for a manifest refused for something
 /// else: each field that reads as a limit (one that does not has its own error).
-fn raw_limits(raw: &[u8]) -> Vec<nr_contracts::manifest::Limits> {
-    let text = String::from_utf8_lossy(raw);
-    let text = crate::jsonpos::strip_comments(&text).map_or(text.to_string(), |(t, _)| t);
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+fn raw_limits(text: &str) -> Vec<nr_contracts::manifest::Limits> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         return Vec::new();
     };
     let Some(fields) = value.get("limits").and_then(|l| l.as_object()) else {

@@ -125,10 +125,9 @@ impl AppHost {
                 return Err(stopped(CallError::CpuLimit(over)));
             }
         };
-        let bare = stopped;
         match outcome {
-            Err(_) => Err(bare(CallError::Timeout(limit))),
-            Ok(Err(e)) => Err(bare(CallError::Crashed(format!(
+            Err(_) => Err(stopped(CallError::Timeout(limit))),
+            Ok(Err(e)) => Err(stopped(CallError::Crashed(format!(
                 "the worker process running app '{}' died during the call ({e}); it was replaced",
                 self.app
             )))),
