@@ -340,6 +340,98 @@ def test_notify_restart_misses_no_retained_event(p):
     return f"{len(expected)} events, {reconnects} reconnect(s), none missed, none twice"
 
 
+def gateway_ready(n):
+    """(status, body) of gateway `n`'s /readyz, straight to the gateway."""
+    port = int(os.environ.get("NR_TOPOLOGY_PORT", "8080")) + 10000 + 30 + n
+    try:
+        r = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        return r.status_code, r.text
+    except requests.RequestException as e:
+        return type(e).__name__, str(e)
+
+
+def test_nats_quorum_lost_and_restored(p):
+    """Two of the three NATS nodes die: JetStream has no quorum. Each gateway's /readyz
+    says NATS is down, a submit answers 503 (not 500, not a hang), and once the nodes are
+    back the platform is ready again and every acknowledged job completes once."""
+    ids, refused = submit_many(p, 10, {"sleep": 0.2})
+    assert not refused, refused
+    killed_at = time.time()
+    topology("kill", "nats-2", "KILL")
+    topology("kill", "nats-3", "KILL")
+    try:
+        unready, deadline = {}, time.time() + 20
+        while len(unready) < 2 and time.time() < deadline:
+            for n in (1, 2):
+                status, body = gateway_ready(n)
+                if status == 503 and "NATS" in body:
+                    unready.setdefault(n, round(time.time() - killed_at, 1))
+            time.sleep(0.5)
+        assert len(unready) == 2, f"gateways still ready 20 s after the quorum was lost: {unready}"
+        t = time.time()
+        r = p.submit(p.session(), {"n": -1})
+        took = time.time() - t
+        assert r.status_code == 503, f"a submit without quorum answered {r.status_code}: {r.text[:300]}"
+    finally:
+        topology("start", "nats-2")
+        topology("start", "nats-3")
+    back_at, deadline = time.time(), time.time() + 60
+    ready = set()
+    while len(ready) < 2 and time.time() < deadline:
+        ready |= {n for n in (1, 2) if gateway_ready(n)[0] == 200}
+        time.sleep(0.5)
+    assert len(ready) == 2, f"gateways not ready 60 s after the nodes came back: {[gateway_ready(n) for n in (1, 2)]}"
+    ready_in = time.time() - back_at
+    after, statuses = None, []
+    while after is None and time.time() < deadline:
+        r = p.submit(p.session(), {"n": -2})
+        statuses.append(r.status_code)
+        if r.status_code == 202:
+            after = r.json()["job_id"]
+        else:
+            time.sleep(0.5)
+    assert after, f"submits not accepted again after the nodes came back: {statuses[-5:]}"
+    summary = check_jobs_exactly_once(p, ids + [after], seconds=60)
+    return (f"unready within {max(unready.values())} s, submit 503 in {took:.1f} s; "
+            f"ready {ready_in:.1f} s after the nodes came back; {summary}")
+
+
+def test_runners_started_while_the_object_store_is_down(p):
+    """Runners (re)started while the object store is away cannot load the app: a sync
+    call answers 503 naming the platform's failure, jobs wait without using up their
+    attempts, and once the store is back calls are served and every job completes once."""
+    runners = runner_names()
+    topology("kill", "s3", "KILL")
+    try:
+        for name in runners:
+            topology("kill", name, "TERM")
+        for name in runners:
+            topology("start", name)
+        r = p.sync(p.session(), {}, timeout=30)
+        assert r.status_code == 503, f"a call no runner can load answered {r.status_code}: {r.text[:300]}"
+        assert "platform" in r.text, f"the 503 does not say whose failure it is: {r.text[:300]}"
+        ids, refused = submit_many(p, 10, {})
+        assert not refused, refused
+        # Past three runs' worth of retries (1 + 2 + 4 s): none may have used them up.
+        time.sleep(9)
+        gave_up = {k: v for k, v in p.jobs(ids).items() if v[0] == "failed"}
+        assert not gave_up, f"jobs failed while the object store was away: {list(gave_up.items())[:3]}"
+    finally:
+        topology("start", "s3")
+    back_at, deadline, last = time.time(), time.time() + 30, None
+    while time.time() < deadline:
+        last = p.sync(p.session(), {}, timeout=30)
+        if last.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert last is not None and last.status_code == 200, (
+        f"calls not served 30 s after the object store came back: {last.status_code} {last.text[:200]}"
+    )
+    served_in = time.time() - back_at
+    summary = check_jobs_exactly_once(p, ids, seconds=60)
+    return f"503 while away; served {served_in:.1f} s after the store came back; {summary}"
+
+
 TESTS = [
     test_runner_killed_during_async_load,
     test_runner_killed_holding_sync_calls,
@@ -348,6 +440,8 @@ TESTS = [
     test_gateway_killed_behind_the_load_balancer,
     test_deploy_during_sync_load,
     test_object_store_down_during_deploy,
+    test_runners_started_while_the_object_store_is_down,
+    test_nats_quorum_lost_and_restored,
     test_notify_restart_misses_no_retained_event,
 ]
 

@@ -296,15 +296,23 @@ pub(crate) async fn handle(
                 Kind::Raised => retry.on_exception(),
                 Kind::Final | Kind::Cancelled => false,
             };
-            if retries && attempts_left {
+            // The platform could not start the job (its bundle store or database away,
+            // no worker in time): the app's code did not run, so the run is not counted
+            // and the job waits for the platform, however long it is away.
+            let uncounted = matches!(kind, Kind::Unavailable);
+            if uncounted || (retries && attempts_left) {
                 let delay = match kind {
-                    Kind::Unavailable => Duration::from_secs(1),
+                    Kind::Unavailable => platform_delay(attempt),
                     _ => retry.delay(attempt),
                 };
-                tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), reason = %error, "job will be retried");
+                tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), counted = !uncounted, reason = %error, "job will be retried");
+                let again = nr_jobs::Retry {
+                    attempt,
+                    delay,
+                    counted: !uncounted,
+                };
                 if matches!(
-                    nr_jobs::retry_later(&inner.db, id, attempt, delay, &error, logs.as_deref())
-                        .await,
+                    nr_jobs::retry_later(&inner.db, id, again, &error, logs.as_deref()).await,
                     Ok(true)
                 ) {
                     let note =
@@ -359,13 +367,21 @@ enum Recorded {
     Failed,
 }
 
+/// The wait before a job the platform could not start is tried again: 1 s, doubling
+/// with each run to 30 s, so a long outage is not a storm of claims.
+fn platform_delay(attempt: i32) -> Duration {
+    let doublings = attempt.saturating_sub(1).clamp(0, 5) as u32;
+    Duration::from_secs((1u64 << doublings).min(30))
+}
+
 /// Why a run failed, as far as retrying goes.
 enum Kind {
     /// `execute` raised or timed out.
     Raised,
     /// The worker died under the job.
     Lost,
-    /// The app could not be run here now (host trouble).
+    /// The platform could not start the app's code now (its bundle, database or a
+    /// worker unavailable): retried without counting the run.
     Unavailable,
     /// Never worth retrying (the app is not deployed or does not load).
     Final,

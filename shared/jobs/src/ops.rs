@@ -280,26 +280,36 @@ pub async fn finish(db: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Option<i32>
 pub async fn retry_later(
     db: &PgPool,
     id: Uuid,
-    attempt: i32,
-    delay: Duration,
+    again: Retry,
     error: &str,
     logs: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE noderouter_core.job_queue SET status = $6, lease_until = NULL, \
-             not_before = NOW() + make_interval(secs => $3), error_message = $4, logs = $5 \
+             not_before = NOW() + make_interval(secs => $3), error_message = $4, logs = $5, \
+             max_attempts = max_attempts + $8 \
          WHERE id = $1 AND attempt = $2 AND status = $7",
     )
     .bind(id)
-    .bind(attempt)
-    .bind(delay.as_secs_f64())
+    .bind(again.attempt)
+    .bind(again.delay.as_secs_f64())
     .bind(crate::storable::error_text(error.to_owned()))
     .bind(logs.map(|l| crate::storable::text(l.to_owned())))
     .bind(JobStatus::Pending.as_str())
     .bind(JobStatus::Running.as_str())
+    .bind(i32::from(!again.counted))
     .execute(db)
     .await
     .map(|r| r.rows_affected() == 1)
+}
+
+/// A failed run to try again: which one, after how long, and whether it counts
+/// against the job's attempts (a run the platform could not start does not).
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempt: i32,
+    pub delay: Duration,
+    pub counted: bool,
 }
 
 /// Hands a running attempt back to the queue at once, not counting it (a runner
