@@ -70,6 +70,16 @@ def still_running(pids):
     return alive
 
 
+def gateway_ready(n):
+    """(status, body) of gateway `n`'s /readyz, straight to the gateway."""
+    port = int(os.environ.get("NR_TOPOLOGY_PORT", "8080")) + 10000 + 30 + n
+    try:
+        r = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        return r.status_code, r.text
+    except requests.RequestException as e:
+        return type(e).__name__, str(e)
+
+
 def load_env():
     for line in topology("env").splitlines():
         for pair in line.removeprefix("export ").split(" "):

@@ -20,8 +20,8 @@ import time
 import requests
 
 from fault_lib import (APP, Platform, SyncLoad, check_jobs_exactly_once, descendants,
-                       load_env, process_pid, still_running, stream_messages, submit_many,
-                       topology)
+                       gateway_ready, load_env, process_pid, still_running, stream_messages,
+                       submit_many, topology)
 
 
 # ── The tests ─────────────────────────────────────────────────────────────────
@@ -238,6 +238,22 @@ def test_deploy_during_sync_load(p):
     return f"{len(load.results)} calls across both gateways, 0 failed, all on {new} after"
 
 
+def test_deploy_right_after_the_deploy_service_restarts(p):
+    """The deploy service restarts beside running runners: the first deploy after it
+    is up waits for every runner, not for none or some, and answers once the new
+    version is what every call gets."""
+    before = serving_version(p)
+    new = f"{int(before.split('.')[0]) + 1}.0.0"
+    topology("kill", "deploy", "TERM")
+    topology("start", "deploy")
+    status, body = p.deploy(new)
+    assert status in (200, 201), f"deploy right after a restart refused: {status} {body[:300]}"
+    s = p.session()
+    got = [p.sync(s, {"n": i}).json().get("version") for i in range(12)]
+    assert set(got) == {new}, f"calls right after the deploy answered: {got}"
+    return f"deployed {new} at once; the next 12 calls all on it"
+
+
 def test_object_store_down_during_deploy(p):
     before = serving_version(p)
     topology("kill", "s3", "KILL")
@@ -340,16 +356,6 @@ def test_notify_restart_misses_no_retained_event(p):
     return f"{len(expected)} events, {reconnects} reconnect(s), none missed, none twice"
 
 
-def gateway_ready(n):
-    """(status, body) of gateway `n`'s /readyz, straight to the gateway."""
-    port = int(os.environ.get("NR_TOPOLOGY_PORT", "8080")) + 10000 + 30 + n
-    try:
-        r = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
-        return r.status_code, r.text
-    except requests.RequestException as e:
-        return type(e).__name__, str(e)
-
-
 def test_nats_quorum_lost_and_restored(p):
     """Two of the three NATS nodes die: JetStream has no quorum. Each gateway's /readyz
     says NATS is down, a submit answers 503 (not 500, not a hang), and once the nodes are
@@ -360,14 +366,15 @@ def test_nats_quorum_lost_and_restored(p):
     topology("kill", "nats-2", "KILL")
     topology("kill", "nats-3", "KILL")
     try:
-        unready, deadline = {}, time.time() + 20
+        # nats-server notices the lost routes within seconds, at most about 30.
+        unready, deadline = {}, time.time() + 45
         while len(unready) < 2 and time.time() < deadline:
             for n in (1, 2):
                 status, body = gateway_ready(n)
                 if status == 503 and "NATS" in body:
                     unready.setdefault(n, round(time.time() - killed_at, 1))
             time.sleep(0.5)
-        assert len(unready) == 2, f"gateways still ready 20 s after the quorum was lost: {unready}"
+        assert len(unready) == 2, f"gateways still ready 45 s after the quorum was lost: {unready}"
         t = time.time()
         r = p.submit(p.session(), {"n": -1})
         took = time.time() - t
@@ -439,6 +446,7 @@ TESTS = [
     test_postgres_cut_and_restored,
     test_gateway_killed_behind_the_load_balancer,
     test_deploy_during_sync_load,
+    test_deploy_right_after_the_deploy_service_restarts,
     test_object_store_down_during_deploy,
     test_runners_started_while_the_object_store_is_down,
     test_nats_quorum_lost_and_restored,

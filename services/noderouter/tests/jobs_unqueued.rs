@@ -1,6 +1,7 @@
-//! A submit the job queue refused (503) is not run and does not keep its
-//! Idempotency-Key: the client's retry with the same key, which is what the key is for,
-//! queues the job rather than being answered with the refused one.
+//! Jobs the platform could not take or start: a submit the job queue refused (503) is
+//! not run and does not keep its Idempotency-Key (the client's retry with the same key,
+//! which is what the key is for, queues the job rather than being answered with the
+//! refused one); a job whose runs the platform cannot start waits, uncounted.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -79,4 +80,60 @@ async fn a_submit_the_queue_refused_is_retried_under_the_same_idempotency_key() 
     let (s, b) = submit().await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["job_id"], id.as_str(), "{b}");
+}
+
+/// The app's database connection cannot be opened (here its module points
+/// `DATABASE_URL` at a closed port): the worker says so before `execute` runs.
+const NO_DATABASE: &str = r#"import os
+os.environ["DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+
+def execute(data, conn=None):
+    return {"ran": True}
+"#;
+
+/// A job the platform cannot start waits for it without using up its attempts (it
+/// failed "gave up after 3 attempts" within about two seconds before), says why while
+/// it waits, and can be cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_platform_cannot_start_waits_without_using_up_its_attempts() {
+    let h = Harness::start().await;
+    let app = app_name("nodb");
+    h.deploy_ok(
+        &app,
+        &[
+            ("manifest.json", &manifest(&app, "1.0.0", json!({}))),
+            ("main.py", NO_DATABASE),
+        ],
+    )
+    .await;
+    let (s, b) = h.submit(&app, json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_owned();
+    // Three runs and the retry after the third written (waits of 1 s, then 2 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    let job = loop {
+        let job = h.job(&id).await;
+        let waiting = job["status"] == "pending" && job["attempt"].as_i64() >= Some(3);
+        if waiting || job["status"] == "failed" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "pending", "{job}");
+    let (attempt, max) = (
+        job["attempt"].as_i64().unwrap(),
+        job["max_attempts"].as_i64().unwrap(),
+    );
+    assert_eq!(max - attempt, 3, "every run so far uncounted: {job}");
+    let why = job["error_message"].as_str().unwrap_or_default();
+    assert!(why.contains("database connection unavailable"), "{job}");
+    let r = h
+        .http
+        .delete(format!("{}/api/async/jobs/{id}", h.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let job = h.wait_job(&id, |j| j["status"] != "pending").await;
+    assert_eq!(job["status"], "cancelled", "{job}");
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use bytes::Bytes;
 use nr_contracts::events::{AppChange, AppLoaded, AppUpdated, LoadFault};
 use nr_contracts::manifest::{duration_or, RuntimeManifest, Seconds};
@@ -232,7 +233,12 @@ impl Inner {
         let msg = stream
             .get_raw_message(rev)
             .await
-            .map_err(|_| HostError::NotFound(app.to_owned()))?;
+            .map_err(|e| match e.kind() {
+                RawMessageErrorKind::NoMessageFound => HostError::NotFound(app.to_owned()),
+                // The stream away or without a leader: the platform's trouble (a job is
+                // tried again), not an app that is not deployed (a job would fail for good).
+                _ => HostError::Internal(format!("cannot read app event {rev} from NR_APPS: {e}")),
+            })?;
         if subjects::app_of_app_updated(&msg.subject) != Some(app) {
             return Err(HostError::NotFound(app.to_owned()));
         }

@@ -212,6 +212,9 @@ pub(crate) async fn handle(
         }
     };
     let attempts_left = attempt < claimed.max_attempts;
+    // The runs that count against the job's attempts (the retry back-off and the
+    // dead letter's message use them).
+    let counted = attempt - claimed.uncounted;
     match outcome {
         Ok((reply, host)) => {
             // The host checks what a job's result may hold; one that still cannot be
@@ -299,11 +302,13 @@ pub(crate) async fn handle(
             // The platform could not start the job (its bundle store or database away,
             // no worker in time): the app's code did not run, so the run is not counted
             // and the job waits for the platform, however long it is away.
-            let uncounted = matches!(kind, Kind::Unavailable);
+            // Not for ever: an app can claim the platform's trouble in a reply frame
+            // it writes itself, and some troubles need the operator.
+            let uncounted = matches!(kind, Kind::Unavailable) && claimed.uncounted < MAX_UNCOUNTED;
             if uncounted || (retries && attempts_left) {
                 let delay = match kind {
-                    Kind::Unavailable => platform_delay(attempt),
-                    _ => retry.delay(attempt),
+                    Kind::Unavailable if uncounted => platform_delay(claimed.uncounted),
+                    _ => retry.delay(counted),
                 };
                 tracing::warn!(job = %id, attempt, delay_s = delay.as_secs_f64(), counted = !uncounted, reason = %error, "job will be retried");
                 let again = nr_jobs::Retry {
@@ -332,7 +337,7 @@ pub(crate) async fn handle(
                 return;
             }
             let error = if retries {
-                format!("{error} (gave up after {attempt} attempts)")
+                format!("{error} (gave up after {counted} attempts)")
             } else {
                 error
             };
@@ -367,12 +372,17 @@ enum Recorded {
     Failed,
 }
 
-/// The wait before a job the platform could not start is tried again: 1 s, doubling
-/// with each run to 30 s, so a long outage is not a storm of claims.
-fn platform_delay(attempt: i32) -> Duration {
-    let doublings = attempt.saturating_sub(1).clamp(0, 5) as u32;
+/// The wait before a job the platform could not start is tried again, after
+/// `uncounted` such runs: 1 s, doubling to 30 s, so a long outage is not a storm of
+/// claims.
+fn platform_delay(uncounted: i32) -> Duration {
+    let doublings = uncounted.clamp(0, 5) as u32;
     Duration::from_secs((1u64 << doublings).min(30))
 }
+
+/// Runs the platform could not start that a job waits through without counting them:
+/// about a day at 30 s apart. Past them such runs count, and the job can fail.
+const MAX_UNCOUNTED: i32 = 2880;
 
 /// Why a run failed, as far as retrying goes.
 enum Kind {

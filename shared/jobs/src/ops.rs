@@ -15,6 +15,9 @@ pub struct Claimed {
     pub id: Uuid,
     pub attempt: i32,
     pub max_attempts: i32,
+    /// Runs of this job that did not count against its attempts (the platform could
+    /// not start them, or a draining runner handed them back).
+    pub uncounted: i32,
     pub payload: Value,
     pub submitted_by: Option<String>,
     /// The request id of the submit, if it came through the HTTP API.
@@ -31,7 +34,7 @@ pub async fn claim(
     node: &str,
     lease: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    type Row = (Uuid, i32, i32, Value, Option<String>, Option<String>);
+    type Row = (Uuid, i32, i32, i32, Value, Option<String>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "WITH free AS ( \
              SELECT id FROM noderouter_core.job_queue \
@@ -43,7 +46,8 @@ pub async fn claim(
          SET status = $4, attempt = j.attempt + 1, node = $2, progress = 0, not_before = NULL, \
              lease_until = NOW() + make_interval(secs => $3) \
          FROM free WHERE j.id = free.id \
-         RETURNING j.id, j.attempt, j.max_attempts, j.payload, j.submitted_by, j.request_id",
+         RETURNING j.id, j.attempt, j.max_attempts, j.uncounted, j.payload, j.submitted_by, \
+                   j.request_id",
     )
     .bind(ids)
     .bind(node)
@@ -55,10 +59,11 @@ pub async fn claim(
     Ok(rows
         .into_iter()
         .map(
-            |(id, attempt, max_attempts, payload, submitted_by, request_id)| Claimed {
+            |(id, attempt, max_attempts, uncounted, payload, submitted_by, request_id)| Claimed {
                 id,
                 attempt,
                 max_attempts,
+                uncounted,
                 payload,
                 submitted_by,
                 request_id,
@@ -83,15 +88,16 @@ pub async fn why_unclaimed(
     id: Uuid,
     lease: Duration,
 ) -> Result<Unclaimed, sqlx::Error> {
-    let state: Option<(String, i32, i32, bool, Option<f64>)> = sqlx::query_as(
-        "SELECT status, attempt, max_attempts, COALESCE(lease_until > NOW(), false), \
+    let state: Option<(String, i32, i32, i32, bool, Option<f64>)> = sqlx::query_as(
+        "SELECT status, attempt, max_attempts, attempt - uncounted, \
+                COALESCE(lease_until > NOW(), false), \
                 EXTRACT(EPOCH FROM (not_before - NOW()))::float8 \
          FROM noderouter_core.job_queue WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(db)
     .await?;
-    let Some((status, attempt, max, leased, wait)) = state else {
+    let Some((status, attempt, max, counted, leased, wait)) = state else {
         return Ok(Unclaimed::Done);
     };
     let status = crate::parse_status(&status);
@@ -106,8 +112,8 @@ pub async fn why_unclaimed(
             )
             .bind(id)
             .bind(format!(
-                "the job's runner stopped under it (gave up after {attempt} {})",
-                if attempt == 1 { "attempt" } else { "attempts" }
+                "the job's runner stopped under it (gave up after {counted} {})",
+                if counted == 1 { "attempt" } else { "attempts" }
             ))
             .bind(attempt)
             .bind(JobStatus::Failed.as_str())
@@ -287,7 +293,7 @@ pub async fn retry_later(
     sqlx::query(
         "UPDATE noderouter_core.job_queue SET status = $6, lease_until = NULL, \
              not_before = NOW() + make_interval(secs => $3), error_message = $4, logs = $5, \
-             max_attempts = max_attempts + $8 \
+             max_attempts = max_attempts + $8, uncounted = uncounted + $8 \
          WHERE id = $1 AND attempt = $2 AND status = $7",
     )
     .bind(id)
@@ -317,7 +323,7 @@ pub struct Retry {
 pub async fn hand_back(db: &PgPool, id: Uuid, attempt: i32) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "UPDATE noderouter_core.job_queue SET status = $3, lease_until = NULL, not_before = NULL, \
-             max_attempts = max_attempts + 1, progress = 0 \
+             max_attempts = max_attempts + 1, uncounted = uncounted + 1, progress = 0 \
          WHERE id = $1 AND attempt = $2 AND status = $4",
     )
     .bind(id)
