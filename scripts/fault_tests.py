@@ -366,7 +366,7 @@ def test_nats_quorum_lost_and_restored(p):
     topology("kill", "nats-2", "KILL")
     topology("kill", "nats-3", "KILL")
     try:
-        # nats-server notices the lost routes within seconds, at most about 30.
+        # nats-server gives up a leader without quorum within about 20 s (21 s seen).
         unready, deadline = {}, time.time() + 45
         while len(unready) < 2 and time.time() < deadline:
             for n in (1, 2):
