@@ -299,11 +299,12 @@ pub(crate) async fn handle(
                 Kind::Raised => retry.on_exception(),
                 Kind::Final | Kind::Cancelled => false,
             };
-            // The platform could not start the job (its bundle store or database away,
-            // no worker in time): the app's code did not run, so the run is not counted
-            // and the job waits for the platform, however long it is away.
-            // Not for ever: an app can claim the platform's trouble in a reply frame
-            // it writes itself, and some troubles need the operator.
+            // The platform could not start the job (its bundle unreadable, a worker
+            // that could not be started or open the app's database connection): the
+            // app's code did not run, so the run is not counted and the job waits for
+            // the platform. Up to MAX_UNCOUNTED such runs: an app can claim the
+            // platform's trouble in a reply frame it writes itself, and some troubles
+            // need the operator.
             let uncounted = matches!(kind, Kind::Unavailable) && claimed.uncounted < MAX_UNCOUNTED;
             if uncounted || (retries && attempts_left) {
                 let delay = match kind {
